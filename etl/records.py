@@ -1,0 +1,120 @@
+"""The small values every layer hands to the next: partitions, batches, rejects, table specs.
+
+Nothing here knows any engine. A Partition's bounds and a Batch's resume position are
+opaque JSON values made and read only by the source that produced them, so the engine and
+the state store can persist them without understanding them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+Json = Any  # a value json.dumps accepts
+
+
+@dataclass(frozen=True)
+class Partition:
+    """A key range of one source table or collection; it can be serialised and shipped anywhere."""
+
+    source: str
+    """Name of the source in the job file."""
+    table: str
+    """Collection or table name at the source (schema-qualified where the engine has schemas)."""
+    index: int
+    """Position of this partition among the table's partitions (0-based)."""
+    count: int
+    """How many partitions the table was split into."""
+    lower: Json = None
+    """Inclusive lower bound of the key, encoded by the source; None means unbounded."""
+    upper: Json = None
+    """Exclusive upper bound of the key, encoded by the source; None means unbounded."""
+
+    @property
+    def id(self) -> str:
+        """Stable identifier used for checkpoints: survives re-planning with the same bounds."""
+        return f"{self.source}.{self.table}#{self.index}/{self.count}"
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Partition:
+        return cls(**json.loads(text))
+
+
+@dataclass
+class Reject:
+    """A record that could not be extracted, mapped or loaded, and why. Goes to the dead-letter store."""
+
+    table: str
+    """Source table/collection (or target table for sink rejects)."""
+    source_key: str
+    """The record's key at the source, as text (e.g. `ObjectId('...')` or `InvoiceId=7`)."""
+    reason: str
+    """Why, in words a user can act on."""
+    stage: str = "map"
+    """Where it was rejected: extract, map or load."""
+    field_path: str | None = None
+    """The field at fault (`address.zip`, `Invoices[2].Total`), if one is."""
+    value_type: str | None = None
+    """The Python/BSON type name of the offending value (never the value itself)."""
+    record: dict | None = None
+    """The record as far as it is safe to keep: PII fields already transformed by the mapping."""
+    target: str | None = None
+    """For load rejects: the target table."""
+
+
+@dataclass
+class Batch:
+    """A bounded run of source records from one partition, in key order."""
+
+    records: list[dict]
+    """Source records, as plain Python values (see docs/types.md)."""
+    resume_after: Json
+    """Opaque position: reading again with `resume_after=` this value continues after this batch."""
+    rejects: list[Reject] = field(default_factory=list)
+    """Records the source itself could not decode (corrupt BSON, a date Python cannot hold)."""
+    deletes: list[Json] = field(default_factory=list)
+    """Keys deleted at the source (differential runs only)."""
+
+    @property
+    def extracted(self) -> int:
+        return len(self.records) + len(self.rejects)
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a target table (or attribute of a DynamoDB item)."""
+
+    name: str
+    type: str
+    """A type name of the mapping language: string, int, decimal(p,s), float, bool, date,
+    timestamp(p), timestamptz(p), uuid, bytes, json, list, set."""
+    nullable: bool = True
+    pii: str | None = None
+    """The PII transform applied (hmac, mask, redact, year), shown in reports; None when not PII."""
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """What a mapping writes into one target table; sinks create and check tables from it."""
+
+    target: str
+    """Name of the target in the job file."""
+    table: str
+    """Table name at the target."""
+    key: tuple[str, ...]
+    """Primary key columns (PostgreSQL) or (partition key, sort key) attribute names (DynamoDB)."""
+    columns: tuple[Column, ...]
+    parent: str | None = None
+    """For a child table exploded from an array: the parent table's name."""
+    parent_key: tuple[str, ...] = ()
+    """For a child table: the columns that hold the parent's key (a prefix of `key`)."""
+
+    def column(self, name: str) -> Column:
+        for column in self.columns:
+            if column.name == name:
+                return column
+        raise KeyError(name)

@@ -1,0 +1,54 @@
+"""What every sink offers the engine. Engine specifics stay in each sink's own module.
+
+A sink module (``etl/sinks/<type>.py``) defines:
+  * ``Config``: a pydantic model (``extra="forbid"``) of its section in the job file, with
+    ``type: Literal["<type>"]``;
+  * ``open_sink(name, config) -> Sink``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from etl.records import Reject, TableSpec
+
+
+@dataclass
+class TableRows:
+    """Rows for one target table from one batch, with the source key of the record behind each row."""
+
+    rows: list[dict] = field(default_factory=list)
+    source_keys: list[str] = field(default_factory=list)
+
+
+@dataclass
+class WriteResult:
+    loaded: dict[str, int] = field(default_factory=dict)
+    """Rows written per target table (after de-duplicating keys within the batch)."""
+    rejects: list[Reject] = field(default_factory=list)
+    """Rows the target refused or that failed after every retry (stage="load"), with the reason."""
+
+
+class Sink(Protocol):
+    name: str
+
+    def prepare(self, tables: Sequence[TableSpec]) -> None:
+        """Create missing tables when configured; fail before any data moves when one exists and
+        differs (naming table and column)."""
+
+    def write(self, batch: Mapping[str, TableRows]) -> WriteResult:
+        """Write one batch (target table name -> rows) idempotently; return only once it is durable.
+
+        Writing the same batch twice leaves the target unchanged. Nothing is dropped silently:
+        every row is either counted in `loaded` or returned in `rejects`.
+        """
+
+    def delete(self, table: TableSpec, keys: Sequence[dict]) -> int:
+        """Delete rows by key (differential runs); returns how many were deleted."""
+
+    def read_back(self, table: TableSpec, *, segments: int = 4, consistent: bool = False) -> Iterator[dict]:
+        """Stream every row of `table` as it is stored, for validation (bounded memory)."""
+
+    def close(self) -> None: ...
