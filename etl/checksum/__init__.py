@@ -1,0 +1,1 @@
+"""Canonical encoding, row hashes, bucket checksums, manifests, diff and drill-down."""

@@ -1,0 +1,25 @@
+"""Comparison tolerances. Each is off by default and, when on, is shown in every report."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Tolerances(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    timestamp_precision: int | None = Field(default=None, ge=0, le=9)
+    """Compare timestamps truncated to this many fractional-second digits (None: exact)."""
+    float_ulps: int | None = Field(default=None, ge=0)
+    """Floats equal when at most this many units in the last place apart (None: exact)."""
+    unicode_nfc: bool = False
+    """Compare strings after Unicode NFC normalisation."""
+    rstrip_char: bool = False
+    """Ignore trailing blanks (CHAR padding)."""
+    case_insensitive_keys: bool = False
+    """Match keys regardless of letter case."""
+
+    def active(self) -> dict[str, object]:
+        """The tolerances that are on, for reports."""
+        defaults = Tolerances()
+        return {k: v for k, v in self.model_dump().items() if v != getattr(defaults, k)}
