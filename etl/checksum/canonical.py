@@ -1,0 +1,264 @@
+"""The canonical encoding: one byte string per value, equal exactly when the target cannot tell
+the values apart (docs/checksum.md is the specification; this module implements it).
+
+Every value encodes as ``tag (1 byte) + payload length (4 bytes, big-endian) + payload``.
+Containers' payloads are the concatenation of their members' encodings, so the code is
+prefix-free and therefore injective: two encodings are equal only when tag and payload are.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import struct
+import unicodedata
+import uuid
+from collections.abc import Callable
+from decimal import Decimal
+
+from etl.checksum.tolerances import Tolerances
+from etl.errors import EtlError
+
+
+class UnencodableValue(EtlError):
+    """A row holds a value of a type the canonical encoding does not accept."""
+
+
+class _Missing:
+    """A column absent from a row (a missing field), as opposed to one present with None."""
+
+    _instance: _Missing | None = None
+
+    def __new__(cls) -> _Missing:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "<missing>"
+
+    def __reduce__(self) -> str:
+        return "MISSING"
+
+
+MISSING = _Missing()
+
+TAG_MISSING = b"M"
+TAG_NULL = b"N"
+TAG_BOOL = b"b"
+TAG_NUMBER = b"n"
+TAG_FLOAT = b"f"
+TAG_STRING = b"s"
+TAG_BYTES = b"y"
+TAG_UUID = b"u"
+TAG_DATE = b"d"
+TAG_TIMESTAMP_NAIVE = b"t"
+TAG_TIMESTAMP_UTC = b"T"
+TAG_TIME = b"h"
+TAG_TIME_OFFSET = b"H"
+TAG_INTERVAL = b"i"
+TAG_MAP = b"m"
+TAG_LIST = b"l"
+TAG_SET = b"e"
+
+FLOAT_TYPES = frozenset({"float", "double", "double precision", "real", "float4", "float8"})
+"""Column types whose values are IEEE doubles, compared bit for bit (NaN payloads aside)."""
+NUMBER_TYPES = frozenset(
+    {"int", "integer", "bigint", "smallint", "int2", "int4", "int8", "decimal", "numeric", "number"}
+)
+"""Column types whose values are exact numbers: 1, 1.0 and Decimal("1.00") are one value."""
+SET_TYPES = frozenset({"set"})
+"""Column types whose values are sets even when a reader returns them as lists."""
+
+FIXED_NOTATION_LIMIT = 1000
+"""Numbers whose adjusted exponent lies within +-this are written in fixed notation, others in
+scientific notation, so that a value like 1E+100000000 never expands to a 100 MB string."""
+
+_EPOCH_UTC = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_EPOCH_NAIVE = dt.datetime(1970, 1, 1)
+_CANONICAL_NAN = struct.pack(">d", math.nan)
+_NULL = TAG_NULL + b"\x00\x00\x00\x00"
+_MISSING = TAG_MISSING + b"\x00\x00\x00\x00"
+_TRUE = TAG_BOOL + b"\x00\x00\x00\x01\x01"
+_FALSE = TAG_BOOL + b"\x00\x00\x00\x01\x00"
+
+
+def column_kind(column_type: str) -> str:
+    """The encoding family of a mapping type name: "float", "number", "set" or "any"."""
+    base = column_type.split("(", 1)[0].strip().lower()
+    if base in FLOAT_TYPES:
+        return "float"
+    if base in NUMBER_TYPES:
+        return "number"
+    if base in SET_TYPES:
+        return "set"
+    return "any"
+
+
+def _frame(tag: bytes, payload: bytes) -> bytes:
+    if len(payload) > 0xFFFFFFFF:
+        raise UnencodableValue(f"a value of {len(payload)} bytes is longer than the encoding allows (4 GiB)")
+    return tag + len(payload).to_bytes(4, "big") + payload
+
+
+def number_text(value: Decimal) -> str:
+    """The one text of an exact number: no exponent, no trailing fractional zeros, no "-0".
+
+    It is what PostgreSQL's ``trim_scale(numeric)::text`` prints, so SQL can produce it too.
+    """
+    if value.is_nan():
+        return "NaN"
+    if value.is_infinite():
+        return "-Infinity" if value.is_signed() else "Infinity"
+    sign, digit_tuple, exponent = value.as_tuple()
+    assert isinstance(exponent, int)
+    digits = "".join(map(str, digit_tuple)).lstrip("0")
+    if not digits:
+        return "0"
+    stripped = digits.rstrip("0")
+    exponent += len(digits) - len(stripped)
+    digits = stripped
+    adjusted = exponent + len(digits) - 1
+    if abs(adjusted) > FIXED_NOTATION_LIMIT:
+        text = f"{digits}E{exponent}"
+    elif exponent >= 0:
+        text = digits + "0" * exponent
+    else:
+        point = len(digits) + exponent
+        text = f"{digits[:point]}.{digits[point:]}" if point > 0 else "0." + "0" * -point + digits
+    return "-" + text if sign else text
+
+
+def _encode_number(value: int | float | Decimal) -> bytes:
+    if isinstance(value, int):
+        if -(10**FIXED_NOTATION_LIMIT) < value < 10**FIXED_NOTATION_LIMIT:
+            return _frame(TAG_NUMBER, str(value).encode())
+        return _frame(TAG_NUMBER, number_text(Decimal(value)).encode())
+    if isinstance(value, float):
+        if math.isnan(value):
+            return _frame(TAG_NUMBER, b"NaN")
+        if math.isinf(value):
+            return _frame(TAG_NUMBER, b"Infinity" if value > 0 else b"-Infinity")
+        # The shortest text that reads back as this float: what a writer stores for it.
+        return _frame(TAG_NUMBER, number_text(Decimal(repr(value))).encode())
+    return _frame(TAG_NUMBER, number_text(value).encode())
+
+
+def _encode_float(value: float) -> bytes:
+    if math.isnan(value):
+        return _frame(TAG_FLOAT, _CANONICAL_NAN)
+    return _frame(TAG_FLOAT, struct.pack(">d", value))
+
+
+def _signed(value: int) -> bytes:
+    """Minimal two's-complement big-endian bytes of an integer."""
+    return value.to_bytes((value + (value < 0)).bit_length() // 8 + 1, "big", signed=True)
+
+
+def _truncate(micros: int, tolerances: Tolerances) -> int:
+    precision = tolerances.timestamp_precision
+    if precision is None or precision >= 6:
+        return micros
+    quantum = 10 ** (6 - precision)
+    return micros - micros % quantum
+
+
+def _micros(delta: dt.timedelta) -> int:
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _encode_string(value: str, tolerances: Tolerances, is_key: bool) -> bytes:
+    if tolerances.unicode_nfc:
+        value = unicodedata.normalize("NFC", value)
+    if tolerances.rstrip_char:
+        value = value.rstrip(" ")
+    if is_key and tolerances.case_insensitive_keys:
+        value = value.casefold()
+    return _frame(TAG_STRING, value.encode("utf-8", "surrogatepass"))
+
+
+def encode(value: object, column_type: str = "", tolerances: Tolerances | None = None, *,
+           is_key: bool = False) -> bytes:
+    """The canonical encoding of `value` stored in a column of `column_type`.
+
+    `tolerances` quantise before encoding (timestamp precision, NFC, trailing blanks and, with
+    `is_key`, letter case of key strings); float ULPs cannot be hashed and are honoured by the
+    row-level compare in `diff.py`. Raises `UnencodableValue` (naming the type, never the value).
+    """
+    return _encode(value, column_kind(column_type), tolerances or _EXACT, is_key)
+
+
+_EXACT = Tolerances()
+
+
+def _encode(value: object, kind: str, tolerances: Tolerances, is_key: bool) -> bytes:
+    if value is None:
+        return _NULL
+    if value is MISSING:
+        return _MISSING
+    if value is True:
+        return _TRUE
+    if value is False:
+        return _FALSE
+    if isinstance(value, str):
+        return _encode_string(value, tolerances, is_key)
+    if isinstance(value, int | float | Decimal):
+        if kind == "float":
+            try:
+                return _encode_float(float(value))
+            except OverflowError:
+                raise UnencodableValue(
+                    f"a {type(value).__name__} too large for a float column", hint="use a decimal column"
+                ) from None
+        return _encode_number(value)
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None and value.utcoffset() is not None:
+            micros = _micros(value - _EPOCH_UTC)
+            return _frame(TAG_TIMESTAMP_UTC, _truncate(micros, tolerances).to_bytes(8, "big", signed=True))
+        micros = _micros(value.replace(tzinfo=None) - _EPOCH_NAIVE)
+        return _frame(TAG_TIMESTAMP_NAIVE, _truncate(micros, tolerances).to_bytes(8, "big", signed=True))
+    if isinstance(value, dt.date):
+        return _frame(TAG_DATE, value.toordinal().to_bytes(4, "big"))
+    if isinstance(value, dt.time):
+        micros = _truncate(
+            ((value.hour * 60 + value.minute) * 60 + value.second) * 1_000_000 + value.microsecond, tolerances
+        )
+        offset = value.utcoffset()
+        if offset is None:
+            return _frame(TAG_TIME, micros.to_bytes(8, "big"))
+        return _frame(TAG_TIME_OFFSET, micros.to_bytes(8, "big") + _signed(_micros(offset)))
+    if isinstance(value, dt.timedelta):
+        return _frame(TAG_INTERVAL, _signed(_micros(value)))
+    if isinstance(value, uuid.UUID):
+        return _frame(TAG_UUID, value.bytes)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return _frame(TAG_BYTES, bytes(value))
+    if isinstance(value, dict):
+        pairs = []
+        for key, member in value.items():
+            if not isinstance(key, str):
+                raise UnencodableValue(f"a map key of type {type(key).__name__}; map keys must be strings")
+            pairs.append((_encode_string(key, tolerances, False), _encode(member, "any", tolerances, False)))
+        pairs.sort()
+        return _frame(TAG_MAP, b"".join(k + v for k, v in pairs))
+    if isinstance(value, set | frozenset) or (kind == "set" and isinstance(value, list | tuple)):
+        members = sorted({_encode(member, "any", tolerances, False) for member in value})
+        return _frame(TAG_SET, b"".join(members))
+    if isinstance(value, list | tuple):
+        return _frame(TAG_LIST, b"".join(_encode(member, "any", tolerances, False) for member in value))
+    raise UnencodableValue(
+        f"a value of type {type(value).__name__}, which the canonical encoding does not accept",
+        hint="map it to one of the canonical Python types listed in docs/internals.md",
+    )
+
+
+def encoder_for(
+    column_type: str, tolerances: Tolerances, *, is_key: bool = False
+) -> Callable[[object], bytes]:
+    """A one-argument encoder for one column, with its kind and tolerances bound (used per row)."""
+    kind = column_kind(column_type)
+
+    def encode_value(value: object) -> bytes:
+        return _encode(value, kind, tolerances, is_key)
+
+    return encode_value

@@ -1,0 +1,214 @@
+"""Compare two sides of a table: bucket checksums first, then rows of mismatched buckets only.
+
+Pass 1 reads both sides once and keeps only 2 x `buckets` counters. Pass 2 reads both sides
+again but holds only source rows of mismatched buckets (keyed by key encoding) and streams the
+target's rows of those buckets past them, so memory grows with the differences, not the table.
+
+A side is a zero-argument callable returning a fresh iterable of rows. A side may also offer
+pushdown (see `ChecksumSide`): its own `bucket_checksums` (e.g. computed in SQL) and
+`rows_in_buckets` (only the rows of some buckets), which the validator then prefers.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Callable, Iterable
+from decimal import Decimal
+from typing import Any, Protocol, runtime_checkable
+
+from etl.checksum.buckets import BucketChecksums
+from etl.checksum.canonical import MISSING, column_kind
+from etl.checksum.results import Difference, FieldDifference, TableValidation
+from etl.checksum.rowhash import RowHasher, bucket_of
+from etl.checksum.tolerances import Tolerances
+from etl.records import TableSpec
+
+RowSource = Callable[[], Iterable[dict]]
+
+
+@runtime_checkable
+class ChecksumSide(Protocol):
+    """A row source that can do part of the work where the rows live (optional pushdown)."""
+
+    def __call__(self) -> Iterable[dict]: ...
+
+    def bucket_checksums(
+        self, spec: TableSpec, buckets: int, tolerances: Tolerances
+    ) -> BucketChecksums | None:
+        """The side's bucket checksums, identical to the Python path's, or None when it cannot
+        (a column type or tolerance it does not support): the validator then hashes rows itself."""
+
+    def rows_in_buckets(
+        self, spec: TableSpec, wanted: frozenset[int], buckets: int, tolerances: Tolerances
+    ) -> Iterable[dict]:
+        """Rows whose bucket is in `wanted` (it may return more; extra rows are filtered out)."""
+
+
+def checksum_side(
+    side: RowSource, spec: TableSpec, *, buckets: int = 256, tolerances: Tolerances | None = None
+) -> BucketChecksums:
+    """Bucket checksums of one side, pushed down when the side offers it."""
+    tolerances = tolerances or Tolerances()
+    if isinstance(side, ChecksumSide):
+        pushed = side.bucket_checksums(spec, buckets, tolerances)
+        if pushed is not None:
+            return pushed
+    return BucketChecksums.for_table(spec, buckets=buckets, tolerances=tolerances).add_all(side())
+
+
+def _rows_in(side: RowSource, spec: TableSpec, wanted: frozenset[int], buckets: int,
+             tolerances: Tolerances) -> Iterable[dict]:
+    if isinstance(side, ChecksumSide):
+        return side.rows_in_buckets(spec, wanted, buckets, tolerances)
+    return side()
+
+
+def _ordered_bits(value: float) -> int:
+    """Doubles mapped to integers whose difference counts units in the last place."""
+    bits = struct.unpack(">q", struct.pack(">d", value))[0]
+    return bits if bits >= 0 else -(bits & 0x7FFF_FFFF_FFFF_FFFF)
+
+
+def within_ulps(a: Any, b: Any, ulps: int) -> bool:
+    """True when two float-column values are at most `ulps` apart (NaN equals only NaN)."""
+    if not isinstance(a, float | int | Decimal) or not isinstance(b, float | int | Decimal):
+        return False
+    if isinstance(a, bool) or isinstance(b, bool):
+        return False
+    x, y = float(a), float(b)
+    if math.isnan(x) or math.isnan(y):
+        return math.isnan(x) and math.isnan(y)
+    return abs(_ordered_bits(x) - _ordered_bits(y)) <= ulps
+
+
+class _Drill:
+    """Pass 2: classify the rows of mismatched buckets."""
+
+    def __init__(self, spec: TableSpec, hasher: RowHasher, result: TableValidation,
+                 tolerances: Tolerances) -> None:
+        self.spec = spec
+        self.hasher = hasher
+        self.result = result
+        self.float_columns = (
+            {c.name for c in spec.columns if column_kind(c.type) == "float"}
+            if tolerances.float_ulps is not None else set()
+        )
+        self.ulps = tolerances.float_ulps or 0
+        self.explained: set[int] = set()
+        """Buckets where pass 2 found a difference or rows equal only within a tolerance."""
+
+    def key(self, row: dict) -> dict[str, Any]:
+        return {name: row.get(name, MISSING) for name in self.spec.key}
+
+    def record(self, difference: Difference) -> None:
+        self.explained.add(difference.bucket)
+        if difference.kind == "missing":
+            self.result.missing += 1
+        elif difference.kind == "extra":
+            self.result.extra += 1
+        elif difference.kind == "duplicate":
+            self.result.duplicates += 1
+        else:
+            self.result.changed += 1
+        if len(self.result.differences) < self.result.max_differences:
+            self.result.differences.append(difference)
+
+    def compare(self, bucket: int, source: dict, target: dict) -> None:
+        if self.hasher.row_hash(source) == self.hasher.row_hash(target):
+            return
+        source_codes = self.hasher.field_encodings(source)
+        target_codes = self.hasher.field_encodings(target)
+        fields = []
+        for name, code in source_codes.items():
+            if code == target_codes[name]:
+                continue
+            s, t = source.get(name, MISSING), target.get(name, MISSING)
+            if name in self.float_columns and within_ulps(s, t, self.ulps):
+                continue
+            fields.append(FieldDifference(name, s, t))
+        if fields:
+            self.record(Difference("changed", self.key(source), bucket, tuple(fields)))
+        else:
+            self.explained.add(bucket)
+
+
+def validate_table(
+    spec: TableSpec,
+    source_rows: RowSource,
+    target_rows: RowSource,
+    *,
+    buckets: int = 256,
+    tolerances: Tolerances | None = None,
+    max_differences: int = 100,
+    source_checksums: BucketChecksums | None = None,
+    target_checksums: BucketChecksums | None = None,
+) -> TableValidation:
+    """Prove `target_rows` equal `source_rows` (both in the target model) or list what differs.
+
+    `source_checksums`/`target_checksums`: pass-1 results already accumulated (e.g. by the run
+    engine while loading, merged over partitions); that side is then read only to drill down.
+    Differences are counted in full; at most `max_differences` are listed.
+    """
+    tolerances = tolerances or Tolerances()
+    hasher = RowHasher(spec, tolerances)
+    if source_checksums is None:
+        source_checksums = checksum_side(source_rows, spec, buckets=buckets, tolerances=tolerances)
+    if target_checksums is None:
+        target_checksums = checksum_side(target_rows, spec, buckets=buckets, tolerances=tolerances)
+    mismatched = source_checksums.mismatched(target_checksums)
+    result = TableValidation(
+        table=spec.table,
+        target=spec.target,
+        rows_source=source_checksums.rows,
+        rows_target=target_checksums.rows,
+        buckets=buckets,
+        mismatched_buckets=mismatched,
+        tolerances=tolerances.active(),
+        max_differences=max_differences,
+    )
+    if mismatched:
+        _drill_down(spec, hasher, (source_rows, target_rows), (source_checksums, target_checksums),
+                    frozenset(mismatched), result, tolerances)
+    return result
+
+
+def _drill_down(spec: TableSpec, hasher: RowHasher, sides: tuple[RowSource, RowSource],
+                checksums: tuple[BucketChecksums, BucketChecksums], wanted: frozenset[int],
+                result: TableValidation, tolerances: Tolerances) -> None:
+    source_rows, target_rows = sides
+    buckets = result.buckets
+    drill = _Drill(spec, hasher, result, tolerances)
+    held: dict[bytes, tuple[int, dict]] = {}
+    for row in _rows_in(source_rows, spec, wanted, buckets, tolerances):
+        key = hasher.key_encoding(row)
+        bucket = bucket_of(key, buckets)
+        if bucket not in wanted:
+            continue
+        if key in held:
+            drill.record(Difference("duplicate", drill.key(row), bucket, (), side="source"))
+        held[key] = (bucket, row)
+    seen: set[bytes] = set()
+    for row in _rows_in(target_rows, spec, wanted, buckets, tolerances):
+        key = hasher.key_encoding(row)
+        bucket = bucket_of(key, buckets)
+        if bucket not in wanted:
+            continue
+        if key in seen:
+            drill.record(Difference("duplicate", drill.key(row), bucket, (), side="target"))
+            continue
+        seen.add(key)
+        source = held.pop(key, None)
+        if source is None:
+            drill.record(Difference("extra", drill.key(row), bucket))
+        else:
+            drill.compare(bucket, source[1], row)
+    for bucket, row in held.values():
+        drill.record(Difference("missing", drill.key(row), bucket))
+    for bucket in sorted(wanted - drill.explained):
+        # Equal rows yet unequal checksums: a side changed between the two passes.
+        result.unresolved_buckets += 1
+        if len(result.differences) < result.max_differences:
+            result.differences.append(Difference(
+                "bucket", {}, bucket, source_count=checksums[0].counts[bucket],
+                target_count=checksums[1].counts[bucket]))
