@@ -177,8 +177,9 @@ def _encode_string(value: str, tolerances: Tolerances, is_key: bool) -> bytes:
     return _frame(TAG_STRING, value.encode("utf-8", "surrogatepass"))
 
 
-def encode(value: object, column_type: str = "", tolerances: Tolerances | None = None, *,
-           is_key: bool = False) -> bytes:
+def encode(
+    value: object, column_type: str = "", tolerances: Tolerances | None = None, *, is_key: bool = False
+) -> bytes:
     """The canonical encoding of `value` stored in a column of `column_type`.
 
     `tolerances` quantise before encoding (timestamp precision, NFC, trailing blanks and, with

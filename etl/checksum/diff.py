@@ -57,8 +57,9 @@ def checksum_side(
     return BucketChecksums.for_table(spec, buckets=buckets, tolerances=tolerances).add_all(side())
 
 
-def _rows_in(side: RowSource, spec: TableSpec, wanted: frozenset[int], buckets: int,
-             tolerances: Tolerances) -> Iterable[dict]:
+def _rows_in(
+    side: RowSource, spec: TableSpec, wanted: frozenset[int], buckets: int, tolerances: Tolerances
+) -> Iterable[dict]:
     if isinstance(side, ChecksumSide):
         return side.rows_in_buckets(spec, wanted, buckets, tolerances)
     return side()
@@ -85,14 +86,16 @@ def within_ulps(a: Any, b: Any, ulps: int) -> bool:
 class _Drill:
     """Pass 2: classify the rows of mismatched buckets."""
 
-    def __init__(self, spec: TableSpec, hasher: RowHasher, result: TableValidation,
-                 tolerances: Tolerances) -> None:
+    def __init__(
+        self, spec: TableSpec, hasher: RowHasher, result: TableValidation, tolerances: Tolerances
+    ) -> None:
         self.spec = spec
         self.hasher = hasher
         self.result = result
         self.float_columns = (
             {c.name for c in spec.columns if column_kind(c.type) == "float"}
-            if tolerances.float_ulps is not None else set()
+            if tolerances.float_ulps is not None
+            else set()
         )
         self.ulps = tolerances.float_ulps or 0
         self.explained: set[int] = set()
@@ -168,14 +171,27 @@ def validate_table(
         max_differences=max_differences,
     )
     if mismatched:
-        _drill_down(spec, hasher, (source_rows, target_rows), (source_checksums, target_checksums),
-                    frozenset(mismatched), result, tolerances)
+        _drill_down(
+            spec,
+            hasher,
+            (source_rows, target_rows),
+            (source_checksums, target_checksums),
+            frozenset(mismatched),
+            result,
+            tolerances,
+        )
     return result
 
 
-def _drill_down(spec: TableSpec, hasher: RowHasher, sides: tuple[RowSource, RowSource],
-                checksums: tuple[BucketChecksums, BucketChecksums], wanted: frozenset[int],
-                result: TableValidation, tolerances: Tolerances) -> None:
+def _drill_down(
+    spec: TableSpec,
+    hasher: RowHasher,
+    sides: tuple[RowSource, RowSource],
+    checksums: tuple[BucketChecksums, BucketChecksums],
+    wanted: frozenset[int],
+    result: TableValidation,
+    tolerances: Tolerances,
+) -> None:
     source_rows, target_rows = sides
     buckets = result.buckets
     drill = _Drill(spec, hasher, result, tolerances)
@@ -209,6 +225,12 @@ def _drill_down(spec: TableSpec, hasher: RowHasher, sides: tuple[RowSource, RowS
         # Equal rows yet unequal checksums: a side changed between the two passes.
         result.unresolved_buckets += 1
         if len(result.differences) < result.max_differences:
-            result.differences.append(Difference(
-                "bucket", {}, bucket, source_count=checksums[0].counts[bucket],
-                target_count=checksums[1].counts[bucket]))
+            result.differences.append(
+                Difference(
+                    "bucket",
+                    {},
+                    bucket,
+                    source_count=checksums[0].counts[bucket],
+                    target_count=checksums[1].counts[bucket],
+                )
+            )

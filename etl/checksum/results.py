@@ -81,12 +81,18 @@ class Difference:
     """For "duplicate": "source" or "target"."""
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"kind": self.kind, "key": {k: json_value(v) for k, v in self.key.items()},
-                               "bucket": self.bucket}
+        out: dict[str, Any] = {
+            "kind": self.kind,
+            "key": {k: json_value(v) for k, v in self.key.items()},
+            "bucket": self.bucket,
+        }
         if self.fields:
             out["fields"] = [
-                {"field": f.field, "source_value": json_value(f.source_value),
-                 "target_value": json_value(f.target_value)}
+                {
+                    "field": f.field,
+                    "source_value": json_value(f.source_value),
+                    "target_value": json_value(f.target_value),
+                }
                 for f in self.fields
             ]
         if self.segment is not None:
@@ -155,12 +161,22 @@ class TableValidation:
         """One row per differing field (missing/extra/bucket differences: one row, field None)."""
         rows = []
         for difference in self.differences:
-            base = {"table": self.table, "key": key_text(difference.key), "kind": difference.kind,
-                    "bucket": difference.bucket}
+            base = {
+                "table": self.table,
+                "key": key_text(difference.key),
+                "kind": difference.kind,
+                "bucket": difference.bucket,
+            }
             if difference.fields:
                 for f in difference.fields:
-                    rows.append({**base, "field": f.field, "source_value": f.source_value,
-                                 "target_value": f.target_value})
+                    rows.append(
+                        {
+                            **base,
+                            "field": f.field,
+                            "source_value": f.source_value,
+                            "target_value": f.target_value,
+                        }
+                    )
             else:
                 rows.append({**base, "field": None, "source_value": None, "target_value": None})
         return rows
@@ -172,9 +188,13 @@ class TableValidation:
         return pd.DataFrame(self.difference_rows(), columns=DIFFERENCE_COLUMNS)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.summary_row(), "tolerances": {k: json_value(v) for k, v in self.tolerances.items()},
-                "mismatched_bucket_list": self.mismatched_buckets, "truncated": self.truncated,
-                "differences": [d.to_dict() for d in self.differences]}
+        return {
+            **self.summary_row(),
+            "tolerances": {k: json_value(v) for k, v in self.tolerances.items()},
+            "mismatched_bucket_list": self.mismatched_buckets,
+            "truncated": self.truncated,
+            "differences": [d.to_dict() for d in self.differences],
+        }
 
 
 @dataclass
@@ -215,19 +235,41 @@ class JobValidation:
 
     def _repr_html_(self) -> str:
         colour = {True: "#1a7f37", False: "#cf222e"}
-        header = "".join(f"<th>{html.escape(name)}</th>" for name in
-                         ["table", "target", "result", "rows source", "rows target", "missing", "extra",
-                          "changed", "tolerances"])
+        header = "".join(
+            f"<th>{html.escape(name)}</th>"
+            for name in [
+                "table",
+                "target",
+                "result",
+                "rows source",
+                "rows target",
+                "missing",
+                "extra",
+                "changed",
+                "tolerances",
+            ]
+        )
         body = []
         for t in self.tables:
             row = t.summary_row()
-            cells = [row["table"], row["target"], "pass" if t.ok else "FAIL", row["rows_source"],
-                     row["rows_target"], row["missing"], row["extra"], row["changed"], row["tolerances"]]
+            cells = [
+                row["table"],
+                row["target"],
+                "pass" if t.ok else "FAIL",
+                row["rows_source"],
+                row["rows_target"],
+                row["missing"],
+                row["extra"],
+                row["changed"],
+                row["tolerances"],
+            ]
             body.append(
                 f'<tr style="color:{colour[t.ok]}">'
                 + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells)
                 + "</tr>"
             )
         verdict = "all tables equal" if self.ok else "differences found"
-        return (f'<p style="color:{colour[self.ok]};font-weight:bold">{verdict}</p>'
-                f"<table><tr>{header}</tr>{''.join(body)}</table>")
+        return (
+            f'<p style="color:{colour[self.ok]};font-weight:bold">{verdict}</p>'
+            f"<table><tr>{header}</tr>{''.join(body)}</table>"
+        )
