@@ -1,0 +1,389 @@
+"""The `mongo` source: live MongoDB collections, read by `_id` keyset in bounded batches.
+
+Reads use `find_raw_batches` so documents arrive as the server's raw BSON: batches are cut by
+the documents' real BSON size and decoded straight to canonical values in C (bson_values).
+Partitions are `_id` ranges from `$bucketAuto` (or `$sample` for very large collections);
+ranges that span BSON types are read as per-type-class queries (mongo_ranges).
+Differential runs read change streams, or a watermark field where those are unavailable.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import pymongo
+import pymongo.errors
+from pydantic import BaseModel, ConfigDict, Field
+
+from etl.errors import ConnectionFailed, EtlError
+from etl.records import Batch, Json, Partition, Reject
+from etl.sources import bson_values
+from etl.sources.base import BatchLimits, SourceTable
+from etl.sources.mongo_ranges import range_filters
+
+log = logging.getLogger(__name__)
+
+CHANGE_STREAMS_UNSUPPORTED = {40573, 40324, 136}
+"""Server error codes meaning "no change streams here" (standalone server, no $changeStream
+stage, change streams disabled)."""
+
+
+class MongoTable(SourceTable):
+    """One collection (the key in `tables` is the collection name)."""
+
+    query: dict[str, Any] = Field(default_factory=dict)
+    """A find() filter applied to every read (Extended JSON allowed: {"$date": ...})."""
+    sample_partitioning: int = 10_000_000
+    """Above this many documents (estimated) partitions come from `$sample` instead of
+    `$bucketAuto`, which reads every `_id`."""
+    sample_per_partition: int = 100
+    """Sampled `_id`s per partition when sampling."""
+    changes: Literal["auto", "change_stream", "watermark", "new_ids"] = "auto"
+    """How differential runs find changes: `auto` uses change streams when the server has
+    them, else `watermark` when `watermark_field` is set, else `new_ids`."""
+    watermark_field: str | None = None
+    """A field every insert and update sets to a larger value (e.g. `updated_at`)."""
+
+
+class Config(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["mongo"]
+    uri: str
+    """Connection string; put the password in `${secret:...}`, never in the job file."""
+    database: str
+    tables: dict[str, MongoTable]
+    server_selection_timeout_ms: int = 10_000
+    """How long to wait for a reachable server before failing (also bounds `check`)."""
+    tls: bool | None = None
+    """Force TLS on or off (None: as the URI says)."""
+    tls_ca_file: str | None = None
+    tls_certificate_key_file: str | None = None
+    tls_allow_invalid_hostnames: bool = False
+
+
+def open_source(name: str, config: Config, limits: BatchLimits) -> MongoSource:
+    return MongoSource(name, config, limits)
+
+
+def _hosts(uri: str) -> str:
+    """The host list of a URI, without user, password or options (safe for messages)."""
+    netloc = urlsplit(uri).netloc
+    return netloc.rpartition("@")[2] or "?"
+
+
+class MongoSource:
+    """A Source (etl/sources/base.py) over one MongoDB database."""
+
+    def __init__(self, name: str, config: Config, limits: BatchLimits) -> None:
+        self.name = name
+        self.config = config
+        self.limits = limits
+        options: dict[str, Any] = {
+            "serverSelectionTimeoutMS": config.server_selection_timeout_ms,
+            "connectTimeoutMS": config.server_selection_timeout_ms,
+            "uuidRepresentation": "standard",
+            "tz_aware": True,
+            "appname": "etl",
+        }
+        if config.tls is not None:
+            options["tls"] = config.tls
+        if config.tls_ca_file:
+            options["tlsCAFile"] = config.tls_ca_file
+        if config.tls_certificate_key_file:
+            options["tlsCertificateKeyFile"] = config.tls_certificate_key_file
+        if config.tls_allow_invalid_hostnames:
+            options["tlsAllowInvalidHostnames"] = True
+        try:
+            self.client: pymongo.MongoClient = pymongo.MongoClient(config.uri, **options)
+        except (pymongo.errors.ConfigurationError, ValueError) as error:
+            raise EtlError(
+                f"source {name!r}: invalid MongoDB connection string for {_hosts(config.uri)}: "
+                f"{type(error).__name__}", hint="check `uri` and the TLS options") from None
+        self.database = self.client.get_database(
+            config.database, codec_options=bson_values.NATIVE_CODEC)
+
+    # -- Source protocol ---------------------------------------------------------------------
+
+    def check(self) -> None:
+        existing = set(self._guard(self.database.list_collection_names))
+        missing = sorted(set(self.config.tables) - existing)
+        if missing:
+            raise EtlError(
+                f"source {self.name!r}: collection(s) {', '.join(missing)} not found in database "
+                f"{self.config.database!r}; it has: {', '.join(sorted(existing)) or '(no collections)'}",
+                hint="fix the collection names under `tables`")
+
+    def plan(self, table: str, partitions: int) -> list[Partition]:
+        settings = self._table(table)
+        if partitions <= 1:
+            return [Partition(self.name, table, 0, 1)]
+        bounds = self._guard(lambda: self._split_points(table, settings, partitions))
+        edges: list[Any] = [None, *[bson_values.id_to_json(value) for value in bounds], None]
+        return [Partition(self.name, table, index, len(edges) - 1, edges[index], edges[index + 1])
+                for index in range(len(edges) - 1)]
+
+    def read(self, partition: Partition, *, resume_after: Json = None,
+             fields: Sequence[str] | None = None) -> Iterator[Batch]:
+        collection = self.database[partition.table]
+        settings = self._table(partition.table)
+        has_start = resume_after is not None or partition.lower is not None
+        start = bson_values.id_from_json(resume_after if resume_after is not None else partition.lower) \
+            if has_start else None
+        has_end = partition.upper is not None
+        end = bson_values.id_from_json(partition.upper) if has_end else None
+        filters = range_filters(start, resume_after is None, end, has_start=has_start, has_end=has_end)
+        projection = bson_values.projection(fields)
+        for id_filter in filters:
+            query = _and(settings.query, id_filter)
+            cursor = collection.find_raw_batches(
+                query, projection, sort=[("_id", pymongo.ASCENDING)], batch_size=self.limits.records)
+            for batch, _ in self._batches(partition.table, cursor):
+                yield batch
+
+    def key_text(self, table: str, record: dict) -> str:
+        return bson_values.key_text(record)
+
+    def sample(self, table: str, n: int) -> list[dict]:
+        settings = self._table(table)
+        cursor = self.database[table].find_raw_batches(
+            settings.query, sort=[("_id", pymongo.ASCENDING)], limit=n, batch_size=n)
+        records: list[dict] = []
+        for chunk in self._guarded(cursor):
+            decoded, _ = bson_values.decode_run(chunk, table, self._server_corrupt(table))
+            records.extend(decoded)
+        return records[:n]
+
+    def close(self) -> None:
+        self.client.close()
+
+    # -- differential runs -------------------------------------------------------------------
+
+    def change_position(self, table: str) -> Json:
+        """Where changes start for `table`: take it *before* a full load, then pass it to
+        `changes` afterwards so nothing written during the load is missed."""
+        settings = self._table(table)
+        mode = self._change_mode(table, settings)
+        collection = self.database[table]
+        if mode == "change_stream":
+            with self._guard(lambda: collection.watch(max_await_time_ms=1)) as stream:
+                stream.try_next()
+                return {"mode": mode, "token": stream.resume_token}
+        if mode == "watermark":
+            field = settings.watermark_field
+            top = self._guard(lambda: collection.find_one(
+                {field: {"$exists": True}}, {field: 1}, sort=[(field, -1), ("_id", -1)]))
+            return {"mode": mode, "after": None if top is None else bson_values.id_to_json(
+                [top[field], top["_id"]])}
+        top = self._guard(lambda: collection.find_one({}, {"_id": 1}, sort=[("_id", -1)]))
+        return {"mode": mode, "after": None if top is None else bson_values.id_to_json(top["_id"])}
+
+    def changes(self, table: str, position: Json, *, fields: Sequence[str] | None = None,
+                max_await_ms: int = 500) -> Iterator[Batch]:
+        """Yield what changed since `position` (from `change_position` or a previous batch's
+        `resume_after`) until no more changes are waiting.
+
+        Each batch holds the current full documents of inserted/updated/replaced keys in
+        `records` and `{"_id": key}` of deleted ones in `deletes`; a key appears in one list
+        only (its last state in the batch), so the order of applying them does not matter.
+        `resume_after` is the position to store once the batch is committed."""
+        mode = position["mode"]
+        if mode == "change_stream":
+            yield from self._change_stream(table, position, fields, max_await_ms)
+        elif mode == "watermark":
+            yield from self._watermark_changes(table, position, fields)
+        elif mode == "new_ids":
+            partition = Partition(self.name, table, 0, 1)
+            for batch in self.read(partition, resume_after=position["after"], fields=fields):
+                yield Batch(batch.records, {"mode": mode, "after": batch.resume_after}, batch.rejects)
+        else:
+            raise EtlError(f"source {self.name!r}: unknown change position mode {mode!r}",
+                           hint="the stored position was not made by the mongo source")
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _table(self, table: str) -> MongoTable:
+        try:
+            return self.config.tables[table]
+        except KeyError:
+            raise EtlError(f"source {self.name!r}: collection {table!r} is not under `tables`; "
+                           f"configured: {', '.join(sorted(self.config.tables))}") from None
+
+    def _split_points(self, table: str, settings: MongoTable, partitions: int) -> list[Any]:
+        """Ascending, distinct `_id` values splitting the collection into `partitions` ranges."""
+        collection = self.database[table]
+        if collection.estimated_document_count() > settings.sample_partitioning:
+            size = partitions * settings.sample_per_partition
+            ids = [row["_id"] for row in collection.aggregate([
+                {"$sample": {"size": size}}, {"$project": {"_id": 1}}, {"$sort": {"_id": 1}}],
+                allowDiskUse=True)]
+            step = len(ids) / partitions
+            candidates = [ids[int(step * index)] for index in range(1, partitions)] if ids else []
+        else:
+            buckets = list(collection.aggregate([
+                {"$bucketAuto": {"groupBy": "$_id", "buckets": partitions}}], allowDiskUse=True))
+            candidates = [bucket["_id"]["min"] for bucket in buckets[1:]]
+        points: list[Any] = []
+        for candidate in candidates:  # already in `_id` order; drop repeats (few distinct ids)
+            if not points or bson_values.id_to_json(points[-1]) != bson_values.id_to_json(candidate):
+                points.append(candidate)
+        return points
+
+    def _batches(self, table: str, cursor: Any) -> Iterator[tuple[Batch, dict]]:
+        """Batches cut from a raw cursor, each with its last document decoded natively (its
+        exact `_id` and fields make the resume position)."""
+        cutter = bson_values.BatchCutter(self.limits)
+        for chunk in self._guarded(cursor):
+            for run in cutter.feed(chunk):
+                yield self._batch(table, run)
+        run = cutter.flush()
+        if run is not None:
+            yield self._batch(table, run)
+
+    def _batch(self, table: str, run: bytes) -> tuple[Batch, dict]:
+        records, rejects = bson_values.decode_run(run, table, self._server_corrupt(table))
+        last = bson_values.last_native_document(run)
+        return Batch(records, bson_values.id_to_json(last.get("_id")), rejects), last
+
+    def _server_corrupt(self, table: str) -> bson_values.CorruptHandler:
+        def handle(offset: int, error: Exception) -> Reject:
+            raise EtlError(f"source {self.name!r}: collection {table!r}: the server sent a document "
+                           f"that does not decode ({type(error).__name__}: {error})",
+                           hint="check the server's data with `validate`")
+        return handle
+
+    def _change_mode(self, table: str, settings: MongoTable) -> str:
+        if settings.changes != "auto":
+            return settings.changes
+        try:
+            with self.database[table].watch(max_await_time_ms=1) as stream:
+                stream.try_next()
+            return "change_stream"
+        except pymongo.errors.OperationFailure as error:
+            if error.code not in CHANGE_STREAMS_UNSUPPORTED:
+                raise self._connection_error(error) from None
+        return "watermark" if settings.watermark_field else "new_ids"
+
+    def _change_stream(self, table: str, position: Json, fields: Sequence[str] | None,
+                       max_await_ms: int) -> Iterator[Batch]:
+        collection = self.database.get_collection(table, codec_options=bson_values.CANONICAL_CODEC)
+        with self._guard(lambda: collection.watch(
+                full_document="updateLookup", resume_after=position["token"],
+                max_await_time_ms=max_await_ms)) as stream:
+            changed: dict[str, tuple[Any, dict | None]] = {}
+            token = position["token"]
+            while True:
+                try:
+                    event = self._guard(stream.try_next)
+                except bson_values.UnrepresentableDate:
+                    raise EtlError(
+                        f"source {self.name!r}: collection {table!r}: a changed document holds a date "
+                        "outside the range Python can hold (years 1 to 9999)",
+                        hint="fix the value at the source, then resume the differential run") from None
+                if event is None or len(changed) >= self.limits.records:
+                    if changed:
+                        yield _change_batch(changed, fields, token)
+                        changed = {}
+                    if event is None:
+                        return
+                token = stream.resume_token
+                kind = event["operationType"]
+                if kind in ("insert", "update", "replace"):
+                    document = event.get("fullDocument")
+                    key = event["documentKey"]["_id"]
+                    if document is None:
+                        continue  # deleted since: its delete event follows
+                    changed[_key_of(key)] = (key, document)
+                elif kind == "delete":
+                    key = event["documentKey"]["_id"]
+                    changed[_key_of(key)] = (key, None)
+                elif kind in ("drop", "rename", "dropDatabase", "invalidate"):
+                    raise EtlError(f"source {self.name!r}: collection {table!r} was {kind}ped during "
+                                   "the differential run; run a full load again")
+
+    def _watermark_changes(self, table: str, position: Json, fields: Sequence[str] | None
+                           ) -> Iterator[Batch]:
+        settings = self._table(table)
+        field = settings.watermark_field
+        if field is None:
+            raise EtlError(f"source {self.name!r}: collection {table!r} has no `watermark_field`")
+        collection = self.database[table]
+        after = position["after"]
+        condition: dict[str, Any] = {field: {"$exists": True}}
+        if after is not None:
+            mark, last_id = bson_values.id_from_json(after)
+            condition = {"$or": [{field: {"$gt": mark}}, {field: mark, "_id": {"$gt": last_id}}]}
+        projection = bson_values.projection(None if fields is None else [*fields, field])
+        cursor = collection.find_raw_batches(_and(settings.query, condition), projection,
+                                             sort=[(field, 1), ("_id", 1)],
+                                             batch_size=self.limits.records)
+        for batch, last in self._batches(table, cursor):
+            mark = bson_values.id_to_json([last.get(field), last.get("_id")])
+            yield Batch(batch.records, {"mode": "watermark", "after": mark}, batch.rejects)
+
+    def _guard(self, action: Any) -> Any:
+        """Run `action`, turning server failures into EtlErrors (ConnectionFailed when the
+        server is unreachable or refuses the credentials)."""
+        try:
+            return action()
+        except pymongo.errors.PyMongoError as error:
+            raise self._translate(error) from None
+
+    def _guarded(self, iterable: Any) -> Iterator[Any]:
+        """Iterate a cursor lazily with the same translation of failures as `_guard`."""
+        iterator = iter(iterable)
+        while True:
+            try:
+                item = next(iterator)
+            except StopIteration:
+                return
+            except pymongo.errors.PyMongoError as error:
+                raise self._translate(error) from None
+            yield item
+
+    def _translate(self, error: pymongo.errors.PyMongoError) -> EtlError:
+        if isinstance(error, pymongo.errors.OperationFailure) and error.code not in (13, 18):
+            message = (error.details or {}).get("errmsg", "")
+            return EtlError(f"source {self.name!r}: MongoDB refused an operation on database "
+                            f"{self.config.database!r}: {message} (code {error.code})")
+        return self._connection_error(error)
+
+    def _connection_error(self, error: Exception) -> ConnectionFailed:
+        code = getattr(error, "code", None)
+        what = "authentication failed" if code == 18 else (
+            "not authorized" if code == 13 else f"cannot reach the server ({type(error).__name__})")
+        return ConnectionFailed(
+            f"source {self.name!r}: MongoDB at {_hosts(self.config.uri)}: {what} "
+            f"(waited at most {self.config.server_selection_timeout_ms} ms)",
+            hint="check the host, port, user and password (the password is not shown) and TLS options")
+
+
+def _and(query: dict, condition: dict) -> dict:
+    if not query:
+        return condition
+    if not condition:
+        return query
+    return {"$and": [query, condition]}
+
+
+def _key_of(key: Any) -> str:
+    return json.dumps(key, default=repr, sort_keys=True)
+
+
+def _change_batch(changed: dict[str, tuple[Any, dict | None]], fields: Sequence[str] | None,
+                  token: Json) -> Batch:
+    records: list[dict] = []
+    deletes: list[Json] = []
+    for key, document in changed.values():
+        if document is None:
+            deletes.append({"_id": key})
+        elif fields is None:
+            records.append(document)
+        else:
+            records.append({name: document[name] for name in ("_id", *fields) if name in document})
+    return Batch(records, {"mode": "change_stream", "token": token}, deletes=deletes)
+
