@@ -1,0 +1,182 @@
+"""PostgreSQL source: psycopg 3, named (server-side) cursors, one exported repeatable-read snapshot.
+
+Only what differs from the generic SQL source lives here: the catalog queries, the session
+settings that make values canonical (TimeZone UTC, ISO intervals, exact JSON numbers) and
+the snapshot that every partition of a run imports (`pg_export_snapshot`, PostgreSQL docs
+"Snapshot Synchronization Functions": https://www.postgresql.org/docs/15/functions-admin.html).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from typing import Any, Literal
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.types.json import set_json_loads
+
+from etl.records import Json
+from etl.sources.base import BatchLimits
+from etl.sources.sql import SqlColumn, SqlSource, SqlSourceConfig, SqlTable
+from etl.sources.sqltypes import Converter, iso_interval, json_loads_exact, strip_char_padding
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Config", "PostgresSource", "SqlTable", "open_source"]
+
+
+class Config(SqlSourceConfig):
+    type: Literal["postgres"]
+    dsn: str
+    """libpq connection string or URI (`host=... dbname=... user=...`); use ${secret:..} for the password."""
+
+
+_SESSION = "-c TimeZone=UTC -c IntervalStyle=iso_8601"
+_cursor_names = itertools.count()
+
+
+class PostgresSource(SqlSource):
+    engine = "PostgreSQL"
+    row_value_comparison = True
+    integer_types = frozenset({"INT2", "INT4", "INT8"})
+
+    def __init__(self, name: str, config: Config, limits: BatchLimits) -> None:
+        super().__init__(name, config, limits)
+        self.config: Config = config
+        self._exporter: psycopg.Connection | None = None
+
+    # --- connections ------------------------------------------------------------------
+
+    def connect(self) -> psycopg.Connection:
+        settings = _settings(self.config.dsn)
+        try:
+            connection = psycopg.connect(self.config.dsn, options=_SESSION, connect_timeout=10)
+        except psycopg.Error as error:
+            raise self.connection_failed(_where(settings), error, [settings.get("password")]) from None
+        set_json_loads(json_loads_exact, connection)
+        return connection
+
+    def open_cursor(self, connection: Any, fetch_rows: int) -> Any:
+        cursor = connection.cursor(name=f"etl_read_{next(_cursor_names)}")
+        cursor.itersize = fetch_rows
+        return cursor
+
+    def consistency_point(self, connection: Any) -> Json:
+        """Export a snapshot from a transaction kept open until `close`, for partitions to import."""
+        self._exporter = self.connect()
+        self._exporter.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        self._exporter.read_only = True
+        ((snapshot,),) = self._exporter.execute("SELECT pg_export_snapshot()").fetchall()
+        return snapshot
+
+    def begin_read(self, connection: Any, at: Json) -> None:
+        connection.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        connection.read_only = True
+        if at is None:
+            return
+        try:
+            connection.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(at)))
+        except (psycopg.errors.InvalidParameterValue, psycopg.errors.ObjectNotInPrerequisiteState):
+            # The exporting transaction has ended (e.g. a resumed run): this partition reads its
+            # own repeatable-read snapshot instead; counted so the run report can say so.
+            connection.rollback()
+            self.precision_losses["snapshot: exported snapshot gone, partition used its own"] += 1
+            log.warning("PostgreSQL source %r: exported snapshot is gone; reading a new snapshot", self.name)
+
+    def close(self) -> None:
+        if self._exporter is not None:
+            self._exporter.close()
+            self._exporter = None
+        super().close()
+
+    # --- catalog ----------------------------------------------------------------------
+
+    def find_tables(self, connection: Any, schema: str | None, table: str) -> list[tuple[str, str]]:
+        return connection.execute(
+            "SELECT table_schema, table_name FROM information_schema.tables"
+            " WHERE lower(table_name) = lower(%s) AND (%s::text IS NULL OR lower(table_schema) = lower(%s))",
+            [table, schema, schema],
+        ).fetchall()
+
+    def default_schema(self, connection: Any) -> str:
+        return connection.execute("SELECT current_schema()").fetchone()[0]
+
+    def some_tables(self, connection: Any, schema: str | None) -> list[str]:
+        rows = connection.execute(
+            "SELECT table_schema || '.' || table_name FROM information_schema.tables"
+            " WHERE table_schema = coalesce(%s, current_schema()) ORDER BY 1 LIMIT 20",
+            [schema],
+        ).fetchall()
+        return [row[0] for row in rows]
+
+    def columns(self, connection: Any, schema: str, table: str) -> list[SqlColumn]:
+        rows = connection.execute(
+            "SELECT column_name, upper(udt_name), numeric_precision,"
+            " coalesce(numeric_scale, datetime_precision), character_maximum_length, is_nullable = 'YES'"
+            " FROM information_schema.columns WHERE table_schema = %s AND table_name = %s"
+            " ORDER BY ordinal_position",
+            [schema, table],
+        ).fetchall()
+        return [SqlColumn(*row) for row in rows]
+
+    def primary_key(self, connection: Any, schema: str, table: str) -> list[str]:
+        keys = self._index_columns(connection, schema, table, "i.indisprimary")
+        return keys[0] if keys else []
+
+    def unique_keys(self, connection: Any, schema: str, table: str) -> list[list[str]]:
+        return self._index_columns(
+            connection, schema, table, "i.indisunique AND i.indexprs IS NULL AND i.indpred IS NULL"
+        )
+
+    def _index_columns(self, connection: Any, schema: str, table: str, condition: str) -> list[list[str]]:
+        rows = connection.execute(
+            "SELECT i.indexrelid, a.attname FROM pg_index i"
+            " JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, position) ON true"
+            " JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum"
+            f" WHERE n.nspname = %s AND c.relname = %s AND {condition}"
+            " ORDER BY i.indexrelid, k.position",
+            [schema, table],
+        ).fetchall()
+        indexes: dict[int, list[str]] = {}
+        for index, column in rows:
+            indexes.setdefault(index, []).append(column)
+        return list(indexes.values())
+
+    # --- types ------------------------------------------------------------------------
+
+    def column_expression(self, column: SqlColumn) -> str:
+        if column.type == "INTERVAL":
+            return f"{self.quote(column.name)}::text"
+        return self.quote(column.name)
+
+    def converter(self, column: SqlColumn) -> Converter | None:
+        if column.type == "BPCHAR":
+            return strip_char_padding
+        if column.type == "INTERVAL":
+            return iso_interval
+        return None
+
+    def width(self, column: SqlColumn) -> int | None:
+        if column.type in {"TEXT", "BYTEA", "JSON", "JSONB", "XML"} or column.type.startswith("_"):
+            return None
+        return 16 if column.length is None else column.length
+
+
+def _settings(dsn: str) -> dict[str, Any]:
+    try:
+        return conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return {}
+
+
+def _where(settings: dict[str, Any]) -> str:
+    host = settings.get("host", "localhost")
+    port = settings.get("port", 5432)
+    return f"{host}:{port}/{settings.get('dbname', '')}"
+
+
+def open_source(name: str, config: Config, limits: BatchLimits) -> PostgresSource:
+    return PostgresSource(name, config, limits)

@@ -1,0 +1,672 @@
+"""The generic SQL source: introspection, keyset pagination, partition planning and batching.
+
+Engine modules (`postgres.py`, `oracle.py`, `mssql.py`) subclass `SqlSource` and override only
+what differs — quoting, placeholders, row limits, catalog queries, type conversions and how a
+consistent snapshot is taken — the way sqlglot's `dialects/` override one generic dialect.
+Everything here is plain SQL built from quoted identifiers and bound parameters; the only SQL
+text taken from the user is a table's `where:` filter, which the job file's author owns.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from etl.errors import ConnectionFailed, EtlError
+from etl.records import Batch, Json, Partition, Reject
+from etl.sources.base import BatchLimits, SourceTable
+from etl.sources.sqltypes import (
+    Converter,
+    Truncated,
+    ValueRejected,
+    decode_key,
+    decode_value,
+    encode_key,
+    encode_value,
+)
+
+log = logging.getLogger(__name__)
+
+
+class SqlTable(SourceTable):
+    """Options for one table of a relational source."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    key: list[str] | None = None
+    """Columns that identify a row, in order; default: the primary key, else a NOT NULL unique index."""
+    where: str | None = None
+    """A filter in the source's own SQL dialect, ANDed to every query (written by the job's author)."""
+    watermark: str | None = None
+    """A column that grows on every change (or ORA_ROWSCN / a rowversion) for differential runs."""
+    since: Json = None
+    """Read only rows whose watermark is greater than this (a value `high_watermark` returned)."""
+    schema_: str | None = Field(default=None, alias="schema")
+    """Schema (owner) of the table; default: the part before the first dot, else the user's default."""
+
+
+class SqlSourceConfig(BaseModel):
+    """Settings every relational source shares; each engine adds its connection settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tables: dict[str, SqlTable]
+    consistent: bool = True
+    """Read every partition of the run at one point in time (snapshot / SCN) where the engine can."""
+    page_rows: int = Field(default=100_000, ge=1)
+    """Rows per keyset page: a query reads at most this many; the next starts after its last key."""
+
+
+@dataclass(frozen=True)
+class SqlColumn:
+    """One column as the catalog describes it."""
+
+    name: str
+    """Exact name in the catalog."""
+    type: str
+    """The engine's type name, upper case and without sizes (NUMBER, TIMESTAMP WITH TIME ZONE, INT4)."""
+    precision: int | None = None
+    scale: int | None = None
+    """Numeric scale, or fractional-second digits for time types."""
+    length: int | None = None
+    """Declared maximum length in characters or bytes; None when unbounded (LOB, text, MAX)."""
+    nullable: bool = True
+
+
+@dataclass(frozen=True)
+class TableMeta:
+    """What introspection found for one configured table."""
+
+    name: str
+    """The table's name in the job file."""
+    schema: str | None
+    table: str
+    """Exact name in the catalog."""
+    columns: tuple[SqlColumn, ...]
+    key: tuple[str, ...]
+
+    def column(self, name: str) -> SqlColumn:
+        for column in self.columns:
+            if column.name == name:
+                return column
+        raise KeyError(name)
+
+
+@dataclass
+class ReadPlan:
+    """How rows of one table come back: the select list, converters and where the raw key sits."""
+
+    names: list[str]
+    expressions: list[str]
+    converters: list[Converter | None]
+    key_positions: list[int]
+    fixed_width: int
+    measured: list[int] = field(default_factory=list)
+    """Positions of unbounded columns whose size is measured per row."""
+
+
+class Params:
+    """Collects bound parameters; the dialect decides how a placeholder is written."""
+
+    def __init__(self, placeholder: Callable[[int], str]) -> None:
+        self.values: list[Any] = []
+        self._placeholder = placeholder
+
+    def add(self, value: Any) -> str:
+        self.values.append(value)
+        return self._placeholder(len(self.values) - 1)
+
+
+class SqlSource:
+    """A relational source; subclasses set the dialect-specific parts."""
+
+    engine: ClassVar[str] = "sql"
+    """Name used in messages (PostgreSQL, Oracle, SQL Server)."""
+    row_value_comparison: ClassVar[bool] = True
+    """Whether `(a, b) > (x, y)` is valid SQL; otherwise it is expanded."""
+    integer_types: ClassVar[frozenset[str]] = frozenset()
+    """Type names whose key ranges are split arithmetically (min/max) instead of by quantiles."""
+    pseudo_columns: ClassVar[frozenset[str]] = frozenset()
+    """Names accepted as `watermark:` without being table columns (ORA_ROWSCN)."""
+
+    def __init__(self, name: str, config: SqlSourceConfig, limits: BatchLimits) -> None:
+        self.name = name
+        self.config = config
+        self.limits = limits
+        self.precision_losses: Counter[str] = Counter()
+        """'table.column: reason' -> how many values were kept with less precision (docs/types.md)."""
+        self._metas: dict[str, TableMeta] = {}
+        self._meta_connection: Any = None
+        self._consistency_point: Json = None
+
+    # --- dialect: SQL text ------------------------------------------------------------
+
+    def quote(self, identifier: str) -> str:
+        return '"' + identifier.replace('"', '""') + '"'
+
+    def placeholder(self, index: int) -> str:
+        return "%s"
+
+    def bind(self, params: Params) -> Any:
+        return params.values
+
+    def qualified(self, meta: TableMeta) -> str:
+        table = self.quote(meta.table)
+        return f"{self.quote(meta.schema)}.{table}" if meta.schema else table
+
+    def from_clause(self, meta: TableMeta, at: Json) -> str:
+        """The table as it appears after FROM; Oracle adds its flashback clause here."""
+        return self.qualified(meta)
+
+    def select_sql(
+        self, columns: str, from_: str, conditions: list[str], order: str, limit: int | None
+    ) -> str:
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        tail = f" LIMIT {int(limit)}" if limit is not None else ""
+        return f"SELECT {columns} FROM {from_}{where} ORDER BY {order}{tail}"
+
+    def column_expression(self, column: SqlColumn) -> str:
+        """What to select for a column; a type Python cannot hold exactly is selected as text."""
+        return self.quote(column.name)
+
+    def converter(self, column: SqlColumn) -> Converter | None:
+        """Driver value -> canonical value for this column; None when the driver's value is canonical."""
+        return None
+
+    def width(self, column: SqlColumn) -> int | None:
+        """Bytes a value takes at most, for batch sizing; None = measure each value."""
+        return 8 if column.length is None else column.length
+
+    # --- dialect: connections and catalog -------------------------------------------------
+
+    def connect(self) -> Any:
+        """A new DB-API connection; raises ConnectionFailed (without secrets) when it cannot."""
+        raise NotImplementedError
+
+    def open_cursor(self, connection: Any, fetch_rows: int) -> Any:
+        cursor = connection.cursor()
+        cursor.arraysize = fetch_rows
+        return cursor
+
+    def execute(self, cursor: Any, sql: str, params: Params) -> None:
+        cursor.execute(sql, self.bind(params))
+
+    def begin_read(self, connection: Any, at: Json) -> None:
+        """Start the transaction a partition is read in (snapshot isolation, imported snapshot...)."""
+
+    def consistency_point(self, connection: Any) -> Json:
+        """A point in time every partition of this run reads at (SCN, snapshot id), or None."""
+        return None
+
+    def find_tables(self, connection: Any, schema: str | None, table: str) -> list[tuple[str, str]]:
+        """(schema, table) pairs whose names equal `schema`/`table` ignoring case."""
+        raise NotImplementedError
+
+    def default_schema(self, connection: Any) -> str:
+        raise NotImplementedError
+
+    def columns(self, connection: Any, schema: str, table: str) -> list[SqlColumn]:
+        raise NotImplementedError
+
+    def primary_key(self, connection: Any, schema: str, table: str) -> list[str]:
+        raise NotImplementedError
+
+    def unique_keys(self, connection: Any, schema: str, table: str) -> list[list[str]]:
+        """Column lists of unique indexes or constraints (without expressions or predicates)."""
+        raise NotImplementedError
+
+    def some_tables(self, connection: Any, schema: str | None) -> list[str]:
+        """A few table names that do exist, for the message when a configured one does not."""
+        return []
+
+    # --- the Source protocol --------------------------------------------------------------
+
+    def check(self) -> None:
+        for table in self.config.tables:
+            self.describe(table)
+
+    def plan(self, table: str, partitions: int) -> list[Partition]:
+        meta = self.describe(table)
+        options = self.config.tables[table]
+        connection = self._metadata_connection()
+        at = self._point(connection)
+        until = self._high_watermark(connection, meta, at) if options.watermark else None
+        self._refuse_null_keys(connection, meta, at)
+        cuts = self._cuts(connection, meta, max(1, partitions), at, until) if partitions > 1 else []
+        bounds = [None, *cuts, None]
+        extras = {name: value for name, value in (("at", at), ("until", until)) if value is not None}
+        plan = []
+        for index in range(len(bounds) - 1):
+            lower = dict(extras)
+            if bounds[index] is not None:
+                lower["key"] = encode_key([bounds[index]])
+            upper = encode_key([bounds[index + 1]]) if bounds[index + 1] is not None else None
+            plan.append(Partition(self.name, table, index, len(bounds) - 1, lower or None, upper))
+        return plan
+
+    def read(
+        self,
+        partition: Partition,
+        *,
+        resume_after: Json = None,
+        fields: Sequence[str] | None = None,
+    ) -> Iterator[Batch]:
+        meta = self.describe(partition.table)
+        plan = self.read_plan(meta, fields)
+        after = decode_key(resume_after) if resume_after is not None else None
+        rows_per_batch = self._rows_per_batch(plan)
+        page_rows = self.config.page_rows
+        fetch_rows = min(rows_per_batch, page_rows)
+        lower = partition.lower or {}
+        connection = self.connect()
+        try:
+            self.begin_read(connection, lower.get("at"))
+            while True:
+                sql, params = self.page_query(meta, plan, partition, after, page_rows)
+                cursor = self.open_cursor(connection, fetch_rows)
+                try:
+                    self.execute(cursor, sql, params)
+                    seen = 0
+                    while rows := cursor.fetchmany(fetch_rows):
+                        seen += len(rows)
+                        for chunk in self._split_by_bytes(rows, plan, rows_per_batch):
+                            yield self._batch(meta, plan, chunk)
+                        after = tuple(rows[-1][position] for position in plan.key_positions)
+                finally:
+                    cursor.close()
+                if seen < page_rows:
+                    return
+        finally:
+            connection.close()
+
+    def key_text(self, table: str, record: dict) -> str:
+        meta = self.describe(table)
+        return _key_text(meta.key, [record.get(name) for name in meta.key])
+
+    def sample(self, table: str, n: int) -> list[dict]:
+        records: list[dict] = []
+        for batch in self.read(Partition(self.name, table, 0, 1)):
+            records.extend(batch.records)
+            if len(records) >= n:
+                break
+        return records[:n]
+
+    def close(self) -> None:
+        if self._meta_connection is not None:
+            self._meta_connection.close()
+            self._meta_connection = None
+
+    # --- differential extraction ------------------------------------------------------------
+
+    def high_watermark(self, table: str) -> Json:
+        """The largest watermark now (tagged JSON): give it as `since:` to the next run."""
+        meta = self.describe(table)
+        connection = self._metadata_connection()
+        return self._high_watermark(connection, meta, self._point(connection))
+
+    def keys(self, table: str) -> Iterator[tuple]:
+        """Every key at the source, in key order, as canonical values."""
+        meta = self.describe(table)
+        for batch in self.read(Partition(self.name, table, 0, 1), fields=()):
+            for record in batch.records:
+                yield tuple(record[name] for name in meta.key)
+
+    def deleted_keys(self, table: str, target_keys: Iterable[Sequence]) -> list[tuple]:
+        """Keys present in `target_keys` but no longer at the source: deletes to apply to the target."""
+        remaining = {tuple(key) for key in target_keys}
+        for key in self.keys(table):
+            remaining.discard(key)
+        return list(remaining)
+
+    # --- introspection --------------------------------------------------------------------
+
+    def describe(self, table: str) -> TableMeta:
+        """Columns and key of a configured table (cached); EtlError when it is missing or keyless."""
+        if table not in self._metas:
+            self._metas[table] = self._introspect(self._metadata_connection(), table)
+        return self._metas[table]
+
+    def _introspect(self, connection: Any, table: str) -> TableMeta:
+        options = self.config.tables.get(table)
+        if options is None:
+            raise EtlError(
+                f"source {self.name!r}: table {table!r} is not configured",
+                hint=f"configured tables: {', '.join(self.config.tables) or 'none'}",
+            )
+        schema, bare = options.schema_, table
+        if schema is None and "." in table:
+            schema, bare = table.split(".", 1)
+        found = self._resolve(connection, schema, bare)
+        if found is None:
+            existing = ", ".join(self.some_tables(connection, schema)) or "none visible"
+            raise EtlError(
+                f"{self.engine} source {self.name!r}: table {table!r} does not exist"
+                f" or is not visible to this user",
+                hint=f"tables that do exist: {existing}",
+            )
+        schema, bare = found
+        columns = tuple(self.columns(connection, schema, bare))
+        by_lower = {column.name.lower(): column.name for column in columns}
+        key = self._key(connection, table, schema, bare, columns, by_lower)
+        if options.watermark and options.watermark.lower() not in by_lower:
+            if options.watermark.upper() not in self.pseudo_columns:
+                raise EtlError(
+                    f"{self.engine} source {self.name!r}, table {table!r}: watermark column"
+                    f" {options.watermark!r} does not exist",
+                    hint=f"columns: {', '.join(column.name for column in columns)}",
+                )
+        return TableMeta(table, schema, bare, columns, tuple(key))
+
+    def _resolve(self, connection: Any, schema: str | None, table: str) -> tuple[str, str] | None:
+        candidates = self.find_tables(connection, schema, table)
+        if not candidates:
+            return None
+        exact = [c for c in candidates if c[1] == table and (schema is None or c[0] == schema)]
+        if len(exact) == 1:
+            return exact[0]
+        pool = exact or candidates
+        if len(pool) > 1:
+            default = self.default_schema(connection)
+            pool = [c for c in pool if c[0] == default] or pool
+        if len(pool) > 1:
+            raise EtlError(
+                f"{self.engine} source {self.name!r}: table {table!r} is ambiguous",
+                hint="set `schema:` on the table; found in " + ", ".join(f"{s}.{t}" for s, t in pool[:10]),
+            )
+        return pool[0]
+
+    def _key(
+        self,
+        connection: Any,
+        table: str,
+        schema: str,
+        bare: str,
+        columns: tuple[SqlColumn, ...],
+        by_lower: dict[str, str],
+    ) -> list[str]:
+        configured = self.config.tables[table].key
+        if configured:
+            missing = [name for name in configured if name.lower() not in by_lower]
+            if missing:
+                raise EtlError(
+                    f"{self.engine} source {self.name!r}, table {table!r}: key column(s)"
+                    f" {', '.join(missing)} do not exist",
+                    hint=f"columns: {', '.join(column.name for column in columns)}",
+                )
+            return [name if name in by_lower.values() else by_lower[name.lower()] for name in configured]
+        key = self.primary_key(connection, schema, bare)
+        if key:
+            return key
+        not_null = {column.name for column in columns if not column.nullable}
+        uniques = [cols for cols in self.unique_keys(connection, schema, bare) if set(cols) <= not_null]
+        if uniques:
+            return min(uniques, key=len)
+        raise EtlError(
+            f"{self.engine} source {self.name!r}: table {table!r} has no primary key and no unique"
+            f" index on NOT NULL columns",
+            hint=f"set `key: [column, ...]` for {table!r} in the job file: resume and validation"
+            " need columns that identify each row",
+        )
+
+    # --- SQL building ---------------------------------------------------------------------
+
+    def read_plan(self, meta: TableMeta, fields: Sequence[str] | None) -> ReadPlan:
+        wanted = None if fields is None else {*fields, *meta.key}
+        chosen = [c for c in meta.columns if wanted is None or c.name in wanted]
+        names = [c.name for c in chosen]
+        expressions = [self.column_expression(c) for c in chosen]
+        plain = [expression == self.quote(c.name) for expression, c in zip(expressions, chosen, strict=True)]
+        expressions = [
+            expression if is_plain else f"{expression} AS {self.quote(c.name)}"
+            for expression, c, is_plain in zip(expressions, chosen, plain, strict=True)
+        ]
+        key_positions = []
+        for name in meta.key:
+            position = names.index(name)
+            if not plain[position]:
+                expressions.append(self.quote(name))
+                position = len(expressions) - 1
+            key_positions.append(position)
+        widths = [self.width(c) for c in chosen]
+        return ReadPlan(
+            names=names,
+            expressions=expressions,
+            converters=[self.converter(c) for c in chosen],
+            key_positions=key_positions,
+            fixed_width=sum(width for width in widths if width is not None),
+            measured=[i for i, width in enumerate(widths) if width is None],
+        )
+
+    def page_query(
+        self, meta: TableMeta, plan: ReadPlan, partition: Partition, after: tuple | None, limit: int | None
+    ) -> tuple[str, Params]:
+        """One keyset page of a partition: rows after `after`, in key order, at most `limit`."""
+        params = Params(self.placeholder)
+        lower = partition.lower or {}
+        conditions = self._filters(meta, params, lower.get("until"))
+        first = self.quote(meta.key[0])
+        if lower.get("key") is not None:
+            conditions.append(f"{first} >= {params.add(decode_key(lower['key'])[0])}")
+        if partition.upper is not None:
+            conditions.append(f"{first} < {params.add(decode_key(partition.upper)[0])}")
+        if after is not None:
+            conditions.append(self.after_condition([self.quote(name) for name in meta.key], after, params))
+        order = ", ".join(self.quote(name) for name in meta.key)
+        sql = self.select_sql(
+            ", ".join(plan.expressions), self.from_clause(meta, lower.get("at")), conditions, order, limit
+        )
+        return sql, params
+
+    def after_condition(self, keys: list[str], after: Sequence[Any], params: Params) -> str:
+        """Rows strictly after a key: `(a, b) > (x, y)`, or its expansion without row values."""
+        if len(keys) == 1:
+            return f"{keys[0]} > {params.add(after[0])}"
+        if self.row_value_comparison:
+            values = ", ".join(params.add(value) for value in after)
+            return f"({', '.join(keys)}) > ({values})"
+        alternatives = []
+        for depth in range(len(keys)):
+            equal = [f"{keys[i]} = {params.add(after[i])}" for i in range(depth)]
+            alternatives.append(" AND ".join([*equal, f"{keys[depth]} > {params.add(after[depth])}"]))
+        return "(" + " OR ".join(f"({alternative})" for alternative in alternatives) + ")"
+
+    def _filters(self, meta: TableMeta, params: Params, until: Json) -> list[str]:
+        options = self.config.tables[meta.name]
+        conditions = [f"({options.where})"] if options.where else []
+        if options.watermark and options.since is not None:
+            mark = self._watermark_sql(meta)
+            conditions.append(f"{mark} > {params.add(decode_value(options.since))}")
+            if until is not None:
+                conditions.append(f"{mark} <= {params.add(decode_value(until))}")
+        return conditions
+
+    def _watermark_sql(self, meta: TableMeta) -> str:
+        name = self.config.tables[meta.name].watermark or ""
+        for column in meta.columns:
+            if column.name.lower() == name.lower():
+                return self.quote(column.name)
+        return name.upper()  # a pseudo-column, checked against `pseudo_columns` by introspection
+
+    # --- planning -------------------------------------------------------------------------
+
+    def _metadata_connection(self) -> Any:
+        if self._meta_connection is None:
+            self._meta_connection = self.connect()
+        return self._meta_connection
+
+    def _point(self, connection: Any) -> Json:
+        if self.config.consistent and self._consistency_point is None:
+            self._consistency_point = self.consistency_point(connection)
+        return self._consistency_point if self.config.consistent else None
+
+    def _query(self, connection: Any, sql: str, params: Params) -> list[tuple]:
+        cursor = connection.cursor()
+        try:
+            self.execute(cursor, sql, params)
+            return list(cursor.fetchall())
+        finally:
+            cursor.close()
+
+    def _high_watermark(self, connection: Any, meta: TableMeta, at: Json) -> Json:
+        params = Params(self.placeholder)
+        conditions = self._filters(meta, params, None)
+        sql = self.aggregate_sql(f"MAX({self._watermark_sql(meta)})", meta, at, conditions)
+        ((value,),) = self._query(connection, sql, params)
+        return None if value is None else encode_value(value)
+
+    def aggregate_sql(self, expression: str, meta: TableMeta, at: Json, conditions: list[str]) -> str:
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        return f"SELECT {expression} FROM {self.from_clause(meta, at)}{where}"
+
+    def _refuse_null_keys(self, connection: Any, meta: TableMeta, at: Json) -> None:
+        nullable = [name for name in meta.key if meta.column(name).nullable]
+        if not nullable:
+            return
+        condition = " OR ".join(f"{self.quote(name)} IS NULL" for name in nullable)
+        ((count,),) = self._query(
+            connection, self.aggregate_sql("COUNT(*)", meta, at, [f"({condition})"]), Params(self.placeholder)
+        )
+        if count:
+            raise EtlError(
+                f"{self.engine} source {self.name!r}, table {meta.name!r}: {count} rows have NULL in key"
+                f" column(s) {', '.join(nullable)}; they cannot be read in key order",
+                hint="choose `key:` columns that are never NULL",
+            )
+
+    def _cuts(self, connection: Any, meta: TableMeta, partitions: int, at: Json, until: Json) -> list[Any]:
+        """Start values of partitions 2..n on the first key column, ascending and distinct."""
+        params = Params(self.placeholder)
+        conditions = self._filters(meta, params, until)
+        first = meta.column(meta.key[0])
+        if first.type in self.integer_types:
+            sql = self.aggregate_sql(
+                f"MIN({self.quote(first.name)}), MAX({self.quote(first.name)})", meta, at, conditions
+            )
+            ((low, high),) = self._query(connection, sql, params)
+            if low is None:
+                return []
+            low, high = int(low), int(high)
+            cuts = [low + (high - low + 1) * i // partitions for i in range(1, partitions)]
+        else:
+            sql = self.quantiles_sql(meta, partitions, at, conditions)
+            cuts = [row[0] for row in self._query(connection, sql, params)][1:]
+        distinct: list[Any] = []
+        for cut in cuts:
+            if not distinct or cut > distinct[-1]:
+                distinct.append(cut)
+        return distinct
+
+    def quantiles_sql(self, meta: TableMeta, partitions: int, at: Json, conditions: list[str]) -> str:
+        """Smallest first-key value of each of `partitions` equal-sized buckets (NTILE)."""
+        first = self.quote(meta.key[0])
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        inner = (
+            f"SELECT {first} AS k, NTILE({int(partitions)}) OVER (ORDER BY {first}) AS b"
+            f" FROM {self.from_clause(meta, at)}{where}"
+        )
+        return f"SELECT MIN(q.k) FROM ({inner}) q GROUP BY q.b ORDER BY MIN(q.k)"
+
+    # --- rows to batches ------------------------------------------------------------------
+
+    def _rows_per_batch(self, plan: ReadPlan) -> int:
+        return max(1, min(self.limits.records, self.limits.bytes // max(1, plan.fixed_width)))
+
+    def _split_by_bytes(self, rows: list, plan: ReadPlan, rows_per_batch: int) -> Iterator[list]:
+        if not plan.measured:
+            for start in range(0, len(rows), rows_per_batch):
+                yield rows[start : start + rows_per_batch]
+            return
+        chunk: list = []
+        size = 0
+        for row in rows:
+            row_size = plan.fixed_width + sum(_size(row[i]) for i in plan.measured)
+            if chunk and (size + row_size > self.limits.bytes or len(chunk) >= rows_per_batch):
+                yield chunk
+                chunk, size = [], 0
+            chunk.append(row)
+            size += row_size
+        if chunk:
+            yield chunk
+
+    def _batch(self, meta: TableMeta, plan: ReadPlan, rows: list) -> Batch:
+        last = tuple(rows[-1][position] for position in plan.key_positions)
+        resume = encode_key(last)
+        names = plan.names
+        if not any(plan.converters):
+            return Batch([dict(zip(names, row, strict=False)) for row in rows], resume)
+        records: list[dict] = []
+        rejects: list[Reject] = []
+        converters = plan.converters
+        for row in rows:
+            record: dict = {}
+            for name, convert, value in zip(names, converters, row, strict=False):
+                if convert is not None and value is not None:
+                    try:
+                        value = convert(value)
+                    except Truncated as loss:
+                        value = loss.value
+                        self._count_loss(meta, name, loss.reason)
+                    except (ValueRejected, ValueError, TypeError, ArithmeticError) as error:
+                        raw_key = [row[position] for position in plan.key_positions]
+                        rejects.append(
+                            Reject(
+                                table=meta.name,
+                                source_key=_key_text(meta.key, raw_key),
+                                reason=f"column {name}: {_reason(error)}",
+                                stage="extract",
+                                field_path=name,
+                                value_type=type(value).__name__,
+                            )
+                        )
+                        break
+                record[name] = value
+            else:
+                records.append(record)
+        return Batch(records, resume, rejects)
+
+    def _count_loss(self, meta: TableMeta, column: str, reason: str) -> None:
+        label = f"{meta.name}.{column}: {reason}"
+        if not self.precision_losses[label]:
+            log.warning("%s source %r: %s (counted in precision_losses)", self.engine, self.name, label)
+        self.precision_losses[label] += 1
+
+    # --- errors ---------------------------------------------------------------------------
+
+    def connection_failed(
+        self, where: str, error: Exception, secrets: Iterable[str | None] = ()
+    ) -> ConnectionFailed:
+        """A ConnectionFailed naming the source and server, with every secret removed from the driver text."""
+        detail = " ".join(str(error).split())
+        for secret in secrets:
+            if secret:
+                detail = detail.replace(secret, "***")
+        return ConnectionFailed(
+            f"cannot connect to {self.engine} source {self.name!r} at {where}: {detail}",
+            hint="check that the server is running and reachable, and the user name and password",
+        )
+
+
+def _size(value: Any) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, str | bytes | bytearray):
+        return len(value)
+    return len(str(value))
+
+
+def _reason(error: Exception) -> str:
+    if isinstance(error, ValueRejected):
+        return str(error)
+    return f"cannot convert the value ({type(error).__name__})"
+
+
+def _key_text(names: Sequence[str], values: Sequence[Any]) -> str:
+    return ", ".join(
+        f"{name}={value}" if isinstance(value, int) else f"{name}={value!r}"
+        for name, value in zip(names, values, strict=True)
+    )
