@@ -1,0 +1,516 @@
+"""PostgreSQL (Aurora PostgreSQL) sink: one transaction per batch, binary COPY into staging, then upsert.
+
+Per batch, in one transaction: children of the batch's parents are deleted (so a replayed or
+shrunken array leaves exactly the right children), then each table's rows are binary-COPYed into a
+per-connection temporary staging table and merged with `INSERT ... SELECT ... ON CONFLICT (key) DO
+UPDATE`. A row PostgreSQL refuses is found by bisecting inside savepoints and rejected alone.
+Connection loss, admin shutdown, serialization failures and deadlocks retry the whole batch on a
+new connection (exponential backoff, full jitter); the upserts make the replay harmless.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Literal
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import dict_row
+from psycopg.types.json import set_json_loads
+from pydantic import BaseModel, ConfigDict, Field
+
+from etl.errors import ConnectionFailed, EtlError, RuntimeFailure
+from etl.records import Reject, TableSpec
+from etl.sinks.base import TableRows, WriteResult
+from etl.sinks.coltypes import ColumnType, parse_type
+from etl.sinks.iam_token import IamTokenSource
+from etl.sinks.postgres_types import TargetColumn, ValueRefused, adapter, compatible_udts, ddl_type
+from etl.sinks.retry import Backoff
+
+TRANSIENT = (
+    psycopg.OperationalError,  # connection lost, admin shutdown (57P01), cannot connect now
+    psycopg.errors.SerializationFailure,
+    psycopg.errors.DeadlockDetected,
+)
+ROW_REFUSED = (psycopg.DataError, psycopg.IntegrityError)
+KEYS_PER_STATEMENT = 1000
+
+
+class Config(BaseModel):
+    """The `postgres` target section of a job file."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    type: Literal["postgres"]
+    dsn: str
+    """libpq connection string or URI (a password belongs in `${secret:...}`, never in plain text)."""
+    db_schema: str = Field("public", alias="schema")
+    create: Literal["never", "if_missing"] = "never"
+    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] | None = None
+    sslrootcert: str | None = None
+    """CA bundle path, e.g. the RDS global bundle, for sslmode verify-ca/verify-full."""
+    iam_auth: bool = False
+    """Authenticate with an IAM token (boto3 generate_db_auth_token) instead of a password."""
+    region: str | None = None
+    """AWS region for IAM tokens (defaults to the standard AWS configuration)."""
+    max_attempts: int = Field(6, ge=1, le=50)
+    base_delay_ms: float = Field(100.0, ge=0)
+    max_delay_ms: float = Field(10_000.0, ge=0)
+
+
+@dataclass
+class _Table:
+    """A prepared target table: the mapping's spec, the physical columns and how to adapt values."""
+
+    spec: TableSpec
+    index: int
+    types: dict[str, ColumnType]
+    columns: list[TargetColumn]
+    adapters: list[Any]
+    children: list[str] = field(default_factory=list)
+
+    @property
+    def names(self) -> list[str]:
+        return [column.name for column in self.columns]
+
+
+@dataclass
+class _Row:
+    values: list[Any]
+    row: dict
+    source_key: str
+
+
+class _Connection:
+    """A connection plus the staging tables it already has (temp tables live per session)."""
+
+    def __init__(self, conn: psycopg.Connection) -> None:
+        self.conn = conn
+        self.staged: set[int] = set()
+
+
+class PostgresSink:
+    """See the module docstring. Thread-safe: each `write` borrows its own connection."""
+
+    def __init__(self, name: str, config: Config, *, backoff: Backoff | None = None) -> None:
+        self.name = name
+        self.config = config
+        self._backoff = backoff or Backoff(config.max_attempts, config.base_delay_ms, config.max_delay_ms)
+        self._tables: dict[str, _Table] = {}
+        self._idle: list[_Connection] = []
+        self._lock = threading.Lock()
+        self._tokens = self._token_source() if config.iam_auth else None
+
+    # ------------------------------------------------------------ connections
+
+    def _token_source(self) -> IamTokenSource:
+        params = conninfo_to_dict(self.config.dsn)
+        region = self.config.region
+        if region is None:
+            import boto3
+
+            region = boto3.session.Session().region_name
+        if not region:
+            raise EtlError(f"PostgreSQL target {self.name!r}: iam_auth needs a region",
+                           hint="set `region:` on the target or AWS_REGION")
+        return IamTokenSource(params.get("host", "localhost"), int(params.get("port", 5432)),
+                              params.get("user", ""), region)
+
+    def _connect(self) -> _Connection:
+        extra: dict[str, Any] = {}
+        if self.config.sslmode:
+            extra["sslmode"] = self.config.sslmode
+        if self.config.sslrootcert:
+            extra["sslrootcert"] = self.config.sslrootcert
+        if self._tokens is not None:
+            extra["password"] = self._tokens.token()
+        conn = psycopg.connect(self.config.dsn, autocommit=False, **extra)
+        set_json_loads(functools.partial(json.loads, parse_float=Decimal), context=conn)
+        conn.execute("SET TIME ZONE 'UTC'")
+        conn.commit()
+        return _Connection(conn)
+
+    def _acquire(self) -> _Connection:
+        with self._lock:
+            while self._idle:
+                candidate = self._idle.pop()
+                if not candidate.conn.closed:
+                    return candidate
+        try:
+            return self._connect()
+        except psycopg.OperationalError as error:
+            raise ConnectionFailed(
+                f"PostgreSQL target {self.name!r}: cannot connect: {error}".strip(),
+                hint="check the dsn, sslmode/sslrootcert and credentials of the target",
+            ) from None
+
+    def _release(self, connection: _Connection) -> None:
+        idle = psycopg.pq.TransactionStatus.IDLE
+        if connection.conn.closed or connection.conn.info.transaction_status != idle:
+            connection.conn.close()
+            return
+        with self._lock:
+            self._idle.append(connection)
+
+    @staticmethod
+    def _discard(connection: _Connection) -> None:
+        try:
+            connection.conn.close()
+        except psycopg.Error:
+            pass
+
+    def _qualified(self, table: str) -> sql.Composed:
+        return sql.SQL("{}.{}").format(sql.Identifier(self.config.db_schema), sql.Identifier(table))
+
+    # ------------------------------------------------------------ tables
+
+    def prepare(self, tables: Sequence[TableSpec]) -> None:
+        """Check every table first, then create the missing ones: no data moves while any table differs."""
+        connection = self._acquire()
+        try:
+            with connection.conn.transaction():
+                existing = {spec.table: self._existing_columns(connection.conn, spec.table)
+                            for spec in tables}
+                for spec in tables:
+                    if existing[spec.table]:
+                        self._check(connection.conn, spec, existing[spec.table])
+                    elif self.config.create != "if_missing":
+                        raise EtlError(
+                            f"PostgreSQL table {self.config.db_schema}.{spec.table} does not exist"
+                            f" (target {self.name!r})",
+                            hint="create it, or set `create: if_missing` on the target",
+                        )
+                for spec in tables:
+                    if not existing[spec.table]:
+                        self._create(connection.conn, spec)
+                        existing[spec.table] = self._existing_columns(connection.conn, spec.table)
+            for spec in tables:
+                self._register(spec, existing[spec.table])
+        except BaseException:
+            self._discard(connection)
+            raise
+        self._release(connection)
+
+    def _existing_columns(self, conn: psycopg.Connection, table: str) -> dict[str, TargetColumn]:
+        rows = conn.execute(
+            "SELECT column_name, udt_name, numeric_precision, numeric_scale, datetime_precision"
+            " FROM information_schema.columns WHERE table_schema = %s AND table_name = %s",
+            (self.config.db_schema, table),
+        ).fetchall()
+        return {
+            name: TargetColumn(name, udt, scale, precision if udt == "numeric" else None, time_precision)
+            for name, udt, precision, scale, time_precision in rows
+        }
+
+    def _check(self, conn: psycopg.Connection, spec: TableSpec, existing: dict[str, TargetColumn]) -> None:
+        where = f"PostgreSQL table {self.config.db_schema}.{spec.table}"
+        for column in spec.columns:
+            found = existing.get(column.name)
+            if found is None:
+                raise EtlError(f"{where} has no column {column.name!r} (the mapping writes it)",
+                               hint="add the column, or remove it from the mapping")
+            wanted = parse_type(column.type)
+            if found.udt not in compatible_udts(wanted):
+                raise EtlError(
+                    f"{where}, column {column.name!r}: type {found.udt} cannot hold the mapping's"
+                    f" {column.type} without loss",
+                    hint=f"alter the column to {ddl_type(wanted)}, or change the mapping's type",
+                )
+        unique_sets = conn.execute(
+            "SELECT array_agg(a.attname::text ORDER BY a.attname) FROM pg_index i"
+            " JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY(i.indkey)"
+            " WHERE n.nspname = %s AND c.relname = %s AND i.indisunique AND i.indpred IS NULL"
+            " GROUP BY i.indexrelid",
+            (self.config.db_schema, spec.table),
+        ).fetchall()
+        if sorted(spec.key) not in [row[0] for row in unique_sets]:
+            raise EtlError(
+                f"{where} has no primary key or unique index on ({', '.join(spec.key)})",
+                hint="add one: upserts need it to find existing rows",
+            )
+
+    def _create(self, conn: psycopg.Connection, spec: TableSpec) -> None:
+        definitions = []
+        for column in spec.columns:
+            not_null = sql.SQL(" NOT NULL") if not column.nullable or column.name in spec.key else sql.SQL("")
+            definitions.append(sql.SQL("{} {}{}").format(
+                sql.Identifier(column.name), sql.SQL(ddl_type(parse_type(column.type))), not_null))
+        definitions.append(sql.SQL("PRIMARY KEY ({})").format(
+            sql.SQL(", ").join(map(sql.Identifier, spec.key))))
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.config.db_schema)))
+        conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(
+            self._qualified(spec.table), sql.SQL(", ").join(definitions)))
+
+    def _register(self, spec: TableSpec, existing: dict[str, TargetColumn]) -> None:
+        columns = [existing[column.name] for column in spec.columns]
+        table = _Table(
+            spec=spec,
+            index=len(self._tables),
+            types={column.name: parse_type(column.type) for column in spec.columns},
+            columns=columns,
+            adapters=[adapter(column) for column in columns],
+        )
+        self._tables[spec.table] = table
+        for other in self._tables.values():
+            if other.spec.parent == spec.table and other.spec.table not in table.children:
+                table.children.append(other.spec.table)
+            if spec.parent == other.spec.table and spec.table not in other.children:
+                other.children.append(spec.table)
+
+    def _table(self, name: str) -> _Table:
+        try:
+            return self._tables[name]
+        except KeyError:
+            raise EtlError(f"table {name!r} was not prepared on PostgreSQL target {self.name!r}") from None
+
+    def _depth(self, table: _Table) -> int:
+        depth, parent = 0, table.spec.parent
+        while parent is not None and parent in self._tables and depth < len(self._tables):
+            depth, parent = depth + 1, self._tables[parent].spec.parent
+        return depth
+
+    # ------------------------------------------------------------ writing
+
+    def write(self, batch: Mapping[str, TableRows]) -> WriteResult:
+        result = WriteResult()
+        prepared: dict[str, list[_Row]] = {}
+        keys: dict[str, list[tuple]] = {}
+        for table_name, rows in batch.items():
+            table = self._table(table_name)
+            deduped = _dedupe(table.spec, rows)
+            keys[table_name] = list(deduped)
+            prepared[table_name] = self._adapt(table, deduped.values(), result.rejects)
+        order = sorted(prepared, key=lambda name: self._depth(self._tables[name]))
+        attempt = 1
+        while True:
+            connection = self._acquire_for_write(attempt)
+            refused: list[Reject] = []
+            loaded: dict[str, int] = {}
+            try:
+                with connection.conn.transaction():
+                    self._replace_children(connection.conn, keys)
+                    for table_name in order:
+                        loaded[table_name] = self._upsert(connection, self._tables[table_name],
+                                                          prepared[table_name], refused)
+            except TRANSIENT as error:
+                self._discard(connection)
+                if not self._backoff.can_retry(attempt):
+                    raise RuntimeFailure(
+                        f"PostgreSQL target {self.name!r}: batch not written after {attempt} attempts"
+                        f" ({type(error).__name__}: {str(error).strip()[:200]})",
+                        hint="check the server; the job can be resumed from its last checkpoint",
+                    ) from None
+                self._backoff.pause(attempt)
+                attempt += 1
+                continue
+            except BaseException:
+                self._discard(connection)
+                raise
+            self._release(connection)
+            result.loaded.update(loaded)
+            result.rejects.extend(refused)
+            return result
+
+    def _acquire_for_write(self, attempt: int) -> _Connection:
+        while True:
+            try:
+                return self._acquire()
+            except ConnectionFailed:
+                if not self._backoff.can_retry(attempt):
+                    raise
+                self._backoff.pause(attempt)
+                attempt += 1
+
+    def _adapt(self, table: _Table, rows: Any, rejects: list[Reject]) -> list[_Row]:
+        """Adapt values for COPY; a value the column cannot hold exactly rejects its row here."""
+        adapted = []
+        for row, source_key in rows:
+            values = []
+            for column, adapt in zip(table.columns, table.adapters, strict=True):
+                value = row.get(column.name)
+                try:
+                    values.append(adapt(value))
+                except ValueRefused as problem:
+                    reason = f"column {column.name!r}: {problem}"
+                    rejects.append(_reject(table.spec, source_key, row, reason, column.name,
+                                           type(value).__name__))
+                    break
+            else:
+                adapted.append(_Row(values, row, source_key))
+        return adapted
+
+    def _replace_children(self, conn: psycopg.Connection, keys: dict[str, list[tuple]]) -> None:
+        """Delete the existing children of every parent in the batch, down the whole tree."""
+        replaced = dict(keys)
+        for table in sorted(self._tables.values(), key=self._depth):
+            parent = table.spec.parent
+            if parent is None or not replaced.get(parent):
+                continue
+            deleted = self._delete_where(conn, table, table.spec.parent_key, replaced[parent],
+                                         returning=bool(table.children))
+            replaced[table.spec.table] = list(dict.fromkeys(replaced.get(table.spec.table, []) + deleted))
+
+    def _delete_where(
+        self, conn: psycopg.Connection, table: _Table, columns: Sequence[str], values: list[tuple],
+        *, returning: bool,
+    ) -> list[tuple]:
+        deleted: list[tuple] = []
+        for start in range(0, len(values), KEYS_PER_STATEMENT):
+            chunk = values[start:start + KEYS_PER_STATEMENT]
+            row_of_params = sql.SQL("({})").format(sql.SQL(", ").join(sql.Placeholder() * len(columns)))
+            query = sql.SQL("DELETE FROM {} WHERE ({}) IN (VALUES {})").format(
+                self._qualified(table.spec.table),
+                sql.SQL(", ").join(map(sql.Identifier, columns)),
+                sql.SQL(", ").join([row_of_params] * len(chunk)),
+            )
+            if returning:
+                key_columns = sql.SQL(", ").join(map(sql.Identifier, table.spec.key))
+                query += sql.SQL(" RETURNING {}").format(key_columns)
+            cursor = conn.execute(query, [value for key in chunk for value in key])
+            if returning:
+                deleted.extend(tuple(row) for row in cursor.fetchall())
+        return deleted
+
+    def _upsert(self, connection: _Connection, table: _Table, rows: list[_Row], refused: list[Reject]) -> int:
+        if not rows:
+            return 0
+        stage = sql.Identifier(f"etl_stage_{table.index}")
+        if table.index not in connection.staged:
+            connection.conn.execute(sql.SQL(
+                "CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {}) ON COMMIT DELETE ROWS"
+            ).format(stage, self._qualified(table.spec.table)))
+            connection.staged.add(table.index)
+        return self._apply(connection.conn, table, stage, rows, refused)
+
+    def _apply(
+        self, conn: psycopg.Connection, table: _Table, stage: sql.Identifier, rows: list[_Row],
+        refused: list[Reject],
+    ) -> int:
+        """COPY + upsert inside a savepoint; when PostgreSQL refuses a row, bisect to reject only it."""
+        try:
+            with conn.transaction():
+                self._copy_and_merge(conn, table, stage, rows)
+            return len(rows)
+        except ROW_REFUSED as error:
+            if len(rows) == 1:
+                refused.append(_reject(table.spec, rows[0].source_key, rows[0].row, _refusal(error),
+                                       error.diag.column_name))
+                return 0
+            middle = len(rows) // 2
+            return (self._apply(conn, table, stage, rows[:middle], refused)
+                    + self._apply(conn, table, stage, rows[middle:], refused))
+
+    def _copy_and_merge(self, conn: psycopg.Connection, table: _Table, stage: sql.Identifier,
+                        rows: list[_Row]) -> None:
+        names = sql.SQL(", ").join(map(sql.Identifier, table.names))
+        conn.execute(sql.SQL("TRUNCATE {}").format(stage))
+        with conn.cursor() as cursor:
+            with cursor.copy(sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(stage, names)) as copy:
+                copy.set_types([column.copy_type for column in table.columns])
+                for row in rows:
+                    copy.write_row(row.values)
+            updates = [name for name in table.names if name not in table.spec.key]
+            conflict = sql.SQL("DO NOTHING") if not updates else sql.SQL("DO UPDATE SET {}").format(
+                sql.SQL(", ").join(
+                    sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(name), sql.Identifier(name))
+                    for name in updates
+                )
+            )
+            cursor.execute(sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT ({}) {}").format(
+                self._qualified(table.spec.table), names, names, stage,
+                sql.SQL(", ").join(map(sql.Identifier, table.spec.key)), conflict,
+            ))
+
+    def delete(self, table: TableSpec, keys: Sequence[dict]) -> int:
+        """Delete rows by key, and their children (as a write of the parent would replace them)."""
+        prepared = self._table(table.table)
+        values = list(dict.fromkeys(tuple(key[name] for name in table.key) for key in keys))
+        attempt = 1
+        while True:
+            connection = self._acquire_for_write(attempt)
+            try:
+                with connection.conn.transaction():
+                    self._replace_children(connection.conn, {table.table: values})
+                    deleted = len(self._delete_where(connection.conn, prepared, table.key, values,
+                                                     returning=True))
+            except TRANSIENT:
+                self._discard(connection)
+                if not self._backoff.can_retry(attempt):
+                    raise RuntimeFailure(f"PostgreSQL target {self.name!r}: deletes from {table.table!r} not"
+                                         f" applied after {attempt} attempts") from None
+                self._backoff.pause(attempt)
+                attempt += 1
+                continue
+            except BaseException:
+                self._discard(connection)
+                raise
+            self._release(connection)
+            return deleted
+
+    # ------------------------------------------------------------ reading
+
+    def read_back(self, table: TableSpec, *, segments: int = 4, consistent: bool = False) -> Iterator[dict]:
+        """Stream rows through a server-side (named) cursor; `segments`/`consistent` do not apply here."""
+        types = {column.name: parse_type(column.type) for column in table.columns}
+        connection = self._connect()
+        try:
+            with connection.conn.transaction():
+                cursor_name = "etl_read_back"
+                with connection.conn.cursor(name=cursor_name, row_factory=dict_row) as cur:
+                    cur.itersize = 2000
+                    cur.execute(sql.SQL("SELECT {} FROM {}").format(
+                        sql.SQL(", ").join(sql.Identifier(column.name) for column in table.columns),
+                        self._qualified(table.table),
+                    ))
+                    for row in cur:
+                        yield {name: _decode(value, types[name]) for name, value in row.items()}
+        finally:
+            self._discard(connection)
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for connection in idle:
+            self._discard(connection)
+
+
+def _decode(value: Any, column: ColumnType) -> Any:
+    """What the driver returns is already canonical, except sets (stored as arrays or jsonb arrays)."""
+    if column.name == "set" and isinstance(value, list):
+        try:
+            return set(value)
+        except TypeError:
+            return value
+    return value
+
+
+def _dedupe(spec: TableSpec, rows: TableRows) -> dict[tuple, tuple[dict, str]]:
+    """Rows by key, the later row winning (PostgreSQL refuses one statement touching a row twice)."""
+    by_key: dict[tuple, tuple[dict, str]] = {}
+    for index, row in enumerate(rows.rows):
+        source_key = rows.source_keys[index] if index < len(rows.source_keys) else ""
+        key = tuple(row.get(name) for name in spec.key)
+        by_key.pop(key, None)
+        by_key[key] = (row, source_key)
+    return by_key
+
+
+def _refusal(error: psycopg.Error) -> str:
+    """PostgreSQL's primary message names the problem and column but, unlike its DETAIL, not the values."""
+    return f"PostgreSQL refused the row: {error.diag.sqlstate} {error.diag.message_primary}"
+
+
+def _reject(spec: TableSpec, source_key: str, row: dict, reason: str, field_path: str | None = None,
+            value_type: str | None = None) -> Reject:
+    return Reject(table=spec.table, source_key=source_key, reason=reason, stage="load", field_path=field_path,
+                  value_type=value_type, record=row, target=spec.table)
+
+
+def open_sink(name: str, config: Config) -> PostgresSink:
+    return PostgresSink(name, config)

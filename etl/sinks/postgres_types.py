@@ -1,0 +1,230 @@
+"""Mapping column types -> PostgreSQL column types, and values -> what binary COPY needs.
+
+Values are checked against the target column before COPY because PostgreSQL would silently round
+some of them: a numeric(p,s) column rounds extra decimal places and timestamp(p) rounds extra
+fractional seconds (https://www.postgresql.org/docs/15/datatype-numeric.html#DATATYPE-NUMERIC-DECIMAL,
+https://www.postgresql.org/docs/15/datatype-datetime.html). Such a value is rejected, never rounded.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from etl.sinks import jsontext
+from etl.sinks.coltypes import ColumnType
+
+_SCALAR_DDL = {
+    "string": "text", "int": "bigint", "decimal": "numeric", "float": "double precision", "bool": "boolean",
+    "date": "date", "time": "time", "timestamp": "timestamp", "timestamptz": "timestamptz", "uuid": "uuid",
+    "bytes": "bytea",
+}
+# udt names (pg_type.typname) an existing column may have for each mapping type
+_COMPATIBLE = {
+    "string": {"text", "varchar", "bpchar", "citext", "name"},
+    "int": {"int2", "int4", "int8", "numeric"},
+    "decimal": {"numeric"},
+    "float": {"float8", "numeric"},
+    "bool": {"bool"},
+    "date": {"date"},
+    "time": {"time"},
+    "timestamp": {"timestamp"},
+    "timestamptz": {"timestamptz"},
+    "uuid": {"uuid"},
+    "bytes": {"bytea"},
+    "json": {"jsonb", "json"},
+}
+_INT_RANGE = {"int2": 2**15, "int4": 2**31, "int8": 2**63}
+
+
+def ddl_type(column: ColumnType) -> str:
+    """The column type used when the sink creates the table."""
+    if column.name in ("list", "set"):
+        return "jsonb" if column.element is None else ddl_type(column.element) + "[]"
+    if column.name == "json":
+        return "jsonb"
+    base = _SCALAR_DDL[column.name]
+    if column.name == "string" and column.args:
+        return f"varchar({column.args[0]})"
+    if column.name == "decimal" and column.args:
+        return f"numeric({','.join(map(str, column.args))})"
+    if column.is_timestamp and column.args:
+        return f"{base}({column.args[0]})"
+    return base
+
+
+def compatible_udts(column: ColumnType) -> set[str]:
+    """udt names an existing column may have to hold this mapping type without loss."""
+    if column.name in ("list", "set"):
+        if column.element is None:
+            return {"jsonb", "json"}
+        return {"_" + udt for udt in compatible_udts(column.element)} | {"jsonb", "json"}
+    return _COMPATIBLE[column.name]
+
+
+@dataclass(frozen=True)
+class TargetColumn:
+    """A column as it exists in the target table (from information_schema.columns)."""
+
+    name: str
+    udt: str
+    """pg_type.typname, e.g. int8, numeric, _text (arrays start with an underscore)."""
+    numeric_scale: int | None = None
+    numeric_precision: int | None = None
+    datetime_precision: int | None = None
+
+    @property
+    def copy_type(self) -> str:
+        """Type name psycopg's binary COPY dumps this column with."""
+        return self.udt[1:] + "[]" if self.udt.startswith("_") else self.udt
+
+
+class ValueRefused(Exception):
+    """A value the target column cannot hold exactly; the message never contains the value."""
+
+
+def adapter(column: TargetColumn) -> Callable[[Any], Any]:
+    """A function turning a canonical value into what binary COPY expects for this column, or raising
+    ValueRefused."""
+    udt = column.udt
+    if udt.startswith("_"):
+        element = adapter(TargetColumn(column.name, udt[1:], column.numeric_scale, column.numeric_precision,
+                                       column.datetime_precision))
+        return lambda value: _array(value, element)
+    if udt in ("jsonb", "json"):
+        return _json
+    if udt in _INT_RANGE:
+        return lambda value: _int(value, _INT_RANGE[udt])
+    if udt == "numeric":
+        return lambda value: _numeric(value, column.numeric_precision, column.numeric_scale)
+    if udt == "float8":
+        return _float
+    if udt in ("timestamp", "timestamptz"):
+        precision = 6 if column.datetime_precision is None else column.datetime_precision
+        return lambda value: _timestamp(value, udt == "timestamptz", precision)
+    simple = _SIMPLE.get(udt)
+    if simple is None:
+        return _as_is
+    kinds, label = simple
+    return lambda value: _typed(value, kinds, label)
+
+
+def _as_is(value: Any) -> Any:
+    return value
+
+
+def _typed(value: Any, kinds: tuple[type, ...], label: str) -> Any:
+    if value is None:
+        return value
+    wrong_kind = isinstance(value, bool) != (bool in kinds) or (
+        dt.date in kinds and isinstance(value, dt.datetime)
+    )
+    if isinstance(value, kinds) and not wrong_kind:
+        return value
+    if label == "uuid" and isinstance(value, str):
+        try:
+            return uuid.UUID(value)
+        except ValueError:
+            pass
+    raise ValueRefused(f"expected {label}, got {type(value).__name__}")
+
+
+_SIMPLE: dict[str, tuple[tuple[type, ...], str]] = {
+    "text": ((str,), "a string"), "varchar": ((str,), "a string"), "bpchar": ((str,), "a string"),
+    "citext": ((str,), "a string"), "name": ((str,), "a string"), "bool": ((bool,), "a bool"),
+    "date": ((dt.date,), "a date"), "time": ((dt.time,), "a time"), "uuid": ((uuid.UUID,), "uuid"),
+    "bytea": ((bytes, bytearray, memoryview), "bytes"),
+}
+
+
+def _array(value: Any, element: Callable[[Any], Any]) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, set | frozenset):
+        value = sorted(value, key=repr)
+    if not isinstance(value, list | tuple):
+        raise ValueRefused(f"expected a list, got {type(value).__name__}")
+    return [element(member) for member in value]
+
+
+def _json(value: Any) -> Any:
+    if value is None:
+        return None
+    try:
+        text = jsontext.dumps(value)
+    except ValueError as problem:
+        raise ValueRefused(f"not representable as JSON: {problem}") from None
+    return Jsonb(text, dumps=_already_json)
+
+
+def _already_json(text: str) -> str:
+    return text
+
+
+def _int(value: Any, bound: int) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueRefused(f"expected an integer, got {type(value).__name__}")
+    if not -bound <= value < bound:
+        raise ValueRefused("integer out of range for the column")
+    return value
+
+
+def _numeric(value: Any, precision: int | None, scale: int | None) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        raise ValueRefused(f"expected a number, got {type(value).__name__}")
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            raise ValueRefused("NaN or Infinity in a numeric column")
+        value = Decimal(repr(value))
+    elif isinstance(value, int):
+        value = Decimal(value)
+    if not value.is_finite():
+        if scale is not None:
+            raise ValueRefused("NaN or Infinity in a numeric column with a precision")
+        return value
+    sign, digits, exponent = value.as_tuple()
+    trailing = len(digits) - len("".join(map(str, digits)).rstrip("0"))
+    significant_exponent = exponent + trailing if trailing < len(digits) else 0
+    if scale is not None and significant_exponent < -scale:
+        raise ValueRefused(f"more than {scale} decimal places; numeric(…,{scale}) would round it")
+    if precision is not None and value.adjusted() >= precision - (scale or 0):
+        raise ValueRefused(f"too large for numeric({precision},{scale or 0})")
+    return value
+
+
+def _float(value: Any) -> Any:
+    if value is None or (isinstance(value, float)):
+        return value
+    if isinstance(value, int | Decimal) and not isinstance(value, bool):
+        as_float = float(value)
+        if math.isfinite(as_float) and Decimal(as_float) == Decimal(value):
+            return as_float
+        raise ValueRefused("number cannot be held exactly by double precision")
+    raise ValueRefused(f"expected a float, got {type(value).__name__}")
+
+
+def _timestamp(value: Any, aware: bool, precision: int) -> Any:
+    if value is None:
+        return None
+    if not isinstance(value, dt.datetime):
+        raise ValueRefused(f"expected a datetime, got {type(value).__name__}")
+    if aware and value.tzinfo is None:
+        raise ValueRefused("timestamptz needs a timezone-aware datetime, got a naive one")
+    if not aware and value.tzinfo is not None:
+        raise ValueRefused("timestamp without time zone needs a naive datetime, got an aware one")
+    if value.microsecond % (10 ** (6 - min(precision, 6))):
+        raise ValueRefused(f"more fractional seconds than timestamp({precision}) holds; it would round")
+    return value
