@@ -1,0 +1,378 @@
+"""The engine-neutral backup chain: backups, the rules that link them, and the restore planner.
+
+Every engine's reader (sqlserver.py, oracle.py, postgres.py, mongo.py) turns its own metadata
+into `Backup` values on one number line of positions (LSN, SCN, WAL LSN, oplog timestamp as
+integers). The rules here are the ones all engines share: a restore starts from a full backup,
+a differential applies to the full it names, an incremental applies on top of the backup it was
+taken against, logs must be continuous from the last data backup to the target, and all links
+must stay on one fork / incarnation / timeline of one database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from etl.errors import EtlError
+
+Target = int | datetime | None
+"""A restore point: a position (LSN, SCN, oplog timestamp as an integer), an instant, or None for
+the latest point the history reaches."""
+
+
+class Kind(StrEnum):
+    FULL = "full"
+    """A complete copy; every restore starts from one."""
+    DIFFERENTIAL = "differential"
+    """Changes since the full it names (cumulative): only the latest one is needed."""
+    INCREMENTAL = "incremental"
+    """Changes since the previous data backup: every link is needed."""
+    LOG = "log"
+    """A continuous range of the change log (transaction log, archived redo, WAL, oplog)."""
+
+
+@dataclass(frozen=True)
+class Backup:
+    """One backup in an engine's history, on the engine's position number line."""
+
+    name: str
+    """How the user knows it (backup set name, tag, folder); every message names it."""
+    kind: Kind
+    start: int
+    """Data backups: the position their contents are relative to (a differential's or incremental's
+    base, a full's first position). Logs: the first position they contain."""
+    end: int
+    """The position the database is at once this backup is applied; the next log continues from here."""
+    consistent: int | None = None
+    """The earliest position a restore may stop at after this backup (None: `end`). Oracle datafiles
+    are fuzzy up to ABSOLUTE_FUZZY_CHANGE#; PostgreSQL base backups up to their end-of-backup LSN."""
+    base: str | None = None
+    """Name of the backup this one was taken against, when the metadata names it. A differential
+    without a known base and an incremental without one are linked by position instead."""
+    missing_base: str | None = None
+    """When the metadata names a base that is not in the history: how the metadata names it."""
+    lineage_start: str | None = None
+    """Fork / incarnation / timeline the backup starts on (SQL Server first_recovery_fork_guid,
+    Oracle RESETLOGS_CHANGE#, PostgreSQL timeline)."""
+    lineage_end: str | None = None
+    """Fork / incarnation / timeline the backup ends on (None: same as `lineage_start`)."""
+    system: str | None = None
+    """Identity of the database (SQL Server family_guid, Oracle DBID, PostgreSQL system identifier)."""
+    can_be_base: bool = True
+    """False for a backup no differential or incremental may build on (SQL Server copy-only full,
+    Oracle full backup that is not incremental level 0)."""
+    finished: datetime | None = None
+    """When the backup finished: the instant a restore of it represents (time targets)."""
+    details: dict[str, Any] = field(default_factory=dict, compare=False)
+    """The engine's own fields, kept for reports."""
+
+    @property
+    def ready_at(self) -> int:
+        return self.end if self.consistent is None else self.consistent
+
+    @property
+    def ends_on(self) -> str | None:
+        return self.lineage_start if self.lineage_end is None else self.lineage_end
+
+    @property
+    def is_data(self) -> bool:
+        return self.kind is not Kind.LOG
+
+
+class ChainError(EtlError):
+    """The backups do not form a chain that restores to the requested point."""
+
+    exit_code = 3
+
+
+class BrokenChain(ChainError):
+    """A backup's base is missing or is not the backup before it."""
+
+
+class PositionGap(ChainError):
+    """Consecutive backups leave positions (LSN, SCN, WAL, oplog) uncovered."""
+
+
+class CopyOnlyMisuse(ChainError):
+    """A differential or incremental was placed on a backup that can be no base."""
+
+
+class LineageMismatch(ChainError):
+    """Two linked backups are on different forks, incarnations or timelines."""
+
+
+class SystemMismatch(ChainError):
+    """Backups of different databases (system identifier, family GUID, DBID) were mixed."""
+
+
+class WrongOrder(ChainError):
+    """Backups are listed in an order the engine cannot apply."""
+
+
+class TargetNotCovered(ChainError):
+    """No backup or log reaches the requested restore point."""
+
+
+@dataclass(frozen=True)
+class RestorePlan:
+    """The backups to restore, in order, and the point they reach."""
+
+    engine: str
+    steps: tuple[Backup, ...]
+    target: Target
+    reaches: int
+    """The position the last step reaches (for a log: its end; recovery stops at the target)."""
+
+    @property
+    def names(self) -> list[str]:
+        return [step.name for step in self.steps]
+
+    def describe(self) -> str:
+        """One line per step, for reports and notebooks."""
+        return "\n".join(f"{i + 1}. {s.kind.value:<12} {s.name}" for i, s in enumerate(self.steps))
+
+
+@dataclass
+class Chain:
+    """An engine's backup history, able to plan and check restores."""
+
+    engine: str
+    backups: list[Backup]
+    format_position: Callable[[int], str] = str
+    """Shows a position the way the engine does (LSN `0/3000028`, `Timestamp(…)`)."""
+
+    def __post_init__(self) -> None:
+        self._by_name = {b.name: b for b in self.backups}
+        if len(self._by_name) != len(self.backups):
+            seen: set[str] = set()
+            dupes = sorted({b.name for b in self.backups if b.name in seen or seen.add(b.name)})
+            raise ChainError(f"{self.engine}: backup names are not unique: {', '.join(dupes)}",
+                             hint="give each backup a distinct name (backup set name, tag or folder)")
+
+    def get(self, name: str) -> Backup:
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise ChainError(f"{self.engine}: no backup named {name!r} in the history",
+                             hint=f"known backups: {', '.join(self._by_name)}") from None
+
+    def _pos(self, position: int) -> str:
+        return self.format_position(position)
+
+    # -- planning --------------------------------------------------------------------------
+
+    def plan(self, target: Target = None, *, full: str | None = None) -> RestorePlan:
+        """The shortest valid sequence reaching `target`: a full, the latest applicable differential
+        or every incremental link, then the logs. Starts from the latest full that works (or from
+        `full` when given); raises the error met from the latest full when none works."""
+        fulls = [self.get(full)] if full else self._fulls_before(target)
+        if not fulls:
+            raise TargetNotCovered(f"{self.engine}: no full backup is consistent at or before "
+                                   f"{self._target_text(target)}",
+                                   hint="choose a later restore point or add the full backup's metadata")
+        plans: list[RestorePlan] = []
+        first_error: ChainError | None = None
+        for candidate in fulls:
+            try:
+                plans.append(self._plan_from(candidate, target))
+            except ChainError as error:
+                first_error = first_error or error
+        if not plans:
+            assert first_error is not None
+            raise first_error
+        # Latest point: the plan that goes furthest; a given point: the fewest backups, then the
+        # latest full (fulls are tried latest first and max keeps the first of equals).
+        return max(plans, key=lambda p: (p.reaches if target is None else 0, -len(p.steps)))
+
+    def _fulls_before(self, target: Target) -> list[Backup]:
+        fulls = [b for b in self.backups if b.kind is Kind.FULL and self._at_or_before(b, target)]
+        return sorted(fulls, key=lambda b: (b.ready_at, b.finished or datetime.min), reverse=True)
+
+    def _at_or_before(self, backup: Backup, target: Target) -> bool:
+        if target is None:
+            return True
+        if isinstance(target, datetime):
+            return backup.finished is not None and backup.finished <= target
+        return backup.ready_at <= target
+
+    def _reached(self, backup: Backup, target: Target) -> bool:
+        """Whether applying `backup` brings the database to (or past) the target."""
+        if target is None:
+            return False
+        if isinstance(target, datetime):
+            return backup.finished is not None and backup.finished >= target
+        return backup.end >= target
+
+    def _plan_from(self, full: Backup, target: Target) -> RestorePlan:
+        steps = [full]
+        while (data_step := self._best_data_step(steps, target)) is not None:
+            self._check_link(steps, data_step)
+            steps.append(data_step)
+        logs = sorted((b for b in self.backups if b.kind is Kind.LOG), key=lambda b: (b.start, b.end))
+        current = steps[-1]
+        if self._exactly_at(current, target):
+            return RestorePlan(self.engine, tuple(steps), target, current.end)
+        while True:
+            covering = [log for log in logs if log.start <= current.end < log.end]
+            if not covering:
+                if target is None and not current.is_data:
+                    break
+                self._raise_uncovered(steps, logs, target)
+            same_lineage = [log for log in covering if self._same_lineage(current, log)]
+            log = max(same_lineage or covering, key=lambda b: b.end)
+            self._check_link(steps, log)
+            steps.append(log)
+            current = log
+            if self._reached(current, target):
+                break
+        return RestorePlan(self.engine, tuple(steps), target, current.end)
+
+    def _exactly_at(self, backup: Backup, target: Target) -> bool:
+        """Whether the target is the point this backup restores to, so no log is needed."""
+        if target is None:
+            return not any(b.kind is Kind.LOG and b.start <= backup.end < b.end for b in self.backups)
+        if isinstance(target, datetime):
+            return backup.finished == target
+        return backup.ready_at <= target <= backup.end
+
+    @staticmethod
+    def _same_lineage(current: Backup, step: Backup) -> bool:
+        return current.ends_on is None or step.lineage_start is None or current.ends_on == step.lineage_start
+
+    def _best_data_step(self, steps: list[Backup], target: Target) -> Backup | None:
+        """The applicable differential or incremental that goes furthest without passing the target."""
+        full, current = steps[0], steps[-1]
+        candidates = []
+        for b in self.backups:
+            if b.kind not in (Kind.DIFFERENTIAL, Kind.INCREMENTAL) or b.end <= current.end \
+                    or not self._at_or_before(b, target) or not self._same_lineage(current, b):
+                continue
+            if b.base is not None:
+                applies = b.base == current.name or (b.kind is Kind.DIFFERENTIAL and b.base == full.name)
+            else:
+                applies = b.missing_base is None and b.start <= current.end and current.can_be_base
+            if applies:
+                candidates.append(b)
+        return max(candidates, key=lambda b: b.end) if candidates else None
+
+    def _raise_uncovered(self, steps: list[Backup], logs: list[Backup], target: Target) -> None:
+        current = steps[-1]
+        later = [log for log in logs if log.start > current.end]
+        if later:
+            following = min(later, key=lambda b: b.start)
+            raise PositionGap(
+                f"{self.engine}: gap between {current.name} (ends at {self._pos(current.end)}) and "
+                f"{following.name} (starts at {self._pos(following.start)}): positions "
+                f"{self._pos(current.end)}..{self._pos(following.start)} are in no backup",
+                hint="find the missing log backup, or restore to a point before the gap")
+        raise TargetNotCovered(
+            f"{self.engine}: nothing after {current.name} (ends at {self._pos(current.end)}) reaches "
+            f"{self._target_text(target)}",
+            hint="take or add a later log backup, or choose an earlier restore point")
+
+    def _target_text(self, target: Target) -> str:
+        if target is None:
+            return "the latest point"
+        if isinstance(target, datetime):
+            return target.isoformat()
+        return self._pos(target)
+
+    # -- checking a given sequence ----------------------------------------------------------
+
+    def check(self, names: Sequence[str], target: Target = None) -> RestorePlan:
+        """Check a restore sequence the user intends to run, step by step, the way the engine would."""
+        steps = [self.get(name) for name in names]
+        if not steps:
+            raise ChainError(f"{self.engine}: the restore sequence is empty")
+        if steps[0].kind is not Kind.FULL:
+            raise WrongOrder(f"{self.engine}: the restore sequence starts with {steps[0].kind.value} "
+                             f"{steps[0].name}; it must start with a full backup",
+                             hint="put the full backup first")
+        for earlier, later in zip(steps, steps[1:], strict=False):
+            if earlier.is_data == later.is_data and later.end <= earlier.end:
+                raise WrongOrder(f"{self.engine}: {later.name} (at {self._pos(later.end)}) is listed after "
+                                 f"{earlier.name} (at {self._pos(earlier.end)}) but is older",
+                                 hint="apply backups oldest first")
+        for i in range(1, len(steps)):
+            self._check_link(steps[:i], steps[i])
+        if target is not None and not self._reached(steps[-1], target) \
+                and not self._exactly_at(steps[-1], target):
+            raise TargetNotCovered(f"{self.engine}: the sequence ends with {steps[-1].name} at "
+                                   f"{self._pos(steps[-1].end)}, before {self._target_text(target)}")
+        return RestorePlan(self.engine, tuple(steps), target, steps[-1].end)
+
+    def _check_link(self, previous: list[Backup], step: Backup) -> None:
+        """Raise the precise error if `step` cannot follow `previous` (which starts with a full)."""
+        full, current = previous[0], previous[-1]
+        if step.system is not None and full.system is not None and step.system != full.system:
+            raise SystemMismatch(f"{self.engine}: {step.name} belongs to database {step.system}, "
+                                 f"{full.name} to database {full.system}",
+                                 hint="a chain may only hold backups of one database")
+        if step.kind is Kind.FULL:
+            raise WrongOrder(f"{self.engine}: full backup {step.name} cannot follow {current.name}; "
+                             "a restore holds one full backup, first")
+        if step.is_data and not current.is_data:
+            raise WrongOrder(f"{self.engine}: {step.kind.value} {step.name} cannot follow log "
+                             f"{current.name}; data backups come before the logs",
+                             hint="restore the differential/incremental before any log")
+        if step.is_data:
+            self._check_data_link(full, current, step)
+        elif step.start > current.end:
+            raise PositionGap(
+                f"{self.engine}: gap between {current.name} (ends at {self._pos(current.end)}) and "
+                f"{step.name} (starts at {self._pos(step.start)})",
+                hint="find the log backup that covers the gap")
+        elif step.end <= current.end:
+            raise WrongOrder(f"{self.engine}: log {step.name} ends at {self._pos(step.end)}, which "
+                             f"{current.name} already passed ({self._pos(current.end)})",
+                             hint="list logs in position order and leave out those already covered")
+        if current.ends_on is not None and step.lineage_start is not None \
+                and step.lineage_start != current.ends_on:
+            raise LineageMismatch(f"{self.engine}: {step.name} starts on {step.lineage_start} but "
+                                  f"{current.name} ends on {current.ends_on}",
+                                  hint="use backups of one fork/incarnation/timeline")
+
+    def _check_data_link(self, full: Backup, current: Backup, step: Backup) -> None:
+        if step.missing_base is not None:
+            raise BrokenChain(f"{self.engine}: {step.kind.value} {step.name} is based on "
+                              f"{step.missing_base}, which is not in the history",
+                              hint="add the base backup's metadata, or restore without this backup")
+        base_name = step.base
+        expected = full if step.kind is Kind.DIFFERENTIAL else current
+        if not expected.can_be_base:
+            raise CopyOnlyMisuse(f"{self.engine}: {step.kind.value} {step.name} cannot apply to "
+                                 f"{expected.name}: {expected.name} can be no base "
+                                 f"({expected.details.get('why_no_base', 'copy-only')})"
+                                 + (f"; its base is {base_name}" if base_name else ""),
+                                 hint="restore the base full instead")
+        if base_name is not None and base_name != expected.name \
+                and not (step.kind is Kind.DIFFERENTIAL and base_name == current.name):
+            base = self.get(base_name)
+            later = "a later full that became the new base" if base.kind is Kind.FULL \
+                and base.ready_at > expected.ready_at else f"{base.kind.value} {base.name}"
+            raise BrokenChain(f"{self.engine}: {step.kind.value} {step.name} is based on {base_name} "
+                              f"({later}), not on {expected.name}",
+                              hint=f"restore {base_name} instead of {expected.name}")
+        if base_name is None and step.start > current.end:
+            raise BrokenChain(f"{self.engine}: {step.kind.value} {step.name} holds changes since "
+                              f"{self._pos(step.start)} but {current.name} only reaches "
+                              f"{self._pos(current.end)}: the backup between them is missing",
+                              hint="add the missing incremental, or restore to a point before it")
+        if step.end <= current.end:
+            raise WrongOrder(f"{self.engine}: {step.kind.value} {step.name} (at {self._pos(step.end)}) "
+                             f"is older than {current.name} (at {self._pos(current.end)})",
+                             hint="apply backups oldest first")
+
+
+def first_present(row: dict[str, Any], *names: str) -> Any:
+    """The value of the first of `names` present in `row` (metadata exported with different casings)."""
+    lowered = {key.lower(): value for key, value in row.items()}
+    for name in names:
+        value = lowered.get(name.lower())
+        if value is not None and value != "":
+            return value
+    return None
+

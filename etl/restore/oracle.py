@@ -1,0 +1,191 @@
+"""Oracle RMAN backup history: rows of V$BACKUP_SET, V$BACKUP_DATAFILE and V$BACKUP_REDOLOG as a Chain.
+
+Column meanings (Oracle Database Reference):
+- V$BACKUP_SET https://docs.oracle.com/en/database/oracle/oracle-database/19/refrn/V-BACKUP_SET.html
+  BACKUP_TYPE D = datafile full or level 0, I = incremental, L = archived redo log; INCREMENTAL_LEVEL.
+- V$BACKUP_DATAFILE https://docs.oracle.com/en/database/oracle/oracle-database/19/refrn/V-BACKUP_DATAFILE.html
+  INCREMENTAL_CHANGE#: "all blocks changed after the incremental change number are included in this
+  backup; 0 for a full backup"; CHECKPOINT_CHANGE#: "all changes up to the checkpoint change number
+  are included"; ABSOLUTE_FUZZY_CHANGE#: "highest change number in this backup" (recovery must go at
+  least that far); RESETLOGS_CHANGE#: the incarnation the datafile belonged to. FILE# 0 is the control file.
+- V$BACKUP_REDOLOG https://docs.oracle.com/en/database/oracle/oracle-database/19/refrn/V-BACKUP_REDOLOG.html
+  FIRST_CHANGE# / NEXT_CHANGE# bound each archived log; SEQUENCE#, THREAD#, RESETLOGS_CHANGE#.
+- Backup types https://docs.oracle.com/cd/B19306_01/backup.102/b14191/rcmconc1005.htm: a full backup
+  (not level 0) "cannot be the parent for a subsequent incremental backup"; a cumulative level 1
+  holds the blocks changed since the last level 0, a differential level 1 those since the last level 0 or 1.
+
+A backup is the backup sets sharing a TAG (join V$BACKUP_PIECE.TAG into the set rows), or one set
+when no tag is given. A level 1 whose INCREMENTAL_CHANGE# is its level 0's checkpoint is cumulative
+(only the latest is needed); any other level 1 is differential (every link is needed). Planning
+covers one redo thread (single-instance databases).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from etl.errors import EtlError
+from etl.restore.chain import Backup, Chain, ChainError, Kind, first_present
+
+VIEW_QUERIES = {
+    "v$backup_set": "SELECT s.SET_STAMP, s.SET_COUNT, s.BACKUP_TYPE, s.INCREMENTAL_LEVEL, s.COMPLETION_TIME,"
+                    " (SELECT MIN(p.TAG) FROM V$BACKUP_PIECE p WHERE p.SET_STAMP = s.SET_STAMP"
+                    " AND p.SET_COUNT = s.SET_COUNT) AS TAG FROM V$BACKUP_SET s",
+    "v$backup_datafile": "SELECT SET_STAMP, SET_COUNT, FILE#, INCREMENTAL_LEVEL, INCREMENTAL_CHANGE#,"
+                         " CHECKPOINT_CHANGE#, CHECKPOINT_TIME, ABSOLUTE_FUZZY_CHANGE#, RESETLOGS_CHANGE#"
+                         " FROM V$BACKUP_DATAFILE",
+    "v$backup_redolog": "SELECT SET_STAMP, SET_COUNT, THREAD#, SEQUENCE#, RESETLOGS_CHANGE#, FIRST_CHANGE#,"
+                        " NEXT_CHANGE#, NEXT_TIME FROM V$BACKUP_REDOLOG",
+}
+"""What `read_views` selects (and what the exported files hold)."""
+
+
+def chain_from_views(backup_sets: Iterable[Mapping[str, Any]], datafiles: Iterable[Mapping[str, Any]],
+                     redologs: Iterable[Mapping[str, Any]] = ()) -> Chain:
+    """A Chain from the rows of the three views (column names in any case)."""
+    sets = {_set_key(row): dict(row) for row in backup_sets}
+    groups: dict[str, list[dict]] = defaultdict(list)
+    set_of_group: dict[str, dict] = {}
+    for row in datafiles:
+        row = dict(row)
+        if _int(row, "FILE#") == 0:
+            continue  # the control file copy travels with the set; it does not move positions
+        backup_set = sets.get(_set_key(row))
+        if backup_set is None:
+            raise ChainError(f"V$BACKUP_DATAFILE row for file {_int(row, 'FILE#')} names backup set "
+                             f"{_set_key(row)}, which is not in V$BACKUP_SET",
+                             hint="export both views from the same control file or catalog")
+        name = _group_name(backup_set)
+        groups[name].append(row)
+        set_of_group[name] = backup_set
+    level0_checkpoints = {min(_int(r, "CHECKPOINT_CHANGE#") for r in rows): name
+                          for name, rows in groups.items()
+                          if _level(set_of_group[name], rows) == 0}
+    backups = [_data_backup(name, set_of_group[name], rows, level0_checkpoints)
+               for name, rows in groups.items()]
+    backups += [_log_backup(dict(row)) for row in redologs]
+    return Chain("oracle", sorted(backups, key=lambda b: (b.end, b.kind != Kind.LOG)), format_position=str)
+
+
+def load_views(folder: str | Path) -> Chain:
+    """A Chain from exported files `v$backup_set.csv|json`, `v$backup_datafile.*`, `v$backup_redolog.*`."""
+    folder = Path(folder)
+    tables = {view: _read_rows(folder, view) for view in VIEW_QUERIES}
+    if tables["v$backup_set"] is None or tables["v$backup_datafile"] is None:
+        raise EtlError(f"{folder}: needs v$backup_set.csv (or .json) and v$backup_datafile.csv (or .json)",
+                       hint="export the views with the queries in etl.restore.oracle.VIEW_QUERIES")
+    return chain_from_views(tables["v$backup_set"], tables["v$backup_datafile"],
+                            tables["v$backup_redolog"] or [])
+
+
+def read_views(connection: Any) -> Chain:
+    """A Chain from a live database: `connection` is an oracledb connection with SELECT on the views."""
+    rows = {}
+    with connection.cursor() as cursor:
+        for view, query in VIEW_QUERIES.items():
+            cursor.execute(query)
+            columns = [c[0] for c in cursor.description]
+            rows[view] = [dict(zip(columns, r, strict=True)) for r in cursor.fetchall()]
+    return chain_from_views(rows["v$backup_set"], rows["v$backup_datafile"], rows["v$backup_redolog"])
+
+
+def _read_rows(folder: Path, view: str) -> list[dict] | None:
+    for suffix in (".json", ".csv"):
+        path = folder / f"{view}{suffix}"
+        if path.exists():
+            text = path.read_text(encoding="utf-8-sig")
+            if suffix == ".csv":
+                return list(csv.DictReader(text.splitlines()))
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError as error:
+                raise EtlError(f"{path}:{error.lineno}:{error.colno}: invalid JSON: {error.msg}") from error
+    return None
+
+
+def _data_backup(name: str, backup_set: dict, rows: list[dict], level0_checkpoints: dict[int, str]) -> Backup:
+    level = _level(backup_set, rows)
+    checkpoints = [_int(r, "CHECKPOINT_CHANGE#") for r in rows]
+    fuzzy = [_int(r, "ABSOLUTE_FUZZY_CHANGE#", default=0) for r in rows]
+    incarnations = {_int(r, "RESETLOGS_CHANGE#") for r in rows}
+    if len(incarnations) > 1:
+        raise ChainError(f"oracle: backup {name} holds datafiles of incarnations "
+                         f"{sorted(incarnations)} (RESETLOGS_CHANGE#)",
+                         hint="a backup must come from one incarnation; check the export")
+    incarnation = f"incarnation {incarnations.pop()}"
+    since = max(_int(r, "INCREMENTAL_CHANGE#", default=0) for r in rows)
+    details: dict[str, Any] = {"files": sorted(_int(r, "FILE#") for r in rows), "level": level}
+    if level is None or level == 0:
+        kind, base, start = Kind.FULL, None, min(checkpoints)
+        if level is None:
+            details["why_no_base"] = "a full backup, not incremental level 0"
+    elif since in level0_checkpoints:
+        kind, base, start = Kind.DIFFERENTIAL, level0_checkpoints[since], since
+        details["type"] = "cumulative level 1"
+    else:
+        kind, base, start = Kind.INCREMENTAL, None, since
+        details["type"] = "differential level 1"
+    finished = max((_date(first_present(r, "CHECKPOINT_TIME")) for r in rows), default=None, key=_sortable) \
+        or _date(first_present(backup_set, "COMPLETION_TIME"))
+    return Backup(name=name, kind=kind, start=start, end=min(checkpoints),
+                  consistent=max(max(fuzzy), max(checkpoints)), base=base,
+                  lineage_start=incarnation, can_be_base=level is not None,
+                  finished=finished, details=details)
+
+
+def _log_backup(row: dict) -> Backup:
+    thread, sequence = _int(row, "THREAD#", default=1), _int(row, "SEQUENCE#")
+    return Backup(name=f"archivelog thread {thread} sequence {sequence}", kind=Kind.LOG,
+                  start=_int(row, "FIRST_CHANGE#"), end=_int(row, "NEXT_CHANGE#"),
+                  lineage_start=f"incarnation {_int(row, 'RESETLOGS_CHANGE#')}",
+                  finished=_date(first_present(row, "NEXT_TIME")),
+                  details={"thread": thread, "sequence": sequence})
+
+
+def _level(backup_set: dict, rows: list[dict]) -> int | None:
+    value = first_present(rows[0], "INCREMENTAL_LEVEL")
+    if value is None:
+        value = first_present(backup_set, "INCREMENTAL_LEVEL")
+    return None if value is None else int(value)
+
+
+def _set_key(row: Mapping[str, Any]) -> tuple[int, int]:
+    return _int(dict(row), "SET_STAMP"), _int(dict(row), "SET_COUNT")
+
+
+def _group_name(backup_set: dict) -> str:
+    tag = first_present(backup_set, "TAG")
+    return str(tag) if tag else f"backup set {_int(backup_set, 'SET_STAMP')}/{_int(backup_set, 'SET_COUNT')}"
+
+
+def _int(row: dict, column: str, default: int | None = None) -> int:
+    value = first_present(row, column)
+    if value is None:
+        if default is not None:
+            return default
+        raise ChainError(f"oracle: a row has no {column}: {sorted(row)}",
+                         hint=f"export {column} with the queries in etl.restore.oracle.VIEW_QUERIES")
+    try:
+        return int(value)
+    except ValueError as error:
+        raise ChainError(f"oracle: {column} {value!r} is not a number") from error
+
+
+def _date(value: Any) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    try:
+        return datetime.fromisoformat(str(value))
+    except ValueError as error:
+        raise ChainError(f"oracle: date {value!r} is not ISO 8601",
+                         hint="export dates with TO_CHAR(col, 'YYYY-MM-DD\"T\"HH24:MI:SS')") from error
+
+
+def _sortable(value: datetime | None) -> datetime:
+    return value or datetime.min
