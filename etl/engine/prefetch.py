@@ -1,0 +1,99 @@
+"""Read a partition's next batches while the current one is mapped and written.
+
+The reader thread takes a slot of the run's in-flight budget before it pulls each batch, and the
+consumer gives the slot back once the batch is checkpointed, so the batches held in memory by
+the whole run never exceed the budget however many partitions run. A stop request (signal,
+max_rejects) ends reading; the batches already read are still handed over and committed.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from etl.engine.control import RunControl
+from etl.records import Batch
+
+
+@dataclass
+class _End:
+    stopped: bool
+
+
+@dataclass
+class _Failed:
+    error: BaseException
+
+
+class Prefetcher:
+    """Iterate over `batches` on a reader thread, at most `depth` batches ahead of the consumer."""
+
+    def __init__(self, batches: Iterator[Batch], control: RunControl, *, depth: int, name: str) -> None:
+        self._batches = batches
+        self._control = control
+        self._queue: queue.Queue[Batch | _End | _Failed] = queue.Queue(maxsize=max(1, depth))
+        self._abandon = threading.Event()
+        self.stopped = False
+        """True when reading ended because the run is stopping, not because the partition ended."""
+        self._thread = threading.Thread(target=self._read, name=f"read {name}", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: Batch | _End | _Failed) -> bool:
+        while not self._abandon.is_set():
+            try:
+                self._queue.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _read(self) -> None:
+        try:
+            while True:
+                if self._abandon.is_set() or not self._control.acquire_slot():
+                    self._put(_End(stopped=True))
+                    return
+                try:
+                    batch = next(self._batches)
+                except StopIteration:
+                    self._control.release_slot()
+                    self._put(_End(stopped=False))
+                    return
+                except BaseException:
+                    self._control.release_slot()
+                    raise
+                if not self._put(batch):
+                    self._control.release_slot()
+                    return
+        except BaseException as error:  # handed to the consumer, which re-raises it
+            self._put(_Failed(error))
+        finally:
+            close = getattr(self._batches, "close", None)
+            if close is not None:
+                close()
+
+    def __iter__(self) -> Iterator[Batch]:
+        """Each yielded batch holds a slot; the consumer calls `control.release_slot()` when done."""
+        while True:
+            item = self._queue.get()
+            if isinstance(item, Batch):
+                yield item
+            elif isinstance(item, _End):
+                self.stopped = item.stopped
+                return
+            else:
+                raise item.error
+
+    def abandon(self) -> None:
+        """Stop reading and give back the slots of batches read but never consumed."""
+        self._abandon.set()
+        while self._thread.is_alive() or not self._queue.empty():
+            try:
+                item = self._queue.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if isinstance(item, Batch):
+                self._control.release_slot()
+        self._thread.join()

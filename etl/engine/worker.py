@@ -1,0 +1,176 @@
+"""The partition worker: read -> map -> write every sink -> flush dead letters -> checkpoint.
+
+The order is the whole point. A batch's checkpoint is saved only after every sink returned from
+`write` (durable) and the dead-letter store flushed its rejects, so a crash at any moment
+leaves the checkpoint at or behind what the targets hold; sinks are idempotent, so replaying
+the batches after the checkpoint changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from etl.engine.accounting import Counts, count_reasons
+from etl.engine.control import RunControl
+from etl.engine.prefetch import Prefetcher
+from etl.records import Batch, Json, Partition, Reject
+from etl.sinks.base import Sink, TableRows
+from etl.sources.base import Source
+from etl.state.base import Checkpoint, StateStore
+
+log = logging.getLogger(__name__)
+
+
+class DeadLetters(Protocol):
+    """Where rejects go; `flush` returns once they are durable."""
+
+    def write(self, rejects: Sequence[Reject]) -> None: ...
+
+    def flush(self) -> None: ...
+
+
+class Mapping_(Protocol):
+    """The parts of `etl.mapping.CompiledMapping` the worker uses."""
+
+    fields: list[str] | None
+
+    def apply(self, records: list[dict], key_text): ...
+
+
+@dataclass
+class PartitionWork:
+    """One partition to run, with where its last run stopped."""
+
+    partition: Partition
+    resume_after: Json = None
+    counts: Counts = field(default_factory=Counts)
+    """Cumulative counts from the checkpoint (zero for a fresh partition)."""
+
+
+@dataclass
+class PartitionOutcome:
+    partition: str
+    table: str
+    """`source.table`."""
+    counts: Counts
+    """Cumulative counts, including earlier runs of this partition."""
+    run: Counts
+    """What this run added."""
+    done: bool
+    """The partition was read to its end."""
+    batches: int
+    started: float
+    """Wall-clock time (time.time()) the partition started in this run."""
+    seconds: float
+
+
+def table_key(partition: Partition) -> str:
+    return f"{partition.source}.{partition.table}"
+
+
+class PartitionWorker:
+    """Runs partitions of one source table; one instance per thread or task (it owns connections)."""
+
+    def __init__(
+        self,
+        *,
+        job: str,
+        source: Source,
+        mapping: Mapping_,
+        sinks: Mapping[str, Sink],
+        dead_letters: DeadLetters,
+        store: StateStore | None,
+        control: RunControl,
+        prefetch: int = 2,
+    ) -> None:
+        self.job = job
+        self.source = source
+        self.mapping = mapping
+        self.sinks = sinks
+        self.dead_letters = dead_letters
+        self.store = store
+        """None for `--limit` runs, which leave no checkpoint behind."""
+        self.control = control
+        self.prefetch = prefetch
+
+    def run(self, work: PartitionWork) -> PartitionOutcome:
+        partition = work.partition
+        key = table_key(partition)
+        started_at, started = time.time(), time.monotonic()
+        counts = work.counts.copy()
+        run = Counts()
+        batches = 0
+        position = work.resume_after
+        reader = Prefetcher(
+            self.source.read(partition, resume_after=work.resume_after, fields=self.mapping.fields),
+            self.control, depth=self.prefetch, name=partition.id,
+        )
+        try:
+            for batch in reader:
+                try:
+                    delta = self._commit(partition, batch, counts)
+                finally:
+                    self.control.release_slot()
+                position = batch.resume_after
+                run.add(delta)
+                batches += 1
+                self.control.committed(key, delta)
+                if self.control.limit_reached(key):
+                    break
+            else:
+                if not reader.stopped:
+                    self._save(partition, position, counts, done=True)
+        finally:
+            reader.abandon()
+        done = not reader.stopped and not self.control.limit_reached(key)
+        return PartitionOutcome(partition.id, key, counts, run, done and self.store is not None,
+                                batches, started_at, time.monotonic() - started)
+
+    def _commit(self, partition: Partition, batch: Batch, counts: Counts) -> Counts:
+        """Map and write one batch everywhere, then checkpoint it; returns what it added."""
+        key = table_key(partition)
+        records = batch.records
+        allowed = self.control.allowance(key, len(records))
+        if allowed < len(records):
+            records = records[:allowed]
+        source_rejects = list(batch.rejects)
+        mapped = self.mapping.apply(records, lambda record: self.source.key_text(partition.table, record))
+        by_target: dict[str, dict[str, TableRows]] = {}
+        for (target, table), rows in mapped.rows.items():
+            by_target.setdefault(target, {})[table] = rows
+        rows_written: dict[str, int] = {}
+        load_rejects: list[Reject] = []
+        for target, tables in by_target.items():
+            result = self.sinks[target].write(tables)
+            for table, loaded in result.loaded.items():
+                rows_written[f"{target}.{table}"] = rows_written.get(f"{target}.{table}", 0) + loaded
+            load_rejects.extend(result.rejects)
+        rejects = source_rejects + list(mapped.rejects) + load_rejects
+        if rejects:
+            self.dead_letters.write(rejects)
+            self.dead_letters.flush()
+        keys_with_rows = {k for rows in mapped.rows.values() for k in rows.source_keys}
+        load_rejected = {r.source_key for r in load_rejects}
+        delta = Counts(
+            extracted=len(records) + len(source_rejects),
+            loaded=len(keys_with_rows - load_rejected),
+            rejected=len(source_rejects) + len(mapped.rejects) + len(load_rejected),
+            filtered=mapped.filtered,
+            rows=rows_written,
+            reasons=count_reasons(r.reason for r in rejects),
+        )
+        counts.add(delta)
+        self._save(partition, batch.resume_after, counts, done=False)
+        return delta
+
+    def _save(self, partition: Partition, resume_after: Json, counts: Counts, *, done: bool) -> None:
+        if self.store is None:
+            return
+        self.store.save_checkpoint(self.job, Checkpoint(
+            partition=partition.id, resume_after=resume_after, done=done,
+            counts=counts.to_checkpoint(), extra={"reasons": dict(counts.reasons)},
+        ))
