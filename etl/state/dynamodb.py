@@ -1,0 +1,255 @@
+"""State in one DynamoDB table, for jobs on containers or Dask workers without a shared disk.
+
+Items: partition key `pk` = job name, sort key `sk` = `lease`, `checkpoint#<partition>` or
+`value#<key>`; the payload is JSON text in `data`, so numbers and nesting survive exactly. The
+lease is a conditional put (`attribute_not_exists(pk) OR expires_at <= now`), the only way two
+writers can race safely on DynamoDB. The table is created on demand with on-demand billing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from etl.errors import ConnectionFailed, RuntimeFailure
+from etl.records import Json
+from etl.state.base import Checkpoint, Lease, from_epoch, lease_held, lease_lost, new_lease, now, to_epoch
+
+BATCH_WRITE_LIMIT = 25
+"""Items per BatchWriteItem (https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_BatchWriteItem.html)."""
+_LEASE = "lease"
+_CHECKPOINT = "checkpoint#"
+_VALUE = "value#"
+
+
+class Config(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["dynamodb"]
+    table: str = Field(default="etl_state", pattern=r"^[A-Za-z0-9_.\-]{3,255}$")
+    """The state table, created (on-demand billing) if missing."""
+    region: str | None = None
+    """AWS region; default from the standard AWS configuration."""
+    endpoint_url: str | None = None
+    """Endpoint override (DynamoDB Local); default from the standard AWS configuration."""
+
+
+class DynamoDbStateStore:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.table = config.table
+        self._lock = threading.Lock()
+        self._client: Any = None
+        self._pid = 0
+        self._call("describe", self._ensure_table)
+
+    # -- plumbing ------------------------------------------------------------------------------
+    def _dynamodb(self) -> Any:
+        with self._lock:
+            if self._client is None or self._pid != os.getpid():
+                import boto3
+
+                self._client = boto3.session.Session().client(
+                    "dynamodb", region_name=self.config.region, endpoint_url=self.config.endpoint_url
+                )
+                self._pid = os.getpid()
+            return self._client
+
+    def _call(self, what: str, action: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run `action`, turning AWS errors into EtlErrors that name the table."""
+        from botocore.exceptions import (
+            BotoCoreError,
+            ClientError,
+            EndpointConnectionError,
+            NoCredentialsError,
+        )
+
+        try:
+            return action(*args, **kwargs)
+        except (EndpointConnectionError, NoCredentialsError) as error:
+            raise ConnectionFailed(f"state store (DynamoDB table {self.table}): {error}") from None
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "ClientError")
+            message = error.response.get("Error", {}).get("Message", "")
+            raise RuntimeFailure(
+                f"state store (DynamoDB table {self.table}): {what} failed: {code}: {message}"
+            ) from None
+        except BotoCoreError as error:
+            raise RuntimeFailure(
+                f"state store (DynamoDB table {self.table}): {what} failed: {error}"
+            ) from None
+
+    def _ensure_table(self) -> None:
+        client = self._dynamodb()
+        try:
+            client.describe_table(TableName=self.table)
+            return
+        except client.exceptions.ResourceNotFoundException:
+            pass
+        try:
+            client.create_table(
+                TableName=self.table,
+                AttributeDefinitions=[
+                    {"AttributeName": "pk", "AttributeType": "S"},
+                    {"AttributeName": "sk", "AttributeType": "S"},
+                ],
+                KeySchema=[
+                    {"AttributeName": "pk", "KeyType": "HASH"},
+                    {"AttributeName": "sk", "KeyType": "RANGE"},
+                ],
+                BillingMode="PAY_PER_REQUEST",
+            )
+        except client.exceptions.ResourceInUseException:
+            pass  # created by another process at the same moment
+        client.get_waiter("table_exists").wait(
+            TableName=self.table, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
+        )
+
+    def _key(self, job: str, sort_key: str) -> dict:
+        return {"pk": {"S": job}, "sk": {"S": sort_key}}
+
+    # -- leases --------------------------------------------------------------------------------
+    def acquire_lease(self, job: str, holder: str, ttl_seconds: float) -> Lease:
+        client = self._dynamodb()
+        while True:
+            lease = new_lease(job, holder, ttl_seconds)
+            try:
+                self._call(
+                    "acquiring the lease",
+                    client.put_item,
+                    TableName=self.table,
+                    Item={
+                        **self._key(job, _LEASE),
+                        "holder": {"S": holder},
+                        "token": {"S": lease.token},
+                        "expires_at": {"N": repr(to_epoch(lease.expires_at))},
+                    },
+                    ConditionExpression="attribute_not_exists(pk) OR #e <= :now",
+                    ExpressionAttributeNames={"#e": "expires_at"},
+                    ExpressionAttributeValues={":now": {"N": repr(to_epoch(now()))}},
+                )
+                return lease
+            except RuntimeFailure as error:
+                if "ConditionalCheckFailedException" not in error.message:
+                    raise
+            current = self._get(job, _LEASE)
+            if current is not None:  # else it was released in between: try again
+                raise lease_held(job, current["holder"]["S"], from_epoch(float(current["expires_at"]["N"])))
+
+    def renew_lease(self, lease: Lease, ttl_seconds: float) -> Lease:
+        expires_at = new_lease(lease.job, lease.holder, ttl_seconds).expires_at
+        try:
+            self._call(
+                "renewing the lease",
+                self._dynamodb().update_item,
+                TableName=self.table,
+                Key=self._key(lease.job, _LEASE),
+                UpdateExpression="SET #e = :e",
+                ConditionExpression="#t = :t",
+                ExpressionAttributeNames={"#e": "expires_at", "#t": "token"},
+                ExpressionAttributeValues={":e": {"N": repr(to_epoch(expires_at))}, ":t": {"S": lease.token}},
+            )
+        except RuntimeFailure as error:
+            if "ConditionalCheckFailedException" in error.message:
+                raise lease_lost(lease) from None
+            raise
+        return Lease(lease.job, lease.holder, expires_at, lease.token)
+
+    def release_lease(self, lease: Lease) -> None:
+        try:
+            self._call(
+                "releasing the lease",
+                self._dynamodb().delete_item,
+                TableName=self.table,
+                Key=self._key(lease.job, _LEASE),
+                ConditionExpression="#t = :t",
+                ExpressionAttributeNames={"#t": "token"},
+                ExpressionAttributeValues={":t": {"S": lease.token}},
+            )
+        except RuntimeFailure as error:
+            if "ConditionalCheckFailedException" not in error.message:
+                raise
+
+    # -- checkpoints and values ----------------------------------------------------------------
+    def checkpoints(self, job: str) -> dict[str, Checkpoint]:
+        found = (Checkpoint.from_json(item["data"]["S"]) for item in self._query(job, _CHECKPOINT))
+        return {checkpoint.partition: checkpoint for checkpoint in found}
+
+    def save_checkpoint(self, job: str, checkpoint: Checkpoint) -> None:
+        self._put(job, _CHECKPOINT + checkpoint.partition, checkpoint.to_json())
+
+    def clear(self, job: str) -> None:
+        keys = [
+            self._key(job, item["sk"]["S"])
+            for prefix in (_CHECKPOINT, _VALUE)
+            for item in self._query(job, prefix)
+        ]
+        client = self._dynamodb()
+        for start in range(0, len(keys), BATCH_WRITE_LIMIT):
+            requests = {
+                self.table: [
+                    {"DeleteRequest": {"Key": key}} for key in keys[start : start + BATCH_WRITE_LIMIT]
+                ]
+            }
+            attempt = 0
+            while requests:
+                response = self._call("clearing the job", client.batch_write_item, RequestItems=requests)
+                requests = response.get("UnprocessedItems") or {}
+                if requests:
+                    attempt += 1
+                    if attempt > 10:
+                        raise RuntimeFailure(
+                            f"state store (DynamoDB table {self.table}): clearing job '{job}' "
+                            "was throttled 10 times; try again"
+                        )
+                    time.sleep(min(2.0, 0.05 * 2**attempt))
+
+    def get_value(self, job: str, key: str) -> Json | None:
+        item = self._get(job, _VALUE + key)
+        return None if item is None else json.loads(item["data"]["S"])
+
+    def set_value(self, job: str, key: str, value: Json) -> None:
+        self._put(job, _VALUE + key, json.dumps(value))
+
+    def _put(self, job: str, sort_key: str, data: str) -> None:
+        self._call(
+            "saving state",
+            self._dynamodb().put_item,
+            TableName=self.table,
+            Item={**self._key(job, sort_key), "data": {"S": data}},
+        )
+
+    def _get(self, job: str, sort_key: str) -> dict | None:
+        response = self._call(
+            "reading state",
+            self._dynamodb().get_item,
+            TableName=self.table,
+            Key=self._key(job, sort_key),
+            ConsistentRead=True,
+        )
+        return response.get("Item")
+
+    def _query(self, job: str, prefix: str) -> list[dict]:
+        paginator = self._dynamodb().get_paginator("query")
+        pages = paginator.paginate(
+            TableName=self.table,
+            KeyConditionExpression="pk = :job AND begins_with(sk, :prefix)",
+            ExpressionAttributeValues={":job": {"S": job}, ":prefix": {"S": prefix}},
+            ConsistentRead=True,
+        )
+        return self._call("reading state", lambda: [item for page in pages for item in page["Items"]])
+
+    def close(self) -> None:
+        with self._lock:
+            self._client = None
+
+
+def open_store(config: Config, *, base_dir: Path) -> DynamoDbStateStore:
+    """`base_dir` is unused: the store lives in the DynamoDB table."""
+    return DynamoDbStateStore(config)

@@ -1,0 +1,184 @@
+"""The default state store: one SQLite file beside the job, safe across threads and processes.
+
+WAL journal with `synchronous=FULL`, so every committed save survives a crash or SIGKILL; one
+connection per thread and process (a connection inherited across `fork` is never reused); lease
+changes run inside `BEGIN IMMEDIATE`, so two processes cannot both take a lease.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from etl.errors import RuntimeFailure
+from etl.records import Json
+from etl.state.base import (
+    Checkpoint,
+    Lease,
+    from_epoch,
+    lease_held,
+    lease_lost,
+    new_lease,
+    now,
+    to_epoch,
+)
+
+BUSY_TIMEOUT_MS = 30_000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS lease (
+    job TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at REAL NOT NULL, token TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS checkpoint (
+    job TEXT NOT NULL, partition TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (job, partition));
+CREATE TABLE IF NOT EXISTS value (
+    job TEXT NOT NULL, key TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (job, key));
+"""
+
+
+class Config(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["sqlite"] = "sqlite"
+    path: str = ".etl/state.sqlite"
+    """Database file, relative to the job file's folder."""
+
+
+class SqliteStateStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: list[tuple[int, sqlite3.Connection]] = []
+        self._closed = False
+        try:
+            self._connection().executescript(_SCHEMA)
+        except sqlite3.Error as error:
+            raise RuntimeFailure(f"cannot create the state store {path}: {error}") from None
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._closed:
+            raise RuntimeFailure(f"state store {self.path} is closed")
+        owned = getattr(self._local, "connection", None)
+        if owned is not None and owned[0] == os.getpid():
+            return owned[1]
+        try:
+            connection = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+            )
+            connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute("PRAGMA synchronous = FULL")
+        except sqlite3.Error as error:
+            raise RuntimeFailure(f"cannot open the state store {self.path}: {error}") from None
+        self._local.connection = (os.getpid(), connection)
+        with self._lock:
+            self._connections.append((os.getpid(), connection))
+        return connection
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._connection(), self.path)
+
+    def acquire_lease(self, job: str, holder: str, ttl_seconds: float) -> Lease:
+        with self._transaction() as db:
+            row = db.execute("SELECT holder, expires_at FROM lease WHERE job = ?", (job,)).fetchone()
+            if row is not None and row[1] > to_epoch(now()):
+                raise lease_held(job, row[0], from_epoch(row[1]))
+            lease = new_lease(job, holder, ttl_seconds)
+            db.execute(
+                "INSERT OR REPLACE INTO lease (job, holder, expires_at, token) VALUES (?, ?, ?, ?)",
+                (job, holder, to_epoch(lease.expires_at), lease.token),
+            )
+        return lease
+
+    def renew_lease(self, lease: Lease, ttl_seconds: float) -> Lease:
+        renewed = new_lease(lease.job, lease.holder, ttl_seconds)
+        renewed = Lease(lease.job, lease.holder, renewed.expires_at, lease.token)
+        with self._transaction() as db:
+            changed = db.execute(
+                "UPDATE lease SET expires_at = ? WHERE job = ? AND token = ?",
+                (to_epoch(renewed.expires_at), lease.job, lease.token),
+            ).rowcount
+        if changed != 1:
+            raise lease_lost(lease)
+        return renewed
+
+    def release_lease(self, lease: Lease) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM lease WHERE job = ? AND token = ?", (lease.job, lease.token))
+
+    def checkpoints(self, job: str) -> dict[str, Checkpoint]:
+        rows = self._connection().execute("SELECT data FROM checkpoint WHERE job = ?", (job,)).fetchall()
+        found = (Checkpoint.from_json(row[0]) for row in rows)
+        return {checkpoint.partition: checkpoint for checkpoint in found}
+
+    def save_checkpoint(self, job: str, checkpoint: Checkpoint) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO checkpoint (job, partition, data) VALUES (?, ?, ?)",
+                (job, checkpoint.partition, checkpoint.to_json()),
+            )
+
+    def clear(self, job: str) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM checkpoint WHERE job = ?", (job,))
+            db.execute("DELETE FROM value WHERE job = ?", (job,))
+
+    def get_value(self, job: str, key: str) -> Json | None:
+        row = (
+            self._connection()
+            .execute("SELECT data FROM value WHERE job = ? AND key = ?", (job, key))
+            .fetchone()
+        )
+        return None if row is None else json.loads(row[0])
+
+    def set_value(self, job: str, key: str, value: Json) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO value (job, key, data) VALUES (?, ?, ?)",
+                (job, key, json.dumps(value)),
+            )
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            mine = [c for pid, c in self._connections if pid == os.getpid()]
+            self._connections.clear()
+        for connection in mine:
+            connection.close()
+
+
+class _Transaction:
+    """`BEGIN IMMEDIATE` ... `COMMIT` (or `ROLLBACK` on error): takes the write lock up front."""
+
+    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
+        self.connection = connection
+        self.path = path
+
+    def __enter__(self) -> sqlite3.Connection:
+        try:
+            self.connection.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as error:
+            raise RuntimeFailure(f"state store {self.path}: {error}") from None
+        return self.connection
+
+    def __exit__(self, kind, error, traceback) -> None:
+        if kind is None:
+            try:
+                self.connection.execute("COMMIT")
+                return
+            except sqlite3.Error as commit_error:
+                error = commit_error
+        self.connection.execute("ROLLBACK")
+        if isinstance(error, sqlite3.Error):
+            raise RuntimeFailure(f"state store {self.path}: {error}") from None
+
+
+def open_store(config: Config, *, base_dir: Path) -> SqliteStateStore:
+    return SqliteStateStore(base_dir / config.path)
