@@ -53,7 +53,7 @@ class ObjectIdText(str):
         return f"ObjectId('{self}')"
 
 
-class UnrepresentableDate(Exception):
+class UnrepresentableDate(ValueError):
     """Raised inside decoding for a BSON date outside Python's datetime range (years 1-9999)."""
 
 
@@ -138,8 +138,13 @@ def id_to_json(value: Any) -> str:
     return json_util.dumps({"v": value}, json_options=_JSON_OPTIONS)
 
 
+_JSON_LOAD_OPTIONS = _JSON_OPTIONS.with_options(uuid_representation=UuidRepresentation.UNSPECIFIED)
+"""Loading keeps every binary subtype as a Binary (STANDARD would turn 16-byte subtype 3 into
+a UUID, which encodes back as subtype 4)."""
+
+
 def id_from_json(text: str) -> Any:
-    return json_util.loads(text, json_options=_JSON_OPTIONS)["v"]
+    return json_util.loads(text, json_options=_JSON_LOAD_OPTIONS)["v"]
 
 
 def value_text(value: Any) -> str:
@@ -231,25 +236,34 @@ def decode_run(data: bytes, table: str, on_corrupt: CorruptHandler) -> tuple[lis
         piece = data[start:end]
         try:
             records.extend(bson.decode_all(piece, CANONICAL_CODEC))
-        except UnrepresentableDate:
-            rejects.append(_date_reject(piece, table))
-        except Exception as error:  # corrupt content: the handler decides
-            rejects.append(on_corrupt(start, error))
+        except Exception as error:  # noqa: BLE001 - classified below: a bad date or corruption
+            reject = _date_reject(piece, table)
+            rejects.append(reject if reject is not None else on_corrupt(start, error))
         start = end
     if start != len(data):
         rejects.append(on_corrupt(start, bson.errors.InvalidBSON("incomplete document")))
     return records, rejects
 
 
-def _date_reject(piece: bytes, table: str) -> Reject:
-    document = bson.decode(piece, NATIVE_CODEC)
+def _date_reject(piece: bytes, table: str) -> Reject | None:
+    """A reject for a document whose only fault is a date Python cannot hold; None otherwise.
+
+    (pymongo re-raises errors from type decoders as InvalidBSON, so the fault is identified by
+    decoding natively, where such dates arrive as DatetimeMS.)"""
+    try:
+        document = bson.decode(piece, NATIVE_CODEC)
+    except Exception:  # noqa: BLE001 - the document is corrupt, not merely out of range
+        return None
+    path = _find_path(document, lambda value: isinstance(value, DatetimeMS))
+    if path is None:
+        return None
     return Reject(
         table=table,
         source_key=key_text(document),
         reason="BSON date outside the range Python can hold (years 1 to 9999); "
                "fix the value at the source or exclude the document with `query`",
         stage="extract",
-        field_path=_find_path(document, lambda value: isinstance(value, DatetimeMS)),
+        field_path=path,
         value_type="date",
     )
 

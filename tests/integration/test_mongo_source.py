@@ -1,0 +1,116 @@
+"""The mongo source against the local server: types, rejects, filters, limits, errors."""
+
+from __future__ import annotations
+
+import datetime
+import math
+import socket
+import uuid
+from decimal import Decimal
+
+import bson
+import pytest
+from bson import Binary, Code, DBRef, Decimal128, Int64, MaxKey, MinKey, ObjectId, Regex, Timestamp
+from bson.datetime_ms import DatetimeMS
+
+from etl.errors import ConnectionFailed, EtlError
+from etl.records import Partition
+from etl.sources.base import BatchLimits
+from etl.sources.bson_values import NATIVE_CODEC
+from etl.sources.mongo import Config, open_source
+from tests.conftest import MONGO_URI
+
+pytestmark = pytest.mark.integration
+UTC = datetime.UTC
+
+
+def source_for(db, uri=MONGO_URI, limits=BatchLimits(), timeout_ms=10_000, **table):
+    config = Config(type="mongo", uri=uri, database=db if isinstance(db, str) else db.name,
+                    server_selection_timeout_ms=timeout_ms,
+                    tables={"things": {"mapping": "m.yaml", **table}})
+    return open_source("src", config, limits)
+
+
+def things(db):
+    return db.get_collection("things", codec_options=NATIVE_CODEC)
+
+
+def read_all(source, **kwargs):
+    batches = list(source.read(Partition("src", "things", 0, 1), **kwargs))
+    return batches, [r for b in batches for r in b.records], [r for b in batches for r in b.rejects]
+
+
+def test_every_bson_type_survives_the_server(mongo_db):
+    """(SecantusDB refuses to store dates outside years 1-9999, so the reject of such a date
+    is proven in tests/unit/test_bson_values.py and through a dump in test_mongodump.py.)"""
+    oid = ObjectId()
+    things(mongo_db).insert_many([
+        {"_id": 1, "nan": float("nan"), "negzero": -0.0, "uuid": uuid.UUID(int=7),
+         "legacy": Binary(b"L" * 16, 3), "oid": oid, "regex": Regex("^x", "i"), "js": Code("f()"),
+         "ts": Timestamp(5, 1), "long": Int64(2**62),
+         "dec": Decimal128("-0.000"), "decinf": Decimal128("Infinity"), "min": MinKey(), "max": MaxKey(),
+         "ref": DBRef("c", 9), "null": None, "old": datetime.datetime(1492, 10, 12, tzinfo=UTC),
+         "bin": b"\xff\x00"},
+        {"_id": 2, "dob": DatetimeMS(-62135596800000)},  # 0001-01-01, the earliest Python holds
+        {"_id": 3, "ok": True},
+    ])
+    batches, records, rejects = read_all(source_for(mongo_db))
+    assert [r["_id"] for r in records] == [1, 2, 3] and rejects == []
+    assert records[1]["dob"] == datetime.datetime(1, 1, 1, tzinfo=UTC)
+    first = records[0]
+    assert math.isnan(first["nan"]) and math.copysign(1, first["negzero"]) == -1
+    assert first["uuid"] == uuid.UUID(int=7)
+    assert first["legacy"] == {"$binary": {"base64": "TExMTExMTExMTExMTExMTA==", "subType": "03"}}
+    assert first["oid"] == str(oid) and first["long"] == 2**62 and first["bin"] == b"\xff\x00"
+    assert str(first["dec"]) == "-0.000" and first["decinf"] == Decimal("Infinity")
+    assert first["regex"] == {"$regularExpression": {"pattern": "^x", "options": "i"}}
+    assert first["js"] == {"$code": "f()"} and first["ts"] == {"$timestamp": {"t": 5, "i": 1}}
+    assert first["min"] == {"$minKey": 1} and first["max"] == {"$maxKey": 1}
+    assert first["ref"] == {"$ref": "c", "$id": 9}
+    assert first["null"] is None and first["old"] == datetime.datetime(1492, 10, 12, tzinfo=UTC)
+    assert sum(b.extracted for b in batches) == 3
+
+
+def test_query_filter_combines_with_partitions(mongo_db):
+    things(mongo_db).insert_many([{"_id": n, "active": n % 3 == 0} for n in range(100)])
+    source = source_for(mongo_db, query={"active": True})
+    got = [r["_id"] for p in source.plan("things", 4) for b in source.read(p) for r in b.records]
+    assert got == list(range(0, 100, 3))
+
+
+def test_batches_are_bounded_by_bson_bytes(mongo_db):
+    things(mongo_db).insert_many([{"_id": n, "pad": "x" * 1000} for n in range(50)])
+    size = len(bson.encode({"_id": 0, "pad": "x" * 1000}))
+    batches, records, _ = read_all(source_for(mongo_db, limits=BatchLimits(records=1000, bytes=size * 7 + 1)))
+    assert [len(b.records) for b in batches] == [7] * 7 + [1]
+    assert [r["_id"] for r in records] == list(range(50))
+
+
+def test_sample_gives_the_first_documents_in_key_order(mongo_db):
+    things(mongo_db).insert_many([{"_id": n} for n in (5, 3, 9, 1)])
+    assert source_for(mongo_db).sample("things", 2) == [{"_id": 1}, {"_id": 3}]
+
+
+def test_unknown_collection_lists_the_collections_that_exist(mongo_db):
+    mongo_db.patients.insert_one({"_id": 1})
+    mongo_db.visits.insert_one({"_id": 1})
+    with pytest.raises(EtlError) as caught:
+        source_for(mongo_db).check()
+    assert str(caught.value).startswith(f"source 'src': collection(s) things not found in database "
+                                        f"'{mongo_db.name}'; it has: patients, visits")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_unreachable_server_fails_within_the_timeout_without_the_password():
+    uri = f"mongodb://etl_user:S3cret-pw@127.0.0.1:{free_port()}/?directConnection=true"
+    source = source_for("db", uri=uri, timeout_ms=300)
+    with pytest.raises(ConnectionFailed) as caught:
+        source.check()
+    message = str(caught.value)
+    assert "S3cret-pw" not in message and "etl_user" not in message
+    assert "127.0.0.1" in message and "cannot reach the server" in message and "300 ms" in message
