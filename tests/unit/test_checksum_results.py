@@ -1,0 +1,73 @@
+"""Result objects: DataFrames, JSON and HTML for notebooks and reports."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+from etl.checksum import JobValidation, validate_table
+from etl.records import Column, TableSpec
+
+SPEC = TableSpec(
+    "ddb",
+    "patients",
+    ("pk",),
+    (Column("pk", "string"), Column("name_hash", "string", pii="hmac"), Column("n", "int")),
+)
+
+
+def job() -> JobValidation:
+    source = [{"pk": f"P#{i}", "name_hash": f"hm{i:04d}", "n": i} for i in range(40)]
+    target = [dict(row) for row in source]
+    target[5]["name_hash"] = "hmXXXX"
+    del target[9]
+    changed = validate_table(SPEC, lambda: source, lambda: target)
+    equal = validate_table(
+        TableSpec("ddb", "visits", SPEC.key, SPEC.columns), lambda: source, lambda: reversed(source)
+    )
+    return JobValidation([changed, equal])
+
+
+def test_summary_has_one_row_per_table() -> None:
+    summary = job().summary()
+    assert summary[
+        ["table", "ok", "rows_source", "rows_target", "missing", "extra", "changed"]
+    ].values.tolist() == [
+        ["patients", False, 40, 39, 1, 0, 1],
+        ["visits", True, 40, 40, 0, 0, 0],
+    ]
+
+
+def test_differences_show_pii_fields_as_stored() -> None:
+    frame = job().differences("patients").sort_values("kind")
+    assert frame[["key", "kind", "field", "source_value", "target_value"]].values.tolist() == [
+        ["pk='P#5'", "changed", "name_hash", "hm0005", "hmXXXX"],
+        ["pk='P#9'", "missing", None, None, None],
+    ]
+
+
+def test_json_and_html() -> None:
+    result = job()
+    data = json.loads(result.to_json())
+    assert data["ok"] is False
+    assert [t["table"] for t in data["tables"]] == ["patients", "visits"]
+    changed = [d for d in data["tables"][0]["differences"] if d["kind"] == "changed"]
+    assert changed == [
+        {
+            "kind": "changed",
+            "key": {"pk": "P#5"},
+            "bucket": changed[0]["bucket"],
+            "fields": [{"field": "name_hash", "source_value": "hm0005", "target_value": "hmXXXX"}],
+        }
+    ]
+    page = result._repr_html_()
+    assert "differences found" in page and "#cf222e" in page and "FAIL" in page and "pass" in page
+    assert len(result.to_pandas()) == 2
+
+
+def test_json_renders_every_canonical_type() -> None:
+    from etl.checksum.results import json_value
+
+    assert json_value(Decimal("1.50")) == "1.50"
+    assert json_value(b"\x00\x01") == "base64:AAE="
+    assert json_value(float("nan")) == "nan"
