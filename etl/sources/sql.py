@@ -178,6 +178,10 @@ class SqlSource:
         """Driver value -> canonical value for this column; None when the driver's value is canonical."""
         return None
 
+    def is_integer(self, column: SqlColumn) -> bool:
+        """Whether key ranges on this column are split arithmetically (min/max) instead of by NTILE."""
+        return column.type in self.integer_types
+
     def width(self, column: SqlColumn) -> int | None:
         """Bytes a value takes at most, for batch sizing; None = measure each value."""
         return 8 if column.length is None else column.length
@@ -543,7 +547,7 @@ class SqlSource:
         params = Params(self.placeholder)
         conditions = self._filters(meta, params, until)
         first = meta.column(meta.key[0])
-        if first.type in self.integer_types:
+        if self.is_integer(first):
             sql = self.aggregate_sql(
                 f"MIN({self.quote(first.name)}), MAX({self.quote(first.name)})", meta, at, conditions
             )

@@ -1,0 +1,295 @@
+"""SQL Server source: pyodbc with Microsoft ODBC Driver 18 or FreeTDS, snapshot-isolation reads.
+
+What differs from the generic SQL source: `[bracket]` quoting, `?` parameters, `TOP (n)`, no
+row-value comparison, the sys.* catalog, and the types pyodbc cannot hand over as canonical
+values: DATETIMEOFFSET arrives as raw bytes (ODBC SQL type -155, which pyodbc only returns
+through an output converter: https://github.com/mkleehammer/pyodbc/wiki/Using-an-Output-Converter-function),
+DATETIME2(7)/TIME(7) have 100 ns ticks, SQL_VARIANT has no ODBC type at all.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import pyodbc
+from pydantic import Field, SecretStr, model_validator
+
+from etl.errors import EtlError
+from etl.records import Json
+from etl.sources.base import BatchLimits
+from etl.sources.sql import Params, SqlColumn, SqlSource, SqlSourceConfig, SqlTable
+from etl.sources.sqltypes import (
+    MONEY_SCALE,
+    Converter,
+    datetimeoffset,
+    decimal_with_scale,
+    naive_timestamp,
+    parse_timestamp,
+    rowversion,
+    sql_variant,
+    strip_char_padding,
+    to_date,
+    to_time,
+    uniqueidentifier,
+)
+
+__all__ = ["Config", "MssqlSource", "SqlTable", "open_source", "connection_string"]
+
+SQL_SS_TIMESTAMPOFFSET = -155
+"""ODBC type code of DATETIMEOFFSET (msodbcsql's sqlncli.h)."""
+
+
+class Config(SqlSourceConfig):
+    type: Literal["mssql"]
+    dsn: SecretStr | None = None
+    """A complete ODBC connection string; when given, the settings below are not used."""
+    driver: str = "ODBC Driver 18 for SQL Server"
+    """ODBC driver name as in odbcinst.ini: `ODBC Driver 18 for SQL Server` or `FreeTDS`."""
+    server: str | None = None
+    port: int = 1433
+    database: str | None = None
+    user: str | None = None
+    password: SecretStr | None = None
+    encrypt: bool = True
+    trust_server_certificate: bool = False
+    tds_version: str = "7.4"
+    """FreeTDS protocol version; 7.3+ is needed for DATE, TIME, DATETIME2 and DATETIMEOFFSET."""
+    login_timeout: int = Field(default=10, gt=0)
+
+    @model_validator(mode="after")
+    def _server_or_dsn(self) -> Config:
+        if self.dsn is None and self.server is None:
+            raise ValueError("set either `dsn` (an ODBC connection string) or `server`")
+        return self
+
+
+def _braced(value: str) -> str:
+    """An ODBC attribute value that may contain `;` or `}` (ODBC connection-string escaping)."""
+    return "{" + value.replace("}", "}}") + "}"
+
+
+def connection_string(config: Config) -> str:
+    """The ODBC connection string for `config` (holds the password: never log it)."""
+    if config.dsn is not None:
+        return config.dsn.get_secret_value()
+    freetds = "freetds" in config.driver.lower()
+    parts = {"DRIVER": _braced(config.driver)}
+    if freetds:
+        parts |= {"SERVER": config.server, "PORT": str(config.port), "TDS_Version": config.tds_version}
+        parts["Encryption"] = "require" if config.encrypt else "off"
+    else:
+        parts |= {"SERVER": f"{config.server},{config.port}"}
+        parts["Encrypt"] = "yes" if config.encrypt else "no"
+        parts["TrustServerCertificate"] = "yes" if config.trust_server_certificate else "no"
+    if config.database:
+        parts["DATABASE"] = _braced(config.database)
+    if config.user:
+        parts["UID"] = _braced(config.user)
+    if config.password:
+        parts["PWD"] = _braced(config.password.get_secret_value())
+    return ";".join(f"{key}={value}" for key, value in parts.items())
+
+
+class MssqlSource(SqlSource):
+    engine = "SQL Server"
+    row_value_comparison = False
+    integer_types = frozenset({"TINYINT", "SMALLINT", "INT", "BIGINT"})
+
+    def __init__(self, name: str, config: Config, limits: BatchLimits) -> None:
+        super().__init__(name, config, limits)
+        self.config: Config = config
+
+    # --- SQL text ---------------------------------------------------------------------
+
+    def quote(self, identifier: str) -> str:
+        return "[" + identifier.replace("]", "]]") + "]"
+
+    def placeholder(self, index: int) -> str:
+        return "?"
+
+    def select_sql(
+        self, columns: str, from_: str, conditions: list[str], order: str, limit: int | None
+    ) -> str:
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        top = f"TOP ({int(limit)}) " if limit is not None else ""
+        return f"SELECT {top}{columns} FROM {from_}{where} ORDER BY {order}"
+
+    # --- connections ------------------------------------------------------------------
+
+    def connect(self) -> Any:
+        config = self.config
+        try:
+            connection = pyodbc.connect(
+                connection_string(config), timeout=config.login_timeout, autocommit=False
+            )
+        except pyodbc.Error as error:
+            secrets = [config.password.get_secret_value() if config.password else None]
+            if config.dsn is not None:
+                secrets += _dsn_secrets(config.dsn.get_secret_value())
+            where = f"{config.server}:{config.port}" if config.server else "the server in `dsn`"
+            raise self.connection_failed(where, error, secrets) from None
+        connection.add_output_converter(SQL_SS_TIMESTAMPOFFSET, bytes)
+        return connection
+
+    def open_cursor(self, connection: Any, fetch_rows: int) -> Any:
+        cursor = connection.cursor()
+        cursor.arraysize = fetch_rows
+        return cursor
+
+    def begin_read(self, connection: Any, at: Json) -> None:
+        level = "SNAPSHOT" if self.config.consistent else "READ COMMITTED"
+        connection.execute(f"SET TRANSACTION ISOLATION LEVEL {level}")
+
+    def execute(self, cursor: Any, sql: str, params: Params) -> None:
+        try:
+            cursor.execute(sql, self.bind(params))
+        except pyodbc.Error as error:
+            if "3952" in str(error):
+                raise EtlError(
+                    f"SQL Server source {self.name!r}: snapshot isolation is not enabled on the database",
+                    hint="run ALTER DATABASE ... SET ALLOW_SNAPSHOT_ISOLATION ON, or set"
+                    " `consistent: false` to read each page at READ COMMITTED",
+                ) from None
+            raise
+
+    # --- catalog ----------------------------------------------------------------------
+
+    def _rows(self, connection: Any, sql: str, *params: Any) -> list[tuple]:
+        cursor = connection.cursor()
+        try:
+            cursor.execute(sql, params)
+            return [tuple(row) for row in cursor.fetchall()]
+        finally:
+            cursor.close()
+
+    def _object(self, schema: str, table: str) -> str:
+        return f"{self.quote(schema)}.{self.quote(table)}"
+
+    def find_tables(self, connection: Any, schema: str | None, table: str) -> list[tuple[str, str]]:
+        return self._rows(
+            connection,
+            "SELECT s.name, o.name FROM sys.objects o JOIN sys.schemas s ON s.schema_id = o.schema_id"
+            " WHERE o.type IN ('U', 'V') AND LOWER(o.name) = LOWER(?)"
+            " AND (? IS NULL OR LOWER(s.name) = LOWER(?))",
+            table,
+            schema,
+            schema,
+        )
+
+    def default_schema(self, connection: Any) -> str:
+        return self._rows(connection, "SELECT SCHEMA_NAME()")[0][0]
+
+    def some_tables(self, connection: Any, schema: str | None) -> list[str]:
+        rows = self._rows(
+            connection,
+            "SELECT TOP (20) s.name + '.' + o.name FROM sys.objects o"
+            " JOIN sys.schemas s ON s.schema_id = o.schema_id"
+            " WHERE o.type = 'U' AND s.name = COALESCE(?, SCHEMA_NAME()) ORDER BY 1",
+            schema,
+        )
+        return [row[0] for row in rows]
+
+    def columns(self, connection: Any, schema: str, table: str) -> list[SqlColumn]:
+        rows = self._rows(
+            connection,
+            "SELECT c.name, UPPER(TYPE_NAME(c.system_type_id)), c.precision, c.scale, c.max_length,"
+            " c.is_nullable FROM sys.columns c WHERE c.object_id = OBJECT_ID(?) ORDER BY c.column_id",
+            self._object(schema, table),
+        )
+        return [
+            SqlColumn(name, kind, precision, scale, None if length == -1 else length, bool(nullable))
+            for name, kind, precision, scale, length, nullable in rows
+        ]
+
+    def _indexes(self, connection: Any, schema: str, table: str, condition: str) -> list[list[str]]:
+        rows = self._rows(
+            connection,
+            "SELECT i.index_id, c.name FROM sys.indexes i"
+            " JOIN sys.index_columns ic ON ic.object_id = i.object_id AND ic.index_id = i.index_id"
+            " JOIN sys.columns c ON c.object_id = ic.object_id AND c.column_id = ic.column_id"
+            f" WHERE i.object_id = OBJECT_ID(?) AND ic.is_included_column = 0 AND {condition}"
+            " ORDER BY i.index_id, ic.key_ordinal",
+            self._object(schema, table),
+        )
+        indexes: dict[int, list[str]] = {}
+        for index, column in rows:
+            indexes.setdefault(index, []).append(column)
+        return list(indexes.values())
+
+    def primary_key(self, connection: Any, schema: str, table: str) -> list[str]:
+        keys = self._indexes(connection, schema, table, "i.is_primary_key = 1")
+        return keys[0] if keys else []
+
+    def unique_keys(self, connection: Any, schema: str, table: str) -> list[list[str]]:
+        return self._indexes(connection, schema, table, "i.is_unique = 1 AND i.has_filter = 0")
+
+    # --- types ------------------------------------------------------------------------
+
+    def column_expression(self, column: SqlColumn) -> str:
+        name = self.quote(column.name)
+        kind = column.type
+        if kind == "DATETIME2" and (column.scale or 0) > 6:
+            return f"CONVERT(VARCHAR(27), {name}, 126)"
+        if kind == "TIME" and (column.scale or 0) > 6:
+            return f"CONVERT(VARCHAR(16), {name})"
+        if kind == "XML":
+            return f"CONVERT(NVARCHAR(MAX), {name})"
+        if kind == "SQL_VARIANT":
+            date_types = "'date', 'time', 'datetime', 'datetime2', 'smalldatetime', 'datetimeoffset'"
+            base = f"CONVERT(NVARCHAR(128), SQL_VARIANT_PROPERTY({name}, 'BaseType'))"
+            return (
+                f"{base} + N'|' + CASE WHEN {base} IN ({date_types})"
+                f" THEN CONVERT(NVARCHAR(4000), {name}, 126) ELSE CONVERT(NVARCHAR(4000), {name}) END"
+            )
+        if kind in {"HIERARCHYID", "GEOMETRY", "GEOGRAPHY"}:
+            return f"{name}.ToString()"
+        return name
+
+    def converter(self, column: SqlColumn) -> Converter | None:
+        kind = column.type
+        if kind in {"DECIMAL", "NUMERIC"}:
+            return decimal_with_scale(column.scale or 0)
+        if kind in {"MONEY", "SMALLMONEY"}:
+            return MONEY_SCALE
+        if kind in {"DATETIME", "SMALLDATETIME"}:
+            return naive_timestamp
+        if kind == "DATETIME2":
+            return _naive_text_timestamp if (column.scale or 0) > 6 else naive_timestamp
+        if kind == "DATETIMEOFFSET":
+            return datetimeoffset
+        if kind == "DATE":
+            return to_date
+        if kind == "TIME":
+            return to_time
+        if kind == "UNIQUEIDENTIFIER":
+            return uniqueidentifier
+        if kind in {"CHAR", "NCHAR"}:
+            return strip_char_padding
+        if kind == "TIMESTAMP":  # ROWVERSION's type name in sys.types
+            return rowversion
+        if kind == "SQL_VARIANT":
+            return sql_variant
+        return None
+
+    def width(self, column: SqlColumn) -> int | None:
+        if column.type in {"TEXT", "NTEXT", "IMAGE", "XML", "SQL_VARIANT"}:
+            return None
+        return column.length
+
+
+def _naive_text_timestamp(text: str) -> Any:
+    return parse_timestamp(text, aware=False)
+
+
+def _dsn_secrets(dsn: str) -> list[str]:
+    """PWD values of an ODBC connection string, to strip from driver messages."""
+    secrets = []
+    for part in dsn.split(";"):
+        key, _, value = part.partition("=")
+        if key.strip().upper() in {"PWD", "PASSWORD"} and value:
+            secrets += [value, value.strip("{}")]
+    return secrets
+
+
+def open_source(name: str, config: Config, limits: BatchLimits) -> MssqlSource:
+    return MssqlSource(name, config, limits)
