@@ -1,0 +1,385 @@
+"""Compile a MappingSpec once into plain closures and apply them to batches of records.
+
+Paths, casts, templates and expressions are turned into closures when the mapping is compiled;
+applying a batch only calls them. Each record is mapped, filtered or rejected exactly once: a
+record that fails in any output is rejected whole and none of its rows are emitted.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from etl.mapping.expr import compile_expr
+from etl.mapping.functions import EvalError
+from etl.mapping.paths import MISSING, Path, make_getter
+from etl.mapping.pii import Unprotectable, make_protector
+from etl.mapping.spec import ColumnSpec, MappingSpec, OutputSpec
+from etl.mapping.tables import OutputShape, output_shapes, table_specs
+from etl.mapping.template import TemplateValueError, compile_template
+from etl.mapping.types import CastError, make_cast, to_plain, type_name
+from etl.records import Reject, TableSpec
+from etl.sinks.base import TableRows
+
+TableKey = tuple[str, str]
+ColumnFn = Callable[[tuple], Any]
+
+DYNAMODB_KEY_BYTES = {0: 2048, 1: 1024}
+"""Partition key values up to 2048 bytes, sort key values up to 1024 bytes:
+https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/ServiceQuotas.html#limits-partition-sort-keys"""
+
+
+class RowProblem(Exception):
+    """Why one record cannot be mapped: the field at fault, the reason, the offending value's type."""
+
+    def __init__(self, field_path: str, reason: str, value_type: str | None) -> None:
+        super().__init__(reason)
+        self.field_path, self.reason, self.value_type = field_path, reason, value_type
+
+
+@dataclass
+class MappedBatch:
+    rows: dict[TableKey, TableRows] = field(default_factory=dict)
+    rejects: list[Reject] = field(default_factory=list)
+    filtered: int = 0
+
+
+@dataclass
+class Preview:
+    """One source record (PII already transformed) beside what the mapping made of it."""
+
+    record: dict
+    rows: dict[TableKey, list[dict]]
+    rejects: list[Reject]
+    filtered: bool
+
+
+@dataclass
+class _Output:
+    table: TableKey
+    columns: list[tuple[str, ColumnFn]]
+    levels: list[Callable[[tuple], Any]]
+    level_texts: list[str]
+    where: Callable[[tuple], Any] | None
+    parent_names: tuple[str, ...]
+    ordinal: str | None
+    key: tuple[str, ...]
+    children: list[_Output]
+
+
+def _empty(column: ColumnSpec, field_path: str) -> Callable[[Any], Any]:
+    """What a missing or null value becomes: the default, None, or a reject when required."""
+    default = column.default
+    if default is not MISSING:
+        if isinstance(default, (dict, list, set)):
+            return lambda value: copy.deepcopy(default)
+        return lambda value: default
+    if column.required:
+        def refuse(value: Any) -> Any:
+            raise RowProblem(field_path, f"required field `{field_path}` is "
+                             f"{'missing' if value is MISSING else 'null'}", None)
+        return refuse
+    return lambda value: None
+
+
+def _column_fn(column: ColumnSpec, rest_used: frozenset[str]) -> ColumnFn:
+    cast = make_cast(column.type, rounding=column.rounding, tz=column.tz, items=column.items)
+    label = _label(column)
+    on_empty = _empty(column, label)
+
+    def finish(value: Any) -> Any:
+        if value is None or value is MISSING:
+            return on_empty(value)
+        try:
+            return cast(value)
+        except CastError as exc:
+            raise RowProblem(label, f"`{label}` as {column.type.name}: {exc.reason}", exc.value_type) from None
+
+    if column.kind == "from":
+        assert column.path is not None
+        getter = make_getter(column.path)
+
+        def read(ctx: tuple) -> Any:
+            value = getter(ctx)
+            if value is None or value is MISSING:
+                return on_empty(value)
+            try:
+                return cast(value)
+            except CastError as exc:
+                raise RowProblem(label, f"`{label}` as {column.type.name}: {exc.reason}", exc.value_type) from None
+
+        return read
+    if column.kind == "const":
+        value = column.const
+        if isinstance(value, (dict, list, set)):
+            return lambda ctx: copy.deepcopy(value)
+        return lambda ctx: value
+    if column.kind == "template":
+        assert column.template is not None
+        render = compile_template(column.template)
+
+        def fill(ctx: tuple) -> Any:
+            try:
+                text = render(ctx)
+            except TemplateValueError as exc:
+                raise RowProblem(exc.path, f"column `{column.name}`: {exc.reason}", exc.value_type) from None
+            return text if column.type.base == "string" else finish(text)
+
+        return fill
+    if column.kind == "expr":
+        evaluate = compile_expr(column.expr)
+
+        def compute(ctx: tuple) -> Any:
+            try:
+                value = evaluate(ctx)
+            except EvalError as exc:
+                raise RowProblem(column.name, f"column `{column.name}`: {exc.reason}", exc.value_type) from None
+            return finish(value)
+
+        return compute
+    if column.kind == "map":
+        assert column.map_tree is not None
+        build = _map_fn(column.map_tree)
+        return lambda ctx: build(ctx)
+    if column.kind == "rest":
+        skip = column.exclude | rest_used
+
+        def remaining(ctx: tuple) -> Any:
+            record = ctx[0]
+            try:
+                return {name: to_plain(value) for name, value in record.items() if name not in skip}
+            except CastError as exc:
+                raise RowProblem(column.name, f"column `{column.name}`: {exc.reason}", exc.value_type) from None
+
+        return remaining
+    raise ValueError(f"unknown column kind {column.kind}")
+
+
+def _map_fn(tree: dict[str, Any]) -> ColumnFn:
+    members = [(name, _map_fn(value) if isinstance(value, dict) else _column_fn(value, frozenset()))
+               for name, value in tree.items()]
+    return lambda ctx: {name: member(ctx) for name, member in members}
+
+
+def _label(column: ColumnSpec) -> str:
+    if column.path is not None:
+        return column.path.text
+    return column.name
+
+
+def _key_guard(fn: ColumnFn, name: str, position: int, dynamodb: bool) -> ColumnFn:
+    """Refuse an empty key value, and DynamoDB key values above the service's size limits."""
+    limit = DYNAMODB_KEY_BYTES[position] if dynamodb else None
+
+    def guarded(ctx: tuple) -> Any:
+        value = fn(ctx)
+        if value is None:
+            raise RowProblem(name, f"key column `{name}` is null", None)
+        if limit is not None:
+            size = len(value.encode("utf-8")) if isinstance(value, str) else len(value) if isinstance(
+                value, bytes) else 0
+            if size > limit:
+                raise RowProblem(name, f"key attribute `{name}` is {size} bytes; DynamoDB allows {limit}",
+                                 type_name(value))
+            if isinstance(value, str) and not value:
+                raise RowProblem(name, f"key attribute `{name}` is empty text; DynamoDB refuses it", "str")
+        return value
+
+    return guarded
+
+
+def _top_fields(depth: int, paths: list[Path]) -> set[str] | None:
+    """Top-level record fields read by paths used at scope depth `depth` (None: the whole record)."""
+    found: set[str] = set()
+    for path in paths:
+        if path.scope == 0 or (path.scope == -1 and depth == 0) or (path.scope == -2 and depth == 1):
+            if not path.steps or not isinstance(path.steps[0], str):
+                return None
+            found.add(path.steps[0])
+    return found
+
+
+class CompiledMapping:
+    """A mapping ready to apply: `tables`, `fields`, `source_key`, `apply`, `preview`."""
+
+    def __init__(self, spec: MappingSpec) -> None:
+        self.spec = spec
+        self.tables: list[TableSpec] = table_specs(spec)
+        self.source_key: list[str] = list(spec.source_key)
+        shapes = output_shapes(spec)
+        self._protect = make_protector(spec.pii)
+        self._where = compile_expr(spec.where) if spec.where is not None else None
+        self._roots = self._build(spec, shapes)
+        self.fields: list[str] | None = self._fields(spec)
+
+    def _build(self, spec: MappingSpec, shapes: dict[int, OutputShape]) -> list[_Output]:
+        compiled: dict[int, _Output] = {}
+        index_of = {(output.target, output.table): index for index, output in enumerate(spec.outputs)
+                    if output.target_kind == "postgres"}
+        roots: list[_Output] = []
+        for index, output in enumerate(spec.outputs):
+            compiled[index] = self._output(output, shapes[index], spec)
+        for index, output in enumerate(spec.outputs):
+            if output.parent is None:
+                roots.append(compiled[index])
+            else:
+                compiled[index_of[(output.target, output.parent)]].children.append(compiled[index])
+        return roots
+
+    def _output(self, output: OutputSpec, shape: OutputShape, spec: MappingSpec) -> _Output:
+        parent_depth = 0
+        if output.parent is not None:
+            parent = next(o for o in spec.outputs if (o.target, o.table) == (output.target, output.parent))
+            parent_depth = len(parent.explode)
+        own_levels = output.explode[parent_depth:]
+        used = _top_fields(0, [p for c in output.columns if c.kind != "rest" for p in c.paths()]) or set()
+        columns = []
+        for column in output.columns:
+            fn = _column_fn(column, frozenset(used))
+            if column.name in shape.key:
+                fn = _key_guard(fn, column.name, shape.key.index(column.name), output.target_kind == "dynamodb")
+            columns.append((column.name, fn))
+        return _Output(
+            table=(output.target, output.table),
+            columns=columns,
+            levels=[make_getter(level) for level in own_levels],
+            level_texts=[level.text for level in own_levels],
+            where=compile_expr(output.where) if output.where is not None else None,
+            parent_names=tuple(column.name for column in shape.parent_columns),
+            ordinal=shape.ordinal,
+            key=shape.key,
+            children=[],
+        )
+
+    def _fields(self, spec: MappingSpec) -> list[str] | None:
+        from etl.mapping.expr import field_paths
+
+        fields: set[str] = set(spec.source_key)
+        fields.update(str(rule.steps[0]) for rule in spec.pii)
+        if spec.where is not None:
+            top = _top_fields(0, field_paths(spec.where))
+            if top is None:
+                return None
+            fields |= top
+        for output in spec.outputs:
+            depth = len(output.explode)
+            if output.explode:
+                fields.add(str(output.explode[0].steps[0]))
+            paths = [path for column in output.columns for path in column.paths()]
+            if output.where is not None:
+                paths += field_paths(output.where)
+            if any(column.kind == "rest" for column in output.columns):
+                return None
+            top = _top_fields(depth, paths)
+            if top is None:
+                return None
+            fields |= top
+        return sorted(fields)
+
+    def apply(self, records: list[dict], key_text: Callable[[dict], str], *,
+              source_table: str = "") -> MappedBatch:
+        """Map a batch. `source_table` fills Reject.table (the engine knows the source's name)."""
+        batch = MappedBatch(rows={(table.target, table.table): TableRows()
+                                  for table in self.tables})
+        outputs = batch.rows
+        protect, where, roots = self._protect, self._where, self._roots
+        for record in records:
+            try:
+                safe = protect(record)
+            except Unprotectable as exc:
+                batch.rejects.append(Reject(source_table, key_text(record), exc.problem.reason, "map",
+                                            exc.problem.path, exc.problem.value_type, exc.safe))
+                continue
+            ctx = (safe,)
+            try:
+                if where is not None and not where(ctx):
+                    batch.filtered += 1
+                    continue
+                emitted: list[tuple[TableKey, dict]] = []
+                for output in roots:
+                    _emit(output, ctx, (), emitted)
+            except RowProblem as problem:
+                batch.rejects.append(Reject(source_table, key_text(record), problem.reason, "map",
+                                            problem.field_path, problem.value_type, safe))
+                continue
+            except EvalError as exc:
+                batch.rejects.append(Reject(source_table, key_text(record), f"filter: {exc.reason}", "map",
+                                            None, exc.value_type, safe))
+                continue
+            source_key = key_text(record)
+            for table, row in emitted:
+                target = outputs[table]
+                target.rows.append(row)
+                target.source_keys.append(source_key)
+        return batch
+
+    def preview(self, records: list[dict], key_text: Callable[[dict], str] | None = None) -> list[Preview]:
+        """For `--plan`: each record (PII transformed) beside its rows and rejects."""
+        key_text = key_text or (lambda record: "")
+        previews = []
+        for record in records:
+            batch = self.apply([record], key_text)
+            rows = {table: list(table_rows.rows) for table, table_rows in batch.rows.items() if table_rows.rows}
+            try:
+                safe = self._protect(record)
+            except Unprotectable as exc:
+                safe = exc.safe
+            previews.append(Preview(safe, rows, batch.rejects, batch.filtered == 1))
+        return previews
+
+
+def _emit(output: _Output, ctx: tuple, parent_values: tuple, emitted: list) -> None:
+    if not output.levels:
+        _build_row(output, ctx, parent_values, None, emitted)
+    else:
+        _explode(output, 0, ctx, parent_values, emitted)
+
+
+def _explode(output: _Output, depth: int, ctx: tuple, parent_values: tuple, emitted: list) -> None:
+    array = output.levels[depth](ctx)
+    here = output.level_texts[depth]
+    if array is None or array is MISSING:
+        return
+    if not isinstance(array, list):
+        raise RowProblem(here, f"`{here}` is exploded but is not an array", type_name(array))
+    last = depth == len(output.levels) - 1
+    for index, element in enumerate(array):
+        inner = ctx + (element,)
+        try:
+            if last:
+                _build_row(output, inner, parent_values, index, emitted)
+            else:
+                _explode(output, depth + 1, inner, parent_values, emitted)
+        except RowProblem as problem:
+            problem.field_path = f"{here}[{index}].{problem.field_path}"
+            raise
+
+
+def _build_row(output: _Output, ctx: tuple, parent_values: tuple, ordinal: int | None, emitted: list) -> None:
+    if output.where is not None:
+        try:
+            if not output.where(ctx):
+                return
+        except EvalError as exc:
+            raise RowProblem(f"{output.table[1]}.where", f"where of `{output.table[1]}`: {exc.reason}",
+                             exc.value_type) from None
+    if output.parent_names:
+        row = dict(zip(output.parent_names, parent_values, strict=True))
+        if output.ordinal:
+            row[output.ordinal] = ordinal
+        for name, fn in output.columns:
+            row[name] = fn(ctx)
+    else:
+        row = {name: fn(ctx) for name, fn in output.columns}
+    emitted.append((output.table, row))
+    if output.children:
+        values = tuple(row[name] for name in output.key)
+        for child in output.children:
+            _emit(child, ctx, values, emitted)
+
+
+def compile_mapping(spec: MappingSpec) -> CompiledMapping:
+    """Compile once; the result's `apply` is called per batch."""
+    return CompiledMapping(spec)

@@ -1,0 +1,174 @@
+"""PII transforms, applied once to a copy of each source record before anything else reads it.
+
+Because outputs, rejects and previews only ever see the transformed copy, a raw PII value cannot
+reach a row, a dead letter or a log. HMAC keys come from `${secret:..}`/`${env:..}` and are held
+in a `SecretKey`, whose repr never shows the key.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from etl.mapping.paths import MISSING
+from etl.mapping.types import CastError, to_string, type_name
+
+REDACTED = "[REDACTED]"
+DROP: Any = type("Drop", (), {"__repr__": lambda self: "DROP"})()
+"""Returned by the `drop` transform: the field is removed from the record."""
+
+Transform = Callable[[Any], Any]
+
+
+class PiiError(Exception):
+    """A PII transform could not apply; the field is removed from the record kept for the reject."""
+
+    def __init__(self, path: str, reason: str, value_type: str) -> None:
+        super().__init__(reason)
+        self.path, self.reason, self.value_type = path, reason, value_type
+
+
+class SecretKey:
+    """Key bytes that never print."""
+
+    __slots__ = ("_key",)
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    def __repr__(self) -> str:
+        return "SecretKey(***)"
+
+    @property
+    def key(self) -> bytes:
+        return self._key
+
+
+def hmac_sha256(key: SecretKey) -> Transform:
+    """Keyed HMAC-SHA256 of the value's text, as 64 hex digits: equal inputs stay joinable."""
+    secret = key.key
+
+    def transform(value: Any) -> Any:
+        if value is None:
+            return None
+        text = value if isinstance(value, str) else to_string(value)
+        return hmac.new(secret, text.encode("utf-8"), hashlib.sha256).hexdigest()
+
+    return transform
+
+
+def mask(keep: int, char: str = "*") -> Transform:
+    """Replace every character but the last `keep` with `char` (length is kept)."""
+
+    def transform(value: Any) -> Any:
+        if value is None:
+            return None
+        text = value if isinstance(value, str) else to_string(value)
+        shown = text[-keep:] if keep else ""
+        return char * (len(text) - len(shown)) + shown
+
+    return transform
+
+
+def redact(value: Any) -> Any:
+    return None if value is None else REDACTED
+
+
+def year_only(value: Any) -> Any:
+    """Generalise a date to its year (an int); ISO text dates are read too."""
+    if value is None:
+        return None
+    if isinstance(value, dt.date):
+        return value.year
+    if isinstance(value, str):
+        try:
+            return dt.date.fromisoformat(value.strip()[:10]).year
+        except ValueError:
+            pass
+    raise CastError("year-only needs a date, a timestamp or ISO date text", value)
+
+
+def drop(value: Any) -> Any:
+    return DROP
+
+
+@dataclass(frozen=True)
+class PiiRule:
+    """One `pii:` entry: a path (with `[]` for every element) and its transform."""
+
+    path: str
+    steps: tuple[str | int | None, ...]
+    kind: str
+    transform: Transform
+
+
+def make_protector(rules: list[PiiRule]) -> Callable[[dict], dict]:
+    """A function returning a copy of a record with every PII rule applied (inputs are not changed)."""
+    if not rules:
+        return lambda record: record
+
+    def protect(record: dict) -> dict:
+        safe = record
+        problem: PiiError | None = None
+        for rule in rules:
+            try:
+                safe = _apply(safe, rule.steps, rule, copied=safe is not record)
+            except PiiError as exc:
+                problem = problem or exc
+                safe = _apply(safe, rule.steps, PiiRule(rule.path, rule.steps, "drop", drop),
+                              copied=safe is not record)
+        if problem is not None:
+            raise Unprotectable(safe, problem)
+        return safe
+
+    return protect
+
+
+class Unprotectable(Exception):
+    """Carries the record made safe (failed fields dropped) and the first failure."""
+
+    def __init__(self, safe: dict, problem: PiiError) -> None:
+        super().__init__(problem.reason)
+        self.safe, self.problem = safe, problem
+
+
+
+def _apply(container: Any, steps: tuple, rule: PiiRule, *, copied: bool) -> Any:
+    """Return `container` with the value at `steps` transformed, copying only what changes."""
+    step, rest = steps[0], steps[1:]
+    if step is None:
+        if not isinstance(container, list):
+            return container
+        items = [_apply(item, rest, rule, copied=False) if rest else _leaf(item, rule) for item in container]
+        return [None if item is DROP else item for item in items]
+    if isinstance(step, int):
+        if not isinstance(container, list) or not -len(container) <= step < len(container):
+            return container
+        result = list(container)
+        result[step] = _apply(result[step], rest, rule, copied=False) if rest else _leaf(result[step], rule)
+        if result[step] is DROP:
+            result[step] = None
+        return result
+    if not isinstance(container, dict):
+        return container
+    value = container.get(step, MISSING)
+    if value is MISSING:
+        return container
+    result = container if copied else dict(container)
+    new = _apply(value, rest, rule, copied=False) if rest else _leaf(value, rule)
+    if new is DROP:
+        del result[step]
+    else:
+        result[step] = new
+    return result
+
+
+def _leaf(value: Any, rule: PiiRule) -> Any:
+    try:
+        return rule.transform(value)
+    except CastError as exc:
+        raise PiiError(rule.path, f"pii `{rule.kind}` cannot apply: {exc.reason}", type_name(value)) from None
