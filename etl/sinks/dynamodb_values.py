@@ -44,14 +44,15 @@ class ItemRejected(Exception):
 
 def number_text(value: int | float | Decimal, path: str) -> str:
     """The wire form of a number, or ItemRejected when DynamoDB could not hold it exactly."""
+    original = value
     if isinstance(value, float):
         if math.isnan(value) or math.isinf(value):
-            raise ItemRejected(f"{value!r} is not a number DynamoDB can store", path, value)
+            raise ItemRejected("NaN or Infinity is not a number DynamoDB can store", path, original)
         value = Decimal(repr(value))
     elif isinstance(value, int):
         value = Decimal(value)
     if not value.is_finite():
-        raise ItemRejected("NaN or Infinity is not a number DynamoDB can store", path, value)
+        raise ItemRejected("NaN or Infinity is not a number DynamoDB can store", path, original)
     if value.is_zero():
         return "0"
     digits = value.as_tuple().digits
@@ -61,12 +62,12 @@ def number_text(value: int | float | Decimal, path: str) -> str:
             f"number has {significant} significant digits; DynamoDB holds at most {MAX_SIGNIFICANT_DIGITS}"
             " (store it as a string or reduce its precision in the mapping)",
             path,
-            value,
+            original,
         )
     exponent = value.adjusted()
     if not MIN_ADJUSTED_EXPONENT <= exponent <= MAX_ADJUSTED_EXPONENT:
         raise ItemRejected(
-            f"number magnitude 1E{exponent} is outside DynamoDB's range 1E-130 .. 9.99E+125", path, value
+            f"number magnitude 1E{exponent} is outside DynamoDB's range 1E-130 .. 9.99E+125", path, original
         )
     return str(value)
 
@@ -131,10 +132,7 @@ def _encode_set(value: set | frozenset, element: ColumnType | None, path: str) -
             "a set must hold only strings, only numbers or only bytes (DynamoDB SS, NS or BS)", path, value
         )
     kind = kinds.pop()
-    members = [member[kind] for member in encoded]
-    if kind == "N" and len(set(map(Decimal, members))) != len(members):
-        raise ItemRejected("set holds numbers that are equal in DynamoDB (e.g. 1 and 1.0)", path, value)
-    return {kind + "S": members}
+    return {kind + "S": [member[kind] for member in encoded]}
 
 
 def encode_item(row: dict, columns: dict[str, ColumnType], key: tuple[str, ...]) -> dict[str, AttributeValue]:

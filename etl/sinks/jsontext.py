@@ -20,7 +20,11 @@ _string = json.JSONEncoder(ensure_ascii=False).encode
 
 
 def dumps(value: Any, *, decimals_as_strings: bool = False) -> str:
-    """JSON text of `value`; raises ValueError for what JSON cannot hold exactly (NaN, Infinity)."""
+    """JSON text of `value`; raises ValueError for what JSON cannot hold exactly (NaN, Infinity).
+
+    With `decimals_as_strings` (dead letters) nothing raises: Decimals, NaN and Infinity become
+    their exact text, and a value of a type JSON has no form for becomes its `str()`.
+    """
     parts: list[str] = []
     _write(value, parts, decimals_as_strings, "")
     return "".join(parts)
@@ -36,9 +40,12 @@ def _write(value: Any, out: list[str], decimals_as_strings: bool, path: str) -> 
     elif isinstance(value, int):
         out.append(str(value))
     elif isinstance(value, float):
-        if math.isnan(value) or math.isinf(value):
+        if (math.isnan(value) or math.isinf(value)) and decimals_as_strings:
+            out.append(_string(repr(value)))
+        elif math.isnan(value) or math.isinf(value):
             raise ValueError(f"{path or 'value'}: {value!r} has no JSON representation")
-        out.append(repr(value))
+        else:
+            out.append(repr(value))
     elif isinstance(value, Decimal):
         if not value.is_finite():
             if decimals_as_strings:
@@ -72,6 +79,8 @@ def _write(value: Any, out: list[str], decimals_as_strings: bool, path: str) -> 
     elif isinstance(value, uuid.UUID):
         out.append(_string(str(value)))
     elif isinstance(value, dt.timedelta):
+        out.append(_string(str(value)))
+    elif decimals_as_strings:
         out.append(_string(str(value)))
     else:
         raise ValueError(f"{path or 'value'}: a {type(value).__name__} has no JSON representation")

@@ -1,0 +1,86 @@
+"""PostgreSQL column types from mapping types, and values refused rather than rounded by the target."""
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+
+import pytest
+
+from etl.sinks.coltypes import parse_type
+from etl.sinks.postgres_types import TargetColumn, ValueRefused, adapter, compatible_udts, ddl_type
+
+
+@pytest.mark.parametrize(
+    "mapping, ddl",
+    [
+        ("string", "text"), ("string(40)", "varchar(40)"), ("int", "bigint"),
+        ("decimal(10,2)", "numeric(10,2)"), ("decimal", "numeric"), ("float", "double precision"),
+        ("bool", "boolean"), ("date", "date"),
+        ("timestamp(3)", "timestamp(3)"), ("timestamptz(6)", "timestamptz(6)"), ("uuid", "uuid"),
+        ("bytes", "bytea"), ("json", "jsonb"), ("list", "jsonb"), ("list(int)", "bigint[]"),
+        ("set(string)", "text[]"), ("set", "jsonb"),
+    ],
+)
+def test_ddl_types(mapping, ddl):
+    assert ddl_type(parse_type(mapping)) == ddl
+
+
+def test_compatibility_refuses_lossy_columns():
+    assert "float4" not in compatible_udts(parse_type("float"))  # would round doubles
+    assert "int4" in compatible_udts(parse_type("int"))  # out-of-range values are refused per row
+    assert compatible_udts(parse_type("list(int)")) >= {"_int8", "_int4", "jsonb"}
+    assert "text" not in compatible_udts(parse_type("timestamptz"))
+
+
+def adapt(udt, value, **kw):
+    return adapter(TargetColumn("c", udt, **kw))(value)
+
+
+def test_numeric_scale_is_checked_not_rounded():
+    assert adapt("numeric", Decimal("1.10"), numeric_precision=10, numeric_scale=2) == Decimal("1.10")
+    assert adapt("numeric", Decimal("1.100"), numeric_precision=10, numeric_scale=2) == Decimal("1.100")
+    assert adapt("numeric", 5, numeric_precision=10, numeric_scale=2) == Decimal(5)
+    assert adapt("numeric", 0.5, numeric_precision=10, numeric_scale=2) == Decimal("0.5")
+    with pytest.raises(ValueRefused, match="more than 2 decimal places"):
+        adapt("numeric", Decimal("1.999"), numeric_precision=10, numeric_scale=2)
+    with pytest.raises(ValueRefused, match="too large for numeric"):
+        adapt("numeric", Decimal("123456789"), numeric_precision=10, numeric_scale=2)
+    assert adapt("numeric", Decimal("12345678.99"), numeric_precision=10, numeric_scale=2)
+
+
+def test_timestamps_need_the_right_awareness_and_precision():
+    aware = dt.datetime(2009, 1, 1, tzinfo=dt.UTC)
+    assert adapt("timestamptz", aware) == aware
+    with pytest.raises(ValueRefused, match="timezone-aware"):
+        adapt("timestamptz", aware.replace(tzinfo=None))
+    with pytest.raises(ValueRefused, match="naive"):
+        adapt("timestamp", aware)
+    with pytest.raises(ValueRefused, match="would round"):
+        adapt("timestamptz", aware.replace(microsecond=1500), datetime_precision=3)
+    assert adapt("timestamptz", aware.replace(microsecond=2000), datetime_precision=3).microsecond == 2000
+
+
+def test_scalars_are_type_checked():
+    assert adapt("int4", Decimal("7")) == 7
+    with pytest.raises(ValueRefused, match="out of range"):
+        adapt("int4", 2**31)
+    with pytest.raises(ValueRefused, match="expected an integer"):
+        adapt("int8", True)
+    with pytest.raises(ValueRefused, match="expected a string"):
+        adapt("text", 5)
+    with pytest.raises(ValueRefused, match="expected a date"):
+        adapt("date", dt.datetime(2020, 1, 1))
+    assert adapt("uuid", "00000000-0000-0000-0000-000000000001") == uuid.UUID(int=1)
+    with pytest.raises(ValueRefused, match="exactly"):
+        adapt("float8", 2**53 + 1)
+    assert adapt("text", None) is None
+
+
+def test_arrays_and_json():
+    assert adapt("_int8", {3, 1, 2}) == [1, 2, 3]
+    with pytest.raises(ValueRefused, match="expected a list"):
+        adapt("_text", "abc")
+    wrapped = adapt("jsonb", {"total": Decimal("2328.60")})
+    assert wrapped.dumps(wrapped.obj) == '{"total":2328.60}'
+    with pytest.raises(ValueRefused, match="not representable as JSON"):
+        adapt("jsonb", {"x": float("nan")})
