@@ -77,9 +77,14 @@ def _empty(column: ColumnSpec, field_path: str) -> Callable[[Any], Any]:
             return lambda value: copy.deepcopy(default)
         return lambda value: default
     if column.required:
+
         def refuse(value: Any) -> Any:
-            raise RowProblem(field_path, f"required field `{field_path}` is "
-                             f"{'missing' if value is MISSING else 'null'}", None)
+            raise RowProblem(
+                field_path,
+                f"required field `{field_path}` is {'missing' if value is MISSING else 'null'}",
+                None,
+            )
+
         return refuse
     return lambda value: None
 
@@ -95,7 +100,9 @@ def _column_fn(column: ColumnSpec, rest_used: frozenset[str]) -> ColumnFn:
         try:
             return cast(value)
         except CastError as exc:
-            raise RowProblem(label, f"`{label}` as {column.type.name}: {exc.reason}", exc.value_type) from None
+            raise RowProblem(
+                label, f"`{label}` as {column.type.name}: {exc.reason}", exc.value_type
+            ) from None
 
     if column.kind == "from":
         assert column.path is not None
@@ -108,7 +115,9 @@ def _column_fn(column: ColumnSpec, rest_used: frozenset[str]) -> ColumnFn:
             try:
                 return cast(value)
             except CastError as exc:
-                raise RowProblem(label, f"`{label}` as {column.type.name}: {exc.reason}", exc.value_type) from None
+                raise RowProblem(
+                    label, f"`{label}` as {column.type.name}: {exc.reason}", exc.value_type
+                ) from None
 
         return read
     if column.kind == "const":
@@ -135,7 +144,9 @@ def _column_fn(column: ColumnSpec, rest_used: frozenset[str]) -> ColumnFn:
             try:
                 value = evaluate(ctx)
             except EvalError as exc:
-                raise RowProblem(column.name, f"column `{column.name}`: {exc.reason}", exc.value_type) from None
+                raise RowProblem(
+                    column.name, f"column `{column.name}`: {exc.reason}", exc.value_type
+                ) from None
             return finish(value)
 
         return compute
@@ -151,15 +162,19 @@ def _column_fn(column: ColumnSpec, rest_used: frozenset[str]) -> ColumnFn:
             try:
                 return {name: to_plain(value) for name, value in record.items() if name not in skip}
             except CastError as exc:
-                raise RowProblem(column.name, f"column `{column.name}`: {exc.reason}", exc.value_type) from None
+                raise RowProblem(
+                    column.name, f"column `{column.name}`: {exc.reason}", exc.value_type
+                ) from None
 
         return remaining
     raise ValueError(f"unknown column kind {column.kind}")
 
 
 def _map_fn(tree: dict[str, Any]) -> ColumnFn:
-    members = [(name, _map_fn(value) if isinstance(value, dict) else _column_fn(value, frozenset()))
-               for name, value in tree.items()]
+    members = [
+        (name, _map_fn(value) if isinstance(value, dict) else _column_fn(value, frozenset()))
+        for name, value in tree.items()
+    ]
     return lambda ctx: {name: member(ctx) for name, member in members}
 
 
@@ -178,11 +193,17 @@ def _key_guard(fn: ColumnFn, name: str, position: int, dynamodb: bool) -> Column
         if value is None:
             raise RowProblem(name, f"key column `{name}` is null", None)
         if limit is not None:
-            size = len(value.encode("utf-8")) if isinstance(value, str) else len(value) if isinstance(
-                value, bytes) else 0
+            size = (
+                len(value.encode("utf-8"))
+                if isinstance(value, str)
+                else len(value)
+                if isinstance(value, bytes)
+                else 0
+            )
             if size > limit:
-                raise RowProblem(name, f"key attribute `{name}` is {size} bytes; DynamoDB allows {limit}",
-                                 type_name(value))
+                raise RowProblem(
+                    name, f"key attribute `{name}` is {size} bytes; DynamoDB allows {limit}", type_name(value)
+                )
             if isinstance(value, str) and not value:
                 raise RowProblem(name, f"key attribute `{name}` is empty text; DynamoDB refuses it", "str")
         return value
@@ -216,8 +237,11 @@ class CompiledMapping:
 
     def _build(self, spec: MappingSpec, shapes: dict[int, OutputShape]) -> list[_Output]:
         compiled: dict[int, _Output] = {}
-        index_of = {(output.target, output.table): index for index, output in enumerate(spec.outputs)
-                    if output.target_kind == "postgres"}
+        index_of = {
+            (output.target, output.table): index
+            for index, output in enumerate(spec.outputs)
+            if output.target_kind == "postgres"
+        }
         roots: list[_Output] = []
         for index, output in enumerate(spec.outputs):
             compiled[index] = self._output(output, shapes[index], spec)
@@ -239,7 +263,9 @@ class CompiledMapping:
         for column in output.columns:
             fn = _column_fn(column, frozenset(used))
             if column.name in shape.key:
-                fn = _key_guard(fn, column.name, shape.key.index(column.name), output.target_kind == "dynamodb")
+                fn = _key_guard(
+                    fn, column.name, shape.key.index(column.name), output.target_kind == "dynamodb"
+                )
             columns.append((column.name, fn))
         return _Output(
             table=(output.target, output.table),
@@ -278,19 +304,28 @@ class CompiledMapping:
             fields |= top
         return sorted(fields)
 
-    def apply(self, records: list[dict], key_text: Callable[[dict], str], *,
-              source_table: str = "") -> MappedBatch:
+    def apply(
+        self, records: list[dict], key_text: Callable[[dict], str], *, source_table: str = ""
+    ) -> MappedBatch:
         """Map a batch. `source_table` fills Reject.table (the engine knows the source's name)."""
-        batch = MappedBatch(rows={(table.target, table.table): TableRows()
-                                  for table in self.tables})
+        batch = MappedBatch(rows={(table.target, table.table): TableRows() for table in self.tables})
         outputs = batch.rows
         protect, where, roots = self._protect, self._where, self._roots
         for record in records:
             try:
                 safe = protect(record)
             except Unprotectable as exc:
-                batch.rejects.append(Reject(source_table, key_text(record), exc.problem.reason, "map",
-                                            exc.problem.path, exc.problem.value_type, exc.safe))
+                batch.rejects.append(
+                    Reject(
+                        source_table,
+                        key_text(record),
+                        exc.problem.reason,
+                        "map",
+                        exc.problem.path,
+                        exc.problem.value_type,
+                        exc.safe,
+                    )
+                )
                 continue
             ctx = (safe,)
             try:
@@ -301,12 +336,30 @@ class CompiledMapping:
                 for output in roots:
                     _emit(output, ctx, (), emitted)
             except RowProblem as problem:
-                batch.rejects.append(Reject(source_table, key_text(record), problem.reason, "map",
-                                            problem.field_path, problem.value_type, safe))
+                batch.rejects.append(
+                    Reject(
+                        source_table,
+                        key_text(record),
+                        problem.reason,
+                        "map",
+                        problem.field_path,
+                        problem.value_type,
+                        safe,
+                    )
+                )
                 continue
             except EvalError as exc:
-                batch.rejects.append(Reject(source_table, key_text(record), f"filter: {exc.reason}", "map",
-                                            None, exc.value_type, safe))
+                batch.rejects.append(
+                    Reject(
+                        source_table,
+                        key_text(record),
+                        f"filter: {exc.reason}",
+                        "map",
+                        None,
+                        exc.value_type,
+                        safe,
+                    )
+                )
                 continue
             source_key = key_text(record)
             for table, row in emitted:
@@ -321,7 +374,9 @@ class CompiledMapping:
         previews = []
         for record in records:
             batch = self.apply([record], key_text)
-            rows = {table: list(table_rows.rows) for table, table_rows in batch.rows.items() if table_rows.rows}
+            rows = {
+                table: list(table_rows.rows) for table, table_rows in batch.rows.items() if table_rows.rows
+            }
             try:
                 safe = self._protect(record)
             except Unprotectable as exc:
@@ -363,8 +418,9 @@ def _build_row(output: _Output, ctx: tuple, parent_values: tuple, ordinal: int |
             if not output.where(ctx):
                 return
         except EvalError as exc:
-            raise RowProblem(f"{output.table[1]}.where", f"where of `{output.table[1]}`: {exc.reason}",
-                             exc.value_type) from None
+            raise RowProblem(
+                f"{output.table[1]}.where", f"where of `{output.table[1]}`: {exc.reason}", exc.value_type
+            ) from None
     if output.parent_names:
         row = dict(zip(output.parent_names, parent_values, strict=True))
         if output.ordinal:

@@ -16,10 +16,20 @@ from typing import Any
 
 from etl.mapping.located import Node
 
-DMS_KEYS = frozenset({"rule-type", "rule-id", "rule-name", "rule-action", "object-locator",
-                      "target-table-name", "mapping-parameters"})
-PARAMETER_KEYS = frozenset({"partition-key-name", "sort-key-name", "exclude-columns", "attribute-mappings",
-                            "copy-columns"})
+DMS_KEYS = frozenset(
+    {
+        "rule-type",
+        "rule-id",
+        "rule-name",
+        "rule-action",
+        "object-locator",
+        "target-table-name",
+        "mapping-parameters",
+    }
+)
+PARAMETER_KEYS = frozenset(
+    {"partition-key-name", "sort-key-name", "exclude-columns", "attribute-mappings", "copy-columns"}
+)
 ATTRIBUTE_KEYS = frozenset({"target-attribute-name", "attribute-type", "attribute-sub-type", "value"})
 _SINGLE = re.compile(r"^\$\{([^}:]+)\}$")
 _FIELD = re.compile(r"\$\{([^}:]+)\}")
@@ -32,8 +42,13 @@ def _like(node: Node, value: Any, path: str | None = None) -> Node:
 
 
 def _column(node: Node, **options: Any) -> Node:
-    return _like(node, {key: value if isinstance(value, Node) else _like(node, value, f"{node.path}.{key}")
-                        for key, value in options.items()})
+    return _like(
+        node,
+        {
+            key: value if isinstance(value, Node) else _like(node, value, f"{node.path}.{key}")
+            for key, value in options.items()
+        },
+    )
 
 
 def _scalar(node: Node, value_node: Node, sub_type: str) -> Node:
@@ -41,8 +56,9 @@ def _scalar(node: Node, value_node: Node, sub_type: str) -> Node:
     number = sub_type == "number"
     single = _SINGLE.match(text)
     if single:
-        return _column(node, **{"from": _like(value_node, single.group(1))},
-                       type="decimal" if number else "string")
+        return _column(
+            node, **{"from": _like(value_node, single.group(1))}, type="decimal" if number else "string"
+        )
     return _column(node, template=value_node, type="decimal" if number else "string")
 
 
@@ -50,31 +66,41 @@ def _document(node: Node) -> Node:
     """A `{M: {...}}` DynamoDB-JSON document (or plain nested YAML) as a `map:` tree."""
     value = node.value
     if isinstance(value, dict) and len(value) == 1:
-        (tag, inner), = value.items()
+        ((tag, inner),) = value.items()
         if tag == "M":
-            return _like(node, {name: _document(child) for name, child in inner.expect_dict("an M map").items()})
+            return _like(
+                node, {name: _document(child) for name, child in inner.expect_dict("an M map").items()}
+            )
         if tag in ("S", "N"):
             return _scalar(node, inner, "number" if tag == "N" else "string")
         if tag in ("L", "SS", "NS", "B", "BOOL", "NULL"):
-            raise node.error(f"DynamoDB-JSON `{tag}` is not supported in attribute mappings",
-                             "build lists with a column `{from: <array>, type: list}`")
+            raise node.error(
+                f"DynamoDB-JSON `{tag}` is not supported in attribute mappings",
+                "build lists with a column `{from: <array>, type: list}`",
+            )
     if isinstance(value, str):
         return _scalar(node, node, "string")
     if isinstance(value, dict):
         return _like(node, {name: _document(child) for name, child in value.items()})
-    raise node.error("a document attribute is a map of `${column}` values", "write e.g. `{M: {Phone: {S: \"${Phone}\"}}}`")
+    raise node.error(
+        "a document attribute is a map of `${column}` values", 'write e.g. `{M: {Phone: {S: "${Phone}"}}}`'
+    )
 
 
 def translate_dms(node: Node) -> dict[str, Node]:
     """Output options (table, key, columns) equivalent to one DMS object-mapping rule."""
     rule = node.check_keys(DMS_KEYS, "a DMS rule")
     if "rule-type" in rule and rule["rule-type"].value != "object-mapping":
-        raise rule["rule-type"].error("only object-mapping rules describe outputs", "write `rule-type: object-mapping`")
+        raise rule["rule-type"].error(
+            "only object-mapping rules describe outputs", "write `rule-type: object-mapping`"
+        )
     action_node = rule.get("rule-action")
     action = action_node.value if action_node else None
     if action not in ("map-record-to-record", "map-record-to-document"):
-        raise (action_node or node).error("`rule-action` must be map-record-to-record or map-record-to-document",
-                                          "write `rule-action: map-record-to-record`")
+        raise (action_node or node).error(
+            "`rule-action` must be map-record-to-record or map-record-to-document",
+            "write `rule-action: map-record-to-record`",
+        )
     if "target-table-name" not in rule:
         raise node.error("the rule has no `target-table-name`", "add the DynamoDB table name")
     if "mapping-parameters" not in rule:
@@ -83,12 +109,16 @@ def translate_dms(node: Node) -> dict[str, Node]:
     if "partition-key-name" not in parameters:
         raise rule["mapping-parameters"].error("no `partition-key-name`", "name the partition key attribute")
     key_nodes = [parameters["partition-key-name"]] + (
-        [parameters["sort-key-name"]] if "sort-key-name" in parameters else [])
+        [parameters["sort-key-name"]] if "sort-key-name" in parameters else []
+    )
     key = [item.expect_str("a key attribute name") for item in key_nodes]
     columns: dict[str, Node] = {}
     used: set[str] = set()
-    for mapping in (parameters["attribute-mappings"].expect_list("attribute-mappings")
-                    if "attribute-mappings" in parameters else []):
+    for mapping in (
+        parameters["attribute-mappings"].expect_list("attribute-mappings")
+        if "attribute-mappings" in parameters
+        else []
+    ):
         options = mapping.check_keys(ATTRIBUTE_KEYS, "an attribute mapping")
         for needed in ("target-attribute-name", "attribute-type", "value"):
             if needed not in options:
@@ -100,36 +130,57 @@ def translate_dms(node: Node) -> dict[str, Node]:
         used.update(_FIELD.findall(str(value.plain())))
         if kind == "scalar":
             if sub_type not in ("string", "number"):
-                raise options["attribute-sub-type"].error("scalar sub-types are string and number",
-                                                          "write `attribute-sub-type: string`")
+                raise options["attribute-sub-type"].error(
+                    "scalar sub-types are string and number", "write `attribute-sub-type: string`"
+                )
             columns[name] = _scalar(mapping, value, sub_type)
         elif kind == "document":
             if sub_type != "dynamodb-map":
-                raise mapping.error("document sub-type must be dynamodb-map", "write `attribute-sub-type: dynamodb-map`")
+                raise mapping.error(
+                    "document sub-type must be dynamodb-map", "write `attribute-sub-type: dynamodb-map`"
+                )
             document = _document(value)
-            if not isinstance(document.value, dict) or any(key in document.value for key in ("from", "template")):
-                raise value.error("a dynamodb-map value is a map", "write `value: {M: {Name: {S: \"${Name}\"}}}`")
+            if not isinstance(document.value, dict) or any(
+                key in document.value for key in ("from", "template")
+            ):
+                raise value.error(
+                    "a dynamodb-map value is a map", 'write `value: {M: {Name: {S: "${Name}"}}}`'
+                )
             columns[name] = _column(mapping, map=document)
         else:
-            raise options["attribute-type"].error("attribute-type is scalar or document", "write `attribute-type: scalar`")
+            raise options["attribute-type"].error(
+                "attribute-type is scalar or document", "write `attribute-type: scalar`"
+            )
     for key_name, key_node in zip(key, key_nodes, strict=True):
         if key_name not in columns:
             columns[key_name] = _column(key_node, **{"from": _like(key_node, key_name)}, type="string")
             used.add(key_name)
-    excluded = [item.expect_str("a column name") for item in parameters["exclude-columns"].expect_list(
-        "exclude-columns")] if "exclude-columns" in parameters else []
+    excluded = (
+        [
+            item.expect_str("a column name")
+            for item in parameters["exclude-columns"].expect_list("exclude-columns")
+        ]
+        if "exclude-columns" in parameters
+        else []
+    )
     if action == "map-record-to-record":
-        for name, type_node in (parameters["copy-columns"].expect_dict("copy-columns").items()
-                                if "copy-columns" in parameters else []):
+        for name, type_node in (
+            parameters["copy-columns"].expect_dict("copy-columns").items()
+            if "copy-columns" in parameters
+            else []
+        ):
             if name in excluded or name in columns:
                 continue
             columns[name] = _column(type_node, **{"from": _like(type_node, name)}, type=type_node)
     else:
         if "copy-columns" in parameters:
-            raise parameters["copy-columns"].error("copy-columns belongs to map-record-to-record",
-                                                   "map-record-to-document keeps the remaining columns in _doc")
-        columns[DOC_ATTRIBUTE] = _column(node, rest=True, exclude=_like(node, [
-            _like(node, name) for name in sorted(used | set(excluded))]))
+            raise parameters["copy-columns"].error(
+                "copy-columns belongs to map-record-to-record",
+                "map-record-to-document keeps the remaining columns in _doc",
+            )
+        columns[DOC_ATTRIBUTE] = _column(
+            node, rest=True, exclude=_like(node, [_like(node, name) for name in sorted(used | set(excluded))])
+        )
     return {
         "table": rule["target-table-name"],
         "key": _like(key_nodes[0], [_like(item, item.value) for item in key_nodes]),

@@ -28,7 +28,17 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from etl.mapping.functions import FUNCTIONS, MAX_EXPONENT, MAX_TEXT, EvalError, align, bounded, number, power, repeat
+from etl.mapping.functions import (
+    FUNCTIONS,
+    MAX_EXPONENT,
+    MAX_TEXT,
+    EvalError,
+    align,
+    bounded,
+    number,
+    power,
+    repeat,
+)
 from etl.mapping.paths import MISSING, Path, PathSyntaxError, make_getter, parse_path
 from etl.mapping.types import type_name
 
@@ -258,8 +268,9 @@ class _Parser:
                 return FieldRef(parse_path(token.text))
             except PathSyntaxError as exc:
                 raise ExprError(str(exc), token.column) from None
-        raise ExprError(f"expected a value, found {'the end' if token.kind == 'end' else f'`{token.text}`'}",
-                        token.column)
+        raise ExprError(
+            f"expected a value, found {'the end' if token.kind == 'end' else f'`{token.text}`'}", token.column
+        )
 
     def call(self, name: Token) -> Any:
         function = FUNCTIONS.get(name.text)
@@ -267,8 +278,12 @@ class _Parser:
             from etl.mapping.located import suggest
 
             near = suggest(name.text, set(FUNCTIONS))
-            raise ExprError(f"unknown function `{name.text}`" + (f"; {near}" if near else "")
-                            + f" (functions: {', '.join(sorted(FUNCTIONS))})", name.column)
+            raise ExprError(
+                f"unknown function `{name.text}`"
+                + (f"; {near}" if near else "")
+                + f" (functions: {', '.join(sorted(FUNCTIONS))})",
+                name.column,
+            )
         self.expect("(")
         args = []
         if not self.accept(")"):
@@ -277,9 +292,13 @@ class _Parser:
                 args.append(self.expr())
             self.expect(")")
         if len(args) < function.min_args or (function.max_args is not None and len(args) > function.max_args):
-            wanted = (str(function.min_args) if function.min_args == function.max_args
-                      else f"{function.min_args} or more" if function.max_args is None
-                      else f"{function.min_args} to {function.max_args}")
+            wanted = (
+                str(function.min_args)
+                if function.min_args == function.max_args
+                else f"{function.min_args} or more"
+                if function.max_args is None
+                else f"{function.min_args} to {function.max_args}"
+            )
             raise ExprError(f"{name.text}() takes {wanted} arguments, got {len(args)}", name.column)
         return Call(name.text, tuple(args))
 
@@ -293,7 +312,9 @@ def _unquote(token: Token) -> str:
         if char == "\\":
             following = body[index + 1]
             if following not in escapes:
-                raise ExprError(f"unknown escape `\\{following}` (use \\n \\t \\\\ \\' \\\")", token.column + index)
+                raise ExprError(
+                    f"unknown escape `\\{following}` (use \\n \\t \\\\ \\' \\\")", token.column + index
+                )
             out.append(escapes[following])
             index += 2
         else:
@@ -350,8 +371,10 @@ def _plus(left: Any, right: Any) -> Any:
     if isinstance(left, str) or isinstance(right, str):
         if left is None or right is None:
             return None
-        raise EvalError(f"cannot add a {type_name(left)} and a {type_name(right)} "
-                        "(use concat() or str() to join text)", right if isinstance(left, str) else left)
+        raise EvalError(
+            f"cannot add a {type_name(left)} and a {type_name(right)} (use concat() or str() to join text)",
+            right if isinstance(left, str) else left,
+        )
     return _arith(operator.add)(left, right)
 
 
@@ -466,7 +489,7 @@ def _compile(node: Any) -> tuple[Evaluator, bool]:
         parts = [_compile(item) for item in node.items]
         items = [part[0] for part in parts]
         evaluator = lambda ctx: [item(ctx) for item in items]  # noqa: E731
-        return (_fold(evaluator, 1) if all(part[1] for part in parts) else (evaluator, False))
+        return _fold(evaluator, 1) if all(part[1] for part in parts) else (evaluator, False)
     if isinstance(node, Unary):
         operand, constant = _compile(node.operand)
         if node.op == "not":
@@ -475,8 +498,11 @@ def _compile(node: Any) -> tuple[Evaluator, bool]:
             evaluator = lambda ctx: _negate(operand(ctx))  # noqa: E731
         return _fold(evaluator, 1) if constant else (evaluator, False)
     if isinstance(node, Conditional):
-        (test, c1), (then, c2), (otherwise, c3) = (_compile(node.test), _compile(node.then),
-                                                   _compile(node.otherwise))
+        (test, c1), (then, c2), (otherwise, c3) = (
+            _compile(node.test),
+            _compile(node.then),
+            _compile(node.otherwise),
+        )
         evaluator = lambda ctx: then(ctx) if test(ctx) else otherwise(ctx)  # noqa: E731
         return _fold(evaluator, 1) if c1 and c2 and c3 else (evaluator, False)
     if isinstance(node, Call):

@@ -135,7 +135,7 @@ def _substr(value: Any, start: Any, length: Any = None) -> Any:
     text = _text(value, "substr()")
     if not isinstance(start, int) or (length is not None and not isinstance(length, int)):
         raise EvalError("substr() takes integer positions", start)
-    return text[start:] if length is None else text[start:start + max(length, 0)]
+    return text[start:] if length is None else text[start : start + max(length, 0)]
 
 
 def _replace(value: Any, old: Any, new: Any) -> Any:
@@ -177,7 +177,9 @@ def _join(values: Any, separator: Any) -> Any:
         return None
     if not isinstance(values, list):
         raise EvalError(f"join() needs an array, not a {type_name(values)}", values)
-    return bounded(_text(separator, "join()").join(_cast(to_string)(item) for item in values if item is not None))
+    return bounded(
+        _text(separator, "join()").join(_cast(to_string)(item) for item in values if item is not None)
+    )
 
 
 def _nullsafe(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -192,8 +194,10 @@ def _minmax(pick: Callable[..., Any]) -> Callable[..., Any]:
         present = [number(value) for value in values if value is not None]
         if not present:
             return None
-        aligned = [Decimal(repr(v)) if isinstance(v, float) and any(isinstance(p, Decimal) for p in present)
-                   else v for v in present]
+        aligned = [
+            Decimal(repr(v)) if isinstance(v, float) and any(isinstance(p, Decimal) for p in present) else v
+            for v in present
+        ]
         return pick(aligned)
 
     return call
@@ -212,21 +216,39 @@ class Function:
 FUNCTIONS: dict[str, Function] = {
     "lower": Function(_nullsafe(lambda v: _text(v, "lower()").lower()), 1, 1, "lower-case text"),
     "upper": Function(_nullsafe(lambda v: _text(v, "upper()").upper()), 1, 1, "upper-case text"),
-    "trim": Function(_nullsafe(lambda v: _text(v, "trim()").strip()), 1, 1, "text without surrounding blanks"),
+    "trim": Function(
+        _nullsafe(lambda v: _text(v, "trim()").strip()), 1, 1, "text without surrounding blanks"
+    ),
     "len": Function(_length, 1, 1, "length of text, array or document"),
     "substr": Function(_substr, 2, 3, "substr(text, start, length): part of a text (0-based)"),
     "replace": Function(_replace, 3, 3, "replace(text, old, new)"),
-    "starts_with": Function(lambda v, p: None if v is None else _text(v, "starts_with()").startswith(
-        _text(p, "starts_with()")), 2, 2, "whether text starts with a prefix"),
-    "ends_with": Function(lambda v, p: None if v is None else _text(v, "ends_with()").endswith(
-        _text(p, "ends_with()")), 2, 2, "whether text ends with a suffix"),
-    "contains": Function(lambda v, p: None if v is None else _text(p, "contains()") in _text(v, "contains()"),
-                         2, 2, "whether text contains another"),
+    "starts_with": Function(
+        lambda v, p: None if v is None else _text(v, "starts_with()").startswith(_text(p, "starts_with()")),
+        2,
+        2,
+        "whether text starts with a prefix",
+    ),
+    "ends_with": Function(
+        lambda v, p: None if v is None else _text(v, "ends_with()").endswith(_text(p, "ends_with()")),
+        2,
+        2,
+        "whether text ends with a suffix",
+    ),
+    "contains": Function(
+        lambda v, p: None if v is None else _text(p, "contains()") in _text(v, "contains()"),
+        2,
+        2,
+        "whether text contains another",
+    ),
     "split": Function(_split, 2, 2, "split(text, separator) -> array"),
     "join": Function(_join, 2, 2, "join(array, separator) -> text"),
     "concat": Function(_concat, 1, None, "concat(a, b, ...): texts of the values joined; nulls are skipped"),
-    "coalesce": Function(lambda *values: next((v for v in values if v is not None), None), 1, None,
-                         "the first value that is not null"),
+    "coalesce": Function(
+        lambda *values: next((v for v in values if v is not None), None),
+        1,
+        None,
+        "the first value that is not null",
+    ),
     "is_null": Function(lambda v: v is None, 1, 1, "whether a value is null or absent"),
     "abs": Function(_nullsafe(lambda v: abs(number(v))), 1, 1, "absolute value"),
     "round": Function(_round, 1, 2, "round(x, places): decimal rounded half-even"),
@@ -238,7 +260,11 @@ FUNCTIONS: dict[str, Function] = {
     "year": Function(_nullsafe(lambda v: _date_part(v, "year()").year), 1, 1, "year of a date"),
     "month": Function(_nullsafe(lambda v: _date_part(v, "month()").month), 1, 1, "month (1-12) of a date"),
     "day": Function(_nullsafe(lambda v: _date_part(v, "day()").day), 1, 1, "day of month of a date"),
-    "date": Function(_nullsafe(lambda v: v.date() if isinstance(v, dt.datetime) else _date_part(v, "date()")),
-                     1, 1, "the date part of a timestamp"),
+    "date": Function(
+        _nullsafe(lambda v: v.date() if isinstance(v, dt.datetime) else _date_part(v, "date()")),
+        1,
+        1,
+        "the date part of a timestamp",
+    ),
     "format_date": Function(_strftime, 2, 2, "format_date(x, '%Y-%m-%d'): strftime text"),
 }

@@ -102,7 +102,9 @@ def load_nodes(text: str, file: str) -> Node:
             hint="check indentation and quoting at that place (quote text that contains ': ' or '#')",
         ) from None
     if root is None:
-        raise MappingError(f"{file}:1:1: the mapping file is empty", hint="see docs/mapping.md for an example")
+        raise MappingError(
+            f"{file}:1:1: the mapping file is empty", hint="see docs/mapping.md for an example"
+        )
     constructor = yaml.SafeLoader("")
     return _convert(root, file, "", constructor)
 
@@ -115,8 +117,10 @@ def _convert(node: yaml.Node, file: str, path: str, constructor: yaml.SafeLoader
             key = constructor.construct_object(key_node, deep=True)
             key_line, key_column = key_node.start_mark.line + 1, key_node.start_mark.column + 1
             if not isinstance(key, str):
-                raise MappingError(f"{file}:{key_line}:{key_column}: {path or '(top)'}: key {key!r} must be text",
-                                   hint="quote it")
+                raise MappingError(
+                    f"{file}:{key_line}:{key_column}: {path or '(top)'}: key {key!r} must be text",
+                    hint="quote it",
+                )
             child_path = f"{path}.{key}" if path else key
             if key in result:
                 first = result[key]
@@ -128,6 +132,8 @@ def _convert(node: yaml.Node, file: str, path: str, constructor: yaml.SafeLoader
             result[key] = _convert(value_node, file, child_path, constructor)
         return Node(result, file, line, column, path or "(top)")
     if isinstance(node, yaml.SequenceNode):
-        items = [_convert(item, file, f"{path}[{index}]", constructor) for index, item in enumerate(node.value)]
+        items = [
+            _convert(item, file, f"{path}[{index}]", constructor) for index, item in enumerate(node.value)
+        ]
         return Node(items, file, line, column, path or "(top)")
     return Node(constructor.construct_object(node, deep=True), file, line, column, path or "(top)")

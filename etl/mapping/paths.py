@@ -64,7 +64,7 @@ def parse_path(text: str, *, allow_every: bool = False) -> Path:
                 end = source.find("`", position + 1)
                 if end < 0:
                     raise PathSyntaxError(f"unclosed ` in path `{text}`")
-                steps.append(source[position + 1:end])
+                steps.append(source[position + 1 : end])
                 position = end + 1
             else:
                 match = _NAME.match(source, position)
@@ -74,7 +74,8 @@ def parse_path(text: str, *, allow_every: bool = False) -> Path:
                 if name.startswith("$"):
                     if steps or name not in SCOPES or scope != -1:
                         raise PathSyntaxError(
-                            f"`{name}` is not a scope word (write $root, $parent or $this first)")
+                            f"`{name}` is not a scope word (write $root, $parent or $this first)"
+                        )
                     scope = SCOPES[name]
                 else:
                     check_name(name)
@@ -90,7 +91,9 @@ def parse_path(text: str, *, allow_every: bool = False) -> Path:
                 raise PathSyntaxError(f"expected [N] or [] at character {position + 1} of `{text}`")
             if match.group(1) == "":
                 if not allow_every:
-                    raise PathSyntaxError(f"`[]` (every element) is only allowed in explode and pii paths: `{text}`")
+                    raise PathSyntaxError(
+                        f"`[]` (every element) is only allowed in explode and pii paths: `{text}`"
+                    )
                 steps.append(None)
             else:
                 steps.append(int(match.group(1)))

@@ -119,8 +119,9 @@ def make_protector(rules: list[PiiRule]) -> Callable[[dict], dict]:
                 safe = _apply(safe, rule.steps, rule, copied=safe is not record)
             except PiiError as exc:
                 problem = problem or exc
-                safe = _apply(safe, rule.steps, PiiRule(rule.path, rule.steps, "drop", drop),
-                              copied=safe is not record)
+                safe = _apply(
+                    safe, rule.steps, PiiRule(rule.path, rule.steps, "drop", drop), copied=safe is not record
+                )
         if problem is not None:
             raise Unprotectable(safe, problem)
         return safe
@@ -134,7 +135,6 @@ class Unprotectable(Exception):
     def __init__(self, safe: dict, problem: PiiError) -> None:
         super().__init__(problem.reason)
         self.safe, self.problem = safe, problem
-
 
 
 def _apply(container: Any, steps: tuple, rule: PiiRule, *, copied: bool) -> Any:

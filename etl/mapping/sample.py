@@ -31,8 +31,11 @@ def _contexts(output: OutputSpec, records: list[dict]) -> list[tuple]:
     contexts = [(record,) for record in records]
     for level in output.explode:
         getter = make_getter(level)
-        contexts = [ctx + (element,) for ctx in contexts
-                    for element in (getter(ctx) if isinstance(getter(ctx), list) else [])]
+        contexts = [
+            ctx + (element,)
+            for ctx in contexts
+            for element in (getter(ctx) if isinstance(getter(ctx), list) else [])
+        ]
     return contexts
 
 
@@ -53,8 +56,9 @@ def _keys_near(path: Path, contexts: list[tuple]) -> set[str]:
     return names
 
 
-def check_against_sample(mapping: MappingSpec | CompiledMapping, records: list[dict], *,
-                         strict: bool = False) -> list[SampleFinding]:
+def check_against_sample(
+    mapping: MappingSpec | CompiledMapping, records: list[dict], *, strict: bool = False
+) -> list[SampleFinding]:
     """Findings for paths absent from every sample record, and for samples the mapping would reject."""
     compiled = mapping if isinstance(mapping, CompiledMapping) else compile_mapping(mapping)
     spec = compiled.spec
@@ -71,24 +75,37 @@ def check_against_sample(mapping: MappingSpec | CompiledMapping, records: list[d
         contexts = _contexts(output, safe_records)
         if not contexts:
             if output.explode:
-                findings.append(SampleFinding(output.node.where, f"`{output.explode_text}` has no elements in "
-                                              f"any of the {len(records)} sample records"))
+                findings.append(
+                    SampleFinding(
+                        output.node.where,
+                        f"`{output.explode_text}` has no elements in "
+                        f"any of the {len(records)} sample records",
+                    )
+                )
             continue
         for column in output.columns:
             for path in column.paths():
                 getter = make_getter(path)
                 if all(getter(ctx) is MISSING for ctx in contexts):
                     near = suggest(str(path.steps[-1]) if path.steps else "", _keys_near(path, contexts))
-                    findings.append(SampleFinding(
-                        column.node.where, f"{output.table}.{column.name}: path `{path.text}` is absent from all "
-                        f"{len(contexts)} sampled {'elements' if output.explode else 'records'}"
-                        + (f"; {near}" if near else "")))
+                    findings.append(
+                        SampleFinding(
+                            column.node.where,
+                            f"{output.table}.{column.name}: path `{path.text}` is absent from all "
+                            f"{len(contexts)} sampled {'elements' if output.explode else 'records'}"
+                            + (f"; {near}" if near else ""),
+                        )
+                    )
     batch = compiled.apply(records, lambda record: "")
     reasons = Counter(reject.reason for reject in batch.rejects)
     for reason, count in reasons.most_common():
-        findings.append(SampleFinding(spec.file, f"{count} of {len(records)} sample records would be rejected: {reason}"))
+        findings.append(
+            SampleFinding(spec.file, f"{count} of {len(records)} sample records would be rejected: {reason}")
+        )
     if strict and findings:
-        raise MappingError(f"{spec.file}: the mapping does not fit the sample:\n  "
-                           + "\n  ".join(str(finding) for finding in findings),
-                           hint="fix the paths or types named above")
+        raise MappingError(
+            f"{spec.file}: the mapping does not fit the sample:\n  "
+            + "\n  ".join(str(finding) for finding in findings),
+            hint="fix the paths or types named above",
+        )
     return findings

@@ -26,9 +26,13 @@ Resolve = Callable[[str, str], str]
 
 TARGET_KINDS = ("dynamodb", "postgres")
 TOP_KEYS = frozenset({"version", "description", "source", "targets", "where", "pii", "outputs"})
-OUTPUT_KEYS = frozenset({"target", "table", "key", "columns", "explode", "parent", "where", "description", "dms"})
+OUTPUT_KEYS = frozenset(
+    {"target", "table", "key", "columns", "explode", "parent", "where", "description", "dms"}
+)
 SOURCE_KINDS = ("from", "const", "template", "expr", "map", "rest", "flatten")
-COLUMN_OPTIONS = frozenset({"type", "default", "required", "round", "tz", "items", "prefix", "fields", "exclude"})
+COLUMN_OPTIONS = frozenset(
+    {"type", "default", "required", "round", "tz", "items", "prefix", "fields", "exclude"}
+)
 COLUMN_KEYS = frozenset(SOURCE_KINDS) | COLUMN_OPTIONS
 PII_KINDS = ("hmac", "mask", "redact", "year", "drop")
 _INTERPOLATION = re.compile(r"\$\{(env|secret):[^}]+\}")
@@ -118,8 +122,10 @@ def load_mapping(path: str | FilePath, *, resolve: Resolve | None = None) -> Map
     try:
         text = FilePath(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise MappingError(f"{file}: cannot read the mapping file ({exc.strerror})",
-                           hint="check the `mapping:` path in the job file (relative to the job file)") from None
+        raise MappingError(
+            f"{file}: cannot read the mapping file ({exc.strerror})",
+            hint="check the `mapping:` path in the job file (relative to the job file)",
+        ) from None
     return parse_mapping(text, file, resolve=resolve)
 
 
@@ -130,8 +136,10 @@ def parse_mapping(text: str, file: str = "<mapping>", *, resolve: Resolve | None
     if "version" in top and top["version"].value != 1:
         raise top["version"].error("only `version: 1` exists", "write `version: 1`")
     if "targets" not in top:
-        raise root.error("the mapping has no `targets:`",
-                         "add e.g. `targets: {dynamo: dynamodb, pg: postgres}` naming each target's kind")
+        raise root.error(
+            "the mapping has no `targets:`",
+            "add e.g. `targets: {dynamo: dynamodb, pg: postgres}` naming each target's kind",
+        )
     targets = _targets(top["targets"])
     if "outputs" not in top:
         raise root.error("the mapping has no `outputs:`", "add `outputs:` with one entry per target table")
@@ -155,7 +163,11 @@ def parse_mapping(text: str, file: str = "<mapping>", *, resolve: Resolve | None
     pii_kinds = {rule.steps: rule.kind for rule in spec.pii}
     for output in spec.outputs:
         for column in output.columns:
-            if column.path is not None and column.kind == "from" and (column.path.scope == 0 or not output.explode):
+            if (
+                column.path is not None
+                and column.kind == "from"
+                and (column.path.scope == 0 or not output.explode)
+            ):
                 column.pii = pii_kinds.get(column.path.steps)
     from etl.mapping.tables import table_specs
 
@@ -169,8 +181,9 @@ def _targets(node: Node) -> dict[str, str]:
         kind = kind_node.value
         if kind not in TARGET_KINDS:
             near = suggest(str(kind), set(TARGET_KINDS))
-            raise kind_node.error(f"unknown target kind `{kind}`",
-                                  f"write {near or ' or '.join(TARGET_KINDS)}")
+            raise kind_node.error(
+                f"unknown target kind `{kind}`", f"write {near or ' or '.join(TARGET_KINDS)}"
+            )
         targets[name] = kind
     if not targets:
         raise node.error("`targets:` is empty", "name each target and its kind: `pg: postgres`")
@@ -182,8 +195,11 @@ def _source(node: Node) -> list[str]:
     if "key" not in options:
         return []
     key_node = options["key"]
-    names = [key_node.value] if isinstance(key_node.value, str) else [
-        item.expect_str("a source key field") for item in key_node.expect_list("source.key")]
+    names = (
+        [key_node.value]
+        if isinstance(key_node.value, str)
+        else [item.expect_str("a source key field") for item in key_node.expect_list("source.key")]
+    )
     for name in names:
         _path(key_node, name)
     return names
@@ -195,20 +211,23 @@ def _path(node: Node, text: Any, *, allow_every: bool = False) -> Path:
     try:
         return parse_path(text, allow_every=allow_every)
     except PathSyntaxError as exc:
-        raise node.error(str(exc), "write a path like `address.city`, `phones[0].number` or `$root._id`") from None
+        raise node.error(
+            str(exc), "write a path like `address.city`, `phones[0].number` or `$root._id`"
+        ) from None
 
 
 def _expression(node: Node, *, scopes: int) -> Any:
     text = node.value
     if not isinstance(text, str):
-        raise node.error("an expression must be text", "quote it: where: \"total > 0\"")
+        raise node.error("an expression must be text", 'quote it: where: "total > 0"')
     try:
         tree = parse_expr(text)
         compile_expr(tree)
     except ExprError as exc:
-        raise MappingError(f"{node.file}:{node.line}:{node.column + exc.column - 1}: {node.path}: "
-                           f"invalid expression: {exc}",
-                           hint="see the expression language in docs/mapping.md") from None
+        raise MappingError(
+            f"{node.file}:{node.line}:{node.column + exc.column - 1}: {node.path}: invalid expression: {exc}",
+            hint="see the expression language in docs/mapping.md",
+        ) from None
     _check_scopes(node, field_paths(tree), scopes)
     return tree
 
@@ -217,20 +236,28 @@ def _check_scopes(node: Node, paths: list[Path], scopes: int) -> None:
     """`$parent` is the enclosing scope, so it exists only in exploded outputs."""
     for path in paths:
         if path.scope == -2 and scopes < 2:
-            raise node.error(f"`$parent` in `{path.text}` only exists in exploded outputs",
-                             "name a field of the record directly")
+            raise node.error(
+                f"`$parent` in `{path.text}` only exists in exploded outputs",
+                "name a field of the record directly",
+            )
 
 
 def _secret(node: Node, text: Any, resolve: Resolve | None) -> SecretKey:
     if not isinstance(text, str) or not _INTERPOLATION.fullmatch(text.strip()):
-        raise node.error("an HMAC key must come from the environment or a secret store, never the file",
-                         "write `hmac: \"${secret:name}\"` or `hmac: \"${env:NAME}\"`")
+        raise node.error(
+            "an HMAC key must come from the environment or a secret store, never the file",
+            'write `hmac: "${secret:name}"` or `hmac: "${env:NAME}"`',
+        )
     if resolve is None:
-        raise node.error("this mapping needs `${...}` interpolation for its HMAC key",
-                         "load it through a job file, or pass resolve= to load_mapping")
+        raise node.error(
+            "this mapping needs `${...}` interpolation for its HMAC key",
+            "load it through a job file, or pass resolve= to load_mapping",
+        )
     value = resolve(text.strip(), f"{node.where} ({node.path})")
     if not value:
-        raise node.error("the HMAC key resolved to empty text", "set the variable or secret to a long random key")
+        raise node.error(
+            "the HMAC key resolved to empty text", "set the variable or secret to a long random key"
+        )
     return SecretKey(value.encode("utf-8"))
 
 
@@ -246,20 +273,23 @@ def _pii(node: Node, resolve: Resolve | None) -> list[PiiRule]:
         else:
             options = rule_node.expect_dict("a pii rule")
             if len(options) != 1:
-                raise rule_node.error("a pii rule names one transform",
-                                      "write e.g. `{mask: 4}` or `{hmac: \"${secret:k}\"}`")
+                raise rule_node.error(
+                    "a pii rule names one transform", 'write e.g. `{mask: 4}` or `{hmac: "${secret:k}"}`'
+                )
             kind, arg_node = next(iter(options.items()))
             argument = arg_node.value
         if kind not in PII_KINDS:
             near = suggest(str(kind), set(PII_KINDS))
-            raise rule_node.error(f"unknown pii transform `{kind}`",
-                                  f"write {near}" if near else f"one of: {', '.join(PII_KINDS)}")
+            raise rule_node.error(
+                f"unknown pii transform `{kind}`",
+                f"write {near}" if near else f"one of: {', '.join(PII_KINDS)}",
+            )
         if kind == "hmac":
             if isinstance(argument, dict):
                 arg_node = arg_node.check_keys(frozenset({"key"}), "hmac")["key"]
                 argument = arg_node.value
             if argument is None:
-                raise rule_node.error("hmac needs a key", "write `{hmac: \"${secret:name}\"}`")
+                raise rule_node.error("hmac needs a key", 'write `{hmac: "${secret:name}"}`')
             transform = hmac_sha256(_secret(arg_node, argument, resolve))
         elif kind == "mask":
             keep = 4 if argument is None else argument
@@ -279,8 +309,10 @@ def _output(node: Node, targets: dict[str, str]) -> OutputSpec:
     if "dms" in options:
         extra = set(options) - {"dms", "target", "description", "where"}
         if extra:
-            raise options[sorted(extra)[0]].error("a `dms:` output takes only target, where and description",
-                                                  "move columns into the DMS rule's attribute-mappings")
+            raise options[sorted(extra)[0]].error(
+                "a `dms:` output takes only target, where and description",
+                "move columns into the DMS rule's attribute-mappings",
+            )
         options = {**options, **translate_dms(options["dms"])}
     for required in ("target", "table", "columns"):
         if required not in options:
@@ -289,13 +321,17 @@ def _output(node: Node, targets: dict[str, str]) -> OutputSpec:
     target = target_node.expect_str("target")
     if target not in targets:
         near = suggest(target, set(targets))
-        raise target_node.error(f"unknown target `{target}`",
-                                near or f"declare it under `targets:` (declared: {', '.join(targets)})")
+        raise target_node.error(
+            f"unknown target `{target}`",
+            near or f"declare it under `targets:` (declared: {', '.join(targets)})",
+        )
     kind = targets[target]
     table = options["table"].expect_str("table")
     if not _NAME.match(table) or (kind == "postgres" and len(table.encode()) > PG_NAME_LIMIT):
-        raise options["table"].error(f"`{table}` is not a usable table name",
-                                     "use letters, digits and underscores (at most 63 bytes for PostgreSQL)")
+        raise options["table"].error(
+            f"`{table}` is not a usable table name",
+            "use letters, digits and underscores (at most 63 bytes for PostgreSQL)",
+        )
     explode: tuple[Path, ...] = ()
     explode_text = None
     if "explode" in options:
@@ -306,8 +342,10 @@ def _output(node: Node, targets: dict[str, str]) -> OutputSpec:
     for name, column_node in options["columns"].expect_dict("columns").items():
         for column in _columns(name, column_node, scopes):
             if column.name in seen:
-                raise column.node.error(f"duplicate column `{column.name}` (also made at line {seen[column.name].line})",
-                                        "rename one of them")
+                raise column.node.error(
+                    f"duplicate column `{column.name}` (also made at line {seen[column.name].line})",
+                    "rename one of them",
+                )
             seen[column.name] = column.node
             columns.append(column)
     if not columns:
@@ -316,15 +354,27 @@ def _output(node: Node, targets: dict[str, str]) -> OutputSpec:
     key: tuple[str, ...] = ()
     if key_declared:
         key_node = options["key"]
-        names = [key_node.value] if isinstance(key_node.value, str) else [
-            item.expect_str("a key column") for item in key_node.expect_list("key")]
+        names = (
+            [key_node.value]
+            if isinstance(key_node.value, str)
+            else [item.expect_str("a key column") for item in key_node.expect_list("key")]
+        )
         if not names or len(set(names)) != len(names):
             raise key_node.error("key lists distinct column names", "write e.g. `key: [customer_id]`")
         key = tuple(names)
-    output = OutputSpec(target, kind, table, key, columns, node, explode, explode_text,
-                        parent=options["parent"].expect_str("parent") if "parent" in options else None,
-                        where=_expression(options["where"], scopes=scopes) if "where" in options else None,
-                        key_declared=key_declared)
+    output = OutputSpec(
+        target,
+        kind,
+        table,
+        key,
+        columns,
+        node,
+        explode,
+        explode_text,
+        parent=options["parent"].expect_str("parent") if "parent" in options else None,
+        where=_expression(options["where"], scopes=scopes) if "where" in options else None,
+        key_declared=key_declared,
+    )
     return output
 
 
@@ -339,8 +389,10 @@ def _explode(node: Node) -> tuple[str, tuple[Path, ...]]:
     text = node.expect_str("explode")
     path = _path(node, text if text.endswith("[]") else text + "[]", allow_every=True)
     if path.scope != -1:
-        raise node.error("explode paths start at the record (or at the parent's element)",
-                         "write e.g. `invoices[]` or `invoices[].lines[]`")
+        raise node.error(
+            "explode paths start at the record (or at the parent's element)",
+            "write e.g. `invoices[]` or `invoices[].lines[]`",
+        )
     levels: list[Path] = []
     current: list[Any] = []
     for step in path.steps:
@@ -358,20 +410,26 @@ def _columns(name: str, node: Node, scopes: int) -> list[ColumnSpec]:
     if not _NAME.match(name):
         raise node.error(f"`{name}` is not a usable column name", "use letters, digits and underscores")
     if isinstance(node.value, str):
-        return [ColumnSpec(name, "from", parse_type("string"), node, path=_column_path(node, node.value, scopes))]
+        return [
+            ColumnSpec(name, "from", parse_type("string"), node, path=_column_path(node, node.value, scopes))
+        ]
     options = node.check_keys(COLUMN_KEYS, f"column `{name}`")
     kinds = [kind for kind in SOURCE_KINDS if kind in options]
     if len(kinds) != 1:
-        raise node.error(f"column `{name}` needs exactly one of {', '.join(SOURCE_KINDS)} (found {len(kinds)})",
-                         f"write e.g. `{name}: {{from: {name}, type: string}}`")
+        raise node.error(
+            f"column `{name}` needs exactly one of {', '.join(SOURCE_KINDS)} (found {len(kinds)})",
+            f"write e.g. `{name}: {{from: {name}, type: string}}`",
+        )
     kind = kinds[0]
     if kind == "flatten":
         return _flatten(name, node, options, scopes)
     if kind in ("map", "rest"):
         column_type = _type(options["type"]) if "type" in options else parse_type("json")
         if column_type.base != "json":
-            raise options["type"].error(f"a `{kind}` column is a document: its type is json/map",
-                                        "remove `type:` or write `type: map`")
+            raise options["type"].error(
+                f"a `{kind}` column is a document: its type is json/map",
+                "remove `type:` or write `type: map`",
+            )
     else:
         column_type = _type(options["type"]) if "type" in options else _default_type(kind, options[kind])
     column = ColumnSpec(name, kind, column_type, node)
@@ -388,13 +446,20 @@ def _columns(name: str, node: Node, scopes: int) -> list[ColumnSpec]:
         column.map_tree = _map_tree(source, scopes)
     elif kind == "rest":
         if source.value is not True:
-            raise source.error("write `rest: true` for the remaining fields", "list fields to leave out under `exclude:`")
+            raise source.error(
+                "write `rest: true` for the remaining fields", "list fields to leave out under `exclude:`"
+            )
         if scopes != 1:
-            raise source.error("`rest` reads the remaining top-level fields of the record",
-                               "use `from: $this, type: map` to keep an element whole")
+            raise source.error(
+                "`rest` reads the remaining top-level fields of the record",
+                "use `from: $this, type: map` to keep an element whole",
+            )
         exclude = options.get("exclude")
-        column.exclude = frozenset(
-            item.expect_str("an excluded field") for item in exclude.expect_list("exclude")) if exclude else frozenset()
+        column.exclude = (
+            frozenset(item.expect_str("an excluded field") for item in exclude.expect_list("exclude"))
+            if exclude
+            else frozenset()
+        )
     elif "exclude" in options:
         raise options["exclude"].error("`exclude` belongs to `rest: true` columns", "remove it")
     _column_options(column, options)
@@ -422,8 +487,10 @@ def _type(node: Node) -> ColumnType:
         return parse_type(node.value)
     except ValueError as exc:
         near = suggest(node.value.split("(")[0].strip().lower(), set(ALL_TYPE_WORDS))
-        raise node.error(str(exc), f"{near} Types: {', '.join(ALL_TYPE_WORDS)}" if near
-                         else f"types: {', '.join(ALL_TYPE_WORDS)}") from None
+        raise node.error(
+            str(exc),
+            f"{near} Types: {', '.join(ALL_TYPE_WORDS)}" if near else f"types: {', '.join(ALL_TYPE_WORDS)}",
+        ) from None
 
 
 def _column_path(node: Node, text: Any, scopes: int) -> Path:
@@ -435,12 +502,14 @@ def _column_path(node: Node, text: Any, scopes: int) -> Path:
 def _template(node: Node, scopes: int) -> Template:
     text = node.value
     if not isinstance(text, str):
-        raise node.error("a template is text", "quote it: template: \"CUSTOMER#{customer_id}\"")
+        raise node.error("a template is text", 'quote it: template: "CUSTOMER#{customer_id}"')
     try:
         template = parse_template(text)
     except TemplateError as exc:
-        raise node.error(f"invalid template: {exc}",
-                         "write fields as {path} or {path:format}; write {{ and }} for literal braces") from None
+        raise node.error(
+            f"invalid template: {exc}",
+            "write fields as {path} or {path:format}; write {{ and }} for literal braces",
+        ) from None
     _check_scopes(node, template.paths, scopes)
     return template
 
@@ -449,31 +518,40 @@ def _map_tree(node: Node, scopes: int) -> dict[str, Any]:
     tree: dict[str, Any] = {}
     for name, child in node.expect_dict("map").items():
         if isinstance(child.value, str):
-            tree[name] = ColumnSpec(name, "from", parse_type("json"), child, path=_column_path(child, child.value, scopes))
+            tree[name] = ColumnSpec(
+                name, "from", parse_type("json"), child, path=_column_path(child, child.value, scopes)
+            )
         elif isinstance(child.value, dict) and any(kind in child.value for kind in SOURCE_KINDS):
             specs = _columns(name, child, scopes)
             if len(specs) != 1 or specs[0].kind in ("rest",):
-                raise child.error("a map member is one value", "use from, const, template, expr or a nested map")
+                raise child.error(
+                    "a map member is one value", "use from, const, template, expr or a nested map"
+                )
             if "type" not in child.value and specs[0].kind == "from":
                 specs[0].type = parse_type("json")
             tree[name] = specs[0]
         elif isinstance(child.value, dict):
             tree[name] = _map_tree(child, scopes)
         else:
-            raise child.error("a map member is a source path, a column definition or a nested map",
-                              "write e.g. `phone: phone` or `home: {street: address.street}`")
+            raise child.error(
+                "a map member is a source path, a column definition or a nested map",
+                "write e.g. `phone: phone` or `home: {street: address.street}`",
+            )
     return tree
 
 
 def _flatten(name: str, node: Node, options: dict[str, Node], scopes: int) -> list[ColumnSpec]:
     base = _column_path(options["flatten"], options["flatten"].value, scopes)
     if "fields" not in options:
-        raise node.error("`flatten` needs `fields:` (sub-field: type)",
-                         "write e.g. `fields: {city: string, postal_code: string}`")
+        raise node.error(
+            "`flatten` needs `fields:` (sub-field: type)",
+            "write e.g. `fields: {city: string, postal_code: string}`",
+        )
     extra = set(options) - {"flatten", "fields", "prefix"}
     if extra:
-        raise options[sorted(extra)[0]].error("flatten takes only `fields` and `prefix`",
-                                              "give types per field under `fields:`")
+        raise options[sorted(extra)[0]].error(
+            "flatten takes only `fields` and `prefix`", "give types per field under `fields:`"
+        )
     prefix = options["prefix"].expect_str("prefix") if "prefix" in options else f"{name}_"
     columns = []
     for field_name, type_node in options["fields"].expect_dict("fields").items():
@@ -491,8 +569,9 @@ def _column_options(column: ColumnSpec, options: dict[str, Node]) -> None:
         if options["round"].value not in ("half_even",):
             raise options["round"].error("the only rounding is `half_even`", "write `round: half_even`")
         if column.type.base not in ("decimal", "timestamp", "timestamptz", "list", "set"):
-            raise options["round"].error(f"`round` applies to decimal and timestamp columns, not {column.type.name}",
-                                         "remove it")
+            raise options["round"].error(
+                f"`round` applies to decimal and timestamp columns, not {column.type.name}", "remove it"
+            )
         column.rounding = "half_even"
     if "tz" in options:
         if column.type.base not in ("timestamp", "timestamptz", "list", "set"):
@@ -519,13 +598,19 @@ def _column_options(column: ColumnSpec, options: dict[str, Node]) -> None:
 def _cast_literal(node: Node, column_type: ColumnType, value: Any, column: ColumnSpec | None = None) -> Any:
     if value is None:
         return None
-    cast = make_cast(column_type, rounding=column.rounding if column else None,
-                     tz=column.tz if column else None, items=column.items if column else None)
+    cast = make_cast(
+        column_type,
+        rounding=column.rounding if column else None,
+        tz=column.tz if column else None,
+        items=column.items if column else None,
+    )
     try:
         return cast(value)
     except CastError as exc:
-        raise node.error(f"the value does not fit type {column_type.name}: {exc.reason}",
-                         f"write a {column_type.name} value") from None
+        raise node.error(
+            f"the value does not fit type {column_type.name}: {exc.reason}",
+            f"write a {column_type.name} value",
+        ) from None
 
 
 def _link_children(spec: MappingSpec) -> None:
@@ -535,27 +620,39 @@ def _link_children(spec: MappingSpec) -> None:
         node = output.node
         if output.parent is None:
             if output.explode and output.target_kind == "postgres":
-                raise node.error(f"exploded table `{output.table}` needs `parent:` (the table its rows belong to)",
-                                 "add `parent: <table of the enclosing record>`")
+                raise node.error(
+                    f"exploded table `{output.table}` needs `parent:` (the table its rows belong to)",
+                    "add `parent: <table of the enclosing record>`",
+                )
             if output.explode and not output.key_declared:
                 raise node.error("an exploded output without parent needs `key:`", "add `key: [...]`")
             continue
         if output.target_kind == "dynamodb":
-            raise node.error("DynamoDB has no child tables: `parent` applies to PostgreSQL outputs",
-                             "remove `parent:` and build the key from $root fields")
+            raise node.error(
+                "DynamoDB has no child tables: `parent` applies to PostgreSQL outputs",
+                "remove `parent:` and build the key from $root fields",
+            )
         if not output.explode:
-            raise node.error("`parent:` needs `explode:` (the array whose elements become rows)",
-                             "add e.g. `explode: invoices[]`")
+            raise node.error(
+                "`parent:` needs `explode:` (the array whose elements become rows)",
+                "add e.g. `explode: invoices[]`",
+            )
         parent = by_table.get((output.target, output.parent))
         if parent is None:
             tables = [o.table for o in spec.outputs if o.target == output.target and o.table != output.table]
             near = suggest(output.parent, set(tables))
-            raise node.error(f"parent table `{output.parent}` is not an output of target `{output.target}`",
-                             near or f"tables of that target: {', '.join(tables) or 'none'}")
-        if parent.explode != output.explode[:len(parent.explode)] or len(output.explode) <= len(parent.explode):
-            raise node.error(f"explode path `{output.explode_text}` must extend the parent's "
-                             f"(`{parent.explode_text or 'the record'}`) by one or more arrays",
-                             f"write `{(parent.explode_text or '') + ('.' if parent.explode_text else '')}<array>[]`")
+            raise node.error(
+                f"parent table `{output.parent}` is not an output of target `{output.target}`",
+                near or f"tables of that target: {', '.join(tables) or 'none'}",
+            )
+        if parent.explode != output.explode[: len(parent.explode)] or len(output.explode) <= len(
+            parent.explode
+        ):
+            raise node.error(
+                f"explode path `{output.explode_text}` must extend the parent's "
+                f"(`{parent.explode_text or 'the record'}`) by one or more arrays",
+                f"write `{(parent.explode_text or '') + ('.' if parent.explode_text else '')}<array>[]`",
+            )
         if not parent.key:
             raise parent.node.error("a parent table needs `key:`", "add `key: [...]`")
 
@@ -565,8 +662,10 @@ def _check_tables(spec: MappingSpec) -> None:
     for output in spec.outputs:
         node = output.node
         if output.target_kind == "postgres" and not output.key and output.parent is None:
-            raise node.error(f"table `{output.table}` has no `key:`",
-                             "add `key: [<primary key columns>]`; upserts and validation need it")
+            raise node.error(
+                f"table `{output.table}` has no `key:`",
+                "add `key: [<primary key columns>]`; upserts and validation need it",
+            )
         if output.target_kind == "dynamodb":
             _check_dynamodb_key(output)
         names = {column.name for column in output.columns}
@@ -574,31 +673,41 @@ def _check_tables(spec: MappingSpec) -> None:
             for key_name in output.key:
                 if key_name not in names:
                     near = suggest(key_name, names)
-                    raise node.error(f"key column `{key_name}` is not a column of this output",
-                                     near or f"columns: {', '.join(sorted(names))}")
+                    raise node.error(
+                        f"key column `{key_name}` is not a column of this output",
+                        near or f"columns: {', '.join(sorted(names))}",
+                    )
         first = seen.get((output.target, output.table))
         if first is None:
             seen[(output.target, output.table)] = output
             continue
         if output.target_kind == "postgres":
-            raise node.error(f"duplicate output: table `{output.table}` of target `{output.target}` "
-                             f"is already written at line {first.node.line}",
-                             "merge the columns into one output, or write another table")
+            raise node.error(
+                f"duplicate output: table `{output.table}` of target `{output.target}` "
+                f"is already written at line {first.node.line}",
+                "merge the columns into one output, or write another table",
+            )
         if first.key != output.key:
-            raise node.error(f"table `{output.table}` is written with key {list(output.key)} here but "
-                             f"{list(first.key)} at line {first.node.line}",
-                             "single-table design: every item type uses the same key attributes")
+            raise node.error(
+                f"table `{output.table}` is written with key {list(output.key)} here but "
+                f"{list(first.key)} at line {first.node.line}",
+                "single-table design: every item type uses the same key attributes",
+            )
 
 
 def _check_dynamodb_key(output: OutputSpec) -> None:
     node = output.node
     if not 1 <= len(output.key) <= 2:
-        raise node.error("a DynamoDB table's key is [partition key] or [partition key, sort key]",
-                         "write e.g. `key: [pk, sk]`")
+        raise node.error(
+            "a DynamoDB table's key is [partition key] or [partition key, sort key]",
+            "write e.g. `key: [pk, sk]`",
+        )
     for column in output.columns:
         if column.name in output.key:
             if column.type.base not in DYNAMODB_KEY_TYPES:
                 raise column.node.error(
                     f"DynamoDB key attribute `{column.name}` cannot be {column.type.name}: keys are "
-                    "string, number or binary", "write `type: string`, `int`, `decimal` or `bytes`")
+                    "string, number or binary",
+                    "write `type: string`, `int`, `decimal` or `bytes`",
+                )
             column.required = True

@@ -39,20 +39,25 @@ def output_shapes(spec: MappingSpec) -> dict[int, OutputShape]:
             parent_index = by_table[(output.target, output.parent)]
             parent_shape = shape(parent_index)
             parent_types = _column_types(spec.outputs[parent_index], parent_shape)
-            parent_columns = tuple(Column(name, parent_types[name], nullable=False) for name in parent_shape.key)
+            parent_columns = tuple(
+                Column(name, parent_types[name], nullable=False) for name in parent_shape.key
+            )
             own = {column.name for column in output.columns}
             clash = [column.name for column in parent_columns if column.name in own]
             if clash:
                 raise output.node.error(
                     f"column `{clash[0]}` is filled with the parent's key automatically",
-                    f"remove `{clash[0]}` from the columns of `{output.table}`")
+                    f"remove `{clash[0]}` from the columns of `{output.table}`",
+                )
             ordinal = None
             key = output.key
             if not output.key_declared:
                 ordinal = ORDINAL if ORDINAL not in parent_shape.key else f"{output.table}_{ORDINAL}"
                 if ordinal in own:
-                    raise output.node.error(f"column `{ordinal}` is the element index of the default key",
-                                            "rename the column, or declare `key:`")
+                    raise output.node.error(
+                        f"column `{ordinal}` is the element index of the default key",
+                        "rename the column, or declare `key:`",
+                    )
                 key = (*parent_shape.key, ordinal)
             result = OutputShape(parent_columns, ordinal, key)
         shapes[index] = result
@@ -77,8 +82,14 @@ def output_columns(output: OutputSpec, shape: OutputShape) -> list[Column]:
     if shape.ordinal:
         columns.append(Column(shape.ordinal, "int", nullable=False))
     for column in output.columns:
-        columns.append(Column(column.name, column.type.name, nullable=not (column.required or column.name in key),
-                              pii=column.pii))
+        columns.append(
+            Column(
+                column.name,
+                column.type.name,
+                nullable=not (column.required or column.name in key),
+                pii=column.pii,
+            )
+        )
     return columns
 
 
@@ -98,8 +109,14 @@ def table_specs(spec: MappingSpec) -> list[TableSpec]:
         for column in columns:
             seen[column.name] = seen.get(column.name, 0) + 1
         if ident not in merged:
-            merged[ident] = TableSpec(output.target, output.table, shape.key, tuple(columns), output.parent,
-                                      tuple(column.name for column in shape.parent_columns))
+            merged[ident] = TableSpec(
+                output.target,
+                output.table,
+                shape.key,
+                tuple(columns),
+                output.parent,
+                tuple(column.name for column in shape.parent_columns),
+            )
             for column in columns:
                 first_output[(*ident, column.name)] = output
             continue
@@ -113,21 +130,35 @@ def table_specs(spec: MappingSpec) -> list[TableSpec]:
             elif before.type != column.type:
                 other = first_output[(*ident, column.name)]
                 node = next((c.node for c in output.columns if c.name == column.name), output.node)
-                raise node.error(f"attribute `{column.name}` of table `{output.table}` is {column.type} here but "
-                                 f"{before.type} in the output at line {other.node.line}",
-                                 "single-table design: give an attribute one type in every item type")
+                raise node.error(
+                    f"attribute `{column.name}` of table `{output.table}` is {column.type} here but "
+                    f"{before.type} in the output at line {other.node.line}",
+                    "single-table design: give an attribute one type in every item type",
+                )
             elif before.pii != column.pii or before.nullable != column.nullable:
-                existing[column.name] = Column(before.name, before.type, before.nullable or column.nullable,
-                                               before.pii or column.pii)
+                existing[column.name] = Column(
+                    before.name, before.type, before.nullable or column.nullable, before.pii or column.pii
+                )
         table = merged[ident]
-        merged[ident] = TableSpec(table.target, table.table, table.key,
-                                  tuple(existing[c.name] for c in table.columns) + tuple(added),
-                                  table.parent, table.parent_key)
+        merged[ident] = TableSpec(
+            table.target,
+            table.table,
+            table.key,
+            tuple(existing[c.name] for c in table.columns) + tuple(added),
+            table.parent,
+            table.parent_key,
+        )
     result = []
     for ident, table in merged.items():
         key = set(table.key)
         # A column some item types do not write is absent from their items: nullable.
-        columns = tuple(column if presence[ident][column.name] == count[ident] or column.name in key
-                        else Column(column.name, column.type, True, column.pii) for column in table.columns)
-        result.append(TableSpec(table.target, table.table, table.key, columns, table.parent, table.parent_key))
+        columns = tuple(
+            column
+            if presence[ident][column.name] == count[ident] or column.name in key
+            else Column(column.name, column.type, True, column.pii)
+            for column in table.columns
+        )
+        result.append(
+            TableSpec(table.target, table.table, table.key, columns, table.parent, table.parent_key)
+        )
     return result

@@ -105,16 +105,21 @@ def _formatter(path: str, fmt: str | None) -> Callable[[Any], str]:
             raise TemplateValueError(path, f"template field `{path}`: {exc.reason}", exc.value_type) from None
         except (ValueError, TypeError):
             pass
-        raise TemplateValueError(path, f"template field `{path}` cannot be formatted with `{fmt}`",
-                                 type_name(value))
+        raise TemplateValueError(
+            path, f"template field `{path}` cannot be formatted with `{fmt}`", type_name(value)
+        )
 
     return render
 
 
 def compile_template(template: Template) -> Callable[[tuple], str]:
     """A closure rendering the template from a scope tuple."""
-    steps = [(part.literal, make_getter(part.path), _formatter(part.path.text, part.format), part.path.text)
-             if part.path is not None else (part.literal, None, None, "") for part in template.parts]
+    steps = [
+        (part.literal, make_getter(part.path), _formatter(part.path.text, part.format), part.path.text)
+        if part.path is not None
+        else (part.literal, None, None, "")
+        for part in template.parts
+    ]
 
     def render(ctx: tuple) -> str:
         out = []
@@ -123,8 +128,9 @@ def compile_template(template: Template) -> Callable[[tuple], str]:
             if getter is not None:
                 value = getter(ctx)
                 if value is None or value is MISSING:
-                    raise TemplateValueError(path, f"template field `{path}` is "
-                                             f"{'missing' if value is MISSING else 'null'}", None)
+                    raise TemplateValueError(
+                        path, f"template field `{path}` is {'missing' if value is MISSING else 'null'}", None
+                    )
                 out.append(fmt(value))
         return "".join(out)
 

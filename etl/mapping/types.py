@@ -61,8 +61,16 @@ class ColumnType:
 
 
 SIMPLE_TYPES = ("string", "int", "float", "bool", "date", "uuid", "bytes", "json", "list", "set")
-ALIASES = {"map": "json", "str": "string", "integer": "int", "boolean": "bool", "text": "string",
-           "timestamp with time zone": "timestamptz", "jsonb": "json", "binary": "bytes"}
+ALIASES = {
+    "map": "json",
+    "str": "string",
+    "integer": "int",
+    "boolean": "bool",
+    "text": "string",
+    "timestamp with time zone": "timestamptz",
+    "jsonb": "json",
+    "binary": "bytes",
+}
 ALL_TYPE_WORDS = (*SIMPLE_TYPES, "decimal", "decimal(p,s)", "timestamp(p)", "timestamptz(p)", "map")
 _PARAM = re.compile(r"^\s*([a-z]+)\s*(?:\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\))?\s*$")
 
@@ -96,8 +104,9 @@ def parse_type(text: str) -> ColumnType:
     raise ValueError(f"unknown type `{text}`")
 
 
-def make_cast(kind: ColumnType, *, rounding: str | None = None, tz: str | None = None,
-              items: ColumnType | None = None) -> Cast:
+def make_cast(
+    kind: ColumnType, *, rounding: str | None = None, tz: str | None = None, items: ColumnType | None = None
+) -> Cast:
     """The cast function for a column type, with its options bound once."""
     if kind.base == "string":
         return to_string
@@ -129,7 +138,9 @@ def zone(name: str) -> dt.tzinfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone `{name}` (use an IANA name such as Europe/Paris or UTC)") from None
+        raise ValueError(
+            f"unknown time zone `{name}` (use an IANA name such as Europe/Paris or UTC)"
+        ) from None
 
 
 def to_string(value: Any) -> str:
@@ -147,7 +158,9 @@ def to_string(value: Any) -> str:
         return repr(value)
     if isinstance(value, (dt.datetime, dt.date, dt.time)):
         return value.isoformat()
-    raise CastError(f"a {type_name(value)} cannot become text (use type json for documents and arrays)", value)
+    raise CastError(
+        f"a {type_name(value)} cannot become text (use type json for documents and arrays)", value
+    )
 
 
 def to_int(value: Any) -> int:
@@ -207,10 +220,15 @@ def _decimal_cast(kind: ColumnType, rounding: str | None) -> Cast:
         if fitted != number and rounding != "half_even":
             raise CastError(
                 f"the number has more than {scale} decimal places; decimal({precision},{scale}) "
-                "would round it (add `round: half_even` to allow rounding)", value)
+                "would round it (add `round: half_even` to allow rounding)",
+                value,
+            )
         if abs(fitted) >= limit:
-            raise CastError(f"the number has more than {precision - scale} digits before the point "
-                            f"and does not fit decimal({precision},{scale})", value)
+            raise CastError(
+                f"the number has more than {precision - scale} digits before the point "
+                f"and does not fit decimal({precision},{scale})",
+                value,
+            )
         return fitted
 
     return cast
@@ -257,8 +275,11 @@ def to_bool(value: Any) -> bool:
 def to_date(value: Any) -> dt.date:
     if isinstance(value, dt.datetime):
         if value.time() != dt.time(0) or (value.tzinfo and value.utcoffset()):
-            raise CastError("the timestamp has a time of day; type date would drop it "
-                            "(use type timestamptz, or expr `date(x)` to drop it on purpose)", value)
+            raise CastError(
+                "the timestamp has a time of day; type date would drop it "
+                "(use type timestamptz, or expr `date(x)` to drop it on purpose)",
+                value,
+            )
         return value.date()
     if isinstance(value, dt.date):
         return value
@@ -295,8 +316,11 @@ def _timestamp_cast(kind: ColumnType, rounding: str | None, tz: dt.tzinfo) -> Ca
         extra = stamp.microsecond % step
         if extra:
             if rounding != "half_even":
-                raise CastError(f"the timestamp has more than {precision} fractional digits; "
-                                "add `round: half_even` to allow rounding", value)
+                raise CastError(
+                    f"the timestamp has more than {precision} fractional digits; "
+                    "add `round: half_even` to allow rounding",
+                    value,
+                )
             down = stamp - dt.timedelta(microseconds=extra)
             half = step / 2
             up = extra > half or (extra == half and (down.microsecond // step) % 2 == 1)
@@ -331,8 +355,9 @@ def to_bytes(value: Any) -> bytes:
 
 def to_plain(value: Any) -> Any:
     """A value (deeply) as canonical Python kinds: BSON numbers, ids and binaries become plain values."""
-    if value is None or isinstance(value, (str, bool, float, Decimal, dt.date, dt.time, dt.timedelta,
-                                           uuid.UUID)):
+    if value is None or isinstance(
+        value, (str, bool, float, Decimal, dt.date, dt.time, dt.timedelta, uuid.UUID)
+    ):
         if isinstance(value, dt.datetime) and value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         if isinstance(value, float) and not math.isfinite(value):
