@@ -26,9 +26,9 @@ log = logging.getLogger(__name__)
 
 
 class DeadLetters(Protocol):
-    """Where rejects go; `flush` returns once they are durable."""
+    """Where rejects go (`etl.sinks.deadletter`); `flush` returns once they are durable."""
 
-    def write(self, rejects: Sequence[Reject]) -> None: ...
+    def add(self, rejects: Sequence[Reject]) -> int: ...
 
     def flush(self) -> None: ...
 
@@ -151,7 +151,7 @@ class PartitionWorker:
             load_rejects.extend(result.rejects)
         rejects = source_rejects + list(mapped.rejects) + load_rejects
         if rejects:
-            self.dead_letters.write(rejects)
+            self.dead_letters.add(rejects)
             self.dead_letters.flush()
         keys_with_rows = {k for rows in mapped.rows.values() for k in rows.source_keys}
         load_rejected = {r.source_key for r in load_rejects}

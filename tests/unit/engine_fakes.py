@@ -156,9 +156,10 @@ class MemoryDeadLetters:
         self.flushed = 0
         self._lock = threading.Lock()
 
-    def write(self, rejects: Sequence[Reject]) -> None:
+    def add(self, rejects: Sequence[Reject]) -> int:
         with self._lock:
             self.written.extend(rejects)
+        return len(rejects)
 
     def flush(self) -> None:
         self.flushed = len(self.written)

@@ -1,0 +1,62 @@
+"""Making a job's plan from its sources, and keeping it in the state store for resumed runs."""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+
+from etl.engine.plan import (
+    PLAN_STATE_KEY,
+    Plan,
+    Shard,
+    TablePlan,
+    assign_shard,
+    plan_to_state,
+    select_tables,
+    stored_partitions,
+)
+from etl.engine.resources import JobResources
+from etl.job import Job
+from etl.sources.base import Source
+from etl.state.base import StateStore
+
+
+def plan_tables(resources: JobResources, pairs: list[tuple[str, str]], stored: object = None) -> tuple[
+        list[TablePlan], list[TablePlan]]:
+    """Plans of the given tables (stored partitions reused); returns (all, the newly planned)."""
+    tables: list[TablePlan] = []
+    fresh: list[TablePlan] = []
+    with ExitStack() as stack:
+        opened: dict[str, Source] = {}
+        for source_name, table in pairs:
+            config = resources.table_config(source_name, table)
+            key = f"{source_name}.{table}"
+            partitions = stored_partitions(stored, key, config.partitions)
+            if partitions is None:
+                if source_name not in opened:
+                    opened[source_name] = resources.open_source(source_name)
+                    stack.callback(opened[source_name].close)
+                partitions = tuple(opened[source_name].plan(table, config.partitions))
+            entry = TablePlan(source_name, table, config.mapping, config.partitions, partitions)
+            tables.append(entry)
+            if stored_partitions(stored, key, config.partitions) is None:
+                fresh.append(entry)
+    return tables, fresh
+
+
+def make_plan(job: Job, resources: JobResources, store: StateStore, *, only: tuple[str, ...] = (),
+              shard: Shard | None = None, replan: bool = False, keep: bool = True) -> Plan:
+    """The run's plan: stored partitions where the job already has them, new ones (stored when
+    `keep`) for tables planned for the first time or whose partition count changed."""
+    pairs = select_tables(resources.source_tables(), only)
+    stored = None if replan else store.get_value(job.name, PLAN_STATE_KEY)
+    tables, fresh = plan_tables(resources, pairs, stored)
+    if fresh and keep:
+        store.set_value(job.name, PLAN_STATE_KEY, plan_to_state(fresh, stored))
+    return Plan(job.name, tuple(tables), shard, assign_shard(tables, shard))
+
+
+def plan_job(job: Job, *, only: tuple[str, ...] = (), shard: Shard | None = None) -> Plan:
+    """Plan `job` from its sources without touching the state store (for `--plan` and notebooks)."""
+    resources = JobResources(job)
+    tables, _ = plan_tables(resources, select_tables(resources.source_tables(), only))
+    return Plan(job.name, tuple(tables), shard, assign_shard(tables, shard))

@@ -1,0 +1,109 @@
+"""Opening what a job names: sources, sinks, compiled mappings, the state store, dead letters.
+
+Connections are opened per partition run and closed after it (a psycopg connection must not be
+shared by threads writing at once); compiled mappings are made once per process and shared.
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import ExitStack
+from pathlib import Path
+
+from etl import sinks as sink_registry
+from etl import sources as source_registry
+from etl import state as state_registry
+from etl.errors import JobFileError
+from etl.job import Job
+from etl.mapping import CompiledMapping, MappingSpec, compile_mapping, load_mapping
+from etl.records import TableSpec
+from etl.sinks.base import Sink
+from etl.sources.base import Source
+from etl.state.base import StateStore
+
+
+class JobResources:
+    def __init__(self, job: Job, specs: dict[str, MappingSpec] | None = None) -> None:
+        """`specs`: mapping files already loaded (by `source.table`), e.g. shipped to a Dask worker
+        that cannot read the job's folder or resolve its `${env:..}` references."""
+        self.job = job
+        self._specs: dict[str, MappingSpec] = dict(specs or {})
+        self._mappings: dict[str, CompiledMapping] = {}
+        self._lock = threading.RLock()
+
+    # -- configuration lookups ----------------------------------------------------------------
+    def source_tables(self) -> list[tuple[str, str]]:
+        """(source, table) of every table the job names, in job-file order."""
+        return [(name, table) for name, config in self.job.sources.items() for table in config.tables]
+
+    def table_config(self, source: str, table: str):
+        return self.job.sources[source].tables[table]
+
+    def spec(self, source: str, table: str) -> MappingSpec:
+        """The mapping file of a source table, loaded and validated (once)."""
+        key = f"{source}.{table}"
+        with self._lock:
+            if key not in self._specs:
+                path = self.job.resolve_path(self.table_config(source, table).mapping)
+                self._specs[key] = load_mapping(path, resolve=self.job.interpolate)
+            return self._specs[key]
+
+    def mapping(self, source: str, table: str) -> CompiledMapping:
+        """The compiled mapping of a source table; every target it names must be in the job."""
+        key = f"{source}.{table}"
+        with self._lock:
+            if key not in self._mappings:
+                path = self.job.resolve_path(self.table_config(source, table).mapping)
+                compiled = compile_mapping(self.spec(source, table))
+                unknown = sorted({spec.target for spec in compiled.tables} - set(self.job.targets))
+                if unknown:
+                    raise JobFileError(
+                        f"{path}: writes to target {', '.join(map(repr, unknown))}, which job "
+                        f"{self.job.name} does not define",
+                        hint="targets of the job: " + ", ".join(self.job.targets),
+                    )
+                self._mappings[key] = compiled
+            return self._mappings[key]
+
+    def table_specs(self, target: str, keys: list[tuple[str, str]]) -> list[TableSpec]:
+        """Every target table the given source tables write into `target`."""
+        specs: dict[str, TableSpec] = {}
+        for source, table in keys:
+            for spec in self.mapping(source, table).tables:
+                if spec.target == target:
+                    specs.setdefault(spec.table, spec)
+        return list(specs.values())
+
+    # -- connections ---------------------------------------------------------------------------
+    def open_source(self, name: str) -> Source:
+        config = self.job.sources[name]
+        return source_registry.module_for(config.type).open_source(name, config, self.job.batch.limits())
+
+    def open_sink(self, name: str) -> Sink:
+        config = self.job.targets[name]
+        return sink_registry.module_for(config.type).open_sink(name, config)
+
+    def open_sinks(self, names: list[str], stack: ExitStack) -> dict[str, Sink]:
+        opened: dict[str, Sink] = {}
+        for name in names:
+            sink = self.open_sink(name)
+            stack.callback(sink.close)
+            opened[name] = sink
+        return opened
+
+    def open_state(self) -> StateStore:
+        config = self.job.state
+        return state_registry.module_for(config.type).open_store(config, base_dir=self.job.path.parent)
+
+    @property
+    def dead_letter_path(self) -> Path:
+        return self.job.resolve_path(self.job.dead_letter.path)
+
+    def state_location(self) -> str:
+        """Where the state is, for reports: a file path or the backend type (never a DSN)."""
+        config = self.job.state
+        path = getattr(config, "path", None)
+        if path:
+            return str(self.job.resolve_path(path))
+        table = getattr(config, "table", None)
+        return f"{config.type} state store" + (f", table {table}" if table else "")

@@ -1,0 +1,298 @@
+"""Run a job end to end: lease, plan, execute the partitions, check the accounting, validate, report.
+
+A run always continues from the checkpoints of the previous one (a killed or failed run resumes
+by itself; `--resume` says so explicitly); a finished job does nothing unless `--full-refresh`
+clears its state first. Whatever happens after the lease is taken, the run ends with a saved
+report whose status and exit code say what happened.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from etl.engine.accounting import Counts, check_accounting
+from etl.engine.control import ProgressCallback, RunControl
+from etl.engine.execution import Execution
+from etl.engine.lease import DEFAULT_TTL_SECONDS, LeaseKeeper
+from etl.engine.local import LocalExecutor
+from etl.engine.plan import Plan, Shard
+from etl.engine.planning import make_plan
+from etl.engine.resources import JobResources
+from etl.engine.signals import stop_on_signals
+from etl.engine.worker import PartitionOutcome, PartitionWork, PartitionWorker
+from etl.errors import EtlError
+from etl.job import Job
+from etl.redact import redact
+from etl.report.run_report import (
+    DIFFERENCES,
+    FAILED,
+    NOTHING_TO_DO,
+    STOPPED,
+    SUCCEEDED,
+    RunReport,
+    TableReport,
+)
+from etl.sinks.deadletter import DeadLetterStore
+from etl.state.base import Checkpoint, StateStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """The command's options, for library callers."""
+
+    resume: bool = False
+    """Continue after the checkpoints (what a run does anyway; says so explicitly)."""
+    full_refresh: bool = False
+    """Forget the checkpoints (and re-plan) and move every record again."""
+    only: tuple[str, ...] = ()
+    """Source tables to run (`table` or `source.table`); empty: all."""
+    limit: int | None = None
+    """A quick try: at most this many records per source table, no checkpoint kept."""
+    shard: Shard | None = None
+    validate: bool | None = None
+    """Validate the targets after the run; None: as the job's `validation.after_run` says."""
+    lease_ttl: float = DEFAULT_TTL_SECONDS
+    prefetch: int = 2
+    """Batches a partition reads ahead while the current one is written."""
+    on_plan: Callable[[Plan], None] | None = field(default=None, compare=False)
+    on_progress: ProgressCallback | None = field(default=None, compare=False)
+
+
+def run_job(job: Job, options: RunOptions | None = None) -> RunReport:
+    """Run `job`; returns the report (`report.raise_for_status()` raises when it did not succeed).
+
+    Raises EtlError only for what stops a run before it starts: an unreachable state store, a
+    lease held by another run, a bad mapping file, a source that cannot be planned.
+    """
+    options = options or RunOptions()
+    if options.resume and options.full_refresh:
+        raise EtlError("--resume and --full-refresh contradict each other", hint="give one of them")
+    started_at = datetime.now(UTC)
+    started = time.monotonic()
+    resources = JobResources(job)
+    store = resources.open_state()
+    control = RunControl(
+        max_in_flight=max(1, job.parallelism) * (options.prefetch + 1),
+        reject_policy=job.max_rejects, limit=options.limit, on_progress=options.on_progress,
+    )
+    lease_name = job.name if options.shard is None else f"{job.name}#shard{options.shard.label}"
+    try:
+        with LeaseKeeper(store, lease_name, ttl=options.lease_ttl,
+                         on_lost=lambda message: control.stop("failure", message)):
+            report = _run_leased(job, options, resources, store, control, started_at, started)
+    finally:
+        store.close()
+    if job.report.dir:
+        report.save(job.resolve_path(job.report.dir))
+    return report
+
+
+def _run_leased(job: Job, options: RunOptions, resources: JobResources, store: StateStore,
+                control: RunControl, started_at: datetime, started: float) -> RunReport:
+    quick_try = options.limit is not None
+    if options.full_refresh and not quick_try and options.shard is None and not options.only:
+        store.clear(job.name)
+    plan = make_plan(job, resources, store, only=options.only, shard=options.shard,
+                     replan=options.full_refresh and options.shard is None and not options.only,
+                     keep=not quick_try)
+    if options.full_refresh and not quick_try and (options.shard is not None or options.only):
+        for partition in plan.partitions():
+            store.save_checkpoint(job.name, Checkpoint(partition=partition.id, counts={}, extra={}))
+    if options.on_plan is not None:
+        options.on_plan(plan)
+    checkpoints = {} if quick_try else store.checkpoints(job.name)
+    works, finished = _works(plan, checkpoints)
+    report = RunReport(job=job.name, mode="run", status=SUCCEEDED, started_at=started_at.isoformat(),
+                       finished_at="", seconds=0.0, shard=options.shard.label if options.shard else None,
+                       options=_options_dict(options), dead_letters=str(resources.dead_letter_path),
+                       state=resources.state_location())
+    if not works:
+        report.status = NOTHING_TO_DO
+        report.message = f"job {job.name} has already finished: every partition is done"
+        report.hint = "run with --full-refresh to move every record again"
+        report.tables = _table_reports(plan, checkpoints, [])
+        return _finish(report, started)
+
+    totals = Counts()
+    for work in works:
+        totals.add(work.counts)
+    for partition_id in finished:
+        totals.add(_counts_of(checkpoints[partition_id]))
+    control.totals = totals
+    _prepare_targets(resources, plan)
+    with ExitStack() as stack:
+        dead_letters = DeadLetterStore(resources.dead_letter_path, job=job.name)
+        stack.callback(dead_letters.close)
+        stack.enter_context(stop_on_signals(control))
+        if job.executor.type == "dask" and not quick_try:
+            from etl.engine.dask import DaskExecutor
+
+            executor = DaskExecutor(job.executor.scheduler)
+            execution = executor.run(job, works, control, prefetch=options.prefetch, resources=resources)
+        else:
+            run_one = _local_runner(job, resources, store, dead_letters, control, options, quick_try)
+            execution = LocalExecutor(job.parallelism).run(works, run_one, control)
+
+    report.tables = _table_reports(plan, checkpoints, execution.outcomes)
+    _judge(report, job, plan, execution, control)
+    validate = job.validation.after_run if options.validate is None else options.validate
+    if report.status == SUCCEEDED and validate and options.limit is None:
+        from etl.engine.validation import checks_of, validate_job
+
+        validation = validate_job(job, only=[t.key for t in plan.tables if _owned(plan, t)],
+                                  resources=resources)
+        report.validation = checks_of(validation, resources.job.resolve_path(job.report.dir), started_at)
+        if not validation.ok:
+            report.status = DIFFERENCES
+            differing = [f"{c.target}.{c.table}" for c in report.validation if not c.ok]
+            report.message = "validation found differences in " + ", ".join(differing)
+            report.hint = "see the first differing keys below and the full lists in the files named"
+    return _finish(report, started)
+
+
+def _owned(plan: Plan, table) -> bool:
+    return any(p.id in plan.owned for p in table.partitions)
+
+
+def _works(plan: Plan, checkpoints: dict[str, Checkpoint]) -> tuple[list[PartitionWork], list[str]]:
+    works, finished = [], []
+    for partition in plan.partitions():
+        checkpoint = checkpoints.get(partition.id)
+        if checkpoint is not None and checkpoint.done:
+            finished.append(partition.id)
+            continue
+        if checkpoint is None:
+            works.append(PartitionWork(partition))
+        else:
+            works.append(PartitionWork(partition, checkpoint.resume_after, _counts_of(checkpoint)))
+    return works, finished
+
+
+def _counts_of(checkpoint: Checkpoint) -> Counts:
+    reasons = (checkpoint.extra or {}).get("reasons") or {}
+    return Counts.from_checkpoint(checkpoint.counts or {}, reasons)
+
+
+def _prepare_targets(resources: JobResources, plan: Plan) -> None:
+    """Create (or check) every target table before any data moves."""
+    keys = [(t.source, t.table) for t in plan.tables if _owned(plan, t)]
+    for target in resources.job.targets:
+        specs = resources.table_specs(target, keys)
+        if not specs:
+            continue
+        sink = resources.open_sink(target)
+        try:
+            sink.prepare(specs)
+        finally:
+            sink.close()
+
+
+def _local_runner(job: Job, resources: JobResources, store: StateStore, dead_letters, control: RunControl,
+                  options: RunOptions, quick_try: bool) -> Callable[[PartitionWork], PartitionOutcome]:
+    def run_one(work: PartitionWork) -> PartitionOutcome:
+        partition = work.partition
+        mapping = resources.mapping(partition.source, partition.table)
+        with ExitStack() as stack:
+            source = resources.open_source(partition.source)
+            stack.callback(source.close)
+            sinks = resources.open_sinks(sorted({spec.target for spec in mapping.tables}), stack)
+            worker = PartitionWorker(job=job.name, source=source, mapping=mapping, sinks=sinks,
+                                     dead_letters=dead_letters, store=None if quick_try else store,
+                                     control=control, prefetch=options.prefetch)
+            return worker.run(work)
+
+    return run_one
+
+
+def _table_reports(plan: Plan, checkpoints: dict[str, Checkpoint],
+                   outcomes: list[PartitionOutcome]) -> list[TableReport]:
+    by_partition = {o.partition: o for o in outcomes}
+    reports = []
+    for table in plan.tables:
+        owned = [p for p in table.partitions if p.id in plan.owned]
+        if not owned:
+            continue
+        counts, done, run_extracted = Counts(), 0, 0
+        ran = [by_partition[p.id] for p in owned if p.id in by_partition]
+        for partition in owned:
+            outcome = by_partition.get(partition.id)
+            checkpoint = checkpoints.get(partition.id)
+            if outcome is not None:
+                counts.add(outcome.counts)
+                run_extracted += outcome.run.extracted
+                done += outcome.done
+            elif checkpoint is not None:
+                counts.add(_counts_of(checkpoint))
+                done += checkpoint.done
+        seconds = (max(o.started + o.seconds for o in ran) - min(o.started for o in ran)) if ran else 0.0
+        reports.append(TableReport(
+            table=table.key, partitions=len(owned), partitions_done=done, extracted=counts.extracted,
+            loaded=counts.loaded, rejected=counts.rejected, filtered=counts.filtered,
+            extracted_this_run=run_extracted, seconds=seconds, rows=dict(counts.rows),
+            top_reasons=counts.top_reasons(),
+        ))
+    return reports
+
+
+def _judge(report: RunReport, job: Job, plan: Plan, execution: Execution, control: RunControl) -> None:
+    """Set the report's status from what happened: failures, stops, then the accounting check."""
+    reason = control.stop_reason
+    resume = f"python -m etl.run {job.path.name}"
+    if execution.errors:
+        partition, error = execution.errors[0]
+        report.status = FAILED
+        text = error.message if isinstance(error, EtlError) else f"{type(error).__name__}: {error}"
+        more = f" (and {len(execution.errors) - 1} more partitions)" if len(execution.errors) > 1 else ""
+        report.message = redact(f"partition {partition} failed{more}: {text}")
+        report.hint = (error.hint if isinstance(error, EtlError) and error.hint else
+                       f"every committed batch is checkpointed; fix the cause and run `{resume} --resume`")
+        return
+    if reason is not None and reason.kind == "max_rejects":
+        report.status = FAILED
+        reasons = Counts()
+        for table in report.tables:
+            reasons.add_reasons(dict(table.top_reasons))
+        top = "; ".join(f"{r} ({c})" for r, c in reasons.top_reasons(3))
+        report.message = (f"{reason.message}, more than max_rejects {job.max_rejects} allows; "
+                          f"most frequent: {top}")
+        report.hint = (f"dead letters are in {report.dead_letters}; fix the mapping or the data and run "
+                       f"`{resume} --full-refresh`, or raise max_rejects and run `{resume} --resume`")
+        return
+    if reason is not None:
+        report.status = STOPPED if reason.kind == "signal" else FAILED
+        report.message = redact(reason.message)
+        report.hint = f"every committed batch is checkpointed; run `{resume} --resume` to continue"
+        return
+    if report.options.get("limit") is None and any(t.partitions_done < t.partitions for t in report.tables):
+        report.status = FAILED
+        report.message = "some partitions did not finish"
+        report.hint = f"run `{resume} --resume` to continue"
+        return
+    try:
+        check_accounting({t.table: Counts(t.extracted, t.loaded, t.rejected, t.filtered)
+                          for t in report.tables})
+    except EtlError as error:
+        report.status = FAILED
+        report.message = error.message
+        report.hint = error.hint
+
+
+def _options_dict(options: RunOptions) -> dict:
+    return {"resume": options.resume, "full_refresh": options.full_refresh, "only": list(options.only),
+            "limit": options.limit, "shard": options.shard.label if options.shard else None}
+
+
+def _finish(report: RunReport, started: float) -> RunReport:
+    report.finished_at = datetime.now(UTC).isoformat()
+    report.seconds = time.monotonic() - started
+    if report.seconds and math.isfinite(report.seconds):
+        report.seconds = round(report.seconds, 3)
+    return report

@@ -1,0 +1,82 @@
+"""The Markdown summary of a run report: what the command prints and saves beside the JSON."""
+
+from __future__ import annotations
+
+from etl.redact import redact
+from etl.report.run_report import RunReport, TableReport
+
+
+def _number(value: int) -> str:
+    return f"{value:,}"
+
+
+def _table_row(t: TableReport, *, bold: bool = False) -> str:
+    cells = [t.table, _number(t.extracted), _number(t.loaded), _number(t.rejected), _number(t.filtered),
+             f"{t.partitions_done}/{t.partitions}", f"{t.seconds:.1f} s", f"{t.rows_per_second:,.0f}"]
+    if bold:
+        cells = [f"**{c}**" for c in cells]
+    return "| " + " | ".join(cells) + " |"
+
+
+def render_markdown(report: RunReport) -> str:
+    lines = [f"# {report.job}: {report.mode} {report.status}", ""]
+    facts = [f"started {report.started_at}", f"took {report.seconds:.1f} s"]
+    if report.shard:
+        facts.append(f"shard {report.shard}")
+    lines += [", ".join(facts), ""]
+    if report.message:
+        lines += [f"**{report.message}**", ""]
+        if report.hint:
+            lines += [f"{report.hint}", ""]
+
+    if report.tables:
+        lines += [
+            "## Records",
+            "",
+            "| table | extracted | loaded | rejected | filtered | partitions done | duration | rows/s |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        lines += [_table_row(t) for t in report.tables]
+        if len(report.tables) > 1:
+            lines.append(_table_row(report.totals(), bold=True))
+        lines.append("")
+        rows = report.totals().rows
+        if rows:
+            lines += ["Rows written: " + ", ".join(f"{k} {_number(v)}" for k, v in sorted(rows.items())), ""]
+        reasons = [(t.table, r, c) for t in report.tables for r, c in t.top_reasons]
+        if reasons:
+            lines += ["## Most frequent reject reasons", "", "| table | reason | records |", "|---|---|---:|"]
+            lines += [f"| {table} | {reason} | {_number(count)} |" for table, reason, count in reasons]
+            lines.append("")
+
+    if report.validation is not None:
+        lines += [
+            "## Validation",
+            "",
+            "| target table | result | rows source | rows target | missing | extra | changed |",
+            "|---|---|---:|---:|---:|---:|---:|",
+        ]
+        for check in report.validation:
+            result = "equal" if check.ok else "DIFFERENT"
+            cells = [f"{check.target}.{check.table}", result, _number(check.rows_source),
+                     _number(check.rows_target), _number(check.missing), _number(check.extra),
+                     _number(check.changed)]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+        for check in report.validation:
+            if check.first_keys:
+                lines.append(f"First differences in {check.target}.{check.table}: "
+                             + "; ".join(check.first_keys))
+                if check.differences_file:
+                    lines.append(f"  (full list: {check.differences_file})")
+        if any(c.first_keys for c in report.validation):
+            lines.append("")
+
+    where = []
+    if report.dead_letters:
+        where.append(f"dead letters: {report.dead_letters}")
+    if report.state:
+        where.append(f"state: {report.state}")
+    if where:
+        lines += ["; ".join(where), ""]
+    return redact("\n".join(lines))

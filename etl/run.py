@@ -1,0 +1,192 @@
+"""`python -m etl.run job.yaml`: run, plan or validate a job from the command line.
+
+Exit codes: 0 success, 1 validation found differences, 2 bad job or mapping file, 3 runtime
+failure. Errors are printed as one message without a traceback unless --debug; everything
+printed passes through the redaction filter, so passwords and tokens never appear.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import IO
+
+from etl.errors import EtlError, JobFileError
+from etl.redact import redact, redact_exception
+
+log = logging.getLogger("etl.run")
+
+EXIT_OK, EXIT_DIFFERENCES, EXIT_BAD_FILE, EXIT_RUNTIME = 0, 1, 2, 3
+PLAN_SAMPLE = 3
+"""Records shown per table by --plan."""
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m etl.run",
+        description="Move the records a job file names from its sources into its targets, checkpointed "
+        "and resumable, then validate the targets against the sources.",
+        epilog="exit codes: 0 success, 1 validation found differences, 2 bad job or mapping file, "
+        "3 runtime failure",
+    )
+    p.add_argument("job", help="the job file (YAML)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--plan", action="store_true",
+                      help="print tables, partitions and the first mapped records beside their source "
+                      "records; write nothing")
+    mode.add_argument("--validate-only", action="store_true",
+                      help="compare every target table with its source; move nothing")
+    refresh = p.add_mutually_exclusive_group()
+    refresh.add_argument("--resume", action="store_true",
+                         help="continue after the last checkpoints (what a run does after a failed or "
+                         "killed run anyway)")
+    refresh.add_argument("--full-refresh", action="store_true",
+                         help="forget the checkpoints and move every record again")
+    p.add_argument("--only", action="append", metavar="TABLE", default=[],
+                   help="run only this source table (`table` or `source.table`); repeatable")
+    p.add_argument("--limit", type=_positive, metavar="N",
+                   help="a quick try: at most N records per source table, no checkpoint kept")
+    p.add_argument("--shard", metavar="K/N",
+                   help="run shard K (0-based) of N: a deterministic share of the partitions")
+    p.add_argument("--debug", action="store_true", help="debug logging and tracebacks")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    from etl.log import setup_logging
+
+    setup_logging(args.debug)
+    try:
+        return _main(args)
+    except EtlError as error:
+        if args.debug:
+            print(redact_exception(error), file=sys.stderr)
+        print(f"error: {redact(str(error))}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print(f"error: interrupted; run `python -m etl.run {args.job} --resume` to continue from the last "
+              "checkpoints", file=sys.stderr)
+        return EXIT_RUNTIME
+    except Exception as error:  # a defect: say so, keep secrets out, traceback only with --debug
+        if args.debug:
+            print(redact_exception(error), file=sys.stderr)
+        print(f"error: unexpected {type(error).__name__}: {redact(str(error))}"
+              + ("" if args.debug else " (run with --debug for the traceback)"), file=sys.stderr)
+        return EXIT_RUNTIME
+
+
+def _main(args: argparse.Namespace) -> int:
+    from etl.engine.plan import Shard
+    from etl.job import load_job
+
+    only = tuple(name.strip() for value in args.only for name in value.split(",") if name.strip())
+    shard = Shard.parse(args.shard) if args.shard else None
+    if args.limit is not None and (args.shard or args.validate_only):
+        raise JobFileError("--limit is a quick try of the whole job; it cannot be combined with "
+                           "--shard or --validate-only")
+    job = load_job(args.job)
+    if args.plan:
+        print_plan(job, only=only, shard=shard)
+        return EXIT_OK
+    if args.validate_only:
+        from etl.engine.validation import validation_report
+
+        report = validation_report(job, only)
+    else:
+        report = _run(job, args, only, shard)
+    print_report(report)
+    return report.exit_code
+
+
+def _run(job, args: argparse.Namespace, only: tuple[str, ...], shard):
+    from etl.engine.runner import RunOptions, run_job
+    from etl.report.progress import TableProgress
+
+    with TableProgress.for_stream(sys.stderr) as progress:
+        options = RunOptions(resume=args.resume, full_refresh=args.full_refresh, only=only, limit=args.limit,
+                             shard=shard, on_plan=progress.start if progress else None,
+                             on_progress=progress.advance if progress else None)
+        return run_job(job, options)
+
+
+def print_report(report, stream: IO[str] | None = None) -> None:
+    """The Markdown summary, rendered by rich on a terminal, as plain text otherwise."""
+    from etl.report.markdown import render_markdown
+
+    stream = stream or sys.stdout
+    text = render_markdown(report)
+    if stream.isatty():
+        from rich.console import Console
+        from rich.markdown import Markdown
+
+        Console(file=stream).print(Markdown(text))
+    else:
+        print(text, file=stream)
+    if report.files:
+        print(f"report saved to {report.files[0]}", file=stream)
+
+
+def print_plan(job, *, only: tuple[str, ...] = (), shard=None, stream: IO[str] | None = None) -> None:
+    """Tables, partitions, and the first records of each table beside what the mapping makes of them.
+
+    Source records are shown with the mapping's `pii:` transforms already applied.
+    """
+    from etl.engine.planning import plan_job
+    from etl.engine.resources import JobResources
+    from etl.mapping.pii import make_protector
+
+    stream = stream or sys.stdout
+    plan = plan_job(job, only=only, shard=shard)
+    resources = JobResources(job)
+    partitions = sum(len(t.partitions) for t in plan.tables)
+    owned = f", this shard runs {len(plan.owned)}" if shard else ""
+    print(f"job {job.name}: {len(plan.tables)} source tables, {partitions} partitions{owned}; "
+          f"parallelism {job.parallelism}, executor {job.executor.type}", file=stream)
+    for table in plan.tables:
+        mapping = resources.mapping(table.source, table.table)
+        targets = ", ".join(f"{s.target}.{s.table}" for s in mapping.tables)
+        print(f"\n{table.key}  (mapping {table.mapping} -> {targets})", file=stream)
+        for p in table.partitions:
+            mark = "" if p.id in plan.owned else "  (other shard)"
+            print(f"  partition {p.index}/{p.count}: from {_show(p.lower)} to {_show(p.upper)}{mark}",
+                  file=stream)
+        source = resources.open_source(table.source)
+        try:
+            sample = source.sample(table.table, PLAN_SAMPLE)
+            protect = make_protector(resources.spec(table.source, table.table).pii)
+            for record in sample:
+                key = source.key_text(table.table, record)
+                mapped = mapping.apply([record], lambda r, t=table.table, s=source: s.key_text(t, r))
+                print(f"\n  source record {key}:\n    {_show(protect(record))}", file=stream)
+                for (target, name), rows in mapped.rows.items():
+                    for row in rows.rows:
+                        print(f"    -> {target}.{name}: {_show(row)}", file=stream)
+                for reject in mapped.rejects:
+                    print(f"    -> rejected: {reject.reason}"
+                          + (f" ({reject.field_path})" if reject.field_path else ""), file=stream)
+                if mapped.filtered:
+                    print("    -> filtered out by the mapping's `where`", file=stream)
+        finally:
+            source.close()
+
+
+def _show(value: object) -> str:
+    return redact(json.dumps(value, default=str, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
