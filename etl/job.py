@@ -338,6 +338,9 @@ class _Builder:
         return None
 
     def _scalar(self, node: yaml.ScalarNode, path: PathKey) -> Any:
+        if node.tag not in self.loader.yaml_constructors:
+            self._problem(node.start_mark, path, f"unsupported YAML tag '{node.tag}'")
+            return None
         try:
             return self.loader.construct_object(node)
         except (yaml.YAMLError, ValueError) as error:
@@ -403,8 +406,8 @@ class _Document:
 
 
 def _compose(text: str, file: str) -> _Document:
-    loader = _BoundedLoader(text)
     try:
+        loader = _BoundedLoader(text)
         try:
             node = loader.get_single_node()
             if node is None:
@@ -425,9 +428,9 @@ def _compose(text: str, file: str) -> _Document:
     except yaml.reader.ReaderError as error:
         before = text[: error.position]
         line, column = before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1
-        raise JobFileProblems(
-            file, [Problem(line, column, "", f"invalid YAML: {error.reason} #x{ord(error.character):04x}")]
-        ) from None
+        code = error.character if isinstance(error.character, int) else ord(error.character)
+        problem = Problem(line, column, "", f"invalid YAML: {error.reason} #x{code:04x}")
+        raise JobFileProblems(file, [problem]) from None
     if builder.problems:
         raise JobFileProblems(file, builder.problems)
     if not isinstance(data, dict):
@@ -440,7 +443,9 @@ def _compose(text: str, file: str) -> _Document:
 def _syntax_problem(error: yaml.MarkedYAMLError) -> Problem:
     mark = error.problem_mark or error.context_mark
     message = f"invalid YAML: {error.problem or 'syntax error'}"
-    if error.context and error.context_mark is not None:
+    if isinstance(error, yaml.composer.ComposerError) and "another document" in (error.problem or ""):
+        message = "invalid YAML: a job file holds one document, but a second one starts here"
+    elif error.context and error.context_mark is not None:
         message += f" ({error.context} started at line {error.context_mark.line + 1})"
     line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
     return Problem(line, column, "", message)
@@ -640,7 +645,8 @@ def _problems_from(
         else:
             line, column = doc.position(path)
             expected, shown = _expected(item), _shown(item.get("input"), path, resolved)
-            message = expected if shown in expected else f"{expected}, got {shown}"
+            # a check of a whole section (a mapping) says itself what is wrong with it
+            message = expected if shown in expected or shown == "a mapping" else f"{expected}, got {shown}"
             problems.append(Problem(line, column, dotted(path), message))
     return problems
 
@@ -728,6 +734,9 @@ def load_job(
     failed = {p.path for p in reference_problems}
     problems: list[Problem] = []
 
+    # top-level `x-...` keys hold YAML anchors for reuse (as in docker-compose); they are not settings
+    for key in [k for k in doc.data if k.startswith("x-")]:
+        del doc.data[key]
     try:
         top = JobFile.model_validate(doc.data)
     except ValidationError as error:
