@@ -20,8 +20,10 @@ from etl.redact import redact, redact_exception
 log = logging.getLogger("etl.run")
 
 EXIT_OK, EXIT_DIFFERENCES, EXIT_BAD_FILE, EXIT_RUNTIME = 0, 1, 2, 3
-PLAN_SAMPLE = 3
+PLAN_SAMPLE = 2
 """Records shown per table by --plan."""
+PLAN_ROWS = 3
+"""Rows shown per target table and record by --plan."""
 
 
 def _positive(text: str) -> int:
@@ -162,7 +164,7 @@ def print_plan(job, *, only: tuple[str, ...] = (), shard=None, stream: IO[str] |
         print(f"\n{table.key}  (mapping {table.mapping} -> {targets})", file=stream)
         for p in table.partitions:
             mark = "" if p.id in plan.owned else "  (other shard)"
-            print(f"  partition {p.index}/{p.count}: from {_show(p.lower)} to {_show(p.upper)}{mark}",
+            print(f"  partition {p.index}/{p.count}: from {_bound(p.lower)} to {_bound(p.upper)}{mark}",
                   file=stream)
         source = resources.open_source(table.source)
         try:
@@ -173,8 +175,10 @@ def print_plan(job, *, only: tuple[str, ...] = (), shard=None, stream: IO[str] |
                 mapped = mapping.apply([record], lambda r, t=table.table, s=source: s.key_text(t, r))
                 print(f"\n  source record {key}:\n    {_show(protect(record))}", file=stream)
                 for (target, name), rows in mapped.rows.items():
-                    for row in rows.rows:
+                    for row in rows.rows[:PLAN_ROWS]:
                         print(f"    -> {target}.{name}: {_show(row)}", file=stream)
+                    if len(rows.rows) > PLAN_ROWS:
+                        print(f"    -> {target}.{name}: ... and {len(rows.rows) - PLAN_ROWS} more rows", file=stream)
                 for reject in mapped.rejects:
                     print(f"    -> rejected: {reject.reason}"
                           + (f" ({reject.field_path})" if reject.field_path else ""), file=stream)
@@ -182,6 +186,13 @@ def print_plan(job, *, only: tuple[str, ...] = (), shard=None, stream: IO[str] |
                     print("    -> filtered out by the mapping's `where`", file=stream)
         finally:
             source.close()
+
+
+def _bound(value: object) -> str:
+    """A partition bound as the source encoded it (None: unbounded)."""
+    if value is None:
+        return "(unbounded)"
+    return redact(value if isinstance(value, str) else json.dumps(value, default=str))
 
 
 def _show(value: object) -> str:

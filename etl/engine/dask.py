@@ -72,7 +72,7 @@ def run_partition_task(job: Job, specs: dict[str, MappingSpec], work: PartitionW
             mapping = resources.mapping(partition.source, partition.table)
             source = resources.open_source(partition.source)
             stack.callback(source.close)
-            sinks = resources.open_sinks(sorted({spec.target for spec in mapping.tables}), stack)
+            sinks = resources.open_sinks(mapping.tables, stack)
             worker = PartitionWorker(job=job.name, source=source, mapping=mapping, sinks=sinks,
                                      dead_letters=dead_letters, store=store, control=control,
                                      prefetch=prefetch)

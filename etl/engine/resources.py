@@ -7,6 +7,7 @@ shared by threads writing at once); compiled mappings are made once per process 
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -45,7 +46,8 @@ class JobResources:
         with self._lock:
             if key not in self._specs:
                 path = self.job.resolve_path(self.table_config(source, table).mapping)
-                self._specs[key] = load_mapping(path, resolve=self.job.interpolate)
+                interpolate = self.job.interpolate
+                self._specs[key] = load_mapping(path, resolve=lambda text, where: interpolate(text, where=where))
             return self._specs[key]
 
     def mapping(self, source: str, table: str) -> CompiledMapping:
@@ -83,11 +85,13 @@ class JobResources:
         config = self.job.targets[name]
         return sink_registry.module_for(config.type).open_sink(name, config)
 
-    def open_sinks(self, names: list[str], stack: ExitStack) -> dict[str, Sink]:
+    def open_sinks(self, tables: Sequence[TableSpec], stack: ExitStack) -> dict[str, Sink]:
+        """A prepared sink for every target the tables belong to, closed when `stack` closes."""
         opened: dict[str, Sink] = {}
-        for name in names:
+        for name in sorted({spec.target for spec in tables}):
             sink = self.open_sink(name)
             stack.callback(sink.close)
+            sink.prepare([spec for spec in tables if spec.target == name])
             opened[name] = sink
         return opened
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 from etl.engine.accounting import Counts, check_accounting
 from etl.engine.control import ProgressCallback, RunControl
@@ -203,7 +204,7 @@ def _local_runner(job: Job, resources: JobResources, store: StateStore, dead_let
         with ExitStack() as stack:
             source = resources.open_source(partition.source)
             stack.callback(source.close)
-            sinks = resources.open_sinks(sorted({spec.target for spec in mapping.tables}), stack)
+            sinks = resources.open_sinks(mapping.tables, stack)
             worker = PartitionWorker(job=job.name, source=source, mapping=mapping, sinks=sinks,
                                      dead_letters=dead_letters, store=None if quick_try else store,
                                      control=control, prefetch=options.prefetch)
@@ -245,7 +246,7 @@ def _table_reports(plan: Plan, checkpoints: dict[str, Checkpoint],
 def _judge(report: RunReport, job: Job, plan: Plan, execution: Execution, control: RunControl) -> None:
     """Set the report's status from what happened: failures, stops, then the accounting check."""
     reason = control.stop_reason
-    resume = f"python -m etl.run {job.path.name}"
+    resume = f"python -m etl.run {_shown_path(job.path)}"
     if execution.errors:
         partition, error = execution.errors[0]
         report.status = FAILED
@@ -283,6 +284,14 @@ def _judge(report: RunReport, job: Job, plan: Plan, execution: Execution, contro
         report.status = FAILED
         report.message = error.message
         report.hint = error.hint
+
+
+def _shown_path(path: Path) -> str:
+    """The job file as the user would type it: relative to the current folder when inside it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _options_dict(options: RunOptions) -> dict:

@@ -50,7 +50,7 @@ def _source_rows(resources: JobResources, target: _Target) -> Iterator[dict]:
         try:
             for partition in table.partitions:
                 for batch in source.read(partition, fields=mapping.fields):
-                    mapped = mapping.apply(batch.records, key_text)
+                    mapped = mapping.apply(batch.records, key_text, source_table=table.table)
                     rows = mapped.rows.get(wanted)
                     if rows is not None:
                         yield from rows.rows

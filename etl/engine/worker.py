@@ -38,7 +38,7 @@ class Mapping_(Protocol):
 
     fields: list[str] | None
 
-    def apply(self, records: list[dict], key_text): ...
+    def apply(self, records: list[dict], key_text, *, source_table: str = ""): ...
 
 
 @dataclass
@@ -138,7 +138,8 @@ class PartitionWorker:
         if allowed < len(records):
             records = records[:allowed]
         source_rejects = list(batch.rejects)
-        mapped = self.mapping.apply(records, lambda record: self.source.key_text(partition.table, record))
+        mapped = self.mapping.apply(records, lambda record: self.source.key_text(partition.table, record),
+                                    source_table=partition.table)
         by_target: dict[str, dict[str, TableRows]] = {}
         for (target, table), rows in mapped.rows.items():
             by_target.setdefault(target, {})[table] = rows

@@ -129,7 +129,7 @@ class ItemsMapping:
         self.target = target
         self.fields = ["_id", "value", "items", "skip"]
 
-    def apply(self, records: list[dict], key_text) -> Mapped:
+    def apply(self, records: list[dict], key_text, *, source_table: str = "") -> Mapped:
         out = Mapped()
         parents = out.rows.setdefault((self.target, "parents"), TableRows())
         children = out.rows.setdefault((self.target, "children"), TableRows())
