@@ -178,7 +178,8 @@ def print_plan(job, *, only: tuple[str, ...] = (), shard=None, stream: IO[str] |
                     for row in rows.rows[:PLAN_ROWS]:
                         print(f"    -> {target}.{name}: {_show(row)}", file=stream)
                     if len(rows.rows) > PLAN_ROWS:
-                        print(f"    -> {target}.{name}: ... and {len(rows.rows) - PLAN_ROWS} more rows", file=stream)
+                        more = len(rows.rows) - PLAN_ROWS
+                        print(f"    -> {target}.{name}: ... and {more} more rows", file=stream)
                 for reject in mapped.rejects:
                     print(f"    -> rejected: {reject.reason}"
                           + (f" ({reject.field_path})" if reject.field_path else ""), file=stream)

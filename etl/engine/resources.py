@@ -47,7 +47,8 @@ class JobResources:
             if key not in self._specs:
                 path = self.job.resolve_path(self.table_config(source, table).mapping)
                 interpolate = self.job.interpolate
-                self._specs[key] = load_mapping(path, resolve=lambda text, where: interpolate(text, where=where))
+                self._specs[key] = load_mapping(
+                    path, resolve=lambda text, where: interpolate(text, where=where))
             return self._specs[key]
 
     def mapping(self, source: str, table: str) -> CompiledMapping:
