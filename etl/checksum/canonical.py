@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 import struct
 import unicodedata
 import uuid
@@ -74,6 +75,7 @@ FIXED_NOTATION_LIMIT = 1000
 """Numbers whose adjusted exponent lies within +-this are written in fixed notation, others in
 scientific notation, so that a value like 1E+100000000 never expands to a 100 MB string."""
 
+_TYPE_NAME = re.compile(r"[a-z][a-z0-9 ]*")
 _EPOCH_UTC = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _EPOCH_NAIVE = dt.datetime(1970, 1, 1)
 _CANONICAL_NAN = struct.pack(">d", math.nan)
@@ -85,7 +87,8 @@ _FALSE = TAG_BOOL + b"\x00\x00\x00\x01\x00"
 
 def column_kind(column_type: str) -> str:
     """The encoding family of a mapping type name: "float", "number", "set" or "any"."""
-    base = column_type.split("(", 1)[0].strip().lower()
+    match = _TYPE_NAME.match(column_type.lower())
+    base = match.group(0).strip() if match else ""
     if base in FLOAT_TYPES:
         return "float"
     if base in NUMBER_TYPES:
