@@ -653,8 +653,6 @@ def _link_children(spec: MappingSpec) -> None:
                 f"(`{parent.explode_text or 'the record'}`) by one or more arrays",
                 f"write `{(parent.explode_text or '') + ('.' if parent.explode_text else '')}<array>[]`",
             )
-        if not parent.key:
-            raise parent.node.error("a parent table needs `key:`", "add `key: [...]`")
 
 
 def _check_tables(spec: MappingSpec) -> None:
