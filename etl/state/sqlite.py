@@ -52,7 +52,12 @@ class Config(BaseModel):
 class SqliteStateStore:
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise RuntimeFailure(
+                f"cannot create the state store folder {path.parent}: {error.strerror}"
+            ) from None
         self._local = threading.local()
         self._lock = threading.Lock()
         self._connections: list[tuple[int, sqlite3.Connection]] = []
