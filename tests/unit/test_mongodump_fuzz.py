@@ -1,0 +1,81 @@
+"""Damaged dump files give a clear error with the byte offset, or rejects — never another exception."""
+
+from __future__ import annotations
+
+import datetime
+import gzip
+import re
+
+import bson
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from etl.errors import EtlError
+from etl.sources.base import BatchLimits
+from etl.sources.bson_values import NATIVE_CODEC
+from etl.sources.mongodump import Config, open_source
+
+DOCUMENTS = [
+    {"_id": n, "name": f"patient {n}", "tags": ["a", n, None], "address": {"zip": f"{n:05d}"},
+     "born": datetime.datetime(1950 + n, 1, 1, tzinfo=datetime.UTC), "score": n / 3}
+    for n in range(8)
+]
+ENCODED = [bson.encode(d, codec_options=NATIVE_CODEC) for d in DOCUMENTS]
+CLEAN = b"".join(ENCODED)
+SIZES = [len(e) for e in ENCODED]
+
+damage = st.one_of(
+    st.tuples(st.just("flip"), st.lists(st.tuples(st.integers(0, len(CLEAN) - 1), st.integers(0, 255)),
+                                         min_size=1, max_size=6)),
+    st.tuples(st.just("truncate"), st.integers(0, len(CLEAN) - 1)),
+    st.tuples(st.just("append"), st.binary(min_size=1, max_size=40)),
+)
+
+
+def damaged(kind, detail) -> bytes:
+    data = bytearray(CLEAN)
+    if kind == "flip":
+        for position, value in detail:
+            data[position] = value
+        return bytes(data)
+    if kind == "truncate":
+        return bytes(data[:detail])
+    return bytes(data) + detail
+
+
+def read_everything(root, on_corrupt, partitions):
+    config = Config(type="mongodump", path=str(root), database="db", on_corrupt=on_corrupt,
+                    tables={"c": {"mapping": "m.yaml"}})
+    source = open_source("dump", config, BatchLimits(records=3))
+    records, rejects = [], []
+    for partition in source.plan("c", partitions):
+        for batch in source.read(partition):
+            records += batch.records
+            rejects += batch.rejects
+    return records, rejects
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(damage=damage, gz=st.booleans(), partitions=st.integers(1, 3))
+def test_damage_is_an_error_with_offset_or_a_reject(tmp_path_factory, damage, gz, partitions):
+    root = tmp_path_factory.mktemp("dump")
+    (root / "db").mkdir()
+    data = damaged(*damage)
+    if gz:
+        (root / "db" / "c.bson.gz").write_bytes(gzip.compress(data))
+    else:
+        (root / "db" / "c.bson").write_bytes(data)
+    try:
+        records, rejects = read_everything(root, "error", partitions)
+        assert rejects == [] or all(r.field_path for r in rejects)  # only date rejects in error mode
+    except EtlError as error:
+        assert re.search(r"c\.bson(\.gz)?: .* at byte offset \d+", str(error)), str(error)
+    records, rejects = read_everything(root, "deadletter", partitions)
+    for reject in rejects:
+        assert reject.stage == "extract"
+        assert reject.field_path or re.fullmatch(r"c\.bson(\.gz)?@\d+", reject.source_key)
+    if damage[0] == "truncate":  # exactly the whole documents before the cut load
+        ends = [sum(SIZES[: n + 1]) for n in range(len(SIZES))]
+        whole = sum(end <= damage[1] for end in ends)
+        assert [r["_id"] for r in records] == list(range(whole))
+        assert len(rejects) == (0 if damage[1] in (0, *ends) else 1)
