@@ -220,7 +220,7 @@ class Chain:
             if not covering:
                 if target is None and not current.is_data:
                     break
-                self._raise_uncovered(steps, logs, target)
+                self._raise_uncovered(steps, target)
             same_lineage = [log for log in covering if self._same_lineage(current, log)]
             log = max(same_lineage or covering, key=lambda b: b.end)
             self._check_link(steps, log)
@@ -258,9 +258,9 @@ class Chain:
                 candidates.append(b)
         return max(candidates, key=lambda b: b.end) if candidates else None
 
-    def _raise_uncovered(self, steps: list[Backup], logs: list[Backup], target: Target) -> None:
+    def _raise_uncovered(self, steps: list[Backup], target: Target) -> None:
         current = steps[-1]
-        later = [log for log in logs if log.start > current.end]
+        later = [b for b in self.backups if b.start > current.end and b.kind in (Kind.LOG, Kind.FULL)]
         if later:
             following = min(later, key=lambda b: b.start)
             raise PositionGap(
