@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from etl.checksum import Manifest, ManifestError, TableManifest, TableValidation, Tolerances, validate_table
@@ -31,6 +31,32 @@ Rows = RowSource | list[dict] | tuple[dict, ...]
 def manifest_id(manifest: Manifest) -> str:
     """How a differential manifest names its base (`Manifest.base`)."""
     return manifest.taken_at
+
+
+def differential_manifest(base: Manifest, current: Manifest) -> Manifest:
+    """The differential manifest of `current` against `base`: only the segments whose checksums
+    changed (a table absent from `base` is kept whole). Take `current` as a full manifest with
+    the base's boundaries, buckets and tolerances; pass the full base for a cumulative
+    differential, the previous link for an incremental one (compose it first if differential)."""
+    if base.kind == "differential":
+        raise ManifestError(f"base manifest taken at {base.taken_at} is differential",
+                            hint="compose it with its base first (compose_over_bases)")
+    changed = Manifest(position=dict(current.position), taken_at=current.taken_at, kind="differential",
+                       base=manifest_id(base))
+    for name, table in current.tables.items():
+        before = base.tables.get(name)
+        if before is None:
+            changed.add(table)
+            continue
+        if (before.buckets, before.boundaries, before.tolerances) != (table.buckets, table.boundaries,
+                                                                      table.tolerances):
+            raise ManifestError(f"table {name}: the manifest taken at {current.taken_at} has other segments, "
+                                f"buckets or tolerances than its base taken at {base.taken_at}",
+                                hint="take both with the same boundaries, buckets and tolerances")
+        segments = {i: s for i, s in table.segments.items()
+                    if i not in before.segments or before.segments[i].checksums.mismatched(s.checksums)}
+        changed.add(replace(table, segments=segments))
+    return changed
 
 
 def manifest_at(history: Iterable[Manifest], position: Mapping[str, Any]) -> Manifest:

@@ -7,7 +7,13 @@ import pytest
 from etl.checksum import Manifest, ManifestError, TableManifest
 from etl.records import Column, TableSpec
 from etl.restore.chain import Backup, BrokenChain, Chain, Kind
-from etl.restore.verify import compose_over_bases, manifest_at, manifest_for_plan, verify_restore
+from etl.restore.verify import (
+    compose_over_bases,
+    differential_manifest,
+    manifest_at,
+    manifest_for_plan,
+    verify_restore,
+)
 
 SPEC = TableSpec("pg", "patients", ("id",), (Column("id", "int", nullable=False), Column("name", "string"),
                                               Column("updated_at", "timestamptz(6)")))
@@ -132,3 +138,13 @@ def test_manifests_follow_the_plan_incremental():
     with pytest.raises(BrokenChain, match="manifest of incremental tue is based on sun, not on the manifest "
                                           "taken at mon"):
         manifest_for_plan(plan, {"sun": FULL, "mon": CUM_MON, "tue": CUM_TUE})
+
+
+def test_differential_manifest_keeps_the_changed_segments():
+    tuesday = take(rows_at(TUE), "tue", {"lsn": "0/300"})
+    cumulative = differential_manifest(FULL, tuesday)
+    assert (cumulative.kind, cumulative.base) == ("differential", "sun")
+    assert sorted(cumulative.tables["patients"].segments) == [1, 3]
+    incremental = differential_manifest(compose_over_bases(CUM_MON, [FULL, CUM_MON]), tuesday)
+    assert incremental.base == "mon"
+    assert sorted(incremental.tables["patients"].segments) == [3]
