@@ -124,10 +124,13 @@ class MssqlSource(SqlSource):
             )
         except pyodbc.Error as error:
             secrets = [config.password.get_secret_value() if config.password else None]
+            where = f"{config.server}:{config.port}"
             if config.dsn is not None:
-                secrets += _dsn_secrets(config.dsn.get_secret_value())
-            where = f"{config.server}:{config.port}" if config.server else "the server in `dsn`"
-            raise self.connection_failed(where, error, secrets) from None
+                settings = _dsn_settings(config.dsn.get_secret_value())
+                secrets += [settings.get("PWD"), settings.get("PASSWORD")]
+                where = settings.get("SERVER", "the server in `dsn`")
+            detail = error.args[-1] if error.args else error
+            raise self.connection_failed(where, detail, secrets) from None
         connection.add_output_converter(SQL_SS_TIMESTAMPOFFSET, bytes)
         return connection
 
@@ -281,14 +284,39 @@ def _naive_text_timestamp(text: str) -> Any:
     return parse_timestamp(text, aware=False)
 
 
-def _dsn_secrets(dsn: str) -> list[str]:
-    """PWD values of an ODBC connection string, to strip from driver messages."""
-    secrets = []
-    for part in dsn.split(";"):
-        key, _, value = part.partition("=")
-        if key.strip().upper() in {"PWD", "PASSWORD"} and value:
-            secrets += [value, value.strip("{}")]
-    return secrets
+def _dsn_settings(dsn: str) -> dict[str, str]:
+    """KEY=value pairs of an ODBC connection string (braced values unescaped), keys upper-cased."""
+    settings: dict[str, str] = {}
+    position = 0
+    while position < len(dsn):
+        equals = dsn.find("=", position)
+        if equals < 0:
+            break
+        key = dsn[position:equals].strip().upper()
+        position = equals + 1
+        if dsn.startswith("{", position):
+            value, position = _braced_value(dsn, position + 1)
+        else:
+            end = dsn.find(";", position)
+            end = len(dsn) if end < 0 else end
+            value, position = dsn[position:end], end
+        settings[key] = value
+        position += 1  # the ';'
+    return settings
+
+
+def _braced_value(dsn: str, position: int) -> tuple[str, int]:
+    value = []
+    while position < len(dsn):
+        if dsn[position] == "}":
+            if dsn.startswith("}}", position):
+                value.append("}")
+                position += 2
+                continue
+            return "".join(value), position + 1
+        value.append(dsn[position])
+        position += 1
+    return "".join(value), position
 
 
 def open_source(name: str, config: Config, limits: BatchLimits) -> MssqlSource:

@@ -13,6 +13,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -279,7 +280,7 @@ class SqlSource:
                     while rows := cursor.fetchmany(fetch_rows):
                         seen += len(rows)
                         for chunk in self._split_by_bytes(rows, plan, rows_per_batch):
-                            yield self._batch(meta, plan, chunk)
+                            yield self.to_batch(meta, plan, chunk)
                         after = tuple(rows[-1][position] for position in plan.key_positions)
                 finally:
                     cursor.close()
@@ -558,7 +559,8 @@ class SqlSource:
             cuts = [low + (high - low + 1) * i // partitions for i in range(1, partitions)]
         else:
             sql = self.quantiles_sql(meta, partitions, at, conditions)
-            cuts = [row[0] for row in self._query(connection, sql, params)][1:]
+            starts = [row[0] for row in self._query(connection, sql, params)]
+            cuts = [start for start in starts[1:] if start > starts[0]]
         distinct: list[Any] = []
         for cut in cuts:
             if not distinct or cut > distinct[-1]:
@@ -597,7 +599,8 @@ class SqlSource:
         if chunk:
             yield chunk
 
-    def _batch(self, meta: TableMeta, plan: ReadPlan, rows: list) -> Batch:
+    def to_batch(self, meta: TableMeta, plan: ReadPlan, rows: list) -> Batch:
+        """Driver rows -> a Batch of canonical records (and rejects), resuming after the last row."""
         last = tuple(rows[-1][position] for position in plan.key_positions)
         resume = encode_key(last)
         names = plan.names
@@ -642,7 +645,7 @@ class SqlSource:
     # --- errors ---------------------------------------------------------------------------
 
     def connection_failed(
-        self, where: str, error: Exception, secrets: Iterable[str | None] = ()
+        self, where: str, error: Exception | str, secrets: Iterable[str | None] = ()
     ) -> ConnectionFailed:
         """A ConnectionFailed naming the source and server, with every secret removed from the driver text."""
         detail = " ".join(str(error).split())
@@ -671,6 +674,6 @@ def _reason(error: Exception) -> str:
 
 def _key_text(names: Sequence[str], values: Sequence[Any]) -> str:
     return ", ".join(
-        f"{name}={value}" if isinstance(value, int) else f"{name}={value!r}"
+        f"{name}={value}" if isinstance(value, int | Decimal) else f"{name}={value!r}"
         for name, value in zip(names, values, strict=True)
     )

@@ -1,0 +1,170 @@
+"""The SQL each dialect writes: quoting of hostile names, keyset conditions, limits, flashback."""
+
+from __future__ import annotations
+
+import pytest
+import sqlglot
+from pydantic import ValidationError
+from sqlglot import exp
+
+from etl.records import Partition
+from etl.sources import mssql, oracle, postgres
+from etl.sources.base import BatchLimits
+from etl.sources.sql import SqlColumn, TableMeta
+from etl.sources.sqltypes import encode_key
+
+HOSTILE = 'we"ird]name; DROP TABLE patients; --'
+
+
+def meta(name="t", table=HOSTILE, key=("a", "b", "c")) -> TableMeta:
+    columns = (
+        SqlColumn("a", "INT", nullable=False),
+        SqlColumn("b", "INT", nullable=False),
+        SqlColumn("c", "INT", nullable=False),
+        SqlColumn("payload", "VARCHAR", length=10),
+    )
+    return TableMeta(name, "sch", table, columns, key)
+
+
+def sources():
+    tables = {"t": {"mapping": "m.yaml"}}
+    return {
+        "postgres": postgres.PostgresSource(
+            "s", postgres.Config(type="postgres", dsn="host=x", tables=tables), BatchLimits()
+        ),
+        "oracle": oracle.OracleSource(
+            "s",
+            oracle.Config(type="oracle", dsn="h/s", user="u", password="p", tables=tables),
+            BatchLimits(),
+        ),
+        "tsql": mssql.MssqlSource("s", mssql.Config(type="mssql", server="h", tables=tables), BatchLimits()),
+    }
+
+
+def page(dialect: str, partition: Partition, after=None, limit=100):
+    source = sources()[dialect]
+    table = meta()
+    plan = source.read_plan(table, None)
+    return source.page_query(table, plan, partition, after, limit)
+
+
+@pytest.mark.parametrize("dialect", ["postgres", "oracle", "tsql"])
+def test_hostile_table_name_is_one_quoted_identifier(dialect):
+    sql, _ = page(dialect, Partition("s", "t", 0, 1))
+    tree = sqlglot.parse_one(sql, read=dialect)  # one statement: the `;` stayed inside the quotes
+    (table,) = list(tree.find_all(exp.Table))
+    assert table.name == HOSTILE and table.db == "sch"
+    assert len(sqlglot.parse(sql, read=dialect)) == 1
+
+
+def test_postgres_pages_with_row_values():
+    partition = Partition("s", "t", 1, 2, {"key": encode_key([10])}, encode_key([20]))
+    sql, params = page("postgres", partition, after=(10, 2, 3))
+    assert sql == (
+        'SELECT "a", "b", "c", "payload" FROM "sch"."we""ird]name; DROP TABLE patients; --"'
+        ' WHERE "a" >= %s AND "a" < %s AND ("a", "b", "c") > (%s, %s, %s) ORDER BY "a", "b", "c" LIMIT 100'
+    )
+    assert params.values == [10, 20, 10, 2, 3]
+
+
+def test_oracle_expands_the_keyset_condition_and_binds_by_name():
+    source = sources()["oracle"]
+    sql, params = page("oracle", Partition("s", "t", 0, 1), after=(1, 2, 3))
+    assert '(("a" > :p0) OR ("a" = :p1 AND "b" > :p2) OR ("a" = :p3 AND "b" = :p4 AND "c" > :p5))' in sql
+    assert sql.endswith('ORDER BY "a", "b", "c" FETCH FIRST 100 ROWS ONLY')
+    assert source.bind(params) == {"p0": 1, "p1": 1, "p2": 2, "p3": 1, "p4": 2, "p5": 3}
+
+
+def test_oracle_reads_as_of_the_planned_scn():
+    partition = Partition("s", "t", 0, 1, {"at": 4711, "key": encode_key([5])}, None)
+    sql, _ = page("oracle", partition)
+    assert 'FROM "sch"."we""ird]name; DROP TABLE patients; --" AS OF SCN 4711 WHERE "a" >= :p0' in sql
+
+
+def test_sql_server_uses_top_brackets_and_question_marks():
+    partition = Partition("s", "t", 0, 2, None, encode_key([7]))
+    sql, params = page("tsql", partition, after=(1, 2, 3))
+    assert sql.startswith('SELECT TOP (100) [a], [b], [c], [payload] FROM [sch].[we"ird]]name; DROP TABLE')
+    assert "[a] < ? AND (([a] > ?) OR ([a] = ? AND [b] > ?) OR ([a] = ? AND [b] = ? AND [c] > ?))" in sql
+    assert params.values == [7, 1, 1, 2, 1, 2, 3]
+
+
+def test_projection_keeps_the_key():
+    source = sources()["tsql"]
+    plan = source.read_plan(meta(key=("b",)), ["payload"])
+    assert plan.names == ["b", "payload"]
+    assert plan.key_positions == [0]
+
+
+def test_converted_key_columns_are_also_selected_raw():
+    source = sources()["oracle"]
+    table = TableMeta(
+        "t",
+        "S",
+        "T",
+        (SqlColumn("TS", "TIMESTAMP", scale=9, nullable=False), SqlColumn("V", "NUMBER")),
+        ("TS",),
+    )
+    plan = source.read_plan(table, None)
+    assert plan.expressions == [
+        'TO_CHAR("TS", \'YYYY-MM-DD"T"HH24:MI:SS.FF9\') AS "TS"',
+        '"V"',
+        '"TS"',
+    ]
+    assert plan.key_positions == [2]
+
+
+def test_sql_server_special_types_are_selected_as_text():
+    source = sources()["tsql"]
+    expressions = {
+        kind: source.column_expression(SqlColumn("c", kind, scale=scale))
+        for kind, scale in [("DATETIME2", 7), ("TIME", 7), ("XML", None), ("DATETIME2", 3)]
+    }
+    assert expressions["DATETIME2"] == "[c]"
+    assert expressions["TIME"] == "CONVERT(VARCHAR(16), [c])"
+    assert expressions["XML"] == "CONVERT(NVARCHAR(MAX), [c])"
+    variant = source.column_expression(SqlColumn("c", "SQL_VARIANT"))
+    assert variant.startswith("CONVERT(NVARCHAR(128), SQL_VARIANT_PROPERTY([c], 'BaseType')) + N'|' + CASE")
+    sqlglot.parse_one(f"SELECT {variant} FROM t", read="tsql")
+
+
+def test_table_options_are_strict():
+    with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
+        postgres.Config(type="postgres", dsn="x", tables={"t": {"mapping": "m", "primary": ["a"]}})
+    config = oracle.Config(
+        type="oracle",
+        dsn="h/s",
+        user="u",
+        password="p",
+        tables={
+            "t": {"mapping": "m", "schema": "HR", "key": ["A"], "where": "X > 1", "watermark": "ORA_ROWSCN"}
+        },
+    )
+    assert config.tables["t"].schema_ == "HR"
+    assert "p" not in repr(config.password)
+    with pytest.raises(ValidationError, match="set either `dsn`"):
+        mssql.Config(type="mssql", tables={})
+
+
+def test_odbc_connection_string_escapes_values():
+    config = mssql.Config(
+        type="mssql",
+        driver="FreeTDS",
+        server="db.example",
+        port=1444,
+        database="Chin;ook",
+        user="etl",
+        password="p}w;d",
+        tables={},
+    )
+    assert mssql.connection_string(config) == (
+        "DRIVER={FreeTDS};SERVER=db.example;PORT=1444;TDS_Version=7.4;Encryption=require;"
+        "DATABASE={Chin;ook};UID={etl};PWD={p}}w;d}"
+    )
+    microsoft = mssql.Config(
+        type="mssql", server="db", user="etl", password="x", trust_server_certificate=True, tables={}
+    )
+    assert mssql.connection_string(microsoft) == (
+        "DRIVER={ODBC Driver 18 for SQL Server};SERVER=db,1433;Encrypt=yes;TrustServerCertificate=yes;"
+        "UID={etl};PWD={x}"
+    )
