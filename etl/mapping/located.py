@@ -25,6 +25,11 @@ class Node:
     column: int
     path: str
     """Where in the document, e.g. `outputs[1].columns.total`."""
+    key_line: int | None = None
+    """For a mapping value: where its key was written (unknown-key errors point there)."""
+    key_column: int | None = None
+    text_offset: int = 0
+    """1 when the scalar is quoted: its text starts one column after the node."""
 
     @property
     def where(self) -> str:
@@ -71,7 +76,10 @@ class Node:
     def key_error(self, key: str, allowed: set[str] | frozenset[str], what: str) -> MappingError:
         near = difflib.get_close_matches(key, sorted(allowed), n=1)
         hint = f"write `{near[0]}` instead" if near else f"allowed keys: {', '.join(sorted(allowed))}"
-        return self.error(f"unknown key `{key}` in {what}", hint)
+        line, column = self.key_line or self.line, self.key_column or self.column
+        return MappingError(
+            f"{self.file}:{line}:{column}: {self.path}: unknown key `{key}` in {what}", hint=hint
+        )
 
 
 def _kind(value: Any) -> str:
@@ -130,10 +138,13 @@ def _convert(node: yaml.Node, file: str, path: str, constructor: yaml.SafeLoader
                     hint="keep one of them",
                 )
             result[key] = _convert(value_node, file, child_path, constructor)
+            result[key].key_line, result[key].key_column = key_line, key_column
         return Node(result, file, line, column, path or "(top)")
     if isinstance(node, yaml.SequenceNode):
         items = [
             _convert(item, file, f"{path}[{index}]", constructor) for index, item in enumerate(node.value)
         ]
         return Node(items, file, line, column, path or "(top)")
-    return Node(constructor.construct_object(node, deep=True), file, line, column, path or "(top)")
+    quoted = 1 if getattr(node, "style", None) in ("'", '"') else 0
+    value = constructor.construct_object(node, deep=True)
+    return Node(value, file, line, column, path or "(top)", text_offset=quoted)

@@ -182,7 +182,7 @@ def _targets(node: Node) -> dict[str, str]:
         if kind not in TARGET_KINDS:
             near = suggest(str(kind), set(TARGET_KINDS))
             raise kind_node.error(
-                f"unknown target kind `{kind}`", f"write {near or ' or '.join(TARGET_KINDS)}"
+                f"unknown target kind `{kind}`", near or f"write {' or '.join(TARGET_KINDS)}"
             )
         targets[name] = kind
     if not targets:
@@ -225,7 +225,8 @@ def _expression(node: Node, *, scopes: int) -> Any:
         compile_expr(tree)
     except ExprError as exc:
         raise MappingError(
-            f"{node.file}:{node.line}:{node.column + exc.column - 1}: {node.path}: invalid expression: {exc}",
+            f"{node.file}:{node.line}:{node.column + node.text_offset + exc.column - 1}: {node.path}: "
+            f"invalid expression: {exc}",
             hint="see the expression language in docs/mapping.md",
         ) from None
     _check_scopes(node, field_paths(tree), scopes)
