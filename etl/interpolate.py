@@ -107,6 +107,7 @@ class Interpolator:
             secrets = MappingSecrets(secrets)
         self._secrets = secrets
         self._cache: dict[str, str] = {}
+        self._failures: dict[str, InterpolationError] = {}
         self._lock = threading.Lock()
 
     def __call__(self, text: str, *, where: str | None = None) -> str:
@@ -175,9 +176,16 @@ class Interpolator:
 
     def _cached(self, name: str) -> str:
         with self._lock:
+            if name in self._failures:
+                raise self._failures[name]
             if name in self._cache:
                 return self._cache[name]
-        value = self._secrets.get_secret(name)
+        try:
+            value = self._secrets.get_secret(name)
+        except InterpolationError as error:
+            with self._lock:
+                self._failures[name] = error  # asked once: a missing secret does not appear later
+            raise
         register_secret(value)
         for password in passwords_in(value):
             register_secret(password)

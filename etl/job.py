@@ -503,7 +503,8 @@ def _interpolate(doc: _Document, interpolate: Interpolator) -> tuple[list[Proble
             value = interpolate(text)
         except InterpolationError as error:
             line, column = doc.position(path)
-            problems.append(Problem(line, column, dotted(path), error.message))
+            message = error.message if error.hint is None else f"{error.message}; {error.hint}"
+            problems.append(Problem(line, column, dotted(path), message))
             continue
         if isinstance(path[-1], str) and path[-1].lower() in _PASSWORD_KEYS:
             register_secret(value)

@@ -206,7 +206,8 @@ def test_a_source_module_that_cannot_be_imported_fails_only_its_own_section(tmp_
 
 def test_missing_environment_variable_names_it(tmp_path):
     assert problems(tmp_path, GOOD, environ={"ETL_PG_DSN": "host=x"}) == (
-        "job.yaml:6:10: sources.mongo.uri: environment variable 'ETL_MONGO_URI' is not set"
+        "job.yaml:6:10: sources.mongo.uri: environment variable 'ETL_MONGO_URI' is not set; "
+        "set ETL_MONGO_URI, or give a default with ${env:ETL_MONGO_URI:-default}"
     )
 
 
@@ -299,7 +300,8 @@ def test_a_failed_reference_is_reported_once(tmp_path):
     text = GOOD + "parallelism: ${env:PARALLELISM}\n"
     assert (
         problems(tmp_path, text)
-        == "job.yaml:13:14: parallelism: environment variable 'PARALLELISM' is not set"
+        == "job.yaml:13:14: parallelism: environment variable 'PARALLELISM' is not set; "
+        "set PARALLELISM, or give a default with ${env:PARALLELISM:-default}"
     )
     job = load_job(write(tmp_path, text), environ={**ENV, "PARALLELISM": "3"}, secrets={})
     assert job.parallelism == 3

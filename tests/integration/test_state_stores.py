@@ -1,0 +1,169 @@
+"""The PostgreSQL and DynamoDB state stores against the real local servers: same contract as SQLite."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC
+
+import psycopg
+import pytest
+
+from etl.errors import RuntimeFailure
+from etl.state import module_for
+from etl.state.base import Checkpoint
+from tests.conftest import DYNAMODB_ENDPOINT
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def aws_env(monkeypatch):
+    """The standard AWS variables the store's boto3 session reads (DynamoDB Local accepts any key)."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "local")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "local")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+
+
+@pytest.fixture(params=["postgres", "dynamodb"])
+def store(request, tmp_path):
+    if request.param == "postgres":
+        dsn = request.getfixturevalue("pg_database")
+        section = {"type": "postgres", "dsn": dsn, "schema": "etl_state_test", "table": "state"}
+    else:
+        request.getfixturevalue("aws_env")
+        prefix = request.getfixturevalue("dynamodb_table_prefix")
+        section = {"type": "dynamodb", "table": f"{prefix}_state", "endpoint_url": DYNAMODB_ENDPOINT}
+    module = module_for(request.param)
+    opened = module.open_store(module.Config.model_validate(section), base_dir=tmp_path)
+    yield opened
+    opened.close()
+
+
+def test_lease_conflict_names_holder_and_expiry(store):
+    lease = store.acquire_lease("demo", "host-a:pid1", 60)
+    with pytest.raises(RuntimeFailure) as caught:
+        store.acquire_lease("demo", "host-b:pid2", 60)
+    until = lease.expires_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    assert str(caught.value) == (
+        f"job 'demo' is already running: its lease is held by 'host-a:pid1' until {until}\n"
+        "  hint: wait for that run to finish, or for the lease to expire if that run died"
+    )
+    assert store.acquire_lease("other-job", "host-b:pid2", 60).holder == "host-b:pid2"
+
+
+def test_takeover_after_expiry(store):
+    old = store.acquire_lease("demo", "dead-run", 0)
+    new = store.acquire_lease("demo", "new-run", 60)
+    assert new.holder == "new-run" and new.token != old.token
+    with pytest.raises(RuntimeFailure) as caught:
+        store.renew_lease(old, 60)
+    assert (
+        caught.value.message
+        == "job 'demo' lost its lease: 'dead-run' let it expire and another run took it over"
+    )
+    store.release_lease(old)
+    with pytest.raises(RuntimeFailure):
+        store.acquire_lease("demo", "third-run", 60)
+    store.release_lease(store.renew_lease(new, 60))
+    assert store.acquire_lease("demo", "third-run", 60).holder == "third-run"
+
+
+def test_only_one_of_many_threads_wins_the_lease(store):
+    outcomes: list[str] = []
+
+    def race(n: int) -> None:
+        try:
+            store.acquire_lease("race", f"run{n}", 60)
+            outcomes.append("won")
+        except RuntimeFailure:
+            outcomes.append("lost")
+
+    threads = [threading.Thread(target=race, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["lost"] * 5 + ["won"]
+
+
+def test_checkpoint_round_trip_and_clear(store):
+    lease = store.acquire_lease("demo", "me", 60)
+    first = Checkpoint("mongo.customers#0/2", {"_id": 29}, False, {"extracted": 29, "loaded": 29})
+    second = Checkpoint(
+        "mongo.customers#1/2",
+        resume_after=[2**127 + 1, "é€", 0.1],
+        done=True,
+        counts={"extracted": 30, "loaded": 29, "rejected": 1, "filtered": 0, "rows:pg.customers": 29},
+        extra={"buckets": {"7": [3, 2**128 - 1]}},
+    )
+    store.save_checkpoint("demo", first)
+    store.save_checkpoint("demo", second)
+    store.save_checkpoint("neighbour", first)
+    assert store.checkpoints("demo") == {first.partition: first, second.partition: second}
+    moved = Checkpoint(first.partition, {"_id": 59}, True, {"extracted": 59})
+    store.save_checkpoint("demo", moved)
+    assert store.checkpoints("demo")[first.partition] == moved
+
+    store.set_value("demo", "resume_token", {"_data": "8263A0"})
+    assert store.get_value("demo", "resume_token") == {"_data": "8263A0"}
+    assert store.get_value("demo", "absent") is None
+
+    store.clear("demo")
+    assert store.checkpoints("demo") == {}
+    assert store.get_value("demo", "resume_token") is None
+    assert store.checkpoints("neighbour") == {first.partition: first}
+    assert store.renew_lease(lease, 60).token == lease.token  # clear kept the running job's lease
+
+
+def test_postgres_store_quotes_hostile_names(pg_database, tmp_path):
+    """Schema and table names are identifiers, quoted: a name that tries SQL injection is just a name."""
+    schema, table = 'x"; DROP TABLE victim; --', "state; DELETE FROM victim"
+    with psycopg.connect(pg_database, autocommit=True) as db:
+        db.execute("CREATE TABLE victim (id int)")
+        db.execute("INSERT INTO victim VALUES (1), (2)")
+    module = module_for("postgres")
+    config = module.Config.model_validate(
+        {"type": "postgres", "dsn": pg_database, "schema": schema, "table": table}
+    )
+    store = module.open_store(config, base_dir=tmp_path)
+    store.save_checkpoint("demo", Checkpoint("p#0/1", 5))
+    store.clear("demo")
+    store.close()
+    with psycopg.connect(pg_database) as db:
+        assert db.execute("SELECT count(*) FROM victim").fetchone() == (2,)
+        tables = db.execute(
+            "SELECT table_schema, table_name FROM information_schema.tables WHERE table_schema NOT IN "
+            "('pg_catalog', 'information_schema') ORDER BY 1, 2"
+        ).fetchall()
+    assert tables == [("public", "victim"), (schema, table)]
+
+
+def test_postgres_store_unreachable_server_is_a_connection_error(tmp_path):
+    module = module_for("postgres")
+    config = module.Config.model_validate(
+        {
+            "type": "postgres",
+            "dsn": "host=127.0.0.1 port=1 user=app password=UnreachablePw-55 connect_timeout=2",
+        }
+    )
+    with pytest.raises(Exception) as caught:
+        module.open_store(config, base_dir=tmp_path)
+    assert type(caught.value).__name__ == "ConnectionFailed"
+    assert caught.value.message.startswith("state store (PostgreSQL table etl.etl_state): connection failed:")
+    assert "UnreachablePw-55" not in str(caught.value)
+
+
+def test_dynamodb_store_creates_an_on_demand_table(aws_env, dynamodb_client, dynamodb_table_prefix, tmp_path):
+    module = module_for("dynamodb")
+    name = f"{dynamodb_table_prefix}_created"
+    config = module.Config.model_validate(
+        {"type": "dynamodb", "table": name, "endpoint_url": DYNAMODB_ENDPOINT}
+    )
+    module.open_store(config, base_dir=tmp_path).close()
+    module.open_store(config, base_dir=tmp_path).close()  # a second open finds the table
+    table = dynamodb_client.describe_table(TableName=name)["Table"]
+    assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    assert [(k["AttributeName"], k["KeyType"]) for k in table["KeySchema"]] == [
+        ("pk", "HASH"),
+        ("sk", "RANGE"),
+    ]
