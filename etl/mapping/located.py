@@ -145,6 +145,6 @@ def _convert(node: yaml.Node, file: str, path: str, constructor: yaml.SafeLoader
             _convert(item, file, f"{path}[{index}]", constructor) for index, item in enumerate(node.value)
         ]
         return Node(items, file, line, column, path or "(top)")
-    quoted = 1 if getattr(node, "style", None) in ("'", '"') else 0
+    quoted = 1 if isinstance(node, yaml.ScalarNode) and node.style in ("'", '"') else 0
     value = constructor.construct_object(node, deep=True)
     return Node(value, file, line, column, path or "(top)", text_offset=quoted)
