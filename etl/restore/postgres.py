@@ -219,28 +219,32 @@ def backup_from_folder(folder: str | Path, *, name: str | None = None, verify: b
         raise ChainError(f"{folder}/backup_manifest: no WAL-Ranges", hint="was the manifest cut short?")
     wal_end = max(r.end for r in manifest.wal_ranges)
     incremental = label.incremental_from_lsn is not None
+    # With -X stream/fetch the backup carries the WAL to its end LSN; without, replay starts at
+    # its start LSN from an archive.
+    self_contained = all(not wal_coverage(folder / "pg_wal", r.timeline, r.start, r.end).missing
+                         for r in manifest.wal_ranges) if (folder / "pg_wal").is_dir() else False
     return Backup(
         name=name or folder.name, kind=Kind.INCREMENTAL if incremental else Kind.FULL,
         start=label.incremental_from_lsn if incremental else label.start_lsn,
-        end=label.start_lsn, consistent=wal_end,
+        end=wal_end if self_contained else label.start_lsn, consistent=wal_end,
         lineage_start=f"timeline {label.incremental_from_tli if incremental else label.timeline}",
         lineage_end=f"timeline {label.timeline}",
         system=str(system_identifier(folder, manifest)),
         details={"start_lsn": format_lsn(label.start_lsn), "end_lsn": format_lsn(wal_end),
-                 "manifest_version": manifest.version, "label": label.label,
+                 "manifest_version": manifest.version, "label": label.label, "wal_included": self_contained,
                  "incremental_from": format_lsn(label.incremental_from_lsn) if incremental else None},
     )
 
 
 def _link_incrementals(backups: list[Backup]) -> list[Backup]:
-    """Name each incremental's base: the backup whose start LSN and timeline it was taken from."""
-    by_start = {(b.details["start_lsn"], b.lineage_end): b.name for b in backups}
+    """Name each incremental's base: the backup starting at its INCREMENTAL FROM LSN (the
+    timelines are checked when the chain is planned, so a mismatch is reported as one)."""
+    by_start = {b.details["start_lsn"]: b.name for b in backups}
     linked = []
     for b in backups:
         if b.kind is Kind.INCREMENTAL:
-            key = (format_lsn(b.start), b.lineage_start)
-            base = by_start.get(key)
-            missing = None if base else f"a backup starting at {key[0]} on {key[1]}"
+            base = by_start.get(format_lsn(b.start))
+            missing = None if base else f"a backup starting at {format_lsn(b.start)} on {b.lineage_start}"
             b = replace(b, base=base, missing_base=missing)
         linked.append(b)
     return linked
