@@ -454,15 +454,19 @@ def _syntax_problem(error: yaml.MarkedYAMLError) -> Problem:
 # --------------------------------------------------------------------------- interpolation and passwords
 
 
-def _walk_strings(value: Any, path: PathKey):
+def _walk_leaves(value: Any, path: PathKey):
     if isinstance(value, dict):
         for key, item in value.items():
-            yield from _walk_strings(item, (*path, key))
+            yield from _walk_leaves(item, (*path, key))
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            yield from _walk_strings(item, (*path, index))
-    elif isinstance(value, str):
+            yield from _walk_leaves(item, (*path, index))
+    else:
         yield path, value
+
+
+def _walk_strings(value: Any, path: PathKey):
+    return ((where, leaf) for where, leaf in _walk_leaves(value, path) if isinstance(leaf, str))
 
 
 def _set(data: Any, path: PathKey, value: Any) -> None:
@@ -474,10 +478,13 @@ def _set(data: Any, path: PathKey, value: Any) -> None:
 def _literal_password_warnings(doc: _Document, file: str) -> list[str]:
     """Warn (never fail) where a password is written in the file instead of coming from ${env}/${secret}."""
     warnings = []
-    for path, text in _walk_strings(doc.data, ()):
+    for path, leaf in _walk_leaves(doc.data, ()):
+        if leaf is None or isinstance(leaf, bool | dict | list):
+            continue
+        text = str(leaf)
         is_password_key = bool(path) and isinstance(path[-1], str) and path[-1].lower() in _PASSWORD_KEYS
         literal = _REFERENCE.sub("", text) if is_password_key else ""
-        inline = [p for p in passwords_in(text) if "${" not in p]
+        inline = [p for p in passwords_in(text) if "${" not in p] if isinstance(leaf, str) else []
         if not literal and not inline:
             continue
         for secret in [literal, *inline]:
