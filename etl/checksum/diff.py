@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 
@@ -155,10 +156,17 @@ def validate_table(
     """
     tolerances = tolerances or Tolerances()
     hasher = RowHasher(spec, tolerances)
-    if source_checksums is None:
-        source_checksums = checksum_side(source_rows, spec, buckets=buckets, tolerances=tolerances)
-    if target_checksums is None:
-        target_checksums = checksum_side(target_rows, spec, buckets=buckets, tolerances=tolerances)
+    with ThreadPoolExecutor(2, thread_name_prefix="etl-checksum") as pool:
+        # The two sides are read at once: their servers (or a server's two cores) work in parallel.
+        pending = [
+            pool.submit(checksum_side, side, spec, buckets=buckets, tolerances=tolerances)
+            for side, given in ((source_rows, source_checksums), (target_rows, target_checksums))
+            if given is None
+        ]
+        if source_checksums is None:
+            source_checksums = pending.pop(0).result()
+        if target_checksums is None:
+            target_checksums = pending.pop(0).result()
     mismatched = source_checksums.mismatched(target_checksums)
     result = TableValidation(
         table=spec.table,

@@ -100,21 +100,37 @@ def _payload(
 
 
 def _value_code(
-    column: str, kind: str, pg_type: str, typmod: int, tolerances: Tolerances
+    column: str, kind: str, physical: tuple[str, int, bool], tolerances: Tolerances, lead: bytes = b""
 ) -> sql.Composable | None:
+    """SQL for `lead` + the column's canonical encoding; constant bytes are merged into one literal
+    and NOT NULL columns skip the null test, because per-row concatenations are the main cost."""
+    pg_type, typmod, not_null = physical
     identifier = sql.Identifier(column)
     part = _payload(identifier, kind, pg_type, typmod, tolerances)
     if part is None:
         return None
     tag, payload, length = part
-    prefix = (
-        _bytea(tag + length.to_bytes(4, "big"))
-        if length is not None
-        else sql.SQL("{} || int4send(length({}))").format(_bytea(tag), payload)
+    if length is not None:
+        value = sql.SQL("{} || {}").format(_bytea(tag + length.to_bytes(4, "big")), payload)
+    elif not_null:
+        value = None
+    else:
+        value = sql.SQL("{} || int4send(octet_length({})) || {}").format(_bytea(tag), payload, payload)
+    if not_null:
+        if value is None:
+            return sql.SQL("{} || int4send(octet_length({})) || {}").format(
+                _bytea(lead + tag), payload, payload
+            )
+        return sql.SQL("{} || {}").format(_bytea(lead), value) if lead else value
+    guarded = sql.SQL("(CASE WHEN {} IS NULL THEN {} ELSE {} END)").format(
+        identifier, _bytea(_NULL_CODE), value
     )
-    return sql.SQL("(CASE WHEN {c} IS NULL THEN {null} ELSE {prefix} || {payload} END)").format(
-        c=identifier, null=_bytea(_NULL_CODE), prefix=prefix, payload=payload
-    )
+    return sql.SQL("{} || {}").format(_bytea(lead), guarded) if lead else guarded
+
+
+def _hex_int64(hex_digest: sql.Composable, start: int) -> sql.Composable:
+    """The signed 64-bit integer in hex digits start..start+15 (1-based) of an md5 text."""
+    return sql.SQL("('x' || substr({}, {}, 16))::bit(64)::int8").format(hex_digest, sql.Literal(start))
 
 
 def _hex_uint(hex_digest: sql.Composable, start: int) -> sql.Composable:
@@ -155,26 +171,24 @@ class PostgresTableSide:
             if conn.execute("SHOW server_encoding").fetchone() != ("UTF8",):
                 return None
             found = conn.execute(
-                "SELECT a.attname, t.typname, a.atttypmod"
+                "SELECT a.attname, t.typname, a.atttypmod, a.attnotnull"
                 " FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid"
                 " WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped",
                 (self._name().as_string(conn),),
             ).fetchall()
-        physical = {name: (pg_type, typmod) for name, pg_type, typmod in found}
-        codes: dict[str, sql.Composable] = {}
-        for column in spec.columns:
-            if column.name not in physical:
-                return None
-            code = _value_code(column.name, column_kind(column.type), *physical[column.name], tolerances)
-            if code is None:
-                return None
-            codes[column.name] = code
-        if any(name not in codes for name in spec.key):
+        physical = {name: (pg_type, typmod, not_null) for name, pg_type, typmod, not_null in found}
+        kinds = {column.name: column_kind(column.type) for column in spec.columns}
+        if any(name not in physical for name in kinds) or any(name not in kinds for name in spec.key):
             return None
-        row = sql.SQL(" || ").join(
-            sql.SQL("{} || {}").format(_bytea(encode(name)), codes[name]) for name in sorted(codes)
-        )
-        key = sql.SQL(" || ").join(codes[name] for name in spec.key)
+        row_parts = [
+            _value_code(name, kinds[name], physical[name], tolerances, lead=encode(name))
+            for name in sorted(kinds)
+        ]
+        key_parts = [_value_code(name, kinds[name], physical[name], tolerances) for name in spec.key]
+        if any(part is None for part in row_parts + key_parts):
+            return None
+        row = sql.SQL(" || ").join(row_parts)
+        key = sql.SQL(" || ").join(key_parts)
         return key, row
 
     def bucket_checksums(
@@ -184,29 +198,28 @@ class PostgresTableSide:
         if codes is None:
             return None
         key, row = codes
-        key_md5, row_md5 = sql.Identifier("key_md5"), sql.Identifier("row_md5")
+        # OFFSET 0 keeps the subquery from being flattened, which would hash each row once per use.
         query = sql.SQL(
-            "SELECT {bucket} % {n} AS bucket, count(*), sum({c1}), sum({c2}), sum({c3}), sum({c4})"
-            " FROM (SELECT md5({key}) AS key_md5, md5({row}) AS row_md5 FROM {table}) AS hashed"
-            " GROUP BY 1"
+            "SELECT bucket, count(*), sum(high), sum(low), count(*) FILTER (WHERE low < 0) FROM ("
+            " SELECT {bucket} % {n} AS bucket, {high} AS high, {low} AS low FROM ("
+            "  SELECT md5({key}) AS key_md5, md5({row}) AS row_md5 FROM {table} OFFSET 0) AS hashed"
+            ") AS split GROUP BY bucket"
         ).format(
-            bucket=_hex_uint(key_md5, 1),
+            bucket=_hex_uint(sql.Identifier("key_md5"), 1),
             n=sql.Literal(buckets),
             key=key,
             row=row,
             table=self._name(),
-            c1=_hex_uint(row_md5, 1),
-            c2=_hex_uint(row_md5, 9),
-            c3=_hex_uint(row_md5, 17),
-            c4=_hex_uint(row_md5, 25),
+            high=_hex_int64(sql.Identifier("row_md5"), 1),
+            low=_hex_int64(sql.Identifier("row_md5"), 17),
         )
         checksums = BucketChecksums(buckets)
         with psycopg.connect(self.dsn) as conn:
-            for bucket, count, s1, s2, s3, s4 in conn.execute(query):
+            for bucket, count, high, low, negative_lows in conn.execute(query):
+                # Signed 64-bit halves: a negative high half is off by 2^128 (vanishes mod 2^128);
+                # each negative low half is 2^64 short.
                 checksums.counts[bucket] = count
-                checksums.sums[bucket] = (
-                    (int(s1) << 96) + (int(s2) << 64) + (int(s3) << 32) + int(s4)
-                ) % MODULUS
+                checksums.sums[bucket] = ((int(high) << 64) + int(low) + (negative_lows << 64)) % MODULUS
         return checksums
 
     def rows_in_buckets(

@@ -1,0 +1,327 @@
+"""Validation speed against raw baselines measured in the same run.
+
+(a) DynamoDB: validating N items (bucket checksums of the target read back by a parallel Scan,
+    compared with the source's checksums accumulated while loading) against a raw boto3
+    parallel Scan of the same table with the same segments, decoded with the same deserialiser.
+    Goal: >= 0.8x the raw Scan's items/s. The full validation (hashing the in-memory source rows
+    as well) is printed too.
+(b) PostgreSQL to PostgreSQL: N identical rows in two databases, then the same with one row
+    changed, validated by `validate_table` (checksums pushed down to SQL) and by reladiff's
+    `diff_tables` on the same tables. Goal: no slower than reladiff, and the same differing key.
+
+Exit status: 0 every goal met; 1 a goal missed; 2 a result was wrong (differences where none
+exist, or not the changed key).
+
+    .venv/bin/python bench/bench_validation.py --dynamodb-items 50000 --pg-rows 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+
+import boto3
+import psycopg
+
+from etl.checksum import BucketChecksums, validate_table
+from etl.checksum.postgres_sql import PostgresTableSide
+from etl.records import Column, TableSpec
+
+GOAL_DYNAMODB_RATIO = 0.8
+GOAL_POSTGRES_RATIO = 1.0
+DDB_SPEC_COLUMNS = (
+    Column("pk", "string"),
+    Column("visit", "int"),
+    Column("amount", "decimal(12,2)"),
+    Column("weight", "float"),
+    Column("name", "string", pii="hmac"),
+    Column("seen_at", "timestamptz(6)"),
+    Column("active", "bool"),
+)
+
+
+def timed(action: Callable[[], object]) -> tuple[float, object]:
+    start = time.perf_counter()
+    result = action()
+    return time.perf_counter() - start, result
+
+
+# ---------------------------------------------------------------- (a) DynamoDB
+
+
+def ddb_rows(n: int) -> list[dict]:
+    start = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    return [
+        {
+            "pk": f"PATIENT#{i:08d}",
+            "visit": i % 17,
+            "amount": Decimal(i % 100000) / 100,
+            "weight": 40 + (i % 997) / 7,
+            "name": f"hmac:{i * 2654435761 % 2**32:08x}",
+            "seen_at": start + dt.timedelta(seconds=i, microseconds=i % 1000),
+            "active": i % 3 == 0,
+        }
+        for i in range(n)
+    ]
+
+
+def ddb_item(row: dict) -> dict:
+    return {
+        "pk": {"S": row["pk"]},
+        "visit": {"N": str(row["visit"])},
+        "amount": {"N": str(row["amount"])},
+        "weight": {"N": repr(row["weight"])},
+        "name": {"S": row["name"]},
+        "seen_at": {"S": row["seen_at"].isoformat()},
+        "active": {"BOOL": row["active"]},
+    }
+
+
+def load_dynamodb(client, table: str, rows: list[dict], threads: int) -> None:
+    client.create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    client.get_waiter("table_exists").wait(TableName=table)
+
+    def write(chunk: list[dict]) -> None:
+        request = {table: [{"PutRequest": {"Item": ddb_item(row)}} for row in chunk]}
+        while request:
+            request = client.batch_write_item(RequestItems=request).get("UnprocessedItems") or None
+
+    chunks = [rows[i : i + 25] for i in range(0, len(rows), 25)]  # BatchWriteItem takes at most 25 items
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(write, chunks))
+
+
+def raw_parallel_scan(client, table: str, segments: int, decode: Callable[[dict], dict]) -> int:
+    """The baseline: boto3 Scan, one thread per segment, every item decoded."""
+    counts = [0] * segments
+
+    def scan(segment: int) -> None:
+        request = {"TableName": table, "Segment": segment, "TotalSegments": segments}
+        while True:
+            page = client.scan(**request)
+            for item in page["Items"]:
+                decode(item)
+                counts[segment] += 1
+            if "LastEvaluatedKey" not in page:
+                return
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    threads = [threading.Thread(target=scan, args=(s,)) for s in range(segments)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sum(counts)
+
+
+def target_reader(
+    endpoint: str, spec: TableSpec, segments: int, client
+) -> tuple[str, Callable[[], Iterator[dict]], Callable[[dict], dict]]:
+    """The DynamoDB sink's read_back and its deserialiser when the sink exists, else a raw Scan path."""
+    try:
+        from etl.sinks.coltypes import parse_type
+        from etl.sinks.dynamodb import Config, open_sink
+        from etl.sinks.dynamodb_values import decode_item
+    except ImportError:
+        from boto3.dynamodb.types import TypeDeserializer
+
+        deserializer = TypeDeserializer()
+
+        def decode_plain(item: dict) -> dict:
+            row = {name: deserializer.deserialize(value) for name, value in item.items()}
+            row["seen_at"] = dt.datetime.fromisoformat(row["seen_at"])
+            row["weight"] = float(row["weight"])
+            return row
+
+        def scan_rows() -> Iterator[dict]:
+            paginator = client.get_paginator("scan")
+            for segment in range(segments):
+                for page in paginator.paginate(TableName=spec.table, Segment=segment, TotalSegments=segments):
+                    yield from (decode_plain(item) for item in page["Items"])
+
+        return "raw boto3 Scan + TypeDeserializer (etl.sinks.dynamodb not present)", scan_rows, decode_plain
+    sink = open_sink("bench", Config(type="dynamodb", endpoint_url=endpoint))
+    columns = {column.name: parse_type(column.type) for column in spec.columns}
+    return (
+        "etl.sinks.dynamodb read_back",
+        lambda: sink.read_back(spec, segments=segments),
+        lambda item: decode_item(item, columns),
+    )
+
+
+def bench_dynamodb(args: argparse.Namespace) -> tuple[list[tuple], bool, bool]:
+    client = boto3.client(
+        "dynamodb",
+        endpoint_url=args.dynamodb_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+    )
+    table = f"bench_validation_{uuid.uuid4().hex[:8]}"
+    spec = TableSpec("ddb", table, ("pk",), DDB_SPEC_COLUMNS)
+    rows = ddb_rows(args.dynamodb_items)
+    n = len(rows)
+    load_dynamodb(client, table, rows, args.segments)
+    try:
+        how, read_back, decode = target_reader(args.dynamodb_endpoint, spec, args.segments, client)
+        print(f"DynamoDB target read with: {how}")
+        raw_time, scanned = timed(lambda: raw_parallel_scan(client, table, args.segments, decode))
+        loaded = BucketChecksums.for_table(spec, buckets=args.buckets).add_all(rows)  # as accumulated at load
+        ours_time, ours = timed(
+            lambda: validate_table(
+                spec, lambda: rows, read_back, buckets=args.buckets, source_checksums=loaded
+            )
+        )
+        full_time, full = timed(lambda: validate_table(spec, lambda: rows, read_back, buckets=args.buckets))
+    finally:
+        client.delete_table(TableName=table)
+    correct = scanned == n and ours.ok and full.ok and ours.rows_target == n
+    ratio = (n / ours_time) / (n / raw_time)
+    figures = [
+        ("DynamoDB raw parallel Scan + decode", n, raw_time, n / raw_time, 1.0),
+        ("DynamoDB validation (source checksums from load)", n, ours_time, n / ours_time, ratio),
+        ("DynamoDB validation (source rows hashed too)", n, full_time, n / full_time, raw_time / full_time),
+    ]
+    return figures, ratio >= GOAL_DYNAMODB_RATIO, correct
+
+
+# ---------------------------------------------------------------- (b) PostgreSQL
+
+PG_COLUMNS = "id int8 PRIMARY KEY, amount numeric(12,2), name text, seen_at timestamptz, active bool"
+PG_FILL = """
+INSERT INTO visits
+SELECT i, (i %% 100000) / 100.0, 'hmac:' || md5(i::text),
+       timestamptz '2024-01-01 00:00:00+00' + i * interval '1.001 s', i %% 3 = 0
+FROM generate_series(1, %s) AS i
+"""
+PG_SPEC = TableSpec(
+    "pg",
+    "visits",
+    ("id",),
+    (
+        Column("id", "int"),
+        Column("amount", "decimal(12,2)"),
+        Column("name", "string", pii="hmac"),
+        Column("seen_at", "timestamptz(6)"),
+        Column("active", "bool"),
+    ),
+)
+
+
+def pg_dsn(host: str, port: int, database: str) -> str:
+    return f"host={host} port={port} user=postgres dbname={database}"
+
+
+def run_reladiff(host: str, port: int, source_db: str, target_db: str) -> tuple[float, list]:
+    from reladiff import connect_to_table, diff_tables
+
+    source = connect_to_table(f"postgresql://postgres@{host}:{port}/{source_db}", "visits", "id")
+    target = connect_to_table(f"postgresql://postgres@{host}:{port}/{target_db}", "visits", "id")
+    elapsed, diff = timed(
+        lambda: list(diff_tables(source, target, extra_columns=("amount", "name", "seen_at", "active")))
+    )
+    for segment in (source, target):
+        segment.database.close()
+    return elapsed, diff
+
+
+def bench_postgres(args: argparse.Namespace) -> tuple[list[tuple], bool, bool]:
+    suffix = uuid.uuid4().hex[:8]
+    databases = [f"bench_val_src_{suffix}", f"bench_val_tgt_{suffix}"]
+    admin = pg_dsn(args.pg_host, args.pg_port, "postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        for name in databases:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        for name in databases:
+            with psycopg.connect(pg_dsn(args.pg_host, args.pg_port, name), autocommit=True) as conn:
+                conn.execute(f"CREATE TABLE visits ({PG_COLUMNS})")
+                conn.execute(PG_FILL, (args.pg_rows,))
+                conn.execute("VACUUM ANALYZE visits")
+        source = PostgresTableSide(pg_dsn(args.pg_host, args.pg_port, databases[0]), "visits")
+        target = PostgresTableSide(pg_dsn(args.pg_host, args.pg_port, databases[1]), "visits")
+        n = args.pg_rows
+        changed_key = n // 2 + 1
+        figures, goals, correct = [], True, True
+        for case in ("identical", "one row changed"):
+            if case == "one row changed":
+                with psycopg.connect(target.dsn, autocommit=True) as conn:
+                    conn.execute("UPDATE visits SET amount = amount + 1 WHERE id = %s", (changed_key,))
+            reladiff_time, diff = run_reladiff(args.pg_host, args.pg_port, *databases)
+            ours_time, ours = timed(lambda: validate_table(PG_SPEC, source, target, buckets=args.buckets))
+            reladiff_keys = sorted({int(row[0]) for _sign, row in diff})
+            ours_keys = sorted(d.key["id"] for d in ours.differences)
+            expected = [] if case == "identical" else [changed_key]
+            same = ours_keys == reladiff_keys == expected
+            correct = correct and same and ours.rows_source == ours.rows_target == n
+            ratio = reladiff_time / ours_time
+            goals = goals and ratio >= GOAL_POSTGRES_RATIO
+            figures.append(
+                (f"PostgreSQL reladiff diff_tables, {case}", n, reladiff_time, n / reladiff_time, 1.0)
+            )
+            figures.append((f"PostgreSQL validate_table, {case}", n, ours_time, n / ours_time, ratio))
+            print(
+                f"{case}: differing keys: validate_table {ours_keys}, reladiff {reladiff_keys}"
+                f" -> same differing key: {'yes' if same else 'NO'}"
+            )
+        return figures, goals, correct
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            for name in databases:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--dynamodb-items", type=int, default=50_000)
+    parser.add_argument("--pg-rows", type=int, default=1_000_000)
+    parser.add_argument(
+        "--segments", type=int, default=4, help="Scan segments (both the raw Scan and read_back)"
+    )
+    parser.add_argument("--buckets", type=int, default=256)
+    parser.add_argument("--dynamodb-endpoint", default="http://127.0.0.1:8001")
+    parser.add_argument("--pg-host", default="127.0.0.1")
+    parser.add_argument("--pg-port", type=int, default=5432)
+    parser.add_argument("--skip-dynamodb", action="store_true")
+    parser.add_argument("--skip-postgres", action="store_true")
+    args = parser.parse_args(argv)
+
+    figures: list[tuple] = []
+    goals_met, correct = True, True
+    if not args.skip_dynamodb:
+        rows, goal, right = bench_dynamodb(args)
+        figures += rows
+        goals_met, correct = goals_met and goal, correct and right
+    if not args.skip_postgres:
+        rows, goal, right = bench_postgres(args)
+        figures += rows
+        goals_met, correct = goals_met and goal, correct and right
+
+    print(f"{'measurement':<52} {'rows':>10} {'seconds':>9} {'rows/s':>11} {'ratio':>7}")
+    for name, rows_count, seconds, rate, ratio in figures:
+        print(f"{name:<52} {rows_count:>10} {seconds:>9.2f} {rate:>11.0f} {ratio:>7.2f}")
+    print(
+        f"goals: DynamoDB >= {GOAL_DYNAMODB_RATIO}x raw Scan; PostgreSQL >= {GOAL_POSTGRES_RATIO}x reladiff"
+        f" -> {'met' if goals_met else 'MISSED'}; results {'correct' if correct else 'WRONG'}"
+    )
+    if not correct:
+        return 2
+    return 0 if goals_met else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
