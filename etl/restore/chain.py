@@ -147,8 +147,8 @@ class Chain:
     def __post_init__(self) -> None:
         self._by_name = {b.name: b for b in self.backups}
         if len(self._by_name) != len(self.backups):
-            seen: set[str] = set()
-            dupes = sorted({b.name for b in self.backups if b.name in seen or seen.add(b.name)})
+            names = [b.name for b in self.backups]
+            dupes = sorted({name for name in names if names.count(name) > 1})
             raise ChainError(f"{self.engine}: backup names are not unique: {', '.join(dupes)}",
                              hint="give each backup a distinct name (backup set name, tag or folder)")
 

@@ -85,3 +85,19 @@ def test_redo_of_another_incarnation():
         chain.plan(6500)
     assert chain.plan(5900).names == ["LVL0_SUN", "archivelog thread 1 sequence 50",
                                       "archivelog thread 1 sequence 51"]
+
+
+def test_view_queries_are_valid_oracle_sql():
+    sqlglot = pytest.importorskip("sqlglot")
+    from etl.restore.oracle import VIEW_QUERIES
+
+    for view, query in VIEW_QUERIES.items():
+        tables = {t.name.upper() for t in sqlglot.parse_one(query, read="oracle").find_all(sqlglot.exp.Table)}
+        assert view.upper() in tables
+
+
+def test_duplicate_backup_names_are_refused():
+    from etl.restore.chain import Backup, Chain, ChainError
+
+    with pytest.raises(ChainError, match="backup names are not unique: DAILY"):
+        Chain("oracle", [Backup("DAILY", Kind.FULL, 0, 10), Backup("DAILY", Kind.FULL, 20, 30)])
