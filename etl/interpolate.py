@@ -4,7 +4,9 @@ Resolved once, at load time, so a run never starts with a missing credential. Se
 AWS Secrets Manager (boto3 `get_secret_value`); the client is created on first use from the
 standard AWS configuration (AWS_REGION / AWS_DEFAULT_REGION, AWS_ENDPOINT_URL_SECRETS_MANAGER,
 profiles, instance roles). Every secret value is registered with `etl.redact` before it is
-returned, and error messages name the variable or secret, never a value.
+returned, as is every environment value whose variable name says it is secret (`..._KEY`,
+`..._PASSWORD`, `..._TOKEN`, `..._SECRET`) and every password inside a DSN or URI; error messages
+name the variable or secret, never a value.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from etl.errors import EtlError
-from etl.redact import passwords_in, register_secret
+from etl.redact import is_secret_name, passwords_in, register_secret
 
 _REFERENCE = re.compile(r"\$\$\{|\$\{([^}]*)\}?")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -145,6 +147,8 @@ class Interpolator:
                 f"{prefix}environment variable '{name}' is not set",
                 hint=f"set {name}, or give a default with ${{env:{name}:-default}}",
             )
+        if is_secret_name(name):
+            register_secret(value)
         for password in passwords_in(value):
             register_secret(password)
         return value

@@ -35,7 +35,7 @@ from pydantic import (
 from etl.checksum.tolerances import Tolerances
 from etl.errors import JobFileError
 from etl.interpolate import InterpolationError, Interpolator, SecretSource
-from etl.redact import passwords_in, redact, register_secret
+from etl.redact import is_secret_name, passwords_in, redact, register_secret
 from etl.sources.base import BatchLimits
 
 log = logging.getLogger(__name__)
@@ -513,7 +513,7 @@ def _interpolate(doc: _Document, interpolate: Interpolator) -> tuple[list[Proble
             message = error.message if error.hint is None else f"{error.message}; {error.hint}"
             problems.append(Problem(line, column, dotted(path), message))
             continue
-        if isinstance(path[-1], str) and path[-1].lower() in _PASSWORD_KEYS:
+        if isinstance(path[-1], str) and is_secret_name(path[-1]):
             register_secret(value)
         _set(doc.data, path, value)
     return problems, resolved

@@ -34,6 +34,8 @@ _QUOTED_ENTRY_PASSWORD = re.compile(
     rf"(?i)(['\"](?:{_SECRET_KEYS})['\"]\s*:\s*)('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")"
 )
 
+_SECRET_WORDS = {"PASSWORD", "PASSWD", "PWD", "SECRET", "TOKEN", "CREDENTIAL", "CREDENTIALS", "APIKEY"}
+
 _lock = threading.Lock()
 _secrets: set[str] = set()
 _secrets_pattern: re.Pattern[str] | None = None
@@ -57,6 +59,12 @@ def registered_count() -> int:
     """How many distinct strings are masked (each secret counts once per escaped form)."""
     with _lock:
         return len(_secrets)
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether a variable or key name says it holds a secret (`ETL_HMAC_KEY`, `db_password`, `token`)."""
+    parts = re.split(r"[^A-Za-z0-9]+", name.upper())
+    return any(part in _SECRET_WORDS or part.endswith("KEY") for part in parts)
 
 
 def passwords_in(text: str) -> list[str]:

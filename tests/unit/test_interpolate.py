@@ -107,3 +107,9 @@ def test_passwords_inside_environment_dsns_are_registered():
     resolve = Interpolator({"DSN": "host=db user=app password=EnvDsnPw-31"}, {})
     assert resolve("${env:DSN}") == "host=db user=app password=EnvDsnPw-31"
     assert redact("login failed for EnvDsnPw-31") == "login failed for ***"
+
+
+def test_environment_values_named_as_secrets_are_registered():
+    resolve = Interpolator({"ETL_DEMO_HMAC_KEY": "hmac-env-key-8080", "ETL_HOST": "db-host-7070"}, {})
+    assert resolve("${env:ETL_DEMO_HMAC_KEY} ${env:ETL_HOST}") == "hmac-env-key-8080 db-host-7070"
+    assert redact("key hmac-env-key-8080 host db-host-7070") == "key *** host db-host-7070"
