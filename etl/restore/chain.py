@@ -168,6 +168,13 @@ class Chain:
         """The shortest valid sequence reaching `target`: a full, the latest applicable differential
         or every incremental link, then the logs. Starts from the latest full that works (or from
         `full` when given); raises the error met from the latest full when none works."""
+        if isinstance(target, datetime) and any(b.finished is None for b in self.backups):
+            undated = next(b.name for b in self.backups if b.finished is None)
+            raise TargetNotCovered(f"{self.engine}: {undated} carries no time, so a restore point cannot "
+                                   "be given as a time", hint="give the target as a position (LSN, SCN, ts)")
+        if full and self.get(full).kind is not Kind.FULL:
+            raise WrongOrder(f"{self.engine}: {full} is a {self.get(full).kind.value} backup; a restore "
+                             "starts from a full backup", hint="name a full backup, or leave `full` out")
         fulls = [self.get(full)] if full else self._fulls_before(target)
         if not fulls:
             raise TargetNotCovered(f"{self.engine}: no full backup is consistent at or before "

@@ -65,7 +65,8 @@ class Cluster:
         self.running = True
 
     def stop(self) -> None:
-        if self.running:
+        """Stop the server if it runs, even when `start` failed after launching it."""
+        if self.running or (self.data / "postmaster.pid").exists():
             as_postgres(BIN / "pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop")
             self.running = False
 

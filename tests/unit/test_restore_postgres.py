@@ -172,3 +172,11 @@ def test_wal_archive_runs_and_gap(tmp_path):
     assert [(log.name, format_lsn(log.start), format_lsn(log.end)) for log in logs] == [
         ("WAL 000000010000000000000002..000000010000000000000003", "0/2000000", "0/4000000"),
         ("WAL 000000010000000000000005", "0/5000000", "0/6000000")]
+
+
+def test_time_targets_need_dated_backups(tmp_path):
+    from datetime import datetime
+
+    chain = incremental_history(tmp_path)
+    with pytest.raises(TargetNotCovered, match="carries no time, so a restore point cannot be given"):
+        chain.plan(datetime(2026, 11, 2))

@@ -141,3 +141,8 @@ def test_backupset_query_is_valid_tsql():
     sqlglot = pytest.importorskip("sqlglot")
     parsed = sqlglot.parse_one(BACKUPSET_QUERY.replace("?", "@database"), read="tsql")
     assert parsed.find(sqlglot.exp.Table).sql("tsql") == "msdb.dbo.backupset"
+
+
+def test_plan_from_a_backup_that_is_not_a_full(chain):
+    with pytest.raises(WrongOrder, match="diff-mon is a differential backup; a restore starts from a full"):
+        chain.plan(lsn(380), full="diff-mon")
