@@ -55,6 +55,12 @@ class AwsSecretsManager:
                 self._client = boto3.session.Session().client("secretsmanager")
             return self._client
 
+    def __getstate__(self) -> dict:
+        return {}  # a boto3 client is not picklable: an unpickled copy makes its own
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__()
+
     def get_secret(self, name: str) -> str:
         from botocore.exceptions import BotoCoreError, ClientError
 
@@ -110,7 +116,30 @@ class Interpolator:
         self._secrets = secrets
         self._cache: dict[str, str] = {}
         self._failures: dict[str, InterpolationError] = {}
+        self._registered: set[str] = set()
         self._lock = threading.Lock()
+
+    def register(self, value: str) -> None:
+        """Mask `value` in every output, here and in every process this resolver is pickled to."""
+        if value:
+            register_secret(value)
+            self._registered.add(value)
+
+    def __getstate__(self) -> dict:
+        """Pickled (Dask tasks carry the job): the copy reads the environment of the process it lands in."""
+        state = self.__dict__.copy()
+        state["_environ"] = None if self._environ is os.environ else dict(self._environ)
+        state["_failures"] = {}
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if self._environ is None:
+            self._environ = os.environ
+        self._lock = threading.Lock()
+        for value in self._registered:
+            register_secret(value)
 
     def __call__(self, text: str, *, where: str | None = None) -> str:
         if "${" not in text:
@@ -148,9 +177,9 @@ class Interpolator:
                 hint=f"set {name}, or give a default with ${{env:{name}:-default}}",
             )
         if is_secret_name(name):
-            register_secret(value)
+            self.register(value)
         for password in passwords_in(value):
-            register_secret(password)
+            self.register(password)
         return value
 
     def _secret(self, rest: str, body: str, prefix: str) -> str:
@@ -175,7 +204,7 @@ class Interpolator:
             raise InterpolationError(f"{prefix}secret '{name}' has no key '{key}'")
         field = document[key]
         text = field if isinstance(field, str) else json.dumps(field)
-        register_secret(text)
+        self.register(text)
         return text
 
     def _cached(self, name: str) -> str:
@@ -190,9 +219,9 @@ class Interpolator:
             with self._lock:
                 self._failures[name] = error  # asked once: a missing secret does not appear later
             raise
-        register_secret(value)
+        self.register(value)
         for password in passwords_in(value):
-            register_secret(password)
+            self.register(password)
         with self._lock:
             self._cache[name] = value
         return value

@@ -35,7 +35,7 @@ from pydantic import (
 from etl.checksum.tolerances import Tolerances
 from etl.errors import JobFileError
 from etl.interpolate import InterpolationError, Interpolator, SecretSource
-from etl.redact import is_secret_name, passwords_in, redact, register_secret
+from etl.redact import is_secret_name, passwords_in, redact
 from etl.sources.base import BatchLimits
 
 log = logging.getLogger(__name__)
@@ -475,7 +475,7 @@ def _set(data: Any, path: PathKey, value: Any) -> None:
     data[path[-1]] = value
 
 
-def _literal_password_warnings(doc: _Document, file: str) -> list[str]:
+def _literal_password_warnings(doc: _Document, file: str, interpolate: Interpolator) -> list[str]:
     """Warn (never fail) where a password is written in the file instead of coming from ${env}/${secret}."""
     warnings = []
     for path, leaf in _walk_leaves(doc.data, ()):
@@ -488,7 +488,7 @@ def _literal_password_warnings(doc: _Document, file: str) -> list[str]:
         if not literal and not inline:
             continue
         for secret in [literal, *inline]:
-            register_secret(secret)
+            interpolate.register(secret)
         line, column = doc.position(path)
         where = "a password" if literal else "a connection string with an inline password"
         warnings.append(
@@ -514,7 +514,7 @@ def _interpolate(doc: _Document, interpolate: Interpolator) -> tuple[list[Proble
             problems.append(Problem(line, column, dotted(path), message))
             continue
         if isinstance(path[-1], str) and is_secret_name(path[-1]):
-            register_secret(value)
+            interpolate.register(value)
         _set(doc.data, path, value)
     return problems, resolved
 
@@ -734,10 +734,10 @@ def load_job(
     job_path = Path(path).absolute()
     raw = _read(job_path, file)
     doc = _compose(raw.decode("utf-8"), file)
-    warnings = _literal_password_warnings(doc, file)
+    interpolate = Interpolator(environ, secrets)
+    warnings = _literal_password_warnings(doc, file, interpolate)
     for warning in warnings:
         log.warning(warning)
-    interpolate = Interpolator(environ, secrets)
     reference_problems, resolved = _interpolate(doc, interpolate)
     failed = {p.path for p in reference_problems}
     problems: list[Problem] = []

@@ -25,13 +25,13 @@ _SECRET_KEYS = r"password|passwd|pwd|secret|secret_access_key|token|api_key|apik
 
 # scheme://user:password@host - the password ends at the last '@' before a blank or quote.
 _URI_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.\-]*://[^:/?#@\s'\"]*:)([^\s'\"<>]*)(@)")
-# key=value pairs of libpq DSNs and ODBC connection strings: password=x, PWD={x;y}, pwd='x y'.
+# key=value pairs of DSNs, ODBC strings, environments: password=x, PWD={x;y}, AWS_SECRET_ACCESS_KEY=x.
 _KEY_VALUE_PASSWORD = re.compile(
-    rf"(?i)(\b(?:{_SECRET_KEYS})\s*=\s*)(\{{[^}}]*\}}|'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[^\s;&,)]*)"
+    rf"(?i)(\b(?:\w*?_)?(?:{_SECRET_KEYS})\s*=\s*)(\{{[^}}]*\}}|'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[^\s;&,)]*)"
 )
 # quoted mapping entries as printed by repr() or JSON: 'password': 'x', "token": "x".
 _QUOTED_ENTRY_PASSWORD = re.compile(
-    rf"(?i)(['\"](?:{_SECRET_KEYS})['\"]\s*:\s*)('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")"
+    rf"(?i)(['\"](?:\w*?_)?(?:{_SECRET_KEYS})['\"]\s*:\s*)('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")"
 )
 
 _SECRET_WORDS = {"PASSWORD", "PASSWD", "PWD", "SECRET", "TOKEN", "CREDENTIAL", "CREDENTIALS", "APIKEY"}

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import pickle
+import subprocess
+import sys
 import textwrap
 from decimal import Decimal
 from pathlib import Path
@@ -354,3 +357,19 @@ def test_unreadable_file(tmp_path):
         str(caught.value)
         == f"{tmp_path / 'absent.yaml'}: cannot read the job file: No such file or directory"
     )
+
+
+def test_a_job_pickles_for_dask_and_its_secrets_stay_masked_in_the_receiving_process(tmp_path):
+    text = GOOD.replace("${env:ETL_PG_DSN}", "postgresql://app:${secret:pg#password}@db/x")
+    job = load_job(write(tmp_path, text), environ=ENV, secrets={"pg": '{"password": "Pickled-Pw-6060"}'})
+    copy = pickle.loads(pickle.dumps(job))
+    assert copy.model_dump() == job.model_dump() and copy.file_hash() == job.file_hash()
+    assert copy.interpolate("${secret:pg#password}") == "Pickled-Pw-6060"
+    receiver = (
+        "import pickle, sys; from etl.redact import redact; "
+        "pickle.load(sys.stdin.buffer); print(redact('pw Pickled-Pw-6060'))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", receiver], input=pickle.dumps(job), capture_output=True, timeout=60
+    )
+    assert result.stdout.decode().strip() == "pw ***", result.stderr.decode()

@@ -29,6 +29,8 @@ from etl.redact import MASK, RedactingFilter, passwords_in, redact, redact_excep
         ("Server=h;Uid=sa;Pwd=abc123;", "Server=h;Uid=sa;Pwd=***;"),
         ("{'user': 'app', 'password': 'pw3'}", "{'user': 'app', 'password': '***'}"),
         ('{"token": "abc\\"def"}', "{\"token\": '***'}"),
+        ("AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI x", "AWS_SECRET_ACCESS_KEY=*** x"),
+        ("{'db_password': 'pw4', 'db_host': 'h'}", "{'db_password': '***', 'db_host': 'h'}"),
         ("https://dynamodb.us-east-1.amazonaws.com/", "https://dynamodb.us-east-1.amazonaws.com/"),
         ("http://127.0.0.1:8001", "http://127.0.0.1:8001"),
     ],
