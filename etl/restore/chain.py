@@ -240,7 +240,8 @@ class Chain:
     def _exactly_at(self, backup: Backup, target: Target) -> bool:
         """Whether the target is the point this backup restores to, so no log is needed."""
         if target is None:
-            return not any(b.kind is Kind.LOG and b.start <= backup.end < b.end for b in self.backups)
+            return backup.ready_at <= backup.end and not any(
+                b.kind is Kind.LOG and b.start <= backup.end < b.end for b in self.backups)
         if isinstance(target, datetime):
             return backup.finished == target
         return backup.ready_at <= target <= backup.end
@@ -275,6 +276,12 @@ class Chain:
                 f"{following.name} (starts at {self._pos(following.start)}): positions "
                 f"{self._pos(current.end)}..{self._pos(following.start)} are in no backup",
                 hint="find the missing log backup, or restore to a point before the gap")
+        if current.ready_at > current.end:
+            raise TargetNotCovered(
+                f"{self.engine}: {current.name} is consistent only once its log from "
+                f"{self._pos(current.end)} to {self._pos(current.ready_at)} is replayed, and no log "
+                f"backup covers {self._pos(current.end)}",
+                hint="add the log (archived WAL, archived redo) taken during that backup")
         raise TargetNotCovered(
             f"{self.engine}: nothing after {current.name} (ends at {self._pos(current.end)}) reaches "
             f"{self._target_text(target)}",

@@ -101,3 +101,12 @@ def test_duplicate_backup_names_are_refused():
 
     with pytest.raises(ChainError, match="backup names are not unique: DAILY"):
         Chain("oracle", [Backup("DAILY", Kind.FULL, 0, 10), Backup("DAILY", Kind.FULL, 20, 30)])
+
+
+def test_fuzzy_level0_without_redo_is_not_a_restore_point():
+    from etl.restore.chain import Backup, Chain
+
+    chain = Chain("oracle", [Backup("LVL0", Kind.FULL, 5000, 5000, consistent=5010)])
+    with pytest.raises(TargetNotCovered, match="LVL0 is consistent only once its log from 5000 to 5010 is "
+                                               "replayed, and no log backup covers 5000"):
+        chain.plan()
