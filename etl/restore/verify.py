@@ -267,8 +267,13 @@ def _verify_table(spec: TableSpec, expected: TableManifest, rows: RowSource,
     if list(spec.key) != expected.key:
         raise ManifestError(f"table {spec.table}: key {list(spec.key)} differs from the manifest's "
                             f"{expected.key}", hint="verify with the TableSpec the manifest was taken with")
-    actual = TableManifest.build(spec, rows(), buckets=expected.buckets, tolerances=tolerances,
-                                 boundaries=expected.boundaries)
+    try:
+        actual = TableManifest.build(spec, rows(), buckets=expected.buckets, tolerances=tolerances,
+                                     boundaries=expected.boundaries)
+    except TypeError as error:  # a key of another type than the segment boundaries (or None)
+        raise ManifestError(f"table {spec.table}: a restored key cannot be placed among the manifest's "
+                            f"segment boundaries ({error})",
+                            hint="read the key columns with the types the manifest was taken with") from None
     mismatched = {index: segment.checksums.mismatched(actual.segments[index].checksums)
                   for index, segment in expected.segments.items()}
     wanted = {(index, bucket) for index, buckets in mismatched.items() for bucket in buckets}

@@ -148,3 +148,9 @@ def test_differential_manifest_keeps_the_changed_segments():
     incremental = differential_manifest(compose_over_bases(CUM_MON, [FULL, CUM_MON]), tuesday)
     assert incremental.base == "mon"
     assert sorted(incremental.tables["patients"].segments) == [3]
+
+
+def test_key_of_another_type_is_reported():
+    restored = [{"id": "150", "name": "x", "updated_at": T0}]
+    with pytest.raises(ManifestError, match="table patients: a restored key cannot be placed among"):
+        verify_restore({"patients": restored}, FULL, [SPEC])
