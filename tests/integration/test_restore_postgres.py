@@ -93,8 +93,8 @@ def take_manifest(cluster: Cluster, lsn: str, base: Manifest | None = None) -> M
 @pytest.fixture(scope="module")
 def history():
     """Source cluster + archive + base backup, then two changes with a manifest and LSN each."""
-    if not (BIN / "initdb").exists() or shutil.which("runuser") is None:
-        pytest.skip("PostgreSQL 15 server programs or runuser are not installed")
+    if not (BIN / "initdb").exists() or shutil.which("runuser") is None or os.geteuid() != 0:
+        pytest.skip("needs PostgreSQL 15 server programs and root (to run them as postgres with runuser)")
     root = Path(tempfile.mkdtemp(prefix="etl-restore-"))
     shutil.chown(root, "postgres", "postgres")
     archive = root / "archive"
