@@ -316,6 +316,7 @@ class _Builder:
         self.values = 0
         self.value_marks: dict[PathKey, yaml.Mark] = {}
         self.key_marks: dict[PathKey, yaml.Mark] = {}
+        self.boolean_words: dict[PathKey, str] = {}
         self.problems: list[Problem] = []
 
     def build(self, node: yaml.Node, path: PathKey) -> Any:
@@ -342,11 +343,16 @@ class _Builder:
             self._problem(node.start_mark, path, f"unsupported YAML tag '{node.tag}'")
             return None
         try:
-            return self.loader.construct_object(node)
+            value = self.loader.construct_object(node)
         except (yaml.YAMLError, ValueError) as error:
             reason = getattr(error, "problem", None) or str(error).splitlines()[0]
+            if "Exceeds the limit" in reason:
+                reason = "a number with more than 4300 digits"
             self._problem(node.start_mark, path, f"invalid value: {reason}")
             return None
+        if isinstance(value, bool) and node.value.lower() not in ("true", "false"):
+            self.boolean_words[path] = node.value  # yes/no/on/off: YAML 1.1 reads them as booleans
+        return value
 
     def _mapping(self, node: yaml.MappingNode, path: PathKey) -> dict[str, Any]:
         result: dict[str, Any] = {}
@@ -392,6 +398,7 @@ class _Document:
     data: Any
     value_marks: dict[PathKey, yaml.Mark]
     key_marks: dict[PathKey, yaml.Mark]
+    boolean_words: dict[PathKey, str]
 
     def position(self, path: PathKey, *, key: bool = False) -> tuple[int, int]:
         """1-based line and column of the value (or key) at `path`, else of its nearest ancestor."""
@@ -437,7 +444,7 @@ def _compose(text: str, file: str) -> _Document:
         raise JobFileProblems(
             file, [Problem(1, 1, "", "expected a mapping of job settings at the top level")]
         )
-    return _Document(data, builder.value_marks, builder.key_marks)
+    return _Document(data, builder.value_marks, builder.key_marks, builder.boolean_words)
 
 
 def _syntax_problem(error: yaml.MarkedYAMLError) -> Problem:
@@ -609,14 +616,15 @@ def _expected(error: dict) -> str:
     return message[0].lower() + message[1:]
 
 
-def _shown(value: Any, path: PathKey, resolved: set[PathKey]) -> str:
+def _shown(value: Any, path: PathKey, resolved: set[PathKey], doc: _Document) -> str:
     """How an offending value is shown: literal short scalars as written, anything else by its kind."""
     if path in resolved or (path and isinstance(path[-1], str) and path[-1].lower() in _PASSWORD_KEYS):
         return "a value from a reference" if path in resolved else "a password"
     if value is None:
         return "null"
     if isinstance(value, bool):
-        return "true" if value else "false"
+        word = "true" if value else "false"
+        return f"{doc.boolean_words[path]} (YAML reads it as {word})" if path in doc.boolean_words else word
     if isinstance(value, int | float | Decimal):
         return str(value)
     if isinstance(value, str):
@@ -652,7 +660,7 @@ def _problems_from(
             problems.append(Problem(line, column, dotted(path[:-1]), f"missing required key '{loc[-1]}'"))
         else:
             line, column = doc.position(path)
-            expected, shown = _expected(item), _shown(item.get("input"), path, resolved)
+            expected, shown = _expected(item), _shown(item.get("input"), path, resolved, doc)
             # a check of a whole section (a mapping) says itself what is wrong with it
             message = expected if shown in expected or shown == "a mapping" else f"{expected}, got {shown}"
             problems.append(Problem(line, column, dotted(path), message))
@@ -677,7 +685,7 @@ def _section_config(
         ]
     type_path = (*name_path, "type")
     if not isinstance(section_type, str) or section_type not in types_known:
-        shown = _shown(section_type, type_path, resolved)
+        shown = _shown(section_type, type_path, resolved, doc)
         message = f"unknown {kind} type {shown}"
         suggestion = _suggest(section_type, types_known) if isinstance(section_type, str) else None
         if suggestion:

@@ -181,6 +181,20 @@ def test_wrong_types_say_what_was_expected(tmp_path):
     )
 
 
+def test_yaml_booleans_and_huge_numbers_are_explained(tmp_path):
+    text = (
+        GOOD.replace("create: if_missing}\n  pg", "create: yes}\n  pg") + "parallelism: " + "9" * 5000 + "\n"
+    )
+    assert problems(tmp_path, text) == (
+        "job.yaml:13:14: parallelism: invalid value: a number with more than 4300 digits"
+    )
+    text = GOOD.replace("create: if_missing}\n  pg", "create: yes}\n  pg")
+    assert problems(tmp_path, text) == (
+        "job.yaml:11:94: targets.dynamo.create: expected 'never' or 'if_missing', "
+        "got yes (YAML reads it as true)"
+    )
+
+
 def test_missing_required_keys(tmp_path):
     text = GOOD.replace("name: chinook-demo\n", "").replace("    database: chinook\n", "")
     assert problems(tmp_path, text) == (
