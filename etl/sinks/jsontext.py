@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 _string = json.JSONEncoder(ensure_ascii=False).encode
+_fast = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
 
 
 def dumps(value: Any, *, decimals_as_strings: bool = False) -> str:
@@ -25,6 +26,10 @@ def dumps(value: Any, *, decimals_as_strings: bool = False) -> str:
     With `decimals_as_strings` (dead letters) nothing raises: Decimals, NaN and Infinity become
     their exact text, and a value of a type JSON has no form for becomes its `str()`.
     """
+    try:  # the C encoder, for the common case of nothing but JSON's own types
+        return _fast(value)
+    except (TypeError, ValueError):
+        pass
     parts: list[str] = []
     _write(value, parts, decimals_as_strings, "")
     return "".join(parts)

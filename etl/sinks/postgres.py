@@ -22,7 +22,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
-from psycopg.types.json import set_json_loads
+from psycopg.types.json import set_json_dumps, set_json_loads
 from pydantic import BaseModel, ConfigDict, Field
 
 from etl.errors import ConnectionFailed, EtlError, RuntimeFailure
@@ -30,7 +30,14 @@ from etl.records import Reject, TableSpec
 from etl.sinks.base import TableRows, WriteResult
 from etl.sinks.coltypes import ColumnType, parse_type
 from etl.sinks.iam_token import IamTokenSource
-from etl.sinks.postgres_types import TargetColumn, ValueRefused, adapter, compatible_udts, ddl_type
+from etl.sinks.postgres_types import (
+    ColumnAdapter,
+    TargetColumn,
+    already_json,
+    column_adapter,
+    compatible_udts,
+    ddl_type,
+)
 from etl.sinks.retry import Backoff
 
 TRANSIENT = (
@@ -71,7 +78,7 @@ class _Table:
     index: int
     types: dict[str, ColumnType]
     columns: list[TargetColumn]
-    adapters: list[Any]
+    adapters: list[ColumnAdapter]
     children: list[str] = field(default_factory=list)
 
     @property
@@ -131,6 +138,7 @@ class PostgresSink:
             extra["password"] = self._tokens.token()
         conn = psycopg.connect(self.config.dsn, autocommit=False, **extra)
         set_json_loads(functools.partial(json.loads, parse_float=Decimal), context=conn)
+        set_json_dumps(already_json, context=conn)  # values arrive as JSON text (postgres_types._json)
         conn.execute("SET TIME ZONE 'UTC'")
         conn.commit()
         return _Connection(conn)
@@ -254,7 +262,7 @@ class PostgresSink:
             index=len(self._tables),
             types={column.name: parse_type(column.type) for column in spec.columns},
             columns=columns,
-            adapters=[adapter(column) for column in columns],
+            adapters=[column_adapter(column) for column in columns],
         )
         self._tables[spec.table] = table
         for other in self._tables.values():
@@ -329,21 +337,24 @@ class PostgresSink:
 
     def _adapt(self, table: _Table, rows: Any, rejects: list[Reject]) -> list[_Row]:
         """Adapt values for COPY; a value the column cannot hold exactly rejects its row here."""
-        adapted = []
-        for row, source_key in rows:
-            values = []
-            for column, adapt in zip(table.columns, table.adapters, strict=True):
-                value = row.get(column.name)
-                try:
-                    values.append(adapt(value))
-                except ValueRefused as problem:
-                    reason = f"column {column.name!r}: {problem}"
-                    rejects.append(_reject(table.spec, source_key, row, reason, column.name,
-                                           type(value).__name__))
-                    break
-            else:
-                adapted.append(_Row(values, row, source_key))
-        return adapted
+        pending = list(rows)
+        if not pending:
+            return []
+        refused: dict[int, Reject] = {}
+        columns = []
+        for name, column_adapter_ in zip(table.names, table.adapters, strict=True):
+            values, problems = column_adapter_.column([row.get(name) for row, _ in pending])
+            columns.append(values)
+            for index, problem in problems.items():
+                if index not in refused:
+                    row, source_key = pending[index]
+                    refused[index] = _reject(table.spec, source_key, row, f"column {name!r}: {problem}", name,
+                                             type(row.get(name)).__name__)
+        rejects.extend(refused[index] for index in sorted(refused))
+        return [_Row(values, row, source_key)
+                for index, (values, (row, source_key)) in enumerate(zip(zip(*columns, strict=True), pending,
+                                                                        strict=True))
+                if index not in refused]
 
     def _replace_children(self, conn: psycopg.Connection, keys: dict[str, list[tuple]]) -> None:
         """Delete the existing children of every parent in the batch, down the whole tree."""
@@ -492,13 +503,15 @@ def _decode(value: Any, column: ColumnType) -> Any:
 
 def _dedupe(spec: TableSpec, rows: TableRows) -> dict[tuple, tuple[dict, str]]:
     """Rows by key, the later row winning (PostgreSQL refuses one statement touching a row twice)."""
-    by_key: dict[tuple, tuple[dict, str]] = {}
-    for index, row in enumerate(rows.rows):
-        source_key = rows.source_keys[index] if index < len(rows.source_keys) else ""
-        key = tuple(row.get(name) for name in spec.key)
-        by_key.pop(key, None)
-        by_key[key] = (row, source_key)
-    return by_key
+    source_keys = rows.source_keys
+    if len(source_keys) < len(rows.rows):
+        source_keys = [*source_keys, *[""] * (len(rows.rows) - len(source_keys))]
+    if len(spec.key) == 1:
+        (name,) = spec.key
+        pairs = zip(rows.rows, source_keys, strict=False)
+        return {(row.get(name),): (row, source_key) for row, source_key in pairs}
+    return {tuple(row.get(name) for name in spec.key): (row, source_key)
+            for row, source_key in zip(rows.rows, source_keys, strict=False)}
 
 
 def _refusal(error: psycopg.Error) -> str:

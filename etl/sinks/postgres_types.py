@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from psycopg.types.json import Jsonb
-
 from etl.sinks import jsontext
 from etl.sinks.coltypes import ColumnType
 
@@ -121,7 +119,7 @@ def _as_is(value: Any) -> Any:
 
 
 def _typed(value: Any, kinds: tuple[type, ...], label: str) -> Any:
-    if value is None:
+    if value is None or type(value) in kinds:
         return value
     wrong_kind = isinstance(value, bool) != (bool in kinds) or (
         dt.date in kinds and isinstance(value, dt.datetime)
@@ -155,16 +153,17 @@ def _array(value: Any, element: Callable[[Any], Any]) -> Any:
 
 
 def _json(value: Any) -> Any:
+    """JSON text: the sink's connections dump json/jsonb values as the text they are given
+    (`already_json`), so each value is encoded once, losslessly, by `jsontext`."""
     if value is None:
         return None
     try:
-        text = jsontext.dumps(value)
+        return jsontext.dumps(value)
     except ValueError as problem:
         raise ValueRefused(f"not representable as JSON: {problem}") from None
-    return Jsonb(text, dumps=_already_json)
 
 
-def _already_json(text: str) -> str:
+def already_json(text: str) -> str:
     return text
 
 
@@ -181,6 +180,11 @@ def _int(value: Any, bound: int) -> Any:
 
 
 def _numeric(value: Any, precision: int | None, scale: int | None) -> Any:
+    if type(value) is Decimal and value.is_finite():  # the common case, checked cheaply
+        if (scale is None or value.as_tuple().exponent >= -scale) and (
+            precision is None or value.adjusted() < precision - (scale or 0)
+        ):
+            return value
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
@@ -228,3 +232,112 @@ def _timestamp(value: Any, aware: bool, precision: int) -> Any:
     if value.microsecond % (10 ** (6 - min(precision, 6))):
         raise ValueRefused(f"more fractional seconds than timestamp({precision}) holds; it would round")
     return value
+
+
+# ---------------------------------------------------------------- whole columns at once
+
+NONE = type(None)
+
+
+@dataclass(frozen=True)
+class ColumnAdapter:
+    """Adapts a whole column of a batch: a bulk check with builtins first (the usual case, where every
+    value is already right), value by value only when that finds something to refuse or convert."""
+
+    one: Callable[[Any], Any]
+    """Per value: the adapted value, or ValueRefused."""
+    bulk: Callable[[list], list] | None
+    """Whole column: the adapted values, or ValueRefused when any value needs a closer look."""
+
+    def column(self, values: list) -> tuple[list, dict[int, str]]:
+        """(adapted values, {index: reason} of the refused ones, whose slot holds None)."""
+        if self.bulk is not None:
+            try:
+                return self.bulk(values), {}
+            except (ValueRefused, TypeError, ValueError, ArithmeticError):
+                pass
+        adapted, refused = [], {}
+        for index, value in enumerate(values):
+            try:
+                adapted.append(self.one(value))
+            except ValueRefused as problem:
+                refused[index] = str(problem)
+                adapted.append(None)
+        return adapted, refused
+
+
+def column_adapter(column: TargetColumn) -> ColumnAdapter:
+    return ColumnAdapter(adapter(column), _bulk(column))
+
+
+def _types_within(values: list, allowed: set[type]) -> None:
+    if not set(map(type, values)) <= allowed:
+        raise ValueRefused("a value of another type")
+
+
+def _bulk(column: TargetColumn) -> Callable[[list], list] | None:
+    udt = column.udt
+    if udt in ("jsonb", "json"):
+        return _bulk_json
+    if udt in _INT_RANGE:
+        return lambda values: _bulk_int(values, _INT_RANGE[udt])
+    if udt == "numeric":
+        return lambda values: _bulk_numeric(values, column.numeric_precision, column.numeric_scale)
+    if udt == "float8":
+        return lambda values: _bulk_types(values, {float, NONE})
+    if udt in ("timestamp", "timestamptz"):
+        precision = 6 if column.datetime_precision is None else column.datetime_precision
+        return lambda values: _bulk_timestamp(values, udt == "timestamptz", precision)
+    if udt in _SIMPLE:
+        allowed = {*_SIMPLE[udt][0], NONE} - {dt.date} | ({dt.date} if udt == "date" else set())
+        return lambda values: _bulk_types(values, allowed)
+    return None
+
+
+def _bulk_types(values: list, allowed: set[type]) -> list:
+    _types_within(values, allowed)
+    return values
+
+
+def _bulk_json(values: list) -> list:
+    dumps = jsontext.dumps
+    return [None if value is None else dumps(value) for value in values]
+
+
+def _bulk_int(values: list, bound: int) -> list:
+    _types_within(values, {int, NONE})
+    present = [value for value in values if value is not None]
+    if present and not (-bound <= min(present) and max(present) < bound):
+        raise ValueRefused("integer out of range")
+    return values
+
+
+def _bulk_numeric(values: list, precision: int | None, scale: int | None) -> list:
+    _types_within(values, {Decimal, NONE})
+    present = [value for value in values if value is not None]
+    if not present:
+        return values
+    if scale is not None:
+        # quantize is exact when nothing is lost; NaN never equals itself, Infinity raises: a closer look
+        step = _STEPS.get(scale) or Decimal(1).scaleb(-scale)
+        if not all(value.quantize(step) == value for value in present):
+            raise ValueRefused("more decimal places than the column's scale")
+    if precision is not None and max(value.adjusted() for value in present) >= precision - (scale or 0):
+        raise ValueRefused("too large")
+    return values
+
+
+_STEPS = {scale: Decimal(1).scaleb(-scale) for scale in range(0, 39)}
+
+
+def _bulk_timestamp(values: list, aware: bool, precision: int) -> list:
+    _types_within(values, {dt.datetime, NONE})
+    present = [value for value in values if value is not None]
+    if aware and any(value.tzinfo is None for value in present):
+        raise ValueRefused("naive")
+    if not aware and any(value.tzinfo is not None for value in present):
+        raise ValueRefused("aware")
+    step = 10 ** (6 - min(precision, 6))
+    if step > 1 and any(value.microsecond % step for value in present):
+        raise ValueRefused("too precise")
+    return values
