@@ -63,6 +63,9 @@ def parser() -> argparse.ArgumentParser:
                    help="a quick try: at most N records per source table, no checkpoint kept")
     p.add_argument("--shard", metavar="K/N",
                    help="run shard K (0-based) of N: a deterministic share of the partitions")
+    p.add_argument("--lease-ttl", type=_positive, metavar="SECONDS", default=60,
+                   help="how long the job's lease outlives a run that dies without releasing it "
+                   "(renewed every third of it while the run lives; default 60)")
     p.add_argument("--debug", action="store_true", help="debug logging and tracebacks")
     return p
 
@@ -120,7 +123,8 @@ def _run(job, args: argparse.Namespace, only: tuple[str, ...], shard):
 
     with TableProgress.for_stream(sys.stderr) as progress:
         options = RunOptions(resume=args.resume, full_refresh=args.full_refresh, only=only, limit=args.limit,
-                             shard=shard, on_plan=progress.start if progress else None,
+                             shard=shard, lease_ttl=args.lease_ttl,
+                             on_plan=progress.start if progress else None,
                              on_progress=progress.advance if progress else None)
         return run_job(job, options)
 
