@@ -109,6 +109,13 @@ def load_nodes(text: str, file: str) -> Node:
             f"{file}:{line}:{column}: YAML syntax error: {exc.problem}",
             hint="check indentation and quoting at that place (quote text that contains ': ' or '#')",
         ) from None
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        raise MappingError(
+            f"{file}:{line}:{column}: the file is not valid YAML text ({exc.reason})",
+            hint="remove control characters; save the file as UTF-8",
+        ) from None
     if root is None:
         raise MappingError(
             f"{file}:1:1: the mapping file is empty", hint="see docs/mapping.md for an example"
