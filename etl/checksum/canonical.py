@@ -75,11 +75,15 @@ FIXED_NOTATION_LIMIT = 1000
 """Numbers whose adjusted exponent lies within +-this are written in fixed notation, others in
 scientific notation, so that a value like 1E+100000000 never expands to a 100 MB string."""
 
+_FIXED_INT_BOUND = 10**FIXED_NOTATION_LIMIT
 _TYPE_NAME = re.compile(r"[a-z][a-z0-9 ]*")
-_EPOCH_UTC = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-_EPOCH_NAIVE = dt.datetime(1970, 1, 1)
+# PostgreSQL's own epoch, so that its binary send functions yield the payloads unchanged.
+_EPOCH_UTC = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+_EPOCH_NAIVE = dt.datetime(2000, 1, 1)
+_EPOCH_ORDINAL = dt.date(2000, 1, 1).toordinal()
 _CANONICAL_NAN = struct.pack(">d", math.nan)
 _NULL = TAG_NULL + b"\x00\x00\x00\x00"
+_UTC_PREFIX = TAG_TIMESTAMP_UTC + b"\x00\x00\x00\x08"
 _MISSING = TAG_MISSING + b"\x00\x00\x00\x00"
 _TRUE = TAG_BOOL + b"\x00\x00\x00\x01\x01"
 _FALSE = TAG_BOOL + b"\x00\x00\x00\x01\x00"
@@ -113,6 +117,16 @@ def number_text(value: Decimal) -> str:
         return "NaN"
     if value.is_infinite():
         return "-Infinity" if value.is_signed() else "Infinity"
+    if abs(value.adjusted()) > FIXED_NOTATION_LIMIT:
+        return _scientific_text(value)
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text == "-0" else text
+
+
+def _scientific_text(value: Decimal) -> str:
+    """`digitsEexponent` without trailing zeros, for numbers too large or small for fixed notation."""
     sign, digit_tuple, exponent = value.as_tuple()
     assert isinstance(exponent, int)
     digits = "".join(map(str, digit_tuple)).lstrip("0")
@@ -120,21 +134,12 @@ def number_text(value: Decimal) -> str:
         return "0"
     stripped = digits.rstrip("0")
     exponent += len(digits) - len(stripped)
-    digits = stripped
-    adjusted = exponent + len(digits) - 1
-    if abs(adjusted) > FIXED_NOTATION_LIMIT:
-        text = f"{digits}E{exponent}"
-    elif exponent >= 0:
-        text = digits + "0" * exponent
-    else:
-        point = len(digits) + exponent
-        text = f"{digits[:point]}.{digits[point:]}" if point > 0 else "0." + "0" * -point + digits
-    return "-" + text if sign else text
+    return f"{'-' if sign else ''}{stripped}E{exponent}"
 
 
 def _encode_number(value: int | float | Decimal) -> bytes:
     if isinstance(value, int):
-        if -(10**FIXED_NOTATION_LIMIT) < value < 10**FIXED_NOTATION_LIMIT:
+        if -_FIXED_INT_BOUND < value < _FIXED_INT_BOUND:
             return _frame(TAG_NUMBER, str(value).encode())
         return _frame(TAG_NUMBER, number_text(Decimal(value)).encode())
     if isinstance(value, float):
@@ -222,7 +227,7 @@ def _encode(value: object, kind: str, tolerances: Tolerances, is_key: bool) -> b
         micros = _micros(value.replace(tzinfo=None) - _EPOCH_NAIVE)
         return _frame(TAG_TIMESTAMP_NAIVE, _truncate(micros, tolerances).to_bytes(8, "big", signed=True))
     if isinstance(value, dt.date):
-        return _frame(TAG_DATE, value.toordinal().to_bytes(4, "big"))
+        return _frame(TAG_DATE, (value.toordinal() - _EPOCH_ORDINAL).to_bytes(4, "big", signed=True))
     if isinstance(value, dt.time):
         micros = _truncate(
             ((value.hour * 60 + value.minute) * 60 + value.second) * 1_000_000 + value.microsecond, tolerances
@@ -261,8 +266,23 @@ def encoder_for(
 ) -> Callable[[object], bytes]:
     """A one-argument encoder for one column, with its kind and tolerances bound (used per row)."""
     kind = column_kind(column_type)
+    plain_strings = not (
+        tolerances.unicode_nfc or tolerances.rstrip_char or (is_key and tolerances.case_insensitive_keys)
+    )
+    exact_times = tolerances.timestamp_precision is None or tolerances.timestamp_precision >= 6
+    numbers_as_text = kind != "float"
 
     def encode_value(value: object) -> bytes:
+        # Fast paths for the commonest values; each gives exactly what `_encode` gives.
+        cls = type(value)
+        if cls is str and plain_strings:
+            data = value.encode("utf-8", "surrogatepass")  # type: ignore[attr-defined]
+            return TAG_STRING + len(data).to_bytes(4, "big") + data
+        if cls is int and numbers_as_text and -_FIXED_INT_BOUND < value < _FIXED_INT_BOUND:  # type: ignore[operator]
+            data = str(value).encode()
+            return TAG_NUMBER + len(data).to_bytes(4, "big") + data
+        if cls is dt.datetime and exact_times and value.tzinfo is dt.UTC:  # type: ignore[attr-defined]
+            return _UTC_PREFIX + _micros(value - _EPOCH_UTC).to_bytes(8, "big", signed=True)  # type: ignore[operator]
         return _encode(value, kind, tolerances, is_key)
 
     return encode_value

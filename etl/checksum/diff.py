@@ -1,8 +1,8 @@
 """Compare two sides of a table: bucket checksums first, then rows of mismatched buckets only.
 
-Pass 1 reads both sides once and keeps only 2 x `buckets` counters. Pass 2 reads both sides
-again but holds only source rows of mismatched buckets (keyed by key encoding) and streams the
-target's rows of those buckets past them, so memory grows with the differences, not the table.
+Pass 1 reads both sides once (at the same time) and keeps only 2 x `buckets` counters. Pass 2
+reads both sides again (at the same time) and holds only the rows of mismatched buckets, keyed
+by key encoding, so memory grows with the differing buckets, not the table.
 
 A side is a zero-argument callable returning a fresh iterable of rows. A side may also offer
 pushdown (see `ChecksumSide`): its own `bucket_checksums` (e.g. computed in SQL) and
@@ -200,24 +200,28 @@ def _drill_down(
     result: TableValidation,
     tolerances: Tolerances,
 ) -> None:
-    source_rows, target_rows = sides
     buckets = result.buckets
     drill = _Drill(spec, hasher, result, tolerances)
+
+    def rows_of_wanted_buckets(side: RowSource) -> list[tuple[bytes, int, dict]]:
+        selected = []
+        for row in _rows_in(side, spec, wanted, buckets, tolerances):
+            key = hasher.key_encoding(row)
+            bucket = bucket_of(key, buckets)
+            if bucket in wanted:
+                selected.append((key, bucket, row))
+        return selected
+
+    # Both sides' rows of the mismatched buckets are fetched at once; only those rows are held.
+    with ThreadPoolExecutor(2, thread_name_prefix="etl-drill") as pool:
+        source_rows, target_rows = pool.map(rows_of_wanted_buckets, sides)
     held: dict[bytes, tuple[int, dict]] = {}
-    for row in _rows_in(source_rows, spec, wanted, buckets, tolerances):
-        key = hasher.key_encoding(row)
-        bucket = bucket_of(key, buckets)
-        if bucket not in wanted:
-            continue
+    for key, bucket, row in source_rows:
         if key in held:
             drill.record(Difference("duplicate", drill.key(row), bucket, (), side="source"))
         held[key] = (bucket, row)
     seen: set[bytes] = set()
-    for row in _rows_in(target_rows, spec, wanted, buckets, tolerances):
-        key = hasher.key_encoding(row)
-        bucket = bucket_of(key, buckets)
-        if bucket not in wanted:
-            continue
+    for key, bucket, row in target_rows:
         if key in seen:
             drill.record(Difference("duplicate", drill.key(row), bucket, (), side="target"))
             continue

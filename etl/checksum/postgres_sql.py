@@ -46,13 +46,20 @@ def _bytea(data: bytes) -> sql.Composable:
     return sql.SQL("'\\x{}'::bytea").format(sql.SQL(data.hex()))
 
 
-def _micros(expression: sql.Composable, tolerances: Tolerances) -> sql.Composable:
-    micros = sql.SQL("(extract(epoch from {}) * 1000000)").format(expression)
+_MICROS_1970_TO_2000 = 946_684_800_000_000
+
+
+def _micros(
+    expression: sql.Composable, send: str, tolerances: Tolerances, epoch_offset: int
+) -> sql.Composable:
+    """int8 microseconds since PostgreSQL's epoch (2000-01-01; midnight for times): the `send`
+    function's own output when exact, else truncated to the precision tolerance."""
     precision = tolerances.timestamp_precision
-    if precision is not None and precision < 6:
-        quantum = sql.Literal(10 ** (6 - precision))
-        micros = sql.SQL("(floor({} / {}) * {})").format(micros, quantum, quantum)
-    return sql.SQL("int8send({}::int8)").format(micros)
+    if precision is None or precision >= 6:
+        return sql.SQL("{}({})").format(sql.SQL(send), expression)
+    quantum = sql.Literal(10 ** (6 - precision))
+    micros = sql.SQL("(extract(epoch from {}) * 1000000 - {})").format(expression, sql.Literal(epoch_offset))
+    return sql.SQL("int8send((floor({} / {}) * {})::int8)").format(micros, quantum, quantum)
 
 
 def _payload(
@@ -63,6 +70,7 @@ def _payload(
     if kind == "number" and pg_type in ("int2", "int4", "int8"):
         return TAG_NUMBER, sql.SQL("convert_to({}::text, 'UTF8')").format(column), None
     if kind == "number" and pg_type == "numeric":
+        # Fixed notation only: PostgreSQL never prints exponents; numbers beyond 1E1000 would differ.
         return TAG_NUMBER, sql.SQL("convert_to(trim_scale({})::text, 'UTF8')").format(column), None
     if kind == "float" and pg_type in ("float4", "float8"):
         expression = sql.SQL("CASE WHEN {c} = 'NaN' THEN {nan} ELSE float8send({c}::float8) END").format(
@@ -85,13 +93,13 @@ def _payload(
     if pg_type == "bool":
         return TAG_BOOL, sql.SQL("CASE WHEN {} THEN '\\x01'::bytea ELSE '\\x00'::bytea END").format(column), 1
     if pg_type == "date":
-        return TAG_DATE, sql.SQL("int4send(({} - '0001-01-01'::date) + 1)").format(column), 4
+        return TAG_DATE, sql.SQL("date_send({})").format(column), 4
     if pg_type == "timestamptz":
-        return TAG_TIMESTAMP_UTC, _micros(column, tolerances), 8
+        return TAG_TIMESTAMP_UTC, _micros(column, "timestamptz_send", tolerances, _MICROS_1970_TO_2000), 8
     if pg_type == "timestamp":
-        return TAG_TIMESTAMP_NAIVE, _micros(column, tolerances), 8
+        return TAG_TIMESTAMP_NAIVE, _micros(column, "timestamp_send", tolerances, _MICROS_1970_TO_2000), 8
     if pg_type == "time":
-        return TAG_TIME, _micros(column, tolerances), 8
+        return TAG_TIME, _micros(column, "time_send", tolerances, 0), 8
     if pg_type == "uuid":
         return TAG_UUID, sql.SQL("uuid_send({})").format(column), 16
     if pg_type == "bytea":
@@ -148,6 +156,9 @@ class PostgresTableSide:
         self.dsn = dsn
         self.table = table
         self.schema = schema
+        self._code_cache: dict[
+            tuple[TableSpec, Tolerances], tuple[sql.Composable, sql.Composable] | None
+        ] = {}
 
     def _name(self) -> sql.Composable:
         return sql.Identifier(self.schema, self.table)
@@ -165,6 +176,13 @@ class PostgresTableSide:
 
     def _codes(self, spec: TableSpec, tolerances: Tolerances) -> tuple[sql.Composable, sql.Composable] | None:
         """SQL for (key encoding, row encoding), or None when not every column can be pushed down."""
+        if (spec, tolerances) not in self._code_cache:
+            self._code_cache[(spec, tolerances)] = self._build_codes(spec, tolerances)
+        return self._code_cache[(spec, tolerances)]
+
+    def _build_codes(
+        self, spec: TableSpec, tolerances: Tolerances
+    ) -> tuple[sql.Composable, sql.Composable] | None:
         if tolerances.case_insensitive_keys:
             return None
         with psycopg.connect(self.dsn) as conn:
