@@ -39,9 +39,10 @@ def _contexts(output: OutputSpec, records: list[dict]) -> list[tuple]:
     return contexts
 
 
-def _keys_near(path: Path, contexts: list[tuple]) -> set[str]:
-    """Field names present at the level where `path` stops being found, for suggestions."""
+def _nearest(path: Path, contexts: list[tuple]) -> str | None:
+    """`did you mean` for the first step of `path` that no context has, among the names found there."""
     names: set[str] = set()
+    missing_step = None
     for ctx in contexts:
         value = ctx[path.scope] if len(ctx) >= -path.scope else None
         for step in path.steps:
@@ -50,10 +51,11 @@ def _keys_near(path: Path, contexts: list[tuple]) -> set[str]:
             elif isinstance(value, list) and isinstance(step, int) and -len(value) <= step < len(value):
                 value = value[step]
             else:
+                if isinstance(value, dict) and isinstance(step, str):
+                    names.update(value)
+                    missing_step = missing_step or step
                 break
-        if isinstance(value, dict):
-            names.update(value)
-    return names
+    return suggest(missing_step, names) if missing_step else None
 
 
 def check_against_sample(
@@ -87,7 +89,7 @@ def check_against_sample(
             for path in column.paths():
                 getter = make_getter(path)
                 if all(getter(ctx) is MISSING for ctx in contexts):
-                    near = suggest(str(path.steps[-1]) if path.steps else "", _keys_near(path, contexts))
+                    near = _nearest(path, contexts)
                     findings.append(
                         SampleFinding(
                             column.node.where,
