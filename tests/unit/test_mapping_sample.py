@@ -35,10 +35,11 @@ SAMPLE = [
 def test_findings_name_the_place_and_suggest():
     findings = check_against_sample(parse_mapping(TEXT, "m.yaml"), SAMPLE)
     assert [str(finding) for finding in findings] == [
-        "m.yaml:8:13: t.city: path `adress.city` is absent from all 2 sampled records; did you mean `address`?",
+        "m.yaml:8:13: t.city: path `adress.city` is absent from all 2 sampled records; "
+        "did you mean `address`?",
         "m.yaml:15:12: items.sku: path `skus` is absent from all 1 sampled elements; did you mean `sku`?",
-        "m.yaml: 1 of 2 sample records would be rejected: `total` as decimal(4,2): the number has more than 2 "
-        "digits before the point and does not fit decimal(4,2)",
+        "m.yaml: 1 of 2 sample records would be rejected: `total` as decimal(4,2): the number has more "
+        "than 2 digits before the point and does not fit decimal(4,2)",
     ]
 
 
