@@ -14,7 +14,7 @@ import logging
 import re
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -48,6 +48,8 @@ MAX_VALUES = 100_000
 """Most values a document may expand to through aliases (stops 'billion laughs' documents)."""
 
 PathKey = tuple[str | int, ...]
+_Registry = tuple[str, Mapping[str, str], Callable[[str], types.ModuleType]]
+"""(kind of section, known types, module_for) of etl.sources, etl.sinks or etl.state."""
 _PASSWORD_KEYS = {"password", "passwd", "pwd"}
 _REFERENCE = re.compile(r"\$\{[^}]*\}")
 
@@ -668,10 +670,11 @@ def _problems_from(
 
 
 def _section_config(
-    registry: Any, kind: str, name_path: PathKey, section: dict, doc: _Document, resolved: set[PathKey]
+    registry: _Registry, name_path: PathKey, section: dict, doc: _Document, resolved: set[PathKey]
 ) -> tuple[Any, list[Problem]]:
     """Validate a `sources.x`, `targets.x` or `state` section with its `type`'s module `Config`."""
-    types_known = sorted(getattr(registry, f"{kind.upper()}_TYPES"))
+    kind, known, module_for = registry
+    types_known = sorted(known)
     line, column = doc.position(name_path)
     section_type = section.get("type")
     if section_type is None:
@@ -694,7 +697,7 @@ def _section_config(
         type_line, type_column = doc.position(type_path)
         return None, [Problem(type_line, type_column, dotted(type_path), message)]
     try:
-        module = registry.module_for(section_type)
+        module = module_for(section_type)
     except Exception as error:  # a module that fails to import must not hide other problems
         reason = f"{type(error).__name__}: {error}"
         return None, [
@@ -761,19 +764,25 @@ def load_job(
 
     configs: dict[str, dict[str, Any]] = {"sources": {}, "targets": {}}
     data = doc.data
-    for section, registry, kind in (("sources", sources, "source"), ("targets", sinks, "sink")):
+    registries = {
+        "sources": ("source", sources.SOURCE_TYPES, sources.module_for),
+        "targets": ("target", sinks.SINK_TYPES, sinks.module_for),
+    }
+    for section, registry in registries.items():
         entries = data.get(section)
         if not isinstance(entries, dict):
             continue
         for name, body in entries.items():
             if isinstance(body, dict):
-                config, found = _section_config(registry, kind, (section, name), body, doc, resolved)
+                config, found = _section_config(registry, (section, name), body, doc, resolved)
                 problems += found
                 configs[section][name] = config
     state_section = data.get("state", {"type": "sqlite"})
     state_config = None
     if isinstance(state_section, dict):
-        state_config, found = _section_config(state, "state", ("state",), state_section, doc, resolved)
+        state_config, found = _section_config(
+            ("state", state.STATE_TYPES, state.module_for), ("state",), state_section, doc, resolved
+        )
         problems += found
     if not problems:
         problems += _mapping_problems(job_path, configs["sources"], doc)

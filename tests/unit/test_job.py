@@ -212,6 +212,16 @@ def test_unknown_source_type_lists_the_known_ones(tmp_path):
     )
 
 
+def test_unknown_target_and_state_types(tmp_path):
+    text = GOOD.replace("type: dynamodb", "type: dynamo") + "state: {type: redis}\n"
+    assert problems(tmp_path, text) == (
+        "job.yaml has 2 problems:\n"
+        "job.yaml:11:18: targets.dynamo.type: unknown target type 'dynamo'; did you mean 'dynamodb'? "
+        "(known types: dynamodb, postgres)\n"
+        "job.yaml:13:15: state.type: unknown state type 'redis' (known types: dynamodb, postgres, sqlite)"
+    )
+
+
 def test_a_source_module_that_cannot_be_imported_fails_only_its_own_section(tmp_path, monkeypatch):
     monkeypatch.setitem(sources.SOURCE_TYPES, "ghost", "etl.sources.ghost_not_written")
     text = GOOD.replace("targets:", "  old:\n    type: ghost\ntargets:")
