@@ -352,7 +352,8 @@ class Chain:
     def _check_data_link(self, full: Backup, current: Backup, step: Backup) -> None:
         if step.missing_base is not None:
             raise BrokenChain(f"{self.engine}: {step.kind.value} {step.name} is based on "
-                              f"{step.missing_base}, which is not in the history",
+                              f"{step.missing_base}, which is not in the history (the restore "
+                              f"reaches {current.name} at {self._pos(current.end)})",
                               hint="add the base backup's metadata, or restore without this backup")
         base_name = step.base
         expected = full if step.kind is Kind.DIFFERENTIAL else current

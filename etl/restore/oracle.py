@@ -15,9 +15,11 @@ Column meanings (Oracle Database Reference):
   holds the blocks changed since the last level 0, a differential level 1 those since the last level 0 or 1.
 
 A backup is the backup sets sharing a TAG (join V$BACKUP_PIECE.TAG into the set rows), or one set
-when no tag is given. A level 1 whose INCREMENTAL_CHANGE# is its level 0's checkpoint is cumulative
-(only the latest is needed); any other level 1 is differential (every link is needed). Planning
-covers one redo thread (single-instance databases).
+when no tag is given. Datafiles of one backup are checkpointed at different SCNs in an online
+backup, so links are made per datafile: a level 1's parent is the backup whose CHECKPOINT_CHANGE#
+equals its INCREMENTAL_CHANGE# for every datafile. A level 1 whose parent is a level 0 is
+cumulative (only the latest is needed); one whose parent is a level 1 is differential (every link
+is needed). Planning covers one redo thread (single-instance databases).
 """
 
 from __future__ import annotations
@@ -64,13 +66,29 @@ def chain_from_views(backup_sets: Iterable[Mapping[str, Any]], datafiles: Iterab
         name = _group_name(backup_set)
         groups[name].append(row)
         set_of_group[name] = backup_set
-    level0_checkpoints = {min(_int(r, "CHECKPOINT_CHANGE#") for r in rows): name
-                          for name, rows in groups.items()
-                          if _level(set_of_group[name], rows) == 0}
-    backups = [_data_backup(name, set_of_group[name], rows, level0_checkpoints)
+    checkpoints = {name: {_int(r, "FILE#"): _int(r, "CHECKPOINT_CHANGE#") for r in rows}
+                   for name, rows in groups.items()}
+    levels = {name: _level(set_of_group[name], rows) for name, rows in groups.items()}
+    backups = [_data_backup(name, set_of_group[name], rows, _parent(rows, checkpoints, levels))
                for name, rows in groups.items()]
     backups += [_log_backup(dict(row)) for row in redologs]
     return Chain("oracle", sorted(backups, key=lambda b: (b.end, b.kind != Kind.LOG)), format_position=str)
+
+
+def _parent(rows: list[dict], checkpoints: dict[str, dict[int, int]],
+            levels: dict[str, int | None]) -> tuple[str | None, int | None] | None:
+    """The backup a level 1 was taken against: RMAN sets each datafile's INCREMENTAL_CHANGE# to
+    that file's CHECKPOINT_CHANGE# in the parent (a level 0, or a level 1 for a differential).
+    None for a level 0 or full; (None, None) when no backup in the history fits."""
+    if not any(_int(r, "INCREMENTAL_CHANGE#", default=0) for r in rows):
+        return None
+    since = {_int(r, "FILE#"): _int(r, "INCREMENTAL_CHANGE#", default=0) for r in rows}
+    parents = [name for name, files in checkpoints.items()
+               if levels[name] is not None and all(files.get(f) == scn for f, scn in since.items())]
+    if not parents:
+        return None, None
+    parent = max(parents, key=lambda name: min(checkpoints[name].values()))
+    return parent, levels[parent]
 
 
 def load_views(folder: str | Path) -> Chain:
@@ -109,7 +127,8 @@ def _read_rows(folder: Path, view: str) -> list[dict] | None:
     return None
 
 
-def _data_backup(name: str, backup_set: dict, rows: list[dict], level0_checkpoints: dict[int, str]) -> Backup:
+def _data_backup(name: str, backup_set: dict, rows: list[dict],
+                 parent: tuple[str | None, int | None] | None) -> Backup:
     level = _level(backup_set, rows)
     checkpoints = [_int(r, "CHECKPOINT_CHANGE#") for r in rows]
     fuzzy = [_int(r, "ABSOLUTE_FUZZY_CHANGE#", default=0) for r in rows]
@@ -119,23 +138,25 @@ def _data_backup(name: str, backup_set: dict, rows: list[dict], level0_checkpoin
                          f"{sorted(incarnations)} (RESETLOGS_CHANGE#)",
                          hint="a backup must come from one incarnation; check the export")
     incarnation = f"incarnation {incarnations.pop()}"
-    since = max(_int(r, "INCREMENTAL_CHANGE#", default=0) for r in rows)
-    details: dict[str, Any] = {"files": sorted(_int(r, "FILE#") for r in rows), "level": level}
-    if level is None or level == 0:
-        kind, base, start = Kind.FULL, None, min(checkpoints)
-        if level is None:
-            details["why_no_base"] = "a full backup, not incremental level 0"
-    elif since in level0_checkpoints:
-        kind, base, start = Kind.DIFFERENTIAL, level0_checkpoints[since], since
-        details["type"] = "cumulative level 1"
-    else:
-        kind, base, start = Kind.INCREMENTAL, None, since
-        details["type"] = "differential level 1"
+    since = {_int(r, "FILE#"): _int(r, "INCREMENTAL_CHANGE#", default=0) for r in rows}
+    details: dict[str, Any] = {"files": sorted(since), "level": level}
+    kind, base, missing_base = Kind.FULL, None, None
+    if level is None:
+        details["why_no_base"] = "a full backup, not incremental level 0"
+    elif parent is not None:
+        base, parent_level = parent
+        cumulative = parent_level == 0
+        kind = Kind.DIFFERENTIAL if cumulative else Kind.INCREMENTAL
+        details["type"] = "cumulative level 1" if cumulative else "differential level 1"
+        if base is None:
+            missing_base = "a backup with datafile checkpoints " + \
+                ", ".join(f"file {f}: {scn}" for f, scn in sorted(since.items()))
     finished = max((_date(first_present(r, "CHECKPOINT_TIME")) for r in rows), default=None, key=_sortable) \
         or _date(first_present(backup_set, "COMPLETION_TIME"))
-    return Backup(name=name, kind=kind, start=start, end=min(checkpoints),
-                  consistent=max(max(fuzzy), max(checkpoints)), base=base,
-                  lineage_start=incarnation, can_be_base=level is not None,
+    start = min(checkpoints) if kind is Kind.FULL else min(since.values())
+    return Backup(name=name, kind=kind, start=start,
+                  end=min(checkpoints), consistent=max(max(fuzzy), max(checkpoints)), base=base,
+                  missing_base=missing_base, lineage_start=incarnation, can_be_base=level is not None,
                   finished=finished, details=details)
 
 

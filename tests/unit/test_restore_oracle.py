@@ -26,7 +26,7 @@ def cumulative():
 def test_levels_are_read_as_full_cumulative_and_differential(cumulative):
     kinds = {b.name: (b.kind, b.base) for b in cumulative.backups if b.kind is not Kind.LOG}
     assert kinds == {"LVL0_SUN": (Kind.FULL, None), "CUM_MON": (Kind.DIFFERENTIAL, "LVL0_SUN"),
-                     "CUM_TUE": (Kind.DIFFERENTIAL, "LVL0_SUN"), "DIF_WED": (Kind.INCREMENTAL, None)}
+                     "CUM_TUE": (Kind.DIFFERENTIAL, "LVL0_SUN"), "DIF_WED": (Kind.INCREMENTAL, "CUM_TUE")}
 
 
 def test_latest_cumulative_then_every_differential_then_redo(cumulative):
@@ -56,8 +56,10 @@ def test_incrementals_out_of_order(cumulative):
 
 def test_missing_differential_level1_breaks_the_chain():
     chain = load_views(FIXTURES / "missing_link")
-    with pytest.raises(BrokenChain, match="incremental DIF_WED holds changes since 7000 but DIF_MON only "
-                                          "reaches 6000: the backup between them is missing"):
+    expected = ("incremental DIF_WED is based on a backup with datafile checkpoints file 1: 7000, "
+                "file 2: 7000, file 3: 7000, which is not in the history "
+                "\\(the restore reaches DIF_MON at 6000\\)")
+    with pytest.raises(BrokenChain, match=expected):
         chain.check(["LVL0_SUN", "DIF_MON", "DIF_WED"])
     with pytest.raises(PositionGap, match="gap between archivelog thread 1 sequence 51 \\(ends at 6500\\) "
                                           "and archivelog thread 1 sequence 53 \\(starts at 7500\\)"):
@@ -110,3 +112,13 @@ def test_fuzzy_level0_without_redo_is_not_a_restore_point():
     with pytest.raises(TargetNotCovered, match="LVL0 is consistent only once its log from 5000 to 5010 is "
                                                "replayed, and no log backup covers 5000"):
         chain.plan()
+
+
+def test_online_backup_with_staggered_datafile_checkpoints():
+    chain = load_views(FIXTURES / "staggered")
+    cumulative = chain.get("CUM_MON")
+    assert (cumulative.kind, cumulative.base) == (Kind.DIFFERENTIAL, "LVL0_SUN")
+    assert (cumulative.end, cumulative.ready_at) == (6000, 6025)
+    assert chain.plan(6100).names == ["LVL0_SUN", "CUM_MON", "archivelog thread 1 sequence 51"]
+    with pytest.raises(TargetNotCovered, match="no full backup is consistent at or before 5055"):
+        chain.plan(5055)
