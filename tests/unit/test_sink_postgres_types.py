@@ -7,7 +7,14 @@ from decimal import Decimal
 import pytest
 
 from etl.sinks.coltypes import parse_type
-from etl.sinks.postgres_types import TargetColumn, ValueRefused, adapter, compatible_udts, ddl_type
+from etl.sinks.postgres_types import (
+    TargetColumn,
+    ValueRefused,
+    adapter,
+    column_adapter,
+    compatible_udts,
+    ddl_type,
+)
 
 
 @pytest.mark.parametrize(
@@ -83,3 +90,43 @@ def test_arrays_and_json():
     assert adapt("jsonb", {"total": Decimal("2328.60")}) == '{"total":2328.60}'
     with pytest.raises(ValueRefused, match="not representable as JSON"):
         adapt("jsonb", {"x": float("nan")})
+
+
+def column(udt, values, **kw):
+    return column_adapter(TargetColumn("c", udt, **kw)).column(values)
+
+
+def test_whole_columns_take_the_fast_path_and_find_the_odd_value_out():
+    good = [Decimal("1.10"), None, Decimal("2")]
+    assert column("numeric", good, numeric_precision=10, numeric_scale=2) == (good, {})
+    values, refused = column("numeric", [Decimal("1.10"), Decimal("1.999"), 3, Decimal("NaN")],
+                             numeric_precision=10, numeric_scale=2)
+    assert values == [Decimal("1.10"), None, Decimal(3), None]
+    assert refused == {1: "more than 2 decimal places; numeric(…,2) would round it",
+                       3: "NaN or Infinity in a numeric column with a precision"}
+    assert column("int4", [1, None, 2**31, True])[1] == {2: "integer out of range for the column",
+                                                         3: "expected an integer, got bool"}
+    aware = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+    assert column("timestamptz", [aware, aware.replace(tzinfo=None)])[1] == {
+        1: "timestamptz needs a timezone-aware datetime, got a naive one"}
+    dates = [dt.date(2020, 1, 1), dt.datetime(2020, 1, 1)]
+    assert column("date", dates)[1] == {1: "expected a date, got datetime"}
+    assert column("text", ["a", None, 1])[1] == {2: "expected a string, got int"}
+    assert column("jsonb", [{"a": Decimal("1.5")}, None, [float("inf")]]) == (
+        ['{"a":1.5}', None, None], {2: "not representable as JSON: [0]: inf has no JSON representation"})
+
+
+def test_the_fast_path_and_the_value_by_value_path_agree():
+    cases = [
+        ("numeric", [Decimal("1.5"), Decimal("12345678.99"), None],
+         {"numeric_precision": 10, "numeric_scale": 2}),
+        ("int8", [0, -(2**63), 2**63 - 1], {}),
+        ("timestamptz", [dt.datetime(2020, 1, 1, 0, 0, 0, 1000, tzinfo=dt.UTC)], {"datetime_precision": 3}),
+        ("float8", [0.1, None], {}),
+        ("bool", [True, False, None], {}),
+        ("uuid", [uuid.UUID(int=3)], {}),
+    ]
+    for udt, values, kw in cases:
+        fast, refused = column(udt, values, **kw)
+        assert refused == {}
+        assert fast == [adapt(udt, value, **kw) for value in values]
