@@ -157,3 +157,23 @@ def dynamo_count(client, table: str) -> int:
     for page in client.get_paginator("scan").paginate(TableName=table, Select="COUNT", ConsistentRead=True):
         total += page["Count"]
     return total
+
+
+def chinook_documents() -> list[dict]:
+    """The demo's 59 customer documents, built by scripts/load_demo_data.py from the shared Chinook file."""
+    import importlib.util
+    import sqlite3
+
+    spec = importlib.util.spec_from_file_location("load_demo_data", ROOT / "scripts" / "load_demo_data.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with sqlite3.connect(f"file:{module.DEFAULT_SQLITE}?mode=ro", uri=True) as db:
+        return module.build_documents(db)
+
+
+def saved_report(stdout: str) -> dict:
+    """The JSON report whose path the command printed last."""
+    import json
+
+    line = [x for x in stdout.splitlines() if x.startswith("report saved to ")][-1]
+    return json.loads(Path(line.removeprefix("report saved to ")).read_text())

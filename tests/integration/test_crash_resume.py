@@ -9,7 +9,6 @@ flushing dead letters or saving the checkpoint.
 
 from __future__ import annotations
 
-import json
 import random
 import subprocess
 import time
@@ -28,6 +27,7 @@ from tests.integration.run_helpers import (
     patients_mapping,
     pg_scalar,
     run_cli,
+    saved_report,
     write_job,
 )
 
@@ -71,7 +71,7 @@ def crash_and_resume(tmp_path: Path, mongo_db, pg_dsn: str, *, records: int, bat
 
     final = run_cli(job, "--resume", "--lease-ttl", str(LEASE_TTL))
     assert final.returncode == 0, final.stdout[-3000:] + final.stderr[-3000:]
-    report = json.loads(Path(final.stdout.strip().splitlines()[-1].split("report saved to ")[1]).read_text())
+    report = saved_report(final.stdout)
     table = report["tables"][0]
     # cumulative over the 11 runs: each record counted exactly once despite the replays
     figures = (table["extracted"], table["loaded"], table["rejected"], table["filtered"])
