@@ -291,7 +291,7 @@ class PostgresSink:
         keys: dict[str, list[tuple]] = {}
         for table_name, rows in batch.items():
             table = self._table(table_name)
-            deduped = _dedupe(table.spec, rows)
+            deduped = _dedupe(table.spec, rows, result.rejects)
             keys[table_name] = list(deduped)
             prepared[table_name] = self._adapt(table, deduped.values(), result.rejects)
         order = sorted(prepared, key=lambda name: self._depth(self._tables[name]))
@@ -501,17 +501,30 @@ def _decode(value: Any, column: ColumnType) -> Any:
     return value
 
 
-def _dedupe(spec: TableSpec, rows: TableRows) -> dict[tuple, tuple[dict, str]]:
-    """Rows by key, the later row winning (PostgreSQL refuses one statement touching a row twice)."""
+def _dedupe(spec: TableSpec, rows: TableRows, rejects: list[Reject]) -> dict[tuple, tuple[dict, str]]:
+    """Rows by key, the later row winning (PostgreSQL refuses one statement touching a row twice).
+    A row with a null key column cannot be keyed at all: it is rejected here."""
     source_keys = rows.source_keys
     if len(source_keys) < len(rows.rows):
         source_keys = [*source_keys, *[""] * (len(rows.rows) - len(source_keys))]
     if len(spec.key) == 1:
         (name,) = spec.key
         pairs = zip(rows.rows, source_keys, strict=False)
-        return {(row.get(name),): (row, source_key) for row, source_key in pairs}
-    return {tuple(row.get(name) for name in spec.key): (row, source_key)
-            for row, source_key in zip(rows.rows, source_keys, strict=False)}
+        by_key = {(row.get(name),): (row, source_key) for row, source_key in pairs}
+    else:
+        by_key = {tuple(row.get(name) for name in spec.key): (row, source_key)
+                  for row, source_key in zip(rows.rows, source_keys, strict=False)}
+    if any(None in key for key in by_key):
+        by_key = {}
+        for row, source_key in zip(rows.rows, source_keys, strict=False):
+            key = tuple(row.get(name) for name in spec.key)
+            if None in key:
+                column = spec.key[key.index(None)]
+                rejects.append(_reject(spec, source_key, row, f"key column {column!r} is missing or null",
+                                       column, type(row.get(column)).__name__))
+            else:
+                by_key[key] = (row, source_key)
+    return by_key
 
 
 def _refusal(error: psycopg.Error) -> str:

@@ -241,10 +241,14 @@ def test_rows_the_target_refuses_are_found_and_rejected_alone(pg_database):
     records[3][2][1]["track_name"] = "x" * 21  # too long for varchar(20): refused by PostgreSQL
     records[7][1][0]["total"] = Decimal("1.999")  # numeric(10,2) would round it: refused before sending
     records[9][1][2]["invoice_date"] = dt.datetime(2009, 1, 1)  # naive in a timestamptz column
+    del records[11][2][0]["invoice_line_id"]  # no key: two such rows must not collapse into one
+    records[11][2][1]["invoice_line_id"] = None
     result = sink.write(batch(*records))
-    assert result.loaded == {"customers": 20, "invoices": 58, "invoice_lines": 119}
+    assert result.loaded == {"customers": 20, "invoices": 58, "invoice_lines": 117}
     reasons = sorted((r.table, r.source_key, r.field_path, r.reason) for r in result.rejects)
     assert reasons == [
+        ("invoice_lines", "_id=12", "invoice_line_id", "key column 'invoice_line_id' is missing or null"),
+        ("invoice_lines", "_id=12", "invoice_line_id", "key column 'invoice_line_id' is missing or null"),
         (
             "invoice_lines",
             "_id=4",
@@ -265,7 +269,7 @@ def test_rows_the_target_refuses_are_found_and_rejected_alone(pg_database):
         ),
     ]
     assert all(r.stage == "load" and r.record is not None for r in result.rejects)
-    assert len(list(sink.read_back(LINES))) == 119
+    assert len(list(sink.read_back(LINES))) == 117
     sink.close()
 
 
