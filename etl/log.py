@@ -13,7 +13,7 @@ import sys
 from datetime import UTC, datetime
 from typing import IO
 
-from etl.redact import RedactingFilter, redact
+from etl.redact import RedactingFilter, install_record_redaction, redact
 
 QUIET_LIBRARIES = ("botocore", "boto3", "urllib3", "s3transfer", "pymongo", "asyncio", "distributed")
 """Their debug output (request bodies, wire traffic) is noise at best and a leak at worst."""
@@ -50,6 +50,7 @@ def setup_logging(debug: bool, stream: IO[str] | None = None) -> logging.Handler
     freely. `debug` lowers the level to DEBUG for etl's own loggers; noisy libraries stay at INFO.
     """
     stream = sys.stderr if stream is None else stream
+    install_record_redaction()
     root = logging.getLogger()
     for handler in list(root.handlers):
         if getattr(handler, "_etl_handler", False):

@@ -53,6 +53,7 @@ def register_secret(value: str | None) -> None:
         _secrets.update(forms)
         ordered = sorted(_secrets, key=len, reverse=True)
         _secrets_pattern = re.compile("|".join(re.escape(s) for s in ordered))
+    install_record_redaction()
 
 
 def registered_count() -> int:
@@ -117,3 +118,29 @@ class RedactingFilter(logging.Filter):
             if name not in self._STANDARD and isinstance(value, str):
                 setattr(record, name, redact(value))
         return True
+
+
+_factory_installed = False
+
+
+def install_record_redaction() -> None:
+    """Redact every log record as it is created, whichever handler later sees it (idempotent).
+
+    Handler filters protect only the handlers they are attached to; a record factory also covers
+    handlers installed by others (a notebook's, a Dask worker's). Called when the first secret is
+    registered and by `etl.log.setup_logging`.
+    """
+    global _factory_installed
+    with _lock:
+        if _factory_installed:
+            return
+        _factory_installed = True
+    previous = logging.getLogRecordFactory()
+    scrub = RedactingFilter()
+
+    def redacting_factory(*args: object, **kwargs: object) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        scrub.filter(record)
+        return record
+
+    logging.setLogRecordFactory(redacting_factory)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import textwrap
 
 import pytest
@@ -138,3 +139,40 @@ def test_a_job_with_a_password_in_its_dsn_never_shows_the_password(tmp_path, cap
     assert "postgresql://app:***@wrong-host.invalid:5432/x" in output
     assert output.count("\n") >= 4
     assert "targets.pg.dsn: a connection string with an inline password is written in the job file" in output
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_terminal_output_is_rich_and_redacted():
+    register_secret("TtyLogPw-2231")
+    stream = FakeTerminal()
+    handler = setup_logging(debug=False, stream=stream)
+    try:
+        try:
+            raise ValueError("bad dsn host=h password=TtyLogPw-2231")
+        except ValueError:
+            logging.getLogger("etl.test.tty").exception("failed with TtyLogPw-2231")
+    finally:
+        logging.getLogger().removeHandler(handler)
+    output = re.sub(r"\x1b\[[0-9;]*m", "", stream.getvalue())
+    assert type(handler).__name__ == "RichHandler"
+    assert "TtyLogPw-2231" not in output
+    assert "failed with ***" in output and "password=***" in output
+    assert not output.lstrip().startswith("{")
+
+
+def test_records_are_redacted_for_handlers_etl_did_not_install():
+    register_secret("ForeignHandlerPw-7")
+    stream = io.StringIO()
+    foreign = logging.StreamHandler(stream)  # e.g. a notebook's own handler: no etl filter on it
+    logger = logging.getLogger("tests.redact.foreign")
+    logger.addHandler(foreign)
+    logger.propagate = False
+    try:
+        logger.warning("connecting with %s", "ForeignHandlerPw-7")
+    finally:
+        logger.removeHandler(foreign)
+    assert stream.getvalue() == "connecting with ***\n"
