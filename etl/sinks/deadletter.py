@@ -33,7 +33,7 @@ class DeadLetterConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
     type: Literal["file", "postgres"] = "file"
-    path: str = "dead_letters.jsonl"
+    path: str = ".etl/dead_letter.jsonl"
     """For `file`: the JSON-lines file (appended to)."""
     dsn: str | None = None
     """For `postgres`: libpq connection string."""
