@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from etl.checksum.canonical import MISSING
+from etl.errors import ValidationDifferences
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -212,6 +213,26 @@ class JobValidation:
             if table.table == name:
                 return table
         raise KeyError(name)
+
+    def raise_if_different(self) -> None:
+        """Raise `ValidationDifferences` (exit code 1) naming each differing table, its counts
+        and its first differing keys; do nothing when every table is equal."""
+        failing = [table for table in self.tables if not table.ok]
+        if not failing:
+            return
+        lines = []
+        for table in failing:
+            keys = [key_text(d.key) for d in table.differences if d.key][:5]
+            lines.append(
+                f"{table.target}.{table.table}: {table.missing} missing, {table.extra} extra,"
+                f" {table.changed} changed, {table.duplicates} duplicate keys,"
+                f" {table.unresolved_buckets} unresolved buckets"
+                + (f"; first keys: {'; '.join(keys)}" if keys else "")
+            )
+        raise ValidationDifferences(
+            "validation found differences:\n  " + "\n  ".join(lines),
+            hint="see the validation report for every differing field",
+        )
 
     def summary(self) -> pd.DataFrame:
         """One row per table: counts, buckets, differences by kind, tolerances on."""

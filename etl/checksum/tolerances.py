@@ -1,4 +1,7 @@
-"""Comparison tolerances. Each is off by default and, when on, is shown in every report."""
+"""Comparison tolerances. Each is off by default and, when on, is shown in every report.
+
+All but `float_ulps` are quantisations applied before encoding (docs/checksum.md, section 7).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,8 @@ class Tolerances(BaseModel):
     timestamp_precision: int | None = Field(default=None, ge=0, le=9)
     """Compare timestamps truncated to this many fractional-second digits (None: exact)."""
     float_ulps: int | None = Field(default=None, ge=0)
-    """Floats equal when at most this many units in the last place apart (None: exact)."""
+    """Floats equal when at most this many units in the last place apart (None: exact). Hashes
+    cannot honour it: mismatched buckets are compared row by row with it (docs/checksum.md)."""
     unicode_nfc: bool = False
     """Compare strings after Unicode NFC normalisation."""
     rstrip_char: bool = False

@@ -71,3 +71,20 @@ def test_json_renders_every_canonical_type() -> None:
     assert json_value(Decimal("1.50")) == "1.50"
     assert json_value(b"\x00\x01") == "base64:AAE="
     assert json_value(float("nan")) == "nan"
+
+
+def test_raise_if_different_names_the_table_and_keys() -> None:
+    import pytest
+
+    from etl.errors import ValidationDifferences
+
+    with pytest.raises(ValidationDifferences) as error:
+        job().raise_if_different()
+    assert error.value.exit_code == 1
+    assert (
+        "ddb.patients: 1 missing, 0 extra, 1 changed, 0 duplicate keys, 0 unresolved buckets"
+        in error.value.message
+    )
+    assert "pk='P#5'" in error.value.message and "pk='P#9'" in error.value.message
+    assert "visits" not in error.value.message
+    JobValidation([job().tables[1]]).raise_if_different()
