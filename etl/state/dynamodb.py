@@ -24,6 +24,8 @@ from etl.state.base import Checkpoint, Lease, from_epoch, lease_held, lease_lost
 BATCH_WRITE_LIMIT = 25
 """Items per BatchWriteItem (https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_BatchWriteItem.html)."""
 _LEASE = "lease"
+_CONDITION_FAILED = object()
+"""What `_call` returns when a conditional write's condition did not hold."""
 _CHECKPOINT = "checkpoint#"
 _VALUE = "value#"
 
@@ -61,8 +63,11 @@ class DynamoDbStateStore:
                 self._pid = os.getpid()
             return self._client
 
-    def _call(self, what: str, action: Any, *args: Any, **kwargs: Any) -> Any:
-        """Run `action`, turning AWS errors into EtlErrors that name the table."""
+    def _call(self, what: str, action: Any, *args: Any, conditional: bool = False, **kwargs: Any) -> Any:
+        """Run `action`, turning AWS errors into EtlErrors that name the table.
+
+        `conditional`: a failed ConditionExpression returns `_CONDITION_FAILED` instead of raising.
+        """
         from botocore.exceptions import (
             BotoCoreError,
             ClientError,
@@ -76,6 +81,8 @@ class DynamoDbStateStore:
             raise ConnectionFailed(f"state store (DynamoDB table {self.table}): {error}") from None
         except ClientError as error:
             code = error.response.get("Error", {}).get("Code", "ClientError")
+            if code == "ConditionalCheckFailedException" and conditional:
+                return _CONDITION_FAILED
             message = error.response.get("Error", {}).get("Message", "")
             raise RuntimeFailure(
                 f"state store (DynamoDB table {self.table}): {what} failed: {code}: {message}"
@@ -119,62 +126,56 @@ class DynamoDbStateStore:
         client = self._dynamodb()
         while True:
             lease = new_lease(job, holder, ttl_seconds)
-            try:
-                self._call(
-                    "acquiring the lease",
-                    client.put_item,
-                    TableName=self.table,
-                    Item={
-                        **self._key(job, _LEASE),
-                        "holder": {"S": holder},
-                        "token": {"S": lease.token},
-                        "expires_at": {"N": repr(to_epoch(lease.expires_at))},
-                    },
-                    ConditionExpression="attribute_not_exists(pk) OR #e <= :now",
-                    ExpressionAttributeNames={"#e": "expires_at"},
-                    ExpressionAttributeValues={":now": {"N": repr(to_epoch(now()))}},
-                )
+            outcome = self._call(
+                "acquiring the lease",
+                client.put_item,
+                conditional=True,
+                TableName=self.table,
+                Item={
+                    **self._key(job, _LEASE),
+                    "holder": {"S": holder},
+                    "token": {"S": lease.token},
+                    "expires_at": {"N": repr(to_epoch(lease.expires_at))},
+                },
+                ConditionExpression="attribute_not_exists(pk) OR #e <= :now",
+                ExpressionAttributeNames={"#e": "expires_at"},
+                ExpressionAttributeValues={":now": {"N": repr(to_epoch(now()))}},
+            )
+            if outcome is not _CONDITION_FAILED:
                 return lease
-            except RuntimeFailure as error:
-                if "ConditionalCheckFailedException" not in error.message:
-                    raise
             current = self._get(job, _LEASE)
             if current is not None:  # else it was released in between: try again
                 raise lease_held(job, current["holder"]["S"], from_epoch(float(current["expires_at"]["N"])))
 
     def renew_lease(self, lease: Lease, ttl_seconds: float) -> Lease:
         expires_at = new_lease(lease.job, lease.holder, ttl_seconds).expires_at
-        try:
-            self._call(
-                "renewing the lease",
-                self._dynamodb().update_item,
-                TableName=self.table,
-                Key=self._key(lease.job, _LEASE),
-                UpdateExpression="SET #e = :e",
-                ConditionExpression="#t = :t",
-                ExpressionAttributeNames={"#e": "expires_at", "#t": "token"},
-                ExpressionAttributeValues={":e": {"N": repr(to_epoch(expires_at))}, ":t": {"S": lease.token}},
-            )
-        except RuntimeFailure as error:
-            if "ConditionalCheckFailedException" in error.message:
-                raise lease_lost(lease) from None
-            raise
+        outcome = self._call(
+            "renewing the lease",
+            self._dynamodb().update_item,
+            conditional=True,
+            TableName=self.table,
+            Key=self._key(lease.job, _LEASE),
+            UpdateExpression="SET #e = :e",
+            ConditionExpression="#t = :t",
+            ExpressionAttributeNames={"#e": "expires_at", "#t": "token"},
+            ExpressionAttributeValues={":e": {"N": repr(to_epoch(expires_at))}, ":t": {"S": lease.token}},
+        )
+        if outcome is _CONDITION_FAILED:
+            raise lease_lost(lease)
         return Lease(lease.job, lease.holder, expires_at, lease.token)
 
     def release_lease(self, lease: Lease) -> None:
-        try:
-            self._call(
-                "releasing the lease",
-                self._dynamodb().delete_item,
-                TableName=self.table,
-                Key=self._key(lease.job, _LEASE),
-                ConditionExpression="#t = :t",
-                ExpressionAttributeNames={"#t": "token"},
-                ExpressionAttributeValues={":t": {"S": lease.token}},
-            )
-        except RuntimeFailure as error:
-            if "ConditionalCheckFailedException" not in error.message:
-                raise
+        """A failed condition means the lease is someone else's now: nothing to release."""
+        self._call(
+            "releasing the lease",
+            self._dynamodb().delete_item,
+            conditional=True,
+            TableName=self.table,
+            Key=self._key(lease.job, _LEASE),
+            ConditionExpression="#t = :t",
+            ExpressionAttributeNames={"#t": "token"},
+            ExpressionAttributeValues={":t": {"S": lease.token}},
+        )
 
     # -- checkpoints and values ----------------------------------------------------------------
     def checkpoints(self, job: str) -> dict[str, Checkpoint]:

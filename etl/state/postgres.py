@@ -50,8 +50,11 @@ class PostgresStateStore:
         self._create()
 
     # -- plumbing ------------------------------------------------------------------------------
-    def _run(self, query: Any, params: tuple = (), *, fetch: str = "none") -> Any:
-        """Run one statement under the lock on this process's connection, reconnecting if it broke."""
+    def _run(self, query: Any, params: tuple = (), *, fetch: str = "none", tolerate: tuple = ()) -> Any:
+        """Run one statement under the lock on this process's connection, reconnecting if it broke.
+
+        Errors of the `tolerate` classes are ignored (the statement returns None).
+        """
         import psycopg
 
         with self._lock:
@@ -65,6 +68,8 @@ class PostgresStateStore:
                 if fetch == "all":
                     return cursor.fetchall()
                 return cursor.rowcount
+            except tolerate:
+                return None
             except psycopg.OperationalError as error:
                 raise ConnectionFailed(f"state store ({self._where}): {redact(str(error)).strip()}") from None
             except psycopg.Error as error:
@@ -81,12 +86,8 @@ class PostgresStateStore:
             ).format(self._table),
         ]
         for statement in statements:
-            try:
-                self._run(statement)
-            except RuntimeFailure as error:
-                # two processes creating the same schema/table at once: the loser's error is harmless
-                if not isinstance(error.__context__, errors.UniqueViolation):
-                    raise
+            # two processes creating the same schema or table at once: the loser's error is harmless
+            self._run(statement, tolerate=(errors.UniqueViolation,))
 
     # -- leases --------------------------------------------------------------------------------
     def acquire_lease(self, job: str, holder: str, ttl_seconds: float) -> Lease:
