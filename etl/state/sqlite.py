@@ -87,6 +87,12 @@ class SqliteStateStore:
             self._connections.append((os.getpid(), connection))
         return connection
 
+    def _query(self, sql: str, params: tuple) -> list[tuple]:
+        try:
+            return self._connection().execute(sql, params).fetchall()
+        except sqlite3.Error as error:
+            raise RuntimeFailure(f"state store {self.path}: {error}") from None
+
     def _transaction(self) -> _Transaction:
         return _Transaction(self._connection(), self.path)
 
@@ -119,7 +125,7 @@ class SqliteStateStore:
             db.execute("DELETE FROM lease WHERE job = ? AND token = ?", (lease.job, lease.token))
 
     def checkpoints(self, job: str) -> dict[str, Checkpoint]:
-        rows = self._connection().execute("SELECT data FROM checkpoint WHERE job = ?", (job,)).fetchall()
+        rows = self._query("SELECT data FROM checkpoint WHERE job = ?", (job,))
         found = (Checkpoint.from_json(row[0]) for row in rows)
         return {checkpoint.partition: checkpoint for checkpoint in found}
 
@@ -136,12 +142,8 @@ class SqliteStateStore:
             db.execute("DELETE FROM value WHERE job = ?", (job,))
 
     def get_value(self, job: str, key: str) -> Json | None:
-        row = (
-            self._connection()
-            .execute("SELECT data FROM value WHERE job = ? AND key = ?", (job, key))
-            .fetchone()
-        )
-        return None if row is None else json.loads(row[0])
+        rows = self._query("SELECT data FROM value WHERE job = ? AND key = ?", (job, key))
+        return json.loads(rows[0][0]) if rows else None
 
     def set_value(self, job: str, key: str, value: Json) -> None:
         with self._transaction() as db:
