@@ -15,12 +15,11 @@ from typing import Any, Literal
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
-from psycopg.types.json import set_json_loads
 
 from etl.records import Json
 from etl.sources.base import BatchLimits
 from etl.sources.sql import SqlColumn, SqlSource, SqlSourceConfig, SqlTable
-from etl.sources.sqltypes import Converter, iso_interval, json_loads_exact, strip_char_padding
+from etl.sources.sqltypes import Converter, iso_interval, json_loads_exact
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +34,7 @@ class Config(SqlSourceConfig):
 
 _SESSION = "-c TimeZone=UTC -c IntervalStyle=iso_8601"
 _cursor_names = itertools.count()
+_SELECTED_AS_TEXT = frozenset({"INTERVAL", "JSON", "JSONB", "BPCHAR"})
 
 
 class PostgresSource(SqlSource):
@@ -55,7 +55,6 @@ class PostgresSource(SqlSource):
             connection = psycopg.connect(self.config.dsn, options=_SESSION, connect_timeout=10)
         except psycopg.Error as error:
             raise self.connection_failed(_where(settings), error, [settings.get("password")]) from None
-        set_json_loads(json_loads_exact, connection)
         return connection
 
     def open_cursor(self, connection: Any, fetch_rows: int) -> Any:
@@ -148,21 +147,26 @@ class PostgresSource(SqlSource):
     # --- types ------------------------------------------------------------------------
 
     def column_expression(self, column: SqlColumn) -> str:
-        if column.type == "INTERVAL":
+        """Cast to text: interval (ISO-8601, months kept apart), JSON (parsed exactly here), and
+        CHAR(n), whose cast to text drops the pad spaces (PostgreSQL docs, "Character Types")."""
+        if column.type in _SELECTED_AS_TEXT:
             return f"{self.quote(column.name)}::text"
         return self.quote(column.name)
 
     def converter(self, column: SqlColumn) -> Converter | None:
-        if column.type == "BPCHAR":
-            return strip_char_padding
         if column.type == "INTERVAL":
             return iso_interval
+        if column.type in {"JSON", "JSONB"}:
+            return json_loads_exact
         return None
 
     def width(self, column: SqlColumn) -> int | None:
         if column.type in {"TEXT", "BYTEA", "JSON", "JSONB", "XML"} or column.type.startswith("_"):
             return None
         return 16 if column.length is None else column.length
+
+    def holds_objects(self, column: SqlColumn) -> bool:
+        return column.type.startswith("_")
 
 
 def _settings(dsn: str) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from operator import itemgetter
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -108,7 +109,9 @@ class ReadPlan:
     key_positions: list[int]
     fixed_width: int
     measured: list[int] = field(default_factory=list)
-    """Positions of unbounded columns whose size is measured per row."""
+    """Positions of unbounded columns whose size is measured per row (str/bytes: their len)."""
+    measured_objects: list[int] = field(default_factory=list)
+    """Positions of unbounded columns holding objects (arrays), measured by their text form."""
 
 
 class Params:
@@ -186,6 +189,10 @@ class SqlSource:
     def width(self, column: SqlColumn) -> int | None:
         """Bytes a value takes at most, for batch sizing; None = measure each value."""
         return 8 if column.length is None else column.length
+
+    def holds_objects(self, column: SqlColumn) -> bool:
+        """Whether an unbounded column's values are objects (arrays) rather than str/bytes."""
+        return False
 
     # --- dialect: connections and catalog -------------------------------------------------
 
@@ -444,7 +451,8 @@ class SqlSource:
             converters=[self.converter(c) for c in chosen],
             key_positions=key_positions,
             fixed_width=sum(width for width in widths if width is not None),
-            measured=[i for i, width in enumerate(widths) if width is None],
+            measured=[i for i, w in enumerate(widths) if w is None and not self.holds_objects(chosen[i])],
+            measured_objects=[i for i, w in enumerate(widths) if w is None and self.holds_objects(chosen[i])],
         )
 
     def page_query(
@@ -583,14 +591,25 @@ class SqlSource:
         return max(1, min(self.limits.records, self.limits.bytes // max(1, plan.fixed_width)))
 
     def _split_by_bytes(self, rows: list, plan: ReadPlan, rows_per_batch: int) -> Iterator[list]:
-        if not plan.measured:
-            for start in range(0, len(rows), rows_per_batch):
-                yield rows[start : start + rows_per_batch]
-            return
+        """Chunks of at most `rows_per_batch` rows and `limits.bytes` bytes (one row may exceed it alone)."""
+        if plan.measured or plan.measured_objects:
+            total = plan.fixed_width * len(rows)
+            for position in plan.measured:
+                total += _column_bytes(list(map(itemgetter(position), rows)))
+            for position in plan.measured_objects:
+                total += sum(map(_size, map(itemgetter(position), rows)))
+            if total > self.limits.bytes:
+                yield from self._split_row_by_row(rows, plan, rows_per_batch)
+                return
+        for start in range(0, len(rows), rows_per_batch):
+            yield rows[start : start + rows_per_batch]
+
+    def _split_row_by_row(self, rows: list, plan: ReadPlan, rows_per_batch: int) -> Iterator[list]:
         chunk: list = []
         size = 0
+        measured = plan.measured + plan.measured_objects
         for row in rows:
-            row_size = plan.fixed_width + sum(_size(row[i]) for i in plan.measured)
+            row_size = plan.fixed_width + sum(_size(row[i]) for i in measured)
             if chunk and (size + row_size > self.limits.bytes or len(chunk) >= rows_per_batch):
                 yield chunk
                 chunk, size = [], 0
@@ -600,41 +619,46 @@ class SqlSource:
             yield chunk
 
     def to_batch(self, meta: TableMeta, plan: ReadPlan, rows: list) -> Batch:
-        """Driver rows -> a Batch of canonical records (and rejects), resuming after the last row."""
+        """Driver rows -> a Batch of canonical records (and rejects), resuming after the last row.
+
+        Converters run column by column over the batch so that columns the driver already hands
+        over as canonical values cost nothing beyond building the dict.
+        """
         last = tuple(rows[-1][position] for position in plan.key_positions)
-        resume = encode_key(last)
         names = plan.names
-        if not any(plan.converters):
-            return Batch([dict(zip(names, row, strict=False)) for row in rows], resume)
-        records: list[dict] = []
-        rejects: list[Reject] = []
-        converters = plan.converters
-        for row in rows:
-            record: dict = {}
-            for name, convert, value in zip(names, converters, row, strict=False):
-                if convert is not None and value is not None:
-                    try:
-                        value = convert(value)
-                    except Truncated as loss:
-                        value = loss.value
-                        self._count_loss(meta, name, loss.reason)
-                    except (ValueRejected, ValueError, TypeError, ArithmeticError) as error:
-                        raw_key = [row[position] for position in plan.key_positions]
-                        rejects.append(
-                            Reject(
-                                table=meta.name,
-                                source_key=_key_text(meta.key, raw_key),
-                                reason=f"column {name}: {_reason(error)}",
-                                stage="extract",
-                                field_path=name,
-                                value_type=type(value).__name__,
-                            )
-                        )
-                        break
-                record[name] = value
-            else:
-                records.append(record)
-        return Batch(records, resume, rejects)
+        records = [dict(zip(names, row)) for row in rows]  # noqa: B905 - zip(strict=) halves its speed
+        failed: dict[int, Reject] = {}
+        for name, convert in zip(names, plan.converters, strict=True):
+            if convert is None:
+                continue
+            for index, record in enumerate(records):
+                value = record[name]
+                if value is None:
+                    continue
+                try:
+                    record[name] = convert(value)
+                except Truncated as loss:
+                    record[name] = loss.value
+                    self._count_loss(meta, name, loss.reason)
+                except (ValueRejected, ValueError, TypeError, ArithmeticError) as error:
+                    if index not in failed:
+                        failed[index] = self._reject(meta, plan, rows[index], name, value, error)
+        if failed:
+            records = [record for index, record in enumerate(records) if index not in failed]
+        return Batch(records, encode_key(last), list(failed.values()))
+
+    def _reject(
+        self, meta: TableMeta, plan: ReadPlan, row: Sequence, column: str, value: Any, error: Exception
+    ) -> Reject:
+        raw_key = [row[position] for position in plan.key_positions]
+        return Reject(
+            table=meta.name,
+            source_key=_key_text(meta.key, raw_key),
+            reason=f"column {column}: {_reason(error)}",
+            stage="extract",
+            field_path=column,
+            value_type=type(value).__name__,
+        )
 
     def _count_loss(self, meta: TableMeta, column: str, reason: str) -> None:
         label = f"{meta.name}.{column}: {reason}"
@@ -656,6 +680,14 @@ class SqlSource:
             f"cannot connect to {self.engine} source {self.name!r} at {where}: {detail}",
             hint="check that the server is running and reachable, and the user name and password",
         )
+
+
+def _column_bytes(values: list) -> int:
+    """Total size of one column's values: len() of str/bytes in C, anything else by its text form."""
+    try:
+        return sum(map(len, filter(None, values)))
+    except TypeError:
+        return sum(map(_size, values))
 
 
 def _size(value: Any) -> int:

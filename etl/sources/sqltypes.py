@@ -248,9 +248,14 @@ def sql_variant(text: str) -> dict:
     return {"type": base_type, "value": rest}
 
 
+_EXACT_JSON = json.JSONDecoder(parse_float=Decimal)
+
+
 def json_loads_exact(text: str | bytes) -> Any:
     """JSON with numbers kept exact: fractions become Decimal, never float."""
-    return json.loads(text, parse_float=Decimal)
+    if not isinstance(text, str):
+        text = bytes(text).decode("utf-8")
+    return _EXACT_JSON.decode(text)
 
 
 def chain(*steps: Converter) -> Converter:
