@@ -141,7 +141,7 @@ class Interpolator:
         for value in self._registered:
             register_secret(value)
 
-    def __call__(self, text: str, *, where: str | None = None) -> str:
+    def __call__(self, text: str, where: str | None = None) -> str:
         if "${" not in text:
             return text
         prefix = f"{where}: " if where else ""
