@@ -106,20 +106,7 @@ def _column_fn(column: ColumnSpec, rest_used: frozenset[str]) -> ColumnFn:
 
     if column.kind == "from":
         assert column.path is not None
-        getter = make_getter(column.path)
-
-        def read(ctx: tuple) -> Any:
-            value = getter(ctx)
-            if value is None or value is MISSING:
-                return on_empty(value)
-            try:
-                return cast(value)
-            except CastError as exc:
-                raise RowProblem(
-                    label, f"`{label}` as {column.type.name}: {exc.reason}", exc.value_type
-                ) from None
-
-        return read
+        return _read_fn(column, cast, on_empty, label)
     if column.kind == "const":
         value = column.const
         if isinstance(value, (dict, list, set)):
@@ -168,6 +155,61 @@ def _column_fn(column: ColumnSpec, rest_used: frozenset[str]) -> ColumnFn:
 
         return remaining
     raise ValueError(f"unknown column kind {column.kind}")
+
+
+def _read_fn(
+    column: ColumnSpec, cast: Callable[[Any], Any], on_empty: Callable[[Any], Any], label: str
+) -> ColumnFn:
+    """Read one source path and cast it. The common case (one field name) reads the dict directly,
+    and text columns skip the cast call when the value already is text."""
+    path = column.path
+    assert path is not None
+    getter = make_getter(path)
+    type_text = column.type.name
+
+    def failed(exc: CastError) -> RowProblem:
+        return RowProblem(label, f"`{label}` as {type_text}: {exc.reason}", exc.value_type)
+
+    if len(path.steps) != 1 or not isinstance(path.steps[0], str):
+
+        def read(ctx: tuple) -> Any:
+            value = getter(ctx)
+            if value is None or value is MISSING:
+                return on_empty(value)
+            try:
+                return cast(value)
+            except CastError as exc:
+                raise failed(exc) from None
+
+        return read
+    key, scope = path.steps[0], path.scope
+    if column.type.base == "string":
+
+        def read_text(ctx: tuple) -> Any:
+            doc = ctx[scope]
+            value = doc.get(key, MISSING) if type(doc) is dict else getter(ctx)
+            if type(value) is str:
+                return value
+            if value is None or value is MISSING:
+                return on_empty(value)
+            try:
+                return cast(value)
+            except CastError as exc:
+                raise failed(exc) from None
+
+        return read_text
+
+    def read_field(ctx: tuple) -> Any:
+        doc = ctx[scope]
+        value = doc.get(key, MISSING) if type(doc) is dict else getter(ctx)
+        if value is None or value is MISSING:
+            return on_empty(value)
+        try:
+            return cast(value)
+        except CastError as exc:
+            raise failed(exc) from None
+
+    return read_field
 
 
 def _map_fn(tree: dict[str, Any]) -> ColumnFn:

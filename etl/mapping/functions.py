@@ -16,7 +16,7 @@ from typing import Any
 
 import bson
 
-from etl.mapping.types import CastError, to_decimal_exact, to_int, to_string, type_name
+from etl.mapping.types import CastError, decimal128_to_decimal, to_decimal_exact, to_int, to_string, type_name
 
 MAX_TEXT = 1_000_000
 """Longest text an expression may build (characters)."""
@@ -42,7 +42,7 @@ def number(value: Any) -> Any:
     if isinstance(value, (int, float, Decimal)):
         return value
     if isinstance(value, bson.Decimal128):
-        return value.to_decimal()
+        return decimal128_to_decimal(value)
     raise EvalError(f"a {type_name(value)} is not a number", value)
 
 

@@ -110,6 +110,8 @@ def make_protector(rules: list[PiiRule]) -> Callable[[dict], dict]:
     """A function returning a copy of a record with every PII rule applied (inputs are not changed)."""
     if not rules:
         return lambda record: record
+    if all(len(rule.steps) == 1 and isinstance(rule.steps[0], str) for rule in rules):
+        return _top_level_protector(rules)
 
     def protect(record: dict) -> dict:
         safe = record
@@ -122,6 +124,33 @@ def make_protector(rules: list[PiiRule]) -> Callable[[dict], dict]:
                 safe = _apply(
                     safe, rule.steps, PiiRule(rule.path, rule.steps, "drop", drop), copied=safe is not record
                 )
+        if problem is not None:
+            raise Unprotectable(safe, problem)
+        return safe
+
+    return protect
+
+
+def _top_level_protector(rules: list[PiiRule]) -> Callable[[dict], dict]:
+    """The common case, every PII field at the top level: one shallow copy per record."""
+    fields = [(str(rule.steps[0]), rule) for rule in rules]
+
+    def protect(record: dict) -> dict:
+        safe = dict(record)
+        problem: PiiError | None = None
+        for name, rule in fields:
+            if name in safe:
+                try:
+                    value = rule.transform(safe[name])
+                except CastError as exc:
+                    problem = problem or PiiError(
+                        rule.path, f"pii `{rule.kind}` cannot apply: {exc.reason}", type_name(safe[name])
+                    )
+                    value = DROP
+                if value is DROP:
+                    del safe[name]
+                else:
+                    safe[name] = value
         if problem is not None:
             raise Unprotectable(safe, problem)
         return safe

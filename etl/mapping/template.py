@@ -17,7 +17,7 @@ from typing import Any
 import bson
 
 from etl.mapping.paths import MISSING, Path, PathSyntaxError, make_getter, parse_path
-from etl.mapping.types import CastError, to_string, type_name
+from etl.mapping.types import CastError, decimal128_to_decimal, to_string, type_name
 
 
 class TemplateError(ValueError):
@@ -94,7 +94,7 @@ def _formatter(path: str, fmt: str | None) -> Callable[[Any], str]:
             return value
         try:
             if isinstance(value, bson.Decimal128):
-                value = value.to_decimal()
+                value = decimal128_to_decimal(value)
             if fmt is None:
                 return to_string(value)
             if isinstance(value, (dt.date, dt.datetime, dt.time)):

@@ -144,14 +144,16 @@ def zone(name: str) -> dt.tzinfo:
 
 
 def to_string(value: Any) -> str:
-    if isinstance(value, str):
+    if type(value) is str:
         return value
+    if isinstance(value, str):
+        return str(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, Decimal, bson.ObjectId, uuid.UUID)):
         return str(value)
     if isinstance(value, bson.Decimal128):
-        return str(value.to_decimal())
+        return str(decimal128_to_decimal(value))
     if isinstance(value, float):
         if not math.isfinite(value):
             raise CastError("a non-finite float cannot become text", value)
@@ -164,6 +166,8 @@ def to_string(value: Any) -> str:
 
 
 def to_int(value: Any) -> int:
+    if type(value) is int and INT64_MIN <= value <= INT64_MAX:
+        return value
     if isinstance(value, bool):
         raise CastError("a bool is not an integer (use type bool)", value)
     if isinstance(value, int):
@@ -180,6 +184,19 @@ def to_int(value: Any) -> int:
     return result
 
 
+def decimal128_to_decimal(value: bson.Decimal128) -> Decimal:
+    """Exact Decimal of a BSON Decimal128, decoding the IEEE 754-2008 BID layout directly (several
+    times faster than bson's bit-by-bit loop); the rare large-coefficient form, NaN and infinity
+    are left to bson. Layout: https://github.com/mongodb/specifications (bson-decimal128)."""
+    bid = value.bid
+    high = int.from_bytes(bid[8:], "little")
+    if (high >> 61) & 3 == 3:
+        return value.to_decimal()
+    coefficient = ((high & 0x1FFFFFFFFFFFF) << 64) | int.from_bytes(bid[:8], "little")
+    exponent = ((high >> 49) & 0x3FFF) - 6176
+    return Decimal(f"{'-' if high >> 63 else ''}{coefficient}E{exponent}")
+
+
 def to_decimal_exact(value: Any) -> Decimal:
     """Any number (or numeric text) as an exact, finite Decimal."""
     if isinstance(value, bool):
@@ -187,7 +204,7 @@ def to_decimal_exact(value: Any) -> Decimal:
     if isinstance(value, Decimal):
         number = value
     elif isinstance(value, bson.Decimal128):
-        number = value.to_decimal()
+        number = decimal128_to_decimal(value)
     elif isinstance(value, int):
         number = Decimal(int(value))
     elif isinstance(value, float):
@@ -240,7 +257,7 @@ def to_float(value: Any) -> float:
     if isinstance(value, (int, float, Decimal)):
         result = float(value)
     elif isinstance(value, bson.Decimal128):
-        result = float(value.to_decimal())
+        result = float(decimal128_to_decimal(value))
     elif isinstance(value, str):
         try:
             result = float(value)
@@ -353,31 +370,60 @@ def to_bytes(value: Any) -> bytes:
     raise CastError(f"a {type_name(value)} cannot become bytes", value)
 
 
+_UNCHANGED = frozenset({str, bool, type(None), dt.date, dt.time, dt.timedelta, uuid.UUID})
+
+
 def to_plain(value: Any) -> Any:
     """A value (deeply) as canonical Python kinds: BSON numbers, ids and binaries become plain values."""
-    if value is None or isinstance(
-        value, (str, bool, float, Decimal, dt.date, dt.time, dt.timedelta, uuid.UUID)
-    ):
-        if isinstance(value, dt.datetime) and value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        if isinstance(value, float) and not math.isfinite(value):
-            raise CastError("NaN and infinity cannot be stored", value)
+    kind = type(value)
+    if kind in _UNCHANGED:
         return value
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, dict):
+    if kind is int:
+        return value
+    if kind is dict:
         result = {}
         for key, item in value.items():
-            if not isinstance(key, str):
+            if type(key) is not str:
                 raise CastError("a document key is not text", key)
             result[key] = to_plain(item)
         return result
+    if kind is list:
+        return [to_plain(item) for item in value]
+    if kind is bson.Decimal128:
+        return to_decimal_exact(value)
+    if kind is Decimal:
+        if not value.is_finite():
+            raise CastError("NaN and infinity cannot be stored", value)
+        return value
+    if kind is dt.datetime:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+    return _to_plain_other(value)
+
+
+def _to_plain_other(value: Any) -> Any:
+    """The slower, subclass-aware path of to_plain."""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise CastError("NaN and infinity cannot be stored", value)
+        return value
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, dt.datetime):
+        return to_plain(dt.datetime.combine(value.date(), value.timetz()))
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, (dt.date, dt.time, dt.timedelta, uuid.UUID)):
+        return value
+    if isinstance(value, Decimal):
+        return to_plain(Decimal(value))
+    if isinstance(value, dict):
+        return to_plain(dict(value))
     if isinstance(value, (list, tuple)):
         return [to_plain(item) for item in value]
     if isinstance(value, (set, frozenset)):
         return {to_plain(item) for item in value}
-    if isinstance(value, bson.Decimal128):
-        return to_decimal_exact(value)
     if isinstance(value, bson.ObjectId):
         return str(value)
     if isinstance(value, bson.Binary):
