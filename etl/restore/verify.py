@@ -12,11 +12,13 @@ they explain a mismatched bucket without proving the restore wrong, and are repo
 from __future__ import annotations
 
 import bisect
+import html
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from etl.checksum import Manifest, ManifestError, TableManifest, TableValidation, Tolerances, validate_table
+from etl.checksum.results import key_text
 from etl.checksum.rowhash import RowHasher, bucket_of
 from etl.records import TableSpec
 from etl.restore.chain import BrokenChain, Kind, RestorePlan
@@ -201,6 +203,43 @@ class RestoreVerification:
         return pd.DataFrame(rows, columns=["table", "segment", "lower", "upper", "expected_rows",
                                            "restored_rows", "mismatched_buckets", "drift_buckets", "status"])
 
+    def summary(self) -> pd.DataFrame:
+        """One row per table: status (pass, drift, FAIL), rows, segments and buckets that differ,
+        and the row differences by kind (missing/extra/changed; <NA> without reference rows)."""
+        import pandas as pd
+
+        frame = pd.DataFrame([_summary_row(t) for t in self.tables], columns=SUMMARY_COLUMNS)
+        return frame.astype({"missing": "Int64", "extra": "Int64", "changed": "Int64"})
+
+    def differences(self, table: str) -> pd.DataFrame:
+        """The rows of `table` that differ from the reference (drift excluded): key, kind, field,
+        source (reference) value, restored value, bucket and the segment the key falls in."""
+        import pandas as pd
+
+        return pd.DataFrame(_difference_rows(self.table(table)), columns=VERIFICATION_DIFFERENCE_COLUMNS)
+
+    def to_pandas(self) -> pd.DataFrame:
+        """Every table's differences in one frame (the `table` column says which)."""
+        import pandas as pd
+
+        rows = [row for check in self.tables for row in _difference_rows(check)]
+        return pd.DataFrame(rows, columns=VERIFICATION_DIFFERENCE_COLUMNS)
+
+    def _repr_html_(self) -> str:
+        verdict = "exact" if self.exact else "ok (drift only)" if self.ok else "differences found"
+        colour = STATUS_COLOURS["pass" if self.exact else "drift" if self.ok else "FAIL"]
+        header = "".join(f"<th>{html.escape(name)}</th>" for name in SUMMARY_COLUMNS)
+        body = []
+        for row in (_summary_row(t) for t in self.tables):
+            cells = "".join(f"<td>{html.escape('' if row[c] is None else str(row[c]))}</td>"
+                            for c in SUMMARY_COLUMNS)
+            body.append(f'<tr style="color:{STATUS_COLOURS[row["status"]]}">{cells}</tr>')
+        unexpected = "".join(f"<p>{html.escape(name)}: restored but not in the manifest</p>"
+                             for name in self.unexpected_tables)
+        return (f'<p style="color:{colour};font-weight:bold">restore verified against the manifest at '
+                f"{html.escape(str(self.position))}: {verdict}</p>"
+                f'<table class="etl-summary"><tr>{header}</tr>{"".join(body)}</table>{unexpected}')
+
     def describe(self) -> str:
         """A short text report: one line per table, naming mismatched and drifted segments."""
         lines = [f"restore verified against the manifest at {self.position}: "
@@ -213,6 +252,44 @@ class RestoreVerification:
             lines.append(f"  {t.table}: {counts}; {state}{drift}")
         lines += [f"  {name}: restored but not in the manifest" for name in self.unexpected_tables]
         return "\n".join(lines)
+
+
+SUMMARY_COLUMNS = ["table", "status", "expected_rows", "restored_rows", "segments", "mismatched_segments",
+                   "drift_segments", "mismatched_buckets", "missing", "extra", "changed", "drift_rows"]
+VERIFICATION_DIFFERENCE_COLUMNS = ["table", "key", "kind", "field", "source_value", "target_value", "bucket",
+                                   "segment"]
+STATUS_COLOURS = {"pass": "#1a7f37", "drift": "#9a6700", "FAIL": "#cf222e"}
+
+
+def _summary_row(check: TableCheck) -> dict[str, Any]:
+    status = "FAIL" if not check.ok else "drift" if check.drift_segments else "pass"
+    kinds = [d.kind for d in check.real_differences] if check.rows is not None else None
+    return {"table": check.table, "status": status, "expected_rows": check.expected_rows,
+            "restored_rows": check.restored_rows, "segments": len(check.segments),
+            "mismatched_segments": len(check.mismatched_segments),
+            "drift_segments": len(check.drift_segments),
+            "mismatched_buckets": sum(len(s.mismatched_buckets) for s in check.segments),
+            **{k: None if kinds is None else kinds.count(k) for k in ("missing", "extra", "changed")},
+            "drift_rows": len(check.drift)}
+
+
+def _segment_of(check: TableCheck, key: dict[str, Any]) -> int | None:
+    values = tuple(key.values())
+    for segment in check.segments:
+        if (segment.lower is None or tuple(segment.lower) <= values) and \
+                (segment.upper is None or values < tuple(segment.upper)):
+            return segment.segment
+    return None
+
+
+def _difference_rows(check: TableCheck) -> list[dict[str, Any]]:
+    if check.rows is None:
+        return []
+    real = check.real_differences
+    rows = [row for row in check.rows.difference_rows()
+            if any(key_text(d.key) == row["key"] for d in real)]
+    segments = {key_text(d.key): _segment_of(check, d.key) for d in real}
+    return [{**row, "segment": segments[row["key"]]} for row in rows]
 
 
 def verify_restore(
