@@ -175,7 +175,7 @@ values = st.recursive(
 )
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.lists(values, min_size=2, max_size=6))
 def test_encodings_equal_exactly_when_values_are_alike(items: list[object]) -> None:
     codes = [encode(v) for v in items]
@@ -185,7 +185,7 @@ def test_encodings_equal_exactly_when_values_are_alike(items: list[object]) -> N
             assert (codes[i] == codes[j]) == (meanings[i] == meanings[j]), (items[i], items[j])
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(
     st.lists(
         st.one_of(st.floats(), st.sampled_from([0.0, -0.0, math.nan, -math.nan, 5e-324])),
