@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
@@ -145,6 +145,7 @@ def validate_table(
     buckets: int = 256,
     tolerances: Tolerances | None = None,
     max_differences: int = 100,
+    max_rows_held: int = 500_000,
     source_checksums: BucketChecksums | None = None,
     target_checksums: BucketChecksums | None = None,
 ) -> TableValidation:
@@ -152,7 +153,8 @@ def validate_table(
 
     `source_checksums`/`target_checksums`: pass-1 results already accumulated (e.g. by the run
     engine while loading, merged over partitions); that side is then read only to drill down.
-    Differences are counted in full; at most `max_differences` are listed.
+    Differences are counted in full; at most `max_differences` are listed. Pass 2 holds at most
+    about `max_rows_held` rows, reading the sides once more per group of buckets beyond that.
     """
     tolerances = tolerances or Tolerances()
     hasher = RowHasher(spec, tolerances)
@@ -178,17 +180,36 @@ def validate_table(
         tolerances=tolerances.active(),
         max_differences=max_differences,
     )
-    if mismatched:
+    for wanted in _rounds(mismatched, source_checksums, target_checksums, max_rows_held):
         _drill_down(
             spec,
             hasher,
             (source_rows, target_rows),
             (source_checksums, target_checksums),
-            frozenset(mismatched),
+            wanted,
             result,
             tolerances,
         )
     return result
+
+
+def _rounds(
+    mismatched: list[int], source: BucketChecksums, target: BucketChecksums, max_rows_held: int
+) -> Iterator[frozenset[int]]:
+    """Mismatched buckets in groups holding at most `max_rows_held` rows (both sides, from the
+    bucket counts) each, so that even two wholly different tables are compared in bounded memory;
+    each group costs one more read of each side."""
+    group: list[int] = []
+    held = 0
+    for bucket in mismatched:
+        rows = source.counts[bucket] + target.counts[bucket]
+        if group and held + rows > max_rows_held:
+            yield frozenset(group)
+            group, held = [], 0
+        group.append(bucket)
+        held += rows
+    if group:
+        yield frozenset(group)
 
 
 def _drill_down(

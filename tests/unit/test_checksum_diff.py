@@ -230,3 +230,19 @@ def test_row_hash_is_128_bits_and_sees_every_column() -> None:
 def test_merge_refuses_other_bucket_counts() -> None:
     with pytest.raises(ValueError, match="cannot merge 8 buckets into 16"):
         BucketChecksums(16).merge(BucketChecksums(8))
+
+
+def test_wholly_different_tables_are_compared_in_bounded_rounds() -> None:
+    source = make_rows(400)
+    target = copy_rows(source)
+    for row in target:
+        row["note"] = "changed"
+    reads = {"target": 0}
+
+    def target_rows():
+        reads["target"] += 1
+        return iter(target)
+
+    result = validate_table(SPEC, lambda: iter(source), target_rows, buckets=32, max_rows_held=100)
+    assert result.changed == 400 and len(result.mismatched_buckets) == 32
+    assert reads["target"] >= 1 + 800 // 100  # pass 1, then one read per round of at most 100 held rows
