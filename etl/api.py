@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 from etl.checksum import JobValidation
 from etl.engine.accounting import Counts
-from etl.engine.plan import select_tables
 from etl.engine.resources import JobResources
 from etl.errors import EtlError, JobFileError
 from etl.job import Job, load_job
@@ -123,10 +122,12 @@ class MigrationJob:
         mapped rows. Source records are shown as the mapping's `pii:` rules leave them."""
         import pandas as pd
 
-        pairs = select_tables(self._resources.source_tables(), [table])
+        available = self._resources.source_tables()
+        pairs = [(s, t) for s, t in available if table in (t, f"{s}.{t}")]
         if len(pairs) != 1:
-            raise JobFileError(f"preview {table!r}: {len(pairs)} sources have a table of that name",
-                               hint="name it as source.table: " + ", ".join(f"{s}.{t}" for s, t in pairs))
+            problem = "no such source table in the job" if not pairs else "more than one source has it"
+            raise JobFileError(f"preview {table!r}: {problem}",
+                               hint="the job's tables are " + ", ".join(f"{s}.{t}" for s, t in available))
         [(source_name, table_name)] = pairs
         mapping = self._resources.mapping(source_name, table_name)
         source = self._resources.open_source(source_name)
