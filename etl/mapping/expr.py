@@ -542,8 +542,3 @@ def _check_literal_operand(node: Binary, value: Any) -> None:
         raise ExprError(f"exponents above {MAX_EXPONENT} are refused", node.column)
     if node.op == "*" and isinstance(value, int) and value > MAX_TEXT:
         raise ExprError(f"repeating text more than {MAX_TEXT} times is refused", node.column)
-
-
-def truthy(evaluator: Evaluator) -> Callable[[tuple], bool]:
-    """A filter: null and false skip; anything else keeps."""
-    return lambda ctx: bool(evaluator(ctx))

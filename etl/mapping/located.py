@@ -47,9 +47,6 @@ class Node:
             return [node.plain() for node in self.value]
         return self.value
 
-    def child(self, key: str) -> Node | None:
-        return self.value.get(key) if isinstance(self.value, dict) else None
-
     def expect_dict(self, what: str) -> dict[str, Node]:
         if not isinstance(self.value, dict):
             raise self.error(f"{what} must be a mapping (key: value lines), found {_kind(self.value)}")

@@ -36,17 +36,6 @@ class Path:
     steps: tuple[str | int | None, ...]
     text: str
 
-    @property
-    def top(self) -> str | None:
-        """The top-level field of the record this path reads, if it reads one."""
-        if self.scope in (0,) and self.steps and isinstance(self.steps[0], str):
-            return self.steps[0]
-        return None
-
-    @property
-    def arrays(self) -> int:
-        return sum(1 for step in self.steps if step is None)
-
 
 def parse_path(text: str, *, allow_every: bool = False) -> Path:
     """Parse `a.b[0].c`, `` `odd key`.x ``, `$root.a`; `[]` (every element) only when `allow_every`."""
@@ -152,8 +141,3 @@ def make_getter(path: Path) -> Getter:
         return value
 
     return get_many
-
-
-def read_path(value: Any, steps: tuple[str | int | None, ...]) -> Any:
-    """Read plain steps from one value (used by sample checks)."""
-    return make_getter(Path(-1, steps, ""))((value,))

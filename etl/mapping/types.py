@@ -127,7 +127,7 @@ def make_cast(
     if kind.base == "bytes":
         return to_bytes
     if kind.base == "json":
-        return to_json
+        return to_plain
     if kind.base in ("list", "set"):
         item_cast = make_cast(items, rounding=rounding, tz=tz) if items else to_plain
         return _list_cast(item_cast) if kind.base == "list" else _set_cast(item_cast)
@@ -433,11 +433,6 @@ def _to_plain_other(value: Any) -> Any:
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value)
     raise CastError(f"a {type_name(value)} has no plain equivalent (see docs/types.md)", value)
-
-
-def to_json(value: Any) -> Any:
-    """Documents, arrays and scalars for a json/map column, deeply converted to canonical kinds."""
-    return to_plain(value)
 
 
 def _list_cast(item_cast: Cast) -> Cast:
