@@ -648,3 +648,16 @@ def test_odd_explode_values(value):
     mapping = compiled(NESTED)
     batch = mapping.apply([{"id": 1, "items": value}], key_of)
     assert len(batch.rows[("pg", "orders")].rows) + len(batch.rejects) == 1
+
+
+def test_safe_record_never_raises_and_drops_what_cannot_be_protected():
+    mapping = compiled("""
+        pii: {birth_date: year, email: {mask: 2}}
+        outputs:
+          - target: pg
+            table: t
+            key: [id]
+            columns:
+              id: {from: id, type: int}
+        """)
+    assert mapping.safe_record({"id": 1, "birth_date": "soon", "email": "abcd"}) == {"id": 1, "email": "**cd"}
