@@ -419,12 +419,16 @@ class CompiledMapping:
             rows = {
                 table: list(table_rows.rows) for table, table_rows in batch.rows.items() if table_rows.rows
             }
-            try:
-                safe = self._protect(record)
-            except Unprotectable as exc:
-                safe = exc.safe
-            previews.append(Preview(safe, rows, batch.rejects, batch.filtered == 1))
+            previews.append(Preview(self.safe_record(record), rows, batch.rejects, batch.filtered == 1))
         return previews
+
+    def safe_record(self, record: dict) -> dict:
+        """A copy of `record` with the `pii:` transforms applied, safe to show or log; never raises
+        (a field a transform cannot handle is dropped)."""
+        try:
+            return self._protect(record)
+        except Unprotectable as exc:
+            return exc.safe
 
 
 def _emit(output: _Output, ctx: tuple, parent_values: tuple, emitted: list) -> None:

@@ -13,7 +13,6 @@ from etl.errors import MappingError
 from etl.mapping.compile import CompiledMapping, compile_mapping
 from etl.mapping.located import suggest
 from etl.mapping.paths import MISSING, Path, make_getter
-from etl.mapping.pii import Unprotectable
 from etl.mapping.spec import MappingSpec, OutputSpec
 
 
@@ -67,12 +66,7 @@ def check_against_sample(
     findings: list[SampleFinding] = []
     if not records:
         return findings
-    safe_records = []
-    for record in records:
-        try:
-            safe_records.append(compiled._protect(record))
-        except Unprotectable as exc:
-            safe_records.append(exc.safe)
+    safe_records = [compiled.safe_record(record) for record in records]
     for output in spec.outputs:
         contexts = _contexts(output, safe_records)
         if not contexts:
