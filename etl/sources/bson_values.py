@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import datetime
 import decimal
+import gc
 import json
 import re
 import uuid
@@ -63,6 +64,25 @@ def _regex_options(flags: int) -> str:
     return "".join(letter for flag, letter in letters if flags & flag)
 
 
+_MAX_COEFFICIENT = 10**34 - 1
+
+
+def _decimal(value: Decimal128, _from_bytes: Callable = int.from_bytes, _decimal: type = decimal.Decimal
+             ) -> decimal.Decimal:
+    """Decimal128 -> Decimal, exactly (same digits, exponent and sign as `to_decimal()`), about
+    four times faster: finite values are read from the IEEE 754 BID bits and built from text,
+    which the C decimal module parses exactly. NaN and Infinity take pymongo's path."""
+    bid = value.bid
+    high = _from_bytes(bid[8:], "little")
+    if (high >> 61) & 3 == 3:  # NaN, Infinity, or the (non-canonical) large-coefficient form
+        return value.to_decimal()
+    coefficient = ((high & 0x1FFFFFFFFFFFF) << 64) | _from_bytes(bid[:8], "little")
+    if coefficient > _MAX_COEFFICIENT:  # non-canonical: the standard reads it as zero
+        coefficient = 0
+    exponent = ((high >> 49) & 0x3FFF) - 6176
+    return _decimal(f"{'-' if high >> 63 else ''}{coefficient}E{exponent}")
+
+
 def _binary(value: Binary) -> Any:
     # Subtype 2 is the deprecated "binary (old)": the same meaning as the generic subtype 0.
     if value.subtype in (0, 2):
@@ -92,7 +112,7 @@ def _decoder(bson_type: type, transform: Callable[[Any], Any]) -> TypeDecoder:
 
 
 CANONICAL_REGISTRY = TypeRegistry([
-    _decoder(Decimal128, lambda value: value.to_decimal()),
+    _decoder(Decimal128, _decimal),
     _decoder(Int64, int),
     _decoder(ObjectId, lambda value: ObjectIdText(str(value))),
     _decoder(Binary, _binary),
@@ -107,8 +127,7 @@ CANONICAL_REGISTRY = TypeRegistry([
 ])
 
 CANONICAL_CODEC: CodecOptions = CodecOptions(
-    tz_aware=True,
-    tzinfo=datetime.UTC,
+    tz_aware=True,  # UTC (bson.tz_util.utc): the decoder's fast path; any other tzinfo is converted per value
     uuid_representation=UuidRepresentation.STANDARD,
     datetime_conversion=DatetimeConversion.DATETIME_AUTO,
     type_registry=CANONICAL_REGISTRY,
@@ -225,10 +244,15 @@ def decode_run(data: bytes, table: str, on_corrupt: CorruptHandler) -> tuple[lis
 
     The fast path decodes the whole run in C; only a run that fails is redone one document at
     a time to find which documents fail and why."""
+    collecting = gc.isenabled()
+    gc.disable()  # a batch allocates many containers it keeps: cyclic GC passes would rescan them all
     try:
         return bson.decode_all(data, CANONICAL_CODEC), []
     except Exception:  # noqa: S110 - any failure is narrowed down document by document below
         pass
+    finally:
+        if collecting:
+            gc.enable()
     records: list[dict] = []
     rejects: list[Reject] = []
     start = 0

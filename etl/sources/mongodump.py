@@ -78,6 +78,63 @@ def open_bson(path: Path) -> IO[bytes]:
     return open(path, "rb", buffering=READ_BUFFER)  # noqa: SIM115 - the caller closes it
 
 
+def iter_runs(stream: IO[bytes], file: Path, start: int, end: int | None, limits: BatchLimits
+              ) -> Iterator[tuple[int, int, bytes]]:
+    """Yield (start offset, end offset, documents) runs of whole documents within the limits.
+
+    Reads the file in large blocks and walks the length prefixes inside them, so the cost per
+    document is one integer read and a run is one copy. Runs before damage are yielded, then
+    CorruptFile is raised."""
+    if start:
+        stream.seek(start)
+    block = bytearray()
+    base = start  # file offset of block[0]
+    run_begin = position = 0  # positions within block
+    count = 0
+    block_size = max(READ_BUFFER, limits.bytes)
+    exhausted = False
+    while end is None or base + position < end:
+        available = len(block) - position
+        if available >= 4:
+            length = int.from_bytes(block[position:position + 4], "little")
+            if length < 5 or length > bson_values.MAX_DOCUMENT_BYTES:
+                break
+            if available >= length:
+                if block[position + length - 1] != 0:
+                    break
+                if count and (count >= limits.records or position + length - run_begin > limits.bytes):
+                    yield base + run_begin, base + position, bytes(block[run_begin:position])
+                    run_begin, count = position, 0
+                position += length
+                count += 1
+                continue
+        if exhausted:
+            break
+        del block[:run_begin]
+        base += run_begin
+        position -= run_begin
+        run_begin = 0
+        chunk = stream.read(block_size)
+        exhausted = not chunk
+        block += chunk
+    if count:
+        yield base + run_begin, base + position, bytes(block[run_begin:position])
+    if position < len(block) and (end is None or base + position < end):
+        raise _damage(file, base + position, bytes(block[position:]))
+
+
+def _damage(file: Path, offset: int, rest: bytes) -> CorruptFile:
+    """Describe why the bytes `rest` at `offset` do not start a whole document."""
+    if len(rest) < 4:
+        return CorruptFile(file, offset, f"truncated length prefix ({len(rest)} of 4 bytes)")
+    length = int.from_bytes(rest[:4], "little")
+    if length < 5 or length > bson_values.MAX_DOCUMENT_BYTES:
+        return CorruptFile(file, offset, f"implausible document length {length}")
+    if length > len(rest):
+        return CorruptFile(file, offset, f"truncated document ({len(rest)} of {length} bytes)")
+    return CorruptFile(file, offset, "document does not end with a NUL byte")
+
+
 def iter_frames(stream: IO[bytes], file: Path, start: int = 0, end: int | None = None
                 ) -> Iterator[tuple[int, bytes]]:
     """Yield (offset, document bytes) for each framed document from `start` until `end`.
@@ -260,30 +317,14 @@ class MongodumpSource:
                    ) -> Iterator[Batch]:
         """Batches of the documents in [start, end); after damage (with `on_corrupt: deadletter`)
         the reject's batch resumes at `base_done`, as nothing after it can be framed."""
-        cutter = bson_values.BatchCutter(self.limits)
-        run_start = start
-        position = start
         with open_bson(file) as stream:
             try:
-                for offset, raw in iter_frames(stream, file, start, end):
-                    finished = cutter.add(raw)
-                    if finished is not None:
-                        yield self._batch(table, file, finished, run_start, offset)
-                        run_start = offset
-                    position = offset + len(raw)
+                for run_start, run_end, run in iter_runs(stream, file, start, end, self.limits):
+                    yield self._batch(table, file, run, run_start, run_end)
             except CorruptFile as damage:
                 if self.config.on_corrupt == "error":
                     raise
-                finished = cutter.flush()
-                batch = self._batch(table, file, finished, run_start, damage.offset) if finished else \
-                    Batch([], damage.offset)
-                batch.rejects.append(self._damage_reject(table, damage))
-                batch.resume_after = base_done
-                yield batch
-                return
-        finished = cutter.flush()
-        if finished is not None:
-            yield self._batch(table, file, finished, run_start, position)
+                yield Batch([], base_done, [self._damage_reject(table, damage)])
 
     def _batch(self, table: str, file: Path, run: bytes, run_start: int, next_offset: int) -> Batch:
         def on_corrupt(offset: int, error: Exception) -> Reject:

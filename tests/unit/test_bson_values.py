@@ -11,6 +11,8 @@ import bson
 import pytest
 from bson import Binary, Code, DBRef, Decimal128, Int64, MaxKey, MinKey, ObjectId, Regex, Timestamp
 from bson.datetime_ms import DatetimeMS
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from etl.errors import EtlError
 from etl.records import Reject
@@ -144,3 +146,19 @@ def test_batches_are_bounded_by_records_and_bytes_and_never_empty():
 def test_projection_always_keeps_id():
     assert projection(["email", "address"]) == {"email": 1, "address": 1, "_id": 1}
     assert projection(None) is None
+
+
+@settings(max_examples=500)
+@given(st.binary(min_size=16, max_size=16))
+def test_decimal128_converts_exactly_like_pymongo_for_any_bits(bits):
+    value = Decimal128.from_bid(bits)
+    expected = value.to_decimal()
+    got = decode_one({"v": value})["v"]
+    assert str(got) == str(expected)  # same digits, exponent and sign (NaN payloads aside)
+
+
+@pytest.mark.parametrize("text", [
+    "0", "-0.000", "1E+6144", "-1E-6176", "9999999999999999999999999999999999", "0.99", "1.98",
+    "Infinity", "-Infinity", "NaN", "1.000000000000000000000000000000001"])
+def test_decimal128_edge_values(text):
+    assert str(decode_one({"v": Decimal128(text)})["v"]) == str(Decimal128(text).to_decimal())
