@@ -241,3 +241,31 @@ def test_demo_mapping_tables_and_projection():
         "phone",
     ]
     assert mapping.source_key == ["_id"]
+
+
+def test_demo_mapping_on_the_whole_chinook_data_set():
+    """The 59 customer documents built from the Chinook SQLite file, as scripts/load_demo_data.py
+    builds them for MongoDB: 471 DynamoDB items, 59 + 412 + 2240 PostgreSQL rows, totals 2328.60."""
+    import importlib.util
+    import sqlite3
+
+    spec = importlib.util.spec_from_file_location("load_demo_data", ROOT / "scripts/load_demo_data.py")
+    loader = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loader)
+    with sqlite3.connect(ROOT.parent / "shared/data/chinook/Chinook_Sqlite.sqlite") as db:
+        documents = loader.build_documents(db)
+    mapping = compile_mapping(load_mapping(ROOT / "mappings/chinook_customers.yaml", resolve=resolve))
+    batch = mapping.apply(documents, lambda record: f"_id={record['_id']}")
+    assert (len(documents), len(batch.rejects), batch.filtered) == (59, 0, 0)
+    assert {table: len(rows.rows) for table, rows in batch.rows.items()} == {
+        ("dynamo", "chinook_demo"): 471,
+        ("pg", "customers"): 59,
+        ("pg", "invoices"): 412,
+        ("pg", "invoice_lines"): 2240,
+    }
+    assert sum(row["total"] for row in batch.rows[("pg", "invoices")].rows) == Decimal("2328.60")
+    lines = batch.rows[("pg", "invoice_lines")].rows
+    assert sum(row["unit_price"] * row["quantity"] for row in lines) == Decimal("2328.60")
+    items = batch.rows[("dynamo", "chinook_demo")].rows
+    assert len({(item["pk"], item["sk"]) for item in items}) == 471
+    assert all("email" not in row and "phone" not in row for rows in batch.rows.values() for row in rows.rows)
