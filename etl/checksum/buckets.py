@@ -10,7 +10,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from etl.checksum.rowhash import RowHasher, bucket_of
+from etl.checksum.rowhash import RowHasher
 from etl.checksum.tolerances import Tolerances
 from etl.records import TableSpec
 
@@ -38,7 +38,9 @@ class BucketChecksums:
         """Hash one row (a dict in the target model) into its bucket."""
         if self.hasher is None:
             raise ValueError("add(row) needs an accumulator made by BucketChecksums.for_table")
-        self.add_hash(bucket_of(self.hasher.key_encoding(row), self.buckets), self.hasher.row_hash(row))
+        bucket, row_hash = self.hasher.bucket_and_hash(row, self.buckets)
+        self.counts[bucket] += 1
+        self.sums[bucket] = (self.sums[bucket] + row_hash) % MODULUS
 
     def add_all(self, rows: Iterable[dict]) -> BucketChecksums:
         for row in rows:

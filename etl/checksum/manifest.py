@@ -27,7 +27,7 @@ from typing import Any
 
 from etl.checksum.buckets import BucketChecksums
 from etl.checksum.results import Difference, TableValidation
-from etl.checksum.rowhash import RowHasher, bucket_of
+from etl.checksum.rowhash import RowHasher
 from etl.checksum.tolerances import Tolerances
 from etl.errors import EtlError
 from etl.records import TableSpec
@@ -98,7 +98,7 @@ class TableManifest:
         split_keys = [tuple(b) for b in boundaries]
         for row in rows:
             segment = segments[bisect.bisect_right(split_keys, tuple(row.get(k) for k in spec.key))]
-            segment.checksums.add_hash(bucket_of(hasher.key_encoding(row), buckets), hasher.row_hash(row))
+            segment.checksums.add_hash(*hasher.bucket_and_hash(row, buckets))
         keep = set(range(len(segments))) if only_segments is None else set(only_segments)
         return cls(
             spec.table,

@@ -40,10 +40,31 @@ class RowHasher:
             (name, encoder_for(by_name[name].type if name in by_name else "", self.tolerances, is_key=True))
             for name in spec.key
         ]
+        names = [name for name, _code, _enc in self.columns]
+        # Key columns are encoded alike in the row and the key encoding, so the row's codes are
+        # reused for the key when every key column is a column of the spec.
+        self._key_positions: list[int] | None = (
+            [2 * names.index(name) + 1 for name in spec.key] if all(n in names for n in spec.key) else None
+        )
 
     def encode_row(self, row: dict) -> bytes:
         get = row.get
-        return b"".join(name_code + enc(get(name, MISSING)) for name, name_code, enc in self.columns)
+        return b"".join([name_code + enc(get(name, MISSING)) for name, name_code, enc in self.columns])
+
+    def bucket_and_hash(self, row: dict, buckets: int) -> tuple[int, int]:
+        """`(bucket_of(key_encoding(row), buckets), row_hash(row))`, encoding each value once."""
+        get = row.get
+        parts: list[bytes] = []
+        append = parts.append
+        for name, name_code, enc in self.columns:
+            append(name_code)
+            append(enc(get(name, MISSING)))
+        if self._key_positions is None:
+            key = self.key_encoding(row)
+        else:
+            key = b"".join([parts[i] for i in self._key_positions])
+        digest = md5(b"".join(parts)).digest()  # noqa: S324 - a checksum
+        return bucket_of(key, buckets), int.from_bytes(digest, "big")
 
     def row_hash(self, row: dict) -> int:
         return int.from_bytes(md5(self.encode_row(row)).digest(), "big")  # noqa: S324 - a checksum

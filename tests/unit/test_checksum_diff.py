@@ -246,3 +246,18 @@ def test_wholly_different_tables_are_compared_in_bounded_rounds() -> None:
     result = validate_table(SPEC, lambda: iter(source), target_rows, buckets=32, max_rows_held=100)
     assert result.changed == 400 and len(result.mismatched_buckets) == 32
     assert reads["target"] >= 1 + 800 // 100  # pass 1, then one read per round of at most 100 held rows
+
+
+@pytest.mark.parametrize(
+    "tolerances", [Tolerances(), Tolerances(case_insensitive_keys=True, unicode_nfc=True)]
+)
+def test_bucket_and_hash_agrees_with_its_parts(tolerances: Tolerances) -> None:
+    from etl.checksum import RowHasher, bucket_of
+
+    keyed_outside = TableSpec("pg", "t", ("id", "extra_key"), SPEC.columns)
+    for spec in (SPEC, keyed_outside):
+        hasher = RowHasher(spec, tolerances)
+        for row in make_rows(30):
+            row = {**row, "id": row["visit"], "extra_key": row["patient_id"]}
+            expected = (bucket_of(hasher.key_encoding(row), 64), hasher.row_hash(row))
+            assert hasher.bucket_and_hash(row, 64) == expected
