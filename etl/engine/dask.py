@@ -16,16 +16,15 @@ import uuid
 from collections.abc import Sequence
 from contextlib import ExitStack
 
-from distributed import Client, Event, wait
+from distributed import Client, Event, as_completed
 
 from etl.engine.accounting import Counts
 from etl.engine.control import RunControl
 from etl.engine.execution import Execution
-from etl.engine.resources import JobResources
+from etl.engine.resources import JobResources, MappingText
 from etl.engine.worker import PartitionOutcome, PartitionWork, PartitionWorker
 from etl.errors import ConnectionFailed
 from etl.job import Job
-from etl.mapping import MappingSpec
 from etl.redact import redact
 from etl.sinks.deadletter import DeadLetterStore
 
@@ -36,21 +35,21 @@ _resources: dict[str, JobResources] = {}
 _resources_lock = threading.Lock()
 
 
-def _resources_for(job: Job, specs: dict[str, MappingSpec]) -> JobResources:
+def _resources_for(job: Job, mappings: dict[str, MappingText]) -> JobResources:
     key = f"{job.name}:{job.file_hash()}"
     with _resources_lock:
         if key not in _resources:
-            _resources[key] = JobResources(job, specs)
+            _resources[key] = JobResources(job, mappings)
         return _resources[key]
 
 
-def run_partition_task(job: Job, specs: dict[str, MappingSpec], work: PartitionWork, totals: Counts,
+def run_partition_task(job: Job, mappings: dict[str, MappingText], work: PartitionWork, totals: Counts,
                        stop_event: str, prefetch: int) -> PartitionOutcome | None:
     """Run one partition on a Dask worker; None when the run was stopping before it started."""
     event = Event(stop_event)
     if event.is_set():
         return None
-    resources = _resources_for(job, specs)
+    resources = _resources_for(job, mappings)
     partition = work.partition
     control = RunControl(max_in_flight=prefetch + 1, reject_policy=job.max_rejects, totals=totals)
     finished = threading.Event()
@@ -90,7 +89,9 @@ class DaskExecutor:
             resources: JobResources | None = None) -> Execution:
         resources = resources or JobResources(job)
         keys = sorted({(w.partition.source, w.partition.table) for w in works})
-        specs = {f"{s}.{t}": resources.spec(s, t) for s, t in keys}
+        for source, table in keys:
+            resources.mapping(source, table)  # read and checked here, before any task starts
+        mappings = {f"{s}.{t}": resources.mapping_texts[f"{s}.{t}"] for s, t in keys}
         try:
             client = Client(self.scheduler, set_as_default=False, timeout=30)
         except OSError as error:
@@ -103,19 +104,28 @@ class DaskExecutor:
         try:
             event = Event(stop_name, client=client)
             futures = {
-                client.submit(run_partition_task, job, specs, work, control.totals, stop_name, prefetch,
+                client.submit(run_partition_task, job, mappings, work, control.totals, stop_name, prefetch,
                               key=f"etl-{job.name}-{work.partition.id}-{uuid.uuid4().hex[:6]}", pure=False,
                               retries=0): work
                 for work in works
             }
-            pending = set(futures)
-            while pending:
-                done, pending = wait(pending, timeout=0.5, return_when="FIRST_COMPLETED")
-                for future in done:
+            finished = threading.Event()
+
+            def forward_stop() -> None:
+                """A stop asked for here (signal, max_rejects, a failed task) reaches every task."""
+                while not finished.is_set():
+                    if control.wait_stop(0.5):
+                        event.set()
+                        return
+
+            forwarder = threading.Thread(target=forward_stop, name="stop forwarder", daemon=True)
+            forwarder.start()
+            try:
+                for future in as_completed(futures, loop=client.loop):
                     self._collect(future, futures[future], execution, control)
-                if control.stopping and not event.is_set():
-                    event.set()
-            event.clear()
+            finally:
+                finished.set()
+                forwarder.join()
         finally:
             client.close()
         return execution

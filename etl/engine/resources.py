@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
 from etl import sinks as sink_registry
@@ -16,19 +17,35 @@ from etl import sources as source_registry
 from etl import state as state_registry
 from etl.errors import JobFileError
 from etl.job import Job
-from etl.mapping import CompiledMapping, MappingSpec, compile_mapping, load_mapping
+from etl.mapping import CompiledMapping, MappingSpec, compile_mapping, load_mapping, parse_mapping
 from etl.records import TableSpec
 from etl.sinks.base import Sink
 from etl.sources.base import Source
 from etl.state.base import StateStore
 
 
+@dataclass(frozen=True)
+class MappingText:
+    """A mapping file as read, with the values its `${env:..}`/`${secret:..}` references had.
+
+    This is what travels to a Dask worker, which may have neither the job's folder nor its
+    environment: parsing the text again with the same values gives the same mapping.
+    """
+
+    file: str
+    text: str
+    resolved: dict[str, str]
+
+    def load(self) -> MappingSpec:
+        return parse_mapping(self.text, self.file, resolve=lambda text, where: self.resolved[text])
+
+
 class JobResources:
-    def __init__(self, job: Job, specs: dict[str, MappingSpec] | None = None) -> None:
-        """`specs`: mapping files already loaded (by `source.table`), e.g. shipped to a Dask worker
-        that cannot read the job's folder or resolve its `${env:..}` references."""
+    def __init__(self, job: Job, mapping_texts: dict[str, MappingText] | None = None) -> None:
+        """`mapping_texts`: mapping files already read (by `source.table`), e.g. on a Dask worker."""
         self.job = job
-        self._specs: dict[str, MappingSpec] = dict(specs or {})
+        self.mapping_texts: dict[str, MappingText] = dict(mapping_texts or {})
+        self._specs: dict[str, MappingSpec] = {}
         self._mappings: dict[str, CompiledMapping] = {}
         self._lock = threading.RLock()
 
@@ -44,11 +61,21 @@ class JobResources:
         """The mapping file of a source table, loaded and validated (once)."""
         key = f"{source}.{table}"
         with self._lock:
-            if key not in self._specs:
-                path = self.job.resolve_path(self.table_config(source, table).mapping)
-                interpolate = self.job.interpolate
-                self._specs[key] = load_mapping(
-                    path, resolve=lambda text, where: interpolate(text, where=where))
+            if key in self._specs:
+                return self._specs[key]
+            if key in self.mapping_texts:
+                self._specs[key] = self.mapping_texts[key].load()
+                return self._specs[key]
+            path = self.job.resolve_path(self.table_config(source, table).mapping)
+            interpolate = self.job.interpolate
+            resolved: dict[str, str] = {}
+
+            def resolve(text: str, where: str) -> str:
+                resolved[text] = interpolate(text, where=where)
+                return resolved[text]
+
+            self._specs[key] = load_mapping(path, resolve=resolve)
+            self.mapping_texts[key] = MappingText(str(path), path.read_text(encoding="utf-8"), resolved)
             return self._specs[key]
 
     def mapping(self, source: str, table: str) -> CompiledMapping:

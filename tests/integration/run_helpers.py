@@ -99,8 +99,8 @@ def demo_mapping(folder: Path, dynamo_table: str) -> Path:
 def write_job(folder: Path, *, name: str, database: str, collection: str, mapping: Path, pg_dsn: str,
               partitions: int = 2, parallelism: int = 2, batch_records: int = 1000,
               state: str | None = None, executor: str = "{type: local}", max_rejects: str = "0",
-              after_run: bool = True, dynamo: bool = True) -> Path:
-    targets = f'  pg: {{type: postgres, dsn: "{pg_dsn}", create: if_missing}}\n'
+              after_run: bool = True, dynamo: bool = True, pg_schema: str = "public") -> Path:
+    targets = f'  pg: {{type: postgres, dsn: "{pg_dsn}", schema: {pg_schema}, create: if_missing}}\n'
     if dynamo:
         targets += (f'  dynamo: {{type: dynamodb, endpoint_url: "{DYNAMODB_ENDPOINT}", region: us-east-1, '
                     'create: if_missing}\n')
