@@ -43,7 +43,7 @@ def committed(store, job: str) -> int:
 
 
 def crash_and_resume(tmp_path: Path, mongo_db, pg_dsn: str, *, records: int, batch: int,
-                     dynamo_table: str | None, dynamodb_client=None) -> None:
+                     dynamo_table: str | None, dynamodb_client=None, timeout: float = 300) -> None:
     documents = patients(records, seed=SEED)
     for start in range(0, records, 5000):
         mongo_db.patients.insert_many(documents[start:start + 5000])
@@ -69,7 +69,7 @@ def crash_and_resume(tmp_path: Path, mongo_db, pg_dsn: str, *, records: int, bat
     # most kills landed while records were still moving (not after the job had finished)
     assert sum(1 for k in killed_at if k < records) >= KILLS - 2, killed_at
 
-    final = run_cli(job, "--resume", "--lease-ttl", str(LEASE_TTL))
+    final = run_cli(job, "--resume", "--lease-ttl", str(LEASE_TTL), timeout=timeout)
     assert final.returncode == 0, final.stdout[-3000:] + final.stderr[-3000:]
     report = saved_report(final.stdout)
     table = report["tables"][0]
@@ -92,7 +92,7 @@ def crash_and_resume(tmp_path: Path, mongo_db, pg_dsn: str, *, records: int, bat
         assert dynamo_count(dynamodb_client, dynamo_table) == records
 
     # row-by-row: bucket checksums of every target table against the source, through etl.checksum
-    validated = run_cli(job, "--validate-only")
+    validated = run_cli(job, "--validate-only", timeout=timeout)
     assert validated.returncode == 0, validated.stdout[-3000:] + validated.stderr[-3000:]
     assert f"| pg.patients | equal | {records:,} | {records:,} | 0 | 0 | 0 |" in validated.stdout
     assert f"| pg.visits | equal | {len(visits):,} | {len(visits):,} | 0 | 0 | 0 |" in validated.stdout
@@ -110,6 +110,8 @@ def test_killed_ten_times_then_resumed_small(tmp_path, mongo_db, pg_database, dy
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_killed_ten_times_then_resumed_50k(tmp_path, mongo_db, pg_database):
     """The full proof on 50,000 records (PostgreSQL only: DynamoDB Local makes it minutes longer)."""
-    crash_and_resume(tmp_path, mongo_db, pg_database, records=50_000, batch=500, dynamo_table=None)
+    crash_and_resume(tmp_path, mongo_db, pg_database, records=50_000, batch=500, dynamo_table=None,
+                     timeout=1800)
