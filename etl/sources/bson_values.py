@@ -166,6 +166,11 @@ def id_from_json(text: str) -> Any:
     return json_util.loads(text, json_options=_JSON_LOAD_OPTIONS)["v"]
 
 
+def from_extended_json(value: dict) -> dict:
+    """A filter written in a job file (plain JSON/YAML with Extended JSON values) as BSON values."""
+    return json_util.loads(json.dumps(value), json_options=_JSON_LOAD_OPTIONS)
+
+
 def value_text(value: Any) -> str:
     """A key value as text: `42`, `'abc'`, `ObjectId('...')`, `UUID('...')`, `Decimal('1.5')`."""
     if isinstance(value, ObjectId):

@@ -36,7 +36,12 @@ class MongoTable(SourceTable):
     """One collection (the key in `tables` is the collection name)."""
 
     query: dict[str, Any] = Field(default_factory=dict)
-    """A find() filter applied to every read (Extended JSON allowed: {"$date": ...})."""
+    """A find() filter applied to every read. Values may be Extended JSON
+    (`{"$date": "2020-01-01T00:00:00Z"}`, `{"$oid": "..."}`, `{"$numberDecimal": "1.5"}`)."""
+
+    def filter(self) -> dict[str, Any]:
+        """`query` with its Extended JSON values turned into BSON values."""
+        return bson_values.from_extended_json(self.query)
     sample_partitioning: int = 10_000_000
     """Above this many documents (estimated) partitions come from `$sample` instead of
     `$bucketAuto`, which reads every `_id`."""
@@ -139,7 +144,7 @@ class MongoSource:
         filters = range_filters(start, resume_after is None, end, has_start=has_start, has_end=has_end)
         projection = bson_values.projection(fields)
         for id_filter in filters:
-            query = _and(settings.query, id_filter)
+            query = _and(settings.filter(), id_filter)
             cursor = collection.find_raw_batches(
                 query, projection, sort=[("_id", pymongo.ASCENDING)], batch_size=self.limits.records)
             for batch, _ in self._batches(partition.table, cursor):
@@ -151,7 +156,7 @@ class MongoSource:
     def sample(self, table: str, n: int) -> list[dict]:
         settings = self._table(table)
         cursor = self.database[table].find_raw_batches(
-            settings.query, sort=[("_id", pymongo.ASCENDING)], limit=n, batch_size=n)
+            settings.filter(), sort=[("_id", pymongo.ASCENDING)], limit=n, batch_size=n)
         records: list[dict] = []
         for chunk in self._guarded(cursor):
             decoded, _ = bson_values.decode_run(chunk, table, self._server_corrupt(table))
@@ -318,7 +323,7 @@ class MongoSource:
             mark, last_id = bson_values.id_from_json(after)
             condition = {"$or": [{field: {"$gt": mark}}, {field: mark, "_id": {"$gt": last_id}}]}
         projection = bson_values.projection(None if fields is None else [*fields, field])
-        cursor = collection.find_raw_batches(_and(settings.query, condition), projection,
+        cursor = collection.find_raw_batches(_and(settings.filter(), condition), projection,
                                              sort=[(field, 1), ("_id", 1)],
                                              batch_size=self.limits.records)
         for batch, last in self._batches(table, cursor):

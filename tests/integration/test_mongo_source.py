@@ -78,6 +78,14 @@ def test_query_filter_combines_with_partitions(mongo_db):
     assert got == list(range(0, 100, 3))
 
 
+def test_query_takes_extended_json_values(mongo_db):
+    things(mongo_db).insert_many([{"_id": n, "born": datetime.datetime(1990 + n, 1, 1, tzinfo=UTC)}
+                                  for n in range(10)])
+    source = source_for(mongo_db, query={"born": {"$gte": {"$date": "1995-06-01T00:00:00Z"}}})
+    _, records, _ = read_all(source)
+    assert [r["_id"] for r in records] == [6, 7, 8, 9]
+
+
 def test_batches_are_bounded_by_bson_bytes(mongo_db):
     things(mongo_db).insert_many([{"_id": n, "pad": "x" * 1000} for n in range(50)])
     size = len(bson.encode({"_id": 0, "pad": "x" * 1000}))
