@@ -83,6 +83,8 @@ _EPOCH_NAIVE = dt.datetime(2000, 1, 1)
 _EPOCH_ORDINAL = dt.date(2000, 1, 1).toordinal()
 _CANONICAL_NAN = struct.pack(">d", math.nan)
 _NULL = TAG_NULL + b"\x00\x00\x00\x00"
+_FLOAT_PREFIX = TAG_FLOAT + b"\x00\x00\x00\x08"
+_pack_double = struct.Struct(">d").pack
 _UTC_PREFIX = TAG_TIMESTAMP_UTC + b"\x00\x00\x00\x08"
 _MISSING = TAG_MISSING + b"\x00\x00\x00\x00"
 _TRUE = TAG_BOOL + b"\x00\x00\x00\x01\x01"
@@ -281,6 +283,13 @@ def encoder_for(
         if cls is int and numbers_as_text and -_FIXED_INT_BOUND < value < _FIXED_INT_BOUND:  # type: ignore[operator]
             data = str(value).encode()
             return TAG_NUMBER + len(data).to_bytes(4, "big") + data
+        if cls is float and not numbers_as_text and value == value:  # NaN takes the slow path
+            return _FLOAT_PREFIX + _pack_double(value)
+        if cls is Decimal and numbers_as_text and value.is_finite():  # type: ignore[attr-defined]
+            data = number_text(value).encode()  # type: ignore[arg-type]
+            return TAG_NUMBER + len(data).to_bytes(4, "big") + data
+        if cls is bool:
+            return _TRUE if value else _FALSE
         if cls is dt.datetime and exact_times and value.tzinfo is dt.UTC:  # type: ignore[attr-defined]
             return _UTC_PREFIX + _micros(value - _EPOCH_UTC).to_bytes(8, "big", signed=True)  # type: ignore[operator]
         return _encode(value, kind, tolerances, is_key)
