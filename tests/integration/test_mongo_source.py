@@ -18,7 +18,7 @@ from etl.records import Partition
 from etl.sources.base import BatchLimits
 from etl.sources.bson_values import NATIVE_CODEC
 from etl.sources.mongo import Config, open_source
-from tests.conftest import MONGO_URI
+from tests.conftest import MONGO_PORT, MONGO_URI
 
 pytestmark = pytest.mark.integration
 UTC = datetime.UTC
@@ -122,3 +122,13 @@ def test_unreachable_server_fails_within_the_timeout_without_the_password():
     message = str(caught.value)
     assert "S3cret-pw" not in message and "etl_user" not in message
     assert "127.0.0.1" in message and "cannot reach the server" in message and "300 ms" in message
+
+
+def test_wrong_password_is_connection_failed_without_the_password(mongo_db):
+    uri = MONGO_URI.replace("mongodb://", "mongodb://etl_user:Wr0ng-pw@") + "&authSource=admin"
+    source = source_for(mongo_db, uri=uri, timeout_ms=2000)
+    with pytest.raises(ConnectionFailed) as caught:
+        source.check()
+    message = str(caught.value)
+    assert message.startswith(f"source 'src': MongoDB at 127.0.0.1:{MONGO_PORT}: authentication failed")
+    assert "Wr0ng-pw" not in message and "etl_user" not in message
