@@ -15,6 +15,7 @@ from typing import Any, Literal
 import oracledb
 from pydantic import Field, SecretStr
 
+from etl import security
 from etl.records import Json
 from etl.sources.base import BatchLimits
 from etl.sources.sql import Params, SqlColumn, SqlSource, SqlSourceConfig, SqlTable
@@ -72,6 +73,42 @@ def oracle_column(
     return SqlColumn(name, base, precision, scale, length, nullable == "Y")
 
 
+_DESCRIPTOR_ADDRESS = re.compile(r"\(\s*ADDRESS\s*=(.*?\(\s*HOST\s*=\s*([^)\s]+)\s*\).*?)\)\s*(?=\(|\))",
+                                 re.IGNORECASE | re.DOTALL)
+_EASY_CONNECT_HOST = re.compile(r"^(?:(tcps?)://)?(\[[^\]]+\]|[^:/?]+)", re.IGNORECASE)
+
+
+def endpoints(config: Config) -> list[security.Endpoint]:
+    """Every address of the DSN and how it is secured (etl/security.py decides whether that is allowed).
+
+    TCPS is what encrypts: an Easy Connect `tcps://host:port/service` or a descriptor whose every
+    ADDRESS says (PROTOCOL=TCPS). A bare name is a tnsnames.ora alias, which cannot be checked here.
+    """
+    verified = config.ssl_server_dn_match or config.ssl_server_cert_dn is not None
+    dsn = config.dsn.strip()
+    if dsn.startswith("("):
+        addresses = [(host, bool(re.search(r"PROTOCOL\s*=\s*TCPS", body, re.IGNORECASE)))
+                     for body, host in _DESCRIPTOR_ADDRESS.findall(dsn)] or [(None, False)]
+    elif "/" in dsn or ":" in dsn:
+        match = _EASY_CONNECT_HOST.match(dsn)
+        tcps = bool(match and (match.group(1) or "").lower() == "tcps")
+        addresses = [(match.group(2) if match else dsn, tcps)]
+    else:
+        addresses = [(f"tnsnames alias {dsn}", False)]
+    return [
+        security.Endpoint(
+            protocol="Oracle",
+            host=host,
+            encrypted=tcps,
+            verified=tcps and verified,
+            fix="connect with TCPS: write dsn: tcps://host:2484/service (or (PROTOCOL=TCPS) in the "
+                "descriptor) and keep ssl_server_dn_match: true",
+            setting="TCP" if not tcps else "ssl_server_dn_match: false",
+        )
+        for host, tcps in addresses
+    ]
+
+
 class OracleSource(SqlSource):
     engine = "Oracle"
     row_value_comparison = False
@@ -120,7 +157,8 @@ class OracleSource(SqlSource):
         except oracledb.Error as error:
             where = f"{config.dsn} as {config.user}"
             raise self.connection_failed(where, error, [password, wallet_password]) from None
-        connection.cursor().execute("ALTER SESSION SET TIME_ZONE = 'UTC'")
+        # Binary collation for ORDER BY and comparisons alike, or keyset pages could skip rows.
+        connection.cursor().execute("ALTER SESSION SET TIME_ZONE = 'UTC' NLS_SORT = BINARY NLS_COMP = BINARY")
         return connection
 
     def open_cursor(self, connection: Any, fetch_rows: int) -> Any:

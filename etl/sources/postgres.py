@@ -16,6 +16,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
+from etl import security
 from etl.records import Json
 from etl.sources.base import BatchLimits
 from etl.sources.sql import SqlColumn, SqlSource, SqlSourceConfig, SqlTable
@@ -37,6 +38,11 @@ _cursor_names = itertools.count()
 _SELECTED_AS_TEXT = frozenset({"INTERVAL", "JSON", "JSONB", "BPCHAR"})
 
 
+def endpoints(config: Config) -> list[security.Endpoint]:
+    """Every host of the DSN and how it is secured (etl/security.py decides whether that is allowed)."""
+    return security.libpq_endpoints(config.dsn)
+
+
 class PostgresSource(SqlSource):
     engine = "PostgreSQL"
     row_value_comparison = True
@@ -52,7 +58,8 @@ class PostgresSource(SqlSource):
     def connect(self) -> psycopg.Connection:
         settings = _settings(self.config.dsn)
         try:
-            connection = psycopg.connect(self.config.dsn, options=_SESSION, connect_timeout=10)
+            connection = psycopg.connect(self.config.dsn, options=_SESSION, connect_timeout=10,
+                                         **security.libpq_tls_defaults(self.config.dsn))
         except psycopg.Error as error:
             raise self.connection_failed(_where(settings), error, [settings.get("password")]) from None
         return connection
@@ -69,6 +76,10 @@ class PostgresSource(SqlSource):
         self._exporter.read_only = True
         ((snapshot,),) = self._exporter.execute("SELECT pg_export_snapshot()").fetchall()
         return snapshot
+
+    def planning_connection(self) -> Any:
+        """The exporting transaction: `until` watermarks and cuts are read in the run's snapshot."""
+        return self._exporter if self._exporter is not None else super().planning_connection()
 
     def begin_read(self, connection: Any, at: Json) -> None:
         connection.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ

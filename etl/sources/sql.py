@@ -211,6 +211,10 @@ class SqlSource:
     def begin_read(self, connection: Any, at: Json) -> None:
         """Start the transaction a partition is read in (snapshot isolation, imported snapshot...)."""
 
+    def planning_connection(self) -> Any:
+        """Where plan-time queries run: inside the run's snapshot where the engine shares one."""
+        return self._metadata_connection()
+
     def consistency_point(self, connection: Any) -> Json:
         """A point in time every partition of this run reads at (SCN, snapshot id), or None."""
         return None
@@ -245,8 +249,8 @@ class SqlSource:
     def plan(self, table: str, partitions: int) -> list[Partition]:
         meta = self.describe(table)
         options = self.config.tables[table]
-        connection = self._metadata_connection()
-        at = self._point(connection)
+        at = self._point(self._metadata_connection())
+        connection = self.planning_connection()
         until = self._high_watermark(connection, meta, at) if options.watermark else None
         self._refuse_null_keys(connection, meta, at)
         cuts = self._cuts(connection, meta, max(1, partitions), at, until) if partitions > 1 else []
@@ -318,8 +322,8 @@ class SqlSource:
     def high_watermark(self, table: str) -> Json:
         """The largest watermark now (tagged JSON): give it as `since:` to the next run."""
         meta = self.describe(table)
-        connection = self._metadata_connection()
-        return self._high_watermark(connection, meta, self._point(connection))
+        at = self._point(self._metadata_connection())
+        return self._high_watermark(self.planning_connection(), meta, at)
 
     def keys(self, table: str) -> Iterator[tuple]:
         """Every key at the source, in key order, as canonical values."""
@@ -508,8 +512,10 @@ class SqlSource:
     # --- planning -------------------------------------------------------------------------
 
     def _metadata_connection(self) -> Any:
+        """The connection for catalog and planning queries, in autocommit: it holds no transaction open."""
         if self._meta_connection is None:
             self._meta_connection = self.connect()
+            self._meta_connection.autocommit = True
         return self._meta_connection
 
     def _point(self, connection: Any) -> Json:

@@ -168,3 +168,31 @@ def test_odbc_connection_string_escapes_values():
         "DRIVER={ODBC Driver 18 for SQL Server};SERVER=db,1433;Encrypt=yes;TrustServerCertificate=yes;"
         "UID={etl};PWD={x}"
     )
+
+
+def test_differential_reads_bound_the_watermark_on_both_sides():
+    tables = {"t": {"mapping": "m", "watermark": "ORA_ROWSCN", "since": 1000, "where": "STATUS = 'A'"}}
+    source = oracle.OracleSource(
+        "s", oracle.Config(type="oracle", dsn="h/s", user="u", password="p", tables=tables), BatchLimits()
+    )
+    table = meta()
+    partition = Partition("s", "t", 0, 1, {"at": 2000, "until": 1999}, None)
+    sql, params = source.page_query(table, source.read_plan(table, ["a"]), partition, None, 10)
+    assert sql == (
+        'SELECT "a", "b", "c" FROM "sch"."we""ird]name; DROP TABLE patients; --" AS OF SCN 2000'
+        " WHERE (STATUS = 'A') AND ORA_ROWSCN > :p0 AND ORA_ROWSCN <= :p1"
+        ' ORDER BY "a", "b", "c" FETCH FIRST 10 ROWS ONLY'
+    )
+    assert source.bind(params) == {"p0": 1000, "p1": 1999}
+
+
+def test_rowversion_watermark_binds_bytes():
+    tables = {"t": {"mapping": "m", "watermark": "rv", "since": {"$bytes": "AAAAAAAAB9E="}}}
+    source = mssql.MssqlSource("s", mssql.Config(type="mssql", server="h", tables=tables), BatchLimits())
+    table = TableMeta(
+        "t", "dbo", "T", (SqlColumn("id", "INT", nullable=False), SqlColumn("rv", "TIMESTAMP")), ("id",)
+    )
+    partition = Partition("s", "t", 0, 1, {"until": {"$bytes": "AAAAAAAAB+g="}}, None)
+    sql, params = source.page_query(table, source.read_plan(table, None), partition, None, 5)
+    assert sql == "SELECT TOP (5) [id], [rv] FROM [dbo].[T] WHERE [rv] > ? AND [rv] <= ? ORDER BY [id]"
+    assert params.values == [b"\x00\x00\x00\x00\x00\x00\x07\xd1", b"\x00\x00\x00\x00\x00\x00\x07\xe8"]
