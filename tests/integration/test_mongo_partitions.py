@@ -60,10 +60,13 @@ def canonical(value):
 
 
 @pytest.mark.parametrize("partitions", [1, 2, 3, 5, 8, 13])
-def test_partitions_cover_mixed_ids_exactly_once(mongo_db, partitions):
+@pytest.mark.parametrize("split_by", ["bucketAuto", "sample"])
+def test_partitions_cover_mixed_ids_exactly_once(mongo_db, partitions, split_by):
     ids = mixed_ids()
     things(mongo_db).insert_many([{"_id": value, "n": position} for position, value in enumerate(ids)])
-    source = source_for(mongo_db)
+    # sample_partitioning=0 sends every collection down the $sample path
+    source = source_for(mongo_db, **({"sample_partitioning": 0, "sample_per_partition": 5}
+                                     if split_by == "sample" else {}))
     plan = source.plan("things", partitions)
     assert 1 < len(plan) <= partitions or partitions == 1
     seen: list[int] = []
