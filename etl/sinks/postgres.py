@@ -16,6 +16,7 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from itertools import repeat
 from typing import Any, Literal
 
 import psycopg
@@ -79,7 +80,15 @@ class _Table:
     types: dict[str, ColumnType]
     columns: list[TargetColumn]
     adapters: list[ColumnAdapter]
+    create_stage: sql.Composed
+    clear_stage: sql.Composed
+    copy: sql.Composed
+    merge: sql.Composed
     children: list[str] = field(default_factory=list)
+
+    @property
+    def copy_types(self) -> list[str]:
+        return [column.copy_type for column in self.columns]
 
     @property
     def names(self) -> list[str]:
@@ -87,10 +96,17 @@ class _Table:
 
 
 @dataclass
-class _Row:
-    values: list[Any]
-    row: dict
-    source_key: str
+class _Pending:
+    """A table's rows of one batch, ready for COPY: parallel lists, sliced together when bisecting."""
+
+    values: list[tuple]
+    rows: list[dict]
+    source_keys: list[str]
+
+    def halves(self) -> tuple[_Pending, _Pending]:
+        middle = len(self.values) // 2
+        return (_Pending(self.values[:middle], self.rows[:middle], self.source_keys[:middle]),
+                _Pending(self.values[middle:], self.rows[middle:], self.source_keys[middle:]))
 
 
 class _Connection:
@@ -257,12 +273,26 @@ class PostgresSink:
 
     def _register(self, spec: TableSpec, existing: dict[str, TargetColumn]) -> None:
         columns = [existing[column.name] for column in spec.columns]
+        index = self._tables[spec.table].index if spec.table in self._tables else len(self._tables)
+        stage = sql.Identifier(f"etl_stage_{index}")
+        target = self._qualified(spec.table)
+        names = sql.SQL(", ").join(sql.Identifier(column.name) for column in spec.columns)
+        updates = [column.name for column in spec.columns if column.name not in spec.key]
+        conflict = sql.SQL("DO NOTHING") if not updates else sql.SQL("DO UPDATE SET {}").format(
+            sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(name)) for name in updates)
+        )
         table = _Table(
             spec=spec,
-            index=len(self._tables),
+            index=index,
             types={column.name: parse_type(column.type) for column in spec.columns},
             columns=columns,
             adapters=[column_adapter(column) for column in columns],
+            create_stage=sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {}) ON COMMIT DELETE ROWS").format(
+                stage, target),
+            clear_stage=sql.SQL("TRUNCATE {}").format(stage),
+            copy=sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(stage, names),
+            merge=sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT ({}) {}").format(
+                target, names, names, stage, sql.SQL(", ").join(map(sql.Identifier, spec.key)), conflict),
         )
         self._tables[spec.table] = table
         for other in self._tables.values():
@@ -287,13 +317,14 @@ class PostgresSink:
 
     def write(self, batch: Mapping[str, TableRows]) -> WriteResult:
         result = WriteResult()
-        prepared: dict[str, list[_Row]] = {}
+        prepared: dict[str, _Pending] = {}
         keys: dict[str, list[tuple]] = {}
-        for table_name, rows in batch.items():
+        for table_name, table_rows in batch.items():
             table = self._table(table_name)
-            deduped = _dedupe(table.spec, rows, result.rejects)
-            keys[table_name] = list(deduped)
-            prepared[table_name] = self._adapt(table, deduped.values(), result.rejects)
+            rows, source_keys = _dedupe(table.spec, table_rows, result.rejects)
+            if table.children:
+                keys[table_name] = [tuple(row.get(name) for name in table.spec.key) for row in rows]
+            prepared[table_name] = self._adapt(table, rows, source_keys, result.rejects)
         order = sorted(prepared, key=lambda name: self._depth(self._tables[name]))
         attempt = 1
         while True:
@@ -335,26 +366,27 @@ class PostgresSink:
                 self._backoff.pause(attempt)
                 attempt += 1
 
-    def _adapt(self, table: _Table, rows: Any, rejects: list[Reject]) -> list[_Row]:
-        """Adapt values for COPY; a value the column cannot hold exactly rejects its row here."""
-        pending = list(rows)
-        if not pending:
-            return []
+    def _adapt(
+        self, table: _Table, rows: list[dict], source_keys: list[str], rejects: list[Reject]
+    ) -> _Pending:
+        """Adapt values for COPY, column by column; a value the column cannot hold exactly rejects its row."""
         refused: dict[int, Reject] = {}
         columns = []
-        for name, column_adapter_ in zip(table.names, table.adapters, strict=True):
-            values, problems = column_adapter_.column([row.get(name) for row, _ in pending])
+        for name, adapter_ in zip(table.names, table.adapters, strict=True):
+            values, problems = adapter_.column(list(map(dict.get, rows, repeat(name, len(rows)))))
             columns.append(values)
             for index, problem in problems.items():
                 if index not in refused:
-                    row, source_key = pending[index]
-                    refused[index] = _reject(table.spec, source_key, row, f"column {name!r}: {problem}", name,
+                    row = rows[index]
+                    reason = f"column {name!r}: {problem}"
+                    refused[index] = _reject(table.spec, source_keys[index], row, reason, name,
                                              type(row.get(name)).__name__)
+        values = list(zip(*columns, strict=True))
+        if not refused:
+            return _Pending(values, rows, source_keys)
         rejects.extend(refused[index] for index in sorted(refused))
-        return [_Row(values, row, source_key)
-                for index, (values, (row, source_key)) in enumerate(zip(zip(*columns, strict=True), pending,
-                                                                        strict=True))
-                if index not in refused]
+        kept = [index for index in range(len(rows)) if index not in refused]
+        return _Pending([values[i] for i in kept], [rows[i] for i in kept], [source_keys[i] for i in kept])
 
     def _replace_children(self, conn: psycopg.Connection, keys: dict[str, list[tuple]]) -> None:
         """Delete the existing children of every parent in the batch, down the whole tree."""
@@ -388,55 +420,41 @@ class PostgresSink:
                 deleted.extend(tuple(row) for row in cursor.fetchall())
         return deleted
 
-    def _upsert(self, connection: _Connection, table: _Table, rows: list[_Row], refused: list[Reject]) -> int:
-        if not rows:
+    def _upsert(
+        self, connection: _Connection, table: _Table, pending: _Pending, refused: list[Reject]
+    ) -> int:
+        if not pending.values:
             return 0
-        stage = sql.Identifier(f"etl_stage_{table.index}")
         if table.index not in connection.staged:
-            connection.conn.execute(sql.SQL(
-                "CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {}) ON COMMIT DELETE ROWS"
-            ).format(stage, self._qualified(table.spec.table)))
+            connection.conn.execute(table.create_stage)
             connection.staged.add(table.index)
-        return self._apply(connection.conn, table, stage, rows, refused)
+        return self._apply(connection.conn, table, pending, refused, clear_stage=False)
 
     def _apply(
-        self, conn: psycopg.Connection, table: _Table, stage: sql.Identifier, rows: list[_Row],
-        refused: list[Reject],
+        self, conn: psycopg.Connection, table: _Table, pending: _Pending, refused: list[Reject], *,
+        clear_stage: bool,
     ) -> int:
-        """COPY + upsert inside a savepoint; when PostgreSQL refuses a row, bisect to reject only it."""
+        """COPY + upsert inside a savepoint; when PostgreSQL refuses a row, bisect to reject only it.
+        The staging table is empty at the start of each batch (ON COMMIT DELETE ROWS) and after a
+        rolled-back savepoint, but not after a half that succeeded: bisecting clears it each time."""
         try:
-            with conn.transaction():
-                self._copy_and_merge(conn, table, stage, rows)
-            return len(rows)
+            with conn.transaction(), conn.cursor() as cursor:
+                if clear_stage:
+                    cursor.execute(table.clear_stage)
+                with cursor.copy(table.copy) as copy:
+                    copy.set_types(table.copy_types)
+                    for values in pending.values:
+                        copy.write_row(values)
+                cursor.execute(table.merge)
+            return len(pending.values)
         except ROW_REFUSED as error:
-            if len(rows) == 1:
-                refused.append(_reject(table.spec, rows[0].source_key, rows[0].row, _refusal(error),
+            if len(pending.values) == 1:
+                refused.append(_reject(table.spec, pending.source_keys[0], pending.rows[0], _refusal(error),
                                        error.diag.column_name))
                 return 0
-            middle = len(rows) // 2
-            return (self._apply(conn, table, stage, rows[:middle], refused)
-                    + self._apply(conn, table, stage, rows[middle:], refused))
-
-    def _copy_and_merge(self, conn: psycopg.Connection, table: _Table, stage: sql.Identifier,
-                        rows: list[_Row]) -> None:
-        names = sql.SQL(", ").join(map(sql.Identifier, table.names))
-        conn.execute(sql.SQL("TRUNCATE {}").format(stage))
-        with conn.cursor() as cursor:
-            with cursor.copy(sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(stage, names)) as copy:
-                copy.set_types([column.copy_type for column in table.columns])
-                for row in rows:
-                    copy.write_row(row.values)
-            updates = [name for name in table.names if name not in table.spec.key]
-            conflict = sql.SQL("DO NOTHING") if not updates else sql.SQL("DO UPDATE SET {}").format(
-                sql.SQL(", ").join(
-                    sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(name), sql.Identifier(name))
-                    for name in updates
-                )
-            )
-            cursor.execute(sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT ({}) {}").format(
-                self._qualified(table.spec.table), names, names, stage,
-                sql.SQL(", ").join(map(sql.Identifier, table.spec.key)), conflict,
-            ))
+            first, second = pending.halves()
+            return (self._apply(conn, table, first, refused, clear_stage=True)
+                    + self._apply(conn, table, second, refused, clear_stage=True))
 
     def delete(self, table: TableSpec, keys: Sequence[dict]) -> int:
         """Delete rows by key, and their children (as a write of the parent would replace them)."""
@@ -469,7 +487,7 @@ class PostgresSink:
     def read_back(self, table: TableSpec, *, segments: int = 4, consistent: bool = False) -> Iterator[dict]:
         """Stream rows through a server-side (named) cursor; `segments`/`consistent` do not apply here."""
         types = {column.name: parse_type(column.type) for column in table.columns}
-        connection = self._connect()
+        connection = self._acquire()
         try:
             with connection.conn.transaction():
                 cursor_name = "etl_read_back"
@@ -482,7 +500,7 @@ class PostgresSink:
                     for row in cur:
                         yield {name: _decode(value, types[name]) for name, value in row.items()}
         finally:
-            self._discard(connection)
+            self._release(connection)
 
     def close(self) -> None:
         with self._lock:
@@ -501,30 +519,31 @@ def _decode(value: Any, column: ColumnType) -> Any:
     return value
 
 
-def _dedupe(spec: TableSpec, rows: TableRows, rejects: list[Reject]) -> dict[tuple, tuple[dict, str]]:
-    """Rows by key, the later row winning (PostgreSQL refuses one statement touching a row twice).
-    A row with a null key column cannot be keyed at all: it is rejected here."""
+def _dedupe(spec: TableSpec, rows: TableRows, rejects: list[Reject]) -> tuple[list[dict], list[str]]:
+    """(rows, source keys) with one row per key, the later row winning (PostgreSQL refuses a statement
+    that touches a row twice). A row with a null key column cannot be keyed: it is rejected here."""
     source_keys = rows.source_keys
-    if len(source_keys) < len(rows.rows):
-        source_keys = [*source_keys, *[""] * (len(rows.rows) - len(source_keys))]
+    if len(source_keys) != len(rows.rows):
+        source_keys = [*source_keys[:len(rows.rows)], *[""] * (len(rows.rows) - len(source_keys))]
     if len(spec.key) == 1:
-        (name,) = spec.key
-        pairs = zip(rows.rows, source_keys, strict=False)
-        by_key = {(row.get(name),): (row, source_key) for row, source_key in pairs}
+        keys: list = list(map(dict.get, rows.rows, repeat(spec.key[0], len(rows.rows))))
+        unkeyed = None in keys
     else:
-        by_key = {tuple(row.get(name) for name in spec.key): (row, source_key)
-                  for row, source_key in zip(rows.rows, source_keys, strict=False)}
-    if any(None in key for key in by_key):
-        by_key = {}
-        for row, source_key in zip(rows.rows, source_keys, strict=False):
-            key = tuple(row.get(name) for name in spec.key)
-            if None in key:
-                column = spec.key[key.index(None)]
-                rejects.append(_reject(spec, source_key, row, f"key column {column!r} is missing or null",
-                                       column, type(row.get(column)).__name__))
-            else:
-                by_key[key] = (row, source_key)
-    return by_key
+        keys = [tuple(row.get(name) for name in spec.key) for row in rows.rows]
+        unkeyed = any(None in key for key in keys)
+    if not unkeyed and len(set(keys)) == len(keys):
+        return rows.rows, source_keys
+    latest: dict = {}
+    for index, (key, row) in enumerate(zip(keys, rows.rows, strict=True)):
+        missing = [name for name in spec.key if row.get(name) is None]
+        if missing:
+            reason = f"key column {missing[0]!r} is missing or null"
+            rejects.append(_reject(spec, source_keys[index], row, reason, missing[0],
+                                   type(row.get(missing[0])).__name__))
+        else:
+            latest[key] = index
+    kept = sorted(latest.values())
+    return [rows.rows[i] for i in kept], [source_keys[i] for i in kept]
 
 
 def _refusal(error: psycopg.Error) -> str:
