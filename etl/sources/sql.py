@@ -10,6 +10,7 @@ text taken from the user is a table's `where:` filter, which the job file's auth
 from __future__ import annotations
 
 import logging
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -147,6 +148,7 @@ class SqlSource:
         self._metas: dict[str, TableMeta] = {}
         self._meta_connection: Any = None
         self._consistency_point: Json = None
+        self._catalog_lock = threading.RLock()
 
     # --- dialect: SQL text ------------------------------------------------------------
 
@@ -249,11 +251,12 @@ class SqlSource:
     def plan(self, table: str, partitions: int) -> list[Partition]:
         meta = self.describe(table)
         options = self.config.tables[table]
-        at = self._point(self._metadata_connection())
-        connection = self.planning_connection()
-        until = self._high_watermark(connection, meta, at) if options.watermark else None
-        self._refuse_null_keys(connection, meta, at)
-        cuts = self._cuts(connection, meta, max(1, partitions), at, until) if partitions > 1 else []
+        with self._catalog_lock:
+            at = self._point(self._metadata_connection())
+            connection = self.planning_connection()
+            until = self._high_watermark(connection, meta, at) if options.watermark else None
+            self._refuse_null_keys(connection, meta, at)
+            cuts = self._cuts(connection, meta, partitions, at, until) if partitions > 1 else []
         bounds = [None, *cuts, None]
         extras = {name: value for name, value in (("at", at), ("until", until)) if value is not None}
         plan = []
@@ -322,8 +325,9 @@ class SqlSource:
     def high_watermark(self, table: str) -> Json:
         """The largest watermark now (tagged JSON): give it as `since:` to the next run."""
         meta = self.describe(table)
-        at = self._point(self._metadata_connection())
-        return self._high_watermark(self.planning_connection(), meta, at)
+        with self._catalog_lock:
+            at = self._point(self._metadata_connection())
+            return self._high_watermark(self.planning_connection(), meta, at)
 
     def keys(self, table: str) -> Iterator[tuple]:
         """Every key at the source, in key order, as canonical values."""
@@ -343,9 +347,10 @@ class SqlSource:
 
     def describe(self, table: str) -> TableMeta:
         """Columns and key of a configured table (cached); EtlError when it is missing or keyless."""
-        if table not in self._metas:
-            self._metas[table] = self._introspect(self._metadata_connection(), table)
-        return self._metas[table]
+        with self._catalog_lock:  # DB-API connections may not be shared by threads at once
+            if table not in self._metas:
+                self._metas[table] = self._introspect(self._metadata_connection(), table)
+            return self._metas[table]
 
     def _introspect(self, connection: Any, table: str) -> TableMeta:
         options = self.config.tables.get(table)
