@@ -12,14 +12,18 @@ name the variable or secret, never a value.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import threading
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from etl import security
 from etl.errors import EtlError
 from etl.redact import is_secret_name, passwords_in, register_secret
+
+log = logging.getLogger(__name__)
 
 _REFERENCE = re.compile(r"\$\$\{|\$\{([^}]*)\}?")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -43,8 +47,9 @@ class SecretSource(Protocol):
 class AwsSecretsManager:
     """Secrets Manager through boto3; the client is created lazily and each secret read once."""
 
-    def __init__(self, client: Any = None) -> None:
+    def __init__(self, client: Any = None, *, allow_insecure: bool = False) -> None:
         self._client = client
+        self._allow_insecure = allow_insecure
         self._lock = threading.Lock()
 
     def _get_client(self) -> Any:
@@ -52,14 +57,26 @@ class AwsSecretsManager:
             if self._client is None:
                 import boto3
 
-                self._client = boto3.session.Session().client("secretsmanager")
+                client = boto3.session.Session().client("secretsmanager")
+                self._check_endpoint(client.meta.endpoint_url)
+                self._client = client
             return self._client
 
+    def _check_endpoint(self, url: str) -> None:
+        """Secrets travel only over HTTPS (AWS_ENDPOINT_URL_SECRETS_MANAGER may point elsewhere)."""
+        endpoint = security.https_endpoint(url, "Secrets Manager")
+        decided = security.verdict(endpoint, self._allow_insecure)
+        if decided == "refuse":
+            raise InterpolationError(security.refusal("Secrets Manager", endpoint))
+        if decided == "warn":
+            log.warning(security.warning("Secrets Manager", endpoint))
+
     def __getstate__(self) -> dict:
-        return {}  # a boto3 client is not picklable: an unpickled copy makes its own
+        # a boto3 client is not picklable: an unpickled copy makes its own
+        return {"allow_insecure": self._allow_insecure}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__()
+        self.__init__(allow_insecure=state.get("allow_insecure", False))
 
     def get_secret(self, name: str) -> str:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -107,10 +124,12 @@ class Interpolator:
         self,
         environ: Mapping[str, str] | None = None,
         secrets: SecretSource | Mapping[str, str] | None = None,
+        *,
+        allow_insecure: bool = False,
     ) -> None:
         self._environ = os.environ if environ is None else environ
         if secrets is None:
-            secrets = AwsSecretsManager()
+            secrets = AwsSecretsManager(allow_insecure=allow_insecure)
         elif isinstance(secrets, Mapping):
             secrets = MappingSecrets(secrets)
         self._secrets = secrets

@@ -32,6 +32,8 @@ from pydantic import (
     model_validator,
 )
 
+from etl import security
+from etl.audit import AuditConfig
 from etl.checksum.tolerances import Tolerances
 from etl.errors import JobFileError
 from etl.interpolate import InterpolationError, Interpolator, SecretSource
@@ -199,6 +201,9 @@ class JobFile(BaseModel):
     max_rejects: MaxRejects = Field(default_factory=lambda: MaxRejects(count=0))
     validation: Validation = Field(default_factory=Validation)
     report: Report = Field(default_factory=Report)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
+    allow_insecure: bool = False
+    """Accept plaintext or unverified connections to other hosts (each run logs a warning)."""
 
 
 class Job(BaseModel):
@@ -217,6 +222,9 @@ class Job(BaseModel):
     max_rejects: MaxRejects
     validation: Validation
     report: Report
+    audit: AuditConfig = Field(default_factory=AuditConfig)
+    allow_insecure: bool = False
+    """Plaintext or unverified connections to other hosts are accepted (and warned about)."""
     path: Path
     """The job file (absolute)."""
     warnings: tuple[str, ...] = ()
@@ -745,7 +753,7 @@ def load_job(
     job_path = Path(path).absolute()
     raw = _read(job_path, file)
     doc = _compose(raw.decode("utf-8"), file)
-    interpolate = Interpolator(environ, secrets)
+    interpolate = Interpolator(environ, secrets, allow_insecure=doc.data.get("allow_insecure") is True)
     warnings = _literal_password_warnings(doc, file, interpolate)
     for warning in warnings:
         log.warning(warning)
@@ -786,6 +794,13 @@ def load_job(
         problems += found
     if not problems:
         problems += _mapping_problems(job_path, configs["sources"], doc)
+    if not problems and top is not None:
+        sections = _connection_sections(configs, state_config, top.audit, registries, state)
+        insecure, connection_warnings = _insecure_connections(sections, top.allow_insecure, doc, file)
+        problems += insecure
+        for warning in connection_warnings:
+            log.warning(warning)
+        warnings += connection_warnings
 
     # a value whose reference failed is reported once, not again as the wrong kind of value
     problems = reference_problems + [p for p in problems if not any(_within(p.path, f) for f in failed)]
@@ -803,12 +818,56 @@ def load_job(
         max_rejects=top.max_rejects,
         validation=top.validation,
         report=top.report,
+        audit=top.audit,
+        allow_insecure=top.allow_insecure,
         path=job_path,
         warnings=tuple(warnings),
     )
     job._interpolate = interpolate
     job._file_hash = hashlib.sha256(raw).hexdigest()
     return job
+
+
+def _connection_sections(
+    configs: dict[str, dict[str, Any]], state_config: Any, audit: AuditConfig,
+    registries: dict[str, _Registry], state: types.ModuleType,
+) -> list[tuple[PathKey, str, list[security.Endpoint]]]:
+    """(where in the file, who, the endpoints it connects to) for every section that opens connections.
+
+    Each engine module describes its own connections with `endpoints(config)`; modules without
+    one (mongodump, sqlite) never touch the network.
+    """
+    found: list[tuple[PathKey, str, list[security.Endpoint]]] = []
+    for section, registry in registries.items():
+        kind, _, module_for = registry
+        for name, config in configs[section].items():
+            describe = getattr(module_for(config.type), "endpoints", None)
+            if describe is not None:
+                found.append(((section, name), f"{kind} {name!r}", describe(config)))
+    describe_state = getattr(state.module_for(state_config.type), "endpoints", None)
+    if describe_state is not None:
+        found.append((("state",), "state store", describe_state(state_config)))
+    if audit.postgres is not None:
+        found.append((("audit", "postgres"), "audit table", audit.endpoints()))
+    return found
+
+
+def _insecure_connections(
+    sections: list[tuple[PathKey, str, list[security.Endpoint]]], allow_insecure: bool, doc: _Document,
+    file: str,
+) -> tuple[list[Problem], list[str]]:
+    """The encryption policy (etl/security.py) applied to every connection: refusals and warnings."""
+    problems: list[Problem] = []
+    warnings: list[str] = []
+    for path, owner, endpoints in sections:
+        for endpoint in endpoints:
+            decided = security.verdict(endpoint, allow_insecure)
+            line, column = doc.position(path)
+            if decided == "refuse":
+                problems.append(Problem(line, column, dotted(path), security.refusal(owner, endpoint)))
+            elif decided == "warn":
+                warnings.append(f"{file}:{line}:{column}: {security.warning(owner, endpoint)}")
+    return problems, warnings
 
 
 def _within(path: str, ancestor: str) -> bool:

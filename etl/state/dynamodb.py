@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from etl import security
 from etl.errors import ConnectionFailed, RuntimeFailure
 from etl.records import Json
 from etl.state.base import Checkpoint, Lease, from_epoch, lease_held, lease_lost, new_lease, now, to_epoch
@@ -40,6 +41,11 @@ class Config(BaseModel):
     """AWS region; default from the standard AWS configuration."""
     endpoint_url: str | None = None
     """Endpoint override (DynamoDB Local); default from the standard AWS configuration."""
+
+
+def endpoints(config: Config) -> list[security.Endpoint]:
+    """The DynamoDB endpoint the store talks to (etl/security.py decides whether that is allowed)."""
+    return [security.https_endpoint(config.endpoint_url, "DynamoDB")]
 
 
 class DynamoDbStateStore:

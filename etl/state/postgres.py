@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from etl import security
 from etl.errors import ConnectionFailed, RuntimeFailure
 from etl.records import Json
 from etl.redact import redact
@@ -34,6 +35,11 @@ class Config(BaseModel):
     """Schema of the state table, created if missing."""
     table: str = Field(default="etl_state", min_length=1, max_length=IDENTIFIER_MAX)
     """The state table, created if missing."""
+
+
+def endpoints(config: Config) -> list[security.Endpoint]:
+    """Every host of the DSN and how it is secured (etl/security.py decides whether that is allowed)."""
+    return security.libpq_endpoints(config.dsn)
 
 
 class PostgresStateStore:
@@ -60,7 +66,8 @@ class PostgresStateStore:
         with self._lock:
             try:
                 if self._connection is None or self._connection.closed or self._pid != os.getpid():
-                    self._connection = psycopg.connect(self._dsn, autocommit=True)
+                    self._connection = psycopg.connect(
+                        self._dsn, autocommit=True, **security.libpq_tls_defaults(self._dsn))
                     self._pid = os.getpid()
                 cursor = self._connection.execute(query, params)
                 if fetch == "one":

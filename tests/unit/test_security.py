@@ -1,0 +1,336 @@
+"""The connection-encryption policy: one verdict for every engine, exact messages, refusal at job load."""
+
+from __future__ import annotations
+
+import logging
+import textwrap
+
+import pytest
+
+from etl import security
+from etl.job import JobFileProblems, load_job
+from etl.security import Endpoint
+from etl.sinks import dynamodb as dynamodb_sink
+from etl.sinks import postgres as postgres_sink
+from etl.sources import mongo, mssql, oracle
+from etl.sources import postgres as postgres_source
+from etl.state import dynamodb as dynamodb_state
+from etl.state import postgres as postgres_state
+
+PG_FIX = ("write `sslmode: verify-full` (with `sslrootcert:` naming the CA bundle) or sslmode=verify-full "
+          "in the DSN")
+ALLOW = "or set `allow_insecure: true` at the top of the job file to accept an insecure connection"
+MONGO_FIX = ("write tls=true in the URI (or `tls: true`, with `tls_ca_file:` for a private CA) and keep "
+             "certificate and host name checks on")
+ORACLE_FIX = ("connect with TCPS: write dsn: tcps://host:2484/service (or (PROTOCOL=TCPS) in the "
+              "descriptor) and keep ssl_server_dn_match: true")
+MSSQL_FIX = ("use `driver: ODBC Driver 18 for SQL Server` with `encrypt: true` and "
+             "`trust_server_certificate: false` (Encrypt=yes;TrustServerCertificate=no in a `dsn`)")
+
+
+@pytest.fixture(autouse=True)
+def _no_pg_environment(monkeypatch):
+    monkeypatch.delenv("PGSSLMODE", raising=False)
+    monkeypatch.delenv("PGHOST", raising=False)
+
+
+@pytest.mark.parametrize("host", [None, "", "/var/run/postgresql", "localhost", "127.0.0.1", "127.8.9.10",
+                                  "::1", "[::1]", "LOCALHOST"])
+def test_loopback_hosts_and_sockets(host):
+    assert security.is_loopback(host)
+
+
+@pytest.mark.parametrize("host", ["db.example.com", "10.0.0.5", "128.0.0.1", "::2", "localhost.example.com",
+                                  "0.0.0.0"])
+def test_other_hosts_are_not_loopback(host):
+    assert not security.is_loopback(host)
+
+
+def endpoint(host, encrypted, verified):
+    return Endpoint("PostgreSQL", host, encrypted, verified, "fix it", "sslmode=x")
+
+
+@pytest.mark.parametrize(("host", "encrypted", "verified", "allow", "expected"), [
+    ("db.example.com", True, True, False, "proceed"),
+    ("db.example.com", False, False, False, "refuse"),
+    ("db.example.com", True, False, False, "refuse"),
+    ("db.example.com", False, False, True, "warn"),
+    ("db.example.com", True, False, True, "warn"),
+    ("127.0.0.1", False, False, False, "proceed"),
+    (None, False, False, False, "proceed"),
+])
+def test_the_verdict(host, encrypted, verified, allow, expected):
+    assert security.verdict(endpoint(host, encrypted, verified), allow) == expected
+
+
+def test_check_raises_or_returns_the_warning():
+    weak = endpoint("db.example.com", False, False)
+    with pytest.raises(security.InsecureConnection) as caught:
+        security.check("target 'pg'", weak, allow_insecure=False)
+    assert str(caught.value) == (
+        f"target 'pg': PostgreSQL connection to db.example.com is not encrypted (sslmode=x); fix it, {ALLOW}")
+    assert caught.value.exit_code == 2
+    assert security.check("target 'pg'", weak, allow_insecure=True) == (
+        "target 'pg': PostgreSQL connection to db.example.com is not encrypted (sslmode=x); allowed by "
+        "`allow_insecure: true` (to secure it: fix it)")
+    assert security.check("target 'pg'", endpoint("db.example.com", True, True), allow_insecure=False) is None
+
+
+# --------------------------------------------------------------------------- PostgreSQL (libpq)
+
+
+@pytest.mark.parametrize(("dsn", "sslmode", "expected"), [
+    ("host=db.example.com dbname=x", None, ("verify-full", True, True)),
+    ("postgresql://u@db.example.com/x", None, ("verify-full", True, True)),
+    ("host=db.example.com sslmode=disable", None, ("disable", False, False)),
+    ("host=db.example.com sslmode=prefer", None, ("prefer", False, False)),
+    ("host=db.example.com sslmode=require", None, ("require", True, False)),
+    ("host=db.example.com sslmode=verify-ca", None, ("verify-ca", True, False)),
+    ("host=db.example.com sslmode=disable", "verify-full", ("verify-full", True, True)),
+    ("host=127.0.0.1 dbname=x", None, ("prefer", False, False)),
+])
+def test_libpq_sslmode_and_endpoints(dsn, sslmode, expected):
+    mode, encrypted, verified = expected
+    (found,) = security.libpq_endpoints(dsn, sslmode)
+    assert (found.setting, found.encrypted, found.verified) == (f"sslmode={mode}", encrypted, verified)
+
+
+def test_libpq_defaults_to_verify_full_only_for_other_hosts_without_a_choice(monkeypatch):
+    assert security.libpq_tls_defaults("host=db.example.com dbname=x") == {"sslmode": "verify-full"}
+    assert security.libpq_tls_defaults("host=127.0.0.1 dbname=x") == {}
+    assert security.libpq_tls_defaults("host=/tmp dbname=x") == {}
+    assert security.libpq_tls_defaults("host=db.example.com sslmode=require") == {}
+    assert security.libpq_tls_defaults("host=db.example.com", "require") == {}
+    monkeypatch.setenv("PGSSLMODE", "disable")
+    assert security.libpq_tls_defaults("host=db.example.com") == {}
+    (found,) = security.libpq_endpoints("host=db.example.com")
+    assert found.setting == "sslmode=disable"
+
+
+def test_every_host_of_a_multi_host_dsn_is_checked():
+    found = security.libpq_endpoints("host=127.0.0.1,db.example.com sslmode=disable")
+    assert [(e.host, security.verdict(e, False)) for e in found] == [
+        ("127.0.0.1", "proceed"), ("db.example.com", "refuse")]
+
+
+def test_the_three_postgres_modules_share_the_libpq_policy():
+    dsn = "host=db.example.com user=app dbname=x sslmode=disable"
+    source = postgres_source.Config(type="postgres", dsn=dsn, tables={})
+    sink = postgres_sink.Config(type="postgres", dsn=dsn)
+    state = postgres_state.Config(type="postgres", dsn=dsn)
+    expected = [Endpoint("PostgreSQL", "db.example.com", False, False, PG_FIX, "sslmode=disable")]
+    assert postgres_source.endpoints(source) == expected
+    assert postgres_sink.endpoints(sink) == expected
+    assert postgres_state.endpoints(state) == expected
+    secured = postgres_sink.Config(type="postgres", dsn=dsn, sslmode="verify-full")
+    assert security.verdict(postgres_sink.endpoints(secured)[0], False) == "proceed"
+
+
+# --------------------------------------------------------------------------- MongoDB
+
+
+def mongo_config(uri, **settings):
+    return mongo.Config(type="mongo", uri=uri, database="d", tables={}, **settings)
+
+
+@pytest.mark.parametrize(("uri", "settings", "expected"), [
+    ("mongodb://db.example.com:27017/", {}, (True, True, "proceed")),  # TLS on by default
+    ("mongodb+srv://cluster.example.com/", {}, (True, True, "proceed")),
+    ("mongodb://db.example.com/?tls=false", {}, (False, False, "refuse")),
+    ("mongodb://db.example.com/?ssl=false", {}, (False, False, "refuse")),
+    ("mongodb://db.example.com/", {"tls": False}, (False, False, "refuse")),
+    ("mongodb://db.example.com/?tls=true&tlsAllowInvalidCertificates=true", {}, (True, False, "refuse")),
+    ("mongodb://db.example.com/?tls=true&tlsInsecure=true", {}, (True, False, "refuse")),
+    ("mongodb://db.example.com/", {"tls_allow_invalid_hostnames": True}, (True, False, "refuse")),
+    ("mongodb://127.0.0.1:27017/?directConnection=true", {}, (False, False, "proceed")),
+    ("mongodb://%2Ftmp%2Fmongodb-27017.sock/", {}, (False, False, "proceed")),
+])
+def test_mongo_endpoints(uri, settings, expected):
+    (found,) = mongo.endpoints(mongo_config(uri, **settings))
+    assert (found.encrypted, found.verified, security.verdict(found, False)) == expected
+
+
+def test_mongo_refusal_message_and_every_host_of_a_replica_set():
+    found = mongo.endpoints(mongo_config("mongodb://u:pw@a.example.com:27017,127.0.0.1:27018/?tls=false"))
+    assert [e.host for e in found] == ["a.example.com", "127.0.0.1"]
+    assert security.refusal("source 'mongo'", found[0]) == (
+        "source 'mongo': MongoDB connection to a.example.com is not encrypted (tls=false); "
+        f"{MONGO_FIX}, {ALLOW}")
+
+
+def test_mongo_client_gets_tls_when_the_uri_does_not_say():
+    assert mongo._tls_by_default(mongo_config("mongodb://db.example.com/"))
+    assert not mongo._tls_by_default(mongo_config("mongodb://db.example.com/?tls=false"))
+    assert not mongo._tls_by_default(mongo_config("mongodb://127.0.0.1/"))
+
+
+# --------------------------------------------------------------------------- Oracle
+
+
+def oracle_config(dsn, **settings):
+    return oracle.Config(type="oracle", dsn=dsn, user="u", password="p", tables={}, **settings)
+
+
+@pytest.mark.parametrize(("dsn", "settings", "expected"), [
+    ("db.example.com:1521/ORCLPDB1", {}, ("db.example.com", "refuse")),
+    ("tcp://db.example.com:1521/ORCLPDB1", {}, ("db.example.com", "refuse")),
+    ("tcps://db.example.com:2484/ORCLPDB1", {}, ("db.example.com", "proceed")),
+    ("tcps://db.example.com:2484/ORCLPDB1", {"ssl_server_dn_match": False}, ("db.example.com", "refuse")),
+    ("tcps://db.example.com:2484/X", {"ssl_server_dn_match": False, "ssl_server_cert_dn": "CN=db"},
+     ("db.example.com", "proceed")),
+    ("localhost:1521/FREEPDB1", {}, ("localhost", "proceed")),
+    ("(DESCRIPTION=(ADDRESS=(PROTOCOL=TCPS)(HOST=db.example.com)(PORT=2484))"
+     "(CONNECT_DATA=(SERVICE_NAME=X)))", {}, ("db.example.com", "proceed")),
+    ("(DESCRIPTION=(ADDRESS=(PROTOCOL=TCP)(HOST=db.example.com)(PORT=1521))"
+     "(CONNECT_DATA=(SERVICE_NAME=X)))", {}, ("db.example.com", "refuse")),
+    ("PRODDB", {}, ("tnsnames alias PRODDB", "refuse")),
+])
+def test_oracle_endpoints(dsn, settings, expected):
+    (found,) = oracle.endpoints(oracle_config(dsn, **settings))
+    assert (found.host, security.verdict(found, False)) == expected
+
+
+def test_oracle_refusal_message():
+    (found,) = oracle.endpoints(oracle_config("db.example.com:1521/ORCLPDB1"))
+    assert security.refusal("source 'ora'", found) == (
+        f"source 'ora': Oracle connection to db.example.com is not encrypted (TCP); {ORACLE_FIX}, {ALLOW}")
+
+
+# --------------------------------------------------------------------------- SQL Server
+
+
+def mssql_config(**settings):
+    return mssql.Config(type="mssql", tables={}, **settings)
+
+
+@pytest.mark.parametrize(("settings", "expected"), [
+    ({"server": "sql.example.com"}, ("sql.example.com", "Encrypt=yes", "proceed")),
+    ({"server": "sql.example.com", "encrypt": False}, ("sql.example.com", "Encrypt=no", "refuse")),
+    ({"server": "sql.example.com", "trust_server_certificate": True},
+     ("sql.example.com", "Encrypt=yes, TrustServerCertificate=yes", "refuse")),
+    ({"server": "sql.example.com", "driver": "FreeTDS"},
+     ("sql.example.com", "FreeTDS, Encryption=require", "refuse")),
+    ({"server": "tcp:127.0.0.1,1433", "encrypt": False}, ("127.0.0.1", "Encrypt=no", "proceed")),
+    ({"server": "(local)", "encrypt": False}, (None, "Encrypt=no", "proceed")),
+    ({"dsn": "DRIVER={ODBC Driver 17 for SQL Server};SERVER=sql.example.com,1433;UID=a;PWD={x;y}"},
+     ("sql.example.com", "Encrypt=no", "refuse")),
+    ({"dsn": "DRIVER={ODBC Driver 18 for SQL Server};SERVER=tcp:sql.example.com\\INST;Encrypt=strict;"
+             "TrustServerCertificate=yes"}, ("sql.example.com", "Encrypt=strict, TrustServerCertificate=yes",
+                                             "proceed")),
+])
+def test_mssql_endpoints(settings, expected):
+    (found,) = mssql.endpoints(mssql_config(**settings))
+    assert (found.host, found.setting, security.verdict(found, False)) == expected
+
+
+def test_mssql_refusal_message():
+    (found,) = mssql.endpoints(mssql_config(server="sql.example.com", trust_server_certificate=True))
+    assert security.refusal("source 'sql'", found) == (
+        "source 'sql': SQL Server connection to sql.example.com does not verify the server certificate "
+        f"(Encrypt=yes, TrustServerCertificate=yes); {MSSQL_FIX}, {ALLOW}")
+
+
+# --------------------------------------------------------------------------- AWS endpoints
+
+
+def test_aws_endpoints_over_https():
+    assert security.https_endpoint(None, "DynamoDB") == Endpoint(
+        "HTTPS", "the AWS DynamoDB endpoint", True, True, "")
+    plain = security.https_endpoint("http://dynamo.internal:8000", "DynamoDB")
+    assert security.refusal("state store", plain) == (
+        "state store: HTTP connection to dynamo.internal is not encrypted (http://); use an https:// "
+        f"endpoint URL for DynamoDB, {ALLOW}")
+    local = security.https_endpoint("http://127.0.0.1:8001", "DynamoDB")
+    assert security.verdict(local, False) == "proceed"
+    state = dynamodb_state.Config(type="dynamodb", endpoint_url="http://dynamo.internal:8000")
+    assert dynamodb_state.endpoints(state) == [plain]
+    sink = dynamodb_sink.Config(type="dynamodb", endpoint_url="https://dynamodb.us-east-1.amazonaws.com")
+    assert security.verdict(dynamodb_sink.endpoints(sink)[0], False) == "proceed"
+
+
+def test_secrets_manager_endpoint_must_be_https(monkeypatch):
+    from etl.interpolate import AwsSecretsManager, InterpolationError
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", "http://secrets.internal:4566")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with pytest.raises(InterpolationError) as caught:
+        AwsSecretsManager().get_secret("prod/pg")
+    assert str(caught.value) == (
+        "Secrets Manager: HTTP connection to secrets.internal is not encrypted (http://); use an https:// "
+        f"endpoint URL for Secrets Manager, {ALLOW}")
+
+
+# --------------------------------------------------------------------------- at job load
+
+JOB = """\
+version: 1
+name: secure
+sources:
+  mongo:
+    type: mongo
+    uri: "{uri}"
+    database: d
+    tables:
+      customers: {{mapping: m.yaml}}
+targets:
+  pg: {{type: postgres, dsn: "{dsn}"}}
+{extra}"""
+
+
+def job_file(folder, *, uri="mongodb://127.0.0.1/", dsn="host=127.0.0.1 dbname=x", extra=""):
+    (folder / "m.yaml").write_text("{}\n")
+    path = folder / "job.yaml"
+    path.write_text(textwrap.dedent(JOB.format(uri=uri, dsn=dsn, extra=extra)))
+    return path
+
+
+def test_a_plaintext_remote_connection_is_refused_at_load_naming_the_target_and_the_fix(tmp_path):
+    path = job_file(tmp_path, dsn="host=db.example.com dbname=x sslmode=disable")
+    with pytest.raises(JobFileProblems) as caught:
+        load_job(path, environ={}, secrets={})
+    assert str(caught.value) == (
+        f"{path}:11:7: targets.pg: target 'pg': PostgreSQL connection to db.example.com is not encrypted "
+        f"(sslmode=disable); {PG_FIX}, {ALLOW}")
+    assert caught.value.exit_code == 2
+
+
+def test_every_insecure_section_is_reported_at_once(tmp_path):
+    path = job_file(tmp_path, uri="mongodb://m.example.com/?tls=false",
+                    dsn="host=db.example.com sslmode=require",
+                    extra="state: {type: postgres, dsn: 'host=st.example.com sslmode=prefer'}\n")
+    with pytest.raises(JobFileProblems) as caught:
+        load_job(path, environ={}, secrets={})
+    assert [(p.line, p.path) for p in caught.value.problems] == [
+        (5, "sources.mongo"), (11, "targets.pg"), (12, "state")]
+    assert "does not verify the server certificate (sslmode=require)" in caught.value.problems[1].message
+
+
+def test_allow_insecure_loads_and_warns_on_every_load(tmp_path, caplog):
+    path = job_file(tmp_path, dsn="host=db.example.com dbname=x sslmode=disable",
+                    extra="allow_insecure: true\n")
+    for _ in range(2):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="etl.job"):
+            job = load_job(path, environ={}, secrets={})
+        expected = (f"{path}:11:7: target 'pg': PostgreSQL connection to db.example.com is not encrypted "
+                    f"(sslmode=disable); allowed by `allow_insecure: true` (to secure it: {PG_FIX})")
+        assert job.allow_insecure is True
+        assert job.warnings == (expected,)
+        assert [r.getMessage() for r in caplog.records] == [expected]
+
+
+def test_secure_and_local_connections_load_without_warnings(tmp_path):
+    path = job_file(tmp_path, uri="mongodb://db.example.com/", dsn="host=db.example.com dbname=x")
+    job = load_job(path, environ={}, secrets={})
+    assert job.warnings == ()
+    assert job.allow_insecure is False
+
+
+def test_the_audit_table_connection_is_checked_too(tmp_path):
+    path = job_file(tmp_path, extra="audit: {postgres: {dsn: 'host=audit.example.com sslmode=allow'}}\n")
+    with pytest.raises(JobFileProblems) as caught:
+        load_job(path, environ={}, secrets={})
+    ((problem),) = caught.value.problems
+    assert (problem.line, problem.path) == (12, "audit.postgres")
+    assert problem.message.startswith(
+        "audit table: PostgreSQL connection to audit.example.com is not encrypted")
