@@ -72,21 +72,36 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    from etl.audit import AuditTrail
     from etl.log import setup_logging
 
     setup_logging(args.debug)
+    trail = AuditTrail.for_command(args)
+    exit_code = EXIT_RUNTIME
     try:
-        return _main(args)
+        exit_code = _reported(args, trail)
+        return exit_code
+    finally:
+        trail.end(exit_code)
+
+
+def _reported(args: argparse.Namespace, trail) -> int:
+    """Run the command; print its error (redacted, no traceback unless --debug) and return the exit code."""
+    try:
+        return _main(args, trail)
     except EtlError as error:
+        trail.failed(error)
         if args.debug:
             print(redact_exception(error), file=sys.stderr)
         print(f"error: {redact(str(error))}", file=sys.stderr)
         return error.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as error:
+        trail.failed(error)
         print(f"error: interrupted; run `python -m etl.run {args.job} --resume` to continue from the last "
               "checkpoints", file=sys.stderr)
         return EXIT_RUNTIME
     except Exception as error:  # a defect: say so, keep secrets out, traceback only with --debug
+        trail.failed(error)
         if args.debug:
             print(redact_exception(error), file=sys.stderr)
         print(f"error: unexpected {type(error).__name__}: {redact(str(error))}"
@@ -94,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_RUNTIME
 
 
-def _main(args: argparse.Namespace) -> int:
+def _main(args: argparse.Namespace, trail) -> int:
     from etl.engine.plan import Shard
     from etl.job import load_job
 
@@ -104,6 +119,7 @@ def _main(args: argparse.Namespace) -> int:
         raise JobFileError("--limit is a quick try of the whole job; it cannot be combined with "
                            "--shard or --validate-only")
     job = load_job(args.job)
+    trail.job_loaded(job)
     if args.plan:
         print_plan(job, only=only, shard=shard)
         return EXIT_OK
@@ -113,6 +129,7 @@ def _main(args: argparse.Namespace) -> int:
         report = validation_report(job, only)
     else:
         report = _run(job, args, only, shard)
+    trail.report(report)
     print_report(report)
     return report.exit_code
 

@@ -25,6 +25,7 @@ import botocore.config
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from etl import security
 from etl.errors import ConnectionFailed, EtlError, RuntimeFailure
 from etl.records import Reject, TableSpec
 from etl.sinks.base import TableRows, WriteResult
@@ -96,6 +97,11 @@ class Config(BaseModel):
         if parts.scheme == "http" and _is_loopback(parts.hostname or ""):
             return url
         raise ValueError(f"endpoint_url {url!r} must use https (plain http only for a loopback endpoint)")
+
+
+def endpoints(config: Config) -> list[security.Endpoint]:
+    """The DynamoDB endpoint (etl/security.py decides whether that is allowed)."""
+    return [security.https_endpoint(config.endpoint_url, "DynamoDB")]
 
 
 def _is_loopback(host: str) -> bool:

@@ -26,6 +26,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import set_json_dumps, set_json_loads
 from pydantic import BaseModel, ConfigDict, Field
 
+from etl import security
 from etl.errors import ConnectionFailed, EtlError, RuntimeFailure
 from etl.records import Reject, TableSpec
 from etl.sinks.base import TableRows, WriteResult
@@ -117,6 +118,11 @@ class _Connection:
         self.staged: set[int] = set()
 
 
+def endpoints(config: Config) -> list[security.Endpoint]:
+    """Every host of the DSN and how it is secured (etl/security.py decides whether that is allowed)."""
+    return security.libpq_endpoints(config.dsn, config.sslmode)
+
+
 class PostgresSink:
     """See the module docstring. Thread-safe: each `write` borrows its own connection."""
 
@@ -145,7 +151,7 @@ class PostgresSink:
                               params.get("user", ""), region)
 
     def _connect(self) -> _Connection:
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = security.libpq_tls_defaults(self.config.dsn, self.config.sslmode)
         if self.config.sslmode:
             extra["sslmode"] = self.config.sslmode
         if self.config.sslrootcert:

@@ -13,12 +13,13 @@ import json
 import logging
 from collections.abc import Iterator, Sequence
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import pymongo
 import pymongo.errors
 from pydantic import BaseModel, ConfigDict, Field
 
+from etl import security
 from etl.errors import ConnectionFailed, EtlError
 from etl.records import Batch, Json, Partition, Reject
 from etl.sources import bson_values
@@ -81,6 +82,65 @@ def _hosts(uri: str) -> str:
     return netloc.rpartition("@")[2] or "?"
 
 
+_TLS_OFF_CHECKS = ("tlsinsecure", "tlsallowinvalidcertificates", "tlsallowinvalidhostnames")
+"""URI options that keep TLS but stop checking who the server is."""
+
+
+def _uri_options(uri: str) -> dict[str, str]:
+    return {key.lower(): value.lower() for key, value in parse_qsl(urlsplit(uri).query)}
+
+
+def _uri_hosts(uri: str) -> list[str | None]:
+    """Host names of a URI (None for a Unix socket path, which MongoDB URIs URL-encode)."""
+    hosts: list[str | None] = []
+    for entry in _hosts(uri).split(","):
+        host = unquote(entry)
+        if host.startswith("/") or host.endswith(".sock"):
+            hosts.append(None)
+        else:
+            hosts.append(host.rpartition("]")[0] + "]" if host.startswith("[") else host.split(":")[0])
+    return hosts
+
+
+def _uri_tls(config: Config) -> bool | None:
+    """TLS as `tls:` or the URI says it (`tls`/`ssl` options; `mongodb+srv://` turns it on); None: unsaid."""
+    if config.tls is not None:
+        return config.tls
+    options = _uri_options(config.uri)
+    said = options.get("tls", options.get("ssl"))
+    if said is not None:
+        return said == "true"
+    return True if config.uri.startswith("mongodb+srv://") else None
+
+
+def _tls_by_default(config: Config) -> bool:
+    """Neither the URI nor `tls:` chose, and a host is not this machine: TLS on (pymongo's default is off)."""
+    return _uri_tls(config) is None and not all(security.is_loopback(h) for h in _uri_hosts(config.uri))
+
+
+def endpoints(config: Config) -> list[security.Endpoint]:
+    """Every host of the URI and how it is secured (etl/security.py decides whether that is allowed)."""
+    tls = _uri_tls(config)
+    encrypted = tls if tls is not None else _tls_by_default(config)
+    options = _uri_options(config.uri)
+    unchecked = [name for name in _TLS_OFF_CHECKS if options.get(name) == "true"]
+    if config.tls_allow_invalid_hostnames:
+        unchecked.append("tls_allow_invalid_hostnames")
+    setting = "tls=false" if not encrypted else "=true, ".join(unchecked) + ("=true" if unchecked else "")
+    return [
+        security.Endpoint(
+            protocol="MongoDB",
+            host=host,
+            encrypted=encrypted,
+            verified=encrypted and not unchecked,
+            fix="write tls=true in the URI (or `tls: true`, with `tls_ca_file:` for a private CA) and keep "
+                "certificate and host name checks on",
+            setting=setting,
+        )
+        for host in _uri_hosts(config.uri)
+    ]
+
+
 class MongoSource:
     """A Source (etl/sources/base.py) over one MongoDB database."""
 
@@ -97,6 +157,8 @@ class MongoSource:
         }
         if config.tls is not None:
             options["tls"] = config.tls
+        elif _tls_by_default(config):
+            options["tls"] = True
         if config.tls_ca_file:
             options["tlsCAFile"] = config.tls_ca_file
         if config.tls_certificate_key_file:

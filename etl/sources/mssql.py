@@ -14,6 +14,7 @@ from typing import Any, Literal
 import pyodbc
 from pydantic import Field, SecretStr, model_validator
 
+from etl import security
 from etl.errors import EtlError
 from etl.records import Json
 from etl.sources.base import BatchLimits
@@ -317,6 +318,47 @@ def _braced_value(dsn: str, position: int) -> tuple[str, int]:
         value.append(dsn[position])
         position += 1
     return "".join(value), position
+
+
+_YES = {"yes", "true", "mandatory", "strict", "require", "required"}
+
+
+def _server_host(server: str) -> str | None:
+    """`tcp:host,1433`, `host\\instance`, `(local)` or `.` -> the host (None for this machine's names)."""
+    host = server.strip()
+    host = host.split(":", 1)[1] if host.lower().startswith(("tcp:", "np:", "lpc:")) else host
+    host = host.split(",")[0].split("\\")[0].strip()
+    return None if host.lower() in ("", ".", "(local)", "(localdb)") else host
+
+
+def endpoints(config: Config) -> list[security.Endpoint]:
+    """The server and how the connection is secured (etl/security.py decides whether that is allowed).
+
+    Microsoft ODBC Driver 18 encrypts by default and validates the certificate unless
+    TrustServerCertificate=yes (older drivers default to Encrypt=no); FreeTDS encrypts but does
+    not validate the certificate here, so it counts as unverified.
+    """
+    settings = _dsn_settings(connection_string(config))
+    driver = settings.get("DRIVER", "")
+    if "freetds" in driver.lower():
+        encrypted = settings.get("ENCRYPTION", "request").lower() in _YES
+        verified, setting = False, f"FreeTDS, Encryption={settings.get('ENCRYPTION', 'request')}"
+    else:
+        default = "yes" if "18" in driver or not driver else "no"
+        encrypt = settings.get("ENCRYPT", default).lower()
+        trust = settings.get("TRUSTSERVERCERTIFICATE", "no").lower() in _YES
+        encrypted = encrypt in _YES
+        verified = encrypted and (encrypt == "strict" or not trust)
+        setting = f"Encrypt={encrypt}" + (", TrustServerCertificate=yes" if trust else "")
+    return [security.Endpoint(
+        protocol="SQL Server",
+        host=_server_host(settings.get("SERVER", "")),
+        encrypted=encrypted,
+        verified=verified,
+        fix="use `driver: ODBC Driver 18 for SQL Server` with `encrypt: true` and "
+            "`trust_server_certificate: false` (Encrypt=yes;TrustServerCertificate=no in a `dsn`)",
+        setting=setting,
+    )]
 
 
 def open_source(name: str, config: Config, limits: BatchLimits) -> MssqlSource:
