@@ -261,3 +261,17 @@ def test_bucket_and_hash_agrees_with_its_parts(tolerances: Tolerances) -> None:
             row = {**row, "id": row["visit"], "extra_key": row["patient_id"]}
             expected = (bucket_of(hasher.key_encoding(row), 64), hasher.row_hash(row))
             assert hasher.bucket_and_hash(row, 64) == expected
+
+
+def test_within_ulps_counts_units_in_the_last_place() -> None:
+    import math
+
+    from etl.checksum.diff import within_ulps
+
+    one_up = math.nextafter(1.0, 2.0)
+    assert within_ulps(1.0, one_up, 1) and not within_ulps(1.0, math.nextafter(one_up, 2.0), 1)
+    assert within_ulps(0.0, -0.0, 0)
+    assert within_ulps(-5e-324, 5e-324, 2) and not within_ulps(-5e-324, 5e-324, 1)
+    assert within_ulps(math.nan, math.nan, 0) and not within_ulps(math.nan, 1.0, 10**9)
+    assert within_ulps(Decimal("0.1"), 0.1, 0)  # a DynamoDB reader's Decimal for a float column
+    assert not within_ulps(True, 1.0, 5) and not within_ulps("1.0", 1.0, 5)
