@@ -138,7 +138,8 @@ def describe_endpoint(config: Any) -> dict[str, Any]:
     for key in ("uri", "dsn"):
         value = settings.get(key)
         if isinstance(value, str) and value:
-            described |= _location_of(value)
+            for name, part in _location_of(value).items():
+                described.setdefault(name, part)  # `database:` beats a URI's authentication database
     return {k: redact(v) if isinstance(v, str) else v for k, v in described.items() if v is not None}
 
 
