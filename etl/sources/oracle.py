@@ -16,6 +16,7 @@ import oracledb
 from pydantic import Field, SecretStr
 
 from etl import security
+from etl.errors import EtlError
 from etl.records import Json
 from etl.sources.base import BatchLimits
 from etl.sources.sql import Params, SqlColumn, SqlSource, SqlSourceConfig, SqlTable
@@ -52,6 +53,8 @@ class Config(SqlSourceConfig):
 
 
 _SIZE = re.compile(r"\((\d+)\)")
+_SCN_TOO_OLD = {1555, 8180, 8181}
+"""ORA-01555 snapshot too old, ORA-08180 no snapshot found, ORA-08181 not a valid SCN."""
 _LOBS = {"CLOB", "NCLOB", "BLOB", "LONG", "LONG RAW", "XMLTYPE", "BFILE", "JSON"}
 _TEXT_TIMESTAMP = 'YYYY-MM-DD"T"HH24:MI:SS.FF9'
 
@@ -73,8 +76,9 @@ def oracle_column(
     return SqlColumn(name, base, precision, scale, length, nullable == "Y")
 
 
-_DESCRIPTOR_ADDRESS = re.compile(r"\(\s*ADDRESS\s*=(.*?\(\s*HOST\s*=\s*([^)\s]+)\s*\).*?)\)\s*(?=\(|\))",
-                                 re.IGNORECASE | re.DOTALL)
+_DESCRIPTOR_ADDRESS = re.compile(
+    r"\(\s*ADDRESS\s*=(.*?\(\s*HOST\s*=\s*([^)\s]+)\s*\).*?)\)\s*(?=\(|\))", re.IGNORECASE | re.DOTALL
+)
 _EASY_CONNECT_HOST = re.compile(r"^(?:(tcps?)://)?(\[[^\]]+\]|[^:/?]+)", re.IGNORECASE)
 
 
@@ -87,8 +91,10 @@ def endpoints(config: Config) -> list[security.Endpoint]:
     verified = config.ssl_server_dn_match or config.ssl_server_cert_dn is not None
     dsn = config.dsn.strip()
     if dsn.startswith("("):
-        addresses = [(host, bool(re.search(r"PROTOCOL\s*=\s*TCPS", body, re.IGNORECASE)))
-                     for body, host in _DESCRIPTOR_ADDRESS.findall(dsn)] or [(None, False)]
+        addresses = [
+            (host, bool(re.search(r"PROTOCOL\s*=\s*TCPS", body, re.IGNORECASE)))
+            for body, host in _DESCRIPTOR_ADDRESS.findall(dsn)
+        ] or [(None, False)]
     elif "/" in dsn or ":" in dsn:
         match = _EASY_CONNECT_HOST.match(dsn)
         tcps = bool(match and (match.group(1) or "").lower() == "tcps")
@@ -102,7 +108,7 @@ def endpoints(config: Config) -> list[security.Endpoint]:
             encrypted=tcps,
             verified=tcps and verified,
             fix="connect with TCPS: write dsn: tcps://host:2484/service (or (PROTOCOL=TCPS) in the "
-                "descriptor) and keep ssl_server_dn_match: true",
+            "descriptor) and keep ssl_server_dn_match: true",
             setting="TCP" if not tcps else "ssl_server_dn_match: false",
         )
         for host, tcps in addresses
@@ -168,7 +174,17 @@ class OracleSource(SqlSource):
         return cursor
 
     def execute(self, cursor: Any, sql: str, params: Params) -> None:
-        cursor.execute(sql, self.bind(params), fetch_lobs=False, fetch_decimals=True)
+        try:
+            cursor.execute(sql, self.bind(params), fetch_lobs=False, fetch_decimals=True)
+        except oracledb.DatabaseError as error:
+            code = getattr(error.args[0], "code", None) if error.args else None
+            if code in _SCN_TOO_OLD:
+                raise EtlError(
+                    f"Oracle source {self.name!r}: the plan's SCN is no longer readable"
+                    f" (ORA-{code:05d}: undo data for that point in time is gone)",
+                    hint="plan the job again so that it reads at a new SCN, or raise UNDO_RETENTION",
+                ) from None
+            raise
 
     def consistency_point(self, connection: Any) -> Json:
         """The current SCN; TIMESTAMP_TO_SCN when the user may not run DBMS_FLASHBACK."""

@@ -58,8 +58,12 @@ class PostgresSource(SqlSource):
     def connect(self) -> psycopg.Connection:
         settings = _settings(self.config.dsn)
         try:
-            connection = psycopg.connect(self.config.dsn, options=_SESSION, connect_timeout=10,
-                                         **security.libpq_tls_defaults(self.config.dsn))
+            connection = psycopg.connect(
+                self.config.dsn,
+                options=_SESSION,
+                connect_timeout=10,
+                **security.libpq_tls_defaults(self.config.dsn),
+            )
         except psycopg.Error as error:
             raise self.connection_failed(_where(settings), error, [settings.get("password")]) from None
         return connection
@@ -78,7 +82,7 @@ class PostgresSource(SqlSource):
         return snapshot
 
     def planning_connection(self) -> Any:
-        """The exporting transaction: `until` watermarks and cuts are read in the run's snapshot."""
+        """The exporting transaction: watermarks and cuts are read in the run's snapshot."""
         return self._exporter if self._exporter is not None else super().planning_connection()
 
     def begin_read(self, connection: Any, at: Json) -> None:
@@ -92,7 +96,7 @@ class PostgresSource(SqlSource):
             # The exporting transaction has ended (e.g. a resumed run): this partition reads its
             # own repeatable-read snapshot instead; counted so the run report can say so.
             connection.rollback()
-            self.precision_losses["snapshot: exported snapshot gone, partition used its own"] += 1
+            self.warnings["snapshot: exported snapshot gone, partition used its own"] += 1
             log.warning("PostgreSQL source %r: exported snapshot is gone; reading a new snapshot", self.name)
 
     def close(self) -> None:

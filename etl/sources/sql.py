@@ -143,8 +143,9 @@ class SqlSource:
         self.name = name
         self.config = config
         self.limits = limits
-        self.precision_losses: Counter[str] = Counter()
-        """'table.column: reason' -> how many values were kept with less precision (docs/types.md)."""
+        self.warnings: Counter[str] = Counter()
+        """What the run report must show -> how often: 'table.column: sub-microsecond digits dropped'
+        (values kept with less precision, docs/types.md) and consistency fallbacks."""
         self._metas: dict[str, TableMeta] = {}
         self._meta_connection: Any = None
         self._consistency_point: Json = None
@@ -250,15 +251,13 @@ class SqlSource:
 
     def plan(self, table: str, partitions: int) -> list[Partition]:
         meta = self.describe(table)
-        options = self.config.tables[table]
         with self._catalog_lock:
             at = self._point(self._metadata_connection())
             connection = self.planning_connection()
-            until = self._high_watermark(connection, meta, at) if options.watermark else None
             self._refuse_null_keys(connection, meta, at)
-            cuts = self._cuts(connection, meta, partitions, at, until) if partitions > 1 else []
+            cuts = self._cuts(connection, meta, partitions, at) if partitions > 1 else []
         bounds = [None, *cuts, None]
-        extras = {name: value for name, value in (("at", at), ("until", until)) if value is not None}
+        extras = {} if at is None else {"at": at}
         plan = []
         for index in range(len(bounds) - 1):
             lower = dict(extras)
@@ -323,7 +322,11 @@ class SqlSource:
     # --- differential extraction ------------------------------------------------------------
 
     def high_watermark(self, table: str) -> Json:
-        """The largest watermark now (tagged JSON): give it as `since:` to the next run."""
+        """The largest watermark (tagged JSON), at the run's SCN/snapshot where there is one.
+
+        Take it when the run starts and give it as `since:` to the next run: rows that change
+        while this run reads are read again next time (sinks are idempotent), none are missed.
+        """
         meta = self.describe(table)
         with self._catalog_lock:
             at = self._point(self._metadata_connection())
@@ -470,7 +473,7 @@ class SqlSource:
         """One keyset page of a partition: rows after `after`, in key order, at most `limit`."""
         params = Params(self.placeholder)
         lower = partition.lower or {}
-        conditions = self._filters(meta, params, lower.get("until"))
+        conditions = self._filters(meta, params)
         first = self.quote(meta.key[0])
         if lower.get("key") is not None:
             conditions.append(f"{first} >= {params.add(decode_key(lower['key'])[0])}")
@@ -497,14 +500,12 @@ class SqlSource:
             alternatives.append(" AND ".join([*equal, f"{keys[depth]} > {params.add(after[depth])}"]))
         return "(" + " OR ".join(f"({alternative})" for alternative in alternatives) + ")"
 
-    def _filters(self, meta: TableMeta, params: Params, until: Json) -> list[str]:
+    def _filters(self, meta: TableMeta, params: Params) -> list[str]:
         options = self.config.tables[meta.name]
         conditions = [f"({options.where})"] if options.where else []
         if options.watermark and options.since is not None:
             mark = self._watermark_sql(meta)
             conditions.append(f"{mark} > {params.add(decode_value(options.since))}")
-            if until is not None:
-                conditions.append(f"{mark} <= {params.add(decode_value(until))}")
         return conditions
 
     def _watermark_sql(self, meta: TableMeta) -> str:
@@ -538,7 +539,7 @@ class SqlSource:
 
     def _high_watermark(self, connection: Any, meta: TableMeta, at: Json) -> Json:
         params = Params(self.placeholder)
-        conditions = self._filters(meta, params, None)
+        conditions = self._filters(meta, params)
         sql = self.aggregate_sql(f"MAX({self._watermark_sql(meta)})", meta, at, conditions)
         ((value,),) = self._query(connection, sql, params)
         return None if value is None else encode_value(value)
@@ -562,10 +563,10 @@ class SqlSource:
                 hint="choose `key:` columns that are never NULL",
             )
 
-    def _cuts(self, connection: Any, meta: TableMeta, partitions: int, at: Json, until: Json) -> list[Any]:
+    def _cuts(self, connection: Any, meta: TableMeta, partitions: int, at: Json) -> list[Any]:
         """Start values of partitions 2..n on the first key column, ascending and distinct."""
         params = Params(self.placeholder)
-        conditions = self._filters(meta, params, until)
+        conditions = self._filters(meta, params)
         first = meta.column(meta.key[0])
         if self.is_integer(first):
             sql = self.aggregate_sql(
@@ -673,9 +674,9 @@ class SqlSource:
 
     def _count_loss(self, meta: TableMeta, column: str, reason: str) -> None:
         label = f"{meta.name}.{column}: {reason}"
-        if not self.precision_losses[label]:
-            log.warning("%s source %r: %s (counted in precision_losses)", self.engine, self.name, label)
-        self.precision_losses[label] += 1
+        if not self.warnings[label]:
+            log.warning("%s source %r: %s (counted in warnings)", self.engine, self.name, label)
+        self.warnings[label] += 1
 
     # --- errors ---------------------------------------------------------------------------
 

@@ -170,7 +170,7 @@ def test_oracle_chinook(oracle_dsn, pg_database):
         for table in CHINOOK_COUNTS:
             got = {tuple(int(v) for v in key) for key in source.keys(table)}
             assert got == expected[table], table
-        assert source.precision_losses == {}
+        assert source.warnings == {}
     finally:
         source.close()
 

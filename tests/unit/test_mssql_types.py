@@ -98,7 +98,7 @@ def test_driver_values_become_exact_canonical_values():
         }
     ]
     assert batch.resume_after == ["6F9619FF-8B86-D011-B42D-00C04FC964FF"]
-    assert source.precision_losses == {}
+    assert source.warnings == {}
 
 
 def test_100_nanosecond_ticks_are_counted():
@@ -114,7 +114,7 @@ def test_100_nanosecond_ticks_are_counted():
     assert record["Measured"] == dt.datetime(2024, 3, 10, 14, 30, 15, 123456)
     assert record["Seen"] == dt.datetime(2024, 3, 10, 14, 30, 15, 123456, tzinfo=dt.UTC)
     assert record["At"] == dt.time(14, 30, 15)
-    assert source.precision_losses == {
+    assert source.warnings == {
         "dbo.Visit.Measured: sub-microsecond digits dropped": 1,
         "dbo.Visit.Seen: sub-microsecond digits dropped": 1,
         "dbo.Visit.At: sub-microsecond digits dropped": 1,

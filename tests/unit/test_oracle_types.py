@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import types
 import uuid
 from decimal import Decimal
 
 import oracledb
+import pytest
 
+from etl.errors import EtlError
 from etl.sources import oracle
 from etl.sources.base import BatchLimits
-from etl.sources.sql import TableMeta
+from etl.sources.sql import Params, TableMeta
 
 
 class Lob:
@@ -107,7 +110,7 @@ def test_driver_values_become_exact_canonical_values():
     assert type(record["ID"]) is int
     assert str(record["AMOUNT"]) == "1.50"
     assert batch.resume_after == [{"$decimal": "7"}]
-    assert source.precision_losses == {}
+    assert source.warnings == {}
 
 
 def test_nanoseconds_are_counted_not_hidden():
@@ -124,7 +127,7 @@ def test_nanoseconds_are_counted_not_hidden():
         dt.datetime(2024, 2, 29, 8, 0, 0),
         dt.datetime(2024, 2, 29, 8, 0, 0, 100000),
     ]
-    assert source.precision_losses == {"P.TAKEN: sub-microsecond digits dropped": 2}
+    assert source.warnings == {"P.TAKEN: sub-microsecond digits dropped": 2}
 
 
 def test_a_value_that_does_not_fit_its_declared_scale_is_rejected_with_its_key_only():
@@ -141,3 +144,28 @@ def test_a_value_that_does_not_fit_its_declared_scale_is_rejected_with_its_key_o
     assert reject.stage == "extract" and reject.field_path == "AMOUNT" and reject.value_type == "Decimal"
     assert "1.005" not in repr(reject)
     assert batch.extracted == 2
+
+
+class RaisingCursor:
+    """A cursor whose execute fails the way python-oracledb reports a server error."""
+
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+    def execute(self, sql, parameters=None, **options):
+        error = types.SimpleNamespace(
+            code=self.code, full_code=f"ORA-{self.code:05d}", message="server error"
+        )
+        raise oracledb.DatabaseError(error)
+
+
+def test_a_plan_older_than_undo_retention_asks_to_replan():
+    source, _ = source_and_table()
+    with pytest.raises(EtlError) as failure:
+        source.execute(RaisingCursor(1555), "SELECT 1 FROM DUAL", Params(source.placeholder))
+    assert str(failure.value) == (
+        "Oracle source 'ora': the plan's SCN is no longer readable (ORA-01555: undo data for that point"
+        " in time is gone)\n  hint: plan the job again so that it reads at a new SCN, or raise UNDO_RETENTION"
+    )
+    with pytest.raises(oracledb.DatabaseError):
+        source.execute(RaisingCursor(942), "SELECT 1 FROM MISSING", Params(source.placeholder))
