@@ -270,6 +270,9 @@ class OracleSource(SqlSource):
     def is_integer(self, column: SqlColumn) -> bool:
         return column.type in {"NUMBER", "INTEGER"} and column.scale is not None and column.scale <= 0
 
+    def exact_key(self, column: SqlColumn) -> bool:
+        return not (column.type.startswith(("TIMESTAMP", "INTERVAL DAY")) and (column.scale or 0) > 6)
+
     def column_expression(self, column: SqlColumn) -> str:
         name = self.quote(column.name)
         if column.type in {"TIMESTAMP WITH TIME ZONE", "TIMESTAMP WITH LOCAL TIME ZONE"}:

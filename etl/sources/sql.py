@@ -193,6 +193,10 @@ class SqlSource:
         """Bytes a value takes at most, for batch sizing; None = measure each value."""
         return 8 if column.length is None else column.length
 
+    def exact_key(self, column: SqlColumn) -> bool:
+        """Whether the driver returns this column's values exactly, as keyset positions need."""
+        return True
+
     def holds_objects(self, column: SqlColumn) -> bool:
         """Whether an unbounded column's values are objects (arrays) rather than str/bytes."""
         return False
@@ -377,6 +381,13 @@ class SqlSource:
         columns = tuple(self.columns(connection, schema, bare))
         by_lower = {column.name.lower(): column.name for column in columns}
         key = self._key(connection, table, schema, bare, columns, by_lower)
+        inexact = [name for name in key if not self.exact_key(next(c for c in columns if c.name == name))]
+        if inexact:
+            raise EtlError(
+                f"{self.engine} source {self.name!r}, table {table!r}: key column(s) {', '.join(inexact)}"
+                " hold more precision than Python keeps (sub-microsecond time), so pages could repeat rows",
+                hint="set `key:` to columns of another type",
+            )
         if options.watermark and options.watermark.lower() not in by_lower:
             if options.watermark.upper() not in self.pseudo_columns:
                 raise EtlError(

@@ -169,3 +169,28 @@ def test_a_plan_older_than_undo_retention_asks_to_replan():
     )
     with pytest.raises(oracledb.DatabaseError):
         source.execute(RaisingCursor(942), "SELECT 1 FROM MISSING", Params(source.placeholder))
+
+
+def test_a_nanosecond_key_is_refused():
+    config = oracle.Config(
+        type="oracle", dsn="h/s", user="u", password="p", tables={"EVENTS": {"mapping": "m", "key": ["AT"]}}
+    )
+
+    class Catalog(oracle.OracleSource):
+        """The ALL_* answers for one table, as python-oracledb returns them."""
+
+        def find_tables(self, connection, schema, table):
+            return [("HR", "EVENTS")]
+
+        def columns(self, connection, schema, table):
+            return [oracle.oracle_column("AT", "TIMESTAMP(9)", None, 9, 11, "N")]
+
+        def _metadata_connection(self):
+            return None
+
+    with pytest.raises(EtlError) as failure:
+        Catalog("ora", config, BatchLimits()).describe("EVENTS")
+    assert str(failure.value) == (
+        "Oracle source 'ora', table 'EVENTS': key column(s) AT hold more precision than Python keeps"
+        " (sub-microsecond time), so pages could repeat rows\n  hint: set `key:` to columns of another type"
+    )
