@@ -229,6 +229,9 @@ class MssqlSource(SqlSource):
 
     # --- types ------------------------------------------------------------------------
 
+    def exact_key(self, column: SqlColumn) -> bool:
+        return not (column.type in {"DATETIME2", "TIME", "DATETIMEOFFSET"} and (column.scale or 0) > 6)
+
     def column_expression(self, column: SqlColumn) -> str:
         name = self.quote(column.name)
         kind = column.type
@@ -350,15 +353,17 @@ def endpoints(config: Config) -> list[security.Endpoint]:
         encrypted = encrypt in _YES
         verified = encrypted and (encrypt == "strict" or not trust)
         setting = f"Encrypt={encrypt}" + (", TrustServerCertificate=yes" if trust else "")
-    return [security.Endpoint(
-        protocol="SQL Server",
-        host=_server_host(settings.get("SERVER", "")),
-        encrypted=encrypted,
-        verified=verified,
-        fix="use `driver: ODBC Driver 18 for SQL Server` with `encrypt: true` and "
+    return [
+        security.Endpoint(
+            protocol="SQL Server",
+            host=_server_host(settings.get("SERVER", "")),
+            encrypted=encrypted,
+            verified=verified,
+            fix="use `driver: ODBC Driver 18 for SQL Server` with `encrypt: true` and "
             "`trust_server_certificate: false` (Encrypt=yes;TrustServerCertificate=no in a `dsn`)",
-        setting=setting,
-    )]
+            setting=setting,
+        )
+    ]
 
 
 def open_source(name: str, config: Config, limits: BatchLimits) -> MssqlSource:

@@ -129,3 +129,11 @@ def test_batches_split_by_bytes_of_unbounded_columns():
     rows = [(f"{i:08d}-8B86-D011-B42D-00C04FC964FF", "n" * 100_000) for i in range(5)]
     chunks = list(source._split_by_bytes(rows, plan, 1000))
     assert [len(chunk) for chunk in chunks] == [2, 2, 1]
+
+
+def test_keys_with_100_nanosecond_ticks_are_refused():
+    source, _ = source_and_table()
+    assert not source.exact_key(SqlColumn("At", "DATETIME2", 27, 7, 8))
+    assert not source.exact_key(SqlColumn("At", "DATETIMEOFFSET", 34, 7, 10))
+    assert source.exact_key(SqlColumn("At", "DATETIME2", 26, 6, 8))
+    assert source.exact_key(SqlColumn("Id", "UNIQUEIDENTIFIER", 0, 0, 16))
