@@ -1,0 +1,33 @@
+"""`--plan`: tables, partitions and the first records beside their mapped rows; nothing written."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.integration.run_helpers import patients, patients_mapping, pg_scalar, run_cli, write_job
+
+pytestmark = pytest.mark.integration
+
+
+def test_plan_prints_partitions_and_mapped_records_and_writes_nothing(tmp_path, mongo_db, pg_database):
+    mongo_db.patients.insert_many(patients(50))
+    job = write_job(tmp_path, name="planned", database=mongo_db.name, collection="patients",
+                    mapping=patients_mapping(tmp_path), pg_dsn=pg_database, dynamo=False, partitions=3)
+    result = run_cli(job, "--plan")
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "job planned: 1 source tables, 3 partitions; parallelism 2, executor local"
+    assert lines[2] == "mongo.patients  (mapping patients.yaml -> pg.patients, pg.visits)"
+    assert [line.split(":")[0] for line in lines[3:6]] == [f"  partition {i}/3" for i in range(3)]
+    assert lines[3].startswith("  partition 0/3: from (unbounded) to ")
+    assert lines[5].endswith(" to (unbounded)")
+    assert "  source record _id=1:" in lines
+    assert "  source record _id=2:" in lines
+    assert "  source record _id=3:" not in lines
+    mapped = [line for line in lines if line.startswith("    -> pg.patients: ")]
+    assert mapped[0].startswith('    -> pg.patients: {"patient_id": 1, "name": "patient 1", "email_hmac": "')
+    # the source record is shown with the mapping's pii transforms applied: no raw e-mail address
+    assert "p1@example.org" not in result.stdout
+    assert not (tmp_path / ".etl" / "state.sqlite").exists()
+    tables = "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
+    assert pg_scalar(pg_database, tables) == 0
