@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(unixodbc tdsodbc)
+# chromium: headless rendering of the notebook HTML in tests/integration/test_html_render.py
+APT_PACKAGES=(unixodbc tdsodbc chromium)
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
