@@ -88,6 +88,9 @@ class DaskExecutor:
     def run(self, job: Job, works: Sequence[PartitionWork], control: RunControl, *, prefetch: int = 2,
             resources: JobResources | None = None) -> Execution:
         resources = resources or JobResources(job)
+        if job.state.type == "sqlite":
+            log.warning("the Dask executor with the sqlite state store works only when every worker shares "
+                        "this machine's file system; use the postgres or dynamodb state backend on a cluster")
         keys = sorted({(w.partition.source, w.partition.table) for w in works})
         for source, table in keys:
             resources.mapping(source, table)  # read and checked here, before any task starts

@@ -22,7 +22,7 @@ from etl.engine.control import ProgressCallback, RunControl
 from etl.engine.execution import Execution
 from etl.engine.lease import DEFAULT_TTL_SECONDS, LeaseKeeper
 from etl.engine.local import LocalExecutor
-from etl.engine.plan import Plan, Shard
+from etl.engine.plan import Plan, Shard, TablePlan
 from etl.engine.planning import make_plan
 from etl.engine.resources import JobResources
 from etl.engine.signals import stop_on_signals
@@ -145,7 +145,8 @@ def _run_leased(job: Job, options: RunOptions, resources: JobResources, store: S
     report.tables = _table_reports(plan, checkpoints, execution.outcomes)
     _judge(report, job, plan, execution, control)
     validate = job.validation.after_run if options.validate is None else options.validate
-    if report.status == SUCCEEDED and validate and options.limit is None:
+    validate = validate and options.limit is None and _all_shards_done(plan, store, job)
+    if report.status == SUCCEEDED and validate:
         from etl.engine.validation import checks_of, validate_job
 
         validation = validate_job(job, only=[t.key for t in plan.tables if _owned(plan, t)],
@@ -159,8 +160,22 @@ def _run_leased(job: Job, options: RunOptions, resources: JobResources, store: S
     return _finish(report, started)
 
 
-def _owned(plan: Plan, table) -> bool:
+def _owned(plan: Plan, table: TablePlan) -> bool:
     return any(p.id in plan.owned for p in table.partitions)
+
+
+def _all_shards_done(plan: Plan, store: StateStore, job: Job) -> bool:
+    """A shard validates only once every shard has finished: before that, rows of partitions other
+    shards have not moved yet would all be reported missing. The last shard to finish validates."""
+    if plan.shard is None:
+        return True
+    checkpoints = store.checkpoints(job.name)
+    tables = [t for t in plan.tables if _owned(plan, t)]
+    finished = all(checkpoints.get(p.id) is not None and checkpoints[p.id].done
+                   for t in tables for p in t.partitions)
+    if not finished:
+        log.info("shard %s done; validation is left to the last shard to finish", plan.shard.label)
+    return finished
 
 
 def _works(plan: Plan, checkpoints: dict[str, Checkpoint]) -> tuple[list[PartitionWork], list[str]]:

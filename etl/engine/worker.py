@@ -33,7 +33,7 @@ class DeadLetters(Protocol):
     def flush(self) -> None: ...
 
 
-class Mapping_(Protocol):
+class BatchMapping(Protocol):
     """The parts of `etl.mapping.CompiledMapping` the worker uses."""
 
     fields: list[str] | None
@@ -80,7 +80,7 @@ class PartitionWorker:
         *,
         job: str,
         source: Source,
-        mapping: Mapping_,
+        mapping: BatchMapping,
         sinks: Mapping[str, Sink],
         dead_letters: DeadLetters,
         store: StateStore | None,

@@ -94,8 +94,11 @@ def test_max_rejects_stops_the_run_with_the_most_frequent_reasons(tmp_path, mong
 
 def test_shards_together_run_the_job_exactly_once(tmp_path, mongo_db, pg_database, hmac_key):
     job = load_job(make_job(tmp_path, mongo_db, pg_database, records=300, partitions=4, batch_records=25))
-    reports = [run_job(job, RunOptions(shard=Shard(k, 3))) for k in range(3)]
+    reports = [run_job(job, RunOptions(shard=Shard(k, 3), validate=True)) for k in range(3)]
     assert [r.status for r in reports] == ["succeeded"] * 3
+    # only the last shard to finish validates: before, other shards' rows are not there yet
+    assert [r.validation is None for r in reports] == [True, True, False]
+    assert [(c.table, c.ok, c.rows_target) for c in reports[2].validation][0] == ("patients", True, 300)
     assert [r.tables[0].partitions for r in reports] == [2, 1, 1]
     assert sum(r.tables[0].extracted for r in reports) == 300
     assert pg_scalar(pg_database, "SELECT count(*) FROM patients") == 300
