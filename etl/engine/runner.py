@@ -2,8 +2,8 @@
 
 A run always continues from the checkpoints of the previous one (a killed or failed run resumes
 by itself; `--resume` says so explicitly); a finished job does nothing unless `--full-refresh`
-clears its state first. Whatever happens after the lease is taken, the run ends with a saved
-report whose status and exit code say what happened.
+clears its state first. Once records start to move, the run ends with a saved report whose
+status and exit code say what happened.
 """
 
 from __future__ import annotations
@@ -70,8 +70,9 @@ class RunOptions:
 def run_job(job: Job, options: RunOptions | None = None) -> RunReport:
     """Run `job`; returns the report (`report.raise_for_status()` raises when it did not succeed).
 
-    Raises EtlError only for what stops a run before it starts: an unreachable state store, a
-    lease held by another run, a bad mapping file, a source that cannot be planned.
+    Raises EtlError only for what stops a run before records move: an unreachable state store, a
+    lease held by another run, a bad mapping file, a source that cannot be planned, a target table
+    that cannot be created. From then on the run ends with a saved report.
     """
     options = options or RunOptions()
     if options.resume and options.full_refresh:
@@ -149,8 +150,15 @@ def _run_leased(job: Job, options: RunOptions, resources: JobResources, store: S
     if report.status == SUCCEEDED and validate:
         from etl.engine.validation import checks_of, validate_job
 
-        validation = validate_job(job, only=[t.key for t in plan.tables if _owned(plan, t)],
-                                  resources=resources)
+        try:
+            validation = validate_job(job, only=[t.key for t in plan.tables if _owned(plan, t)],
+                                      resources=resources)
+        except EtlError as error:
+            report.status = FAILED
+            report.message = redact(f"the records moved, but validation could not run: {error.message}")
+            again = f"run `python -m etl.run {_shown_path(job.path)} --validate-only` again"
+            report.hint = error.hint or again
+            return _finish(report, started)
         report.validation = checks_of(validation, resources.job.resolve_path(job.report.dir), started_at)
         if not validation.ok:
             report.status = DIFFERENCES
