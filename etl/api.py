@@ -69,8 +69,9 @@ class MigrationJob:
     render as tables in Jupyter; `run` and `validate` do what the command does."""
 
     def __init__(self, job: Job) -> None:
-        self.job = job
-        """The validated job (etl.job.Job) the engine functions take."""
+        self._job = job
+        """The validated job the engine functions take; kept private because its pydantic repr
+        shows connection strings as written (passwords included)."""
         self._resources = JobResources(job)
         self._last_report: RunReport | None = None
         self._progress: list[dict[str, Any]] = []
@@ -78,16 +79,16 @@ class MigrationJob:
 
     @property
     def name(self) -> str:
-        return self.job.name
+        return self._job.name
 
     @property
     def path(self) -> Path:
-        return self.job.path
+        return self._job.path
 
     def __repr__(self) -> str:
         sources = ", ".join(f"{name} ({config.type}: {', '.join(config.tables)})"
-                            for name, config in self.job.sources.items())
-        targets = ", ".join(f"{name} ({config.type})" for name, config in self.job.targets.items())
+                            for name, config in self._job.sources.items())
+        targets = ", ".join(f"{name} ({config.type})" for name, config in self._job.targets.items())
         return redact(f"<MigrationJob {self.name!r} from {self.path}; sources: {sources}; "
                       f"targets: {targets}>")
 
@@ -111,7 +112,7 @@ class MigrationJob:
 
         from etl.engine.planning import plan_job
 
-        plan = plan_job(self.job, only=tuple(only or ()))
+        plan = plan_job(self._job, only=tuple(only or ()))
         rows = [{"table": table.key, "partition": p.index, "partitions": p.count,
                  "lower": _bound(p.lower), "upper": _bound(p.upper), "id": p.id}
                 for table in plan.tables for p in table.partitions]
@@ -174,7 +175,7 @@ class MigrationJob:
             if chained is not None:
                 chained(table, delta)
 
-        report = run_job(self.job, replace(run_options, on_progress=record))
+        report = run_job(self._job, replace(run_options, on_progress=record))
         self._last_report = report
         return report
 
@@ -190,17 +191,17 @@ class MigrationJob:
         source, read and mapped again; moves nothing."""
         from etl.engine.validation import validate_job
 
-        return validate_job(self.job, list(only) if only else None, resources=self._resources)
+        return validate_job(self._job, list(only) if only else None, resources=self._resources)
 
     def report(self) -> RunReport:
         """The report of the last `run()` of this object, else the newest run report saved in
         the job's report folder (by this object or by the command)."""
         if self._last_report is not None:
             return self._last_report
-        folder = self.job.resolve_path(self.job.report.dir)
-        saved = sorted(folder.glob(f"{self.job.name}-run-*.json")) if folder.is_dir() else []
+        folder = self._job.resolve_path(self._job.report.dir)
+        saved = sorted(folder.glob(f"{self._job.name}-run-*.json")) if folder.is_dir() else []
         if not saved:
-            raise EtlError(f"job {self.job.name} has no run report in {folder}",
+            raise EtlError(f"job {self._job.name} has no run report in {folder}",
                            hint="run the job first: job.run() or python -m etl.run")
         return report_from_json(saved[-1].read_text(encoding="utf-8"))
 

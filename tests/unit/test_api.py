@@ -50,6 +50,8 @@ def test_load_job_is_the_notebook_job_and_its_repr_shows_no_connection(job_file)
     assert repr(job) == (f"<MigrationJob 'notebook-unit' from {job_file}; sources: mongo (mongo: customers); "
                          "targets: pg (postgres), dynamo (dynamodb)>")
     assert PASSWORD not in repr(job) and "internal" not in repr(job)
+    public = {name: getattr(job, name) for name in dir(job) if not name.startswith("_")}
+    assert not [name for name, value in public.items() if not callable(value) and PASSWORD in repr(value)]
 
 
 def test_target_tables_lists_every_table_the_mapping_writes(job_file):
