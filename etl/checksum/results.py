@@ -146,6 +146,7 @@ class TableValidation:
             "table": self.table,
             "target": self.target,
             "ok": self.ok,
+            "status": "pass" if self.ok else "FAIL",
             "rows_source": self.rows_source,
             "rows_target": self.rows_target,
             "buckets": self.buckets,

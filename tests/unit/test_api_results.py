@@ -83,7 +83,13 @@ def test_validation_html_is_well_formed_with_pass_and_fail_colours():
     changed = validate_table(SPEC, lambda: source, lambda: [dict(r, name="x") if r["id"] == 3 else r
                                                             for r in source])
     equal = validate_table(TableSpec("pg", "visits", SPEC.key, SPEC.columns), lambda: source, lambda: source)
-    header, body, styles = _cells(JobValidation([changed, equal])._repr_html_())
+    result = JobValidation([changed, equal])
+    assert list(result.summary().columns) == [
+        "table", "target", "ok", "status", "rows_source", "rows_target", "buckets", "mismatched_buckets",
+        "missing", "extra", "changed", "duplicates", "unresolved_buckets", "tolerances"]
+    assert result.summary()[["table", "status", "changed"]].values.tolist() == [["patients", "FAIL", 1],
+                                                                                 ["visits", "pass", 0]]
+    header, body, styles = _cells(result._repr_html_())
     assert header == ["table", "target", "result", "rows source", "rows target", "missing", "extra",
                       "changed", "tolerances"]
     assert body == [["patients", "pg", "FAIL", "10", "10", "0", "0", "1", ""],
