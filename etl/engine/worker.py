@@ -138,6 +138,10 @@ class PartitionWorker:
         if allowed < len(records):
             records = records[:allowed]
         source_rejects = list(batch.rejects)
+        if batch.deletes:
+            log.warning("%s: %d keys were deleted at the source before the position this batch reads at "
+                        "(e.g. during a dump); they are not loaded, and rows of them that earlier runs "
+                        "wrote are left in the targets", partition.id, len(batch.deletes))
         mapped = self.mapping.apply(records, lambda record: self.source.key_text(partition.table, record),
                                     source_table=partition.table)
         by_target: dict[str, dict[str, TableRows]] = {}
