@@ -35,7 +35,7 @@ from etl.sinks.dynamodb_values import (
     ItemRejected,
     decode_item,
     encode_item,
-    item_size,
+    encode_item_sized,
 )
 from etl.sinks.retry import Backoff
 
@@ -121,6 +121,8 @@ class _Entry:
     item: dict[str, AttributeValue]
     row: dict
     source_key: str
+    size: int
+    """Bytes by DynamoDB's item size rules."""
 
 
 @dataclass
@@ -280,14 +282,14 @@ class DynamoDBSink:
         for index, row in enumerate(rows.rows):
             source_key = rows.source_keys[index] if index < len(rows.source_keys) else ""
             try:
-                item = encode_item(row, table.columns, key)
+                item, size = encode_item_sized(row, table.columns, key)
             except ItemRejected as problem:
                 rejects.append(_reject(table.spec, source_key, row, problem.reason, problem.field_path,
                                        problem.value_type))
                 continue
             key_id = _key_id(item, key)
             entries.pop(key_id, None)  # re-insert so the later row also takes the later position
-            entries[key_id] = _Entry(key_id, item, row, source_key)
+            entries[key_id] = _Entry(key_id, item, row, source_key, size)
         return entries
 
     def _write_chunk(self, table_name: str, entries: list[_Entry]) -> tuple[int, list[Reject]]:
@@ -514,12 +516,11 @@ def _chunks(entries: list[_Entry]) -> Iterator[list[_Entry]]:
     chunk: list[_Entry] = []
     size = 0
     for entry in entries:
-        entry_size = item_size(entry.item)
-        if chunk and (len(chunk) == MAX_BATCH_ITEMS or size + entry_size > MAX_BATCH_BYTES):
+        if chunk and (len(chunk) == MAX_BATCH_ITEMS or size + entry.size > MAX_BATCH_BYTES):
             yield chunk
             chunk, size = [], 0
         chunk.append(entry)
-        size += entry_size
+        size += entry.size
     if chunk:
         yield chunk
 

@@ -38,38 +38,63 @@ class ItemRejected(Exception):
         self.field_path = field_path
         self.value_type = type(value).__name__
 
+    def within(self, name: str) -> ItemRejected:
+        """The same problem, seen from the enclosing attribute `name` (paths are built only on failure)."""
+        if not self.field_path:
+            self.field_path = name
+        elif self.field_path.startswith("["):
+            self.field_path = name + self.field_path
+        else:
+            self.field_path = f"{name}.{self.field_path}"
+        return self
+
+
+NOT_A_NUMBER = "NaN or Infinity is not a number DynamoDB can store"
+
 
 # ---------------------------------------------------------------- numbers
 
 
 def number_text(value: int | float | Decimal, path: str) -> str:
     """The wire form of a number, or ItemRejected when DynamoDB could not hold it exactly."""
+    try:
+        return _number(value)[0]
+    except ItemRejected as problem:
+        raise problem.within(path) from None
+
+
+def _number(value: int | float | Decimal) -> tuple[str, int]:
+    """(wire text, size in bytes) of a number; checks digits and magnitude from its exact text."""
     original = value
     if isinstance(value, float):
         if math.isnan(value) or math.isinf(value):
-            raise ItemRejected("NaN or Infinity is not a number DynamoDB can store", path, original)
+            raise ItemRejected(NOT_A_NUMBER, "", original)
         value = Decimal(repr(value))
-    elif isinstance(value, int):
-        value = Decimal(value)
-    if not value.is_finite():
-        raise ItemRejected("NaN or Infinity is not a number DynamoDB can store", path, original)
-    if value.is_zero():
-        return "0"
-    digits = value.as_tuple().digits
-    significant = len("".join(map(str, digits)).strip("0"))
+    if isinstance(value, int):
+        text = str(value)
+        digits = text.lstrip("-")
+        exponent = len(digits) - 1
+        significant = len(digits.rstrip("0"))
+    else:
+        if not value.is_finite():
+            raise ItemRejected(NOT_A_NUMBER, "", original)
+        text = str(value)
+        significant = len(text.partition("E")[0].replace("-", "").replace(".", "").strip("0"))
+        exponent = value.adjusted()
+    if significant == 0:
+        return "0", 2
     if significant > MAX_SIGNIFICANT_DIGITS:
         raise ItemRejected(
             f"number has {significant} significant digits; DynamoDB holds at most {MAX_SIGNIFICANT_DIGITS}"
             " (store it as a string or reduce its precision in the mapping)",
-            path,
+            "",
             original,
         )
-    exponent = value.adjusted()
     if not MIN_ADJUSTED_EXPONENT <= exponent <= MAX_ADJUSTED_EXPONENT:
         raise ItemRejected(
-            f"number magnitude 1E{exponent} is outside DynamoDB's range 1E-130 .. 9.99E+125", path, original
+            f"number magnitude 1E{exponent} is outside DynamoDB's range 1E-130 .. 9.99E+125", "", original
         )
-    return str(value)
+    return text, (significant + 1) // 2 + 1
 
 
 def _number_value(text: str) -> int | Decimal:
@@ -81,6 +106,10 @@ def _number_value(text: str) -> int | Decimal:
 # ---------------------------------------------------------------- encoding
 
 
+def _text_size(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
+
+
 def _timestamp_text(value: dt.datetime, aware: bool) -> str:
     if aware and value.tzinfo is not None:
         value = value.astimezone(dt.UTC)
@@ -89,54 +118,104 @@ def _timestamp_text(value: dt.datetime, aware: bool) -> str:
 
 def encode_value(value: Any, column: ColumnType | None, path: str) -> AttributeValue:
     """Encode one value; `column` steers scalars (timestamps to ISO text, floats exactly)."""
+    try:
+        return _encode(value, column)[0]
+    except ItemRejected as problem:
+        raise problem.within(path) from None
+
+
+def _encode(value: Any, column: ColumnType | None) -> tuple[AttributeValue, int]:
+    """(AttributeValue, size in bytes by DynamoDB's rules) in one pass; the common types first."""
+    kind = type(value)
+    if kind is str:
+        return {"S": value}, _text_size(value)
     if value is None:
-        return {"NULL": True}
-    if isinstance(value, bool):
-        return {"BOOL": value}
-    if isinstance(value, int | float | Decimal):
-        return {"N": number_text(value, path)}
-    if isinstance(value, str):
-        return {"S": value}
-    if isinstance(value, bytes | bytearray | memoryview):
-        return {"B": bytes(value)}
-    if isinstance(value, dt.datetime):
-        return {"S": _timestamp_text(value, aware=column is None or column.name != "timestamp")}
-    if isinstance(value, dt.date | dt.time):
-        return {"S": value.isoformat()}
-    if isinstance(value, uuid.UUID):
-        return {"S": str(value)}
-    if isinstance(value, dict):
-        encoded = {}
+        return {"NULL": True}, 1
+    if kind is bool:
+        return {"BOOL": value}, 1
+    if kind is int or kind is Decimal or kind is float:
+        text, size = _number(value)
+        return {"N": text}, size
+    if kind is dict:
+        encoded: dict[str, AttributeValue] = {}
+        size = 3
         for name, member in value.items():
             if not isinstance(name, str):
-                raise ItemRejected("map keys must be strings", f"{path}.{name}", name)
-            encoded[name] = encode_value(member, None, f"{path}.{name}")
-        return {"M": encoded}
-    if isinstance(value, list | tuple):
+                raise ItemRejected("map keys must be strings", str(name), name)
+            try:
+                encoded[name], member_size = _encode(member, None)
+            except ItemRejected as problem:
+                raise problem.within(name) from None
+            size += _text_size(name) + member_size + 1
+        return {"M": encoded}, size
+    if kind is list or kind is tuple:
         element = column.element if column is not None else None
-        return {"L": [encode_value(member, element, f"{path}[{i}]") for i, member in enumerate(value)]}
+        members = []
+        size = 3
+        for index, member in enumerate(value):
+            try:
+                encoded_member, member_size = _encode(member, element)
+            except ItemRejected as problem:
+                raise problem.within(f"[{index}]") from None
+            members.append(encoded_member)
+            size += member_size + 1
+        return {"L": members}, size
+    return _encode_other(value, column)
+
+
+def _encode_other(value: Any, column: ColumnType | None) -> tuple[AttributeValue, int]:
+    if isinstance(value, bool):
+        return {"BOOL": bool(value)}, 1
+    if isinstance(value, int | float):  # subclasses (an IntEnum's str() is its name, not its number)
+        text, size = _number(int(value) if isinstance(value, int) else float(value))
+        return {"N": text}, size
+    if isinstance(value, Decimal):
+        text, size = _number(value)
+        return {"N": text}, size
+    if isinstance(value, str):
+        return {"S": str(value)}, _text_size(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        data = bytes(value)
+        return {"B": data}, len(data)
+    if isinstance(value, dt.datetime):
+        text = _timestamp_text(value, aware=column is None or column.name != "timestamp")
+        return {"S": text}, len(text)
+    if isinstance(value, dt.date | dt.time):
+        text = value.isoformat()
+        return {"S": text}, len(text)
+    if isinstance(value, uuid.UUID):
+        return {"S": str(value)}, 36
+    if isinstance(value, dict | list | tuple):
+        return _encode(dict(value) if isinstance(value, dict) else list(value), column)
     if isinstance(value, set | frozenset):
-        return _encode_set(value, column.element if column is not None else None, path)
-    raise ItemRejected(f"a {type(value).__name__} has no DynamoDB representation", path, value)
+        return _encode_set(value, column.element if column is not None else None)
+    raise ItemRejected(f"a {type(value).__name__} has no DynamoDB representation", "", value)
 
 
-def _encode_set(value: set | frozenset, element: ColumnType | None, path: str) -> AttributeValue:
+def _encode_set(value: set | frozenset, element: ColumnType | None) -> tuple[AttributeValue, int]:
     """SS/NS/BS by member type. DynamoDB has no empty set, so an empty set is stored as an empty
     list and read back as an empty set (the column type says it is a set)."""
     if not value:
-        return {"L": []}
-    encoded = [encode_value(member, element, path) for member in value]
-    kinds = {next(iter(member)) for member in encoded}
+        return {"L": []}, 3
+    encoded = [_encode(member, element) for member in value]
+    kinds = {next(iter(member)) for member, _ in encoded}
     if len(kinds) != 1 or not kinds <= {"S", "N", "B"}:
         raise ItemRejected(
-            "a set must hold only strings, only numbers or only bytes (DynamoDB SS, NS or BS)", path, value
+            "a set must hold only strings, only numbers or only bytes (DynamoDB SS, NS or BS)", "", value
         )
     kind = kinds.pop()
-    return {kind + "S": [member[kind] for member in encoded]}
+    return {kind + "S": [member[kind] for member, _ in encoded]}, sum(size for _, size in encoded)
 
 
 def encode_item(row: dict, columns: dict[str, ColumnType], key: tuple[str, ...]) -> dict[str, AttributeValue]:
     """Encode a row as an item, checking the key and the 400 KB limit; raises ItemRejected."""
+    return encode_item_sized(row, columns, key)[0]
+
+
+def encode_item_sized(
+    row: dict, columns: dict[str, ColumnType], key: tuple[str, ...]
+) -> tuple[dict[str, AttributeValue], int]:
+    """`encode_item` plus the item's size in bytes (as `item_size` computes it)."""
     for name in key:
         value = row.get(name)
         if value is None:
@@ -144,16 +223,22 @@ def encode_item(row: dict, columns: dict[str, ColumnType], key: tuple[str, ...])
         if value == "" or value == b"":
             reason = f"key attribute {name!r} is empty; DynamoDB keys must be non-empty"
             raise ItemRejected(reason, name, value)
-    item = {name: encode_value(value, columns.get(name), name) for name, value in row.items()}
+    item = {}
+    size = 0
+    for name, value in row.items():
+        try:
+            item[name], value_size = _encode(value, columns.get(name))
+        except ItemRejected as problem:
+            raise problem.within(name) from None
+        size += _text_size(name) + value_size
     for name in key:
         if next(iter(item[name])) not in ("S", "N", "B"):
             raise ItemRejected(f"key attribute {name!r} must be a string, number or bytes", name, row[name])
-    size = item_size(item)
     if size > MAX_ITEM_BYTES:
         raise ItemRejected(
             f"item is {size} bytes; DynamoDB's item size limit is {MAX_ITEM_BYTES} bytes (400 KB)", "", row
         )
-    return item
+    return item, size
 
 
 # ---------------------------------------------------------------- size

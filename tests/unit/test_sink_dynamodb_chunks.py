@@ -6,7 +6,7 @@ from etl.sinks.dynamodb_values import item_size
 
 def entry(n, size):
     item = {"pk": {"S": f"k{n:05d}"}, "blob": {"S": "x" * size}}
-    return _Entry(_key_id(item, ("pk",)), item, {}, str(n))
+    return _Entry(_key_id(item, ("pk",)), item, {}, str(n), item_size(item))
 
 
 def test_small_items_go_25_to_a_call():

@@ -12,6 +12,7 @@ from etl.sinks.dynamodb_values import (
     ItemRejected,
     decode_item,
     encode_item,
+    encode_item_sized,
     encode_value,
     item_size,
     number_text,
@@ -93,7 +94,9 @@ def test_every_column_type_round_trips():
         "items": [{"unit_price": Decimal("0.99"), "quantity": 1}], "tags": {"a", "b"}, "nums": {1, 2},
         "none": set(), "flag": False, "gone": None,
     }
-    item = encode_item(row, COLUMNS, ("pk", "sk"))
+    item, size = encode_item_sized(row, COLUMNS, ("pk", "sk"))
+    assert size == item_size(item)  # sizes computed while encoding agree with the documented rules
+    assert item == encode_item(row, COLUMNS, ("pk", "sk"))
     assert item["when"] == {"S": "2009-01-01T08:30:00.000000+00:00"}
     assert item["none"] == {"L": []}  # DynamoDB has no empty set
     assert sorted(item["tags"]["SS"]) == ["a", "b"]
@@ -141,6 +144,15 @@ def test_item_size_limit():
         encode_item(too_big, COLUMNS, ("pk", "sk"))
     size = MAX_ITEM_BYTES + 3 + 2 + 3 + 2  # doc + its name, pk + its value, sk + its number
     assert caught.value.reason == f"item is {size} bytes; DynamoDB's item size limit is 409600 bytes (400 KB)"
+
+
+def test_number_subclasses_are_sent_as_numbers():
+    import enum
+
+    class Level(enum.IntEnum):
+        HIGH = 3
+
+    assert encode_value(Level.HIGH, None, "x") == {"N": "3"}
 
 
 def test_empty_strings_are_kept_outside_keys():
