@@ -64,9 +64,13 @@ def differences_per_table(result: JobValidation | RestoreVerification, *,
     bottom = [0] * len(summary)
     for kind in kinds:
         values = [0 if pd.isna(v) else int(v) for v in summary[kind]]
+        if not any(values):
+            continue
         axes.barh(labels, values, left=bottom, label=kind, color=KIND_COLOURS[kind])
         bottom = [b + v for b, v in zip(bottom, values, strict=True)]
     axes.set_xlabel("differences")
+    if not any(bottom):
+        axes.barh(labels, bottom, color=KIND_COLOURS["missing"])  # empty bars: the tables still show
     axes.set_title("Differences per table" + ("" if any(bottom) else ": none"))
     axes.invert_yaxis()
     if any(bottom):

@@ -35,7 +35,7 @@ def test_differences_per_table_stacks_kinds_per_table(tmp_path):
     figure = plots.differences_per_table(validation(), save_to=path)
     assert [t.get_text() for t in figure.axes[0].get_yticklabels()] == ["pg.patients", "ddb.visits"]
     widths = bar_widths(figure)
-    assert {k: widths[k] for k in ("missing", "extra", "changed")} == {
+    assert widths == {
         "missing": [1, 0], "extra": [1, 0], "changed": [2, 0]}
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -99,3 +99,11 @@ def test_reject_reasons_ranks_reasons_and_says_when_there_are_none():
                                                               "mongo.customers: total: not a decimal"]
     assert [p.get_width() for p in axes.patches] == [5, 3]
     assert [t.get_text() for t in plots.reject_reasons(report()).axes[0].texts] == ["no rejected records"]
+
+
+def test_differences_per_table_without_differences_still_lists_the_tables():
+    equal = JobValidation([validation().table("visits")])
+    axes = plots.differences_per_table(equal).axes[0]
+    assert axes.get_title() == "Differences per table: none"
+    assert [t.get_text() for t in axes.get_yticklabels()] == ["ddb.visits"]
+    assert [p.get_width() for p in axes.patches] == [0]
