@@ -26,7 +26,7 @@ from etl.engine.plan import Plan, Shard, TablePlan
 from etl.engine.planning import make_plan
 from etl.engine.resources import JobResources
 from etl.engine.signals import stop_on_signals
-from etl.engine.worker import PartitionOutcome, PartitionWork, PartitionWorker
+from etl.engine.worker import DeadLetters, PartitionOutcome, PartitionWork, PartitionWorker
 from etl.errors import EtlError
 from etl.job import Job
 from etl.redact import redact
@@ -219,8 +219,9 @@ def _prepare_targets(resources: JobResources, plan: Plan) -> None:
             sink.close()
 
 
-def _local_runner(job: Job, resources: JobResources, store: StateStore, dead_letters, control: RunControl,
-                  options: RunOptions, quick_try: bool) -> Callable[[PartitionWork], PartitionOutcome]:
+def _local_runner(job: Job, resources: JobResources, store: StateStore, dead_letters: DeadLetters,
+                  control: RunControl, options: RunOptions,
+                  quick_try: bool) -> Callable[[PartitionWork], PartitionOutcome]:
     def run_one(work: PartitionWork) -> PartitionOutcome:
         partition = work.partition
         mapping = resources.mapping(partition.source, partition.table)
