@@ -159,6 +159,11 @@ class MigrationJob:
         the run did not succeed. Each committed batch is timed for `progress()`."""
         from etl.engine.runner import RunOptions, run_job
 
+        known = [f.name for f in fields(RunOptions)]
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            raise EtlError(f"run(): unknown option(s) {', '.join(unknown)}",
+                           hint="the options are " + ", ".join(known))
         if "only" in options:
             options["only"] = tuple(options["only"] or ())
         run_options = RunOptions(**options)
@@ -216,14 +221,19 @@ def open_job(path: str | Path, *, environ: Mapping[str, str] | None = None,
 def report_from_json(text: str) -> RunReport:
     """A RunReport read back from the JSON `RunReport.save` wrote."""
     data = json.loads(text)
-    known = {f.name for f in fields(RunReport)}
-    tables = [TableReport(**{**{k: v for k, v in t.items() if k != "rows_per_second"},
+    tables = [TableReport(**{**_known(TableReport, t),
                              "top_reasons": [(r["reason"], r["count"]) for r in t["top_reasons"]]})
               for t in data.get("tables") or []]
     validation = data.get("validation")
-    checks = [TableCheck(**c) for c in validation] if validation is not None else None
-    return RunReport(**{**{k: v for k, v in data.items() if k in known}, "tables": tables,
-                        "validation": checks})
+    checks = [TableCheck(**_known(TableCheck, c)) for c in validation] if validation is not None else None
+    return RunReport(**{**_known(RunReport, data), "tables": tables, "validation": checks})
+
+
+def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    """The entries of `data` that are fields of the dataclass `cls` (derived figures such as
+    `exit_code` and `rows_per_second` are recomputed, not stored)."""
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in data.items() if k in names}
 
 
 def _bound(value: Any) -> Any:

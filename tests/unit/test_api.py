@@ -103,3 +103,10 @@ def test_report_from_json_round_trips_an_empty_validation():
     report = _report()
     report.validation = None
     assert report_from_json(report.to_json()).to_dict() == report.to_dict()
+
+
+def test_run_refuses_an_unknown_option_and_names_the_known_ones(job_file):
+    with pytest.raises(EtlError) as raised:
+        opened(job_file).run(full_refrsh=True)
+    assert raised.value.message == "run(): unknown option(s) full_refrsh"
+    assert raised.value.hint.startswith("the options are resume, full_refresh, only, limit, shard, validate")
