@@ -28,6 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import workloads  # noqa: E402
 
+from etl.records import TableSpec  # noqa: E402
+
 JOB = """\
 version: 1
 name: {name}
@@ -54,12 +56,13 @@ def pg_admin_dsn() -> str:
                           "user=postgres dbname=postgres")
 
 
-def raw_copy(dsn: str, tables: dict[str, tuple[list[str], list[dict]]]) -> float:
+def raw_copy(dsn: str, tables: dict[str, tuple[TableSpec, list[dict]]]) -> float:
     """Seconds for binary COPY of the already-mapped rows into empty copies of the engine's tables."""
     with psycopg.connect(dsn, autocommit=True) as connection:
         connection.execute("CREATE SCHEMA raw")
         types: dict[str, list[str]] = {}
-        for table, (columns, _rows) in tables.items():
+        for table, (spec, _rows) in tables.items():
+            columns = [column.name for column in spec.columns]
             connection.execute(f"CREATE TABLE raw.{table} (LIKE engine.{table} INCLUDING ALL)")
             found = dict(connection.execute(
                 "SELECT attname, atttypid::regtype::text FROM pg_attribute "
@@ -67,8 +70,10 @@ def raw_copy(dsn: str, tables: dict[str, tuple[list[str], list[dict]]]) -> float
             types[table] = [found[column] for column in columns]
         started = time.perf_counter()
         with connection.transaction(), connection.cursor() as cursor:
-            for table, (columns, rows) in tables.items():
-                with cursor.copy(f"COPY raw.{table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)") as copy:
+            for table, (spec, rows) in tables.items():
+                columns = [column.name for column in spec.columns]
+                statement = f"COPY raw.{table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
+                with cursor.copy(statement) as copy:
                     copy.set_types(types[table])
                     for row in rows:
                         copy.write_row([row[column] for column in columns])
@@ -105,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
             report, engine_seconds = workloads.run_engine(Path(folder), name, job, workloads.W1_MAPPING)
         table = report.tables[0]
         if report.status != "succeeded" or table.loaded != args.records:
-            print(f"engine run failed: {report.status} {report.message} (loaded {table.loaded})", file=sys.stderr)
+            print(f"engine run failed: {report.status} {report.message} (loaded {table.loaded})",
+                  file=sys.stderr)
             return 2
         engine_rows = count_rows(dsn, "engine", ["customers", "orders"])
         mapped = workloads.mapped_rows(workloads.W1_MAPPING, args.records, args.seed)

@@ -11,6 +11,7 @@ The same `seed` and `count` always give the same data, so figures from two runs 
 from __future__ import annotations
 
 import random
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -22,7 +23,9 @@ import pymongo
 from bson import ObjectId
 from bson.decimal128 import Decimal128
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from etl.records import TableSpec  # noqa: E402
+
 BASE_TIME = datetime(2020, 1, 1, tzinfo=UTC)
 CITIES = ("Lyon", "Oslo", "Porto", "Austin", "Kyoto", "Lagos", "Quito", "Perth")
 STATUSES = ("new", "paid", "shipped", "returned")
@@ -217,8 +220,8 @@ def print_table(title: str, rows: list[tuple[str, int, float]], base: float) -> 
         print(f"{label:<48}{count:>12}{seconds:>10.2f}{rate:>12,.0f}{rate / base:>8.2f}")
 
 
-def mapped_rows(mapping_text: str, count: int, seed: int = 11) -> dict[str, tuple[list[str], list[dict]]]:
-    """The rows the mapping makes of the workload's documents: table -> (column names, rows).
+def mapped_rows(mapping_text: str, count: int, seed: int = 11) -> dict[str, tuple[TableSpec, list[dict]]]:
+    """The rows the mapping makes of the workload's documents: table -> (its TableSpec, rows).
 
     This is what the raw baselines write: the mapping's work is done before their clock starts.
     """
@@ -226,8 +229,7 @@ def mapped_rows(mapping_text: str, count: int, seed: int = 11) -> dict[str, tupl
     from etl.mapping.spec import parse_mapping
 
     compiled = compile_mapping(parse_mapping(mapping_text))
-    tables: dict[str, tuple[list[str], list[dict]]] = {
-        spec.table: ([column.name for column in spec.columns], []) for spec in compiled.tables}
+    tables: dict[str, tuple[TableSpec, list[dict]]] = {spec.table: (spec, []) for spec in compiled.tables}
     for documents in customer_documents(count, seed):
         batch = compiled.apply(documents, lambda record: str(record["_id"]))
         assert not batch.rejects, batch.rejects[:1]

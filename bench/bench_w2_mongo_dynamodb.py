@@ -1,0 +1,155 @@
+"""W2: MongoDB customers (1-10 orders each) -> one DynamoDB table, against raw BatchWriteItem.
+
+Loads `--records` workload documents (bench/workloads.py) into a scratch MongoDB database, runs
+the engine (`--parallelism` workers, each sink with `--concurrency` writer threads, validation
+off) into a fresh single table (a profile item and one item per order), then, in the same run,
+writes the items the mapping makes of the same documents — mapped and encoded as DynamoDB
+attribute values before the clock starts — with boto3 `batch_write_item` (25 items a call,
+UnprocessedItems retried) on parallelism x concurrency threads into a second fresh table.
+Exits 1 when engine/raw items/s is below `--goal`.
+
+    .venv/bin/python bench/bench_w2_mongo_dynamodb.py --records 1000000 --parallelism 2 --concurrency 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import boto3
+import pymongo
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import workloads  # noqa: E402
+from bench_w1_mongo_postgres import mongo_uri  # noqa: E402
+
+from etl.sinks.coltypes import parse_type  # noqa: E402
+from etl.sinks.dynamodb_values import encode_item  # noqa: E402
+
+JOB = """\
+version: 1
+name: {name}
+sources:
+  mongo: {{type: mongo, uri: "{uri}", database: {database},
+          tables: {{customers: {{mapping: MAPPING, partitions: {partitions}}}}}}}
+targets:
+  ddb: {{type: dynamodb, endpoint_url: "{endpoint}", region: us-east-1, create: if_missing,
+        concurrency: {concurrency}}}
+batch: {{records: {batch}}}
+parallelism: {parallelism}
+state: {{type: sqlite, path: {name}.sqlite}}
+validation: {{after_run: false}}
+report: {{dir: reports}}
+"""
+BATCH_WRITE_LIMIT = 25  # https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_BatchWriteItem.html
+
+
+def client_for(endpoint: str):
+    return boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1",
+                        aws_access_key_id="local", aws_secret_access_key="local")  # noqa: S106
+
+
+def raw_batch_write(client, table: str, items: list[dict], threads: int) -> float:
+    """Seconds for batch_write_item of already-encoded items on `threads` threads into a fresh table."""
+    client.create_table(
+        TableName=table, BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                              {"AttributeName": "sk", "AttributeType": "S"}])
+    client.get_waiter("table_exists").wait(TableName=table)
+
+    def write(chunk: list[dict]) -> None:
+        request = {table: [{"PutRequest": {"Item": item}} for item in chunk]}
+        while request:
+            request = client.batch_write_item(RequestItems=request).get("UnprocessedItems") or None
+
+    chunks = [items[i:i + BATCH_WRITE_LIMIT] for i in range(0, len(items), BATCH_WRITE_LIMIT)]
+    started = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(write, chunks))
+    return time.perf_counter() - started
+
+
+def count_items(client, table: str) -> int:
+    paginator = client.get_paginator("scan")
+    return sum(page["Count"] for page in paginator.paginate(TableName=table, Select="COUNT"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=1_000_000, help="MongoDB documents")
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--batch", type=int, default=1000, help="records per batch")
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--parallelism", type=int, default=2, help="engine workers")
+    parser.add_argument("--concurrency", type=int, default=4, help="writer threads per engine worker's sink")
+    parser.add_argument("--goal", type=float, default=0.8, help="minimum engine/raw items/s ratio")
+    parser.add_argument("--mongo-uri", default=mongo_uri())
+    parser.add_argument("--endpoint", default=os.environ.get(
+        "ETL_DYNAMODB_ENDPOINT", f"http://127.0.0.1:{os.environ.get('ETL_DYNAMODB_PORT', '8001')}"))
+    args = parser.parse_args(argv)
+
+    name = f"etl_bench_w2_{uuid.uuid4().hex[:8]}"
+    engine_table, raw_table = f"{name}_engine", f"{name}_raw"
+    threads = args.parallelism * args.concurrency
+    mapping = workloads.W2_MAPPING.format(table=engine_table)
+    client = client_for(args.endpoint)
+    mongo = pymongo.MongoClient(args.mongo_uri, serverSelectionTimeoutMS=10_000)
+    try:
+        orders, load_seconds = workloads.load_mongo(args.mongo_uri, name, args.records, args.seed)
+        print(f"loaded {args.records} documents ({orders} orders) into MongoDB in {load_seconds:.1f} s")
+        with tempfile.TemporaryDirectory() as folder:
+            job = JOB.format(name=name, uri=args.mongo_uri, database=name, partitions=args.partitions,
+                             endpoint=args.endpoint, concurrency=args.concurrency, batch=args.batch,
+                             parallelism=args.parallelism)
+            report, engine_seconds = workloads.run_engine(Path(folder), name, job, mapping)
+        if report.status != "succeeded" or report.tables[0].loaded != args.records:
+            print(f"engine run failed: {report.status} {report.message} (loaded {report.tables[0].loaded})",
+                  file=sys.stderr)
+            return 2
+        engine_items = count_items(client, engine_table)
+        spec, rows = workloads.mapped_rows(mapping, args.records, args.seed)[engine_table]
+        columns = {column.name: parse_type(column.type) for column in spec.columns}
+        items = [encode_item(row, columns, spec.key) for row in rows]
+        del rows
+        raw_seconds = raw_batch_write(client, raw_table, items, threads)
+        raw_items = count_items(client, raw_table)
+    finally:
+        mongo.drop_database(name)
+        mongo.close()
+        for table in (engine_table, raw_table):
+            try:
+                client.delete_table(TableName=table)
+            except client.exceptions.ResourceNotFoundException:
+                pass
+
+    expected = args.records + orders
+    if engine_items != expected or raw_items != expected:
+        print(f"wrong item counts: expected {expected}, engine {engine_items}, raw {raw_items}",
+              file=sys.stderr)
+        return 2
+    raw_rate, engine_rate = expected / raw_seconds, expected / engine_seconds
+    ratio = engine_rate / raw_rate
+    workloads.print_table(
+        f"W2 MongoDB -> DynamoDB: {args.records} documents -> {expected} items ({args.records} profiles + "
+        f"{orders} orders; parallelism {args.parallelism} x concurrency {args.concurrency} = {threads} "
+        f"writer threads, {args.partitions} partitions, batch {args.batch})",
+        [(f"raw boto3 batch_write_item, {threads} threads", expected, raw_seconds),
+         ("etl engine end to end", expected, engine_seconds)], raw_rate)
+    print(f"ratio engine/raw: {ratio:.3f} (goal >= {args.goal})")
+    if ratio < args.goal:
+        print("GOAL MISSED", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
