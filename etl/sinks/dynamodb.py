@@ -10,6 +10,7 @@ at most 25 put/delete requests and 16 MB per BatchWriteItem call; items up to 40
 
 from __future__ import annotations
 
+import decimal
 import ipaddress
 import queue
 import threading
@@ -36,6 +37,7 @@ from etl.sinks.dynamodb_values import (
     decode_item,
     encode_item,
     encode_item_sized,
+    encode_value,
 )
 from etl.sinks.retry import Backoff
 
@@ -136,8 +138,33 @@ def _key_id(item: dict[str, AttributeValue], key: tuple[str, ...]) -> tuple:
     parts = []
     for name in key:
         kind, value = next(iter(item[name].items()))
-        parts.append((kind, Decimal(value).normalize() if kind == "N" else value))
+        parts.append((kind, Decimal(value).normalize(_EXACT) if kind == "N" else value))
     return tuple(parts)
+
+
+_EXACT = decimal.Context(prec=80)
+"""Wide enough that normalizing any number DynamoDB accepts (38 digits) never rounds."""
+
+
+def _latest_by_key(table: _Table, rows: TableRows) -> list[tuple[dict, str]]:
+    """(row, source key) pairs with one row per key, the later row winning. A row whose key does not
+    encode is kept as it is, so that encoding rejects it with the reason."""
+    latest: dict[Any, tuple[dict, str]] = {}
+    key = table.spec.key
+    source_keys = rows.source_keys
+    for index, row in enumerate(rows.rows):
+        source_key = source_keys[index] if index < len(source_keys) else ""
+        try:
+            if any(row[name] is None or row[name] in ("", b"") for name in key):
+                raise KeyError("no usable key")
+            key_item = {name: encode_value(row[name], table.columns.get(name), name) for name in key}
+            identity: Any = _key_id(key_item, key)
+            hash(identity)
+        except (ItemRejected, KeyError, TypeError, ArithmeticError):
+            identity = index  # unique: never merged with another row
+        latest.pop(identity, None)
+        latest[identity] = (row, source_key)
+    return list(latest.values())
 
 
 class DynamoDBSink:
@@ -260,37 +287,42 @@ class DynamoDBSink:
     # ------------------------------------------------------------ writing
 
     def write(self, batch: Mapping[str, TableRows]) -> WriteResult:
+        """De-duplicate by key here; encode, check and write in the writer threads, 25 rows per task,
+        so encoding one chunk overlaps with other chunks' requests in flight."""
         result = WriteResult()
-        chunks: list[tuple[str, list[_Entry]]] = []
+        tasks: list[tuple[str, list[tuple[dict, str]]]] = []
         for table_name, rows in batch.items():
             table = self._table(table_name)
-            entries = self._encode(table, rows, result.rejects)
-            chunks.extend((table_name, chunk) for chunk in _chunks(list(entries.values())))
             result.loaded.setdefault(table_name, 0)
-        write_chunk = self._put_each_if_new if self.config.insert_only else self._write_chunk
-        futures = [self._pool.submit(write_chunk, table_name, chunk) for table_name, chunk in chunks]
-        for (table_name, _), future in zip(chunks, futures, strict=True):
+            latest = _latest_by_key(table, rows)
+            tasks.extend((table_name, latest[start:start + MAX_BATCH_ITEMS])
+                         for start in range(0, len(latest), MAX_BATCH_ITEMS))
+        futures = [self._pool.submit(self._encode_and_write, table_name, part) for table_name, part in tasks]
+        for (table_name, _), future in zip(tasks, futures, strict=True):
             written, rejects = future.result()
             result.loaded[table_name] += written
             result.rejects.extend(rejects)
         return result
 
-    def _encode(self, table: _Table, rows: TableRows, rejects: list[Reject]) -> dict[tuple, _Entry]:
-        """Encode and check every row; de-duplicate by key so the later row wins."""
-        entries: dict[tuple, _Entry] = {}
-        key = table.spec.key
-        for index, row in enumerate(rows.rows):
-            source_key = rows.source_keys[index] if index < len(rows.source_keys) else ""
+    def _encode_and_write(self, table_name: str, rows: list[tuple[dict, str]]) -> tuple[int, list[Reject]]:
+        table = self._tables[table_name]
+        rejects: list[Reject] = []
+        entries = []
+        for row, source_key in rows:
             try:
-                item, size = encode_item_sized(row, table.columns, key)
+                item, size = encode_item_sized(row, table.columns, table.spec.key)
             except ItemRejected as problem:
                 rejects.append(_reject(table.spec, source_key, row, problem.reason, problem.field_path,
                                        problem.value_type))
                 continue
-            key_id = _key_id(item, key)
-            entries.pop(key_id, None)  # re-insert so the later row also takes the later position
-            entries[key_id] = _Entry(key_id, item, row, source_key, size)
-        return entries
+            entries.append(_Entry(_key_id(item, table.spec.key), item, row, source_key, size))
+        write_chunk = self._put_each_if_new if self.config.insert_only else self._write_chunk
+        written = 0
+        for chunk in _chunks(entries):
+            chunk_written, chunk_rejects = write_chunk(table_name, chunk)
+            written += chunk_written
+            rejects.extend(chunk_rejects)
+        return written, rejects
 
     def _write_chunk(self, table_name: str, entries: list[_Entry]) -> tuple[int, list[Reject]]:
         """Write one chunk until every item is written or rejected; returns (written, rejects)."""

@@ -1,6 +1,19 @@
-"""BatchWriteItem chunks: at most 25 items and 16 MB each, every item in exactly one chunk, order kept."""
+"""Before BatchWriteItem: one row per key (the later wins), chunks of at most 25 items and 16 MB."""
 
-from etl.sinks.dynamodb import MAX_BATCH_BYTES, MAX_BATCH_ITEMS, _chunks, _Entry, _key_id
+from decimal import Decimal
+
+from etl.records import Column, TableSpec
+from etl.sinks.base import TableRows
+from etl.sinks.coltypes import parse_type
+from etl.sinks.dynamodb import (
+    MAX_BATCH_BYTES,
+    MAX_BATCH_ITEMS,
+    _chunks,
+    _Entry,
+    _key_id,
+    _latest_by_key,
+    _Table,
+)
 from etl.sinks.dynamodb_values import item_size
 
 
@@ -29,3 +42,21 @@ def test_numeric_keys_equal_in_dynamodb_are_one_key():
     one = _key_id({"pk": {"N": "1"}}, ("pk",))
     assert one == _key_id({"pk": {"N": "1.0"}}, ("pk",)) == _key_id({"pk": {"N": "1E0"}}, ("pk",))
     assert one != _key_id({"pk": {"S": "1"}}, ("pk",))
+
+
+def test_latest_row_per_key_and_unkeyed_rows_kept_for_their_rejects():
+    spec = TableSpec("d", "t", ("pk",), (Column("pk", "int"), Column("v", "string")))
+    table = _Table(spec, {c.name: parse_type(c.type) for c in spec.columns})
+    rows = [{"pk": 1, "v": "a"}, {"pk": 2, "v": "b"}, {"pk": Decimal("1.0"), "v": "c"}, {"v": "no key"},
+            {"pk": None, "v": "null key"}, {"pk": None, "v": "another"}, {"pk": 10**40 + 1, "v": "too long"},
+            {"pk": 10**40 + 2, "v": "too long too"}]
+    latest = _latest_by_key(table, TableRows(rows, [str(n) for n in range(len(rows))]))
+    assert [(row["v"], key) for row, key in latest] == [
+        ("b", "1"), ("c", "2"), ("no key", "3"), ("null key", "4"), ("another", "5"), ("too long", "6"),
+        ("too long too", "7")]
+
+
+def test_numbers_beyond_28_digits_stay_distinct_keys():
+    a = _key_id({"pk": {"N": "1234567890123456789012345678901234567"}}, ("pk",))
+    b = _key_id({"pk": {"N": "1234567890123456789012345678901234568"}}, ("pk",))
+    assert a != b
