@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
-from etl.checksum import JobValidation, TableValidation, validate_table
+from etl.checksum import BucketChecksums, JobValidation, TableValidation, checksum_side, validate_table
 from etl.checksum.results import key_text
 from etl.engine.plan import TablePlan, select_tables
 from etl.engine.planning import plan_tables
@@ -58,6 +58,34 @@ def _source_rows(resources: JobResources, target: _Target) -> Iterator[dict]:
             source.close()
 
 
+def _source_checksums(
+    resources: JobResources, targets: list[_Target]
+) -> dict[tuple[str, str], BucketChecksums]:
+    """Pass 1 of every target table's source side, each source table read and mapped only once.
+
+    One mapping pass makes the rows of all the tables a source table writes; hashing them all from
+    that pass, instead of reading and mapping the source again for each target table, divides the
+    source-side work by the number of target tables (4 in the demo)."""
+    settings = resources.job.validation
+    sums = {(target.spec.target, target.spec.table): BucketChecksums.for_table(
+        target.spec, buckets=settings.buckets, tolerances=settings.tolerances) for target in targets}
+    tables = {(table.source, table.table): table for target in targets for table in target.tables}
+    for table in tables.values():
+        mapping = resources.mapping(table.source, table.table)
+        source = resources.open_source(table.source)
+        key_text = partial(source.key_text, table.table)
+        try:
+            for partition in table.partitions:
+                for batch in source.read(partition, fields=mapping.fields):
+                    mapped = mapping.apply(batch.records, key_text, source_table=table.table)
+                    for wanted, rows in mapped.rows.items():
+                        if wanted in sums:
+                            sums[wanted].add_all(rows.rows)
+        finally:
+            source.close()
+    return sums
+
+
 def _target_rows(resources: JobResources, spec: TableSpec) -> Iterator[dict]:
     sink = resources.open_sink(spec.target)
     settings = resources.job.validation
@@ -85,20 +113,32 @@ def validate_job(job: Job, only: Sequence[str] | None = None, *,
     settings = job.validation
     targets = _targets(resources, only)
 
+    started = time.monotonic()
+
     def one(target: _Target) -> TableValidation:
-        started = time.monotonic()
+        key = (target.spec.target, target.spec.table)
         result = validate_table(
             target.spec,
             lambda: _source_rows(resources, target),
             lambda: _target_rows(resources, target.spec),
             buckets=settings.buckets, tolerances=settings.tolerances,
             max_differences=settings.max_differences,
+            source_checksums=source_sums[key], target_checksums=target_sums[key].result(),
         )
         log.info("validated %s.%s: %s rows, %s differences in %.1f s", target.spec.target, target.spec.table,
                  result.rows_source, result.difference_count, time.monotonic() - started)
         return result
 
     with ThreadPoolExecutor(max(1, job.parallelism), thread_name_prefix="validate") as pool:
+        # Pass 1: the sources (each read once for all its target tables) beside every target's read-back.
+        pending_sources = pool.submit(_source_checksums, resources, targets)
+        target_sums = {(target.spec.target, target.spec.table): pool.submit(
+            checksum_side, partial(_target_rows, resources, target.spec), target.spec,
+            buckets=settings.buckets, tolerances=settings.tolerances) for target in targets}
+        source_sums = pending_sources.result()
+        for future in target_sums.values():
+            future.result()
+        # Pass 2 (drill-down into mismatched buckets only) reads the sides again for those buckets.
         return JobValidation(list(pool.map(one, targets)))
 
 
