@@ -146,6 +146,24 @@ _EXACT = decimal.Context(prec=80)
 """Wide enough that normalizing any number DynamoDB accepts (38 digits) never rounds."""
 
 
+def _key_part(value: Any, column: ColumnType | None, name: str) -> tuple:
+    """A key value as DynamoDB will compare it, without encoding the whole row. Python numbers already
+    compare by value (1 == Decimal("1.0")); a float is taken as the decimal text it will be sent as."""
+    kind = type(value)
+    if kind is str and value:
+        return ("S", value)
+    if (kind is int or kind is Decimal) and value == value:  # NaN is never a key
+        return ("N", value)
+    if kind is float:
+        return ("N", Decimal(repr(value)))
+    if value is None or value == "" or value == b"":
+        raise KeyError(name)
+    encoded = encode_value(value, column, name)
+    if next(iter(encoded)) not in ("S", "N", "B"):
+        raise KeyError(name)  # not a key type: left alone, so encoding rejects it
+    return _key_id({name: encoded}, (name,))[0]
+
+
 def _latest_by_key(table: _Table, rows: TableRows) -> list[tuple[dict, str]]:
     """(row, source key) pairs with one row per key, the later row winning. A row whose key does not
     encode is kept as it is, so that encoding rejects it with the reason."""
@@ -155,10 +173,7 @@ def _latest_by_key(table: _Table, rows: TableRows) -> list[tuple[dict, str]]:
     for index, row in enumerate(rows.rows):
         source_key = source_keys[index] if index < len(source_keys) else ""
         try:
-            if any(row[name] is None or row[name] in ("", b"") for name in key):
-                raise KeyError("no usable key")
-            key_item = {name: encode_value(row[name], table.columns.get(name), name) for name in key}
-            identity: Any = _key_id(key_item, key)
+            identity: Any = tuple(_key_part(row[name], table.columns.get(name), name) for name in key)
             hash(identity)
         except (ItemRejected, KeyError, TypeError, ArithmeticError):
             identity = index  # unique: never merged with another row

@@ -49,11 +49,13 @@ def test_latest_row_per_key_and_unkeyed_rows_kept_for_their_rejects():
     table = _Table(spec, {c.name: parse_type(c.type) for c in spec.columns})
     rows = [{"pk": 1, "v": "a"}, {"pk": 2, "v": "b"}, {"pk": Decimal("1.0"), "v": "c"}, {"v": "no key"},
             {"pk": None, "v": "null key"}, {"pk": None, "v": "another"}, {"pk": 10**40 + 1, "v": "too long"},
-            {"pk": 10**40 + 2, "v": "too long too"}]
+            {"pk": 10**40 + 2, "v": "too long too"}, {"pk": True, "v": "bool"},
+            {"pk": False, "v": "bool too"}, {"pk": 0.5, "v": "float"},
+            {"pk": Decimal("0.50"), "v": "same number"}]
     latest = _latest_by_key(table, TableRows(rows, [str(n) for n in range(len(rows))]))
     assert [(row["v"], key) for row, key in latest] == [
         ("b", "1"), ("c", "2"), ("no key", "3"), ("null key", "4"), ("another", "5"), ("too long", "6"),
-        ("too long too", "7")]
+        ("too long too", "7"), ("bool", "8"), ("bool too", "9"), ("same number", "11")]
 
 
 def test_numbers_beyond_28_digits_stay_distinct_keys():
