@@ -3,6 +3,7 @@
 # migrate them to DynamoDB and PostgreSQL with jobs/demo.yaml, validate both, print the report.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/shared_data.sh
 
 scripts/setup.sh
 scripts/services.sh up

@@ -9,11 +9,14 @@ The upstream script drops and creates a database named `chinook` and switches to
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import psycopg
 
-CHINOOK_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "chinook"
+# The shared test data lives beside the project (../shared/data) unless ETL_SHARED_DATA says otherwise.
+SHARED_DATA = Path(os.environ.get("ETL_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+CHINOOK_DIR = SHARED_DATA / "chinook"
 CHINOOK_SQL = CHINOOK_DIR / "Chinook_PostgreSql.sql"
 SKIPPED_PREFIXES = ("DROP DATABASE", "CREATE DATABASE", "\\C")
 

@@ -21,7 +21,9 @@ import pymongo
 from bson.decimal128 import Decimal128
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_SQLITE = ROOT.parent / "shared" / "data" / "chinook" / "Chinook_Sqlite.sqlite"
+# The shared test data lives beside the project (../shared/data) unless ETL_SHARED_DATA says otherwise.
+SHARED_DATA = Path(os.environ.get("ETL_SHARED_DATA", ROOT.parent / "shared" / "data"))
+DEFAULT_SQLITE = SHARED_DATA / "chinook" / "Chinook_Sqlite.sqlite"
 CENT = Decimal("0.01")
 
 

@@ -3,6 +3,7 @@
 # Extra arguments go to pytest. ETL_KEEP_SERVERS=1 leaves the servers running afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/shared_data.sh
 
 scripts/setup.sh
 scripts/services.sh up

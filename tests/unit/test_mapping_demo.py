@@ -252,7 +252,7 @@ def test_demo_mapping_on_the_whole_chinook_data_set():
     spec = importlib.util.spec_from_file_location("load_demo_data", ROOT / "scripts/load_demo_data.py")
     loader = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(loader)
-    with sqlite3.connect(ROOT.parent / "shared/data/chinook/Chinook_Sqlite.sqlite") as db:
+    with sqlite3.connect(loader.DEFAULT_SQLITE) as db:
         documents = loader.build_documents(db)
     mapping = compile_mapping(load_mapping(ROOT / "mappings/chinook_customers.yaml", resolve=resolve))
     batch = mapping.apply(documents, lambda record: f"_id={record['_id']}")
