@@ -57,8 +57,12 @@ def url(dsn: str) -> str:
 def run_dlt(source_dsn: str, target_dsn: str, backend: str, folder: Path) -> float:
     """Seconds for dlt to extract, normalise and load the table into dataset `dlt_<backend>`."""
     os.environ["RUNTIME__DLTHUB_TELEMETRY"] = "false"  # no network from a benchmark
-    import dlt
-    from dlt.sources.sql_database import sql_table
+    try:
+        import dlt
+        from dlt.sources.sql_database import sql_table
+    except ImportError as error:
+        raise SystemExit(f"dlt cannot be imported ({error}): install the bench extra, "
+                         "`.venv/bin/pip install -e '.[bench]'`") from None
 
     pipeline = dlt.pipeline(pipeline_name=f"w3_{backend}", pipelines_dir=str(folder),
                             destination=dlt.destinations.postgres(credentials=url(target_dsn)),

@@ -1,0 +1,80 @@
+"""The W1/W2/W3 and memory benchmarks at smoke sizes: each runs to the end, checks and prints the
+right row counts. Timing at these sizes says nothing, so the goals are set to pass; the recorded
+figures come from the full sizes run by hand (docs/benchmarks.md)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import MONGO_URI, PG_HOST, PG_PORT, PG_USER
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+ADMIN_DSN = f"host={PG_HOST} port={PG_PORT} user={PG_USER} dbname=postgres"
+
+
+def run(script: str, *options: str) -> list[str]:
+    result = subprocess.run(
+        [sys.executable, f"bench/{script}", *options], cwd=ROOT, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "ETL_MONGO_URI": MONGO_URI, "ETL_PG_ADMIN_DSN": ADMIN_DSN},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout.splitlines()
+
+
+def figures(line: str) -> tuple[str, int]:
+    """(label, rows) of a table line: the label, then rows, seconds, rows/s, ratio."""
+    label, rows, _seconds, _rate, _ratio = re.fullmatch(r"(.+?)\s+(\d+)\s+([\d.]+)\s+([\d,]+)\s+([\d.]+)",
+                                                        line).groups()
+    return label, int(rows)
+
+
+def test_w1_mongo_postgres_smoke():
+    lines = run("bench_w1_mongo_postgres.py", "--records", "40", "--partitions", "2", "--batch", "10",
+                "--goal", "0")
+    # Seed 11 gives the 40 customers 238 orders in all.
+    assert lines[0].startswith("loaded 40 documents (238 orders) into MongoDB in ")
+    assert lines[1] == ("W1 MongoDB -> PostgreSQL: 40 documents -> 40 customers + 238 orders "
+                        "(parallelism 2, 2 partitions, batch 10)")
+    assert figures(lines[3]) == ("raw psycopg binary COPY of mapped rows", 278)
+    assert figures(lines[4]) == ("etl engine end to end", 278)
+    assert re.fullmatch(r"ratio engine/raw: \d+\.\d{3} \(goal >= 0\.0\)", lines[5])
+
+
+def test_w2_mongo_dynamodb_smoke():
+    lines = run("bench_w2_mongo_dynamodb.py", "--records", "30", "--partitions", "2", "--batch", "10",
+                "--concurrency", "2", "--goal", "0")
+    assert lines[0].startswith("loaded 30 documents (176 orders) into MongoDB in ")
+    assert lines[1].startswith("W2 MongoDB -> DynamoDB: 30 documents -> 206 items (30 profiles + 176 orders; "
+                               "parallelism 2 x concurrency 2 = 4 writer threads")
+    assert figures(lines[3]) == ("raw boto3 batch_write_item, 4 threads", 206)
+    assert figures(lines[4]) == ("etl engine end to end", 206)
+    assert re.fullmatch(r"ratio engine/raw: \d+\.\d{3} \(goal >= 0\.0\)", lines[5])
+
+
+@pytest.mark.skipif(importlib.util.find_spec("dlt") is None, reason="dlt is in the bench extra")
+def test_w3_postgres_postgres_smoke():
+    lines = run("bench_w3_postgres_postgres.py", "--rows", "500", "--batch", "100", "--dlt-backends",
+                "sqlalchemy", "--goal", "0")
+    table = lines[lines.index(next(line for line in lines if line.startswith("W3 "))):]
+    assert table[0].startswith("W3 PostgreSQL -> PostgreSQL: 500 rows of 12 columns")
+    assert figures(table[2]) == ("etl engine, 2 workers", 500)
+    assert figures(table[3]) == ("dlt sql_table -> postgres, backend sqlalchemy", 500)
+    assert re.fullmatch(r"ratio etl/fastest dlt: \d+\.\d{3} \(goal >= 0\.0\)", table[4])
+
+
+def test_memory_smoke():
+    lines = run("bench_memory.py", "--small", "30", "--large", "90", "--partitions", "2", "--batch", "10",
+                "--goal", "100")
+    assert lines[0] == "W1 peak RSS (parallelism 2, 2 partitions, batch 10)"
+    assert [line.split()[0] for line in lines[2:4]] == ["30", "90"]
+    assert all(float(line.split()[1]) > 0 for line in lines[2:4])
+    assert re.fullmatch(r"ratio large/small: \d+\.\d{3} \(goal <= 100\.0\)", lines[4])
