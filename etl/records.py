@@ -111,7 +111,9 @@ class TableSpec:
     parent: str | None = None
     """For a child table exploded from an array: the parent table's name."""
     parent_key: tuple[str, ...] = ()
-    """For a child table: the columns that hold the parent's key (a prefix of `key`)."""
+    """For a child table: the columns that hold the parent's key, named like the parent's key columns.
+    They are part of `key` when the child is keyed by (parent key, ordinal); a child with a key of its
+    own (e.g. invoice_id) carries them as plain columns."""
 
     def column(self, name: str) -> Column:
         for column in self.columns:
