@@ -38,13 +38,22 @@ class TableProgress:
             console=Console(file=stream), transient=False,
         )
         with progress:
-            yield cls(progress)
+            bars = cls(progress)
+            try:
+                yield bars
+            finally:
+                bars.finish()
 
     def start(self, plan: Plan) -> None:
         for table in plan.tables:
             if any(p.id in plan.owned for p in table.partitions):
                 self._tasks[table.key] = self._progress.add_task(table.key, total=None, rejected=0, rate="")
                 self._rejected[table.key] = 0
+
+    def finish(self) -> None:
+        """Fill every bar: the run is over (the report says how it ended)."""
+        for task in self._tasks.values():
+            self._progress.update(task, total=self._progress.tasks[task].completed)
 
     def advance(self, table: str, delta: Counts) -> None:
         task = self._tasks.get(table)

@@ -37,3 +37,12 @@ def test_a_bar_per_table_counts_records_and_rejects():
     assert tasks["mongo.a"].completed == 150 and tasks["mongo.a"].fields["rejected"] == 3
     assert tasks["mongo.b"].completed == 7
     assert "150 records" in stream.getvalue() and "3 rejected" in stream.getvalue()
+
+
+def test_bars_are_filled_when_the_run_ends():
+    with TableProgress.for_stream(Terminal()) as progress:
+        progress.start(plan())
+        progress.advance("mongo.a", Counts(extracted=10))
+    tasks = {task.description: task for task in progress._progress.tasks}
+    assert (tasks["mongo.a"].total, tasks["mongo.a"].completed) == (10, 10)
+    assert (tasks["mongo.b"].total, tasks["mongo.b"].completed) == (0, 0)
