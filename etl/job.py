@@ -39,6 +39,7 @@ from etl.errors import JobFileError
 from etl.interpolate import InterpolationError, Interpolator, SecretSource
 from etl.redact import is_secret_name, passwords_in, redact
 from etl.sources.base import BatchLimits
+from etl.yaml_limits import YamlRefused, check_flow_depth
 
 log = logging.getLogger(__name__)
 
@@ -423,6 +424,11 @@ class _Document:
 
 
 def _compose(text: str, file: str) -> _Document:
+    try:
+        check_flow_depth(text)
+    except YamlRefused as refused:
+        problem = Problem(refused.line, refused.column, "", f"job file rejected: {refused.reason}")
+        raise JobFileProblems(file, [problem]) from None
     try:
         loader = _BoundedLoader(text)
         try:

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from etl.errors import MappingError
+from etl.yaml_limits import YamlRefused, compose_bounded
 
 
 @dataclass
@@ -98,7 +99,10 @@ def suggest(name: str, choices: list[str] | set[str]) -> str | None:
 def load_nodes(text: str, file: str) -> Node:
     """Parse YAML text into Nodes; syntax errors and duplicate keys become MappingErrors."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = compose_bounded(text)
+    except YamlRefused as refused:
+        raise MappingError(f"{file}:{refused.line}:{refused.column}: mapping file rejected: {refused.reason}",
+                           hint="see docs/mapping.md for what a mapping file holds") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)

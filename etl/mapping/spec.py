@@ -121,6 +121,9 @@ def load_mapping(path: str | FilePath, *, resolve: Resolve | None = None) -> Map
     file = str(path)
     try:
         text = FilePath(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise MappingError(f"{file}: the mapping file is not UTF-8 text (byte offset {exc.start})",
+                           hint="save the file as UTF-8") from None
     except OSError as exc:
         raise MappingError(
             f"{file}: cannot read the mapping file ({exc.strerror})",
