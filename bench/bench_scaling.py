@@ -1,10 +1,11 @@
 """Speedup of the run engine from 1 to 2 workers on a MongoDB -> PostgreSQL job.
 
 Loads `--records` generated documents into a scratch MongoDB database, then runs the same job
-(`--partitions` partitions) with parallelism 1 and with parallelism 2 into fresh PostgreSQL
-schemas, and a raw single-threaded baseline (pymongo find + psycopg COPY of the same rows) in the
-same run. Prints records/s of each, the 1 -> 2 worker speedup and the engine against the raw
-baseline; exits 1 when the speedup is below `--min-speedup`.
+(`--partitions` partitions) with 1 and with 2 workers (threads, or with `--processes` the
+processes of a local Dask cluster) into fresh PostgreSQL schemas, and a raw single-threaded
+baseline (pymongo find + psycopg COPY of the same rows) in the same run. Prints records/s of
+each, the 1 -> 2 worker speedup and the engine against the raw baseline; exits 1 when the
+speedup is below `--min-speedup`.
 
     python bench/bench_scaling.py --records 20000 --partitions 4 --min-speedup 1.3
 """
@@ -17,6 +18,7 @@ import sys
 import tempfile
 import time
 import uuid
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -51,7 +53,8 @@ def documents(n: int) -> list[dict]:
 
 
 def job_text(name: str, mongo_uri: str, database: str, dsn: str, schema: str, partitions: int,
-             parallelism: int, batch: int) -> str:
+             parallelism: int, batch: int, scheduler: str | None = None) -> str:
+    executor = f'{{type: dask, scheduler: "{scheduler}"}}' if scheduler else "{type: local}"
     return f"""\
 version: 1
 name: {name}
@@ -62,7 +65,8 @@ targets:
   pg: {{type: postgres, dsn: "{dsn}", schema: {schema}, create: if_missing}}
 batch: {{records: {batch}}}
 parallelism: {parallelism}
-state: {{type: sqlite, path: state-{schema}.sqlite}}
+executor: {executor}
+state: {{type: postgres, dsn: "{dsn}", schema: state_{schema}}}
 validation: {{after_run: false}}
 report: {{dir: reports}}
 """
@@ -87,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--records", type=int, default=20000)
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--processes", action="store_true",
+                        help="run the workers as processes of a local Dask cluster instead of threads "
+                        "(mapping is Python code: threads share one interpreter lock)")
     parser.add_argument("--min-speedup", type=float, default=1.3,
                         help="goal for records/s with 2 workers over 1 worker (exit 1 below it)")
     mongo_port = os.environ.get("ETL_MONGO_PORT", "27017")
@@ -114,11 +121,20 @@ def main(argv: list[str] | None = None) -> int:
             (Path(folder) / "mapping.yaml").write_text(MAPPING)
             for workers in (1, 2):
                 path = Path(folder) / f"bench{workers}.yaml"
-                path.write_text(job_text(f"bench-{workers}", args.mongo_uri, name, dsn, f"workers_{workers}",
-                                         args.partitions, workers, args.batch))
-                started = time.perf_counter()
-                report = run_job(load_job(path))
-                seconds = time.perf_counter() - started
+                with ExitStack() as stack:
+                    scheduler = None
+                    if args.processes:
+                        from distributed import LocalCluster
+
+                        cluster = stack.enter_context(LocalCluster(
+                            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None))
+                        scheduler = cluster.scheduler_address
+                    path.write_text(job_text(f"bench-{workers}", args.mongo_uri, name, dsn,
+                                             f"workers_{workers}", args.partitions, workers, args.batch,
+                                             scheduler))
+                    started = time.perf_counter()
+                    report = run_job(load_job(path))
+                    seconds = time.perf_counter() - started
                 table = report.tables[0]
                 if report.status != "succeeded" or table.loaded != args.records:
                     print(f"run with {workers} worker(s) failed: {report.status} {report.message} "
@@ -136,8 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     one, two = rates["engine, 1 worker"], rates["engine, 2 workers"]
     raw = rates["raw find + COPY, 1 thread"]
     speedup = two / one
+    kind = "processes (local Dask cluster)" if args.processes else "threads"
     print(f"MongoDB -> PostgreSQL, {args.records:,} records, {args.partitions} partitions, "
-          f"batch {args.batch}")
+          f"batch {args.batch}, workers as {kind}")
     print(f"{'run':<28}{'records/s':>12}")
     for label, rate in rates.items():
         print(f"{label:<28}{rate:>12,.0f}")

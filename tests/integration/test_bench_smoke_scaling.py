@@ -22,7 +22,7 @@ def test_bench_scaling_smoke():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0] == "MongoDB -> PostgreSQL, 400 records, 2 partitions, batch 100"
+    assert lines[0] == "MongoDB -> PostgreSQL, 400 records, 2 partitions, batch 100, workers as threads"
     assert [line.split("  ")[0] for line in lines[2:5]] == [
         "engine, 1 worker", "engine, 2 workers", "raw find + COPY, 1 thread"]
     assert re.fullmatch(r"speedup 1 -> 2 workers: \d+\.\d\dx \(goal >= 0\.00x\)", lines[5])
