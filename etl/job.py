@@ -54,6 +54,12 @@ PathKey = tuple[str | int, ...]
 _Registry = tuple[str, Mapping[str, str], Callable[[str], types.ModuleType]]
 """(kind of section, known types, module_for) of etl.sources, etl.sinks or etl.state."""
 _PASSWORD_KEYS = {"password", "passwd", "pwd"}
+
+
+def _is_password_key(path: PathKey) -> bool:
+    """`password:`, `pwd:`, and any `..._password:` such as Oracle's `wallet_password:`."""
+    key = path[-1] if path else None
+    return isinstance(key, str) and (key.lower() in _PASSWORD_KEYS or key.lower().endswith("_password"))
 _REFERENCE = re.compile(r"\$\{[^}]*\}")
 
 
@@ -505,7 +511,7 @@ def _literal_password_warnings(doc: _Document, file: str, interpolate: Interpola
         if leaf is None or isinstance(leaf, bool | dict | list):
             continue
         text = str(leaf)
-        is_password_key = bool(path) and isinstance(path[-1], str) and path[-1].lower() in _PASSWORD_KEYS
+        is_password_key = _is_password_key(path)
         literal = _REFERENCE.sub("", text) if is_password_key else ""
         inline = [p for p in passwords_in(text) if "${" not in p] if isinstance(leaf, str) else []
         if not literal and not inline:
@@ -634,7 +640,7 @@ def _expected(error: dict) -> str:
 
 def _shown(value: Any, path: PathKey, resolved: set[PathKey], doc: _Document) -> str:
     """How an offending value is shown: literal short scalars as written, anything else by its kind."""
-    if path in resolved or (path and isinstance(path[-1], str) and path[-1].lower() in _PASSWORD_KEYS):
+    if path in resolved or _is_password_key(path):
         return "a value from a reference" if path in resolved else "a password"
     if value is None:
         return "null"
