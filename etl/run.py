@@ -170,7 +170,6 @@ def print_plan(job, *, only: tuple[str, ...] = (), shard=None, stream: IO[str] |
     """
     from etl.engine.planning import plan_job
     from etl.engine.resources import JobResources
-    from etl.mapping.pii import make_protector
 
     stream = stream or sys.stdout
     plan = plan_job(job, only=only, shard=shard)
@@ -190,11 +189,10 @@ def print_plan(job, *, only: tuple[str, ...] = (), shard=None, stream: IO[str] |
         source = resources.open_source(table.source)
         try:
             sample = source.sample(table.table, PLAN_SAMPLE)
-            protect = make_protector(resources.spec(table.source, table.table).pii)
             for record in sample:
                 key = source.key_text(table.table, record)
                 mapped = mapping.apply([record], lambda r, t=table.table, s=source: s.key_text(t, r))
-                print(f"\n  source record {key}:\n    {_show(protect(record))}", file=stream)
+                print(f"\n  source record {key}:\n    {_show(mapping.safe_record(record))}", file=stream)
                 for (target, name), rows in mapped.rows.items():
                     for row in rows.rows[:PLAN_ROWS]:
                         print(f"    -> {target}.{name}: {_show(row)}", file=stream)

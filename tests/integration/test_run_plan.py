@@ -31,3 +31,32 @@ def test_plan_prints_partitions_and_mapped_records_and_writes_nothing(tmp_path, 
     assert not (tmp_path / ".etl" / "state.sqlite").exists()
     tables = "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
     assert pg_scalar(pg_database, tables) == 0
+
+
+def test_plan_shows_a_record_whose_pii_value_cannot_be_transformed_without_its_raw_value(
+        tmp_path, mongo_db, pg_database):
+    """`year` of a value that is no date cannot protect it: the plan drops the field from the
+    shown record, shows the record's reject, and never prints the raw value."""
+    documents = patients(2)
+    documents[0]["birth"] = "SECRET-not-a-date-4711"
+    documents[1]["birth"] = "1980-05-17"
+    mongo_db.patients.insert_many(documents)
+    mapping = patients_mapping(tmp_path)
+    mapping.write_text(mapping.read_text().replace("pii:\n", "pii:\n  birth: year\n"))
+    job = write_job(tmp_path, name="planpii", database=mongo_db.name, collection="patients",
+                    mapping=mapping, pg_dsn=pg_database, dynamo=False, partitions=1)
+    result = run_cli(job, "--plan")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SECRET-not-a-date-4711" not in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stdout.splitlines()
+    first = lines[lines.index("  source record _id=1:") + 1]
+    second = lines[lines.index("  source record _id=2:") + 1]
+    assert '"birth"' not in first
+    assert lines[lines.index("  source record _id=1:") + 2] == (
+        "    -> rejected: pii `year` cannot apply: "
+        "year-only needs a date, a timestamp or ISO date text (birth)")
+    assert first.startswith('    {"_id": 1, "name": "patient 1", "email": "')
+    assert '"birth": 1980' in second
+    assert "p1@example.org" not in result.stdout
+    assert not (tmp_path / ".etl" / "state.sqlite").exists()
