@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field
 
 from etl import security
-from etl.redact import redact
+from etl.redact import RedactedRepr, redact
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$"
 """A plain PostgreSQL identifier (at most 63 characters, NAMEDATALEN - 1)."""
 
 
-class AuditTable(BaseModel):
+class AuditTable(RedactedRepr, BaseModel):
     """`audit.postgres`: a PostgreSQL table that receives every record as well (created if missing)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -53,7 +53,7 @@ class AuditTable(BaseModel):
     """libpq sslmode; default verify-full for any host but this machine."""
 
 
-class AuditConfig(BaseModel):
+class AuditConfig(RedactedRepr, BaseModel):
     """The `audit` section of a job file."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

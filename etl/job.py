@@ -16,6 +16,7 @@ import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -37,7 +38,7 @@ from etl.audit import AuditConfig
 from etl.checksum.tolerances import Tolerances
 from etl.errors import JobFileError
 from etl.interpolate import InterpolationError, Interpolator, SecretSource
-from etl.redact import is_secret_name, passwords_in, redact
+from etl.redact import RedactedRepr, is_secret_name, passwords_in, redact
 from etl.sources.base import BatchLimits
 from etl.yaml_limits import YamlRefused, check_flow_depth
 
@@ -183,6 +184,81 @@ class MaxRejects(BaseModel):
         return f"{self.percent}%" if self.percent is not None else str(self.count or 0)
 
 
+class RestoreDatabase(BaseModel):
+    """A database the restore commands read: a job source, a PostgreSQL target of the job, or a
+    PostgreSQL DSN. Written as a mapping, or as a plain name meaning `{source: name}`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    source: str | None = None
+    """A relational source of the job (postgres, mssql, oracle)."""
+    target: str | None = None
+    """A postgres target of the job (its DSN and schema)."""
+    dsn: str | None = None
+    """A PostgreSQL libpq connection string or URI."""
+    schema_: str | None = Field(default=None, alias="schema")
+    """Schema of the tables when they do not name one."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value: object) -> object:
+        return {"source": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _one_database(self) -> RestoreDatabase:
+        if sum(v is not None for v in (self.source, self.target, self.dsn)) != 1:
+            raise ValueError("expected exactly one of 'source', 'target' or 'dsn'")
+        return self
+
+
+class RestoreTable(BaseModel):
+    """One table whose checksum manifests are taken at backup time and verified after a restore."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    key: list[str] | None = Field(default=None, min_length=1)
+    """Columns that identify a row; default: the primary key."""
+    schema_: str | None = Field(default=None, alias="schema")
+    segments: int = Field(default=8, ge=1, le=10_000)
+    """Key-range segments of a full manifest, cut at key quantiles (ignored with `boundaries`)."""
+    boundaries: list[list[str | int]] | None = None
+    """Explicit segment boundaries (key values, ascending)."""
+
+
+def _as_list(value: object) -> object:
+    return [value] if isinstance(value, str) else value
+
+
+class Restore(BaseModel):
+    """The `restore` section: backup history, restore point, manifests and the databases to
+    checksum (docs/restore.md, "Command line")."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    engine: Literal["sqlserver", "oracle", "postgresql", "mongodb"]
+    history: Annotated[list[str], BeforeValidator(_as_list)] = Field(default_factory=list)
+    """Backup metadata exports, backup folders or mongodump folders, relative to the job file."""
+    wal_archive: str | None = None
+    verify_files: bool = False
+    """PostgreSQL: check every backup folder against its backup_manifest before planning."""
+    point: int | datetime | str | None = None
+    """The restore point: LSN, SCN, oplog `seconds:increment`, or a time; none: the latest."""
+    manifests: str = ".etl/manifests"
+    """Folder of checksum manifests, one `<backup name>.json` per backup."""
+    source: RestoreDatabase | None = None
+    """The database manifests are taken from at backup time."""
+    restored: RestoreDatabase | None = None
+    """The restored database --verify-restore checks."""
+    tables: dict[str, RestoreTable] = Field(default_factory=dict)
+    """Tables to checksum; default: the configured tables of `source` when it is a job source."""
+    change_column: str | None = None
+    """A column set on every change: restored rows changed after the manifest was taken are drift."""
+    drill_down: bool = False
+    """Read mismatched buckets from `source` too and name the differing rows (only meaningful while
+    `source` is still at the restore point, e.g. frozen for cut-over)."""
+    buckets: int = Field(default=256, ge=1, le=1_000_000)
+
+
 class JobFile(BaseModel):
     """The document as written; `sources`, `targets` and `state` are checked by their modules' Configs."""
 
@@ -211,9 +287,10 @@ class JobFile(BaseModel):
     audit: AuditConfig = Field(default_factory=AuditConfig)
     allow_insecure: bool = False
     """Accept plaintext or unverified connections to other hosts (each run logs a warning)."""
+    restore: Restore | None = None
 
 
-class Job(BaseModel):
+class Job(RedactedRepr, BaseModel):
     """A validated job. Source, target and state entries are their modules' `Config` instances."""
 
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
@@ -236,6 +313,7 @@ class Job(BaseModel):
     """The job file (absolute)."""
     warnings: tuple[str, ...] = ()
     """Validation warnings (e.g. a literal password), already logged."""
+    restore: Restore | None = None
 
     _interpolate: Interpolator = PrivateAttr()
     _file_hash: str = PrivateAttr()
@@ -808,6 +886,10 @@ def load_job(
         problems += _mapping_problems(job_path, configs["sources"], doc)
     if not problems and top is not None:
         sections = _connection_sections(configs, state_config, top.audit, registries, state)
+        if top.restore is not None:
+            sections += [(("restore", side), f"restore {side} database", security.libpq_endpoints(db.dsn))
+                         for side, db in (("source", top.restore.source), ("restored", top.restore.restored))
+                         if db is not None and db.dsn is not None]
         insecure, connection_warnings = _insecure_connections(sections, top.allow_insecure, doc, file)
         problems += insecure
         for warning in connection_warnings:
@@ -834,6 +916,7 @@ def load_job(
         allow_insecure=top.allow_insecure,
         path=job_path,
         warnings=tuple(warnings),
+        restore=top.restore,
     )
     job._interpolate = interpolate
     job._file_hash = hashlib.sha256(raw).hexdigest()

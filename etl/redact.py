@@ -13,7 +13,10 @@ import logging
 import re
 import threading
 import traceback
+from collections.abc import Iterator
 from urllib.parse import quote, quote_plus, unquote
+
+from pydantic import ConfigDict
 
 MASK = "***"
 """What a secret is replaced with."""
@@ -144,3 +147,32 @@ def install_record_redaction() -> None:
         return record
 
     logging.setLogRecordFactory(redacting_factory)
+
+
+class _Shown:
+    """A value's text, already redacted; its repr is that text (so pydantic and rich print it as is)."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+class RedactedRepr:
+    """Mixin for pydantic models holding connection settings: no representation shows a password.
+
+    `repr`, `str`, rich's and devtools' pretty printers all build on `__repr_args__`, so each
+    field's repr is redacted there; a notebook cell or a traceback showing the model shows `***`.
+    `hide_input_in_errors` keeps the offending input (which may be a whole section with its DSN)
+    out of the text of a `ValidationError`; `ValidationError.errors()` still carries it for
+    callers that decide themselves what to show. Put the mixin before `BaseModel` in the bases.
+    """
+
+    model_config = ConfigDict(hide_input_in_errors=True)
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, object]]:
+        for name, value in super().__repr_args__():  # type: ignore[misc]
+            yield name, _Shown(redact(repr(value)))

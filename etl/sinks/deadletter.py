@@ -23,12 +23,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from etl.errors import JobFileError
 from etl.records import Reject
+from etl.redact import RedactedRepr
 from etl.sinks import jsontext
 
 FIELDS = ("job", "table", "target", "source_key", "stage", "reason", "field_path", "value_type")
 
 
-class DeadLetterConfig(BaseModel):
+class DeadLetterConfig(RedactedRepr, BaseModel):
     """The `dead_letters` section of a job file."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)

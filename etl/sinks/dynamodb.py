@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from etl import security
 from etl.errors import ConnectionFailed, EtlError, RuntimeFailure
 from etl.records import Reject, TableSpec
+from etl.redact import RedactedRepr, redact
 from etl.sinks.base import TableRows, WriteResult
 from etl.sinks.coltypes import ColumnType, parse_type
 from etl.sinks.dynamodb_values import (
@@ -68,7 +69,7 @@ class Gsi(BaseModel):
     non_key_attributes: list[str] = Field(default_factory=list)
 
 
-class Config(BaseModel):
+class Config(RedactedRepr, BaseModel):
     """The `dynamodb` target section of a job file."""
 
     model_config = ConfigDict(extra="forbid")
@@ -98,7 +99,8 @@ class Config(BaseModel):
             return url
         if parts.scheme == "http" and _is_loopback(parts.hostname or ""):
             return url
-        raise ValueError(f"endpoint_url {url!r} must use https (plain http only for a loopback endpoint)")
+        shown = redact(repr(url))
+        raise ValueError(f"endpoint_url {shown} must use https (plain http only for a loopback endpoint)")
 
 
 def endpoints(config: Config) -> list[security.Endpoint]:

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from etl import security
 from etl.errors import ConnectionFailed, EtlError, RuntimeFailure
 from etl.records import Reject, TableSpec
+from etl.redact import RedactedRepr
 from etl.sinks.base import TableRows, WriteResult
 from etl.sinks.coltypes import ColumnType, parse_type
 from etl.sinks.iam_token import IamTokenSource
@@ -51,7 +52,7 @@ ROW_REFUSED = (psycopg.DataError, psycopg.IntegrityError)
 KEYS_PER_STATEMENT = 1000
 
 
-class Config(BaseModel):
+class Config(RedactedRepr, BaseModel):
     """The `postgres` target section of a job file."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)

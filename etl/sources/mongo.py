@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from etl import security
 from etl.errors import ConnectionFailed, EtlError
 from etl.records import Batch, Json, Partition, Reject
+from etl.redact import RedactedRepr
 from etl.sources import bson_values
 from etl.sources.base import BatchLimits, SourceTable
 from etl.sources.mongo_ranges import range_filters
@@ -55,7 +56,7 @@ class MongoTable(SourceTable):
     """A field every insert and update sets to a larger value (e.g. `updated_at`)."""
 
 
-class Config(BaseModel):
+class Config(RedactedRepr, BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["mongo"]

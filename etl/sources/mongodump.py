@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict
 
 from etl.errors import EtlError
 from etl.records import Batch, Json, Partition, Reject
+from etl.redact import RedactedRepr
 from etl.sources import bson_values
 from etl.sources.base import BatchLimits, SourceTable
 from etl.sources.mongo_oplog import DELETED, OplogReplay
@@ -41,7 +42,7 @@ class MongodumpTable(SourceTable):
     """One dumped collection (the key in `tables` is the collection name)."""
 
 
-class Config(BaseModel):
+class Config(RedactedRepr, BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["mongodump"]

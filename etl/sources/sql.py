@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from etl.errors import ConnectionFailed, EtlError
 from etl.records import Batch, Json, Partition, Reject
+from etl.redact import RedactedRepr
 from etl.sources.base import BatchLimits, SourceTable
 from etl.sources.sqltypes import (
     Converter,
@@ -53,7 +54,7 @@ class SqlTable(SourceTable):
     """Schema (owner) of the table; default: the part before the first dot, else the user's default."""
 
 
-class SqlSourceConfig(BaseModel):
+class SqlSourceConfig(RedactedRepr, BaseModel):
     """Settings every relational source shares; each engine adds its connection settings."""
 
     model_config = ConfigDict(extra="forbid")

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from etl import security
 from etl.errors import ConnectionFailed, RuntimeFailure
 from etl.records import Json
+from etl.redact import RedactedRepr
 from etl.state.base import Checkpoint, Lease, from_epoch, lease_held, lease_lost, new_lease, now, to_epoch
 
 BATCH_WRITE_LIMIT = 25
@@ -31,7 +32,7 @@ _CHECKPOINT = "checkpoint#"
 _VALUE = "value#"
 
 
-class Config(BaseModel):
+class Config(RedactedRepr, BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: Literal["dynamodb"]

@@ -18,14 +18,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from etl import security
 from etl.errors import ConnectionFailed, RuntimeFailure
 from etl.records import Json
-from etl.redact import redact
+from etl.redact import RedactedRepr, redact
 from etl.state.base import Checkpoint, Lease, from_epoch, lease_held, lease_lost, new_lease, now, to_epoch
 
 IDENTIFIER_MAX = 63
 """PostgreSQL truncates longer identifiers (NAMEDATALEN - 1)."""
 
 
-class Config(BaseModel):
+class Config(RedactedRepr, BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     type: Literal["postgres"]

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict
 
 from etl.errors import RuntimeFailure
 from etl.records import Json
+from etl.redact import RedactedRepr
 from etl.state.base import (
     Checkpoint,
     Lease,
@@ -41,7 +42,7 @@ CREATE TABLE IF NOT EXISTS value (
 """
 
 
-class Config(BaseModel):
+class Config(RedactedRepr, BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: Literal["sqlite"] = "sqlite"
