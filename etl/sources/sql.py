@@ -308,7 +308,13 @@ class SqlSource:
             connection.close()
 
     def key_text(self, table: str, record: dict) -> str:
-        meta = self.describe(table)
+        # Called once per record: skip the catalog lock once the table is described, and the
+        # generator and join for the common one-column key (same text as `_key_text`).
+        meta = self._metas.get(table) or self.describe(table)
+        if len(meta.key) == 1:
+            name = meta.key[0]
+            value = record.get(name)
+            return f"{name}={value}" if isinstance(value, int | Decimal) else f"{name}={value!r}"
         return _key_text(meta.key, [record.get(name) for name in meta.key])
 
     def sample(self, table: str, n: int) -> list[dict]:
