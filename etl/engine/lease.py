@@ -2,19 +2,19 @@
 
 The lease stops two runs of one job from writing the same checkpoints. It expires on its own
 when a run dies without releasing it (SIGKILL, a lost container), so the next run can start once
-`ttl` seconds have passed; a live run renews it every `ttl / 3` seconds.
+`ttl` seconds have passed; a live run renews it every `ttl / 3` seconds. A run on the same host
+takes over at once a lease whose holder process is dead (etl/state/liveness.py).
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 from collections.abc import Callable
 
 from etl.redact import redact
 from etl.state.base import Lease, StateStore
+from etl.state.liveness import holder_identity
 
 log = logging.getLogger(__name__)
 
@@ -22,8 +22,9 @@ DEFAULT_TTL_SECONDS = 60.0
 
 
 def holder_name() -> str:
-    """Who holds a lease: host and process id, enough to find the run."""
-    return f"{socket.gethostname()}:pid{os.getpid()}"
+    """Who holds a lease: host, process id and its start time, enough to find the run and to
+    tell it from a later process given the same pid."""
+    return holder_identity()
 
 
 class LeaseKeeper:

@@ -22,6 +22,7 @@ from etl.errors import ConnectionFailed, RuntimeFailure
 from etl.records import Json
 from etl.redact import RedactedRepr
 from etl.state.base import Checkpoint, Lease, from_epoch, lease_held, lease_lost, new_lease, now, to_epoch
+from etl.state.liveness import holder_is_dead, log_takeover
 
 BATCH_WRITE_LIMIT = 25
 """Items per BatchWriteItem (https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_BatchWriteItem.html)."""
@@ -131,6 +132,7 @@ class DynamoDbStateStore:
     # -- leases --------------------------------------------------------------------------------
     def acquire_lease(self, job: str, holder: str, ttl_seconds: float) -> Lease:
         client = self._dynamodb()
+        dead: dict[str, str] = {}  # the token and holder of a lease whose process is dead
         while True:
             lease = new_lease(job, holder, ttl_seconds)
             outcome = self._call(
@@ -144,15 +146,23 @@ class DynamoDbStateStore:
                     "token": {"S": lease.token},
                     "expires_at": {"N": repr(to_epoch(lease.expires_at))},
                 },
-                ConditionExpression="attribute_not_exists(pk) OR #e <= :now",
-                ExpressionAttributeNames={"#e": "expires_at"},
-                ExpressionAttributeValues={":now": {"N": repr(to_epoch(now()))}},
+                ConditionExpression="attribute_not_exists(pk) OR #e <= :now OR #t = :dead",
+                ExpressionAttributeNames={"#e": "expires_at", "#t": "token"},
+                ExpressionAttributeValues={
+                    ":now": {"N": repr(to_epoch(now()))}, ":dead": {"S": dead.get("token", "")},
+                },
             )
             if outcome is not _CONDITION_FAILED:
+                if dead:
+                    log_takeover(job, dead["holder"])
                 return lease
             current = self._get(job, _LEASE)
-            if current is not None:  # else it was released in between: try again
-                raise lease_held(job, current["holder"]["S"], from_epoch(float(current["expires_at"]["N"])))
+            if current is None:  # released in between: try again
+                continue
+            held = {"holder": current["holder"]["S"], "token": current["token"]["S"]}
+            if held["token"] == dead.get("token") or not holder_is_dead(held["holder"]):
+                raise lease_held(job, held["holder"], from_epoch(float(current["expires_at"]["N"])))
+            dead = held  # take it over on the next try, only if it is still that lease
 
     def renew_lease(self, lease: Lease, ttl_seconds: float) -> Lease:
         expires_at = new_lease(lease.job, lease.holder, ttl_seconds).expires_at

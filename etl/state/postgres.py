@@ -20,6 +20,7 @@ from etl.errors import ConnectionFailed, RuntimeFailure
 from etl.records import Json
 from etl.redact import RedactedRepr, redact
 from etl.state.base import Checkpoint, Lease, from_epoch, lease_held, lease_lost, new_lease, now, to_epoch
+from etl.state.liveness import holder_is_dead, log_takeover
 
 IDENTIFIER_MAX = 63
 """PostgreSQL truncates longer identifiers (NAMEDATALEN - 1)."""
@@ -104,20 +105,27 @@ class PostgresStateStore:
             "INSERT INTO {t} AS s (job, kind, key, data, expires_at) VALUES (%s, 'lease', '', %s, %s)"
             " ON CONFLICT (job, kind, key)"
             " DO UPDATE SET data = EXCLUDED.data, expires_at = EXCLUDED.expires_at"
-            " WHERE s.expires_at <= %s RETURNING job"
+            " WHERE s.expires_at <= %s OR s.data::json->>'token' = %s RETURNING job"
         ).format(t=self._table)
         read = sql.SQL(
             "SELECT data, expires_at FROM {} WHERE job = %s AND kind = 'lease' AND key = ''"
         ).format(self._table)
+        dead: dict[str, str] = {}  # the token and holder of a lease whose process is dead
         while True:
             lease = new_lease(job, holder, ttl_seconds)
             data = json.dumps({"holder": holder, "token": lease.token})
-            won = self._run(take, (job, data, to_epoch(lease.expires_at), to_epoch(now())), fetch="one")
-            if won is not None:
+            arguments = (job, data, to_epoch(lease.expires_at), to_epoch(now()), dead.get("token", ""))
+            if self._run(take, arguments, fetch="one") is not None:
+                if dead:
+                    log_takeover(job, dead["holder"])
                 return lease
             current = self._run(read, (job,), fetch="one")
-            if current is not None:  # else it was released in between: try again
-                raise lease_held(job, json.loads(current[0])["holder"], from_epoch(current[1]))
+            if current is None:  # released in between: try again
+                continue
+            held = json.loads(current[0])
+            if held["token"] == dead.get("token") or not holder_is_dead(held["holder"]):
+                raise lease_held(job, held["holder"], from_epoch(current[1]))
+            dead = held  # take it over on the next try, only if it is still that lease
 
     def renew_lease(self, lease: Lease, ttl_seconds: float) -> Lease:
         from psycopg import sql

@@ -29,6 +29,7 @@ from etl.state.base import (
     now,
     to_epoch,
 )
+from etl.state.liveness import holder_is_dead, log_takeover
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -101,7 +102,9 @@ class SqliteStateStore:
         with self._transaction() as db:
             row = db.execute("SELECT holder, expires_at FROM lease WHERE job = ?", (job,)).fetchone()
             if row is not None and row[1] > to_epoch(now()):
-                raise lease_held(job, row[0], from_epoch(row[1]))
+                if not holder_is_dead(row[0]):
+                    raise lease_held(job, row[0], from_epoch(row[1]))
+                log_takeover(job, row[0])
             lease = new_lease(job, holder, ttl_seconds)
             db.execute(
                 "INSERT OR REPLACE INTO lease (job, holder, expires_at, token) VALUES (?, ?, ?, ?)",

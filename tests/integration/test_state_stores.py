@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
 import threading
 from datetime import UTC
 
@@ -11,6 +14,7 @@ import pytest
 from etl.errors import RuntimeFailure
 from etl.state import module_for
 from etl.state.base import Checkpoint
+from etl.state.liveness import holder_identity
 from tests.conftest import DYNAMODB_ENDPOINT
 
 pytestmark = pytest.mark.integration
@@ -167,3 +171,39 @@ def test_dynamodb_store_creates_an_on_demand_table(aws_env, dynamodb_client, dyn
         ("pk", "HASH"),
         ("sk", "RANGE"),
     ]
+
+
+def test_a_dead_holder_on_this_host_is_taken_over_a_live_one_blocks(store, caplog):
+    """A SIGKILLed run's unexpired lease is taken over at once; a live holder still blocks."""
+
+    def started(pid: int) -> str:
+        with open(f"/proc/{pid}/stat") as stat:
+            text = stat.read()
+        return text[text.rfind(")") + 2:].split()[19]
+
+    host = socket.gethostname()
+    killed = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    dead_holder = f"{host}:{killed.pid}:{started(killed.pid)}"
+    killed.kill()
+    killed.wait()
+    old = store.acquire_lease("demo", dead_holder, 300)
+    with caplog.at_level("WARNING", logger="etl.state.liveness"):
+        new = store.acquire_lease("demo", holder_identity(), 300)
+    assert new.holder == holder_identity() and new.token != old.token
+    assert caplog.messages == [
+        f"job demo: took over the lease of '{dead_holder}', whose process on this host is dead"]
+    with pytest.raises(RuntimeFailure):
+        store.renew_lease(old, 300)
+
+    # this process is alive: its lease blocks a run of the same host
+    with pytest.raises(RuntimeFailure) as caught:
+        store.acquire_lease("demo", f"{host}:1:1", 300)
+    until = new.expires_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    assert caught.value.message == (
+        f"job 'demo' is already running: its lease is held by '{holder_identity()}' until {until}")
+    # a dead-looking holder on another host blocks too
+    store.release_lease(new)
+    elsewhere = store.acquire_lease("demo", f"other-host:{killed.pid}:1", 300)
+    with pytest.raises(RuntimeFailure):
+        store.acquire_lease("demo", holder_identity(), 300)
+    store.release_lease(elsewhere)
