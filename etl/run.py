@@ -67,6 +67,9 @@ def parser() -> argparse.ArgumentParser:
                    help="how long the job's lease outlives a run that dies without releasing it "
                    "(renewed every third of it while the run lives; default 60)")
     p.add_argument("--debug", action="store_true", help="debug logging and tracebacks")
+    from etl.restore.cli import add_arguments as add_restore_arguments
+
+    add_restore_arguments(p, mode)
     return p
 
 
@@ -110,6 +113,10 @@ def _reported(args: argparse.Namespace, trail) -> int:
 
 
 def _main(args: argparse.Namespace, trail) -> int:
+    from etl.restore import cli as restore_cli
+
+    if restore_cli.requested(args):
+        return restore_cli.run(args, trail, sys.stdout)
     from etl.engine.plan import Shard
     from etl.job import load_job
 

@@ -1,0 +1,152 @@
+"""The restore commands on a real PostgreSQL: manifests taken with --take-manifest while rows change,
+restored copies made with CREATE DATABASE ... TEMPLATE, and --verify-restore naming exactly the
+segments and keys that differ."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.conftest import pg_dsn, unique_name
+from tests.integration.run_helpers import run_cli
+
+pytestmark = pytest.mark.integration
+
+CHAIN = Path(__file__).parents[1] / "fixtures" / "restore" / "sqlserver" / "chain.json"
+
+
+def lsn(k: int) -> int:
+    """The SQL Server fixtures' LSNs (tests/fixtures/restore/README.md)."""
+    return 37000000000000000 + k * 100000 + 1
+
+
+def database_name(dsn: str) -> str:
+    return dsn.rsplit("dbname=", 1)[1]
+
+
+@pytest.fixture
+def copies():
+    """Make copies of a database with CREATE DATABASE ... TEMPLATE; dropped after the test."""
+    made: list[str] = []
+
+    def copy(dsn: str) -> str:
+        name = unique_name("etl_r")
+        with psycopg.connect(pg_dsn("postgres"), autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{database_name(dsn)}"')
+        made.append(name)
+        return pg_dsn(name)
+
+    yield copy
+    with psycopg.connect(pg_dsn("postgres"), autocommit=True) as admin:
+        for name in made:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def execute(dsn: str, *statements: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        for statement in statements:
+            connection.execute(statement)
+
+
+def write_job(folder: Path, source: str, restored: str, *, history: bool, drill_down: bool = False) -> Path:
+    engine = f"engine: sqlserver\n  history: {CHAIN}" if history else "engine: postgresql"
+    path = folder / f"restore-{database_name(restored)}-{drill_down}.yaml"
+    path.write_text(f"""\
+version: 1
+name: restore-check
+sources:
+  src: {{type: postgres, dsn: "{source}", tables: {{}}}}
+targets:
+  out: {{type: postgres, dsn: "{restored}"}}
+report: {{dir: reports}}
+restore:
+  {engine}
+  manifests: manifests
+  source: {{dsn: "{source}"}}
+  restored: {{target: out}}
+  tables:
+    patients: {{key: [patient_id], segments: 4}}
+  change_column: updated_at
+  drill_down: {str(drill_down).lower()}
+  buckets: 16
+""")
+    return path
+
+
+def saved_result(stdout: str) -> dict:
+    line = [x for x in stdout.splitlines() if x.startswith("result saved to ")][-1]
+    return json.loads(Path(line.removeprefix("result saved to ")).read_text())
+
+
+def test_manifests_taken_by_the_command_verify_restored_copies(tmp_path, pg_database, copies):
+    execute(pg_database,
+            "CREATE TABLE patients (patient_id int PRIMARY KEY, name text NOT NULL, balance numeric(12,2),"
+            " updated_at timestamptz NOT NULL)",
+            "INSERT INTO patients SELECT i, 'patient ' || i, i * 1.25, '2024-01-01T00:00:00Z'"
+            " FROM generate_series(1, 100) AS i")
+    job = write_job(tmp_path, pg_database, pg_database, history=True)
+
+    full = run_cli(job, "--take-manifest", "full-sun", "--position", str(lsn(110)))
+    assert full.returncode == 0, full.stdout + full.stderr
+    assert f"manifest full-sun (full) at lsn {lsn(110)}, taken at " in full.stdout
+    assert "  patients: 100 rows in 4 segments\n" in full.stdout
+    before = copies(pg_database)  # the database as full-sun has it
+
+    # segments: [..26) [26..51) [51..76) [76..); the third is left alone
+    execute(pg_database,
+            "UPDATE patients SET name = 'renamed', updated_at = now() WHERE patient_id = 10",
+            "DELETE FROM patients WHERE patient_id = 30",
+            "INSERT INTO patients VALUES (101, 'patient 101', 126.25, now())")
+    diff = run_cli(job, "--take-manifest", "diff-mon", "--base", "full-sun", "--position", str(lsn(260)))
+    assert diff.returncode == 0, diff.stdout + diff.stderr
+    assert "manifest diff-mon (differential against full-sun)" in diff.stdout
+    assert "  patients: 3 of 4 segments changed [0, 1, 3]\n" in diff.stdout
+    after = copies(pg_database)  # the database as diff-mon has it
+
+    equal = run_cli(write_job(tmp_path, pg_database, after, history=True), "--verify-restore",
+                    "--point", str(lsn(300)))
+    assert equal.returncode == 0, equal.stdout + equal.stderr
+    assert f"restore verified against the manifest at lsn {lsn(260)} (manifests of full-sun, diff-mon, " \
+           "taken at " in equal.stdout
+    assert ": exact\n" in equal.stdout
+    assert "  patients: 100 rows restored, 100 expected; 4 segments, equal\n" in equal.stdout
+
+    old = write_job(tmp_path, pg_database, before, history=True)
+    assert run_cli(old, "--verify-restore", "--point", str(lsn(110))).returncode == 0
+
+    # restored to full-sun, checked against the later point while the source is still there
+    wrong = run_cli(write_job(tmp_path, pg_database, before, history=True, drill_down=True),
+                    "--verify-restore", "--point", str(lsn(300)))
+    assert wrong.returncode == 1, wrong.stdout + wrong.stderr
+    assert ": DIFFERENCES\n" in wrong.stdout
+    assert "  patients: 100 rows restored, 100 expected; 4 segments, mismatched segments [0, 1, 3]\n" \
+        in wrong.stdout
+    assert [line for line in wrong.stdout.splitlines() if line.startswith("    segment ")] == [
+        "    segment 0 [- .. [26]): mismatch, 25 rows restored, 25 expected, buckets differing: 1",
+        "    segment 1 [[26] .. [51]): mismatch, 25 rows restored, 24 expected, buckets differing: 1",
+        "    segment 3 [[76] .. -): mismatch, 25 rows restored, 26 expected, buckets differing: 1"]
+    assert "    first differences: changed: patient_id=10 (name, updated_at); extra: patient_id=30; " \
+           "missing: patient_id=101\n" in wrong.stdout
+    result = saved_result(wrong.stdout)
+    assert result["verdict"] == "differences"
+    (patients,) = result["tables"]
+    assert patients["mismatched_segments"] == [0, 1, 3]
+    assert sorted((d["kind"], d["key"]["patient_id"], d["fields"]) for d in patients["differences"]) == [
+        ("changed", 10, ["name", "updated_at"]), ("extra", 30, []), ("missing", 101, [])]
+
+    # the source itself, later than full-sun: rows changed since are drift, the deleted row is not
+    drifted = run_cli(write_job(tmp_path, pg_database, pg_database, history=True),
+                      "--verify-restore", "--point", str(lsn(110)))
+    assert drifted.returncode == 1, drifted.stdout + drifted.stderr
+    assert "  patients: 100 rows restored, 100 expected; 4 segments, mismatched segments [1], " \
+           "drift in segments [0, 3]\n" in drifted.stdout
+    assert "    drift (changed after the manifest): patient_id=10; patient_id=101\n" in drifted.stdout
+    assert saved_result(drifted.stdout)["tables"][0]["drift"] == [{"patient_id": 10}, {"patient_id": 101}]
+    audit = [json.loads(line) for line in (tmp_path / ".etl" / "audit.jsonl").read_text().splitlines()]
+    assert [(r["command"], r["exit_code"], r["validation"]) for r in audit] == [
+        ("take-manifest", 0, None), ("take-manifest", 0, None), ("verify-restore", 0, "passed"),
+        ("verify-restore", 0, "passed"), ("verify-restore", 1, "differences"), ("verify-restore", 1, "differences")]
+    assert audit[1]["options"] == {"base": "full-sun", "position": str(lsn(260)), "take_manifest": "diff-mon"}
