@@ -18,7 +18,7 @@ from functools import partial
 from pathlib import Path
 
 from etl.checksum import BucketChecksums, JobValidation, TableValidation, checksum_side, validate_table
-from etl.checksum.results import key_text
+from etl.checksum.results import json_value, key_text
 from etl.engine.plan import TablePlan, select_tables
 from etl.engine.planning import plan_tables
 from etl.engine.resources import JobResources
@@ -157,7 +157,8 @@ def checks_of(validation: JobValidation, folder: Path, started_at: datetime) -> 
         check = TableCheck(target=table.target, table=table.table, ok=table.ok, rows_source=table.rows_source,
                            rows_target=table.rows_target, missing=table.missing, extra=table.extra,
                            changed=table.changed,
-                           first_keys=[_describe(d) for d in table.differences[:FIRST_KEYS]])
+                           first_keys=[_describe(d) for d in table.differences[:FIRST_KEYS]],
+                           tolerances={k: json_value(v) for k, v in table.tolerances.items()})
         if not table.ok:
             folder.mkdir(parents=True, exist_ok=True)
             path = folder / f"differences-{table.target}.{table.table}-{stamp}.json"

@@ -63,6 +63,10 @@ def render_markdown(report: RunReport) -> str:
                      _number(check.changed)]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
+        tolerances = {", ".join(f"{k}={v}" for k, v in c.tolerances.items()) for c in report.validation}
+        lines += [f"Compared with tolerances: {text}" for text in sorted(tolerances) if text]
+        if any(tolerances):
+            lines.append("")
         for check in report.validation:
             if check.first_keys:
                 lines.append(f"First differences in {check.target}.{check.table}: "

@@ -68,6 +68,8 @@ class TableCheck:
     """The first differing keys, with their kind (`missing: customer_id=7`)."""
     differences_file: str | None = None
     """JSON file listing every difference found (up to validation.max_differences)."""
+    tolerances: dict[str, Any] = field(default_factory=dict)
+    """The comparison tolerances that were on (empty: exact), shown in every report."""
 
 
 @dataclass
