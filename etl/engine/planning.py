@@ -20,9 +20,14 @@ from etl.sources.base import Source
 from etl.state.base import StateStore
 
 
-def plan_tables(resources: JobResources, pairs: list[tuple[str, str]], stored: object = None) -> tuple[
-        list[TablePlan], list[TablePlan]]:
-    """Plans of the given tables (stored partitions reused); returns (all, the newly planned)."""
+def plan_tables(resources: JobResources, pairs: list[tuple[str, str]], stored: object = None, *,
+                keep_open: ExitStack | None = None) -> tuple[list[TablePlan], list[TablePlan]]:
+    """Plans of the given tables (stored partitions reused); returns (all, the newly planned).
+
+    The sources opened to plan are closed on return, or by `keep_open` when given: a source whose
+    partitions import a snapshot exported at plan time (PostgreSQL) must stay open until they
+    have, or they would each read their own snapshot.
+    """
     tables: list[TablePlan] = []
     fresh: list[TablePlan] = []
     with ExitStack() as stack:
@@ -34,7 +39,7 @@ def plan_tables(resources: JobResources, pairs: list[tuple[str, str]], stored: o
             if partitions is None:
                 if source_name not in opened:
                     opened[source_name] = resources.open_source(source_name)
-                    stack.callback(opened[source_name].close)
+                    (keep_open if keep_open is not None else stack).callback(opened[source_name].close)
                 partitions = tuple(opened[source_name].plan(table, config.partitions))
             entry = TablePlan(source_name, table, config.mapping, config.partitions, partitions)
             tables.append(entry)
@@ -44,12 +49,14 @@ def plan_tables(resources: JobResources, pairs: list[tuple[str, str]], stored: o
 
 
 def make_plan(job: Job, resources: JobResources, store: StateStore, *, only: tuple[str, ...] = (),
-              shard: Shard | None = None, replan: bool = False, keep: bool = True) -> Plan:
+              shard: Shard | None = None, replan: bool = False, keep: bool = True,
+              keep_open: ExitStack | None = None) -> Plan:
     """The run's plan: stored partitions where the job already has them, new ones (stored when
-    `keep`) for tables planned for the first time or whose partition count changed."""
+    `keep`) for tables planned for the first time or whose partition count changed. The planning
+    sources are left to `keep_open` to close (see `plan_tables`)."""
     pairs = select_tables(resources.source_tables(), only)
     stored = None if replan else store.get_value(job.name, PLAN_STATE_KEY)
-    tables, fresh = plan_tables(resources, pairs, stored)
+    tables, fresh = plan_tables(resources, pairs, stored, keep_open=keep_open)
     if fresh and keep:
         store.set_value(job.name, PLAN_STATE_KEY, plan_to_state(fresh, stored))
     return Plan(job.name, tuple(tables), shard, assign_shard(tables, shard))

@@ -88,8 +88,8 @@ def run_job(job: Job, options: RunOptions | None = None) -> RunReport:
     lease_name = job.name if options.shard is None else f"{job.name}#shard{options.shard.label}"
     try:
         with LeaseKeeper(store, lease_name, ttl=options.lease_ttl,
-                         on_lost=lambda message: control.stop("failure", message)):
-            report = _run_leased(job, options, resources, store, control, started_at, started)
+                         on_lost=lambda message: control.stop("failure", message)), ExitStack() as planning:
+            report = _run_leased(job, options, resources, store, control, started_at, started, planning)
     finally:
         store.close()
     if job.report.dir:
@@ -98,13 +98,15 @@ def run_job(job: Job, options: RunOptions | None = None) -> RunReport:
 
 
 def _run_leased(job: Job, options: RunOptions, resources: JobResources, store: StateStore,
-                control: RunControl, started_at: datetime, started: float) -> RunReport:
+                control: RunControl, started_at: datetime, started: float, planning: ExitStack) -> RunReport:
+    """`planning` closes the sources opened to plan: not before every partition has run, so each
+    imports the snapshot exported at plan time (PostgreSQL) instead of taking its own."""
     quick_try = options.limit is not None
     if options.full_refresh and not quick_try and options.shard is None and not options.only:
         store.clear(job.name)
     plan = make_plan(job, resources, store, only=options.only, shard=options.shard,
                      replan=options.full_refresh and options.shard is None and not options.only,
-                     keep=not quick_try)
+                     keep=not quick_try, keep_open=planning)
     if options.full_refresh and not quick_try and (options.shard is not None or options.only):
         for partition in plan.partitions():
             store.save_checkpoint(job.name, Checkpoint(partition=partition.id, counts={}, extra={}))
@@ -142,6 +144,7 @@ def _run_leased(job: Job, options: RunOptions, resources: JobResources, store: S
         else:
             run_one = _local_runner(job, resources, store, dead_letters, control, options, quick_try)
             execution = LocalExecutor(job.parallelism).run(works, run_one, control)
+    planning.close()
 
     report.tables = _table_reports(plan, checkpoints, execution.outcomes)
     _judge(report, job, plan, execution, control)

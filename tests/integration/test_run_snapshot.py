@@ -1,0 +1,90 @@
+"""A PostgreSQL source's partitions all read the snapshot exported at plan time: rows inserted,
+deleted or changed after planning and before reading are not seen, and no partition falls back to
+a snapshot of its own."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from etl.engine import RunOptions, run_job
+from etl.job import load_job
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+from load_chinook_postgres import load_chinook  # noqa: E402
+
+pytestmark = pytest.mark.integration
+
+MAPPING = """\
+version: 1
+source:
+  key: [invoice_line_id]
+targets:
+  pg: postgres
+outputs:
+  - target: pg
+    table: lines
+    key: [invoice_line_id]
+    columns:
+      invoice_line_id: {from: invoice_line_id, type: int}
+      track_id: {from: track_id, type: int}
+      unit_price: {from: unit_price, type: "decimal(10,2)", required: true}
+      quantity: {from: quantity, type: int}
+"""
+
+
+def test_partitions_read_the_plan_time_snapshot(tmp_path, pg_database, caplog):
+    load_chinook(pg_database)
+    (tmp_path / "lines.yaml").write_text(MAPPING)
+    job_path = tmp_path / "snapshot.yaml"
+    job_path.write_text(f"""\
+version: 1
+name: snapshot
+sources:
+  chinook:
+    type: postgres
+    dsn: "{pg_database}"
+    tables:
+      invoice_line: {{mapping: lines.yaml, partitions: 4}}
+targets:
+  pg: {{type: postgres, dsn: "{pg_database}", schema: migrated, create: if_missing}}
+batch: {{records: 100}}
+parallelism: 2
+state: {{type: sqlite, path: .etl/state.sqlite}}
+dead_letter: {{path: .etl/dead_letter.jsonl}}
+validation: {{after_run: false}}
+report: {{dir: .etl/reports}}
+""")
+    with psycopg.connect(pg_database, autocommit=True) as db:
+        db.execute("CREATE SCHEMA migrated")
+        before = db.execute("SELECT count(*), min(invoice_line_id), max(invoice_line_id),"
+                            " sum(unit_price * quantity), sum(track_id) FROM invoice_line").fetchone()
+    assert before == (2240, 1, 2240, Decimal("2328.60"), 3_847_725)
+
+    def change_the_source(plan) -> None:
+        """After the plan (and its snapshot), before any partition reads."""
+        assert [len(t.partitions) for t in plan.tables] == [4]
+        with psycopg.connect(pg_database, autocommit=True) as db:
+            db.execute("DELETE FROM invoice_line WHERE invoice_line_id <= 50 OR invoice_line_id > 2200")
+            db.execute("UPDATE invoice_line SET unit_price = 999.99"
+                       " WHERE invoice_line_id BETWEEN 1000 AND 1010")
+            db.execute("INSERT INTO invoice_line SELECT invoice_line_id + 10000, invoice_id, track_id,"
+                       " unit_price, quantity FROM invoice_line WHERE invoice_line_id <= 300")
+
+    with caplog.at_level(logging.WARNING):
+        report = run_job(load_job(job_path), RunOptions(on_plan=change_the_source))
+    assert report.status == "succeeded", (report.message, report.hint)
+    table = report.tables[0]
+    assert (table.extracted, table.loaded, table.rejected, table.filtered) == (2240, 2240, 0, 0)
+    assert table.partitions_done == table.partitions == 4
+    assert not [m for m in caplog.messages if "snapshot" in m]
+    with psycopg.connect(pg_database, autocommit=True) as db:
+        after = db.execute("SELECT count(*), min(invoice_line_id), max(invoice_line_id),"
+                           " sum(unit_price * quantity), sum(track_id) FROM migrated.lines").fetchone()
+        assert after == before
+        assert db.execute("SELECT count(*) FROM invoice_line").fetchone()[0] == 2240 - 50 - 40 + 250
