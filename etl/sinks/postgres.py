@@ -500,10 +500,17 @@ class PostgresSink:
                 cursor_name = "etl_read_back"
                 with connection.conn.cursor(name=cursor_name, row_factory=dict_row) as cur:
                     cur.itersize = 2000
-                    cur.execute(sql.SQL("SELECT {} FROM {}").format(
-                        sql.SQL(", ").join(sql.Identifier(column.name) for column in table.columns),
-                        self._qualified(table.table),
-                    ))
+                    try:
+                        cur.execute(sql.SQL("SELECT {} FROM {}").format(
+                            sql.SQL(", ").join(sql.Identifier(column.name) for column in table.columns),
+                            self._qualified(table.table),
+                        ))
+                    except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn) as missing:
+                        raise RuntimeFailure(
+                            f"PostgreSQL target {self.name!r}: cannot read table {table.table!r} back: "
+                            f"{missing.diag.message_primary}",
+                            hint="run the job (or create the table) before validating it",
+                        ) from None
                     for row in cur:
                         yield {name: _decode(value, types[name]) for name, value in row.items()}
         finally:
