@@ -887,8 +887,9 @@ def load_job(
     if not problems and top is not None:
         sections = _connection_sections(configs, state_config, top.audit, registries, state)
         if top.restore is not None:
-            sections += [(("restore", side), f"restore {side} database", security.libpq_endpoints(db.dsn))
-                         for side, db in (("source", top.restore.source), ("restored", top.restore.restored))
+            sections += [(("restore", side), owner, security.libpq_endpoints(db.dsn))
+                         for side, owner, db in (("source", "restore source database", top.restore.source),
+                                                 ("restored", "restored database", top.restore.restored))
                          if db is not None and db.dsn is not None]
         insecure, connection_warnings = _insecure_connections(sections, top.allow_insecure, doc, file)
         problems += insecure

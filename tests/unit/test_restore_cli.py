@@ -1,0 +1,240 @@
+"""The restore commands without a server: --restore-plan on the SQL Server and Oracle fixtures
+(exact sequences and chain errors, exit codes 0/3), option and job-file mistakes (exit 2), the
+audit record of each command, and restore points in each engine's notation."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from etl.restore import cli
+from etl.run import main
+
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "restore"
+
+
+def lsn(k: int) -> int:
+    """The SQL Server fixtures' LSNs (tests/fixtures/restore/README.md)."""
+    return 37000000000000000 + k * 100000 + 1
+
+
+def job_file(folder: Path, restore: str) -> Path:
+    path = folder / "job.yaml"
+    path.write_text(f"""\
+version: 1
+name: restore-unit
+sources:
+  src: {{type: postgres, dsn: "host=127.0.0.1 dbname=src", tables: {{}}}}
+targets:
+  out: {{type: postgres, dsn: "host=127.0.0.1 dbname=out"}}
+restore:
+{restore}""")
+    return path
+
+
+def sqlserver(folder: Path, history: str, point: str = "latest") -> Path:
+    return job_file(folder, f"  engine: sqlserver\n  history: {FIXTURES / 'sqlserver' / history}\n"
+                            f"  point: {point}\n")
+
+
+def audit(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / ".etl" / "audit.jsonl").read_text().splitlines()]
+
+
+def test_plan_to_a_log_position(tmp_path, capsys):
+    assert main([str(sqlserver(tmp_path, "chain.json", str(lsn(380)))), "--restore-plan"]) == 0
+    assert capsys.readouterr().out == (
+        f"restore plan for sqlserver to {lsn(380)}: 3 backups, reaching {lsn(400)}\n"
+        "  1. full         full-sun\n"
+        "  2. differential diff-tue\n"
+        "  3. log          log-0400\n")
+    (record,) = audit(tmp_path)
+    assert (record["command"], record["exit_code"], record["error"], record["job"]) == \
+        ("restore-plan", 0, None, "restore-unit")
+
+
+def test_point_on_the_command_line_beats_the_job_file(tmp_path, capsys):
+    job = sqlserver(tmp_path, "chain.json", str(lsn(380)))
+    assert main([str(job), "--restore-plan", "--point", "latest"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"restore plan for sqlserver to the latest point: 4 backups, reaching {lsn(500)}",
+        "  1. full         full-sun", "  2. differential diff-tue", "  3. log          log-0400",
+        "  4. log          log-0500"]
+    assert main([str(job), "--restore-plan", "--point", "2026-11-02T12:00"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"restore plan for sqlserver to 2026-11-02 12:00:00: 3 backups, reaching {lsn(300)}",
+        "  1. full         full-sun", "  2. differential diff-mon", "  3. log          log-0300"]
+    assert audit(tmp_path)[-1]["options"] == {"point": "2026-11-02T12:00"}
+
+
+def test_restore_headeronly_export_plans_the_same(tmp_path, capsys):
+    assert main([str(sqlserver(tmp_path, "headeronly.csv", str(lsn(380)))), "--restore-plan"]) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == [
+        "  1. full         full-sun", "  2. differential diff-tue", "  3. log          log-0400"]
+
+
+def test_later_full_by_another_agent_is_the_base(tmp_path, capsys):
+    assert main([str(sqlserver(tmp_path, "new_base.json", str(lsn(260)))), "--restore-plan"]) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == [
+        "  1. full         vendor-agent-full", "  2. differential diff-mon"]
+
+
+def test_checked_sequence(tmp_path, capsys):
+    job = sqlserver(tmp_path, "chain.json", str(lsn(390)))
+    assert main([str(job), "--restore-plan", "--sequence", "full-sun,diff-mon,log-0300,log-0400"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == \
+        f"checked sequence for sqlserver to {lsn(390)}: 4 backups, reaching {lsn(400)}"
+
+
+@pytest.mark.parametrize(("history", "point", "sequence", "error", "message"), [
+    ("log_gap.json", str(lsn(350)), None, "PositionGap",
+     f"sqlserver: gap between log-0200 (ends at {lsn(200)}) and log-0400 (starts at {lsn(300)}): "
+     f"positions {lsn(200)}..{lsn(300)} are in no backup\n"
+     "  hint: find the missing log backup, or restore to a point before the gap\n"),
+    ("fork.json", "latest", None, "LineageMismatch",
+     "sqlserver: log-0300 starts on a1b2c3d4-0000-4000-8000-000000000002 but log-0200 ends on "
+     "a1b2c3d4-0000-4000-8000-000000000001\n  hint: use backups of one fork/incarnation/timeline\n"),
+    ("other_database.json", "latest", None, "SystemMismatch",
+     "sqlserver: log-0200 belongs to database 7a000000-0000-4000-8000-00000000beef, full-sun to "
+     "database 6f9619ff-8b86-d011-b42d-00c04fc964ff\n"
+     "  hint: a chain may only hold backups of one database\n"),
+    ("copy_only.json", "latest", "copy-for-dev,diff-mon", "CopyOnlyMisuse",
+     "sqlserver: differential diff-mon cannot apply to copy-for-dev: copy-for-dev can be no base "
+     "(a copy-only full); its base is full-sun\n"),
+    ("new_base.json", "latest", "full-sun,diff-mon", "BrokenChain",
+     "sqlserver: differential diff-mon is based on vendor-agent-full (a later full that became the "
+     "new base), not on full-sun\n"),
+    ("missing_base.json", "latest", "full-sun,diff-mon", "BrokenChain",
+     "sqlserver: differential diff-mon is based on full backup_set_uuid "
+     f"11111111-1111-4111-8111-000000000009 at checkpoint_lsn {lsn(215)}, which is not in the history "
+     f"(the restore reaches full-sun at {lsn(110)})\n"
+     "  hint: add the base backup's metadata, or restore without this backup\n"),
+])
+def test_broken_chain_is_a_runtime_failure(tmp_path, capsys, history, point, sequence, error, message):
+    args = [str(sqlserver(tmp_path, history, point)), "--restore-plan"]
+    assert main(args + (["--sequence", sequence] if sequence else [])) == 3
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("error: " + message)
+    (record,) = audit(tmp_path)
+    assert (record["command"], record["exit_code"]) == ("restore-plan", 3)
+    assert record["error"].startswith(f"{error}: {message.splitlines()[0]}")
+
+
+def test_oracle_plans_cumulative_then_differential_links(tmp_path, capsys):
+    job = job_file(tmp_path, f"  engine: oracle\n  history: {FIXTURES / 'oracle' / 'cumulative'}\n")
+    assert main([str(job), "--restore-plan"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "restore plan for oracle to the latest point: 5 backups, reaching 9500",
+        "  1. full         LVL0_SUN", "  2. differential CUM_TUE", "  3. incremental  DIF_WED",
+        "  4. log          archivelog thread 1 sequence 53",
+        "  5. log          archivelog thread 1 sequence 54"]
+
+
+def test_oracle_missing_link(tmp_path, capsys):
+    job = job_file(tmp_path, f"  engine: oracle\n  history: {FIXTURES / 'oracle' / 'missing_link'}\n")
+    assert main([str(job), "--restore-plan", "--sequence", "LVL0_SUN,DIF_MON,DIF_WED"]) == 3
+    assert capsys.readouterr().err.startswith(
+        "error: oracle: incremental DIF_WED is based on a backup with datafile checkpoints file 1: 7000, "
+        "file 2: 7000, file 3: 7000, which is not in the history (the restore reaches DIF_MON at 6000)")
+    assert main([str(job), "--restore-plan", "--point", "8200"]) == 3
+    assert capsys.readouterr().err.startswith(
+        "error: oracle: gap between archivelog thread 1 sequence 51 (ends at 6500) and archivelog thread 1 "
+        "sequence 53 (starts at 7500)")
+
+
+def test_job_without_a_restore_section(tmp_path, capsys):
+    job = job_file(tmp_path, "  engine: sqlserver\n")
+    job.write_text(job.read_text().replace("restore:\n  engine: sqlserver\n", ""))
+    assert main([str(job), "--restore-plan"]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {job}: the job file has no `restore` section\n")
+
+
+def test_unknown_restore_key_is_an_error_with_a_suggestion(tmp_path, capsys):
+    job = job_file(tmp_path, "  engine: sqlserver\n  histroy: backupset.csv\n")
+    assert main([str(job), "--restore-plan"]) == 2
+    assert capsys.readouterr().err == \
+        f"error: {job}:9:3: restore.histroy: unknown key 'histroy'; did you mean 'history'?\n"
+
+
+def test_database_needs_exactly_one_of_source_target_dsn(tmp_path, capsys):
+    job = job_file(tmp_path, "  engine: postgresql\n  restored: {target: out, dsn: \"host=127.0.0.1\"}\n")
+    assert main([str(job), "--verify-restore"]) == 2
+    assert capsys.readouterr().err == \
+        f"error: {job}:9:13: restore.restored: expected exactly one of 'source', 'target' or 'dsn'\n"
+
+
+def test_plaintext_restore_database_on_a_network_host_is_refused(tmp_path, capsys):
+    job = job_file(tmp_path, "  engine: postgresql\n"
+                             "  restored: {dsn: \"host=db.example.org sslmode=disable\"}\n")
+    assert main([str(job), "--verify-restore"]) == 2
+    assert capsys.readouterr().err.startswith(
+        f"error: {job}:9:13: restore.restored: restored database: PostgreSQL connection to db.example.org is "
+        "not encrypted (sslmode=disable)")
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--restore-plan", "--limit", "5"], "error: --limit cannot be combined with --restore-plan\n"),
+    (["--verify-restore", "--resume"], "error: --resume cannot be combined with --verify-restore\n"),
+    (["--restore-plan", "--position", "5"], "error: --position does not apply to --restore-plan\n"),
+    (["--take-manifest", "full", "--point", "5"], "error: --point does not apply to --take-manifest\n"),
+    (["--verify-restore", "--sequence", "a,b"], "error: --sequence does not apply to --verify-restore\n"),
+])
+def test_options_that_do_not_apply(tmp_path, capsys, args, message):
+    assert main([str(sqlserver(tmp_path, "chain.json")), *args]) == 2
+    assert capsys.readouterr().err.startswith(message)
+    (record,) = audit(tmp_path)
+    assert record["exit_code"] == 2 and record["command"] == cli.command_name(cli_args(args))
+
+
+def cli_args(args: list[str]):
+    from etl.run import parser
+
+    return parser().parse_args(["job.yaml", *args])
+
+
+def test_restore_modes_exclude_plan_and_each_other(tmp_path, capsys):
+    for args in (["--plan", "--restore-plan"], ["--verify-restore", "--take-manifest", "x"]):
+        with pytest.raises(SystemExit) as exit_:
+            main([str(sqlserver(tmp_path, "chain.json")), *args])
+        assert exit_.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("engine", "text", "expected"), [
+    ("postgresql", "0/3000060", 0x3000060),
+    ("postgresql", "1/0", 1 << 32),
+    ("sqlserver", str(lsn(380)), lsn(380)),
+    ("oracle", 6000, 6000),
+    ("mongodb", "1700000000:7", (1700000000 << 32) | 7),
+    ("sqlserver", "2026-11-02T12:00", datetime(2026, 11, 2, 12, 0)),
+    ("sqlserver", "latest", None),
+    ("oracle", None, None),
+])
+def test_points_in_each_engines_notation(engine, text, expected):
+    assert cli.parse_point(engine, text) == expected
+
+
+def test_a_point_that_is_neither_position_nor_time():
+    with pytest.raises(cli.RestoreCommandError, match="postgresql: restore point 'yesterday' is neither a "
+                                                      "position nor a time"):
+        cli.parse_point("postgresql", "yesterday")
+
+
+def test_manifest_positions_are_written_the_engines_way():
+    assert cli.manifest_position("postgresql", 0x3000060) == {"lsn": "0/3000060"}
+    assert cli.manifest_position("mongodb", (1700000000 << 32) | 7) == {"ts": "1700000000:7"}
+    assert cli.manifest_position("oracle", 6000) == {"scn": "6000"}
+
+
+def test_change_point_compares_with_aware_and_naive_times():
+    point = cli._Instant(datetime(2026, 1, 1, 12, 0, tzinfo=UTC), "updated_at")
+    assert datetime(2026, 1, 1, 12, 0, 1, tzinfo=UTC) > point
+    assert not datetime(2026, 1, 1, 11, 59, tzinfo=UTC) > point
+    assert datetime(2026, 1, 1, 12, 0, 1) > point
+    assert not datetime(2026, 1, 1, 12, 0) > point
+    with pytest.raises(cli.RestoreCommandError, match="restore.change_column 'updated_at' holds int values"):
+        _ = 5 > point
