@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections import Counter
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -261,11 +262,14 @@ def _table_reports(plan: Plan, checkpoints: dict[str, Checkpoint],
                 counts.add(_counts_of(checkpoint))
                 done += checkpoint.done
         seconds = (max(o.started + o.seconds for o in ran) - min(o.started for o in ran)) if ran else 0.0
+        warnings: Counter[str] = Counter()
+        for outcome in ran:
+            warnings.update(outcome.warnings)
         reports.append(TableReport(
             table=table.key, partitions=len(owned), partitions_done=done, extracted=counts.extracted,
             loaded=counts.loaded, rejected=counts.rejected, filtered=counts.filtered,
             extracted_this_run=run_extracted, seconds=seconds, rows=dict(counts.rows),
-            top_reasons=counts.top_reasons(),
+            top_reasons=counts.top_reasons(), warnings=dict(sorted(warnings.items())),
         ))
     return reports
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -66,6 +67,9 @@ class PartitionOutcome:
     started: float
     """Wall-clock time (time.time()) the partition started in this run."""
     seconds: float
+    warnings: dict[str, int] = field(default_factory=dict)
+    """What the source counted in its `warnings` while reading this partition in this run
+    (precision loss, a snapshot fallback...)."""
 
 
 def table_key(partition: Partition) -> str:
@@ -101,6 +105,7 @@ class PartitionWorker:
         partition = work.partition
         key = table_key(partition)
         started_at, started = time.time(), time.monotonic()
+        warned = Counter(getattr(self.source, "warnings", {}))
         counts = work.counts.copy()
         run = Counts()
         batches = 0
@@ -127,8 +132,9 @@ class PartitionWorker:
         finally:
             reader.abandon()
         done = not reader.stopped and not self.control.limit_reached(key)
+        warnings = dict(Counter(getattr(self.source, "warnings", {})) - warned)
         return PartitionOutcome(partition.id, key, counts, run, done and self.store is not None,
-                                batches, started_at, time.monotonic() - started)
+                                batches, started_at, time.monotonic() - started, warnings)
 
     def _commit(self, partition: Partition, batch: Batch, counts: Counts) -> Counts:
         """Map and write one batch everywhere, then checkpoint it; returns what it added."""

@@ -48,6 +48,11 @@ def render_markdown(report: RunReport) -> str:
             lines += ["## Most frequent reject reasons", "", "| table | reason | records |", "|---|---|---:|"]
             lines += [f"| {table} | {reason} | {_number(count)} |" for table, reason, count in reasons]
             lines.append("")
+        warnings = [(t.table, w, c) for t in report.tables for w, c in t.warnings.items()]
+        if warnings:
+            lines += ["## Source warnings", "", "| table | warning | count |", "|---|---|---:|"]
+            lines += [f"| {table} | {warning} | {_number(count)} |" for table, warning, count in warnings]
+            lines.append("")
 
     if report.validation is not None:
         lines += [

@@ -42,6 +42,9 @@ class TableReport:
     rows: dict[str, int] = field(default_factory=dict)
     """Rows written per target table (`target.table`), cumulative."""
     top_reasons: list[tuple[str, int]] = field(default_factory=list)
+    warnings: dict[str, int] = field(default_factory=dict)
+    """What the source counted while this run read the table (`source.warnings`: precision loss,
+    a snapshot fallback...), by warning."""
 
     @property
     def rows_per_second(self) -> float:

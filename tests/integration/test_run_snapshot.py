@@ -4,6 +4,7 @@ a snapshot of its own."""
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from decimal import Decimal
@@ -38,8 +39,7 @@ outputs:
 """
 
 
-def test_partitions_read_the_plan_time_snapshot(tmp_path, pg_database, caplog):
-    load_chinook(pg_database)
+def write_job(tmp_path: Path, pg_database: str) -> Path:
     (tmp_path / "lines.yaml").write_text(MAPPING)
     job_path = tmp_path / "snapshot.yaml"
     job_path.write_text(f"""\
@@ -60,6 +60,12 @@ dead_letter: {{path: .etl/dead_letter.jsonl}}
 validation: {{after_run: false}}
 report: {{dir: .etl/reports}}
 """)
+    return job_path
+
+
+def test_partitions_read_the_plan_time_snapshot(tmp_path, pg_database, caplog):
+    load_chinook(pg_database)
+    job_path = write_job(tmp_path, pg_database)
     with psycopg.connect(pg_database, autocommit=True) as db:
         db.execute("CREATE SCHEMA migrated")
         before = db.execute("SELECT count(*), min(invoice_line_id), max(invoice_line_id),"
@@ -83,8 +89,38 @@ report: {{dir: .etl/reports}}
     assert (table.extracted, table.loaded, table.rejected, table.filtered) == (2240, 2240, 0, 0)
     assert table.partitions_done == table.partitions == 4
     assert not [m for m in caplog.messages if "snapshot" in m]
+    assert table.warnings == {}
     with psycopg.connect(pg_database, autocommit=True) as db:
         after = db.execute("SELECT count(*), min(invoice_line_id), max(invoice_line_id),"
                            " sum(unit_price * quantity), sum(track_id) FROM migrated.lines").fetchone()
         assert after == before
         assert db.execute("SELECT count(*) FROM invoice_line").fetchone()[0] == 2240 - 50 - 40 + 250
+
+
+class PlannedOnly(Exception):
+    """Ends a run right after its plan was stored."""
+
+
+def test_a_run_resumed_on_a_stored_plan_reports_each_snapshot_fallback(tmp_path, pg_database):
+    """The stored plan's snapshot ended with the run that made it: each of the 4 partitions of
+    the next run reads its own snapshot, and the report counts that per table."""
+    load_chinook(pg_database)
+    job_path = write_job(tmp_path, pg_database)
+    with psycopg.connect(pg_database, autocommit=True) as db:
+        db.execute("CREATE SCHEMA migrated")
+
+    def stop(plan) -> None:
+        raise PlannedOnly
+
+    with pytest.raises(PlannedOnly):
+        run_job(load_job(job_path), RunOptions(on_plan=stop))
+    report = run_job(load_job(job_path))
+    assert report.status == "succeeded", (report.message, report.hint)
+    table = report.tables[0]
+    assert (table.extracted, table.loaded, table.partitions_done) == (2240, 2240, 4)
+    fallback = "snapshot: exported snapshot gone, partition used its own"
+    assert table.warnings == {fallback: 4}
+    saved = json.loads(Path(report.files[0]).read_text())
+    assert saved["tables"][0]["warnings"] == {fallback: 4}
+    markdown = Path(report.files[1]).read_text()
+    assert f"| chinook.invoice_line | {fallback} | 4 |" in markdown.splitlines()

@@ -83,3 +83,19 @@ def test_secrets_never_reach_a_saved_report(tmp_path):
         assert "s3cr3t-Pa55word" not in text
         assert "password=***" in text
     assert json_path.name == "demo-run-20260102T030405.json"
+
+
+def test_source_warnings_are_listed_per_table_in_json_and_markdown():
+    fallback = "snapshot: exported snapshot gone, partition used its own"
+    tables = report().tables
+    tables[1].warnings = {fallback: 4, "precision: float8 value rounded": 2}
+    data = json.loads(report(tables=tables).to_json())
+    assert data["tables"][0]["warnings"] == {}
+    assert data["tables"][1]["warnings"] == {fallback: 4, "precision: float8 value rounded": 2}
+    lines = render_markdown(report(tables=tables)).splitlines()
+    start = lines.index("## Source warnings")
+    assert lines[start:start + 6] == [
+        "## Source warnings", "", "| table | warning | count |", "|---|---|---:|",
+        f"| mongo.orders | {fallback} | 4 |", "| mongo.orders | precision: float8 value rounded | 2 |",
+    ]
+    assert "## Source warnings" not in render_markdown(report())
