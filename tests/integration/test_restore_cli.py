@@ -148,5 +148,57 @@ def test_manifests_taken_by_the_command_verify_restored_copies(tmp_path, pg_data
     audit = [json.loads(line) for line in (tmp_path / ".etl" / "audit.jsonl").read_text().splitlines()]
     assert [(r["command"], r["exit_code"], r["validation"]) for r in audit] == [
         ("take-manifest", 0, None), ("take-manifest", 0, None), ("verify-restore", 0, "passed"),
-        ("verify-restore", 0, "passed"), ("verify-restore", 1, "differences"), ("verify-restore", 1, "differences")]
+        ("verify-restore", 0, "passed"), ("verify-restore", 1, "differences"),
+        ("verify-restore", 1, "differences")]
     assert audit[1]["options"] == {"base": "full-sun", "position": str(lsn(260)), "take_manifest": "diff-mon"}
+
+
+def test_postgresql_positions_from_the_source_and_manifests_found_by_position(tmp_path, pg_database, copies):
+    execute(pg_database,
+            "CREATE TABLE visits (visit_id bigint PRIMARY KEY, ward text, cost float8, seen timestamp)",
+            "INSERT INTO visits SELECT i, 'ward ' || (i % 3), i / 3.0, '2024-01-01'"
+            " FROM generate_series(1, 40) AS i")
+    (tmp_path / "visits.yaml").write_text("version: 1\n")
+    job = tmp_path / "job.yaml"
+
+    def write(restored: str) -> Path:
+        job.write_text(f"""\
+version: 1
+name: restore-pg
+sources:
+  src: {{type: postgres, dsn: "{pg_database}", tables: {{visits: {{mapping: visits.yaml}}}}}}
+targets:
+  out: {{type: postgres, dsn: "{restored}"}}
+restore:
+  engine: postgresql
+  source: src
+  restored: {{dsn: "{restored}"}}
+""")
+        return job
+
+    def position(stdout: str) -> str:
+        return stdout.split(" at lsn ", 1)[1].split(",", 1)[0]
+
+    first = run_cli(write(pg_database), "--take-manifest", "base-1")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "  visits: 40 rows in 8 segments\n" in first.stdout
+    copy = copies(pg_database)
+    execute(pg_database, "UPDATE visits SET cost = cost + 0.5 WHERE visit_id = 33")
+    second = run_cli(job, "--take-manifest", "incr-2", "--base", "base-1")
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "  visits: 1 of 8 segments changed [6]\n" in second.stdout
+    assert position(first.stdout) != position(second.stdout)
+
+    exact = run_cli(write(copy), "--verify-restore", "--point", position(first.stdout))
+    assert exact.returncode == 0, exact.stdout + exact.stderr
+    assert f"restore verified against the manifest at lsn {position(first.stdout)} (manifest at " \
+           f"{position(first.stdout)}, taken at " in exact.stdout
+
+    behind = run_cli(job, "--verify-restore", "--point", position(second.stdout))
+    assert behind.returncode == 1, behind.stdout + behind.stderr
+    assert "  visits: 40 rows restored, 40 expected; 8 segments, mismatched segments [6]\n" in behind.stdout
+    assert "    (set restore.drill_down: true to name the rows" in behind.stdout
+
+    unknown = run_cli(job, "--verify-restore", "--point", "0/1")
+    assert unknown.returncode == 3
+    assert unknown.stderr.startswith("error: 0 manifests were taken at {'lsn': '0/1'}; need exactly one")
