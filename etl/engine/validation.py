@@ -156,7 +156,8 @@ def checks_of(validation: JobValidation, folder: Path, started_at: datetime) -> 
     for table in validation.tables:
         check = TableCheck(target=table.target, table=table.table, ok=table.ok, rows_source=table.rows_source,
                            rows_target=table.rows_target, missing=table.missing, extra=table.extra,
-                           changed=table.changed,
+                           changed=table.changed, duplicates=table.duplicates,
+                           unresolved_buckets=table.unresolved_buckets,
                            first_keys=[_describe(d) for d in table.differences[:FIRST_KEYS]],
                            tolerances={k: json_value(v) for k, v in table.tolerances.items()})
         if not table.ok:

@@ -67,6 +67,10 @@ class TableCheck:
     missing: int
     extra: int
     changed: int
+    duplicates: int = 0
+    """Keys found more than once on one side."""
+    unresolved_buckets: int = 0
+    """Mismatched buckets no rows could explain (validating against a manifest)."""
     first_keys: list[str] = field(default_factory=list)
     """The first differing keys, with their kind (`missing: customer_id=7`)."""
     differences_file: str | None = None

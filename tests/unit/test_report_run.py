@@ -99,3 +99,29 @@ def test_source_warnings_are_listed_per_table_in_json_and_markdown():
         f"| mongo.orders | {fallback} | 4 |", "| mongo.orders | precision: float8 value rounded | 2 |",
     ]
     assert "## Source warnings" not in render_markdown(report())
+
+
+def test_validation_shows_duplicate_keys_and_unresolved_buckets(tmp_path):
+    """etl.checksum counts both (and fails the table on them); the report must say which it was."""
+    from datetime import UTC, datetime
+
+    from etl.checksum import JobValidation, TableValidation
+    from etl.engine.validation import checks_of
+
+    validation = JobValidation([
+        TableValidation("customers", "pg", 59, 61, 64, mismatched_buckets=[3, 9, 17], duplicates=2,
+                        unresolved_buckets=1),
+        TableValidation("orders", "pg", 100, 100, 64),
+    ])
+    checks = checks_of(validation, tmp_path, datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
+    assert [(c.table, c.ok, c.missing, c.extra, c.changed, c.duplicates, c.unresolved_buckets)
+            for c in checks] == [("customers", False, 0, 0, 0, 2, 1), ("orders", True, 0, 0, 0, 0, 0)]
+    assert checks[0].differences_file == str(tmp_path / "differences-pg.customers-20260102T030405.json")
+    done = report(validation=checks, status="differences")
+    data = json.loads(done.to_json())
+    assert [(v["duplicates"], v["unresolved_buckets"]) for v in data["validation"]] == [(2, 1), (0, 0)]
+    lines = render_markdown(done).splitlines()
+    assert ("| target table | result | rows source | rows target | missing | extra | changed | duplicates"
+            " | unresolved buckets |") in lines
+    assert "| pg.customers | DIFFERENT | 59 | 61 | 0 | 0 | 0 | 2 | 1 |" in lines
+    assert "| pg.orders | equal | 100 | 100 | 0 | 0 | 0 | 0 | 0 |" in lines
