@@ -443,7 +443,9 @@ def take_manifest(
     if base_manifest is not None:
         manifest = differential_manifest(base_manifest, manifest)
     path.parent.mkdir(parents=True, exist_ok=True)
-    manifest.save(path)
+    partial = path.with_name(f".{path.name}.partial")  # not *.json: never read as a manifest
+    manifest.save(partial)
+    partial.replace(path)
     _print_taken(name, manifest, base, path, stream)
     return manifest
 
@@ -577,19 +579,26 @@ def verify_restored(job: Any, point_text: str | None, stream: IO[str]) -> Restor
     """Verify `restore.restored` against the composed manifest; print and save the result."""
     section = job.restore
     manifest, composed_from = composed_manifest(job, point_text)
-    configured = configured_tables(job) if (section.tables or section.source) else {}
+    source_is_job_source = section.source is not None and section.source.source is not None
+    configured = configured_tables(job) if section.tables or source_is_job_source else {}
     tables = {
         name: {
             "key": t.key,
-            "schema": (configured.get(name) or {}).get("schema") or _schema(section.restored),
+            "schema": _schema(section.restored) or (configured.get(name) or {}).get("schema"),
         }
         for name, t in manifest.tables.items()
     }
     restored = open_reader(job, "restored", tables)
     reference = open_reader(job, "source", tables) if section.drill_down else None
     try:
-        specs = {name: table_spec(restored, name) for name in tables}
-        restored_rows = {name: row_source(restored, name, restored.plan(name, 1)) for name in tables}
+        present = [name for name in tables if _exists(restored, name)]
+        specs = {
+            name: table_spec(restored, name)
+            if name in present
+            else TableSpec("restore", name, tuple(manifest.tables[name].key), ())
+            for name in tables
+        }
+        restored_rows = {name: row_source(restored, name, restored.plan(name, 1)) for name in present}
         reference_rows = (
             None
             if reference is None
@@ -672,6 +681,17 @@ def print_verification(
             print(f"    drift (changed after the manifest): {drifted_keys}{tail}", file=stream)
     for name in result.unexpected_tables:
         print(f"  {name}: restored but not in the manifest", file=stream)
+
+
+def _exists(reader: Any, table: str) -> bool:
+    """Whether the restored database has the table (a missing one is a difference, not an error)."""
+    try:
+        reader.describe(table)
+    except EtlError as error:
+        if "does not exist" in error.message and "column" not in error.message:
+            return False
+        raise
+    return True
 
 
 def _bound(value: list | None) -> str:

@@ -145,11 +145,16 @@ def test_manifests_taken_by_the_command_verify_restored_copies(tmp_path, pg_data
            "drift in segments [0, 3]\n" in drifted.stdout
     assert "    drift (changed after the manifest): patient_id=10; patient_id=101\n" in drifted.stdout
     assert saved_result(drifted.stdout)["tables"][0]["drift"] == [{"patient_id": 10}, {"patient_id": 101}]
+    empty = run_cli(write_job(tmp_path, pg_database, copies(pg_dsn("template0")), history=True),
+                    "--verify-restore", "--point", str(lsn(260)))
+    assert empty.returncode == 1, empty.stdout + empty.stderr
+    assert "  patients: missing from the restored database (100 rows expected)\n" in empty.stdout
+
     audit = [json.loads(line) for line in (tmp_path / ".etl" / "audit.jsonl").read_text().splitlines()]
     assert [(r["command"], r["exit_code"], r["validation"]) for r in audit] == [
         ("take-manifest", 0, None), ("take-manifest", 0, None), ("verify-restore", 0, "passed"),
         ("verify-restore", 0, "passed"), ("verify-restore", 1, "differences"),
-        ("verify-restore", 1, "differences")]
+        ("verify-restore", 1, "differences"), ("verify-restore", 1, "differences")]
     assert audit[1]["options"] == {"base": "full-sun", "position": str(lsn(260)), "take_manifest": "diff-mon"}
 
 
