@@ -130,6 +130,7 @@ def run(args: argparse.Namespace, trail: Any, stream: IO[str]) -> int:
             f"{args.job}: the job file has no `restore` section",
             hint='see docs/restore.md, "Command line", for its keys',
         )
+    _audit_databases(job, trail)
     if args.restore_plan:
         sequence = [n.strip() for n in args.sequence.split(",") if n.strip()] if args.sequence else None
         print_restore_plan(job, args.point, sequence, stream)
@@ -140,6 +141,20 @@ def run(args: argparse.Namespace, trail: Any, stream: IO[str]) -> int:
     result = verify_restored(job, args.point, stream)
     trail.record.validation = "passed" if result.exact else "differences"
     return EXIT_OK if result.exact else EXIT_DIFFERENCES
+
+
+def _audit_databases(job: Any, trail: Any) -> None:
+    """Which databases the command reads: a job source or target by name, a DSN by host and database."""
+    from etl.audit import describe_endpoint
+
+    for side in ("source", "restored"):
+        database = getattr(job.restore, side)
+        if database is not None:
+            trail.record.options[f"restore_{side}"] = (
+                database.source
+                or database.target
+                or describe_endpoint({"type": "postgres", "dsn": database.dsn})
+            )
 
 
 def _check_options(args: argparse.Namespace) -> None:

@@ -155,7 +155,10 @@ def test_manifests_taken_by_the_command_verify_restored_copies(tmp_path, pg_data
         ("take-manifest", 0, None), ("take-manifest", 0, None), ("verify-restore", 0, "passed"),
         ("verify-restore", 0, "passed"), ("verify-restore", 1, "differences"),
         ("verify-restore", 1, "differences"), ("verify-restore", 1, "differences")]
-    assert audit[1]["options"] == {"base": "full-sun", "position": str(lsn(260)), "take_manifest": "diff-mon"}
+    assert audit[1]["options"] == {
+        "base": "full-sun", "position": str(lsn(260)), "take_manifest": "diff-mon", "restore_restored": "out",
+        "restore_source": {"type": "postgres", "host": "127.0.0.1", "port": "5432",
+                           "database": database_name(pg_database)}}
 
 
 def test_postgresql_positions_from_the_source_and_manifests_found_by_position(tmp_path, pg_database, copies):
