@@ -238,3 +238,55 @@ def test_change_point_compares_with_aware_and_naive_times():
     assert not datetime(2026, 1, 1, 12, 0) > point
     with pytest.raises(cli.RestoreCommandError, match="restore.change_column 'updated_at' holds int values"):
         _ = 5 > point
+
+
+def test_manifest_names_and_existing_manifests_are_refused_before_connecting(tmp_path, capsys):
+    job = job_file(tmp_path, "  engine: postgresql\n  manifests: manifests\n"
+                             "  source: {dsn: \"host=127.0.0.1 port=1 dbname=none\"}\n")
+    assert main([str(job), "--take-manifest", "../elsewhere"]) == 2
+    assert capsys.readouterr().err.startswith(
+        "error: --take-manifest '../elsewhere': a manifest is named like its backup")
+    (tmp_path / "manifests").mkdir()
+    (tmp_path / "manifests" / "full-sun.json").write_text("{}")
+    assert main([str(job), "--take-manifest", "full-sun"]) == 2
+    assert capsys.readouterr().err.startswith(f"error: manifest {tmp_path / 'manifests' / 'full-sun.json'} "
+                                              "already exists")
+
+
+def test_printed_and_saved_verification(tmp_path):
+    import io
+
+    from etl.checksum import Manifest, TableManifest
+    from etl.records import Column, TableSpec
+    from etl.restore import verify_restore
+
+    spec = TableSpec("restore", "patients", ("patient_id",),
+                     (Column("patient_id", "int4"), Column("name", "text"), Column("changed", "timestamptz")))
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    rows = [{"patient_id": i, "name": f"p{i}", "changed": at} for i in range(1, 21)]
+    manifest = Manifest(position={"lsn": "0/3000060"}, taken_at=at.isoformat())
+    manifest.add(TableManifest.build(spec, rows, buckets=4, boundaries=[[11]]))
+    visits = TableSpec("restore", "visits", ("visit_id",), (Column("visit_id", "int4"),))
+    manifest.add(TableManifest.build(visits, [{"visit_id": 1}], buckets=4))
+    restored = [dict(r) for r in rows if r["patient_id"] != 4]
+    restored[14] = {**restored[14], "name": "late", "changed": datetime(2026, 1, 2, tzinfo=UTC)}  # id 16
+    result = verify_restore({"patients": restored}, manifest, {"patients": spec, "visits": visits},
+                            change_column="changed", point=cli._Instant(at, "changed"))
+    out = io.StringIO()
+    cli.print_verification(result, "manifest at 0/3000060", manifest, out, drill_down=False)
+    assert out.getvalue().splitlines() == [
+        "restore verified against the manifest at lsn 0/3000060 (manifest at 0/3000060, taken at "
+        "2026-01-01T00:00:00+00:00): DIFFERENCES",
+        "  patients: 19 rows restored, 20 expected; 2 segments, mismatched segments [0], "
+        "drift in segments [1]",
+        "    segment 0 [- .. [11]): mismatch, 9 rows restored, 10 expected, buckets differing: 1",
+        "    segment 1 [[11] .. -): drift, 10 rows restored, 10 expected, buckets differing: 1",
+        "    (set restore.drill_down: true to name the rows, while the source is at the restore point)",
+        "    drift (changed after the manifest): patient_id=16",
+        "  visits: missing from the restored database (1 rows expected)"]
+    saved = cli.verification_json(result, "manifest at 0/3000060", manifest)
+    assert saved["verdict"] == "differences"
+    assert [(t["table"], t["mismatched_segments"], t["drift_segments"], t["drift"], t["missing_table"])
+            for t in saved["tables"]] == [("patients", [0], [1], [{"patient_id": 16}], False),
+                                           ("visits", [0], [], [], True)]
+    json.dumps(saved)
