@@ -290,3 +290,17 @@ def test_printed_and_saved_verification(tmp_path):
             for t in saved["tables"]] == [("patients", [0], [1], [{"patient_id": 16}], False),
                                            ("visits", [0], [], [], True)]
     json.dumps(saved)
+
+
+def test_mongodump_plan_to_an_oplog_timestamp(tmp_path, capsys):
+    from tests.unit.test_restore_mongo import T, full_dump, oplog_slice
+
+    folders = [full_dump(tmp_path, "dump-sun", [(0, 1), (10, 1)]),
+               oplog_slice(tmp_path, "oplog-1", [(10, 1), (50, 1), (100, 1)]),
+               oplog_slice(tmp_path, "oplog-2", [(100, 1), (150, 1), (200, 1)])]
+    history = "".join(f"\n    - {folder}" for folder in folders)
+    job = job_file(tmp_path, f"  engine: mongodb\n  history:{history}\n")
+    assert main([str(job), "--restore-plan", "--point", f"{T + 120}:1"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"restore plan for mongodb to {T + 120}:1: 3 backups, reaching Timestamp({T + 200}, 1)",
+        "  1. full         dump-sun", "  2. log          oplog-1", "  3. log          oplog-2"]
