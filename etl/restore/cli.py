@@ -5,6 +5,10 @@ the backup history to plan from, the restore point, the folder of checksum manif
 `<backup name>.json` per backup) and the databases to checksum. Tables are read through the
 job's relational source modules, so a manifest taken at backup time and the restored database
 are read and encoded alike.
+
+Exit codes follow the command's: 0 done (and, for --verify-restore, exact), 1 the restored
+database differs from the manifest, 2 a restore option or section that cannot work, 3 a chain
+error (ChainError), an unreadable manifest or an unreachable database.
 """
 
 from __future__ import annotations
@@ -193,6 +197,14 @@ def parse_point(engine: str, value: Any) -> int | datetime | None:
     """A restore point from the job file or the command line on the chain's number line."""
     if value is None or value == "latest":
         return None
+    if isinstance(value, bool):
+        raise RestoreCommandError(f"{engine}: restore point {value} is not a position nor a time")
+    if engine == "mongodb" and re.fullmatch(r"\d+", str(value).strip()):
+        # YAML 1.1 reads an unquoted 1700000000:7 as a base-60 integer
+        raise RestoreCommandError(
+            f"mongodb: restore point {value} is not an oplog timestamp",
+            hint='write it as quoted text "SECONDS:INCREMENT", e.g. point: "1700000000:7"',
+        )
     if isinstance(value, int | datetime):
         return to_position(engine, value)
     text = str(value).strip()

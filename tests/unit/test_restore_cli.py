@@ -224,6 +224,14 @@ def test_a_point_that_is_neither_position_nor_time():
         cli.parse_point("postgresql", "yesterday")
 
 
+def test_an_unquoted_oplog_timestamp_is_refused(tmp_path, capsys):
+    job = job_file(tmp_path, "  engine: mongodb\n  history: dumps\n  point: 1700000000:7\n")
+    assert main([str(job), "--restore-plan"]) == 2
+    assert capsys.readouterr().err == (
+        "error: mongodb: restore point 102000000007 is not an oplog timestamp\n"
+        '  hint: write it as quoted text "SECONDS:INCREMENT", e.g. point: "1700000000:7"\n')
+
+
 def test_manifest_positions_are_written_the_engines_way():
     assert cli.manifest_position("postgresql", 0x3000060) == {"lsn": "0/3000060"}
     assert cli.manifest_position("mongodb", (1700000000 << 32) | 7) == {"ts": "1700000000:7"}
