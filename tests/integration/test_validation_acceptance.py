@@ -105,7 +105,7 @@ def equal_line(target_table: str, n: int) -> str:
 
 
 @pytest.mark.parametrize(
-    "n", [5_000, pytest.param(200_000, marks=[pytest.mark.slow, pytest.mark.timeout(7200)])],
+    "n", [3_000, pytest.param(200_000, marks=[pytest.mark.slow, pytest.mark.timeout(7200)])],
 )
 def test_validation_finds_exactly_what_was_changed(n, tmp_path, mongo_db, pg_database, dynamodb_client,
                                                    dynamodb_table_prefix):
