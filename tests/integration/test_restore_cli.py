@@ -1,6 +1,6 @@
 """The restore commands on a real PostgreSQL: manifests taken with --take-manifest while rows change,
 restored copies made with CREATE DATABASE ... TEMPLATE, and --verify-restore naming exactly the
-segments and keys that differ."""
+segments and keys that differ; --restore-plan over a real pg_basebackup folder and WAL archive."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import pg_dsn, unique_name
 from tests.integration.run_helpers import run_cli
+from tests.integration.test_restore_postgres import history  # noqa: F401 - its module-scoped fixture
 
 pytestmark = pytest.mark.integration
 
@@ -51,8 +52,8 @@ def execute(dsn: str, *statements: str) -> None:
             connection.execute(statement)
 
 
-def write_job(folder: Path, source: str, restored: str, *, history: bool, drill_down: bool = False) -> Path:
-    engine = f"engine: sqlserver\n  history: {CHAIN}" if history else "engine: postgresql"
+def write_job(folder: Path, source: str, restored: str, *, drill_down: bool = False) -> Path:
+    engine = f"engine: sqlserver\n  history: {CHAIN}"
     path = folder / f"restore-{database_name(restored)}-{drill_down}.yaml"
     path.write_text(f"""\
 version: 1
@@ -87,7 +88,7 @@ def test_manifests_taken_by_the_command_verify_restored_copies(tmp_path, pg_data
             " updated_at timestamptz NOT NULL)",
             "INSERT INTO patients SELECT i, 'patient ' || i, i * 1.25, '2024-01-01T00:00:00Z'"
             " FROM generate_series(1, 100) AS i")
-    job = write_job(tmp_path, pg_database, pg_database, history=True)
+    job = write_job(tmp_path, pg_database, pg_database)
 
     full = run_cli(job, "--take-manifest", "full-sun", "--position", str(lsn(110)))
     assert full.returncode == 0, full.stdout + full.stderr
@@ -106,7 +107,7 @@ def test_manifests_taken_by_the_command_verify_restored_copies(tmp_path, pg_data
     assert "  patients: 3 of 4 segments changed [0, 1, 3]\n" in diff.stdout
     after = copies(pg_database)  # the database as diff-mon has it
 
-    equal = run_cli(write_job(tmp_path, pg_database, after, history=True), "--verify-restore",
+    equal = run_cli(write_job(tmp_path, pg_database, after), "--verify-restore",
                     "--point", str(lsn(300)))
     assert equal.returncode == 0, equal.stdout + equal.stderr
     assert f"restore verified against the manifest at lsn {lsn(260)} (manifests of full-sun, diff-mon, " \
@@ -114,11 +115,11 @@ def test_manifests_taken_by_the_command_verify_restored_copies(tmp_path, pg_data
     assert ": exact\n" in equal.stdout
     assert "  patients: 100 rows restored, 100 expected; 4 segments, equal\n" in equal.stdout
 
-    old = write_job(tmp_path, pg_database, before, history=True)
+    old = write_job(tmp_path, pg_database, before)
     assert run_cli(old, "--verify-restore", "--point", str(lsn(110))).returncode == 0
 
     # restored to full-sun, checked against the later point while the source is still there
-    wrong = run_cli(write_job(tmp_path, pg_database, before, history=True, drill_down=True),
+    wrong = run_cli(write_job(tmp_path, pg_database, before, drill_down=True),
                     "--verify-restore", "--point", str(lsn(300)))
     assert wrong.returncode == 1, wrong.stdout + wrong.stderr
     assert ": DIFFERENCES\n" in wrong.stdout
@@ -138,14 +139,14 @@ def test_manifests_taken_by_the_command_verify_restored_copies(tmp_path, pg_data
         ("changed", 10, ["name", "updated_at"]), ("extra", 30, []), ("missing", 101, [])]
 
     # the source itself, later than full-sun: rows changed since are drift, the deleted row is not
-    drifted = run_cli(write_job(tmp_path, pg_database, pg_database, history=True),
+    drifted = run_cli(write_job(tmp_path, pg_database, pg_database),
                       "--verify-restore", "--point", str(lsn(110)))
     assert drifted.returncode == 1, drifted.stdout + drifted.stderr
     assert "  patients: 100 rows restored, 100 expected; 4 segments, mismatched segments [1], " \
            "drift in segments [0, 3]\n" in drifted.stdout
     assert "    drift (changed after the manifest): patient_id=10; patient_id=101\n" in drifted.stdout
     assert saved_result(drifted.stdout)["tables"][0]["drift"] == [{"patient_id": 10}, {"patient_id": 101}]
-    empty = run_cli(write_job(tmp_path, pg_database, copies(pg_dsn("template0")), history=True),
+    empty = run_cli(write_job(tmp_path, pg_database, copies(pg_dsn("template0"))),
                     "--verify-restore", "--point", str(lsn(260)))
     assert empty.returncode == 1, empty.stdout + empty.stderr
     assert "  patients: missing from the restored database (100 rows expected)\n" in empty.stdout
@@ -210,3 +211,33 @@ restore:
     unknown = run_cli(job, "--verify-restore", "--point", "0/1")
     assert unknown.returncode == 3
     assert unknown.stderr.startswith("error: 0 manifests were taken at {'lsn': '0/1'}; need exactly one")
+
+
+def test_restore_plan_of_a_real_base_backup_and_wal_archive(tmp_path, history):  # noqa: F811 - the fixture
+    job = tmp_path / "job.yaml"
+    job.write_text(f"""\
+version: 1
+name: restore-basebackup
+sources:
+  src: {{type: postgres, dsn: "{pg_dsn('postgres')}", tables: {{}}}}
+targets:
+  out: {{type: postgres, dsn: "{pg_dsn('postgres')}"}}
+restore:
+  engine: postgresql
+  history: {history['base']}
+  wal_archive: {history['archive']}
+  verify_files: true
+""")
+    planned = run_cli(job, "--restore-plan", "--point", history["lsn"][2])
+    assert planned.returncode == 0, planned.stdout + planned.stderr
+    lines = planned.stdout.splitlines()
+    assert lines[0].startswith(f"restore plan for postgresql to {history['lsn'][2]}: 2 backups, reaching ")
+    assert lines[1] == "  1. full         base"
+    assert lines[2].startswith("  2. log          WAL 000000010000000000000001..")
+    beyond = run_cli(job, "--restore-plan", "--point", "0/9000000")
+    assert beyond.returncode == 3
+    assert beyond.stdout == ""
+    wal, reached = lines[2].split("WAL ", 1)[1], lines[0].rsplit(" ", 1)[1]
+    assert beyond.stderr == (f"error: postgresql: nothing after WAL {wal} (ends at {reached}) "
+                             "reaches 0/9000000\n"
+                             "  hint: take or add a later log backup, or choose an earlier restore point\n")
