@@ -5,6 +5,9 @@ segments and keys that differ; --restore-plan over a real pg_basebackup folder a
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import time
 from pathlib import Path
 
 import psycopg
@@ -241,3 +244,77 @@ restore:
     assert beyond.stderr == (f"error: postgresql: nothing after WAL {wal} (ends at {reached}) "
                              "reaches 0/9000000\n"
                              "  hint: take or add a later log backup, or choose an earlier restore point\n")
+
+
+def test_point_in_time_restores_verified_by_the_command(tmp_path, history):  # noqa: F811 - the fixture
+    """A manifest of the source taken by the command at the last LSN; the base backup restored to that
+    LSN is exact, restored to an earlier LSN it differs in the later changes' segments and rows only."""
+    from tests.integration.test_restore_postgres import Cluster, free_port
+
+    source = f"host=127.0.0.1 port={history['source'].port} user=postgres dbname=postgres"
+    lsn1, lsn2 = history["lsn"][1], history["lsn"][2]
+
+    def job(restored_port: int) -> Path:
+        path = tmp_path / f"job-{restored_port}.yaml"
+        path.write_text(f"""\
+version: 1
+name: restore-pitr
+sources:
+  src: {{type: postgres, dsn: "{source}", tables: {{}}}}
+targets:
+  out: {{type: postgres, dsn: "{source}"}}
+restore:
+  engine: postgresql
+  manifests: manifests
+  source: {{dsn: "{source}"}}
+  restored: {{dsn: "host=127.0.0.1 port={restored_port} user=postgres dbname=postgres"}}
+  tables:
+    patients: {{key: [id], boundaries: [[200], [400], [600], [800]]}}
+  drill_down: true
+""")
+        return path
+
+    taken = run_cli(job(0), "--take-manifest", "at-lsn2", "--position", lsn2)
+    assert taken.returncode == 0, taken.stdout + taken.stderr
+    assert "  patients: 1,000 rows in 5 segments\n" in taken.stdout
+
+    def restored(target_lsn: str, name: str) -> Cluster:
+        data = history["root"] / name
+        shutil.copytree(history["base"], data)
+        for folder, _dirs, files in os.walk(data):
+            shutil.chown(folder, "postgres", "postgres")
+            for file in files:
+                shutil.chown(os.path.join(folder, file), "postgres", "postgres")
+        os.chmod(data, 0o700)
+        cluster = Cluster(data, free_port())
+        with (data / "postgresql.auto.conf").open("a") as conf:
+            conf.write(f"port = {cluster.port}\nunix_socket_directories = '{history['root']}'\n"
+                       f"archive_mode = off\nrestore_command = 'cp {history['archive']}/%f %p'\n"
+                       f"recovery_target_lsn = '{target_lsn}'\nrecovery_target_action = 'promote'\n")
+        (data / "recovery.signal").touch()
+        cluster.start()
+        deadline = time.monotonic() + 30
+        while True:
+            with cluster.connect() as conn:
+                if not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
+                    return cluster
+            assert time.monotonic() < deadline, f"recovery to {target_lsn} did not finish within 30 s"
+            time.sleep(0.1)
+
+    for target_lsn, name in ((lsn2, "cli-lsn2"), (lsn1, "cli-lsn1")):
+        cluster = restored(target_lsn, name)
+        try:
+            checked = run_cli(job(cluster.port), "--verify-restore", "--point", lsn2)
+        finally:
+            cluster.stop()
+            shutil.rmtree(cluster.data, ignore_errors=True)
+        if target_lsn == lsn2:
+            assert checked.returncode == 0, checked.stdout + checked.stderr
+            assert "  patients: 1,000 rows restored, 1,000 expected; 5 segments, equal\n" in checked.stdout
+        else:
+            assert checked.returncode == 1, checked.stdout + checked.stderr
+            assert "  patients: 1,000 rows restored, 1,000 expected; 5 segments, mismatched segments " \
+                   "[3, 4]\n" in checked.stdout
+            (table,) = saved_result(checked.stdout)["tables"]
+            assert sorted((d["kind"], d["key"]["id"]) for d in table["differences"]) == [
+                *[("changed", i) for i in range(650, 656)], ("extra", 700), ("missing", 1000)]
