@@ -184,7 +184,7 @@ class MaxRejects(BaseModel):
         return f"{self.percent}%" if self.percent is not None else str(self.count or 0)
 
 
-class RestoreDatabase(BaseModel):
+class RestoreDatabase(RedactedRepr, BaseModel):
     """A database the restore commands read: a job source, a PostgreSQL target of the job, or a
     PostgreSQL DSN. Written as a mapping, or as a plain name meaning `{source: name}`."""
 
@@ -229,7 +229,7 @@ def _as_list(value: object) -> object:
     return [value] if isinstance(value, str) else value
 
 
-class Restore(BaseModel):
+class Restore(RedactedRepr, BaseModel):
     """The `restore` section: backup history, restore point, manifests and the databases to
     checksum (docs/restore.md, "Command line")."""
 

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from etl.audit import AuditConfig
 from etl.errors import EtlError
-from etl.job import load_job
+from etl.job import Restore, RestoreDatabase, load_job
 from etl.sinks import deadletter
 from etl.sinks import dynamodb as dynamodb_sink
 from etl.sinks import postgres as postgres_sink
@@ -92,6 +92,8 @@ def test_a_loaded_job_and_each_of_its_sections_never_show_a_password(tmp_path):
         (deadletter.DeadLetterConfig(type="postgres", dsn="postgresql://u:Unreg-d7@h/d"), "Unreg-d7"),
         (postgres_state.Config(type="postgres", dsn="host=h password=Unreg-t8"), "Unreg-t8"),
         (AuditConfig(postgres={"dsn": "host=h password=Unreg-a9"}), "Unreg-a9"),
+        (RestoreDatabase(dsn="postgresql://u:Unreg-r10@h/d"), "Unreg-r10"),
+        (Restore(engine="postgresql", restored={"dsn": "host=h password=Unreg-r11"}), "Unreg-r11"),
     ],
 )
 def test_every_connection_section_hides_a_password_it_was_built_with(config, password):
