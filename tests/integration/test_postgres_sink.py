@@ -313,6 +313,7 @@ def test_reading_back_a_table_that_does_not_exist_says_so(pg_database):
     with pytest.raises(EtlError) as raised:
         list(sink.read_back(TABLES[0]))
     assert str(raised.value) == (
-        "PostgreSQL target 'pg': cannot read table 'customers' back: relation \"public.customers\" does not exist"
+        "PostgreSQL target 'pg': cannot read table 'customers' back: "
+        'relation "public.customers" does not exist'
         "\n  hint: run the job (or create the table) before validating it"
     )
