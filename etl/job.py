@@ -40,16 +40,9 @@ from etl.errors import JobFileError
 from etl.interpolate import InterpolationError, Interpolator, SecretSource
 from etl.redact import RedactedRepr, is_secret_name, passwords_in, redact
 from etl.sources.base import BatchLimits
-from etl.yaml_limits import YamlRefused, check_flow_depth
+from etl.yaml_limits import MAX_BYTES, MAX_DEPTH, MAX_VALUES, DepthBoundLoader, YamlRefused, check_flow_depth
 
 log = logging.getLogger(__name__)
-
-MAX_FILE_BYTES = 1024 * 1024
-"""Largest job file accepted; real job files are a few kilobytes."""
-MAX_DEPTH = 64
-"""Deepest nesting of mappings and lists accepted (after expanding aliases)."""
-MAX_VALUES = 100_000
-"""Most values a document may expand to through aliases (stops 'billion laughs' documents)."""
 
 PathKey = tuple[str | int, ...]
 _Registry = tuple[str, Mapping[str, str], Callable[[str], types.ModuleType]]
@@ -374,30 +367,6 @@ def dotted(path: PathKey) -> str:
 # --------------------------------------------------------------------------- reading YAML with positions
 
 
-class _DocumentTooLarge(Exception):
-    def __init__(self, mark: yaml.Mark | None, message: str) -> None:
-        self.mark = mark
-        self.message = message
-
-
-class _BoundedLoader(yaml.SafeLoader):
-    """A SafeLoader whose composer refuses nesting deeper than MAX_DEPTH (the composer recurses)."""
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self._depth = 0
-
-    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
-        self._depth += 1
-        try:
-            if self._depth > MAX_DEPTH:
-                mark = self.peek_event().start_mark
-                raise _DocumentTooLarge(mark, f"nested more than {MAX_DEPTH} levels deep")
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
-
-
 _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -406,7 +375,7 @@ _MERGE_TAG = "tag:yaml.org,2002:merge"
 class _Builder:
     """Turns composed nodes into plain values (safe_load semantics) and records where each value is."""
 
-    def __init__(self, loader: _BoundedLoader) -> None:
+    def __init__(self, loader: DepthBoundLoader) -> None:
         self.loader = loader
         self.values = 0
         self.value_marks: dict[PathKey, yaml.Mark] = {}
@@ -418,10 +387,13 @@ class _Builder:
         self.values += 1
         if self.values > MAX_VALUES:
             where = self.value_marks.get(path[:1], node.start_mark)
-            raise _DocumentTooLarge(where, f"expands to more than {MAX_VALUES} values (nested aliases?)")
+            reason = f"expands to more than {MAX_VALUES} values (nested aliases?)"
+            raise YamlRefused(where.line + 1, where.column + 1, reason)
         if len(path) > MAX_DEPTH:
-            raise _DocumentTooLarge(
-                node.start_mark, f"nested more than {MAX_DEPTH} levels deep (recursive alias?)"
+            raise YamlRefused(
+                node.start_mark.line + 1,
+                node.start_mark.column + 1,
+                f"nested more than {MAX_DEPTH} levels deep (recursive alias?)",
             )
         self.value_marks.setdefault(path, node.start_mark)
         if isinstance(node, yaml.ScalarNode):
@@ -510,11 +482,7 @@ class _Document:
 def _compose(text: str, file: str) -> _Document:
     try:
         check_flow_depth(text)
-    except YamlRefused as refused:
-        problem = Problem(refused.line, refused.column, "", f"job file rejected: {refused.reason}")
-        raise JobFileProblems(file, [problem]) from None
-    try:
-        loader = _BoundedLoader(text)
+        loader = DepthBoundLoader(text)
         try:
             node = loader.get_single_node()
             if node is None:
@@ -523,11 +491,9 @@ def _compose(text: str, file: str) -> _Document:
             data = builder.build(node, ())
         finally:
             loader.dispose()
-    except _DocumentTooLarge as error:
-        line, column = (error.mark.line + 1, error.mark.column + 1) if error.mark else (1, 1)
-        raise JobFileProblems(
-            file, [Problem(line, column, "", f"job file rejected: {error.message}")]
-        ) from None
+    except YamlRefused as refused:
+        problem = Problem(refused.line, refused.column, "", f"job file rejected: {refused.reason}")
+        raise JobFileProblems(file, [problem]) from None
     except RecursionError:
         raise JobFileProblems(file, [Problem(1, 1, "", "job file rejected: nested too deeply")]) from None
     except yaml.MarkedYAMLError as error:
@@ -973,12 +939,12 @@ def _within(path: str, ancestor: str) -> bool:
 def _read(job_path: Path, file: str) -> bytes:
     try:
         with job_path.open("rb") as handle:
-            raw = handle.read(MAX_FILE_BYTES + 1)
+            raw = handle.read(MAX_BYTES + 1)
     except OSError as error:
         raise JobFileError(f"{file}: cannot read the job file: {error.strerror}") from None
-    if len(raw) > MAX_FILE_BYTES:
+    if len(raw) > MAX_BYTES:
         raise JobFileProblems(
-            file, [Problem(1, 1, "", f"job file rejected: larger than {MAX_FILE_BYTES} bytes")]
+            file, [Problem(1, 1, "", f"job file rejected: larger than {MAX_BYTES} bytes")]
         )
     try:
         raw.decode("utf-8")

@@ -36,7 +36,7 @@ class YamlRefused(Exception):
     reason: str
 
 
-class _DepthBoundLoader(yaml.SafeLoader):
+class DepthBoundLoader(yaml.SafeLoader):
     """A SafeLoader whose composer (which recurses) stops at MAX_DEPTH."""
 
     def __init__(self, stream: str) -> None:
@@ -59,7 +59,7 @@ def compose_bounded(text: str) -> yaml.Node | None:
     if len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
         raise YamlRefused(1, 1, f"larger than {MAX_BYTES} bytes")
     check_flow_depth(text)
-    loader = _DepthBoundLoader(text)
+    loader = DepthBoundLoader(text)
     try:
         root = loader.get_single_node()
     finally:

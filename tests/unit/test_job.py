@@ -15,8 +15,9 @@ import pytest
 
 from etl import sources
 from etl.errors import JobFileError
-from etl.job import MAX_FILE_BYTES, Job, JobFileProblems, MaxRejects, load_job
+from etl.job import Job, JobFileProblems, MaxRejects, load_job
 from etl.sources.base import BatchLimits
+from etl.yaml_limits import MAX_BYTES
 
 GOOD = """\
 version: 1
@@ -281,8 +282,8 @@ def test_deep_nesting_and_recursive_aliases_are_refused(tmp_path):
 
 
 def test_huge_file_is_refused_before_parsing(tmp_path):
-    assert problems(tmp_path, "# " + "x" * MAX_FILE_BYTES + "\n") == (
-        f"job.yaml:1:1: job file rejected: larger than {MAX_FILE_BYTES} bytes"
+    assert problems(tmp_path, "# " + "x" * MAX_BYTES + "\n") == (
+        f"job.yaml:1:1: job file rejected: larger than {MAX_BYTES} bytes"
     )
 
 
