@@ -201,9 +201,24 @@ def bench_ddb(args: argparse.Namespace) -> tuple[float, float]:
                 assert total == len(rows), (table, total)
     finally:
         sink.close()
-        for table in tables:
-            client.delete_table(TableName=table)
+        _drop_tables(client, tables)
     return len(rows) / raw_best, len(rows) / sink_best
+
+
+def _drop_tables(client, tables: list[str]) -> None:
+    """Delete the tables that exist (a run that failed early never created some) and wait until each
+    is gone, so nothing is left behind and a missing table is not an error."""
+    pages = client.get_paginator("list_tables").paginate()
+    existing = {name for page in pages for name in page["TableNames"]}
+    doomed = [table for table in tables if table in existing]
+    for table in doomed:
+        try:
+            client.delete_table(TableName=table)
+        except client.exceptions.ResourceNotFoundException:
+            continue  # deleted meanwhile
+    for table in doomed:
+        waiter = client.get_waiter("table_not_exists")
+        waiter.wait(TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
 
 
 # ---------------------------------------------------------------- main
