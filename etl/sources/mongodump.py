@@ -92,7 +92,6 @@ def iter_runs(stream: IO[bytes], file: Path, start: int, end: int | None, limits
     base = start  # file offset of block[0]
     run_begin = position = 0  # positions within block
     count = 0
-    block_size = max(READ_BUFFER, limits.bytes)
     exhausted = False
     while end is None or base + position < end:
         available = len(block) - position
@@ -104,7 +103,7 @@ def iter_runs(stream: IO[bytes], file: Path, start: int, end: int | None, limits
                 if block[position + length - 1] != 0:
                     break
                 if count and (count >= limits.records or position + length - run_begin > limits.bytes):
-                    yield base + run_begin, base + position, bytes(block[run_begin:position])
+                    yield base + run_begin, base + position, _copy(block, run_begin, position)
                     run_begin, count = position, 0
                 position += length
                 count += 1
@@ -115,13 +114,19 @@ def iter_runs(stream: IO[bytes], file: Path, start: int, end: int | None, limits
         base += run_begin
         position -= run_begin
         run_begin = 0
-        chunk = stream.read(block_size)
+        chunk = stream.read(READ_BUFFER)
         exhausted = not chunk
         block += chunk
     if count:
-        yield base + run_begin, base + position, bytes(block[run_begin:position])
+        yield base + run_begin, base + position, _copy(block, run_begin, position)
     if position < len(block) and (end is None or base + position < end):
         raise _damage(file, base + position, bytes(block[position:]))
+
+
+def _copy(block: bytearray, begin: int, end: int) -> bytes:
+    """The run block[begin:end] as bytes, copied once (slicing the bytearray would copy twice)."""
+    with memoryview(block) as view:
+        return view[begin:end].tobytes()
 
 
 def _damage(file: Path, offset: int, rest: bytes) -> CorruptFile:
