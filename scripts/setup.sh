@@ -34,7 +34,7 @@ if [ ! -f "$stamp" ] || [ -n "$(find "${inputs[@]}" -newer "$stamp")" ]; then
     .venv/bin/pip install -q -r requirements.lock 2> >(grep -v "is ignored" >&2)
     .venv/bin/pip install -q --no-deps -e . 2> >(grep -v "is ignored" >&2)
   else
-    .venv/bin/pip install -q -e '.[test]' 2> >(grep -v "is ignored" >&2)
+    .venv/bin/pip install -q -e '.[test,bench]' 2> >(grep -v "is ignored" >&2)
   fi
   touch "$stamp"
 fi
