@@ -3,7 +3,7 @@
 Layout (https://www.mongodb.com/docs/database-tools/mongodump/): `<path>/<db>/<coll>.bson`
 (concatenated BSON documents, each starting with its 4-byte little-endian length),
 `<coll>.metadata.json` (options and indexes), `.gz` variants from `--gzip`, and
-`<path>/oplog.bson` from `--oplog`. Files are streamed one document at a time, so memory
+`<path>/oplog.bson` from `--oplog`. Files are read in 1 MiB blocks and framed by length prefix, so memory
 stays bounded by the batch limits. Partitions are byte ranges of the `.bson` file, aligned to
 document boundaries; a batch's resume position is the byte offset after it.
 
