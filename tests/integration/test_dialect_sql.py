@@ -9,9 +9,7 @@ catalog, typed as the Chinook_Oracle.sql / Chinook_SqlServer.sql scripts declare
 
 from __future__ import annotations
 
-import sys
 from decimal import Decimal
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -22,25 +20,9 @@ from etl.sources.base import BatchLimits
 from etl.sources.postgres import Config as PostgresConfig
 from etl.sources.postgres import PostgresSource
 from etl.sources.sql import SqlColumn
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-from load_chinook_postgres import load_chinook  # noqa: E402
+from tests.integration.chinook import CHINOOK_COUNTS, load_chinook
 
 pytestmark = pytest.mark.integration
-
-CHINOOK_COUNTS = {
-    "album": 347,
-    "artist": 275,
-    "customer": 59,
-    "employee": 8,
-    "genre": 25,
-    "invoice": 412,
-    "invoice_line": 2240,
-    "media_type": 5,
-    "playlist": 18,
-    "playlist_track": 8715,
-    "track": 3503,
-}
 
 
 class TranspilingCursor:

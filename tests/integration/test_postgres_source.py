@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-import sys
 import uuid
 from decimal import Decimal
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -15,25 +13,9 @@ from etl.errors import ConnectionFailed, EtlError
 from etl.records import Partition
 from etl.sources.base import BatchLimits
 from etl.sources.postgres import Config, open_source
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-from load_chinook_postgres import load_chinook  # noqa: E402
+from tests.integration.chinook import CHINOOK_COUNTS, load_chinook
 
 pytestmark = pytest.mark.integration
-
-CHINOOK_COUNTS = {
-    "album": 347,
-    "artist": 275,
-    "customer": 59,
-    "employee": 8,
-    "genre": 25,
-    "invoice": 412,
-    "invoice_line": 2240,
-    "media_type": 5,
-    "playlist": 18,
-    "playlist_track": 8715,
-    "track": 3503,
-}
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from decimal import Decimal
 from pathlib import Path
 
@@ -15,9 +14,7 @@ import pytest
 
 from etl.engine import RunOptions, run_job
 from etl.job import load_job
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-from load_chinook_postgres import load_chinook  # noqa: E402
+from tests.integration.chinook import load_chinook
 
 pytestmark = pytest.mark.integration
 
