@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from etl.mapping.columnar import columnar_plan
 from etl.mapping.expr import compile_expr
 from etl.mapping.functions import EvalError
 from etl.mapping.paths import MISSING, Path, make_getter
@@ -274,8 +275,15 @@ class CompiledMapping:
         shapes = output_shapes(spec)
         self._protect = make_protector(spec.pii)
         self._where = compile_expr(spec.where) if spec.where is not None else None
+        self._compiled: list[_Output] = []
         self._roots = self._build(spec, shapes)
         self.fields: list[str] | None = self._fields(spec)
+        self._columnar = columnar_plan(spec, [output.columns for output in self._compiled])
+
+    @property
+    def by_column(self) -> bool:
+        """Whether `apply` maps batches of dict records column by column (a flat mapping)."""
+        return self._columnar is not None
 
     def _build(self, spec: MappingSpec, shapes: dict[int, OutputShape]) -> list[_Output]:
         compiled: dict[int, _Output] = {}
@@ -287,6 +295,7 @@ class CompiledMapping:
         roots: list[_Output] = []
         for index, output in enumerate(spec.outputs):
             compiled[index] = self._output(output, shapes[index], spec)
+        self._compiled = [compiled[index] for index in range(len(spec.outputs))]
         for index, output in enumerate(spec.outputs):
             if output.parent is None:
                 roots.append(compiled[index])
@@ -349,7 +358,21 @@ class CompiledMapping:
     def apply(
         self, records: list[dict], key_text: Callable[[dict], str], *, source_table: str = ""
     ) -> MappedBatch:
-        """Map a batch. `source_table` fills Reject.table (the engine knows the source's name)."""
+        """Map a batch. `source_table` fills Reject.table (the engine knows the source's name).
+
+        A flat mapping over dict records is mapped column by column (`columnar.py`), with the
+        same result as `apply_by_record`."""
+        if self._columnar is not None and set(map(type, records)) == {dict}:
+            def by_record(some: list[dict]) -> MappedBatch:
+                return self.apply_by_record(some, key_text, source_table=source_table)
+
+            return self._columnar.apply(records, key_text, by_record)
+        return self.apply_by_record(records, key_text, source_table=source_table)
+
+    def apply_by_record(
+        self, records: list[dict], key_text: Callable[[dict], str], *, source_table: str = ""
+    ) -> MappedBatch:
+        """Map a batch one record at a time (any mapping)."""
         batch = MappedBatch(rows={(table.target, table.table): TableRows() for table in self.tables})
         outputs = batch.rows
         protect, where, roots = self._protect, self._where, self._roots

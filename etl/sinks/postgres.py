@@ -4,6 +4,10 @@ Per batch, in one transaction: children of the batch's parents are deleted (so a
 shrunken array leaves exactly the right children), then each table's rows are binary-COPYed into a
 per-connection temporary staging table and merged with `INSERT ... SELECT ... ON CONFLICT (key) DO
 UPDATE`. A row PostgreSQL refuses is found by bisecting inside savepoints and rejected alone.
+Rows whose keys are all new are an upsert's inserts, so each table's rows are first COPYed straight
+into the table inside a savepoint; the first key that exists (a replayed batch, a table loaded
+before) makes PostgreSQL refuse that COPY, the savepoint is rolled back and the batch goes through
+staging, and so does every later batch of that table on this sink.
 Connection loss, admin shutdown, serialization failures and deadlocks retry the whole batch on a
 new connection (exponential backoff, full jitter); the upserts make the replay harmless.
 """
@@ -86,6 +90,8 @@ class _Table:
     clear_stage: sql.Composed
     copy: sql.Composed
     merge: sql.Composed
+    copy_direct: sql.Composed | None
+    """COPY straight into the table; None when COPY and INSERT differ there (see `_direct_copy_sql`)."""
     children: list[str] = field(default_factory=list)
 
     @property
@@ -220,8 +226,10 @@ class PostgresSink:
                     if not existing[spec.table]:
                         self._create(connection.conn, spec)
                         existing[spec.table] = self._existing_columns(connection.conn, spec.table)
+                direct = {spec.table: self._copies_like_inserts(connection.conn, spec.table)
+                          for spec in tables}
             for spec in tables:
-                self._register(spec, existing[spec.table])
+                self._register(spec, existing[spec.table], direct[spec.table])
         except BaseException:
             self._discard(connection)
             raise
@@ -237,6 +245,18 @@ class PostgresSink:
             name: TargetColumn(name, udt, scale, precision if udt == "numeric" else None, time_precision)
             for name, udt, precision, scale, time_precision in rows
         }
+
+    def _copies_like_inserts(self, conn: psycopg.Connection, table: str) -> bool:
+        """Whether COPY into the table does what INSERT does: a plain or partitioned table without
+        rules (COPY ignores rules) and without row-level security (COPY refuses it)."""
+        row = conn.execute(
+            "SELECT c.relkind IN ('r', 'p') AND NOT c.relrowsecurity"
+            " AND NOT EXISTS (SELECT 1 FROM pg_rewrite r WHERE r.ev_class = c.oid)"
+            " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = %s AND c.relname = %s",
+            (self.config.db_schema, table),
+        ).fetchone()
+        return bool(row and row[0])
 
     def _check(self, conn: psycopg.Connection, spec: TableSpec, existing: dict[str, TargetColumn]) -> None:
         where = f"PostgreSQL table {self.config.db_schema}.{spec.table}"
@@ -278,7 +298,7 @@ class PostgresSink:
         conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(
             self._qualified(spec.table), sql.SQL(", ").join(definitions)))
 
-    def _register(self, spec: TableSpec, existing: dict[str, TargetColumn]) -> None:
+    def _register(self, spec: TableSpec, existing: dict[str, TargetColumn], direct: bool) -> None:
         columns = [existing[column.name] for column in spec.columns]
         index = self._tables[spec.table].index if spec.table in self._tables else len(self._tables)
         stage = sql.Identifier(f"etl_stage_{index}")
@@ -300,6 +320,8 @@ class PostgresSink:
             copy=sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(stage, names),
             merge=sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT ({}) {}").format(
                 target, names, names, stage, sql.SQL(", ").join(map(sql.Identifier, spec.key)), conflict),
+            copy_direct=sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(target, names)
+            if direct else None,
         )
         self._tables[spec.table] = table
         for other in self._tables.values():
@@ -432,10 +454,31 @@ class PostgresSink:
     ) -> int:
         if not pending.values:
             return 0
+        if table.copy_direct is not None and self._copy_new_rows(connection.conn, table, pending):
+            return len(pending.values)
         if table.index not in connection.staged:
             connection.conn.execute(table.create_stage)
             connection.staged.add(table.index)
         return self._apply(connection.conn, table, pending, refused, clear_stage=False)
+
+    @staticmethod
+    def _copy_new_rows(conn: psycopg.Connection, table: _Table, pending: _Pending) -> bool:
+        """COPY the rows straight into the table inside a savepoint: True when PostgreSQL took them
+        all, which it does only when no key exists yet (then the upsert would have inserted them all).
+        A key that exists rolls the savepoint back and sends this table's batches through staging
+        from now on; any other refusal only this batch (staging finds and rejects the row)."""
+        assert table.copy_direct is not None
+        try:
+            with conn.transaction(), conn.cursor() as cursor:
+                with cursor.copy(table.copy_direct) as copy:
+                    copy.set_types(table.copy_types)
+                    for values in pending.values:
+                        copy.write_row(values)
+            return True
+        except ROW_REFUSED as error:
+            if isinstance(error, psycopg.errors.UniqueViolation):
+                table.copy_direct = None
+            return False
 
     def _apply(
         self, conn: psycopg.Connection, table: _Table, pending: _Pending, refused: list[Reject], *,
