@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 import boto3
 import botocore.config
+import botocore.session
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -40,6 +41,7 @@ from etl.sinks.dynamodb_values import (
     encode_item_sized,
     encode_value,
 )
+from etl.sinks.dynamodb_wire import batch_write, install, json_item
 from etl.sinks.retry import Backoff
 
 MAX_BATCH_ITEMS = 25
@@ -127,6 +129,8 @@ class _Entry:
     source_key: str
     size: int
     """Bytes by DynamoDB's item size rules."""
+    wire: str = ""
+    """The item as BatchWriteItem's JSON carries it (`json_item`); empty for insert_only writes."""
 
 
 @dataclass
@@ -191,6 +195,7 @@ class DynamoDBSink:
         self.name = name
         self.config = config
         self._client = client if client is not None else _make_client(config)
+        install(self._client)
         self._backoff = backoff or Backoff(config.max_attempts, config.base_delay_ms, config.max_delay_ms)
         self._pool = ThreadPoolExecutor(max_workers=config.concurrency, thread_name_prefix=f"dynamodb-{name}")
         self._tables: dict[str, _Table] = {}
@@ -325,6 +330,7 @@ class DynamoDBSink:
         table = self._tables[table_name]
         rejects: list[Reject] = []
         entries = []
+        batched = not self.config.insert_only
         for row, source_key in rows:
             try:
                 item, size = encode_item_sized(row, table.columns, table.spec.key)
@@ -332,8 +338,9 @@ class DynamoDBSink:
                 rejects.append(_reject(table.spec, source_key, row, problem.reason, problem.field_path,
                                        problem.value_type))
                 continue
-            entries.append(_Entry(_key_id(item, table.spec.key), item, row, source_key, size))
-        write_chunk = self._put_each_if_new if self.config.insert_only else self._write_chunk
+            entries.append(_Entry(_key_id(item, table.spec.key), item, row, source_key, size,
+                                  json_item(item) if batched else ""))
+        write_chunk = self._write_chunk if batched else self._put_each_if_new
         written = 0
         for chunk in _chunks(entries):
             chunk_written, chunk_rejects = write_chunk(table_name, chunk)
@@ -348,9 +355,8 @@ class DynamoDBSink:
         written = 0
         attempt = 1
         while True:
-            request = {table_name: [{"PutRequest": {"Item": entry.item}} for entry in pending.values()]}
             try:
-                response = self._client.batch_write_item(RequestItems=request)
+                response = batch_write(self._client, table_name, [entry.wire for entry in pending.values()])
             except ClientError as error:
                 code = error.response["Error"]["Code"]
                 status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
@@ -594,7 +600,7 @@ def _connection_failed(name: str, error: Exception) -> ConnectionFailed:
 def _make_client(config: Config) -> Any:
     """A low-level client from the standard AWS credential chain; DynamoDB Local accepts any credentials,
     so a loopback endpoint without configured credentials gets placeholder ones."""
-    session = boto3.session.Session(region_name=config.region)
+    session = boto3.session.Session(botocore_session=_botocore_session(), region_name=config.region)
     credentials: dict[str, str] = {}
     local = config.endpoint_url is not None and _is_loopback(urlsplit(config.endpoint_url).hostname or "")
     if local and session.get_credentials() is None:
@@ -612,6 +618,23 @@ def _make_client(config: Config) -> Any:
         ),
         **credentials,
     )
+
+
+_loader: Any = None
+_loader_lock = threading.Lock()
+
+
+def _botocore_session() -> botocore.session.Session:
+    """A new session (so each sink resolves credentials afresh) whose service models come from one
+    loader per process: every partition opens its own sink, and loading DynamoDB's models and the
+    endpoint rules again for each sink cost about 50 ms of CPU here."""
+    global _loader
+    session = botocore.session.Session()
+    with _loader_lock:
+        if _loader is None:
+            _loader = session.get_component("data_loader")
+        session.register_component("data_loader", _loader)
+    return session
 
 
 def open_sink(name: str, config: Config) -> DynamoDBSink:
