@@ -21,6 +21,7 @@ from pathlib import Path
 from etl.engine.accounting import Counts, check_accounting
 from etl.engine.control import ProgressCallback, RunControl
 from etl.engine.execution import Execution
+from etl.engine.gc_pacing import fewer_collections
 from etl.engine.lease import DEFAULT_TTL_SECONDS, LeaseKeeper
 from etl.engine.local import LocalExecutor
 from etl.engine.plan import Plan, Shard, TablePlan
@@ -144,7 +145,8 @@ def _run_leased(job: Job, options: RunOptions, resources: JobResources, store: S
             execution = executor.run(job, works, control, prefetch=options.prefetch, resources=resources)
         else:
             run_one = _local_runner(job, resources, store, dead_letters, control, options, quick_try)
-            execution = LocalExecutor(job.parallelism).run(works, run_one, control)
+            with fewer_collections():
+                execution = LocalExecutor(job.parallelism).run(works, run_one, control)
     planning.close()
 
     report.tables = _table_reports(plan, checkpoints, execution.outcomes)
