@@ -56,9 +56,11 @@ def test_w2_mongo_dynamodb_smoke():
     assert lines[0].startswith("loaded 30 documents (176 orders) into MongoDB in ")
     assert lines[1].startswith("W2 MongoDB -> DynamoDB: 30 documents -> 206 items (30 profiles + 176 orders; "
                                "parallelism 2 x concurrency 2 = 4 writer threads")
-    assert figures(lines[3]) == ("raw boto3 batch_write_item, 4 threads", 206)
+    assert figures(lines[3]) == ("raw TypeSerializer + batch_write_item, 4 thr", 206)
     assert figures(lines[4]) == ("etl engine end to end", 206)
-    assert re.fullmatch(r"ratio engine/raw: \d+\.\d{3} \(goal >= 0\.0\)", lines[5])
+    assert figures(lines[5]) == ("info: raw batch_write_item, items pre-encoded", 206)
+    assert re.fullmatch(r"ratio engine/raw: \d+\.\d{3} \(goal >= 0\.0\); engine/pre-encoded raw: \d+\.\d{3}",
+                        lines[6])
 
 
 @pytest.mark.skipif(importlib.util.find_spec("dlt") is None, reason="dlt is in the bench extra")
