@@ -19,6 +19,7 @@ from psycopg.conninfo import conninfo_to_dict
 from etl import security
 from etl.records import Json
 from etl.sources.base import BatchLimits
+from etl.sources.rowrecords import RecordMaker
 from etl.sources.sql import SqlColumn, SqlSource, SqlSourceConfig, SqlTable
 from etl.sources.sqltypes import Converter, iso_interval, json_loads_exact
 
@@ -47,6 +48,7 @@ class PostgresSource(SqlSource):
     engine = "PostgreSQL"
     row_value_comparison = True
     integer_types = frozenset({"INT2", "INT4", "INT8"})
+    records_by_driver = True
 
     def __init__(self, name: str, config: Config, limits: BatchLimits) -> None:
         super().__init__(name, config, limits)
@@ -72,6 +74,11 @@ class PostgresSource(SqlSource):
         cursor = connection.cursor(name=f"etl_read_{next(_cursor_names)}")
         cursor.itersize = fetch_rows
         return cursor
+
+    def records_cursor(self, cursor: Any, make_record: RecordMaker) -> None:
+        """psycopg calls a row factory's maker on each row tuple as it decodes it, from C: the
+        record is built there, without a second pass over the batch or a list of tuples kept alive."""
+        cursor.row_factory = lambda _cursor: make_record
 
     def consistency_point(self, connection: Any) -> Json:
         """Export a snapshot from a transaction kept open until `close`, for partitions to import."""

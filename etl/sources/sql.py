@@ -24,6 +24,7 @@ from etl.errors import ConnectionFailed, EtlError
 from etl.records import Batch, Json, Partition, Reject
 from etl.redact import RedactedRepr
 from etl.sources.base import BatchLimits, SourceTable
+from etl.sources.rowrecords import RecordMaker, record_maker
 from etl.sources.sqltypes import (
     Converter,
     Truncated,
@@ -114,6 +115,19 @@ class ReadPlan:
     """Positions of unbounded columns whose size is measured per row (str/bytes: their len)."""
     measured_objects: list[int] = field(default_factory=list)
     """Positions of unbounded columns holding objects (arrays), measured by their text form."""
+    by_name: bool = False
+    """The driver hands each row over as the record itself (made by `make_record`), so the
+    fields above are read by name; only when every selected column is a record field and no key
+    column is converted, so the raw key stays in the record."""
+    make_record: RecordMaker = field(init=False, repr=False)
+    """Driver row -> {name: value} for `names` (extra raw key columns at the end are left out)."""
+
+    def __post_init__(self) -> None:
+        self.make_record = record_maker(self.names)
+
+    def fields(self, positions: list[int]) -> list[int] | list[str]:
+        """How to index a driver row for these positions: the position, or the name (`by_name`)."""
+        return [self.names[position] for position in positions] if self.by_name else positions
 
 
 class Params:
@@ -139,6 +153,8 @@ class SqlSource:
     """Type names whose key ranges are split arithmetically (min/max) instead of by quantiles."""
     pseudo_columns: ClassVar[frozenset[str]] = frozenset()
     """Names accepted as `watermark:` without being table columns (ORA_ROWSCN)."""
+    records_by_driver: ClassVar[bool] = False
+    """Whether `records_cursor` can have the driver build each record dict (see `ReadPlan.by_name`)."""
 
     def __init__(self, name: str, config: SqlSourceConfig, limits: BatchLimits) -> None:
         self.name = name
@@ -212,6 +228,11 @@ class SqlSource:
         cursor = connection.cursor()
         cursor.arraysize = fetch_rows
         return cursor
+
+    def records_cursor(self, cursor: Any, make_record: RecordMaker) -> None:
+        """Make `cursor` return `make_record(row)` for each row, called as the driver decodes the
+        row (only called when `records_by_driver`)."""
+        raise NotImplementedError
 
     def execute(self, cursor: Any, sql: str, params: Params) -> None:
         cursor.execute(sql, self.bind(params))
@@ -293,13 +314,17 @@ class SqlSource:
                 sql, params = self.page_query(meta, plan, partition, after, page_rows)
                 cursor = self.open_cursor(connection, fetch_rows)
                 try:
+                    if plan.by_name:
+                        self.records_cursor(cursor, plan.make_record)
+                    key_fields = plan.fields(plan.key_positions)
                     self.execute(cursor, sql, params)
                     seen = 0
                     while rows := cursor.fetchmany(fetch_rows):
                         seen += len(rows)
+                        # Before the batches go out: their records may be the rows themselves.
+                        after = tuple(rows[-1][index] for index in key_fields)
                         for chunk in self._split_by_bytes(rows, plan, rows_per_batch):
                             yield self.to_batch(meta, plan, chunk)
-                        after = tuple(rows[-1][position] for position in plan.key_positions)
                 finally:
                     cursor.close()
                 if seen < page_rows:
@@ -475,14 +500,18 @@ class SqlSource:
                 position = len(expressions) - 1
             key_positions.append(position)
         widths = [self.width(c) for c in chosen]
+        converters = [self.converter(c) for c in chosen]
         return ReadPlan(
             names=names,
             expressions=expressions,
-            converters=[self.converter(c) for c in chosen],
+            converters=converters,
             key_positions=key_positions,
             fixed_width=sum(width for width in widths if width is not None),
             measured=[i for i, w in enumerate(widths) if w is None and not self.holds_objects(chosen[i])],
             measured_objects=[i for i, w in enumerate(widths) if w is None and self.holds_objects(chosen[i])],
+            by_name=self.records_by_driver
+            and len(expressions) == len(names)
+            and all(converters[position] is None for position in key_positions),
         )
 
     def page_query(
@@ -499,7 +528,13 @@ class SqlSource:
             conditions.append(f"{first} < {params.add(decode_key(partition.upper)[0])}")
         if after is not None:
             conditions.append(self.after_condition([self.quote(name) for name in meta.key], after, params))
-        order = ", ".join(self.quote(name) for name in meta.key)
+        # A key column selected converted under its own name is selected again raw at the end of
+        # the list; ORDER BY its name would be ambiguous (or sort the converted text), so the raw
+        # one is named by its place in the select list.
+        order = ", ".join(
+            str(position + 1) if position >= len(plan.names) else self.quote(name)
+            for name, position in zip(meta.key, plan.key_positions, strict=True)
+        )
         sql = self.select_sql(
             ", ".join(plan.expressions), self.from_clause(meta, lower.get("at")), conditions, order, limit
         )
@@ -624,10 +659,10 @@ class SqlSource:
         """Chunks of at most `rows_per_batch` rows and `limits.bytes` bytes (one row may exceed it alone)."""
         if plan.measured or plan.measured_objects:
             total = plan.fixed_width * len(rows)
-            for position in plan.measured:
-                total += _column_bytes(list(map(itemgetter(position), rows)))
-            for position in plan.measured_objects:
-                total += sum(map(_size, map(itemgetter(position), rows)))
+            for index in plan.fields(plan.measured):
+                total += _column_bytes(rows, itemgetter(index))
+            for index in plan.fields(plan.measured_objects):
+                total += sum(map(_size, map(itemgetter(index), rows)))
             if total > self.limits.bytes:
                 yield from self._split_row_by_row(rows, plan, rows_per_batch)
                 return
@@ -637,7 +672,7 @@ class SqlSource:
     def _split_row_by_row(self, rows: list, plan: ReadPlan, rows_per_batch: int) -> Iterator[list]:
         chunk: list = []
         size = 0
-        measured = plan.measured + plan.measured_objects
+        measured = plan.fields(plan.measured + plan.measured_objects)
         for row in rows:
             row_size = plan.fixed_width + sum(_size(row[i]) for i in measured)
             if chunk and (size + row_size > self.limits.bytes or len(chunk) >= rows_per_batch):
@@ -652,11 +687,12 @@ class SqlSource:
         """Driver rows -> a Batch of canonical records (and rejects), resuming after the last row.
 
         Converters run column by column over the batch so that columns the driver already hands
-        over as canonical values cost nothing beyond building the dict.
+        over as canonical values cost nothing beyond building the dict (or nothing at all when
+        the driver built it, `ReadPlan.by_name`).
         """
-        last = tuple(rows[-1][position] for position in plan.key_positions)
+        last = tuple(rows[-1][index] for index in plan.fields(plan.key_positions))
         names = plan.names
-        records = [dict(zip(names, row)) for row in rows]  # noqa: B905 - zip(strict=) halves its speed
+        records = rows if plan.by_name else list(map(plan.make_record, rows))
         failed: dict[int, Reject] = {}
         for name, convert in zip(names, plan.converters, strict=True):
             if convert is None:
@@ -680,7 +716,7 @@ class SqlSource:
     def _reject(
         self, meta: TableMeta, plan: ReadPlan, row: Sequence, column: str, value: Any, error: Exception
     ) -> Reject:
-        raw_key = [row[position] for position in plan.key_positions]
+        raw_key = [row[index] for index in plan.fields(plan.key_positions)]
         return Reject(
             table=meta.name,
             source_key=_key_text(meta.key, raw_key),
@@ -712,12 +748,13 @@ class SqlSource:
         )
 
 
-def _column_bytes(values: list) -> int:
-    """Total size of one column's values: len() of str/bytes in C, anything else by its text form."""
+def _column_bytes(rows: list, value: Callable[[Any], Any]) -> int:
+    """Total size of one column's values: len() of str/bytes in C (no list of them built),
+    anything else by its text form."""
     try:
-        return sum(map(len, filter(None, values)))
+        return sum(map(len, filter(None, map(value, rows))))
     except TypeError:
-        return sum(map(_size, values))
+        return sum(map(_size, map(value, rows)))
 
 
 def _size(value: Any) -> int:

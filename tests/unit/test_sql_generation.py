@@ -112,6 +112,23 @@ def test_converted_key_columns_are_also_selected_raw():
         '"TS"',
     ]
     assert plan.key_positions == [2]
+    sql, _ = source.page_query(table, plan, Partition("s", "t", 0, 1), None, 10)
+    assert sql.endswith("ORDER BY 3 FETCH FIRST 10 ROWS ONLY")  # the raw "TS": the name is ambiguous
+
+
+def test_only_postgres_has_the_driver_build_records_and_only_with_raw_key_columns():
+    plans = {dialect: source.read_plan(meta(), None) for dialect, source in sources().items()}
+    assert {dialect: plan.by_name for dialect, plan in plans.items()} == {
+        "postgres": True,
+        "oracle": False,
+        "tsql": False,
+    }
+    assert plans["postgres"].fields(plans["postgres"].key_positions) == ["a", "b", "c"]
+    assert plans["oracle"].fields(plans["oracle"].key_positions) == [0, 1, 2]
+    char_key = TableMeta("t", "sch", "t", (SqlColumn("code", "BPCHAR", length=3, nullable=False),), ("code",))
+    plan = sources()["postgres"].read_plan(char_key, None)
+    assert plan.expressions == ['"code"::text AS "code"', '"code"']  # the raw key after the record
+    assert not plan.by_name and plan.key_positions == [1]
 
 
 def test_sql_server_special_types_are_selected_as_text():

@@ -173,6 +173,24 @@ def test_rowversion_variant_and_json():
     assert json_loads_exact('{"dose": 1.10, "n": 3}') == {"dose": Decimal("1.10"), "n": 3}
 
 
+@pytest.mark.parametrize(
+    "text",
+    ['{"a": [1, 2.50]}', ' {"a": 1} \n', "3.0", '"x"', "null", '{"a": 1} x', "", "[1,", " ", "1 2"],
+)
+def test_json_without_and_with_surrounding_space_reads_as_the_decoder_does(text):
+    decoder = json.JSONDecoder(parse_float=Decimal)
+
+    def outcome(parse):
+        try:
+            value = parse(text)
+        except json.JSONDecodeError as error:
+            return ("error", str(error))
+        return ("value", repr(value))
+
+    assert outcome(json_loads_exact) == outcome(decoder.decode)
+    assert outcome(lambda t: json_loads_exact(t.encode())) == outcome(decoder.decode)
+
+
 def test_key_positions_survive_json_exactly():
     key = (
         Decimal("10.50"),
