@@ -2,7 +2,8 @@
 
 A relational table copied column to column (every column reads one top-level field or is a
 constant; no explode, no filters, no PII rules, each output a table of its own) is mapped a column
-at a time: the field is read for the whole batch and cast by `bulk.py`. A column whose bulk cast
+at a time: the field is read for the whole batch and cast by `bulk.py`, and the rows stay columns
+(`ColumnRows`) for a sink that reads them so. A column whose bulk cast
 needs a closer look is cast record by record with the very column function the row path uses.
 Records for which any column fails are mapped again by the row path, which rejects them with
 exactly the reason, field and value type it always gives; so the rows, rejects and source keys are
@@ -19,7 +20,7 @@ from typing import Any
 from etl.mapping.bulk import CloserLook, bulk_cast
 from etl.mapping.paths import MISSING
 from etl.mapping.spec import ColumnSpec, MappingSpec
-from etl.sinks.base import TableRows
+from etl.sinks.base import ColumnRows
 
 TableKey = tuple[str, str]
 ColumnFn = Callable[[tuple], Any]
@@ -83,8 +84,8 @@ class ColumnarPlan:
             built = [(output, [[column[index] for index in keep] for column in columns])
                      for output, columns in built]
         for output, columns in built:
-            rows = [dict(zip(output.names, values)) for values in zip(*columns)]  # noqa: B905 - equal lengths
-            batch.rows[output.table] = TableRows(rows, list(source_keys))
+            by_name = dict(zip(output.names, columns, strict=True))
+            batch.rows[output.table] = ColumnRows(by_name, list(source_keys))
         return batch
 
 def columnar_plan(spec: MappingSpec, row_columns: list[list[tuple[str, ColumnFn]]]) -> ColumnarPlan | None:

@@ -23,6 +23,35 @@ class TableRows:
     source_keys: list[str] = field(default_factory=list)
 
 
+class ColumnRows(TableRows):
+    """TableRows kept column by column (name -> values in row order), as a column-wise mapping makes
+    them: a sink that reads `columns` skips building a dict per row. `rows` builds the dicts on first
+    use and from then on they are the rows (`columns` becomes None), so the two never disagree."""
+
+    def __init__(self, columns: dict[str, list], source_keys: list[str]) -> None:
+        self.columns: dict[str, list] | None = columns
+        self._rows: list[dict] | None = None
+        self.source_keys = source_keys
+
+    @property
+    def rows(self) -> list[dict]:
+        if self._rows is None:
+            assert self.columns is not None
+            names = tuple(self.columns)
+            self._rows = [dict(zip(names, values)) for values in zip(*self.columns.values())]  # noqa: B905
+            self.columns = None
+        return self._rows
+
+    @rows.setter
+    def rows(self, rows: list[dict]) -> None:
+        self._rows, self.columns = rows, None
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, TableRows):
+            return NotImplemented
+        return (self.rows, self.source_keys) == (other.rows, other.source_keys)
+
+
 @dataclass
 class WriteResult:
     loaded: dict[str, int] = field(default_factory=dict)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import json
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from itertools import repeat
@@ -34,7 +34,7 @@ from etl import security
 from etl.errors import ConnectionFailed, EtlError, RuntimeFailure
 from etl.records import Reject, TableSpec
 from etl.redact import RedactedRepr
-from etl.sinks.base import TableRows, WriteResult
+from etl.sinks.base import ColumnRows, TableRows, WriteResult
 from etl.sinks.coltypes import ColumnType, parse_type
 from etl.sinks.iam_token import IamTokenSource
 from etl.sinks.postgres_types import (
@@ -108,13 +108,19 @@ class _Pending:
     """A table's rows of one batch, ready for COPY: parallel lists, sliced together when bisecting."""
 
     values: list[tuple]
-    rows: list[dict]
     source_keys: list[str]
+    positions: list[int]
+    """Where each row's dict is in `rows()`, which builds the dicts of column-wise rows (`ColumnRows`)
+    only when a row is rejected."""
+    rows: Callable[[], list[dict]]
 
     def halves(self) -> tuple[_Pending, _Pending]:
         middle = len(self.values) // 2
-        return (_Pending(self.values[:middle], self.rows[:middle], self.source_keys[:middle]),
-                _Pending(self.values[middle:], self.rows[middle:], self.source_keys[middle:]))
+        return (_Pending(self.values[:middle], self.source_keys[:middle], self.positions[:middle], self.rows),
+                _Pending(self.values[middle:], self.source_keys[middle:], self.positions[middle:], self.rows))
+
+    def row(self, index: int) -> dict:
+        return self.rows()[self.positions[index]]
 
 
 class _Connection:
@@ -350,10 +356,10 @@ class PostgresSink:
         keys: dict[str, list[tuple]] = {}
         for table_name, table_rows in batch.items():
             table = self._table(table_name)
-            rows, source_keys = _dedupe(table.spec, table_rows, result.rejects)
+            columns, rows, source_keys = _columns(table, table_rows, result.rejects)
             if table.children:
-                keys[table_name] = [tuple(row.get(name) for name in table.spec.key) for row in rows]
-            prepared[table_name] = self._adapt(table, rows, source_keys, result.rejects)
+                keys[table_name] = list(zip(*(columns[name] for name in table.spec.key), strict=True))
+            prepared[table_name] = self._adapt(table, columns, rows, source_keys, result.rejects)
         order = sorted(prepared, key=lambda name: self._depth(self._tables[name]))
         attempt = 1
         while True:
@@ -396,26 +402,29 @@ class PostgresSink:
                 attempt += 1
 
     def _adapt(
-        self, table: _Table, rows: list[dict], source_keys: list[str], rejects: list[Reject]
+        self, table: _Table, columns: dict[str, list], rows: Callable[[], list[dict]], source_keys: list[str],
+        rejects: list[Reject],
     ) -> _Pending:
-        """Adapt values for COPY, column by column; a value the column cannot hold exactly rejects its row."""
+        """Adapt values for COPY, column by column; a value the column cannot hold exactly rejects its row.
+        `columns`: every row's value of each column (a column not given is null in every row)."""
+        count = len(source_keys)
         refused: dict[int, Reject] = {}
-        columns = []
+        adapted = []
         for name, adapter_ in zip(table.names, table.adapters, strict=True):
-            values, problems = adapter_.column(list(map(dict.get, rows, repeat(name, len(rows)))))
-            columns.append(values)
+            values, problems = adapter_.column(columns[name] if name in columns else [None] * count)
+            adapted.append(values)
             for index, problem in problems.items():
                 if index not in refused:
-                    row = rows[index]
+                    row = rows()[index]
                     reason = f"column {name!r}: {problem}"
                     refused[index] = _reject(table.spec, source_keys[index], row, reason, name,
                                              type(row.get(name)).__name__)
-        values = list(zip(*columns, strict=True))
+        values = list(zip(*adapted, strict=True))
         if not refused:
-            return _Pending(values, rows, source_keys)
+            return _Pending(values, source_keys, list(range(count)), rows)
         rejects.extend(refused[index] for index in sorted(refused))
-        kept = [index for index in range(len(rows)) if index not in refused]
-        return _Pending([values[i] for i in kept], [rows[i] for i in kept], [source_keys[i] for i in kept])
+        kept = [index for index in range(count) if index not in refused]
+        return _Pending([values[i] for i in kept], [source_keys[i] for i in kept], kept, rows)
 
     def _replace_children(self, conn: psycopg.Connection, keys: dict[str, list[tuple]]) -> None:
         """Delete the existing children of every parent in the batch, down the whole tree."""
@@ -499,7 +508,7 @@ class PostgresSink:
             return len(pending.values)
         except ROW_REFUSED as error:
             if len(pending.values) == 1:
-                refused.append(_reject(table.spec, pending.source_keys[0], pending.rows[0], _refusal(error),
+                refused.append(_reject(table.spec, pending.source_keys[0], pending.row(0), _refusal(error),
                                        error.diag.column_name))
                 return 0
             first, second = pending.halves()
@@ -574,6 +583,36 @@ def _decode(value: Any, column: ColumnType) -> Any:
         except TypeError:
             return value
     return value
+
+
+def _columns(
+    table: _Table, table_rows: TableRows, rejects: list[Reject]
+) -> tuple[dict[str, list], Callable[[], list[dict]], list[str]]:
+    """(each column's values, the row dicts, source keys) of a table's rows, one row per key.
+    Column-wise rows whose keys are all present and distinct are used as they are."""
+    columns = _keyed_columns(table.spec, table_rows)
+    if columns is not None:
+        return columns, lambda: table_rows.rows, table_rows.source_keys
+    rows, source_keys = _dedupe(table.spec, table_rows, rejects)
+    columns = {name: list(map(dict.get, rows, repeat(name, len(rows)))) for name in table.names}
+    return columns, lambda: rows, source_keys
+
+
+def _keyed_columns(spec: TableSpec, rows: TableRows) -> dict[str, list] | None:
+    """The columns of column-wise rows (`ColumnRows`) whose key columns are all present, non-null and
+    distinct, so that they need no de-duplication; None otherwise (then the rows go through `_dedupe`)."""
+    columns = rows.columns if isinstance(rows, ColumnRows) else None
+    if columns is None or not all(name in columns for name in spec.key):
+        return None
+    if any(len(values) != len(rows.source_keys) for values in columns.values()):
+        return None
+    if len(spec.key) == 1:
+        keys: list = columns[spec.key[0]]
+        unkeyed = None in keys
+    else:
+        keys = list(zip(*(columns[name] for name in spec.key), strict=True))
+        unkeyed = any(None in key for key in keys)
+    return None if unkeyed or len(set(keys)) != len(keys) else columns
 
 
 def _dedupe(spec: TableSpec, rows: TableRows, rejects: list[Reject]) -> tuple[list[dict], list[str]]:
