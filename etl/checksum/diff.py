@@ -6,7 +6,9 @@ by key encoding, so memory grows with the differing buckets, not the table.
 
 A side is a zero-argument callable returning a fresh iterable of rows. A side may also offer
 pushdown (see `ChecksumSide`): its own `bucket_checksums` (e.g. computed in SQL) and
-`rows_in_buckets` (only the rows of some buckets), which the validator then prefers.
+`rows_in_buckets` (only the rows of some buckets), which the validator then prefers. When both
+sides can checksum by ranges of the same integer key (`KeyRangeSide`), buckets are key ranges
+instead of key hashes, so pass 2 reads only those ranges (the same-engine mode, keyranges.py).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from etl.checksum.buckets import BucketChecksums
 from etl.checksum.canonical import MISSING, column_kind
+from etl.checksum.keyranges import KeyRanges, KeyRangeSide
 from etl.checksum.results import Difference, FieldDifference, TableValidation
 from etl.checksum.rowhash import RowHasher, bucket_of
 from etl.checksum.tolerances import Tolerances
@@ -158,8 +161,15 @@ def validate_table(
     """
     tolerances = tolerances or Tolerances()
     hasher = RowHasher(spec, tolerances)
+    ranges = None
+    if source_checksums is None and target_checksums is None:
+        ranges = _key_ranges(spec, (source_rows, target_rows), buckets, tolerances)
     with ThreadPoolExecutor(2, thread_name_prefix="etl-checksum") as pool:
         # The two sides are read at once: their servers (or a server's two cores) work in parallel.
+        if ranges is not None:
+            source_checksums, target_checksums = pool.map(
+                lambda side: side.range_checksums(spec, ranges, tolerances), (source_rows, target_rows)
+            )
         pending = [
             pool.submit(checksum_side, side, spec, buckets=buckets, tolerances=tolerances)
             for side, given in ((source_rows, source_checksums), (target_rows, target_checksums))
@@ -175,11 +185,26 @@ def validate_table(
         target=spec.target,
         rows_source=source_checksums.rows,
         rows_target=target_checksums.rows,
-        buckets=buckets,
+        buckets=source_checksums.buckets,
         mismatched_buckets=mismatched,
         tolerances=tolerances.active(),
         max_differences=max_differences,
     )
+    if ranges is None:
+
+        def locate(key: bytes, _row: dict) -> int:
+            return bucket_of(key, buckets)
+
+        def fetch(side: RowSource, wanted: frozenset[int]) -> Iterable[dict]:
+            return _rows_in(side, spec, wanted, buckets, tolerances)
+    else:
+
+        def locate(_key: bytes, row: dict) -> int:
+            return ranges.bucket(row)
+
+        def fetch(side: RowSource, wanted: frozenset[int]) -> Iterable[dict]:
+            return side.rows_in_ranges(spec, ranges, wanted, tolerances)
+
     for wanted in _rounds(mismatched, source_checksums, target_checksums, max_rows_held):
         _drill_down(
             spec,
@@ -189,8 +214,24 @@ def validate_table(
             wanted,
             result,
             tolerances,
+            locate,
+            fetch,
         )
     return result
+
+
+def _key_ranges(
+    spec: TableSpec, sides: tuple[RowSource, RowSource], buckets: int, tolerances: Tolerances
+) -> KeyRanges | None:
+    """Key-range buckets when both sides can checksum by ranges of the same integer key (the
+    same-engine mode, keyranges.py), else None: the canonical hash buckets are used."""
+    if not all(isinstance(side, KeyRangeSide) for side in sides):
+        return None
+    with ThreadPoolExecutor(2, thread_name_prefix="etl-span") as pool:
+        spans = list(pool.map(lambda side: side.key_span(spec, tolerances), sides))
+    if any(span is None for span in spans):
+        return None
+    return KeyRanges.spanning(spec.key[0], spans, buckets)
 
 
 def _rounds(
@@ -220,15 +261,18 @@ def _drill_down(
     wanted: frozenset[int],
     result: TableValidation,
     tolerances: Tolerances,
+    locate: Callable[[bytes, dict], int],
+    fetch: Callable[[RowSource, frozenset[int]], Iterable[dict]],
 ) -> None:
-    buckets = result.buckets
+    """Pass 2 for the `wanted` buckets: `fetch` reads a side's rows of (at least) those buckets,
+    `locate` gives a row's bucket from its key encoding or the row."""
     drill = _Drill(spec, hasher, result, tolerances)
 
     def rows_of_wanted_buckets(side: RowSource) -> list[tuple[bytes, int, dict]]:
         selected = []
-        for row in _rows_in(side, spec, wanted, buckets, tolerances):
+        for row in fetch(side, wanted):
             key = hasher.key_encoding(row)
-            bucket = bucket_of(key, buckets)
+            bucket = locate(key, row)
             if bucket in wanted:
                 selected.append((key, bucket, row))
         return selected

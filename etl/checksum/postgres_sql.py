@@ -35,6 +35,7 @@ from etl.checksum.canonical import (
     column_kind,
     encode,
 )
+from etl.checksum.keyranges import KeyRanges, KeySpan
 from etl.checksum.tolerances import Tolerances
 from etl.records import TableSpec
 
@@ -136,11 +137,6 @@ def _value_code(
     return sql.SQL("{} || {}").format(_bytea(lead), guarded) if lead else guarded
 
 
-def _hex_int64(hex_digest: sql.Composable, start: int) -> sql.Composable:
-    """The signed 64-bit integer in hex digits start..start+15 (1-based) of an md5 text."""
-    return sql.SQL("('x' || substr({}, {}, 16))::bit(64)::int8").format(hex_digest, sql.Literal(start))
-
-
 def _hex_uint(hex_digest: sql.Composable, start: int) -> sql.Composable:
     """The unsigned 32-bit integer in hex digits start..start+7 (1-based) of an md5 text."""
     return sql.SQL("('x' || lpad(substr({}, {}, 8), 16, '0'))::bit(64)::int8").format(
@@ -148,14 +144,45 @@ def _hex_uint(hex_digest: sql.Composable, start: int) -> sql.Composable:
     )
 
 
+def _checksum_query(table: sql.Composable, bucket: sql.Composable, row: sql.Composable) -> sql.Composable:
+    """Per bucket: count, sums of the signed high and low 64-bit halves of md5(row encoding), and
+    how many low halves are negative. The hex digest is parsed once, as bit(128); OFFSET 0 keeps
+    the subquery from being flattened, which would hash each row once per use."""
+    return sql.SQL(
+        "SELECT bucket, count(*), sum(high), sum(low), count(*) FILTER (WHERE low < 0) FROM ("
+        " SELECT bucket, substring(hash from 1 for 64)::int8 AS high,"
+        " substring(hash from 65 for 64)::int8 AS low FROM ("
+        "  SELECT {bucket} AS bucket, ('x' || md5({row}))::bit(128) AS hash FROM {table} OFFSET 0) AS hashed"
+        ") AS split GROUP BY bucket"
+    ).format(bucket=bucket, row=row, table=table)
+
+
+def _read_checksums(
+    conn: psycopg.Connection, query: sql.Composable, params: tuple | None, buckets: int
+) -> BucketChecksums:
+    checksums = BucketChecksums(buckets)
+    for bucket, count, high, low, negative_lows in conn.execute(query, params):
+        # Signed 64-bit halves: a negative high half is off by 2^128 (vanishes mod 2^128);
+        # each negative low half is 2^64 short.
+        checksums.counts[bucket] = count
+        checksums.sums[bucket] = ((int(high) << 64) + int(low) + (negative_lows << 64)) % MODULUS
+    return checksums
+
+
+_INTEGER_TYPES = ("int2", "int4", "int8")
+
+
 class PostgresTableSide:
     """A table in PostgreSQL as a `ChecksumSide`: rows streamed through a server-side cursor,
-    bucket checksums computed by the server when the columns allow it."""
+    bucket checksums computed by the server when the columns allow it. Against another such side
+    whose key is the same single NOT NULL integer column, it checksums and fetches by key range
+    (`KeyRangeSide`, see keyranges.py)."""
 
     def __init__(self, dsn: str, table: str, *, schema: str = "public") -> None:
         self.dsn = dsn
         self.table = table
         self.schema = schema
+        self._physical_columns: dict[str, tuple[str, int, bool]] | None = None
         self._code_cache: dict[
             tuple[TableSpec, Tolerances], tuple[sql.Composable, sql.Composable] | None
         ] = {}
@@ -174,6 +201,23 @@ class PostgresTableSide:
     def __call__(self) -> Iterator[dict]:
         return self._stream(sql.SQL("SELECT * FROM {}").format(self._name()))
 
+    def _physical(self) -> dict[str, tuple[str, int, bool]]:
+        """Column name -> (type name, typmod, NOT NULL); empty unless the server encoding is UTF8
+        (the canonical strings are UTF-8)."""
+        if self._physical_columns is None:
+            with psycopg.connect(self.dsn) as conn:
+                if conn.execute("SHOW server_encoding").fetchone() != ("UTF8",):
+                    found = []
+                else:
+                    found = conn.execute(
+                        "SELECT a.attname, t.typname, a.atttypmod, a.attnotnull"
+                        " FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid"
+                        " WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped",
+                        (self._name().as_string(conn),),
+                    ).fetchall()
+            self._physical_columns = {name: (pg_type, typmod, null) for name, pg_type, typmod, null in found}
+        return self._physical_columns
+
     def _codes(self, spec: TableSpec, tolerances: Tolerances) -> tuple[sql.Composable, sql.Composable] | None:
         """SQL for (key encoding, row encoding), or None when not every column can be pushed down."""
         if (spec, tolerances) not in self._code_cache:
@@ -185,16 +229,7 @@ class PostgresTableSide:
     ) -> tuple[sql.Composable, sql.Composable] | None:
         if tolerances.case_insensitive_keys:
             return None
-        with psycopg.connect(self.dsn) as conn:
-            if conn.execute("SHOW server_encoding").fetchone() != ("UTF8",):
-                return None
-            found = conn.execute(
-                "SELECT a.attname, t.typname, a.atttypmod, a.attnotnull"
-                " FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid"
-                " WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped",
-                (self._name().as_string(conn),),
-            ).fetchall()
-        physical = {name: (pg_type, typmod, not_null) for name, pg_type, typmod, not_null in found}
+        physical = self._physical()
         kinds = {column.name: column_kind(column.type) for column in spec.columns}
         if any(name not in physical for name in kinds) or any(name not in kinds for name in spec.key):
             return None
@@ -216,29 +251,9 @@ class PostgresTableSide:
         if codes is None:
             return None
         key, row = codes
-        # OFFSET 0 keeps the subquery from being flattened, which would hash each row once per use.
-        query = sql.SQL(
-            "SELECT bucket, count(*), sum(high), sum(low), count(*) FILTER (WHERE low < 0) FROM ("
-            " SELECT {bucket} % {n} AS bucket, {high} AS high, {low} AS low FROM ("
-            "  SELECT md5({key}) AS key_md5, md5({row}) AS row_md5 FROM {table} OFFSET 0) AS hashed"
-            ") AS split GROUP BY bucket"
-        ).format(
-            bucket=_hex_uint(sql.Identifier("key_md5"), 1),
-            n=sql.Literal(buckets),
-            key=key,
-            row=row,
-            table=self._name(),
-            high=_hex_int64(sql.Identifier("row_md5"), 1),
-            low=_hex_int64(sql.Identifier("row_md5"), 17),
-        )
-        checksums = BucketChecksums(buckets)
+        bucket = sql.SQL("{} % {}").format(_hex_uint(sql.SQL("md5({})").format(key), 1), sql.Literal(buckets))
         with psycopg.connect(self.dsn) as conn:
-            for bucket, count, high, low, negative_lows in conn.execute(query):
-                # Signed 64-bit halves: a negative high half is off by 2^128 (vanishes mod 2^128);
-                # each negative low half is 2^64 short.
-                checksums.counts[bucket] = count
-                checksums.sums[bucket] = ((int(high) << 64) + int(low) + (negative_lows << 64)) % MODULUS
-        return checksums
+            return _read_checksums(conn, _checksum_query(self._name(), bucket, row), None, buckets)
 
     def rows_in_buckets(
         self, spec: TableSpec, wanted: frozenset[int], buckets: int, tolerances: Tolerances
@@ -252,3 +267,45 @@ class PostgresTableSide:
             n=sql.Literal(buckets),
         )
         return self._stream(query, (sorted(wanted),))
+
+    def key_span(self, spec: TableSpec, tolerances: Tolerances) -> KeySpan | None:
+        if len(spec.key) != 1 or self._codes(spec, tolerances) is None:
+            return None
+        pg_type, _typmod, not_null = self._physical()[spec.key[0]]
+        if pg_type not in _INTEGER_TYPES or not not_null:
+            return None
+        query = sql.SQL("SELECT min({key}), max({key}) FROM {table}").format(
+            key=sql.Identifier(spec.key[0]), table=self._name()
+        )
+        with psycopg.connect(self.dsn) as conn:
+            low, high = conn.execute(query).fetchone()
+        return (low, high) if low is not None else (None, None)
+
+    def range_checksums(self, spec: TableSpec, ranges: KeyRanges, tolerances: Tolerances) -> BucketChecksums:
+        codes = self._codes(spec, tolerances)
+        if codes is None:
+            raise ValueError(f"{self.table}: range checksums need columns hashable in SQL (see key_span)")
+        bucket = sql.SQL("width_bucket({}, %s::int8[])").format(sql.Identifier(ranges.column))
+        with psycopg.connect(self.dsn) as conn:
+            query = _checksum_query(self._name(), bucket, codes[1])
+            return _read_checksums(conn, query, (list(ranges.thresholds),), ranges.buckets)
+
+    def rows_in_ranges(
+        self, spec: TableSpec, ranges: KeyRanges, wanted: frozenset[int], tolerances: Tolerances
+    ) -> Iterator[dict]:
+        key = sql.Identifier(ranges.column)
+        conditions: list[sql.Composable] = []
+        params: list[int] = []
+        for low, high in ranges.bounds(wanted):
+            parts = []
+            if low is not None:
+                parts.append(sql.SQL("{} >= %s").format(key))
+                params.append(low)
+            if high is not None:
+                parts.append(sql.SQL("{} < %s").format(key))
+                params.append(high)
+            conditions.append(sql.SQL("({})").format(sql.SQL(" AND ").join(parts or [sql.SQL("true")])))
+        query = sql.SQL("SELECT * FROM {} WHERE {}").format(
+            self._name(), sql.SQL(" OR ").join(conditions or [sql.SQL("false")])
+        )
+        return self._stream(query, tuple(params))

@@ -1,0 +1,53 @@
+"""Key-range buckets (the same-engine mode): every key lands in exactly one range, the Python
+bucket of a key is the range SQL's width_bucket gives it, and the ranges of wanted buckets are
+merged exactly."""
+
+from __future__ import annotations
+
+from etl.checksum.keyranges import KeyRanges
+
+
+def test_ranges_span_both_sides_with_equal_widths() -> None:
+    ranges = KeyRanges.spanning("id", [(1, 1000), (5, 1200)], 256)
+    # 1200 keys in 256 buckets: width 5, thresholds 6, 11, ..., 1196.
+    assert ranges.thresholds[:3] == (6, 11, 16)
+    assert ranges.thresholds[-1] == 1196
+    assert ranges.buckets == 240
+    assert [ranges.bucket({"id": key}) for key in (1, 5, 6, 10, 11, 1195, 1196, 1200)] == [
+        0, 0, 1, 1, 2, 238, 239, 239,
+    ]
+
+
+def test_fewer_keys_than_buckets_gives_one_key_per_bucket() -> None:
+    ranges = KeyRanges.spanning("id", [(1, 3), (None, None)], 256)
+    assert ranges.thresholds == (2, 3)
+    assert [ranges.bucket({"id": key}) for key in (1, 2, 3)] == [0, 1, 2]
+
+
+def test_keys_outside_the_span_fall_in_the_first_and_last_ranges() -> None:
+    ranges = KeyRanges.spanning("id", [(10, 19)], 2)
+    assert ranges.thresholds == (15,)
+    assert [ranges.bucket({"id": key}) for key in (-(2**63), 14, 15, 2**63 - 1)] == [0, 0, 1, 1]
+
+
+def test_two_empty_sides_have_one_bucket() -> None:
+    ranges = KeyRanges.spanning("id", [(None, None), (None, None)], 256)
+    assert (ranges.thresholds, ranges.buckets, ranges.bucket({"id": 7})) == ((), 1, 0)
+    assert ranges.bounds({0}) == [(None, None)]
+
+
+def test_the_whole_int8_range_stays_within_int8() -> None:
+    ranges = KeyRanges.spanning("id", [(-(2**63), 2**63 - 1)], 256)
+    assert ranges.buckets == 256
+    assert all(-(2**63) < t < 2**63 - 1 for t in ranges.thresholds)
+    assert (ranges.bucket({"id": -(2**63)}), ranges.bucket({"id": 2**63 - 1})) == (0, 255)
+
+
+def test_bounds_of_wanted_buckets_merge_neighbours() -> None:
+    ranges = KeyRanges("id", (10, 20, 30))
+    assert ranges.bounds({0}) == [(None, 10)]
+    assert ranges.bounds({1, 2}) == [(10, 30)]
+    assert ranges.bounds({3}) == [(30, None)]
+    assert ranges.bounds({0, 3}) == [(None, 10), (30, None)]
+    assert ranges.bounds({2, 0, 1, 3}) == [(None, None)]
+    assert ranges.bounds(set()) == []
