@@ -33,6 +33,7 @@ from etl.records import Reject, TableSpec
 from etl.redact import RedactedRepr, redact
 from etl.sinks.base import TableRows, WriteResult
 from etl.sinks.coltypes import ColumnType, parse_type
+from etl.sinks.dynamodb_scan import install_scan
 from etl.sinks.dynamodb_values import (
     AttributeValue,
     ItemRejected,
@@ -196,6 +197,7 @@ class DynamoDBSink:
         self.config = config
         self._client = client if client is not None else _make_client(config)
         install(self._client)
+        install_scan(self._client)
         self._backoff = backoff or Backoff(config.max_attempts, config.base_delay_ms, config.max_delay_ms)
         self._pool = ThreadPoolExecutor(max_workers=config.concurrency, thread_name_prefix=f"dynamodb-{name}")
         self._tables: dict[str, _Table] = {}
