@@ -91,7 +91,8 @@ class _Table:
     copy: sql.Composed
     merge: sql.Composed
     copy_direct: sql.Composed | None
-    """COPY straight into the table; None when COPY and INSERT differ there (see `_direct_copy_sql`)."""
+    """COPY straight into the table; None when COPY and INSERT differ there (`_copies_like_inserts`) or
+    a key of this table already existed (`_copy_new_rows`)."""
     children: list[str] = field(default_factory=list)
 
     @property
