@@ -119,7 +119,7 @@ class ReadPlan:
     """The driver hands each row over as the record itself (made by `make_record`), so the
     fields above are read by name; only when every selected column is a record field and no key
     column is converted, so the raw key stays in the record."""
-    make_record: RecordMaker = field(init=False, repr=False)
+    make_record: RecordMaker = field(init=False, repr=False, compare=False)
     """Driver row -> {name: value} for `names` (extra raw key columns at the end are left out)."""
 
     def __post_init__(self) -> None:
