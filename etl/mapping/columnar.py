@@ -3,8 +3,8 @@
 A relational table copied column to column (every column reads one top-level field or is a
 constant; no explode, no filters, no PII rules, each output a table of its own) is mapped a column
 at a time: the field is read for the whole batch and cast by `bulk.py`, and the rows stay columns
-(`ColumnRows`) for a sink that reads them so. A column whose bulk cast
-needs a closer look is cast record by record with the very column function the row path uses.
+(`ColumnRows`) for a sink that reads them so. A column whose bulk cast needs a closer look is
+cast record by record with the very column function the row path uses.
 Records for which any column fails are mapped again by the row path, which rejects them with
 exactly the reason, field and value type it always gives; so the rows, rejects and source keys are
 the row path's, only made faster.
@@ -87,6 +87,7 @@ class ColumnarPlan:
             by_name = dict(zip(output.names, columns, strict=True))
             batch.rows[output.table] = ColumnRows(by_name, list(source_keys))
         return batch
+
 
 def columnar_plan(spec: MappingSpec, row_columns: list[list[tuple[str, ColumnFn]]]) -> ColumnarPlan | None:
     """The columnar plan of a flat mapping, or None when the mapping is not flat.
