@@ -17,9 +17,10 @@ import decimal
 import gc
 import json
 import re
+import struct
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import bson
 from bson import json_util
@@ -188,55 +189,134 @@ def key_text(record: dict) -> str:
     return f"_id={value_text(record['_id'])}"
 
 
-def document_ends(data: bytes | memoryview, start: int = 0) -> Iterator[int]:
-    """Yield the end offset of each whole document framed in `data` from `start` on.
+_LENGTH = struct.Struct("<I").unpack_from
+"""A document's length prefix, read in place (no slice, no copy)."""
+
+Buffer = bytes | memoryview
+"""Concatenated documents: a run is a memoryview of the bytes it came in whenever it can be."""
+
+
+def frame(data: Buffer, position: int, stop: int, records: int, max_bytes: int, *,
+          started: bool = False) -> tuple[int, int, int]:
+    """Walk the whole, well-framed documents of `data` from `position`: at most `records` of
+    them, at most `max_bytes` together, each starting before `stop`; at least one unless the
+    run was `started` in earlier data.
+
+    Returns (end, count, start of the last one). One length prefix and one byte are read per
+    document and nothing is copied; the walk stops early at the first document that is not
+    whole in `data` or not framed right (`framing_fault` says which)."""
+    size = len(data)
+    limit = position + max_bytes
+    last = position
+    count = 0
+    while count < records and position < stop and position + 4 <= size:
+        (length,) = _LENGTH(data, position)
+        end = position + length
+        if length < 5 or length > MAX_DOCUMENT_BYTES or end > size or data[end - 1] \
+                or (end > limit and (count or started)):
+            break
+        last = position
+        position = end
+        count += 1
+    return position, count, last
+
+
+def framing_fault(data: Buffer, position: int) -> tuple[str, bool] | None:
+    """Why the bytes of `data` at `position` do not start a whole, well-framed document, and
+    whether more bytes after them could still make it whole; None when they do."""
+    rest = len(data) - position
+    if rest < 4:
+        return f"truncated length prefix ({rest} of 4 bytes)", True
+    (length,) = _LENGTH(data, position)
+    if length < 5 or length > MAX_DOCUMENT_BYTES:
+        return f"implausible document length {length}", False
+    if length > rest:
+        return f"truncated document ({rest} of {length} bytes)", True
+    if data[position + length - 1]:
+        return "document does not end with a NUL byte", False
+    return None
+
+
+def document_ends(data: Buffer, start: int = 0) -> Iterator[int]:
+    """Yield the end offset of each whole document framed in `data` from `start` on (by length
+    alone: the slow path of `decode_run` uses it to reach every document after a bad one).
 
     Stops at the first incomplete document; the caller compares the last end with len(data)."""
     size = len(data)
     position = start
     while position + 4 <= size:
-        length = int.from_bytes(data[position:position + 4], "little")
+        (length,) = _LENGTH(data, position)
         if length < 5 or position + length > size:
             return
         position += length
         yield position
 
 
-class BatchCutter:
-    """Cuts a stream of documents into runs bounded by records and bytes (at least one document
-    per run, so a single document larger than the byte limit still moves)."""
+class RunCutter:
+    """Cuts documents arriving in chunks (server replies) into runs within the limits.
+
+    A run inside one chunk is a memoryview of it; only a run that spans chunks is joined."""
 
     def __init__(self, limits: BatchLimits) -> None:
         self.limits = limits
-        self._pending: list[bytes] = []
+        self._pieces: list[memoryview] = []
+        self._count = 0
         self._bytes = 0
+        self._last = 0
 
-    def add(self, document: bytes) -> bytes | None:
-        """Add one framed document; return the finished run it closed, if any."""
-        finished = None
-        if self._pending and (len(self._pending) >= self.limits.records
-                              or self._bytes + len(document) > self.limits.bytes):
-            finished = self.flush()
-        self._pending.append(document)
-        self._bytes += len(document)
+    def feed(self, chunk: bytes) -> Iterator[tuple[Buffer, int]]:
+        """Add concatenated documents; yield (run, offset of its last document) for each run they
+        complete. Raises InvalidBSON when the chunk is not a sequence of whole documents."""
+        data = memoryview(chunk)
+        size = len(data)
+        position = 0
+        while position < size:
+            end, count, last = frame(data, position, size, self.limits.records - self._count,
+                                     self.limits.bytes - self._bytes, started=self._count > 0)
+            if count:
+                self._pieces.append(data[position:end])
+                self._last = self._bytes + last - position
+                self._count += count
+                self._bytes += end - position
+            position = end
+            if position < size:
+                fault = framing_fault(data, position)
+                if fault is not None:
+                    raise bson.errors.InvalidBSON(f"{fault[0]} at byte {position} of a reply")
+            if position < size or self._count == self.limits.records:  # a limit was reached
+                run = self.flush()
+                if run is not None:
+                    yield run
+
+    def flush(self) -> tuple[Buffer, int] | None:
+        """The unfinished run, if any (at the end of the documents)."""
+        if not self._count:
+            return None
+        run = self._pieces[0] if len(self._pieces) == 1 else b"".join(self._pieces)
+        finished = run, self._last
+        self._pieces = []
+        self._count = self._bytes = self._last = 0
         return finished
 
-    def feed(self, chunk: bytes) -> Iterator[bytes]:
-        """Add concatenated documents (a server reply); yield the runs they finish."""
-        start = 0
-        for end in document_ends(chunk):
-            finished = self.add(chunk[start:end])
-            if finished is not None:
-                yield finished
-            start = end
 
-    def flush(self) -> bytes | None:
-        if not self._pending:
-            return None
-        run = b"".join(self._pending)
-        self._pending = []
-        self._bytes = 0
-        return run
+T = TypeVar("T")
+
+
+def gc_paused(make: Callable[..., T], *args: Any) -> T:
+    """`make(*args)` (a batch) with the cyclic garbage collector paused, resumed as the last step.
+
+    Decoding a batch allocates thousands of containers at once; a collection right after
+    would scan them all (and promote them, towards full collections), yet they die by
+    reference counting when the consumer drops the batch. Nothing is allocated between
+    resuming and handing the batch over, so when the consumer frees the previous batch
+    first, its deallocations bring the collector's count back down and no pass runs at all."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return make(*args)
+    finally:
+        if collecting:
+            gc.enable()
 
 
 CorruptHandler = Callable[[int, Exception], Reject]
@@ -244,20 +324,15 @@ CorruptHandler = Callable[[int, Exception], Reject]
 returns a Reject to dead-letter it, or raises an EtlError."""
 
 
-def decode_run(data: bytes, table: str, on_corrupt: CorruptHandler) -> tuple[list[dict], list[Reject]]:
+def decode_run(data: Buffer, table: str, on_corrupt: CorruptHandler) -> tuple[list[dict], list[Reject]]:
     """Decode concatenated documents to canonical records; undecodable ones become rejects.
 
     The fast path decodes the whole run in C; only a run that fails is redone one document at
     a time to find which documents fail and why."""
-    collecting = gc.isenabled()
-    gc.disable()  # a batch allocates many containers it keeps: cyclic GC passes would rescan them all
     try:
         return bson.decode_all(data, CANONICAL_CODEC), []
     except Exception:  # noqa: S110 - any failure is narrowed down document by document below
         pass
-    finally:
-        if collecting:
-            gc.enable()
     records: list[dict] = []
     rejects: list[Reject] = []
     start = 0
@@ -274,7 +349,7 @@ def decode_run(data: bytes, table: str, on_corrupt: CorruptHandler) -> tuple[lis
     return records, rejects
 
 
-def _date_reject(piece: bytes, table: str) -> Reject | None:
+def _date_reject(piece: Buffer, table: str) -> Reject | None:
     """A reject for a document whose only fault is a date Python cannot hold; None otherwise.
 
     (pymongo re-raises errors from type decoders as InvalidBSON, so the fault is identified by
@@ -315,15 +390,10 @@ def _find_path(value: Any, predicate: Callable[[Any], bool], path: str = "") -> 
     return None
 
 
-def last_native_document(data: bytes) -> dict:
-    """The last framed document of a run, decoded to native BSON types (for resume positions)."""
-    last = 0
-    start = 0
-    for end in document_ends(data):
-        last = start
-        start = end
-    length = int.from_bytes(data[last:last + 4], "little")
-    return bson.decode(data[last:last + length], NATIVE_CODEC)
+def native_document(data: Buffer, offset: int) -> dict:
+    """The document of a run that starts at `offset` and ends the run, decoded to native BSON
+    types (its exact `_id` and fields make resume positions)."""
+    return bson.decode(data[offset:], NATIVE_CODEC)
 
 
 def projection(fields: Sequence[str] | None) -> dict | None:

@@ -1,7 +1,8 @@
 """The `mongo` source: live MongoDB collections, read by `_id` keyset in bounded batches.
 
 Reads use `find_raw_batches` so documents arrive as the server's raw BSON: batches are cut by
-the documents' real BSON size and decoded straight to canonical values in C (bson_values).
+the documents' real BSON size and decoded straight to canonical values in C (bson_values),
+with the server's own reply sizes and, where it exists, the `_id` index as the plan.
 Partitions are `_id` ranges from `$bucketAuto` (or `$sample` for very large collections);
 ranges that span BSON types are read as per-type-class queries (mongo_ranges).
 Differential runs read change streams, or a watermark field where those are unavailable.
@@ -15,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+import bson.errors
 import pymongo
 import pymongo.errors
 from pydantic import BaseModel, ConfigDict, Field
@@ -32,6 +34,8 @@ log = logging.getLogger(__name__)
 CHANGE_STREAMS_UNSUPPORTED = {40573, 40324, 136}
 """Server error codes meaning "no change streams here" (standalone server, no $changeStream
 stage, change streams disabled)."""
+
+ID_ORDER = [("_id", pymongo.ASCENDING)]
 
 
 class MongoTable(SourceTable):
@@ -174,6 +178,7 @@ class MongoSource:
                 f"{type(error).__name__}", hint="check `uri` and the TLS options") from None
         self.database = self.client.get_database(
             config.database, codec_options=bson_values.NATIVE_CODEC)
+        self._id_indexes: dict[str, list[tuple[str, int]] | None] = {}
 
     # -- Source protocol ---------------------------------------------------------------------
 
@@ -206,10 +211,10 @@ class MongoSource:
         end = bson_values.id_from_json(partition.upper) if has_end else None
         filters = range_filters(start, resume_after is None, end, has_start=has_start, has_end=has_end)
         projection = bson_values.projection(fields)
+        hint = None if settings.query else self._id_index(partition.table)
         for id_filter in filters:
             query = _and(settings.filter(), id_filter)
-            cursor = collection.find_raw_batches(
-                query, projection, sort=[("_id", pymongo.ASCENDING)], batch_size=self.limits.records)
+            cursor = collection.find_raw_batches(query, projection, sort=ID_ORDER, hint=hint)
             for batch, _ in self._batches(partition.table, cursor):
                 yield batch
 
@@ -219,7 +224,7 @@ class MongoSource:
     def sample(self, table: str, n: int) -> list[dict]:
         settings = self._table(table)
         cursor = self.database[table].find_raw_batches(
-            settings.filter(), sort=[("_id", pymongo.ASCENDING)], limit=n, batch_size=n)
+            settings.filter(), sort=ID_ORDER, limit=n, batch_size=n)
         records: list[dict] = []
         for chunk in self._guarded(cursor):
             decoded, _ = bson_values.decode_run(chunk, table, self._server_corrupt(table))
@@ -301,28 +306,49 @@ class MongoSource:
                 points.append(candidate)
         return points
 
+    def _id_index(self, table: str) -> list[tuple[str, int]] | None:
+        """ID_ORDER as a hint when the collection has the `_id` index (views and time-series
+        collections have none): the server then walks that index, already in `_id` order,
+        instead of sorting the result (which this source's reads always ask for)."""
+        if table not in self._id_indexes:
+            try:
+                keys = [dict(index["key"]) for index in self.database[table].list_indexes()]
+            except pymongo.errors.OperationFailure:
+                keys = []  # a view: it has no indexes of its own
+            except pymongo.errors.PyMongoError as error:
+                raise self._translate(error) from None
+            self._id_indexes[table] = ID_ORDER if {"_id": 1} in keys else None
+        return self._id_indexes[table]
+
     def _batches(self, table: str, cursor: Any) -> Iterator[tuple[Batch, dict]]:
         """Batches cut from a raw cursor, each with its last document decoded natively (its
         exact `_id` and fields make the resume position)."""
-        cutter = bson_values.BatchCutter(self.limits)
-        for chunk in self._guarded(cursor):
-            for run in cutter.feed(chunk):
-                yield self._batch(table, run)
-        run = cutter.flush()
-        if run is not None:
-            yield self._batch(table, run)
+        cutter = bson_values.RunCutter(self.limits)
+        try:
+            for chunk in self._guarded(cursor):
+                for run in cutter.feed(chunk):
+                    yield bson_values.gc_paused(self._batch, table, run)
+        except bson.errors.InvalidBSON as error:
+            raise self._undecodable(table, error) from None
+        last = cutter.flush()
+        if last is not None:
+            yield bson_values.gc_paused(self._batch, table, last)
 
-    def _batch(self, table: str, run: bytes) -> tuple[Batch, dict]:
-        records, rejects = bson_values.decode_run(run, table, self._server_corrupt(table))
-        last = bson_values.last_native_document(run)
+    def _batch(self, table: str, run: tuple[bson_values.Buffer, int]) -> tuple[Batch, dict]:
+        data, last_offset = run
+        records, rejects = bson_values.decode_run(data, table, self._server_corrupt(table))
+        last = bson_values.native_document(data, last_offset)
         return Batch(records, bson_values.id_to_json(last.get("_id")), rejects), last
 
     def _server_corrupt(self, table: str) -> bson_values.CorruptHandler:
         def handle(offset: int, error: Exception) -> Reject:
-            raise EtlError(f"source {self.name!r}: collection {table!r}: the server sent a document "
-                           f"that does not decode ({type(error).__name__}: {error})",
-                           hint="check the server's data with `validate`")
+            raise self._undecodable(table, error)
         return handle
+
+    def _undecodable(self, table: str, error: Exception) -> EtlError:
+        return EtlError(f"source {self.name!r}: collection {table!r}: the server sent a document "
+                        f"that does not decode ({type(error).__name__}: {error})",
+                        hint="check the server's data with `validate`")
 
     def _change_mode(self, table: str, settings: MongoTable) -> str:
         if settings.changes != "auto":

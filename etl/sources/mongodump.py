@@ -3,8 +3,9 @@
 Layout (https://www.mongodb.com/docs/database-tools/mongodump/): `<path>/<db>/<coll>.bson`
 (concatenated BSON documents, each starting with its 4-byte little-endian length),
 `<coll>.metadata.json` (options and indexes), `.gz` variants from `--gzip`, and
-`<path>/oplog.bson` from `--oplog`. Files are read in 1 MiB blocks and framed by length prefix, so memory
-stays bounded by the batch limits. Partitions are byte ranges of the `.bson` file, aligned to
+`<path>/oplog.bson` from `--oplog`. Files are read in 1 MiB blocks and framed by length prefix;
+each batch is decoded straight from its block by one C call, and memory stays bounded by the
+batch limits. Partitions are byte ranges of the `.bson` file, aligned to
 document boundaries; a batch's resume position is the byte offset after it.
 
 With `apply_oplog`, the oplog's entries for the collection are replayed onto the base data
@@ -80,65 +81,41 @@ def open_bson(path: Path) -> IO[bytes]:
 
 
 def iter_runs(stream: IO[bytes], file: Path, start: int, end: int | None, limits: BatchLimits
-              ) -> Iterator[tuple[int, int, bytes]]:
+              ) -> Iterator[tuple[int, int, bson_values.Buffer]]:
     """Yield (start offset, end offset, documents) runs of whole documents within the limits.
 
-    Reads the file in large blocks and walks the length prefixes inside them, so the cost per
-    document is one integer read and a run is one copy. Runs before damage are yielded, then
-    CorruptFile is raised."""
+    Reads the file in large blocks and walks the length prefixes inside them; a run is a
+    memoryview of its block (a block begins with the unused rest of the one before), so the
+    documents are not copied again before they are decoded. Runs before damage are yielded,
+    then CorruptFile is raised."""
     if start:
         stream.seek(start)
-    block = bytearray()
-    base = start  # file offset of block[0]
-    run_begin = position = 0  # positions within block
-    count = 0
+    data = memoryview(b"")
+    base = start  # file offset of data[0]
+    position = 0  # where the next run starts, within data
     exhausted = False
-    while end is None or base + position < end:
-        available = len(block) - position
-        if available >= 4:
-            length = int.from_bytes(block[position:position + 4], "little")
-            if length < 5 or length > bson_values.MAX_DOCUMENT_BYTES:
-                break
-            if available >= length:
-                if block[position + length - 1] != 0:
-                    break
-                if count and (count >= limits.records or position + length - run_begin > limits.bytes):
-                    yield base + run_begin, base + position, _copy(block, run_begin, position)
-                    run_begin, count = position, 0
-                position += length
-                count += 1
+    while True:
+        stop = len(data) if end is None else end - base
+        run_end, count, _ = bson_values.frame(data, position, stop, limits.records, limits.bytes)
+        at_end = end is not None and base + run_end >= end
+        fault = None if count == limits.records or at_end else bson_values.framing_fault(data, run_end)
+        if fault is not None and fault[1] and not exhausted:  # the next document needs more bytes
+            chunk = stream.read(max(READ_BUFFER, len(data) - position))  # doubles for a huge document
+            if not chunk:
+                exhausted = True
                 continue
-        if exhausted:
-            break
-        del block[:run_begin]
-        base += run_begin
-        position -= run_begin
-        run_begin = 0
-        chunk = stream.read(READ_BUFFER)
-        exhausted = not chunk
-        block += chunk
-    if count:
-        yield base + run_begin, base + position, _copy(block, run_begin, position)
-    if position < len(block) and (end is None or base + position < end):
-        raise _damage(file, base + position, bytes(block[position:]))
-
-
-def _copy(block: bytearray, begin: int, end: int) -> bytes:
-    """The run block[begin:end] as bytes, copied once (slicing the bytearray would copy twice)."""
-    with memoryview(block) as view:
-        return view[begin:end].tobytes()
-
-
-def _damage(file: Path, offset: int, rest: bytes) -> CorruptFile:
-    """Describe why the bytes `rest` at `offset` do not start a whole document."""
-    if len(rest) < 4:
-        return CorruptFile(file, offset, f"truncated length prefix ({len(rest)} of 4 bytes)")
-    length = int.from_bytes(rest[:4], "little")
-    if length < 5 or length > bson_values.MAX_DOCUMENT_BYTES:
-        return CorruptFile(file, offset, f"implausible document length {length}")
-    if length > len(rest):
-        return CorruptFile(file, offset, f"truncated document ({len(rest)} of {length} bytes)")
-    return CorruptFile(file, offset, "document does not end with a NUL byte")
+            rest = data[position:]
+            data = memoryview(b"".join((rest, chunk)) if rest else chunk)
+            base += position
+            position = 0
+            continue
+        if count:
+            yield base + position, base + run_end, data[position:run_end]
+            position = run_end
+        if at_end or (fault is not None and position == len(data)):
+            return
+        if fault is not None:
+            raise CorruptFile(file, base + position, fault[0])
 
 
 def iter_frames(stream: IO[bytes], file: Path, start: int = 0, end: int | None = None
@@ -326,13 +303,14 @@ class MongodumpSource:
         with open_bson(file) as stream:
             try:
                 for run_start, run_end, run in iter_runs(stream, file, start, end, self.limits):
-                    yield self._batch(table, file, run, run_start, run_end)
+                    yield bson_values.gc_paused(self._batch, table, file, run, run_start, run_end)
             except CorruptFile as damage:
                 if self.config.on_corrupt == "error":
                     raise
                 yield Batch([], base_done, [self._damage_reject(table, damage)])
 
-    def _batch(self, table: str, file: Path, run: bytes, run_start: int, next_offset: int) -> Batch:
+    def _batch(self, table: str, file: Path, run: bson_values.Buffer, run_start: int, next_offset: int
+               ) -> Batch:
         def on_corrupt(offset: int, error: Exception) -> Reject:
             damage = CorruptFile(file, run_start + offset, f"undecodable document ({type(error).__name__})")
             if self.config.on_corrupt == "error":

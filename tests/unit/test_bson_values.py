@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime
+import gc
 import math
+import re
 import uuid
 from decimal import Decimal
 
@@ -19,9 +21,12 @@ from etl.records import Reject
 from etl.sources.base import BatchLimits
 from etl.sources.bson_values import (
     NATIVE_CODEC,
-    BatchCutter,
     ObjectIdText,
+    RunCutter,
     decode_run,
+    frame,
+    framing_fault,
+    gc_paused,
     id_from_json,
     id_to_json,
     key_text,
@@ -132,15 +137,51 @@ def test_key_text_of_missing_id():
     assert key_text({"email": "x@y.z"}) == "_id=<missing>"
 
 
+def cut(limits: BatchLimits, chunks: list[bytes]) -> list[tuple[bytes, int]]:
+    cutter = RunCutter(limits)
+    runs = [run for chunk in chunks for run in cutter.feed(chunk)]
+    last = cutter.flush()
+    return [(bytes(data), offset) for data, offset in [*runs, *([last] if last else [])]]
+
+
 def test_batches_are_bounded_by_records_and_bytes_and_never_empty():
     documents = [encode({"_id": n, "pad": "x" * (n * 10)}) for n in range(10)]
-    cutter = BatchCutter(BatchLimits(records=3, bytes=120))
-    runs = [run for run in cutter.feed(b"".join(documents))] + [cutter.flush()]
-    counts = [len(bson.decode_all(run)) for run in runs]
+    runs = cut(BatchLimits(records=3, bytes=120), [b"".join(documents)])
+    counts = [len(bson.decode_all(run)) for run, _ in runs]
     assert sum(counts) == 10 and max(counts) <= 3
-    assert all(len(run) <= 120 or count == 1 for run, count in zip(runs, counts, strict=True))
-    assert [d["_id"] for run in runs for d in bson.decode_all(run)] == list(range(10))
+    assert all(len(run) <= 120 or count == 1 for (run, _), count in zip(runs, counts, strict=True))
+    assert [d["_id"] for run, _ in runs for d in bson.decode_all(run)] == list(range(10))
     assert counts == [3, 2, 1, 1, 1, 1, 1]
+    assert [bson.decode(run[offset:])["_id"] for run, offset in runs] == [2, 4, 5, 6, 7, 8, 9]
+
+
+@pytest.mark.parametrize("sizes", [[1, 9], [2, 2, 2, 2, 2], [10], [4, 6], [1] * 10])
+def test_runs_are_the_same_however_the_documents_arrive_in_chunks(sizes):
+    documents = [encode({"_id": n, "pad": "x" * (n * 10)}) for n in range(10)]
+    chunks, start = [], 0
+    for size in sizes:
+        chunks.append(b"".join(documents[start:start + size]))
+        start += size
+    limits = BatchLimits(records=3, bytes=120)
+    assert cut(limits, chunks) == cut(limits, [b"".join(documents)])
+    assert [len(bson.decode_all(run)) for run, _ in cut(BatchLimits(records=4), chunks)] == [4, 4, 2]
+
+
+@pytest.mark.parametrize(("damage", "fault"), [
+    (lambda doc: doc[:2], ("truncated length prefix (2 of 4 bytes)", True)),
+    (lambda doc: doc[:-3], ("truncated document (11 of 14 bytes)", True)),
+    (lambda doc: b"\x03\x00\x00\x00" + doc[4:], ("implausible document length 3", False)),
+    (lambda doc: b"\xff\xff\xff\xff" + doc[4:], ("implausible document length 4294967295", False)),
+    (lambda doc: doc[:-1] + b"\x01", ("document does not end with a NUL byte", False)),
+])
+def test_framing_stops_at_damage_and_says_why(damage, fault):
+    good = encode({"_id": 1})
+    data = good * 2 + damage(good)
+    assert frame(data, 0, len(data), 10, 1 << 20) == (2 * len(good), 2, len(good))
+    assert framing_fault(data, 2 * len(good)) == fault
+    assert framing_fault(data, len(good)) is None
+    with pytest.raises(bson.errors.InvalidBSON, match=f"{re.escape(fault[0])} at byte {2 * len(good)}"):
+        list(RunCutter(BatchLimits(records=10)).feed(data))
 
 
 def test_projection_always_keeps_id():
@@ -162,3 +203,25 @@ def test_decimal128_converts_exactly_like_pymongo_for_any_bits(bits):
     "Infinity", "-Infinity", "NaN", "1.000000000000000000000000000000001"])
 def test_decimal128_edge_values(text):
     assert str(decode_one({"v": Decimal128(text)})["v"]) == str(Decimal128(text).to_decimal())
+
+
+def test_gc_paused_pauses_the_collector_only_while_making_and_restores_it():
+    def make(value):
+        assert not gc.isenabled()
+        return value
+
+    def fail():
+        raise ValueError("bad batch")
+
+    assert gc.isenabled()
+    assert gc_paused(make, 7) == 7
+    assert gc.isenabled()
+    with pytest.raises(ValueError, match="bad batch"):
+        gc_paused(fail)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        gc_paused(make, 1)
+        assert not gc.isenabled()  # a collector paused by someone else stays paused
+    finally:
+        gc.enable()

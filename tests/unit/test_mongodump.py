@@ -84,6 +84,20 @@ def test_resume_by_byte_offset_continues_exactly(tmp_path, gz):
     assert [r["_id"] for r in rest] == list(range(12, 30))
 
 
+@pytest.mark.parametrize("gz", [False, True])
+def test_documents_and_batches_larger_than_a_read_block(tmp_path, gz):
+    big = (1 << 20) * 3  # three of the 1 MiB blocks the file is read in
+    documents = [{"_id": n, "pad": "x" * (big if n in (3, 4) else n)} for n in range(3000)]
+    write_dump(tmp_path, documents, gz=gz)
+    sizes = [len(encode(d)) for d in documents]
+    batches, records, _ = read_partition(source_for(tmp_path, limits=BatchLimits(records=1000, bytes=big)),
+                                         Partition("dump", "patients", 0, 1))
+    assert [r["_id"] for r in records] == list(range(3000))
+    assert records[4]["pad"] == "x" * big
+    assert [len(b.records) for b in batches] == [3, 1, 1, 1000, 1000, 995]
+    assert [b.resume_after for b in batches][:3] == [sum(sizes[:3]), sum(sizes[:4]), sum(sizes[:5])]
+
+
 def test_projection_keeps_id_and_the_fields(tmp_path):
     write_dump(tmp_path, patients(3))
     source = source_for(tmp_path)
