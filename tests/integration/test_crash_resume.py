@@ -41,6 +41,32 @@ def committed(store, job: str) -> int:
     return sum(c.counts.get("extracted", 0) for c in store.checkpoints(job).values())
 
 
+def wait_for_progress(process: subprocess.Popen, store, threshold: int) -> list[tuple[float, int]]:
+    """Poll until `threshold` records are committed (or the run ends); (time, committed) samples
+    from this run's first committed batch on (a resumed run starts from earlier runs' count)."""
+    samples: list[tuple[float, int]] = []
+    before = committed(store, "crash")
+    while process.poll() is None:
+        done = committed(store, "crash")
+        if samples or done > before:
+            samples.append((time.monotonic(), done))
+        if done >= threshold:
+            break
+        time.sleep(0.02)
+    return samples
+
+
+def kill_window(samples: list[tuple[float, int]], records: int) -> float:
+    """Seconds within which a kill still lands while records are moving: 0.4 s, or half the time
+    the run's own pace says is left, whichever is shorter, so that a fast run is not killed
+    only after it has finished (0.1 s when the threshold fell in the run's first batch)."""
+    if len(samples) < 2 or samples[-1][0] <= samples[0][0] or samples[-1][1] <= samples[0][1]:
+        return 0.1
+    (start, first), (now, done) = samples[0], samples[-1]
+    rate = (done - first) / (now - start)
+    return min(0.4, (records - done) / rate / 2)
+
+
 def crash_and_resume(tmp_path: Path, mongo_db, pg_dsn: str, *, records: int, batch: int,
                      dynamo_table: str | None, dynamodb_client=None, timeout: float = 300) -> None:
     documents = patients(records, seed=SEED)
@@ -57,9 +83,8 @@ def crash_and_resume(tmp_path: Path, mongo_db, pg_dsn: str, *, records: int, bat
     for threshold in thresholds:
         with (tmp_path / "run.log").open("a") as log:
             process = subprocess.Popen(command(job), stdout=log, stderr=log, env=environment())
-            while process.poll() is None and committed(store, "crash") < threshold:
-                time.sleep(0.02)
-            time.sleep(rng.uniform(0, 0.4))
+            progress = wait_for_progress(process, store, threshold)
+            time.sleep(rng.uniform(0, kill_window(progress, records)))
             process.kill()
             assert process.wait() in (-9, 0), (tmp_path / "run.log").read_text()[-3000:]
         killed_at.append(committed(store, "crash"))
