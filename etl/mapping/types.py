@@ -251,13 +251,21 @@ def _decimal_cast(kind: ColumnType, rounding: str | None) -> Cast:
     return cast
 
 
+def _float_of(number: int | float | Decimal) -> float:
+    """float() of a number; a signalling NaN (which float() refuses with ValueError) is NaN, so
+    it is rejected with the other non-finite numbers instead of failing the batch."""
+    if isinstance(number, Decimal) and number.is_snan():
+        return math.nan
+    return float(number)
+
+
 def to_float(value: Any) -> float:
     if isinstance(value, bool):
         raise CastError("a bool is not a number", value)
     if isinstance(value, (int, float, Decimal)):
-        result = float(value)
+        result = _float_of(value)
     elif isinstance(value, bson.Decimal128):
-        result = float(decimal128_to_decimal(value))
+        result = _float_of(decimal128_to_decimal(value))
     elif isinstance(value, str):
         try:
             result = float(value)

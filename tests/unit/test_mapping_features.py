@@ -149,6 +149,12 @@ def test_float_bool_date_casts():
     assert cast_reason("float", float("nan"))[0] == (
         "`v` as float: the number is not finite (NaN or infinity, or too large for a float)"
     )
+    # a signalling NaN, which float() refuses with ValueError, is rejected like any NaN
+    signalling_nans = ((Decimal("sNaN"), "Decimal"), (bson.Decimal128("sNaN"), "bson.Decimal128"))
+    for signalling, value_type in signalling_nans:
+        assert cast_reason("float", signalling) == (
+            "`v` as float: the number is not finite (NaN or infinity, or too large for a float)", value_type
+        )
     assert cast_value("bool", "yes") is True and cast_value("bool", 0) is False
     assert cast_reason("bool", "maybe")[0] == "`v` as bool: the text is not one of true/false/yes/no/1/0"
     assert cast_value("date", dt.datetime(2020, 5, 17)) == dt.date(2020, 5, 17)
