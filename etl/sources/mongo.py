@@ -2,7 +2,7 @@
 
 Reads use `find_raw_batches` so documents arrive as the server's raw BSON: batches are cut by
 the documents' real BSON size and decoded straight to canonical values in C (bson_values),
-with the server's own reply sizes and, where it exists, the `_id` index as the plan.
+one batch per server reply and, where it exists, the `_id` index as the plan.
 Partitions are `_id` ranges from `$bucketAuto` (or `$sample` for very large collections);
 ranges that span BSON types are read as per-type-class queries (mongo_ranges).
 Differential runs read change streams, or a watermark field where those are unavailable.
@@ -214,7 +214,10 @@ class MongoSource:
         hint = None if settings.query else self._id_index(partition.table)
         for id_filter in filters:
             query = _and(settings.filter(), id_filter)
-            cursor = collection.find_raw_batches(query, projection, sort=ID_ORDER, hint=hint)
+            # Replies of at most one batch: the server's default (up to 16 MiB) would make a
+            # reader hold a reply per partition far larger than the batch budget.
+            cursor = collection.find_raw_batches(
+                query, projection, sort=ID_ORDER, hint=hint, batch_size=self.limits.records)
             for batch, _ in self._batches(partition.table, cursor):
                 yield batch
 

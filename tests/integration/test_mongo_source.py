@@ -9,6 +9,7 @@ import uuid
 from decimal import Decimal
 
 import bson
+import pymongo.monitoring
 import pytest
 from bson import Binary, Code, DBRef, Decimal128, Int64, MaxKey, MinKey, ObjectId, Regex, Timestamp
 from bson.datetime_ms import DatetimeMS
@@ -92,6 +93,39 @@ def test_batches_are_bounded_by_bson_bytes(mongo_db):
     batches, records, _ = read_all(source_for(mongo_db, limits=BatchLimits(records=1000, bytes=size * 7 + 1)))
     assert [len(b.records) for b in batches] == [7] * 7 + [1]
     assert [r["_id"] for r in records] == list(range(50))
+
+
+class _ReadCommands(pymongo.monitoring.CommandListener):
+    """The batchSize of every find/getMore the client sends, and how many documents each reply holds."""
+
+    def __init__(self) -> None:
+        self.sizes: list[tuple[str, int | None]] = []
+        self.replied: list[int] = []
+
+    def started(self, event):
+        if event.command_name in ("find", "getMore"):
+            self.sizes.append((event.command_name, event.command.get("batchSize")))
+
+    def succeeded(self, event):
+        if event.command_name in ("find", "getMore"):
+            cursor = event.reply["cursor"]
+            (raw,) = cursor.get("firstBatch", cursor.get("nextBatch"))  # a raw cursor's one blob
+            self.replied.append(len(bson.decode_all(raw)))
+
+    def failed(self, event):
+        pass
+
+
+def test_server_replies_hold_at_most_one_batch(mongo_db):
+    """A reply of the server's default size (up to 16 MiB) per partition reader would hold far
+    more than the run's batch budget in memory: every read asks for one batch's documents."""
+    things(mongo_db).insert_many([{"_id": n} for n in range(95)])
+    commands = _ReadCommands()
+    pymongo.monitoring.register(commands)  # applies to the clients created after it
+    _, records, _ = read_all(source_for(mongo_db, limits=BatchLimits(records=10)))
+    assert [r["_id"] for r in records] == list(range(95))
+    assert commands.sizes == [("find", 10)] + [("getMore", 10)] * 9
+    assert commands.replied == [10] * 9 + [5]
 
 
 def test_sample_gives_the_first_documents_in_key_order(mongo_db):
