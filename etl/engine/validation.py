@@ -23,6 +23,7 @@ from etl.engine.plan import TablePlan, select_tables
 from etl.engine.planning import plan_tables
 from etl.engine.resources import JobResources
 from etl.job import Job
+from etl.mapping.compile import MappedBatch
 from etl.records import TableSpec
 from etl.redact import redact
 from etl.report.run_report import DIFFERENCES, SUCCEEDED, RunReport, TableCheck
@@ -40,22 +41,27 @@ class _Target:
     """Source tables whose mappings write this target table."""
 
 
+def _mapped_batches(resources: JobResources, table: TablePlan) -> Iterator[MappedBatch]:
+    """The source table read and mapped batch by batch, partition by partition (bounded memory)."""
+    mapping = resources.mapping(table.source, table.table)
+    source = resources.open_source(table.source)
+    key_text = partial(source.key_text, table.table)
+    try:
+        for partition in table.partitions:
+            for batch in source.read(partition, fields=mapping.fields):
+                yield mapping.apply(batch.records, key_text, source_table=table.table)
+    finally:
+        source.close()
+
+
 def _source_rows(resources: JobResources, target: _Target) -> Iterator[dict]:
-    """Every row the sources map into the target table, partition by partition (bounded memory)."""
+    """Every row the sources map into the target table."""
     wanted = (target.spec.target, target.spec.table)
     for table in target.tables:
-        mapping = resources.mapping(table.source, table.table)
-        source = resources.open_source(table.source)
-        key_text = partial(source.key_text, table.table)
-        try:
-            for partition in table.partitions:
-                for batch in source.read(partition, fields=mapping.fields):
-                    mapped = mapping.apply(batch.records, key_text, source_table=table.table)
-                    rows = mapped.rows.get(wanted)
-                    if rows is not None:
-                        yield from rows.rows
-        finally:
-            source.close()
+        for mapped in _mapped_batches(resources, table):
+            rows = mapped.rows.get(wanted)
+            if rows is not None:
+                yield from rows.rows
 
 
 def _source_checksums(
@@ -71,18 +77,10 @@ def _source_checksums(
         target.spec, buckets=settings.buckets, tolerances=settings.tolerances) for target in targets}
     tables = {(table.source, table.table): table for target in targets for table in target.tables}
     for table in tables.values():
-        mapping = resources.mapping(table.source, table.table)
-        source = resources.open_source(table.source)
-        key_text = partial(source.key_text, table.table)
-        try:
-            for partition in table.partitions:
-                for batch in source.read(partition, fields=mapping.fields):
-                    mapped = mapping.apply(batch.records, key_text, source_table=table.table)
-                    for wanted, rows in mapped.rows.items():
-                        if wanted in sums:
-                            sums[wanted].add_all(rows.rows)
-        finally:
-            source.close()
+        for mapped in _mapped_batches(resources, table):
+            for wanted, rows in mapped.rows.items():
+                if wanted in sums:
+                    sums[wanted].add_all(rows.rows)
     return sums
 
 
