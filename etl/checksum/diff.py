@@ -161,11 +161,11 @@ def validate_table(
     """
     tolerances = tolerances or Tolerances()
     hasher = RowHasher(spec, tolerances)
-    ranges = None
-    if source_checksums is None and target_checksums is None:
-        ranges = _key_ranges(spec, (source_rows, target_rows), buckets, tolerances)
     with ThreadPoolExecutor(2, thread_name_prefix="etl-checksum") as pool:
         # The two sides are read at once: their servers (or a server's two cores) work in parallel.
+        ranges = None
+        if source_checksums is None and target_checksums is None:
+            ranges = _key_ranges(spec, (source_rows, target_rows), buckets, tolerances, pool)
         if ranges is not None:
             source_checksums, target_checksums = pool.map(
                 lambda side: side.range_checksums(spec, ranges, tolerances), (source_rows, target_rows)
@@ -221,14 +221,17 @@ def validate_table(
 
 
 def _key_ranges(
-    spec: TableSpec, sides: tuple[RowSource, RowSource], buckets: int, tolerances: Tolerances
+    spec: TableSpec,
+    sides: tuple[RowSource, RowSource],
+    buckets: int,
+    tolerances: Tolerances,
+    pool: ThreadPoolExecutor,
 ) -> KeyRanges | None:
     """Key-range buckets when both sides can checksum by ranges of the same integer key (the
     same-engine mode, keyranges.py), else None: the canonical hash buckets are used."""
     if not all(isinstance(side, KeyRangeSide) for side in sides):
         return None
-    with ThreadPoolExecutor(2, thread_name_prefix="etl-span") as pool:
-        spans = list(pool.map(lambda side: side.key_span(spec, tolerances), sides))
+    spans = list(pool.map(lambda side: side.key_span(spec, tolerances), sides))
     if any(span is None for span in spans):
         return None
     return KeyRanges.spanning(spec.key[0], spans, buckets)
