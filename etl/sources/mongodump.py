@@ -130,20 +130,17 @@ def iter_frames(stream: IO[bytes], file: Path, start: int = 0, end: int | None =
     read = stream.read
     while end is None or offset < end:
         prefix = read(4)
-        if len(prefix) < 4:
-            if prefix:
-                raise CorruptFile(file, offset, f"truncated length prefix ({len(prefix)} of 4 bytes)")
+        if not prefix:
             return
-        length = int.from_bytes(prefix, "little")
-        if length < 5 or length > bson_values.MAX_DOCUMENT_BYTES:
-            raise CorruptFile(file, offset, f"implausible document length {length}")
-        body = read(length - 4)
-        if len(body) < length - 4:
-            raise CorruptFile(file, offset, f"truncated document ({len(body) + 4} of {length} bytes)")
-        if body[-1] != 0:
-            raise CorruptFile(file, offset, "document does not end with a NUL byte")
-        yield offset, prefix + body
-        offset += length
+        fault = bson_values.framing_fault(prefix, 0)
+        if fault is not None and (len(prefix) < 4 or not fault[1]):  # no plausible length to read
+            raise CorruptFile(file, offset, fault[0])
+        document = prefix + read(int.from_bytes(prefix, "little") - 4)
+        fault = bson_values.framing_fault(document, 0)
+        if fault is not None:
+            raise CorruptFile(file, offset, fault[0])
+        yield offset, document
+        offset += len(document)
 
 
 class MongodumpSource:
