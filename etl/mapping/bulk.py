@@ -33,14 +33,12 @@ class CloserLook(Exception):
     """Some value of the column needs the per-value cast (which rejects or converts it)."""
 
 
-def bulk_cast(
-    kind: ColumnType, *, rounding: str | None, tz: str | None, nullable: bool
-) -> Callable[[list], list] | None:
+def bulk_cast(kind: ColumnType, *, tz: str | None, nullable: bool) -> Callable[[list], list] | None:
     """The whole-column cast of a column type, or None when the type has none (json, lists, sets).
 
     `nullable`: null and missing values become None (a column with neither default nor
-    `required`); otherwise they leave it to the per-value path. `rounding` never matters here:
-    a value that would round is a closer look, so rounding happens only in the per-value cast.
+    `required`); otherwise they leave it to the per-value path. The column's rounding mode is not
+    needed: a value that would round is a closer look, so rounding happens only in the per-value cast.
     """
     cast = _cast_of(kind, tz)
     if cast is None:

@@ -124,5 +124,4 @@ def _flat_column(column: ColumnSpec, row_fn: ColumnFn, *, key: bool, dynamodb: b
     if key and dynamodb:  # DynamoDB key sizes are checked by the row function's key guard
         return _Column(path.steps[0], None, row_fn)
     nullable = column.default is MISSING and not column.required and not key
-    return _Column(path.steps[0], bulk_cast(column.type, rounding=column.rounding, tz=column.tz,
-                                            nullable=nullable), row_fn)
+    return _Column(path.steps[0], bulk_cast(column.type, tz=column.tz, nullable=nullable), row_fn)
