@@ -63,12 +63,15 @@ def _micros(
     return sql.SQL("int8send((floor({} / {}) * {})::int8)").format(micros, quantum, quantum)
 
 
+_INTEGER_TYPES = ("int2", "int4", "int8")
+
+
 def _payload(
     column: sql.Composable, kind: str, pg_type: str, typmod: int, tolerances: Tolerances
 ) -> tuple[bytes, sql.Composable, int | None] | None:
     """(tag, payload expression, fixed payload length or None) of one column, or None if SQL cannot
     produce the canonical bytes for it."""
-    if kind == "number" and pg_type in ("int2", "int4", "int8"):
+    if kind == "number" and pg_type in _INTEGER_TYPES:
         return TAG_NUMBER, sql.SQL("convert_to({}::text, 'UTF8')").format(column), None
     if kind == "number" and pg_type == "numeric":
         # Fixed notation only: PostgreSQL never prints exponents; numbers beyond 1E1000 would differ.
@@ -167,9 +170,6 @@ def _read_checksums(
         checksums.counts[bucket] = count
         checksums.sums[bucket] = ((int(high) << 64) + int(low) + (negative_lows << 64)) % MODULUS
     return checksums
-
-
-_INTEGER_TYPES = ("int2", "int4", "int8")
 
 
 class PostgresTableSide:
