@@ -278,8 +278,9 @@ class PostgresTableSide:
             key=sql.Identifier(spec.key[0]), table=self._name()
         )
         with psycopg.connect(self.dsn) as conn:
+            # min and max are both NULL (None, None) only for an empty table: the key is NOT NULL.
             low, high = conn.execute(query).fetchone()
-        return (low, high) if low is not None else (None, None)
+        return low, high
 
     def range_checksums(self, spec: TableSpec, ranges: KeyRanges, tolerances: Tolerances) -> BucketChecksums:
         codes = self._codes(spec, tolerances)
