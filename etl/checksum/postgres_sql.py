@@ -215,7 +215,9 @@ class PostgresTableSide:
                         " WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped",
                         (self._name().as_string(conn),),
                     ).fetchall()
-            self._physical_columns = {name: (pg_type, typmod, null) for name, pg_type, typmod, null in found}
+            self._physical_columns = {
+                name: (pg_type, typmod, not_null) for name, pg_type, typmod, not_null in found
+            }
         return self._physical_columns
 
     def _codes(self, spec: TableSpec, tolerances: Tolerances) -> tuple[sql.Composable, sql.Composable] | None:
