@@ -38,7 +38,7 @@ class KeyRanges:
         if not lows:
             return cls(column, ())
         low, high = min(lows), max(highs)
-        width = max(1, -(-(high - low + 1) // buckets))
+        width = -(-(high - low + 1) // buckets)  # ceiling division: at least 1, as high >= low
         return cls(column, tuple(t for t in (low + i * width for i in range(1, buckets)) if t <= high))
 
     @property
