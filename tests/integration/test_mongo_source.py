@@ -96,18 +96,21 @@ def test_batches_are_bounded_by_bson_bytes(mongo_db):
 
 
 class _ReadCommands(pymongo.monitoring.CommandListener):
-    """The batchSize of every find/getMore the client sends, and how many documents each reply holds."""
+    """The batchSize of every find/getMore sent to one database, and how many documents each reply
+    holds (pymongo has no unregister: the listener stays on every client made later, so it
+    ignores the other tests' databases)."""
 
-    def __init__(self) -> None:
+    def __init__(self, database: str) -> None:
+        self.database = database
         self.sizes: list[tuple[str, int | None]] = []
         self.replied: list[int] = []
 
     def started(self, event):
-        if event.command_name in ("find", "getMore"):
+        if event.database_name == self.database and event.command_name in ("find", "getMore"):
             self.sizes.append((event.command_name, event.command.get("batchSize")))
 
     def succeeded(self, event):
-        if event.command_name in ("find", "getMore"):
+        if event.database_name == self.database and event.command_name in ("find", "getMore"):
             cursor = event.reply["cursor"]
             (raw,) = cursor.get("firstBatch", cursor.get("nextBatch"))  # a raw cursor's one blob
             self.replied.append(len(bson.decode_all(raw)))
@@ -120,7 +123,7 @@ def test_server_replies_hold_at_most_one_batch(mongo_db):
     """A reply of the server's default size (up to 16 MiB) per partition reader would hold far
     more than the run's batch budget in memory: every read asks for one batch's documents."""
     things(mongo_db).insert_many([{"_id": n} for n in range(95)])
-    commands = _ReadCommands()
+    commands = _ReadCommands(mongo_db.name)
     pymongo.monitoring.register(commands)  # applies to the clients created after it
     _, records, _ = read_all(source_for(mongo_db, limits=BatchLimits(records=10)))
     assert [r["_id"] for r in records] == list(range(95))
