@@ -15,7 +15,7 @@ import datetime as dt
 import math
 import uuid
 from collections.abc import Callable
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from itertools import repeat
 from operator import attrgetter
 
@@ -113,7 +113,7 @@ def _fixed_decimal(precision: int, scale: int) -> BulkCast:
             raise CloserLook
         try:
             fitted = list(map(Decimal.quantize, values, repeat(quantum, len(values))))
-        except (InvalidOperation, ArithmeticError):
+        except ArithmeticError:  # InvalidOperation (infinity, too many digits) is one
             raise CloserLook from None
         if fitted != values or (fitted and not (-limit < min(fitted) and max(fitted) < limit)):
             raise CloserLook
