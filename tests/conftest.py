@@ -44,9 +44,9 @@ def pg_database():
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture
-def dynamodb_client():
-    """A boto3 DynamoDB client for DynamoDB Local (dummy credentials: Local accepts any)."""
+def dynamodb_local_client(**options):
+    """A new boto3 DynamoDB client for DynamoDB Local (dummy credentials: Local accepts any); new,
+    so handlers a test installs on it reach no other client."""
     import boto3
 
     return boto3.client(
@@ -55,7 +55,13 @@ def dynamodb_client():
         region_name="us-east-1",
         aws_access_key_id="local",
         aws_secret_access_key="local",  # noqa: S106 - DynamoDB Local ignores credentials
+        **options,
     )
+
+
+@pytest.fixture
+def dynamodb_client():
+    return dynamodb_local_client()
 
 
 @pytest.fixture

@@ -4,12 +4,11 @@ attributes named like AttributeValue members); errors still raise botocore's Cli
 
 from __future__ import annotations
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 
 from etl.sinks.dynamodb_scan import install_scan
-from tests.conftest import DYNAMODB_ENDPOINT
+from tests.conftest import dynamodb_local_client
 
 pytestmark = pytest.mark.integration
 
@@ -33,13 +32,7 @@ ITEMS = [
 
 
 def client(installed: bool):
-    made = boto3.client(
-        "dynamodb",
-        endpoint_url=DYNAMODB_ENDPOINT,
-        region_name="us-east-1",
-        aws_access_key_id="local",
-        aws_secret_access_key="local",  # noqa: S106 - DynamoDB Local ignores credentials
-    )
+    made = dynamodb_local_client()
     if installed:
         install_scan(made)
         install_scan(made)  # twice: still one handler

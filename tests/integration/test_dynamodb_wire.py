@@ -3,14 +3,13 @@
 import datetime as dt
 from decimal import Decimal
 
-import boto3
 import botocore.config
 import pytest
 
 from etl.sinks.coltypes import parse_type
 from etl.sinks.dynamodb_values import decode_item, encode_item
 from etl.sinks.dynamodb_wire import batch_write, install, json_item
-from tests.conftest import DYNAMODB_ENDPOINT
+from tests.conftest import dynamodb_local_client
 
 pytestmark = pytest.mark.integration
 
@@ -38,9 +37,7 @@ def test_prebuilt_body_equals_botocores_and_the_items_arrive(dynamodb_client, dy
         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
                               {"AttributeName": "sk", "AttributeType": "N"}])
     dynamodb_client.get_waiter("table_exists").wait(TableName=table)
-    client = boto3.client("dynamodb", endpoint_url=DYNAMODB_ENDPOINT, region_name="us-east-1",
-                          aws_access_key_id="local", aws_secret_access_key="local",  # noqa: S106
-                          config=botocore.config.Config(parameter_validation=False))
+    client = dynamodb_local_client(config=botocore.config.Config(parameter_validation=False))
     install(client)
     install(client)  # a second sink on the same client: still one body, still sent once
     sent = []
