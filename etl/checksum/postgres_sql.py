@@ -140,11 +140,9 @@ def _value_code(
     return sql.SQL("{} || {}").format(_bytea(lead), guarded) if lead else guarded
 
 
-def _hex_uint(hex_digest: sql.Composable, start: int) -> sql.Composable:
-    """The unsigned 32-bit integer in hex digits start..start+7 (1-based) of an md5 text."""
-    return sql.SQL("('x' || lpad(substr({}, {}, 8), 16, '0'))::bit(64)::int8").format(
-        hex_digest, sql.Literal(start)
-    )
+def _key_hash(key: sql.Composable) -> sql.Composable:
+    """`bucket_of` before its modulo: the first 4 bytes of md5(key encoding), unsigned."""
+    return sql.SQL("('x' || lpad(substr(md5({}), 1, 8), 16, '0'))::bit(64)::int8").format(key)
 
 
 def _checksum_query(table: sql.Composable, bucket: sql.Composable, row: sql.Composable) -> sql.Composable:
@@ -253,7 +251,7 @@ class PostgresTableSide:
         if codes is None:
             return None
         key, row = codes
-        bucket = sql.SQL("{} % {}").format(_hex_uint(sql.SQL("md5({})").format(key), 1), sql.Literal(buckets))
+        bucket = sql.SQL("{} % {}").format(_key_hash(key), sql.Literal(buckets))
         with psycopg.connect(self.dsn) as conn:
             return _read_checksums(conn, _checksum_query(self._name(), bucket, row), None, buckets)
 
@@ -265,7 +263,7 @@ class PostgresTableSide:
             return self()
         query = sql.SQL("SELECT * FROM {table} WHERE {bucket} %% {n} = ANY(%s)").format(
             table=self._name(),
-            bucket=_hex_uint(sql.SQL("md5({})").format(codes[0]), 1),
+            bucket=_key_hash(codes[0]),
             n=sql.Literal(buckets),
         )
         return self._stream(query, (sorted(wanted),))
