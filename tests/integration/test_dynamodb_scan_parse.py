@@ -31,11 +31,18 @@ ITEMS = [
 ] + [{"pk": {"S": "plain"}, "s": {"S": "no binary here"}}]
 
 
+BODIES_LEFT_TO_BOTOCORE: list[bytes] = []
+"""The Scan bodies botocore itself parsed on the installed clients: `b"{}"` whenever ours ran."""
+
+
 def client(installed: bool):
     made = dynamodb_local_client()
     if installed:
         install_scan(made)
         install_scan(made)  # twice: still one handler
+        made.meta.events.register_last(
+            "before-parse.dynamodb.Scan",
+            lambda response_dict, **_: BODIES_LEFT_TO_BOTOCORE.append(response_dict["body"]))
     return made
 
 
@@ -61,7 +68,9 @@ def test_scan_pages_equal_botocores_parse(dynamodb_client, dynamodb_table_prefix
     )
     for item in ITEMS:
         dynamodb_client.put_item(TableName=table, Item=item)
+    BODIES_LEFT_TO_BOTOCORE.clear()
     ours = pages(client(True), table, ReturnConsumedCapacity="TOTAL")
+    assert BODIES_LEFT_TO_BOTOCORE == [b"{}"] * 6  # every page was decoded by install_scan's handler
     botocore = pages(client(False), table, ReturnConsumedCapacity="TOTAL")
     assert len(ours) == 6  # 41 items, 7 a page
     assert ours == botocore
