@@ -7,6 +7,9 @@ in a message (see `etl.redact`).
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class EtlError(Exception):
     """A problem the user can fix. `exit_code` is what `python -m etl.run` exits with."""
@@ -47,3 +50,10 @@ class ValidationDifferences(EtlError):
     """Validation found differences between source and target."""
 
     exit_code = 1
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """`; did you mean 'x'?` for the nearest of `choices`, or an empty string: for messages that
+    name something that does not exist."""
+    near = difflib.get_close_matches(name, sorted(choices), n=1)
+    return f"; did you mean '{near[0]}'?" if near else ""

@@ -22,7 +22,7 @@ import pymongo.errors
 from pydantic import BaseModel, ConfigDict, Field
 
 from etl import security
-from etl.errors import ConnectionFailed, EtlError
+from etl.errors import ConnectionFailed, EtlError, did_you_mean
 from etl.records import Batch, Json, Partition, Reject
 from etl.redact import RedactedRepr
 from etl.sources import bson_values
@@ -184,15 +184,27 @@ class MongoSource:
 
     def check(self) -> None:
         existing = set(self._guard(self.database.list_collection_names))
-        missing = sorted(set(self.config.tables) - existing)
-        if missing:
+        for table in self.config.tables:
+            self._require(table, existing)
+
+    def _require(self, table: str, existing: set[str] | None = None) -> None:
+        """A collection that does not exist reads as empty in MongoDB; here it is an error, so a
+        misspelt or dropped collection cannot pass as a migrated empty one."""
+        if existing is None:
+            existing = set(self._guard(lambda: self.database.list_collection_names(filter={"name": table})))
+            if table in existing:
+                return
+            existing = set(self._guard(self.database.list_collection_names))
+        if table not in existing:
             raise EtlError(
-                f"source {self.name!r}: collection(s) {', '.join(missing)} not found in database "
-                f"{self.config.database!r}; it has: {', '.join(sorted(existing)) or '(no collections)'}",
-                hint="fix the collection names under `tables`")
+                f"source {self.name!r}: collection {table!r} does not exist in database "
+                f"{self.config.database!r}{did_you_mean(table, existing)}",
+                hint="fix the collection name under `tables`; the database has: "
+                     + (", ".join(sorted(existing)[:20]) or "(no collections)"))
 
     def plan(self, table: str, partitions: int) -> list[Partition]:
         settings = self._table(table)
+        self._require(table)
         if partitions <= 1:
             return [Partition(self.name, table, 0, 1)]
         bounds = self._guard(lambda: self._split_points(table, settings, partitions))

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from etl.errors import ConnectionFailed, EtlError
+from etl.errors import ConnectionFailed, EtlError, did_you_mean
 from etl.records import Batch, Json, Partition, Reject
 from etl.redact import RedactedRepr
 from etl.sources.base import BatchLimits, SourceTable
@@ -403,11 +403,11 @@ class SqlSource:
             schema, bare = table.split(".", 1)
         found = self._resolve(connection, schema, bare)
         if found is None:
-            existing = ", ".join(self.some_tables(connection, schema)) or "none visible"
+            some = self.some_tables(connection, schema)
             raise EtlError(
                 f"{self.engine} source {self.name!r}: table {table!r} does not exist"
-                f" or is not visible to this user",
-                hint=f"tables that do exist: {existing}",
+                f" or is not visible to this user{did_you_mean(bare, [t.rsplit('.', 1)[-1] for t in some])}",
+                hint=f"tables that do exist: {', '.join(some) or 'none visible'}",
             )
         schema, bare = found
         columns = tuple(self.columns(connection, schema, bare))
