@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import workloads  # noqa: E402
 from bench_w1_mongo_postgres import JOB, mongo_uri, pg_admin_dsn  # noqa: E402
+from workloads import LOADED_UNVALIDATED  # noqa: E402
 
 
 def child(job_path: str) -> int:
@@ -33,7 +34,7 @@ def child(job_path: str) -> int:
     from etl.job import load_job
 
     report = run_job(load_job(job_path))
-    if report.status != "succeeded":
+    if report.status != LOADED_UNVALIDATED:
         print(f"run failed: {report.status} {report.message}", file=sys.stderr)
         return 2
     print(report.tables[0].loaded, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import json
 import logging
 import re
 import types
@@ -310,6 +311,7 @@ class Job(RedactedRepr, BaseModel):
 
     _interpolate: Interpolator = PrivateAttr()
     _file_hash: str = PrivateAttr()
+    _content_hash: str = PrivateAttr()
 
     def resolve_path(self, relative: str | Path) -> Path:
         """A path from the job file, relative to the job file's folder (absolute paths stay as they are)."""
@@ -323,6 +325,11 @@ class Job(RedactedRepr, BaseModel):
     def file_hash(self) -> str:
         """SHA-256 (hex) of the job file's bytes as loaded, for the audit trail and reports."""
         return self._file_hash
+
+    def content_hash(self) -> str:
+        """SHA-256 (hex) of the settings that decide what the targets hold (sources' and targets'
+        settings without secrets, tolerances): a change in them voids what earlier runs proved."""
+        return self._content_hash
 
 
 # --------------------------------------------------------------------------- problems
@@ -887,7 +894,22 @@ def load_job(
     )
     job._interpolate = interpolate
     job._file_hash = hashlib.sha256(raw).hexdigest()
+    job._content_hash = _content_hash(configs, top.validation)
     return job
+
+
+def _content_hash(configs: dict[str, dict[str, Any]], validation: Validation) -> str:
+    """SHA-256 of what decides the targets' content, but the tables (each table is fingerprinted on
+    its own with its mapping): the sources' and targets' settings, passwords and secrets redacted
+    out before hashing, and the validation tolerances."""
+    content = {
+        section: {name: {k: v for k, v in config.model_dump(mode="json").items() if k != "tables"}
+                  for name, config in entries.items()}
+        for section, entries in configs.items()
+    }
+    content["tolerances"] = validation.tolerances.model_dump(mode="json")
+    text = redact(json.dumps(content, sort_keys=True, default=str, separators=(",", ":")))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _connection_sections(

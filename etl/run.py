@@ -1,7 +1,8 @@
 """`python -m etl.run job.yaml`: run, plan or validate a job from the command line.
 
-Exit codes: 0 success, 1 validation found differences, 2 bad job or mapping file, 3 runtime
-failure. Errors are printed as one message without a traceback unless --debug; everything
+Exit codes: 0 success (the job's targets are proven equal), 1 validation found differences, 2 bad
+job or mapping file, 3 runtime failure, 4 unproven (a `--limit` try or a run without validation);
+see docs/verdicts.md. Errors are printed as one message without a traceback unless --debug; everything
 printed passes through the redaction filter, so passwords and tokens never appear.
 """
 
@@ -19,7 +20,7 @@ from etl.redact import redact, redact_exception
 
 log = logging.getLogger("etl.run")
 
-EXIT_OK, EXIT_DIFFERENCES, EXIT_BAD_FILE, EXIT_RUNTIME = 0, 1, 2, 3
+EXIT_OK, EXIT_DIFFERENCES, EXIT_BAD_FILE, EXIT_RUNTIME, EXIT_UNPROVEN = 0, 1, 2, 3, 4
 PLAN_SAMPLE = 2
 """Records shown per table by --plan."""
 PLAN_ROWS = 3
@@ -41,8 +42,9 @@ def parser() -> argparse.ArgumentParser:
         prog="python -m etl.run",
         description="Move the records a job file names from its sources into its targets, checkpointed "
         "and resumable, then validate the targets against the sources.",
-        epilog="exit codes: 0 success, 1 validation found differences, 2 bad job or mapping file, "
-        "3 runtime failure",
+        epilog="exit codes: 0 success (every record moved or rejected with a reason, and the targets "
+        "proven equal), 1 validation found differences, 2 bad job or mapping file, 3 runtime failure, "
+        "4 unproven (a --limit try, or a run without validation)",
     )
     p.add_argument("job", help="the job file (YAML)")
     mode = p.add_mutually_exclusive_group()

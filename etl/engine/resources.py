@@ -6,6 +6,7 @@ shared by threads writing at once); compiled mappings are made once per process 
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Sequence
 from contextlib import ExitStack
@@ -94,6 +95,19 @@ class JobResources:
                     )
                 self._mappings[key] = compiled
             return self._mappings[key]
+
+    def table_contents(self) -> dict[str, str]:
+        """Per `source.table` of the job: its settings (but its partition count), its mapping file's
+        text and the values that file's references had, as one text to fingerprint. Call after
+        every mapping was loaded."""
+        contents = {}
+        for source, table in self.source_tables():
+            key = f"{source}.{table}"
+            settings = self.table_config(source, table).model_dump(mode="json", exclude={"partitions"})
+            mapping = self.mapping_texts[key]
+            contents[key] = json.dumps({"settings": settings, "mapping": mapping.text,
+                                        "resolved": sorted(mapping.resolved.items())}, sort_keys=True)
+        return contents
 
     def table_specs(self, target: str, keys: list[tuple[str, str]]) -> list[TableSpec]:
         """Every target table the given source tables write into `target`."""

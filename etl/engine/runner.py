@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from etl.engine import faults
 from etl.engine.accounting import Counts, check_accounting
 from etl.engine.control import ProgressCallback, RunControl
 from etl.engine.execution import Execution
@@ -28,16 +29,31 @@ from etl.engine.plan import Plan, Shard, TablePlan
 from etl.engine.planning import make_plan
 from etl.engine.resources import JobResources
 from etl.engine.signals import stop_on_signals
+from etl.engine.verdict import (
+    LOADED,
+    LOADING,
+    PROVEN,
+    VALIDATING,
+    Fingerprint,
+    Verdict,
+    fingerprint_of,
+    job_loaded,
+    load_verdict,
+    save_verdict,
+)
 from etl.engine.worker import DeadLetters, PartitionOutcome, PartitionWork, PartitionWorker
-from etl.errors import EtlError
+from etl.errors import EtlError, JobFileError
 from etl.job import Job
 from etl.redact import redact
 from etl.report.run_report import (
+    BAD_FILE,
     DIFFERENCES,
+    EXIT_CODES,
     FAILED,
     NOTHING_TO_DO,
     STOPPED,
     SUCCEEDED,
+    UNPROVEN,
     RunReport,
     TableReport,
 )
@@ -74,7 +90,8 @@ def run_job(job: Job, options: RunOptions | None = None) -> RunReport:
 
     Raises EtlError only for what stops a run before records move: an unreachable state store, a
     lease held by another run, a bad mapping file, a source that cannot be planned, a target table
-    that cannot be created. From then on the run ends with a saved report.
+    that cannot be created. From then on the run ends with a saved report. Whatever the ending,
+    a crash included, a report is saved before this returns or raises.
     """
     options = options or RunOptions()
     if options.resume and options.full_refresh:
@@ -82,21 +99,53 @@ def run_job(job: Job, options: RunOptions | None = None) -> RunReport:
     started_at = datetime.now(UTC)
     started = time.monotonic()
     resources = JobResources(job)
-    store = resources.open_state()
     control = RunControl(
         max_in_flight=max(1, job.parallelism) * (options.prefetch + 1),
         reject_policy=job.max_rejects, limit=options.limit, on_progress=options.on_progress,
     )
     lease_name = job.name if options.shard is None else f"{job.name}#shard{options.shard.label}"
     try:
-        with LeaseKeeper(store, lease_name, ttl=options.lease_ttl,
-                         on_lost=lambda message: control.stop("failure", message)), ExitStack() as planning:
-            report = _run_leased(job, options, resources, store, control, started_at, started, planning)
-    finally:
-        store.close()
+        store = resources.open_state()
+        try:
+            lost = lambda message: control.stop("failure", message)  # noqa: E731
+            with LeaseKeeper(store, lease_name, ttl=options.lease_ttl, on_lost=lost), ExitStack() as planning:
+                report = _run_leased(job, options, resources, store, control, started_at, started, planning)
+        finally:
+            store.close()
+    except BaseException as error:
+        _save(job, _failure_report(job, options, resources, started_at, started, error))
+        raise
+    _save(job, report)
+    return report
+
+
+def _save(job: Job, report: RunReport) -> None:
     if job.report.dir:
         report.save(job.resolve_path(job.report.dir))
-    return report
+
+
+def _failure_report(job: Job, options: RunOptions, resources: JobResources, started_at: datetime,
+                    started: float, error: BaseException) -> RunReport:
+    """The report of a run that ended by an exception: what it was, never a traceback or a secret."""
+    report = _new_report(job, options, resources, started_at)
+    if isinstance(error, EtlError):
+        report.status = BAD_FILE if error.exit_code == EXIT_CODES[BAD_FILE] else FAILED
+        report.message, report.hint = redact(error.message), error.hint
+    elif isinstance(error, KeyboardInterrupt):
+        report.status, report.message = STOPPED, "interrupted"
+    else:
+        report.status = FAILED
+        report.message = redact(f"unexpected {type(error).__name__}: {error}")
+        report.hint = ("this is a defect: keep the state store, the dead letters and this report, "
+                       "and report it")
+    return _finish(report, started)
+
+
+def _new_report(job: Job, options: RunOptions, resources: JobResources, started_at: datetime) -> RunReport:
+    return RunReport(job=job.name, mode="run", status=SUCCEEDED, started_at=started_at.isoformat(),
+                     finished_at="", seconds=0.0, shard=options.shard.label if options.shard else None,
+                     options=_options_dict(options), dead_letters=str(resources.dead_letter_path),
+                     state=resources.state_location())
 
 
 def _run_leased(job: Job, options: RunOptions, resources: JobResources, store: StateStore,
@@ -104,29 +153,73 @@ def _run_leased(job: Job, options: RunOptions, resources: JobResources, store: S
     """`planning` closes the sources opened to plan: not before every partition has run, so each
     imports the snapshot exported at plan time (PostgreSQL) instead of taking its own."""
     quick_try = options.limit is not None
-    if options.full_refresh and not quick_try and options.shard is None and not options.only:
+    whole_job = options.shard is None and not options.only
+    if options.full_refresh and not quick_try and whole_job:
         store.clear(job.name)
+    fingerprint = fingerprint_of(job, resources)
+    verdict = None if quick_try else _verdict(job, store, fingerprint)
     plan = make_plan(job, resources, store, only=options.only, shard=options.shard,
-                     replan=options.full_refresh and options.shard is None and not options.only,
+                     replan=options.full_refresh and whole_job,
                      keep=not quick_try, keep_open=planning)
-    if options.full_refresh and not quick_try and (options.shard is not None or options.only):
+    if options.full_refresh and not quick_try and not whole_job:
         for partition in plan.partitions():
             store.save_checkpoint(job.name, Checkpoint(partition=partition.id, counts={}, extra={}))
     if options.on_plan is not None:
         options.on_plan(plan)
     checkpoints = {} if quick_try else store.checkpoints(job.name)
     works, finished = _works(plan, checkpoints)
-    report = RunReport(job=job.name, mode="run", status=SUCCEEDED, started_at=started_at.isoformat(),
-                       finished_at="", seconds=0.0, shard=options.shard.label if options.shard else None,
-                       options=_options_dict(options), dead_letters=str(resources.dead_letter_path),
-                       state=resources.state_location())
-    if not works:
+    report = _new_report(job, options, resources, started_at)
+    if not works and verdict is not None and verdict.proven:
         report.status = NOTHING_TO_DO
-        report.message = f"job {job.name} has already finished: every partition is done"
+        report.message = (f"job {job.name} has already finished and its targets were proven equal to its "
+                          f"sources at {verdict.proven_at}")
         report.hint = "run with --full-refresh to move every record again"
         report.tables = _table_reports(plan, checkpoints, [])
         return _finish(report, started)
 
+    execution = Execution()
+    if works:
+        if verdict is not None:
+            save_verdict(store, job.name, verdict, LOADING)
+        execution = _execute(job, options, resources, store, control, plan, works, finished, checkpoints,
+                             quick_try)
+    planning.close()
+    if not quick_try:
+        checkpoints = store.checkpoints(job.name)  # what failed partitions committed before they failed
+    report.tables = _table_reports(plan, checkpoints, execution.outcomes)
+    _judge(report, job, execution, control)
+    if report.status != SUCCEEDED:
+        if verdict is not None:
+            save_verdict(store, job.name, verdict, LOADING, report.message)
+        return _finish(report, started)
+    if quick_try:
+        report.status = UNPROVEN
+        report.message = (f"a quick try of at most {options.limit} records per table: nothing is proven and "
+                          "no checkpoint was kept")
+        report.hint = f"run `python -m etl.run {_shown_path(job.path)}` to move and prove every record"
+        return _finish(report, started)
+    assert verdict is not None
+    loaded = job_loaded(job, resources, store)
+    save_verdict(store, job.name, verdict, LOADED if loaded else LOADING)
+    validate = job.validation.after_run if options.validate is None else options.validate
+    if not validate:
+        report.status = UNPROVEN
+        report.message = "the records moved and add up, but this run did not validate the targets"
+        report.hint = (f"run `python -m etl.run {_shown_path(job.path)} --validate-only` to prove them "
+                       "(validation.after_run is false)")
+        return _finish(report, started)
+    if options.shard is not None and not loaded:
+        report.message = (f"shard {options.shard.label} done; the job is validated by the shard that "
+                          "finishes last")
+        log.info(report.message)
+        return _finish(report, started)
+    whole = whole_job or (options.shard is not None and not options.only)
+    return _validate(report, job, options, resources, store, verdict, whole, started_at, started)
+
+
+def _execute(job: Job, options: RunOptions, resources: JobResources, store: StateStore, control: RunControl,
+             plan: Plan, works: list[PartitionWork], finished: list[str], checkpoints: dict[str, Checkpoint],
+             quick_try: bool) -> Execution:
     totals = Counts()
     for work in works:
         totals.add(work.counts)
@@ -142,54 +235,83 @@ def _run_leased(job: Job, options: RunOptions, resources: JobResources, store: S
             from etl.engine.dask import DaskExecutor
 
             executor = DaskExecutor(job.executor.scheduler)
-            execution = executor.run(job, works, control, prefetch=options.prefetch, resources=resources)
-        else:
-            run_one = _local_runner(job, resources, store, dead_letters, control, options, quick_try)
-            with fewer_collections():
-                execution = LocalExecutor(job.parallelism).run(works, run_one, control)
-    planning.close()
+            return executor.run(job, works, control, prefetch=options.prefetch, resources=resources)
+        run_one = _local_runner(job, resources, store, dead_letters, control, options, quick_try)
+        with fewer_collections():
+            return LocalExecutor(job.parallelism).run(works, run_one, control)
 
-    report.tables = _table_reports(plan, checkpoints, execution.outcomes)
-    _judge(report, job, plan, execution, control)
-    validate = job.validation.after_run if options.validate is None else options.validate
-    validate = validate and options.limit is None and _all_shards_done(plan, store, job)
-    if report.status == SUCCEEDED and validate:
-        from etl.engine.validation import checks_of, validate_job
 
-        try:
-            validation = validate_job(job, only=[t.key for t in plan.tables if _owned(plan, t)],
-                                      resources=resources)
-        except EtlError as error:
-            report.status = FAILED
-            report.message = redact(f"the records moved, but validation could not run: {error.message}")
-            again = f"run `python -m etl.run {_shown_path(job.path)} --validate-only` again"
-            report.hint = error.hint or again
-            return _finish(report, started)
-        report.validation = checks_of(validation, resources.job.resolve_path(job.report.dir), started_at)
-        if not validation.ok:
-            report.status = DIFFERENCES
-            differing = [f"{c.target}.{c.table}" for c in report.validation if not c.ok]
-            report.message = "validation found differences in " + ", ".join(differing)
-            report.hint = "see the first differing keys below and the full lists in the files named"
+def _validate(report: RunReport, job: Job, options: RunOptions, resources: JobResources, store: StateStore,
+              verdict: Verdict, whole_job: bool, started_at: datetime, started: float) -> RunReport:
+    """Validate the job's targets (the tables of `--only`, else all) and record what it proved.
+
+    The verdict says `validating` while it runs: a crash or SIGKILL leaves it there, and the next
+    run validates again instead of finding nothing to do."""
+    from etl.engine.validation import checks_of, validate_job
+
+    only = list(options.only) if not whole_job else None
+    if whole_job:
+        save_verdict(store, job.name, verdict, VALIDATING)
+    try:
+        faults.reach("validate")
+        validation = validate_job(job, only=only, resources=resources)
+        faults.reach("validated")
+    except Exception as error:  # the report names it; the verdict stays `validating`
+        text = error.message if isinstance(error, EtlError) else f"{type(error).__name__}: {error}"
+        report.status = FAILED
+        report.message = redact(f"the records moved, but validation could not run: {text}")
+        again = f"run `python -m etl.run {_shown_path(job.path)}` again to validate"
+        report.hint = error.hint if isinstance(error, EtlError) and error.hint else again
+        return _finish(report, started)
+    report.validation = checks_of(validation, resources.job.resolve_path(job.report.dir), started_at)
+    if not validation.ok:
+        report.status = DIFFERENCES
+        differing = [f"{c.target}.{c.table}" for c in report.validation if not c.ok]
+        report.message = "validation found differences in " + ", ".join(differing)
+        report.hint = "see the first differing keys below and the full lists in the files named"
+        if whole_job:
+            save_verdict(store, job.name, verdict, DIFFERENCES, report.message)
+        return _finish(report, started)
+    if whole_job:
+        save_verdict(store, job.name, verdict, PROVEN)
     return _finish(report, started)
+
+
+def _verdict(job: Job, store: StateStore, fingerprint: Fingerprint) -> Verdict:
+    """The job's stored verdict, checked against the content the job has now.
+
+    Content that changed after records moved voids what was proven. While loading is unfinished it
+    also means the targets would mix two versions: that run is refused (exit 2). Once loading had
+    finished, the targets are validated again against the content as it is now."""
+    verdict = load_verdict(store, job.name)
+    if verdict is None:
+        verdict = Verdict.new(fingerprint)
+        if store.checkpoints(job.name):  # state from before verdicts were kept: prove it again
+            log.info("job %s has checkpoints but no recorded verdict; it is validated again", job.name)
+        save_verdict(store, job.name, verdict, LOADING)
+        return verdict
+    changes = fingerprint.changes(verdict.fingerprint)
+    changed = [c for c in changes if not c.endswith("(new)") and not c.endswith("(no longer in the job)")]
+    if changed and verdict.stage == LOADING and store.checkpoints(job.name):
+        raise JobFileError(
+            f"job {job.name}: {', '.join(changed)} changed since its records started moving "
+            f"(last recorded {verdict.updated_at}); the targets hold records made by the previous version",
+            hint=f"run `python -m etl.run {_shown_path(job.path)} --full-refresh` to move every record again "
+                 "with the current files, or put the previous version back to continue",
+        )
+    if changes:
+        stage = LOADING if verdict.stage == LOADING else LOADED
+        message = f"changed since the last run: {', '.join(changes)}"
+        if stage == LOADED:
+            log.warning("job %s: %s; the targets are validated again against the current files",
+                        job.name, message)
+        verdict = Verdict(verdict.generation, fingerprint, verdict.stage, verdict.message, verdict.updated_at)
+        save_verdict(store, job.name, verdict, stage, message)
+    return verdict
 
 
 def _owned(plan: Plan, table: TablePlan) -> bool:
     return any(p.id in plan.owned for p in table.partitions)
-
-
-def _all_shards_done(plan: Plan, store: StateStore, job: Job) -> bool:
-    """A shard validates only once every shard has finished: before that, rows of partitions other
-    shards have not moved yet would all be reported missing. The last shard to finish validates."""
-    if plan.shard is None:
-        return True
-    checkpoints = store.checkpoints(job.name)
-    tables = [t for t in plan.tables if _owned(plan, t)]
-    finished = all(checkpoints.get(p.id) is not None and checkpoints[p.id].done
-                   for t in tables for p in t.partitions)
-    if not finished:
-        log.info("shard %s done; validation is left to the last shard to finish", plan.shard.label)
-    return finished
 
 
 def _works(plan: Plan, checkpoints: dict[str, Checkpoint]) -> tuple[list[PartitionWork], list[str]]:
@@ -276,8 +398,9 @@ def _table_reports(plan: Plan, checkpoints: dict[str, Checkpoint],
     return reports
 
 
-def _judge(report: RunReport, job: Job, plan: Plan, execution: Execution, control: RunControl) -> None:
-    """Set the report's status from what happened: failures, stops, then the accounting check."""
+def _judge(report: RunReport, job: Job, execution: Execution, control: RunControl) -> None:
+    """Set the report's status from what happened: failures, stops, unfinished partitions, the
+    reject policy over everything moved since the last full refresh, then the accounting check."""
     reason = control.stop_reason
     resume = f"python -m etl.run {_shown_path(job.path)}"
     if execution.errors:
@@ -287,20 +410,21 @@ def _judge(report: RunReport, job: Job, plan: Plan, execution: Execution, contro
         more = f" (and {len(execution.errors) - 1} more partitions)" if len(execution.errors) > 1 else ""
         report.message = redact(f"partition {partition} failed{more}: {text}")
         report.hint = (error.hint if isinstance(error, EtlError) and error.hint else
-                       f"every committed batch is checkpointed; fix the cause and run `{resume} --resume`")
+                       f"every committed batch is checkpointed; fix the cause and run `{resume}` to continue")
         return
-    if reason is not None and reason.kind == "max_rejects":
+    total = report.totals()
+    if job.max_rejects.exceeded(total.rejected, total.extracted):
         report.status = FAILED
         reasons = Counts()
         for table in report.tables:
             reasons.add_reasons(dict(table.top_reasons))
         top = "; ".join(f"{r} ({c})" for r, c in reasons.top_reasons(3))
-        report.message = (f"{reason.message}, more than max_rejects {job.max_rejects} allows; "
-                          f"most frequent: {top}")
+        report.message = (f"too many rejected records: {total.rejected} of {total.extracted} extracted, more "
+                          f"than max_rejects {job.max_rejects} allows; most frequent: {top}")
         report.hint = (f"dead letters are in {report.dead_letters}; fix the mapping or the data and run "
-                       f"`{resume} --full-refresh`, or raise max_rejects and run `{resume} --resume`")
+                       f"`{resume} --full-refresh`, or raise max_rejects and run `{resume}` again")
         return
-    if reason is not None:
+    if reason is not None and reason.kind != "max_rejects":
         report.status = STOPPED if reason.kind == "signal" else FAILED
         report.message = redact(reason.message)
         report.hint = f"every committed batch is checkpointed; run `{resume} --resume` to continue"

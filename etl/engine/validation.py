@@ -19,14 +19,25 @@ from pathlib import Path
 
 from etl.checksum import BucketChecksums, JobValidation, TableValidation, checksum_side, validate_table
 from etl.checksum.results import json_value, key_text
+from etl.engine import faults
 from etl.engine.plan import TablePlan, select_tables
 from etl.engine.planning import plan_tables
 from etl.engine.resources import JobResources
+from etl.engine.verdict import record_validation
+from etl.errors import EtlError
 from etl.job import Job
 from etl.mapping.compile import MappedBatch
 from etl.records import TableSpec
 from etl.redact import redact
-from etl.report.run_report import DIFFERENCES, SUCCEEDED, RunReport, TableCheck
+from etl.report.run_report import (
+    BAD_FILE,
+    DIFFERENCES,
+    EXIT_CODES,
+    FAILED,
+    SUCCEEDED,
+    RunReport,
+    TableCheck,
+)
 
 log = logging.getLogger(__name__)
 
@@ -169,22 +180,46 @@ def checks_of(validation: JobValidation, folder: Path, started_at: datetime) -> 
 
 
 def validation_report(job: Job, only: Sequence[str] | None = None) -> RunReport:
-    """`--validate-only`: validate, then report (status `differences`, exit 1, when any table differs)."""
+    """`--validate-only`: validate, then report (status `differences`, exit 1, when any table differs).
+
+    A validation of the whole job is recorded as the job's verdict (`etl.engine.verdict`). The
+    report is saved whatever the ending, a crash included."""
     started_at = datetime.now(UTC)
     started = time.monotonic()
     resources = JobResources(job)
-    validation = validate_job(job, only, resources=resources)
     folder = job.resolve_path(job.report.dir)
     report = RunReport(job=job.name, mode="validate", status=SUCCEEDED, started_at=started_at.isoformat(),
                        finished_at="", seconds=0.0, options={"only": list(only or ())},
                        state=resources.state_location())
-    report.validation = checks_of(validation, folder, started_at)
-    if not validation.ok:
-        report.status = DIFFERENCES
-        differing = [f"{c.target}.{c.table}" for c in report.validation if not c.ok]
-        report.message = "validation found differences in " + ", ".join(differing)
-        report.hint = "the first differing keys are listed below; the files named hold every difference found"
+    try:
+        faults.reach("validate")
+        validation = validate_job(job, only, resources=resources)
+        faults.reach("validated")
+        report.validation = checks_of(validation, folder, started_at)
+        if not validation.ok:
+            report.status = DIFFERENCES
+            differing = [f"{c.target}.{c.table}" for c in report.validation if not c.ok]
+            report.message = "validation found differences in " + ", ".join(differing)
+            report.hint = ("the first differing keys are listed below; the files named hold every difference "
+                           "found")
+        if not only:
+            store = resources.open_state()
+            try:
+                record_validation(job, resources, store, validation.ok, report.message)
+            finally:
+                store.close()
+    except BaseException as error:
+        report.status = BAD_FILE if isinstance(error, EtlError) and error.exit_code == EXIT_CODES[BAD_FILE] \
+            else FAILED
+        report.message = redact(error.message if isinstance(error, EtlError)
+                                else f"validation failed: {type(error).__name__}: {error}")
+        _close(report, started, folder)
+        raise
+    _close(report, started, folder)
+    return report
+
+
+def _close(report: RunReport, started: float, folder: Path) -> None:
     report.finished_at = datetime.now(UTC).isoformat()
     report.seconds = round(time.monotonic() - started, 3)
     report.save(folder)
-    return report

