@@ -29,7 +29,7 @@ import logging
 import os
 import zlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -234,6 +234,7 @@ _NO_GZIP_RESYNC = "decompression cannot resume after damage in a gzip stream"
 _ONE_DOCUMENT = BatchLimits(records=1, bytes=bson_values.MAX_DOCUMENT_BYTES)
 
 
+@dataclass
 class DumpReader:
     """Frames the byte range [start, end) of a dump file (`end` None: to the end of the file)
     into runs of whole documents within the batch limits and, with `resync`, damaged ranges.
@@ -253,15 +254,14 @@ class DumpReader:
     while the source reports success; a gzip stream that breaks is one `Damage` to its end,
     since decompression cannot get past it."""
 
-    def __init__(self, stream: IO[bytes], file: Path, start: int, end: int | None, limits: BatchLimits,
-                 *, resync: bool) -> None:
-        self.stream = stream
-        self.file = file
-        self.start = start
-        self.end = end
-        self.limits = limits
-        self.resync = resync
-        self._undecodable: tuple[int, str] | None = None
+    stream: IO[bytes]
+    file: Path
+    start: int
+    end: int | None
+    limits: BatchLimits
+    _: KW_ONLY
+    resync: bool
+    _undecodable: tuple[int, str] | None = field(default=None, init=False)
 
     def undecodable(self, offset: int, what: str) -> None:
         """The run just yielded holds a document at `offset` that does not decode: the reader
