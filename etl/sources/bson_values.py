@@ -221,20 +221,91 @@ def frame(data: Buffer, position: int, stop: int, records: int, max_bytes: int, 
     return position, count, last
 
 
-def framing_fault(data: Buffer, position: int) -> tuple[str, bool] | None:
+def framing_fault(data: Buffer, position: int, stop: int | None = None) -> tuple[str, bool] | None:
     """Why the bytes of `data` at `position` do not start a whole, well-framed document, and
-    whether more bytes after them could still make it whole; None when they do."""
-    rest = len(data) - position
-    if rest < 4:
-        return f"truncated length prefix ({rest} of 4 bytes)", True
+    whether more bytes after them could still make it whole; None when they do.
+
+    `stop`, when known, is where the byte range ends (it may lie beyond `data`): a document
+    running past it is truncated whatever bytes follow."""
+    if min(len(data), len(data) if stop is None else stop) - position < 4:
+        return _truncated("length prefix", 4, data, position, stop)
     (length,) = _LENGTH(data, position)
     if length < 5 or length > MAX_DOCUMENT_BYTES:
         return f"implausible document length {length}", False
-    if length > rest:
-        return f"truncated document ({rest} of {length} bytes)", True
+    if position + length > len(data) or (stop is not None and position + length > stop):
+        return _truncated("document", length, data, position, stop)
     if data[position + length - 1]:
         return "document does not end with a NUL byte", False
     return None
+
+
+def _truncated(what: str, length: int, data: Buffer, position: int, stop: int | None) -> tuple[str, bool]:
+    """A document (or its prefix) of `length` bytes at `position` that is not whole: how many of
+    its bytes the range holds, and whether bytes still to be read could complete it."""
+    if stop is not None and position + length > stop:
+        return f"truncated {what} ({stop - position} of {length} bytes)", False
+    return f"truncated {what} ({len(data) - position} of {length} bytes)", True
+
+
+_NEED_MORE = -1
+
+
+def _resync_end(data: Buffer, position: int, stop: int | None) -> int | None:
+    """The end of the document at `position` if it passes the resynchronisation rule (see
+    `resync`), None if it does not, `_NEED_MORE` when bytes not yet in `data` decide it."""
+    size = len(data)
+    if position + 4 > size:
+        return None if stop is not None and position + 4 > stop else _NEED_MORE
+    (length,) = _LENGTH(data, position)
+    end = position + length
+    if length < 5 or length > MAX_DOCUMENT_BYTES or (stop is not None and end > stop):
+        return None
+    if end > size:
+        return _NEED_MORE
+    if data[end - 1]:
+        return None
+    try:
+        document = bson.decode(data[position:end], NATIVE_CODEC)
+    except Exception:  # noqa: BLE001 - any failure means no document starts here
+        return None
+    return end if "_id" in document else None
+
+
+def resync(data: Buffer, position: int, stop: int | None) -> tuple[int, bool]:
+    """After damage: the first offset from `position` on where a document starts that damage
+    cannot fake. Used only once a document failed; the clean path never runs it.
+
+    A document is accepted at offset q when its length prefix is plausible (5 bytes up to
+    MAX_DOCUMENT_BYTES) and it fits before `stop`, its last byte is NUL, it decodes completely
+    with `bson` (every element type, key, string and nested length consistent), it has an
+    `_id`, and it ends exactly at `stop` or is followed by a document that passes the same
+    checks. Bytes inside a damaged region rarely pass one of these checks, and a nested
+    document or array of the damaged one (which does decode) lacks the `_id` or the valid
+    successor; an intact document lacking `_id`, or followed by damage, counts into the
+    damaged range, which is reported, never loaded.
+
+    `data` must not extend beyond the byte range; `stop` is where the range ends (it may lie
+    beyond `data`), None when not yet known (a gzip stream not read to its end). Returns
+    (q, True) for the document found or, when the range holds none, (stop, True); or
+    (q, False) when offsets from q on cannot be judged before more bytes are read."""
+    size = len(data)
+    final = stop is not None and stop <= size
+    limit = stop if final else size
+    offset = position
+    while offset < limit:
+        end = _resync_end(data, offset, stop)
+        if end == _NEED_MORE:
+            return offset, False
+        if end is not None:
+            if end == stop:
+                return offset, True
+            successor = _resync_end(data, end, stop)
+            if successor == _NEED_MORE:
+                return offset, False
+            if successor is not None:
+                return offset, True
+        offset += 1
+    return (limit, True) if final else (offset, False)
 
 
 def document_ends(data: Buffer, start: int = 0) -> Iterator[int]:
@@ -325,12 +396,35 @@ returns a Reject to dead-letter it, or raises an EtlError."""
 
 
 def decode_run(data: Buffer, table: str, on_corrupt: CorruptHandler) -> tuple[list[dict], list[Reject]]:
-    """Decode concatenated documents to canonical records; undecodable ones become rejects.
+    """Decode concatenated documents to canonical records; undecodable ones become rejects
+    (each one alone: reading goes on at the end of its frame)."""
+    view = memoryview(data)
+    records: list[dict] = []
+    rejects: list[Reject] = []
+    start = 0
+    while True:
+        decoded, dates, bad = decode_intact(view[start:], table)
+        records.extend(decoded)
+        rejects.extend(dates)
+        if bad is None:
+            return records, rejects
+        offset = start + bad[0]
+        rejects.append(on_corrupt(offset, bad[1]))
+        end = next(document_ends(view, offset), None)
+        if end is None:  # no whole frame: nothing after it can be framed
+            return records, rejects
+        start = end
+
+
+def decode_intact(data: Buffer, table: str) -> tuple[list[dict], list[Reject], tuple[int, Exception] | None]:
+    """Decode concatenated documents to canonical records up to the first one that does not
+    decode: (records, rejects for dates Python cannot hold, (offset, error) of that first
+    undecodable document or None).
 
     The fast path decodes the whole run in C; only a run that fails is redone one document at
-    a time to find which documents fail and why."""
+    a time to find which document fails and why."""
     try:
-        return bson.decode_all(data, CANONICAL_CODEC), []
+        return bson.decode_all(data, CANONICAL_CODEC), [], None
     except Exception:  # noqa: S110 - any failure is narrowed down document by document below
         pass
     records: list[dict] = []
@@ -342,11 +436,13 @@ def decode_run(data: Buffer, table: str, on_corrupt: CorruptHandler) -> tuple[li
             records.extend(bson.decode_all(piece, CANONICAL_CODEC))
         except Exception as error:  # noqa: BLE001 - classified below: a bad date or corruption
             reject = _date_reject(piece, table)
-            rejects.append(reject if reject is not None else on_corrupt(start, error))
+            if reject is None:
+                return records, rejects, (start, error)
+            rejects.append(reject)
         start = end
     if start != len(data):
-        rejects.append(on_corrupt(start, bson.errors.InvalidBSON("incomplete document")))
-    return records, rejects
+        return records, rejects, (start, bson.errors.InvalidBSON("incomplete document"))
+    return records, rejects, None
 
 
 def _date_reject(piece: Buffer, table: str) -> Reject | None:

@@ -8,6 +8,13 @@ each batch is decoded straight from its block by one C call, and memory stays bo
 batch limits. Partitions are byte ranges of the `.bson` file, aligned to
 document boundaries; a batch's resume position is the byte offset after it.
 
+Damage (DumpReader): with `on_corrupt: error` the batches before it are yielded, then
+CorruptFile names the file and byte offset. With `deadletter` a damaged byte range is one
+reject naming the range and what was wrong, and reading resynchronises on the next document
+(`bson_values.resync`); a broken gzip stream is one reject from the last whole document to the
+end of the file. Each read consumes its byte range to the last byte, so the documents read and
+the damaged ranges account for every byte of the file.
+
 With `apply_oplog`, the oplog's entries for the collection are replayed onto the base data
 (mongo_oplog) and the last partition, after its byte range, loads the keys the oplog alone
 decides (resume position `{"settled": n}`), so the result matches the source at the oplog's
@@ -17,10 +24,12 @@ last timestamp whatever order partitions run in.
 from __future__ import annotations
 
 import gzip
-import io
 import json
 import logging
+import os
+import zlib
 from collections.abc import Iterator, Sequence
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -52,8 +61,10 @@ class Config(RedactedRepr, BaseModel):
     database: str
     tables: dict[str, MongodumpTable]
     on_corrupt: Literal["error", "deadletter"] = "error"
-    """`error`: a corrupt or truncated file stops the run, naming the file and byte offset.
-    `deadletter`: readable documents load; the damage is a reject with its byte offset."""
+    """`error`: a corrupt or truncated file stops the run (after the batches before the damage),
+    naming the file and byte offset. `deadletter`: every readable document loads; each damaged
+    byte range is one reject naming the range, and reading resumes at the next whole document
+    (a broken gzip stream cannot be resumed: the rest of that file is the reject)."""
     apply_oplog: bool = True
     """Replay `oplog.bson` (when present) so the data matches the dump's consistent point."""
 
@@ -65,82 +76,264 @@ def open_source(name: str, config: Config, limits: BatchLimits) -> MongodumpSour
 class CorruptFile(EtlError):
     """A dump file is truncated or damaged at a byte offset."""
 
-    def __init__(self, file: Path, offset: int, what: str) -> None:
+    def __init__(self, file: Path, offset: int, what: str, *, unit: str = "byte offset") -> None:
         self.file = file
         self.offset = offset
         self.what = what
-        super().__init__(f"{file}: {what} at byte offset {offset}",
+        super().__init__(f"{file}: {what} at {unit} {offset}",
                          hint="take the dump again, or set `on_corrupt: deadletter` to load the "
                               "readable documents and record the damage")
 
 
+@dataclass(frozen=True)
+class Damage:
+    """A damaged byte range [start, end) of a dump file: no document in it could be read."""
+
+    file: Path
+    start: int
+    end: int | None
+    """Exclusive; None for the rest of a gzip file, which decompression cannot get past."""
+    what: str
+    """What was wrong where the damage was found, e.g. `implausible document length 0`."""
+    offset: int
+    """Where the damage was found: `start`, or for a broken gzip stream the uncompressed
+    offset reached."""
+    after: str
+    """Why the range ends where it does."""
+
+    @property
+    def unit(self) -> str:
+        return "byte offset" if self.end is not None else "uncompressed byte offset"
+
+    def error(self) -> CorruptFile:
+        return CorruptFile(self.file, self.offset, self.what, unit=self.unit)
+
+    def reject(self, table: str) -> Reject:
+        end = "EOF" if self.end is None else self.end
+        until = "the end of the file" if self.end is None else f"{self.end} (exclusive)"
+        return Reject(table=table, source_key=f"{self.file.name}@{self.start}-{end}",
+                      reason=f"{self.what} at {self.unit} {self.offset} of {self.file}; bytes {self.start} "
+                             f"to {until} skipped: {self.after}",
+                      stage="extract", value_type="bson")
+
+
+_GZIP_FAILURES = (EOFError, gzip.BadGzipFile, zlib.error)  # what damaged gzip data raises (not I/O errors)
+
+
 def open_bson(path: Path) -> IO[bytes]:
     if path.name.endswith(".gz"):
-        return io.BufferedReader(gzip.GzipFile(path, "rb"), READ_BUFFER)  # type: ignore[arg-type]
+        return gzip.GzipFile(path, "rb")
     return open(path, "rb", buffering=READ_BUFFER)  # noqa: SIM115 - the caller closes it
 
 
-def iter_runs(stream: IO[bytes], file: Path, start: int, end: int | None, limits: BatchLimits
-              ) -> Iterator[tuple[int, int, bson_values.Buffer]]:
-    """Yield (start offset, end offset, documents) runs of whole documents within the limits.
+class _Blocks:
+    """The bytes of a dump file from an offset on, read in blocks: `data` starts at file offset
+    `base` and holds the unused rest of the block before it.
 
-    Reads the file in large blocks and walks the length prefixes inside them; a run is a
-    memoryview of its block (a block begins with the unused rest of the one before), so the
-    documents are not copied again before they are decoded. Runs before damage are yielded,
-    then CorruptFile is raised."""
-    if start:
-        stream.seek(start)
-    data = memoryview(b"")
-    base = start  # file offset of data[0]
-    position = 0  # where the next run starts, within data
-    exhausted = False
-    while True:
-        stop = len(data) if end is None else end - base
-        run_end, count, _ = bson_values.frame(data, position, stop, limits.records, limits.bytes)
-        at_end = end is not None and base + run_end >= end
-        fault = None if count == limits.records or at_end else bson_values.framing_fault(data, run_end)
-        if fault is not None and fault[1] and not exhausted:  # the next document needs more bytes
-            chunk = stream.read(max(READ_BUFFER, len(data) - position))  # doubles for a huge document
-            if not chunk:
-                exhausted = True
-                continue
-            rest = data[position:]
-            data = memoryview(b"".join((rest, chunk)) if rest else chunk)
-            base += position
-            position = 0
-            continue
-        if count:
-            yield base + position, base + run_end, data[position:run_end]
+    A `.bson.gz` whose decompression fails ends where it failed: the bytes decompressed before
+    it are kept, and `broken` says what went wrong (nothing after it can be reached). A plain
+    file that ends before the size it had when opened raises CorruptFile."""
+
+    def __init__(self, stream: IO[bytes], file: Path, start: int) -> None:
+        self.stream = stream
+        self.file = file
+        self.gzip = isinstance(stream, gzip.GzipFile)
+        self.size = None if self.gzip else os.fstat(stream.fileno()).st_size
+        """The file's size when plain (known before reading); None for a gzip stream."""
+        self.data = memoryview(b"")
+        self.base = start
+        self.exhausted = False
+        self.broken: str | None = None
+        if start:
+            try:
+                stream.seek(start)
+            except _GZIP_FAILURES as error:
+                self._break(error)
+                self.exhausted = True
+
+    def window(self, end: int | None, *, final: bool = False) -> tuple[memoryview, int | None]:
+        """`data` cut at the range's end (`end`, or the end of the file), and that end within
+        `data`: None while unknown (a gzip stream not read to its end, or, unless `final`,
+        broken before it)."""
+        if end is None:
+            end = self.size
+        if end is None and self.exhausted and (final or self.broken is None):
+            end = self.base + len(self.data)
+        if end is None:
+            return self.data, None
+        stop = end - self.base
+        return (self.data if stop >= len(self.data) else self.data[:stop]), stop
+
+    def more(self, keep: int) -> int:
+        """Read another block, dropping the bytes before `data[keep]`; returns how many were
+        dropped. A block is at least as large as what is kept, so a long document doubles the
+        read until it is whole."""
+        chunk = self._read(max(READ_BUFFER, len(self.data) - keep))
+        if not chunk:
+            reached = self.base + len(self.data)
+            if self.size is not None and reached < self.size:
+                raise CorruptFile(self.file, reached, f"the file ends before its size when opened "
+                                                      f"({self.size} bytes): it changed while it was read")
+            self.exhausted = True
+            return 0
+        rest = self.data[keep:]
+        self.data = memoryview(b"".join((rest, chunk)) if rest else chunk)
+        self.base += keep
+        return keep
+
+    def find_document(self, position: int, end: int | None) -> int:
+        """Where, within `data` (which may move on), the first document from `position` on
+        starts that passes `bson_values.resync`, reading more as needed; the range's end when
+        none does."""
+        while True:
+            data, stop = self.window(end, final=True)
+            found, judged = bson_values.resync(data, position, stop)
+            if judged:
+                return found
+            position = found - self.more(found)
+
+    def check_unchanged(self) -> None:
+        """A plain file read to its end must still have the size it had when opened."""
+        if self.size is not None and os.fstat(self.stream.fileno()).st_size != self.size:
+            raise CorruptFile(self.file, self.size, f"the file changed size while it was read ({self.size} "
+                                                    "bytes when opened, read to there)")
+
+    def _read(self, size: int) -> bytes:
+        if not self.gzip:
+            return self.stream.read(size)
+        if self.broken is not None:  # nothing after a decompression failure can be trusted
+            return b""
+        pieces: list[bytes] = []
+        got = 0
+        try:
+            while got < size:  # read1: a failure loses none of the bytes decompressed before it
+                piece = self.stream.read1(size - got)  # type: ignore[attr-defined]
+                if not piece:
+                    break
+                pieces.append(piece)
+                got += len(piece)
+        except _GZIP_FAILURES as error:
+            self._break(error)
+        return b"".join(pieces)
+
+    def _break(self, error: Exception) -> None:
+        text = str(error)
+        if isinstance(error, EOFError):
+            self.broken = "gzip data ends before its end-of-stream marker (the file is truncated)"
+        elif "Not a gzipped file" in text:
+            self.broken = "not gzip data (no gzip header)"
+        elif "CRC check failed" in text:
+            self.broken = ("gzip checksum (CRC-32) of the decompressed data does not match: the "
+                           "compressed data is damaged, and documents read before this point may be altered")
+        else:
+            self.broken = f"gzip data cannot be decompressed ({text})"
+
+
+_NO_GZIP_RESYNC = "decompression cannot resume after damage in a gzip stream"
+
+_ONE_DOCUMENT = BatchLimits(records=1, bytes=bson_values.MAX_DOCUMENT_BYTES)
+
+
+@dataclass
+class DumpReader:
+    """Frames the byte range [start, end) of a dump file (`end` None: to the end of the file)
+    into runs of whole documents within the batch limits and, with `resync`, damaged ranges.
+
+    Iterating yields (start offset, end offset, documents) runs, each a memoryview of its block
+    (the documents are not copied before they are decoded), and `Damage` ranges. Framing reads
+    one length prefix and one byte per document, in place. At damage (a document not framed
+    right, or one the consumer reports with `undecodable`) the reader, once every run before
+    it has been yielded, either raises CorruptFile or, with `resync`, finds the next document
+    (`bson_values.resync`), yields the bytes in between as one `Damage` and goes on from there:
+    nothing intact after damage is skipped. Searching only happens after damage.
+
+    Runs and damaged ranges together cover [start, end) exactly, end to end: a document that
+    would run past `end` is damage, as no partition may read a byte of the next one. Reading
+    ends only at the range's end (the end of a plain file is its size when opened; a plain file
+    that shrinks or grows meanwhile raises CorruptFile), so no byte of a dump is left unread
+    while the source reports success; a gzip stream that breaks is one `Damage` to its end,
+    since decompression cannot get past it."""
+
+    stream: IO[bytes]
+    file: Path
+    start: int
+    end: int | None
+    limits: BatchLimits
+    _: KW_ONLY
+    resync: bool
+    _undecodable: tuple[int, str] | None = field(default=None, init=False)
+
+    def undecodable(self, offset: int, what: str) -> None:
+        """The run just yielded holds a document at `offset` that does not decode: the reader
+        treats it as damage there (the documents before it are the consumer's to keep)."""
+        self._undecodable = (offset, what)
+
+    def __iter__(self) -> Iterator[tuple[int, int, bson_values.Buffer] | Damage]:
+        blocks = _Blocks(self.stream, self.file, self.start)
+        records, max_bytes = self.limits.records, self.limits.bytes
+        position = 0  # where the next run starts, within blocks.data
+        while True:
+            data, stop = blocks.window(self.end)
+            base = blocks.base
+            run_end, count, _ = bson_values.frame(data, position, len(data), records, max_bytes)
+            fault = None
+            if run_end != stop and count < records:
+                fault = bson_values.framing_fault(data, run_end, stop)
+                if fault is not None and fault[1] and not blocks.exhausted:  # the next document needs bytes
+                    position -= blocks.more(position)
+                    continue
+            if count:
+                yield base + position, base + run_end, data[position:run_end]
             position = run_end
-        if at_end or (fault is not None and position == len(data)):
-            return
-        if fault is not None:
-            raise CorruptFile(file, base + position, fault[0])
+            if self._undecodable is not None:
+                offset, what = self._undecodable
+                self._undecodable = None
+                position = offset - base
+            elif run_end == stop:
+                if self.end is None:
+                    blocks.check_unchanged()
+                return
+            elif fault is None:
+                continue
+            elif fault[1]:  # only a broken gzip stream ends inside a document (a plain file raised in more)
+                damage = Damage(self.file, base + position, None, str(blocks.broken), base + len(data),
+                                _NO_GZIP_RESYNC)
+                if not self.resync:
+                    raise damage.error()
+                yield damage
+                return
+            else:
+                what = fault[0]
+            if not self.resync:
+                raise CorruptFile(self.file, base + position, what)
+            found = blocks.find_document(position + 1, self.end)
+            yield self._resynced(blocks, base + position, blocks.base + found, what)
+            position = found
+
+    def _resynced(self, blocks: _Blocks, start: int, end: int, what: str) -> Damage:
+        """The damaged range from `start` to the document found at `end`, or to the end of the
+        file (a partition's end is the start of a document: planning found it the same way)."""
+        _, stop = blocks.window(self.end, final=True)
+        if self.end is not None or stop is None or end != blocks.base + stop:
+            after = "reading resumed at the next whole document"
+        elif blocks.broken is not None:
+            after = "no whole document follows before the gzip data breaks"
+        else:
+            after = "no whole document follows before the end of the file"
+        return Damage(self.file, start, end, what, start, after)
 
 
 def iter_frames(stream: IO[bytes], file: Path, start: int = 0, end: int | None = None
                 ) -> Iterator[tuple[int, bytes]]:
     """Yield (offset, document bytes) for each framed document from `start` until `end`.
 
-    Only the length prefix and the trailing NUL are checked here; the content is checked when
-    decoded. Raises CorruptFile at the first document that is not framed right."""
-    if start:
-        stream.seek(start)
-    offset = start
-    read = stream.read
-    while end is None or offset < end:
-        prefix = read(4)
-        if not prefix:
-            return
-        fault = bson_values.framing_fault(prefix, 0)
-        if fault is not None and (len(prefix) < 4 or not fault[1]):  # no plausible length to read
-            raise CorruptFile(file, offset, fault[0])
-        document = prefix + read(int.from_bytes(prefix, "little") - 4)
-        fault = bson_values.framing_fault(document, 0)
-        if fault is not None:
-            raise CorruptFile(file, offset, fault[0])
-        yield offset, document
-        offset += len(document)
+    Framing is the data files' (DumpReader, one document per run); the content is checked when
+    decoded. Used for the oplog, which is never resynchronised: skipping a damaged entry would
+    leave the state replayed from the others silently wrong, so the first damage raises
+    CorruptFile naming the file and offset, whatever `on_corrupt` says."""
+    for item in DumpReader(stream, file, start, end, _ONE_DOCUMENT, resync=False):
+        assert not isinstance(item, Damage)  # without resync, damage raises
+        yield item[0], bytes(item[2])
 
 
 class MongodumpSource:
@@ -198,8 +391,6 @@ class MongodumpSource:
                 if fields is not None:
                     batch.records = [_project(record, fields) for record in batch.records]
                 yield batch
-                if batch.resume_after == base_done:
-                    break
         if last and replay is not None:
             settled_from = resume_after["settled"] if isinstance(resume_after, dict) else 0
             yield from self._read_settled(replay, settled_from, fields)
@@ -271,56 +462,73 @@ class MongodumpSource:
         return None
 
     def _split_offsets(self, file: Path, partitions: int) -> list[int]:
-        """Document-aligned offsets splitting an uncompressed file into byte ranges of about equal
-        size (a gzip file cannot be entered in the middle: it is one partition)."""
+        """Offsets splitting an uncompressed file into byte ranges of about equal size (a gzip
+        file cannot be entered in the middle: it is one partition).
+
+        Found by hopping from length prefix to length prefix, without decoding, as far as each
+        target; the split is the first document from there on that passes the resynchronisation
+        rule (`bson_values.resync`, which decodes it and the document after it), and framing
+        damage on the way is passed the same way. A split is therefore where reading the whole
+        file would also find a document, so a damaged range is never cut in two; and as each
+        partition reads exactly its byte range, the partitions cover the file exactly once."""
         if partitions <= 1 or file.name.endswith(".gz"):
             return []
-        size = file.stat().st_size
-        targets = [size * index // partitions for index in range(1, partitions)]
         offsets: list[int] = []
-        with open(file, "rb", buffering=READ_BUFFER) as stream:
-            offset = 0
-            while targets and offset < size:
-                prefix = stream.read(4)
-                length = int.from_bytes(prefix, "little") if len(prefix) == 4 else 0
-                if length < 5:
-                    break  # damage: the last partition reaches it and reports it
-                if offset >= targets[0]:
-                    offsets.append(offset)
-                    while targets and targets[0] <= offset:
-                        targets.pop(0)
-                offset += length
-                stream.seek(offset)
+        with open_bson(file) as stream:
+            blocks = _Blocks(stream, file, 0)
+            size = blocks.size or 0
+            targets = [size * index // partitions for index in range(1, partitions)]
+            position = 0
+            while targets:
+                data, stop = blocks.window(None)
+                target = targets[0] - blocks.base
+                if position < target:  # hop over the documents that end by the target
+                    position, _, _ = bson_values.frame(data, position, len(data), size, target - position,
+                                                       started=True)
+                    fault = None if position >= target else bson_values.framing_fault(data, position, stop)
+                    if fault is None:
+                        if position < target:  # a whole document across the target: the split follows it
+                            position += int.from_bytes(data[position:position + 4], "little")
+                        continue
+                    if fault[1]:
+                        position -= blocks.more(position)
+                    else:
+                        position = blocks.find_document(position + 1, None)
+                    continue
+                position = blocks.find_document(position, None)
+                if blocks.base + position >= size:
+                    break
+                offsets.append(blocks.base + position)
+                while targets and targets[0] <= offsets[-1]:
+                    targets.pop(0)
         return offsets
 
     def _read_file(self, table: str, file: Path, start: int, end: int | None, base_done: Json = None
                    ) -> Iterator[Batch]:
-        """Batches of the documents in [start, end); after damage (with `on_corrupt: deadletter`)
-        the reject's batch resumes at `base_done`, as nothing after it can be framed."""
+        """Batches of the documents in [start, end), and with `on_corrupt: deadletter` a batch
+        holding one reject per damaged range between them (resuming after that range, or at
+        `base_done` when the rest of a gzip file is lost). With `error`, every batch before the
+        damage is yielded, then CorruptFile is raised."""
         with open_bson(file) as stream:
-            try:
-                for run_start, run_end, run in iter_runs(stream, file, start, end, self.limits):
-                    yield bson_values.gc_paused(self._batch, table, file, run, run_start, run_end)
-            except CorruptFile as damage:
-                if self.config.on_corrupt == "error":
-                    raise
-                yield Batch([], base_done, [self._damage_reject(table, damage)])
+            reader = DumpReader(stream, file, start, end, self.limits,
+                                resync=self.config.on_corrupt == "deadletter")
+            for item in reader:
+                if isinstance(item, Damage):
+                    yield Batch([], base_done if item.end is None else item.end, [item.reject(table)])
+                    continue
+                run_start, run_end, run = item
+                batch, bad = bson_values.gc_paused(self._batch, table, run, run_start, run_end)
+                if bad is None or batch.extracted:
+                    yield batch
+                if bad is not None:
+                    reader.undecodable(run_start + bad[0], f"undecodable document ({type(bad[1]).__name__})")
 
-    def _batch(self, table: str, file: Path, run: bson_values.Buffer, run_start: int, next_offset: int
-               ) -> Batch:
-        def on_corrupt(offset: int, error: Exception) -> Reject:
-            damage = CorruptFile(file, run_start + offset, f"undecodable document ({type(error).__name__})")
-            if self.config.on_corrupt == "error":
-                raise damage
-            return self._damage_reject(table, damage)
-
-        records, rejects = bson_values.decode_run(run, table, on_corrupt)
-        return Batch(records, next_offset, rejects)
-
-    def _damage_reject(self, table: str, damage: CorruptFile) -> Reject:
-        return Reject(table=table, source_key=f"{damage.file.name}@{damage.offset}",
-                      reason=f"{damage.what} at byte offset {damage.offset} of {damage.file}",
-                      stage="extract", value_type="bson")
+    def _batch(self, table: str, run: bson_values.Buffer, run_start: int, run_end: int
+               ) -> tuple[Batch, tuple[int, Exception] | None]:
+        """The batch of a run's documents up to the first that does not decode (if any, also
+        returned: its offset within the run and the error)."""
+        records, rejects, bad = bson_values.decode_intact(run, table)
+        return Batch(records, run_end if bad is None else run_start + bad[0], rejects), bad
 
     def _replay(self, table: str) -> OplogReplay | None:
         if not self.config.apply_oplog:

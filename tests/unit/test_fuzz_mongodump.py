@@ -43,14 +43,16 @@ def damaged(kind: str) -> bytes:
     return bytes(data)
 
 
-CASES = {
-    "huge length": (54, "implausible document length 2147483647", [0, 1]),
-    "negative length": (54, "implausible document length 4294967291", [0, 1]),
-    "length below the minimum": (54, "implausible document length 3", [0, 1]),
-    "unknown element type": (27, "undecodable document (InvalidBSON)", [0, 2, 3]),
-    "string length past the document": (27, "undecodable document (InvalidBSON)", [0, 2, 3]),
-    "missing terminator": (27, "document does not end with a NUL byte", [0]),
-    "garbage": (0, "implausible document length 50462976", []),
+RESUMED = "reading resumed at the next whole document"
+CASES = {  # (offset, end of the damaged range, reason, ids read with `deadletter`, why the range ends there)
+    "huge length": (54, 81, "implausible document length 2147483647", [0, 1, 3], RESUMED),
+    "negative length": (54, 81, "implausible document length 4294967291", [0, 1, 3], RESUMED),
+    "length below the minimum": (54, 81, "implausible document length 3", [0, 1, 3], RESUMED),
+    "unknown element type": (27, 54, "undecodable document (InvalidBSON)", [0, 2, 3], RESUMED),
+    "string length past the document": (27, 54, "undecodable document (InvalidBSON)", [0, 2, 3], RESUMED),
+    "missing terminator": (27, 54, "document does not end with a NUL byte", [0, 2, 3], RESUMED),
+    "garbage": (0, 768, "implausible document length 50462976", [],
+                "no whole document follows before the end of the file"),
 }
 
 
@@ -68,7 +70,7 @@ def read(root, on_corrupt):
 
 @pytest.mark.parametrize("kind", sorted(CASES))
 def test_damage_names_the_reason_and_byte_offset(tmp_path, kind):
-    offset, reason, readable = CASES[kind]
+    offset, end, reason, readable, after = CASES[kind]
     (tmp_path / "db").mkdir()
     file = tmp_path / "db" / "c.bson"
     file.write_bytes(damaged(kind))
@@ -88,4 +90,6 @@ def test_damage_names_the_reason_and_byte_offset(tmp_path, kind):
     records, rejects = read(tmp_path, "deadletter")
     assert [r["_id"] for r in records] == readable
     assert [(r.source_key, r.reason, r.stage) for r in rejects] == [
-        (f"c.bson@{offset}", f"{reason} at byte offset {offset} of {file}", "extract")]
+        (f"c.bson@{offset}-{end}",
+         f"{reason} at byte offset {offset} of {file}; bytes {offset} to {end} (exclusive) skipped: {after}",
+         "extract")]

@@ -131,9 +131,11 @@ def test_truncated_file_with_deadletter_loads_the_readable_documents(tmp_path):
     source = source_for(tmp_path, on_corrupt="deadletter")
     batches, records, rejects = read_partition(source, source.plan("patients", 1)[0])
     assert [r["_id"] for r in records] == [0, 1, 2, 3, 4, 5]
-    assert [(r.source_key, r.stage) for r in rejects] == [(f"patients.bson@{size * 6}", "extract")]
-    assert rejects[0].reason == (f"truncated length prefix (2 of 4 bytes) at byte offset {size * 6} of "
-                                 f"{folder / 'patients.bson'}")
+    cut = size * 6
+    assert [(r.source_key, r.stage) for r in rejects] == [(f"patients.bson@{cut}-{cut + 2}", "extract")]
+    assert rejects[0].reason == (f"truncated length prefix (2 of 4 bytes) at byte offset {cut} of "
+                                 f"{folder / 'patients.bson'}; bytes {cut} to {cut + 2} (exclusive) skipped: "
+                                 "no whole document follows before the end of the file")
     assert sum(b.extracted for b in batches) == 7
     assert list(source.read(source.plan("patients", 1)[0], resume_after=batches[-1].resume_after)) == []
 
@@ -149,7 +151,7 @@ def test_undecodable_document_inside_a_good_frame(tmp_path):
     source = source_for(tmp_path, on_corrupt="deadletter")
     _, records, rejects = read_partition(source, source.plan("patients", 1)[0])
     assert [r["_id"] for r in records] == [0, 1, 3, 4]
-    assert [r.source_key for r in rejects] == [f"patients.bson@{size * 2}"]
+    assert [r.source_key for r in rejects] == [f"patients.bson@{size * 2}-{size * 3}"]
 
 
 def test_date_python_cannot_hold_is_rejected_with_its_path(tmp_path):
