@@ -254,3 +254,77 @@ def test_a_limited_try_is_never_green(tmp_path, mongo_db, pg_database):
     report = saved_report(result.stdout)
     assert (result.returncode, report["status"]) == (4, "unproven")
     assert report["tables"][0]["extracted"] == 4
+
+
+def dump_job(tmp_path, pg_database, *, on_corrupt: str, max_rejects: int = 0, damaged: int = 12):
+    """30 patients in a mongodump file whose document `damaged` has its length field zeroed."""
+    import bson
+
+    documents = [bson.encode(d) for d in patients(RECORDS)]
+    offset = sum(len(d) for d in documents[:damaged])
+    data = bytearray(b"".join(documents))
+    data[offset:offset + 4] = (0).to_bytes(4, "little")
+    folder = tmp_path / "dump" / "clinic"
+    folder.mkdir(parents=True)
+    (folder / "patients.bson").write_bytes(bytes(data))
+    mapping = patients_mapping(tmp_path)
+    path = tmp_path / "verdicts.yaml"
+    path.write_text(f"""\
+version: 1
+name: verdicts
+sources:
+  dump:
+    type: mongodump
+    path: {tmp_path / 'dump'}
+    database: clinic
+    on_corrupt: {on_corrupt}
+    tables:
+      patients: {{mapping: {mapping.name}, partitions: 1}}
+targets:
+  pg: {{type: postgres, dsn: "{pg_database}", schema: public, create: if_missing}}
+batch: {{records: 5}}
+parallelism: 1
+max_rejects: {max_rejects}
+report: {{dir: .etl/reports}}
+""")
+    return path, offset, offset + len(documents[damaged])
+
+
+def test_a_damaged_dump_is_read_past_its_damage_and_the_damage_counts_as_a_reject(tmp_path, pg_database):
+    path, start, end = dump_job(tmp_path, pg_database, on_corrupt="deadletter")
+    first = run_cli(path)
+    report = saved_report(first.stdout)
+    assert (first.returncode, report["status"]) == (3, "failed"), first.stdout + first.stderr
+    extracted = report["tables"][0]["extracted"]
+    assert report["message"].startswith(f"too many rejected records: 1 of {extracted} ")
+    second = run_cli(path)  # reads what the stop left, and judges the policy again
+    report = saved_report(second.stdout)
+    assert (second.returncode, report["status"]) == (3, "failed"), second.stdout + second.stderr
+    table = report["tables"][0]
+    # 29 intact documents, all read (the 17 after the damage too), and the damaged range as one reject
+    assert (table["extracted"], table["loaded"], table["rejected"]) == (30, 29, 1)
+    assert report["message"].startswith("too many rejected records: 1 of 30 extracted")
+    assert pg_scalar(pg_database, "SELECT count(*) FROM patients") == 29
+    assert pg_scalar(pg_database, "SELECT max(patient_id) FROM patients") == 30
+    lines = (tmp_path / ".etl" / "dead_letter.jsonl").read_text().splitlines()
+    letters = [json.loads(line) for line in lines]
+    assert [letter["source_key"] for letter in letters] == [f"patients.bson@{start}-{end}"]
+    assert letters[0]["reason"].startswith(f"implausible document length 0 at byte offset {start} of ")
+    path.write_text(path.read_text().replace("max_rejects: 0", "max_rejects: 1"))
+    allowed = run_cli(path)
+    report = saved_report(allowed.stdout)
+    assert (allowed.returncode, report["status"]) == (0, "succeeded"), allowed.stdout + allowed.stderr
+    assert [(c["table"], c["ok"], c["rows_source"], c["rows_target"]) for c in report["validation"]][0] == (
+        "patients", True, 29, 29)
+
+
+def test_a_damaged_dump_with_on_corrupt_error_reports_what_was_written(tmp_path, pg_database):
+    path, start, _ = dump_job(tmp_path, pg_database, on_corrupt="error")
+    result = run_cli(path)
+    report = saved_report(result.stdout)
+    assert (result.returncode, report["status"]) == (3, "failed")
+    assert f"patients.bson: implausible document length 0 at byte offset {start}" in report["message"]
+    table = report["tables"][0]
+    # the 12 documents before the damage were written and checkpointed: the report says so
+    assert (table["extracted"], table["loaded"]) == (12, 12)
+    assert pg_scalar(pg_database, "SELECT count(*) FROM patients") == 12
