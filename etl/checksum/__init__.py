@@ -7,7 +7,7 @@ from etl.checksum.buckets import BucketChecksums
 from etl.checksum.canonical import MISSING, UnencodableValue, encode
 from etl.checksum.diff import ChecksumSide, checksum_side, validate_table
 from etl.checksum.manifest import Manifest, ManifestError, TableManifest, compare_with_manifest
-from etl.checksum.results import Difference, FieldDifference, JobValidation, TableValidation
+from etl.checksum.results import Difference, FieldDifference, JobValidation, SourceCount, TableValidation
 from etl.checksum.rowhash import RowHasher, bucket_of, row_hash
 from etl.checksum.tolerances import Tolerances
 
@@ -21,6 +21,7 @@ __all__ = [
     "Manifest",
     "ManifestError",
     "RowHasher",
+    "SourceCount",
     "TableManifest",
     "TableValidation",
     "Tolerances",

@@ -200,14 +200,56 @@ class TableValidation:
 
 
 @dataclass
+class SourceCount:
+    """Completeness of one source table: how many records the source itself says it holds, beside
+    how many validation read and how many the runs since the last full refresh extracted.
+
+    A reader that stops early (a damaged file, a lost page) reads the same short stream when it
+    validates, so row checksums alone cannot see it; a count from the source can."""
+
+    table: str
+    """`source.table`."""
+    counted: int | None
+    """What the source says (`COUNT(*)`, `countDocuments`); None where only reading can tell (a dump
+    file, whose reader must consume it to its last byte instead)."""
+    read: int
+    """Records validation read (damaged regions included, as the rejects they are)."""
+    extracted: int | None = None
+    """Records the load extracted, cumulative (None when not known, as in `--validate-only`)."""
+
+    @property
+    def expected(self) -> int:
+        return self.counted if self.counted is not None else self.read
+
+    @property
+    def ok(self) -> bool:
+        return self.read == self.expected and (self.extracted is None or self.extracted == self.expected)
+
+    def problem(self) -> str | None:
+        """What is wrong, in words (None when the counts agree)."""
+        if self.ok:
+            return None
+        said = f"source {self.table} holds {self.expected} records"
+        said += " by its own count" if self.counted is not None else ""
+        wrong = []
+        if self.read != self.expected:
+            wrong.append(f"validation read {self.read}")
+        if self.extracted is not None and self.extracted != self.expected:
+            wrong.append(f"the load extracted {self.extracted}")
+        return f"{said}, but {' and '.join(wrong)}"
+
+
+@dataclass
 class JobValidation:
     """Every table validated by one job (or one `--validate-only` run)."""
 
     tables: list[TableValidation] = field(default_factory=list)
+    sources: list[SourceCount] = field(default_factory=list)
+    """The record count of every source table validated (its completeness)."""
 
     @property
     def ok(self) -> bool:
-        return all(table.ok for table in self.tables)
+        return all(table.ok for table in self.tables) and all(source.ok for source in self.sources)
 
     def table(self, name: str) -> TableValidation:
         for table in self.tables:
@@ -219,9 +261,10 @@ class JobValidation:
         """Raise `ValidationDifferences` (exit code 1) naming each differing table, its counts
         and its first differing keys; do nothing when every table is equal."""
         failing = [table for table in self.tables if not table.ok]
-        if not failing:
+        incomplete = [source.problem() for source in self.sources if not source.ok]
+        if not failing and not incomplete:
             return
-        lines = []
+        lines = [problem for problem in incomplete if problem]
         for table in failing:
             keys = [key_text(d.key) for d in table.differences if d.key][:5]
             lines.append(

@@ -39,6 +39,7 @@ from etl.engine.verdict import (
     fingerprint_of,
     job_loaded,
     load_verdict,
+    loaded_tables,
     save_verdict,
 )
 from etl.engine.worker import DeadLetters, PartitionOutcome, PartitionWork, PartitionWorker
@@ -247,7 +248,7 @@ def _validate(report: RunReport, job: Job, options: RunOptions, resources: JobRe
 
     The verdict says `validating` while it runs: a crash or SIGKILL leaves it there, and the next
     run validates again instead of finding nothing to do."""
-    from etl.engine.validation import checks_of, validate_job
+    from etl.engine.validation import checks_of, source_checks_of, validate_job, verdict_message
 
     only = list(options.only) if not whole_job else None
     if whole_job:
@@ -264,10 +265,10 @@ def _validate(report: RunReport, job: Job, options: RunOptions, resources: JobRe
         report.hint = error.hint if isinstance(error, EtlError) and error.hint else again
         return _finish(report, started)
     report.validation = checks_of(validation, resources.job.resolve_path(job.report.dir), started_at)
+    report.sources = source_checks_of(validation, loaded_tables(job, resources, store))
     if not validation.ok:
         report.status = DIFFERENCES
-        differing = [f"{c.target}.{c.table}" for c in report.validation if not c.ok]
-        report.message = "validation found differences in " + ", ".join(differing)
+        report.message = verdict_message(validation)
         report.hint = "see the first differing keys below and the full lists in the files named"
         if whole_job:
             save_verdict(store, job.name, verdict, DIFFERENCES, report.message)

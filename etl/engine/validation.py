@@ -17,13 +17,20 @@ from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
-from etl.checksum import BucketChecksums, JobValidation, TableValidation, checksum_side, validate_table
+from etl.checksum import (
+    BucketChecksums,
+    JobValidation,
+    SourceCount,
+    TableValidation,
+    checksum_side,
+    validate_table,
+)
 from etl.checksum.results import json_value, key_text
 from etl.engine import faults
 from etl.engine.plan import TablePlan, select_tables
 from etl.engine.planning import plan_tables
 from etl.engine.resources import JobResources
-from etl.engine.verdict import record_validation
+from etl.engine.verdict import loaded_tables, record_validation
 from etl.errors import EtlError
 from etl.job import Job
 from etl.mapping.compile import MappedBatch
@@ -36,6 +43,7 @@ from etl.report.run_report import (
     FAILED,
     SUCCEEDED,
     RunReport,
+    SourceCheck,
     TableCheck,
 )
 
@@ -52,15 +60,24 @@ class _Target:
     """Source tables whose mappings write this target table."""
 
 
-def _mapped_batches(resources: JobResources, table: TablePlan) -> Iterator[MappedBatch]:
-    """The source table read and mapped batch by batch, partition by partition (bounded memory)."""
+def _mapped_batches(resources: JobResources, table: TablePlan,
+                    counts: dict[str, SourceCount] | None = None) -> Iterator[MappedBatch]:
+    """The source table read and mapped batch by batch, partition by partition (bounded memory).
+
+    With `counts`, the table's completeness is recorded there once it was read to its end: the
+    source's own count, taken before reading, beside the records read."""
     mapping = resources.mapping(table.source, table.table)
     source = resources.open_source(table.source)
     key_text = partial(source.key_text, table.table)
     try:
+        counted = source.count(table.table) if counts is not None else None
+        read = 0
         for partition in table.partitions:
             for batch in source.read(partition, fields=mapping.fields):
+                read += len(batch.records) + len(batch.rejects)
                 yield mapping.apply(batch.records, key_text, source_table=table.table)
+        if counts is not None:
+            counts[table.key] = SourceCount(table.key, counted, read)
     finally:
         source.close()
 
@@ -76,7 +93,7 @@ def _source_rows(resources: JobResources, target: _Target) -> Iterator[dict]:
 
 
 def _source_checksums(
-    resources: JobResources, targets: list[_Target]
+    resources: JobResources, targets: list[_Target], counts: dict[str, SourceCount]
 ) -> dict[tuple[str, str], BucketChecksums]:
     """Pass 1 of every target table's source side, each source table read and mapped only once.
 
@@ -88,7 +105,7 @@ def _source_checksums(
         target.spec, buckets=settings.buckets, tolerances=settings.tolerances) for target in targets}
     tables = {(table.source, table.table): table for target in targets for table in target.tables}
     for table in tables.values():
-        for mapped in _mapped_batches(resources, table):
+        for mapped in _mapped_batches(resources, table, counts):
             for wanted, rows in mapped.rows.items():
                 if wanted in sums:
                     sums[wanted].add_all(rows.rows)
@@ -140,7 +157,8 @@ def validate_job(job: Job, only: Sequence[str] | None = None, *,
 
     with ThreadPoolExecutor(max(1, job.parallelism), thread_name_prefix="validate") as pool:
         # Pass 1: the sources (each read once for all its target tables) beside every target's read-back.
-        pending_sources = pool.submit(_source_checksums, resources, targets)
+        counts: dict[str, SourceCount] = {}
+        pending_sources = pool.submit(_source_checksums, resources, targets, counts)
         target_sums = {(target.spec.target, target.spec.table): pool.submit(
             checksum_side, partial(_target_rows, resources, target.spec), target.spec,
             buckets=settings.buckets, tolerances=settings.tolerances) for target in targets}
@@ -148,7 +166,7 @@ def validate_job(job: Job, only: Sequence[str] | None = None, *,
         for future in target_sums.values():
             future.result()
         # Pass 2 (drill-down into mismatched buckets only) reads the sides again for those buckets.
-        return JobValidation(list(pool.map(one, targets)))
+        return JobValidation(list(pool.map(one, targets)), list(counts.values()))
 
 
 def _describe(difference) -> str:
@@ -179,6 +197,27 @@ def checks_of(validation: JobValidation, folder: Path, started_at: datetime) -> 
     return checks
 
 
+def source_checks_of(validation: JobValidation, extracted: dict[str, int]) -> list[SourceCheck]:
+    """Report lines of the sources' completeness; `extracted` (per `source.table` fully loaded) is set
+    on the validation's counts first, so `validation.ok` also holds the load to the source's count."""
+    checks = []
+    for source in validation.sources:
+        source.extracted = extracted.get(source.table)
+        checks.append(SourceCheck(source.table, source.counted, source.read, source.extracted, source.ok,
+                                  source.problem()))
+    return checks
+
+
+def verdict_message(validation: JobValidation) -> str:
+    """Why a validation is not a proof, in one line."""
+    said = []
+    differing = [f"{t.target}.{t.table}" for t in validation.tables if not t.ok]
+    if differing:
+        said.append("validation found differences in " + ", ".join(differing))
+    said += [problem for source in validation.sources if (problem := source.problem())]
+    return "; ".join(said)
+
+
 def validation_report(job: Job, only: Sequence[str] | None = None) -> RunReport:
     """`--validate-only`: validate, then report (status `differences`, exit 1, when any table differs).
 
@@ -196,18 +235,18 @@ def validation_report(job: Job, only: Sequence[str] | None = None) -> RunReport:
         validation = validate_job(job, only, resources=resources)
         faults.reach("validated")
         report.validation = checks_of(validation, folder, started_at)
-        if not validation.ok:
-            report.status = DIFFERENCES
-            differing = [f"{c.target}.{c.table}" for c in report.validation if not c.ok]
-            report.message = "validation found differences in " + ", ".join(differing)
-            report.hint = ("the first differing keys are listed below; the files named hold every difference "
-                           "found")
-        if not only:
-            store = resources.open_state()
-            try:
+        store = resources.open_state()
+        try:
+            report.sources = source_checks_of(validation, loaded_tables(job, resources, store))
+            if not validation.ok:
+                report.status = DIFFERENCES
+                report.message = verdict_message(validation)
+                report.hint = ("the first differing keys are listed below; the files named hold every "
+                               "difference found")
+            if not only:
                 record_validation(job, resources, store, validation.ok, report.message)
-            finally:
-                store.close()
+        finally:
+            store.close()
     except BaseException as error:
         report.status = BAD_FILE if isinstance(error, EtlError) and error.exit_code == EXIT_CODES[BAD_FILE] \
             else FAILED

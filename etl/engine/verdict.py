@@ -134,18 +134,24 @@ def fingerprint_of(job: Job, resources: JobResources) -> Fingerprint:
     return Fingerprint.of(job.content_hash(), resources.table_contents())
 
 
-def job_loaded(job: Job, resources: JobResources, store: StateStore) -> bool:
-    """Every table of the job was planned and every one of its partitions read to its end."""
+def loaded_tables(job: Job, resources: JobResources, store: StateStore) -> dict[str, int]:
+    """The records extracted since the last full refresh, per `source.table` whose stored-plan
+    partitions were all read to their end (a table not planned or not finished is left out)."""
     stored = store.get_value(job.name, PLAN_STATE_KEY)
     checkpoints = store.checkpoints(job.name)
+    extracted = {}
     for source, table in resources.source_tables():
         requested = resources.table_config(source, table).partitions
         partitions = stored_partitions(stored, f"{source}.{table}", requested)
-        if partitions is None:
-            return False
-        if not all(checkpoints.get(p.id) is not None and checkpoints[p.id].done for p in partitions):
-            return False
-    return True
+        if partitions is None or not all(p.id in checkpoints and checkpoints[p.id].done for p in partitions):
+            continue
+        extracted[f"{source}.{table}"] = sum(checkpoints[p.id].counts.get("extracted", 0) for p in partitions)
+    return extracted
+
+
+def job_loaded(job: Job, resources: JobResources, store: StateStore) -> bool:
+    """Every table of the job was planned and every one of its partitions read to its end."""
+    return len(loaded_tables(job, resources, store)) == len(resources.source_tables())
 
 
 def record_validation(job: Job, resources: JobResources, store: StateStore, ok: bool,

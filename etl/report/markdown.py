@@ -82,6 +82,21 @@ def render_markdown(report: RunReport) -> str:
         if any(c.first_keys for c in report.validation):
             lines.append("")
 
+    if report.sources:
+        lines += ["## Source counts", "",
+                  "| source table | by the source's count | read by validation | extracted by the load"
+                  " | result |",
+                  "|---|---:|---:|---:|---|"]
+        for source in report.sources:
+            cells = [source.table, "-" if source.counted is None else _number(source.counted),
+                     _number(source.read), "-" if source.extracted is None else _number(source.extracted),
+                     "complete" if source.ok else "INCOMPLETE"]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+        lines += [source.problem for source in report.sources if source.problem]
+        if any(source.problem for source in report.sources):
+            lines.append("")
+
     where = []
     if report.dead_letters:
         where.append(f"dead letters: {report.dead_letters}")

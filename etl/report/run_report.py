@@ -85,6 +85,21 @@ class TableCheck:
 
 
 @dataclass
+class SourceCheck:
+    """The completeness of one source table (`etl.checksum.SourceCount`) as reported."""
+
+    table: str
+    counted: int | None
+    """By the source's own count; None where only reading can tell (a dump file)."""
+    read: int
+    """By validation's reading."""
+    extracted: int | None
+    """By the load, cumulative since the last full refresh (None when not known)."""
+    ok: bool
+    problem: str | None = None
+
+
+@dataclass
 class RunReport:
     job: str
     mode: str
@@ -95,6 +110,8 @@ class RunReport:
     seconds: float
     tables: list[TableReport] = field(default_factory=list)
     validation: list[TableCheck] | None = None
+    sources: list[SourceCheck] | None = None
+    """Completeness of every source table validated: its own count beside what was read and moved."""
     message: str | None = None
     """Why the run did not succeed, or what was done when there was nothing to do."""
     hint: str | None = None

@@ -63,4 +63,8 @@ class Source(Protocol):
     def sample(self, table: str, n: int) -> list[dict]:
         """The first `n` records in key order, for `--plan` and notebook previews."""
 
+    def count(self, table: str) -> int | None:
+        """How many records `table` holds by the source's own count (`COUNT(*)`, `countDocuments`,
+        with the table's filter), not by reading them; None where only reading can tell."""
+
     def close(self) -> None: ...

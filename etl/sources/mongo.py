@@ -236,6 +236,11 @@ class MongoSource:
     def key_text(self, table: str, record: dict) -> str:
         return bson_values.key_text(record)
 
+    def count(self, table: str) -> int | None:
+        self._require(table)
+        settings = self._table(table)
+        return int(self._guard(lambda: self.database[table].count_documents(settings.filter())))
+
     def sample(self, table: str, n: int) -> list[dict]:
         settings = self._table(table)
         cursor = self.database[table].find_raw_batches(

@@ -398,6 +398,11 @@ class MongodumpSource:
     def key_text(self, table: str, record: dict) -> str:
         return bson_values.key_text(record)
 
+    def count(self, table: str) -> int | None:
+        """None: a dump file says how many documents it holds only by being read. Its reader consumes
+        every partition to the last byte of its range or fails, and damage is a reject."""
+        return None
+
     def sample(self, table: str, n: int) -> list[dict]:
         records: list[dict] = []
         for batch in self._read_file(table, self._data_file(table), 0, None, None):

@@ -342,6 +342,14 @@ class SqlSource:
             return f"{name}={value}" if isinstance(value, int | Decimal) else f"{name}={value!r}"
         return _key_text(meta.key, [record.get(name) for name in meta.key])
 
+    def count(self, table: str) -> int | None:
+        meta = self.describe(table)
+        params = Params(self.placeholder)
+        sql = self.aggregate_sql("COUNT(*)", meta, None, self._filters(meta, params))
+        with self._catalog_lock:
+            ((count,),) = self._query(self._metadata_connection(), sql, params)
+        return int(count)
+
     def sample(self, table: str, n: int) -> list[dict]:
         records: list[dict] = []
         for batch in self.read(Partition(self.name, table, 0, 1)):

@@ -141,8 +141,9 @@ def test_unknown_collection_lists_the_collections_that_exist(mongo_db):
     mongo_db.visits.insert_one({"_id": 1})
     with pytest.raises(EtlError) as caught:
         source_for(mongo_db).check()
-    assert str(caught.value).startswith(f"source 'src': collection(s) things not found in database "
-                                        f"'{mongo_db.name}'; it has: patients, visits")
+    assert str(caught.value) == (f"source 'src': collection 'things' does not exist in database "
+                                 f"'{mongo_db.name}'\n  hint: fix the collection name under `tables`; the "
+                                 "database has: patients, visits")
 
 
 def free_port() -> int:

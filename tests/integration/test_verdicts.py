@@ -60,6 +60,8 @@ def test_success_then_nothing_to_do(tmp_path, mongo_db, pg_database):
     path = make_job(tmp_path, mongo_db, pg_database)
     first = run_cli(path)
     assert outcome(first) == (0, "succeeded"), first.stdout + first.stderr
+    assert saved_report(first.stdout)["sources"] == [
+        {"table": "mongo.patients", "counted": 30, "read": 30, "extracted": 30, "ok": True, "problem": None}]
     assert stage(tmp_path) == "proven"
     again = run_cli(path)
     report = saved_report(again.stdout)
@@ -328,3 +330,19 @@ def test_a_damaged_dump_with_on_corrupt_error_reports_what_was_written(tmp_path,
     # the 12 documents before the damage were written and checkpointed: the report says so
     assert (table["extracted"], table["loaded"]) == (12, 12)
     assert pg_scalar(pg_database, "SELECT count(*) FROM patients") == 12
+
+
+def test_a_record_the_load_never_saw_is_found_by_the_source_count(tmp_path, mongo_db, pg_database):
+    path = make_job(tmp_path, mongo_db, pg_database)
+    assert run_cli(path).returncode == 0
+    mongo_db.patients.insert_one(patients(1, start=31)[0])
+    found = run_cli(path, "--validate-only")
+    report = saved_report(found.stdout)
+    assert (found.returncode, report["status"]) == (1, "differences")
+    assert report["message"] == ("validation found differences in pg.patients, pg.visits; "
+                                 "source mongo.patients holds 31 records by its own count, but the load "
+                                 "extracted 30")
+    assert report["sources"] == [{"table": "mongo.patients", "counted": 31, "read": 31, "extracted": 30,
+                                  "ok": False, "problem": "source mongo.patients holds 31 records by its own "
+                                  "count, but the load extracted 30"}]
+    assert "| mongo.patients | 31 | 31 | 30 | INCOMPLETE |" in found.stdout

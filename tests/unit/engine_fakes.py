@@ -62,6 +62,9 @@ class ListSource:
     def sample(self, table: str, n: int) -> list[dict]:
         return [dict(r) for r in self.tables[table][:n]]
 
+    def count(self, table: str) -> int | None:
+        return len(self.tables[table])
+
     def close(self) -> None:
         self.closed = True
 

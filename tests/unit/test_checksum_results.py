@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 
+import pytest
+
 from etl.checksum import JobValidation, validate_table
+from etl.errors import ValidationDifferences
 from etl.records import Column, TableSpec
 
 SPEC = TableSpec(
@@ -88,3 +91,18 @@ def test_raise_if_different_names_the_table_and_keys() -> None:
     assert "pk='P#5'" in error.value.message and "pk='P#9'" in error.value.message
     assert "visits" not in error.value.message
     JobValidation([job().tables[1]]).raise_if_different()
+
+
+def test_a_source_count_holds_the_reader_and_the_load_to_what_the_source_says():
+    from etl.checksum import SourceCount
+
+    assert SourceCount("mongo.a", 10, 10, 10).ok and SourceCount("mongo.a", 10, 10, 10).problem() is None
+    short_reader = SourceCount("mongo.a", 10, 8, 8)
+    assert not short_reader.ok
+    assert short_reader.problem() == ("source mongo.a holds 10 records by its own count, but validation "
+                                      "read 8 and the load extracted 8")
+    assert SourceCount("dump.a", None, 7, 6).problem() == (
+        "source dump.a holds 7 records, but the load extracted 6")
+    assert SourceCount("dump.a", None, 7, None).ok  # --validate-only of a table not fully loaded
+    with pytest.raises(ValidationDifferences, match="source mongo.a holds 10 records by its own count"):
+        JobValidation([], [short_reader]).raise_if_different()

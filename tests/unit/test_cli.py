@@ -47,8 +47,9 @@ def test_help_lists_every_option_and_the_exit_codes():
     for option in ("--plan", "--validate-only", "--resume", "--full-refresh", "--only TABLE", "--limit N",
                    "--shard K/N", "--lease-ttl SECONDS", "--debug"):
         assert option in result.stdout
-    assert "exit codes: 0 success, 1 validation found differences, 2 bad job or mapping file, 3 runtime" in (
-        " ".join(result.stdout.split()))
+    assert ("exit codes: 0 success (every record moved or rejected with a reason, and the targets proven "
+            "equal), 1 validation found differences, 2 bad job or mapping file, 3 runtime failure, "
+            "4 unproven (a --limit try, or a run without validation)") in " ".join(result.stdout.split())
 
 
 def test_a_bad_job_file_exits_2_with_its_position_and_no_traceback(tmp_path):
