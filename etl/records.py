@@ -66,6 +66,16 @@ class Reject:
     """For load rejects: the target table."""
 
 
+def nested_path(name: str, inner: str = "") -> str:
+    """The field path of `inner` (a path inside member `name`, "" for the member itself) seen from the
+    enclosing value: a map key joins with a dot (`doc` + `d` -> `doc.d`), a list index (`[2]`) without
+    one (`items` + `[2].x` -> `items[2].x`). An empty key is written `""` so that it stays visible."""
+    head = name or '""'
+    if not inner:
+        return head
+    return head + inner if inner.startswith("[") else f"{head}.{inner}"
+
+
 @dataclass
 class Batch:
     """A bounded run of source records from one partition, in key order."""

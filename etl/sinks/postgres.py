@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from etl import security
 from etl.errors import ConnectionFailed, EtlError, RuntimeFailure
-from etl.records import Reject, TableSpec
+from etl.records import Reject, TableSpec, nested_path
 from etl.redact import RedactedRepr
 from etl.sinks.base import ColumnRows, TableRows, WriteResult
 from etl.sinks.coltypes import ColumnType, parse_type
@@ -40,6 +40,7 @@ from etl.sinks.iam_token import IamTokenSource
 from etl.sinks.postgres_types import (
     ColumnAdapter,
     TargetColumn,
+    ValueRefused,
     already_json,
     column_adapter,
     compatible_udts,
@@ -417,9 +418,7 @@ class PostgresSink:
             for index, problem in problems.items():
                 if index not in refused:
                     row = rows()[index]
-                    reason = f"column {name!r}: {problem}"
-                    refused[index] = _reject(table.spec, source_keys[index], row, reason, name,
-                                             type(row.get(name)).__name__)
+                    refused[index] = _refused_value(table.spec, source_keys[index], row, name, problem)
         values = list(zip(*adapted, strict=True))
         if not refused:
             return _Pending(values, source_keys, list(range(count)), rows)
@@ -641,6 +640,17 @@ def _dedupe(spec: TableSpec, rows: TableRows, rejects: list[Reject]) -> tuple[li
             latest[key] = index
     kept = sorted(latest.values())
     return [rows.rows[i] for i in kept], [source_keys[i] for i in kept]
+
+
+def _refused_value(spec: TableSpec, source_key: str, row: dict, name: str, problem: ValueRefused) -> Reject:
+    """The reject of a row whose column `name` holds a value the column cannot hold (`problem`): the
+    reason and field path name the column, and the place inside it for a value within a document."""
+    if not problem.path:
+        value_type = type(row.get(name)).__name__
+        return _reject(spec, source_key, row, f"column {name!r}: {problem}", name, value_type)
+    path = nested_path(name, problem.path)
+    return _reject(spec, source_key, row, f"column {name!r} at {path}: {problem}", path,
+                   problem.value_type or type(row.get(name)).__name__)
 
 
 def _refusal(error: psycopg.Error) -> str:
