@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Self
 
 Json = Any  # a value json.dumps accepts
 
@@ -74,6 +74,22 @@ def nested_path(name: str, inner: str = "") -> str:
     if not inner:
         return head
     return head + inner if inner.startswith("[") else f"{head}.{inner}"
+
+
+class FieldProblem(Exception):
+    """A value that cannot be stored as given: why (`reason`), where (`field_path`, built outward with
+    `within` while the problem propagates out of documents and lists) and its type, never the value."""
+
+    def __init__(self, reason: str, field_path: str, value: Any) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.field_path = field_path
+        self.value_type = type(value).__name__
+
+    def within(self, name: str) -> Self:
+        """The same problem, seen from the enclosing member `name` (a key, or `[index]`)."""
+        self.field_path = nested_path(name, self.field_path)
+        return self
 
 
 @dataclass

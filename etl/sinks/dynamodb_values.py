@@ -19,7 +19,7 @@ import uuid
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from etl.records import nested_path
+from etl.records import FieldProblem
 from etl.sinks.coltypes import ColumnType
 
 MAX_ITEM_BYTES = 400 * 1024
@@ -30,19 +30,8 @@ MAX_ADJUSTED_EXPONENT = 125
 AttributeValue = dict[str, Any]
 
 
-class ItemRejected(Exception):
+class ItemRejected(FieldProblem):
     """A value DynamoDB cannot store as given; carries where and what kind, never the value itself."""
-
-    def __init__(self, reason: str, field_path: str, value: Any) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.field_path = field_path
-        self.value_type = type(value).__name__
-
-    def within(self, name: str) -> ItemRejected:
-        """The same problem, seen from the enclosing attribute `name` (paths are built only on failure)."""
-        self.field_path = nested_path(name, self.field_path)
-        return self
 
 
 NOT_A_NUMBER = "NaN or Infinity is not a number DynamoDB can store"

@@ -30,7 +30,7 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-from etl.records import nested_path
+from etl.records import FieldProblem
 
 _string = json.JSONEncoder(ensure_ascii=False).encode
 _fast = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
@@ -45,22 +45,11 @@ _INT_DIGITS = 4000
 """Integers with more digits than this are read as Decimal (Python refuses int() of 4,300 digits)."""
 
 
-class JsonRefused(ValueError):
+class JsonRefused(FieldProblem, ValueError):
     """A value `dumps` cannot write; names the path inside the value and the cause, never the value."""
 
-    def __init__(self, reason: str, value: Any, path: str = "") -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.path = path
-        self.value_type = type(value).__name__
-
-    def within(self, name: str) -> JsonRefused:
-        """The same problem seen from the enclosing value's member `name` (a key, or `[index]`)."""
-        self.path = nested_path(name, self.path)
-        return self
-
     def __str__(self) -> str:
-        return f"{self.path}: {self.reason}" if self.path else self.reason
+        return f"{self.field_path}: {self.reason}" if self.field_path else self.reason
 
 
 def dumps(value: Any, *, decimals_as_strings: bool = False) -> str:
@@ -93,17 +82,17 @@ def _write(value: Any, out: list[str], lenient: bool) -> None:
         elif lenient:
             out.append(_string(repr(value)))
         else:
-            raise JsonRefused(NOT_A_NUMBER, value)
+            raise JsonRefused(NOT_A_NUMBER, "", value)
     elif isinstance(value, Decimal):
         if lenient:
             out.append(_string(str(value)))
         elif value.is_finite():
             out.append(str(value))
         else:
-            raise JsonRefused(NOT_A_NUMBER, value)
+            raise JsonRefused(NOT_A_NUMBER, "", value)
     elif isinstance(value, str):
         if not lenient and "\x00" in value:
-            raise JsonRefused(NUL_REFUSED, value)
+            raise JsonRefused(NUL_REFUSED, "", value)
         out.append(_string(value))
     elif isinstance(value, dict):
         _write_map(value, out, lenient)
@@ -129,7 +118,7 @@ def _write(value: Any, out: list[str], lenient: bool) -> None:
     elif lenient:
         out.append(_string(str(value)))
     else:
-        raise JsonRefused(f"a {type(value).__name__} has no JSON representation", value)
+        raise JsonRefused(f"a {type(value).__name__} has no JSON representation", "", value)
 
 
 def _write_map(value: dict, out: list[str], lenient: bool) -> None:
@@ -139,7 +128,7 @@ def _write_map(value: dict, out: list[str], lenient: bool) -> None:
             out.append(",")
         key = str(name)
         if not lenient and "\x00" in key:
-            raise JsonRefused(NUL_REFUSED + " (in a key)", key).within(key.replace("\x00", _ESCAPED_NUL))
+            raise JsonRefused(NUL_REFUSED + " (in a key)", "", key).within(key.replace("\x00", _ESCAPED_NUL))
         out.append(_string(key))
         out.append(":")
         try:

@@ -194,7 +194,7 @@ def _json(value: Any) -> Any:
     try:
         return jsontext.dumps(value)
     except jsontext.JsonRefused as problem:
-        raise ValueRefused(problem.reason, problem.path, problem.value_type) from None
+        raise ValueRefused(problem.reason, problem.field_path, problem.value_type) from None
 
 
 def already_json(text: str) -> str:

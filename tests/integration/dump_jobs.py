@@ -18,6 +18,12 @@ from etl.report.run_report import RunReport
 from etl.sinks.deadletter import read_dead_letters
 from tests.conftest import DYNAMODB_ENDPOINT
 
+COLUMNS = """\
+      {key}: {{from: _id, type: int}}
+      name: {{from: name, type: string}}
+      doc: {{from: doc, type: json}}
+      _doc: {{rest: true, exclude: [_id, name, doc]}}
+"""
 MAPPING = """\
 version: 1
 source:
@@ -30,21 +36,13 @@ outputs:
     table: {pg_table}
     key: [id]
     columns:
-      id: {{from: _id, type: int}}
-      name: {{from: name, type: string}}
-      doc: {{from: doc, type: json}}
-      _doc: {{rest: true, exclude: [_id, name, doc]}}
-  - target: dynamo
+{pg_columns}  - target: dynamo
     table: {dynamo_table}
     key: [pk]
     columns:
-      pk: {{from: _id, type: int}}
-      name: {{from: name, type: string}}
-      doc: {{from: doc, type: json}}
-      _doc: {{rest: true, exclude: [_id, name, doc]}}
-"""
-"""`doc` is a sub-document kept whole (a jsonb column, a DynamoDB map); `_doc` holds every other
-field, as DMS's map-record-to-document does."""
+{dynamo_columns}"""
+"""Both targets get the same columns: `doc`, a sub-document kept whole (a jsonb column, a DynamoDB
+map), and `_doc`, every other field, as DMS's map-record-to-document makes it."""
 
 
 def write_dump(folder: Path, database: str, collection: str, documents: list[dict]) -> Path:
@@ -84,7 +82,9 @@ def dump_job(folder: Path, documents: list[dict], *, pg_dsn: str, dynamo_prefix:
     """Write the documents as a dump and a job moving them with `MAPPING` (one partition)."""
     dump = write_dump(folder / "dump", "clinic", "records", documents)
     pg_table, dynamo_table = f"{name}_records", f"{dynamo_prefix}_{name}"
-    (folder / "records.yaml").write_text(MAPPING.format(pg_table=pg_table, dynamo_table=dynamo_table))
+    (folder / "records.yaml").write_text(MAPPING.format(
+        pg_table=pg_table, dynamo_table=dynamo_table,
+        pg_columns=COLUMNS.format(key="id"), dynamo_columns=COLUMNS.format(key="pk")))
     text = f"""\
 version: 1
 name: {name}

@@ -204,9 +204,14 @@ def check(bodies: list[dict], pg_dsn: str, dynamo_prefix: str) -> None:
             assert {d.kind for d in result.differences} <= {"missing"}
 
 
-@settings(max_examples=30, derandomize=True, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                 HealthCheck.data_too_large])
+def examples(count: int):
+    """Derandomised (every run checks the same documents), with no deadline: each example is a job."""
+    return settings(max_examples=count, derandomize=True, deadline=None, database=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                                           HealthCheck.data_too_large])
+
+
+@examples(30)
 @given(bodies=st.lists(DOCUMENT_BODIES, min_size=3, max_size=30))
 def test_every_document_is_loaded_and_equal_or_rejected_at_its_path(pg_database, dynamodb_table_prefix,
                                                                     bodies):
@@ -214,10 +219,7 @@ def test_every_document_is_loaded_and_equal_or_rejected_at_its_path(pg_database,
 
 
 @pytest.mark.slow
-@settings(max_examples=200, derandomize=True, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                 HealthCheck.data_too_large])
-@given(bodies=st.lists(DOCUMENT_BODIES, min_size=1, max_size=60))
-def test_every_document_is_loaded_and_equal_or_rejected_at_its_path_many(pg_database, dynamodb_table_prefix,
-                                                                         bodies):
+@examples(200)
+@given(bodies=st.lists(DOCUMENT_BODIES, min_size=3, max_size=60))
+def test_the_same_over_more_and_larger_examples(pg_database, dynamodb_table_prefix, bodies):
     check(bodies, pg_database, dynamodb_table_prefix)

@@ -76,7 +76,7 @@ def test_refusals_name_the_path_and_the_cause(value, path, reason):
     with pytest.raises(JsonRefused) as refused:
         dumps(value)
     problem = refused.value
-    assert (problem.path, problem.reason, str(problem)) == (path, reason, f"{path}: {reason}")
+    assert (problem.field_path, problem.reason, str(problem)) == (path, reason, f"{path}: {reason}")
 
 
 def test_an_escaped_backslash_u0000_is_text_not_a_nul():
