@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Self
 
 Json = Any  # a value json.dumps accepts
 
@@ -64,6 +64,32 @@ class Reject:
     """The record as far as it is safe to keep: PII fields already transformed by the mapping."""
     target: str | None = None
     """For load rejects: the target table."""
+
+
+def nested_path(name: str, inner: str = "") -> str:
+    """The field path of `inner` (a path inside member `name`, "" for the member itself) seen from the
+    enclosing value: a map key joins with a dot (`doc` + `d` -> `doc.d`), a list index (`[2]`) without
+    one (`items` + `[2].x` -> `items[2].x`). An empty key is written `""` so that it stays visible."""
+    head = name or '""'
+    if not inner:
+        return head
+    return head + inner if inner.startswith("[") else f"{head}.{inner}"
+
+
+class FieldProblem(Exception):
+    """A value that cannot be stored as given: why (`reason`), where (`field_path`, built outward with
+    `within` while the problem propagates out of documents and lists) and its type, never the value."""
+
+    def __init__(self, reason: str, field_path: str, value: Any) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.field_path = field_path
+        self.value_type = type(value).__name__
+
+    def within(self, name: str) -> Self:
+        """The same problem, seen from the enclosing member `name` (a key, or `[index]`)."""
+        self.field_path = nested_path(name, self.field_path)
+        return self
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """Validate a job's targets against its sources, table by target table, through etl.checksum.
 
-The source side is the source read again and mapped again (so it is in the target model); the
-target side is the sink's `read_back`. Every source table that writes a target table feeds its
+The source side is the source read again and mapped again (so it is in the target model), each
+row in the form its sink stores it (`Sink.stored_form`: what `read_back` gives for it once written);
+the target side is the sink's `read_back`. Every source table that writes a target table feeds its
 source side, so a table filled from two collections is compared against both.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -58,6 +59,12 @@ class _Target:
     spec: TableSpec
     tables: tuple[TablePlan, ...]
     """Source tables whose mappings write this target table."""
+    stored: Callable[[dict], dict] | None = None
+    """The sink's `stored_form` of the table: a mapped row as the target reads it back."""
+
+    def rows(self, rows: list[dict]) -> Iterable[dict]:
+        """Mapped rows of this table in the target's stored form (what its `read_back` gives)."""
+        return rows if self.stored is None else map(self.stored, rows)
 
 
 def _mapped_batches(resources: JobResources, table: TablePlan,
@@ -89,7 +96,7 @@ def _source_rows(resources: JobResources, target: _Target) -> Iterator[dict]:
         for mapped in _mapped_batches(resources, table):
             rows = mapped.rows.get(wanted)
             if rows is not None:
-                yield from rows.rows
+                yield from target.rows(rows.rows)
 
 
 def _source_checksums(
@@ -103,12 +110,13 @@ def _source_checksums(
     settings = resources.job.validation
     sums = {(target.spec.target, target.spec.table): BucketChecksums.for_table(
         target.spec, buckets=settings.buckets, tolerances=settings.tolerances) for target in targets}
+    by_key = {(target.spec.target, target.spec.table): target for target in targets}
     tables = {(table.source, table.table): table for target in targets for table in target.tables}
     for table in tables.values():
         for mapped in _mapped_batches(resources, table, counts):
             for wanted, rows in mapped.rows.items():
                 if wanted in sums:
-                    sums[wanted].add_all(rows.rows)
+                    sums[wanted].add_all(by_key[wanted].rows(rows.rows))
     return sums
 
 
@@ -129,7 +137,16 @@ def _targets(resources: JobResources, only: Sequence[str] | None) -> list[_Targe
         for spec in resources.mapping(table.source, table.table).tables:
             entry = grouped.setdefault((spec.target, spec.table), (spec, []))
             entry[1].append(table)
-    return [_Target(spec, tuple(tables)) for spec, tables in grouped.values()]
+    stored: dict[tuple[str, str], Callable[[dict], dict] | None] = {}
+    for name in sorted({spec.target for spec, _ in grouped.values()}):
+        sink = resources.open_sink(name)
+        try:
+            for spec, _ in grouped.values():
+                if spec.target == name:
+                    stored[(spec.target, spec.table)] = sink.stored_form(spec)
+        finally:
+            sink.close()
+    return [_Target(spec, tuple(tables), stored[key]) for key, (spec, tables) in grouped.items()]
 
 
 def validate_job(job: Job, only: Sequence[str] | None = None, *,

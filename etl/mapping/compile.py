@@ -21,7 +21,7 @@ from etl.mapping.spec import ColumnSpec, MappingSpec, OutputSpec
 from etl.mapping.tables import OutputShape, output_shapes, table_specs
 from etl.mapping.template import TemplateValueError, compile_template
 from etl.mapping.types import CastError, make_cast, to_plain, type_name
-from etl.records import Reject, TableSpec
+from etl.records import Reject, TableSpec, nested_path
 from etl.sinks.base import TableRows
 
 TableKey = tuple[str, str]
@@ -101,9 +101,7 @@ def _column_fn(column: ColumnSpec, rest_used: frozenset[str]) -> ColumnFn:
         try:
             return cast(value)
         except CastError as exc:
-            raise RowProblem(
-                label, f"`{label}` as {column.type.name}: {exc.reason}", exc.value_type
-            ) from None
+            raise _cast_problem(label, column.type.name, exc) from None
 
     if column.kind == "from":
         assert column.path is not None
@@ -150,9 +148,16 @@ def _column_fn(column: ColumnSpec, rest_used: frozenset[str]) -> ColumnFn:
             try:
                 return {name: to_plain(value) for name, value in record.items() if name not in skip}
             except CastError as exc:
-                raise RowProblem(
-                    column.name, f"column `{column.name}`: {exc.reason}", exc.value_type
-                ) from None
+                problem = exc
+            for name, value in record.items():  # find the field at fault, to name it
+                if name not in skip:
+                    try:
+                        to_plain(value)
+                    except CastError as exc:
+                        problem = exc.within(name)
+                        break
+            path = nested_path(column.name, problem.path)
+            raise RowProblem(path, f"column `{column.name}`, at {path}: {problem.reason}", problem.value_type)
 
         return remaining
     raise ValueError(f"unknown column kind {column.kind}")
@@ -169,7 +174,7 @@ def _read_fn(
     type_text = column.type.name
 
     def failed(exc: CastError) -> RowProblem:
-        return RowProblem(label, f"`{label}` as {type_text}: {exc.reason}", exc.value_type)
+        return _cast_problem(label, type_text, exc)
 
     if len(path.steps) != 1 or not isinstance(path.steps[0], str):
 
@@ -219,6 +224,14 @@ def _map_fn(tree: dict[str, Any]) -> ColumnFn:
         for name, value in tree.items()
     ]
     return lambda ctx: {name: member(ctx) for name, member in members}
+
+
+def _cast_problem(label: str, type_text: str, exc: CastError) -> RowProblem:
+    """A failed cast of the value at `label`; inside a document or array, the path names the member."""
+    if not exc.path:
+        return RowProblem(label, f"`{label}` as {type_text}: {exc.reason}", exc.value_type)
+    path = nested_path(label, exc.path)
+    return RowProblem(path, f"`{label}` as {type_text}, at {path}: {exc.reason}", exc.value_type)
 
 
 def _label(column: ColumnSpec) -> str:

@@ -19,6 +19,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import bson
 
+from etl.records import nested_path
+
 Cast = Callable[[Any], Any]
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -32,6 +34,13 @@ class CastError(Exception):
         super().__init__(reason)
         self.reason = reason
         self.value_type = type_name(value)
+        self.path = ""
+        """Where inside the value (`d`, `items[2].x`) when it is a document or an array; "" otherwise."""
+
+    def within(self, name: str) -> CastError:
+        """The same problem seen from the enclosing document's member `name` (a key, or `[index]`)."""
+        self.path = nested_path(name, self.path)
+        return self
 
 
 def type_name(value: Any) -> str:
@@ -393,10 +402,13 @@ def to_plain(value: Any) -> Any:
         for key, item in value.items():
             if type(key) is not str:
                 raise CastError("a document key is not text", key)
-            result[key] = to_plain(item)
+            try:
+                result[key] = to_plain(item)
+            except CastError as problem:
+                raise problem.within(key) from None
         return result
     if kind is list:
-        return [to_plain(item) for item in value]
+        return _plain_list(value)
     if kind is bson.Decimal128:
         return to_decimal_exact(value)
     if kind is Decimal:
@@ -406,6 +418,19 @@ def to_plain(value: Any) -> Any:
     if kind is dt.datetime:
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value
     return _to_plain_other(value)
+
+
+def _plain_list(value: list | tuple) -> list:
+    try:
+        return [to_plain(item) for item in value]
+    except CastError:
+        pass
+    for index, item in enumerate(value):  # find the member at fault, to name it
+        try:
+            to_plain(item)
+        except CastError as problem:
+            raise problem.within(f"[{index}]") from None
+    raise AssertionError("a member was refused once and accepted again")
 
 
 def _to_plain_other(value: Any) -> Any:
@@ -429,7 +454,7 @@ def _to_plain_other(value: Any) -> Any:
     if isinstance(value, dict):
         return to_plain(dict(value))
     if isinstance(value, (list, tuple)):
-        return [to_plain(item) for item in value]
+        return _plain_list(value)
     if isinstance(value, (set, frozenset)):
         return {to_plain(item) for item in value}
     if isinstance(value, bson.ObjectId):

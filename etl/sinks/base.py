@@ -8,9 +8,9 @@ A sink module (``etl/sinks/<type>.py``) defines:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from etl.records import Reject, TableSpec
 
@@ -80,4 +80,34 @@ class Sink(Protocol):
     def read_back(self, table: TableSpec, *, segments: int = 4, consistent: bool = False) -> Iterator[dict]:
         """Stream every row of `table` as it is stored, for validation (bounded memory)."""
 
+    def stored_form(self, table: TableSpec) -> Callable[[dict], dict] | None:
+        """How a row of `table` reads back once written, as a function of the row the mapping made, for
+        the source side of a validation (both sides then compare what the target holds); None when
+        every value reads back as it was written. It applies the writer's own conversion of values the
+        target stores in another form (e.g. values inside documents stored as text), so a correct
+        row compares equal; a row the writer would refuse is returned as it is."""
+
     def close(self) -> None: ...
+
+
+def column_form(
+    converters: Mapping[str, Callable[[Any], Any]], refused: type[Exception]
+) -> Callable[[dict], dict] | None:
+    """A `Sink.stored_form`: each named column's non-null value through its converter (in a copy of
+    the row); a value a converter refuses (`refused`) is left as it is. None when no column needs one."""
+    if not converters:
+        return None
+    pairs = tuple(converters.items())
+
+    def stored(row: dict) -> dict:
+        row = dict(row)
+        for name, convert in pairs:
+            value = row.get(name)
+            if value is not None:
+                try:
+                    row[name] = convert(value)
+                except refused:
+                    pass
+        return row
+
+    return stored

@@ -11,10 +11,11 @@ at most 25 put/delete requests and 16 MB per BatchWriteItem call; items up to 40
 from __future__ import annotations
 
 import decimal
+import functools
 import ipaddress
 import queue
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
@@ -31,16 +32,18 @@ from etl import security
 from etl.errors import ConnectionFailed, EtlError, RuntimeFailure
 from etl.records import Reject, TableSpec
 from etl.redact import RedactedRepr, redact
-from etl.sinks.base import TableRows, WriteResult
+from etl.sinks.base import TableRows, WriteResult, column_form
 from etl.sinks.coltypes import ColumnType, parse_type
 from etl.sinks.dynamodb_scan import install_scan
 from etl.sinks.dynamodb_values import (
+    STORED_FORM_TYPES,
     AttributeValue,
     ItemRejected,
     decode_item,
     encode_item,
     encode_item_sized,
     encode_value,
+    stored_value,
 )
 from etl.sinks.dynamodb_wire import batch_write, install, json_item
 from etl.sinks.retry import Backoff
@@ -535,6 +538,16 @@ class DynamoDBSink:
             stop.set()
             for thread in threads:
                 thread.join(timeout=30)
+
+    def stored_form(self, table: TableSpec) -> Callable[[dict], dict] | None:
+        """The row as `read_back` returns it once written (`Sink.stored_form`): values of json, list and
+        set columns through the writer's encoding and the reader's decoding (`stored_value`), so values
+        inside maps and lists are what DynamoDB holds (datetimes, dates and UUIDs as text). Scalar
+        columns are decoded by their type and read back as written."""
+        return column_form({
+            column.name: functools.partial(stored_value, column=kind) for column in table.columns
+            if (kind := parse_type(column.type)).name in STORED_FORM_TYPES
+        }, ItemRejected)
 
     def _scan_page(self, request: dict) -> dict:
         attempt = 1

@@ -19,6 +19,7 @@ import uuid
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from etl.records import FieldProblem
 from etl.sinks.coltypes import ColumnType
 
 MAX_ITEM_BYTES = 400 * 1024
@@ -29,27 +30,12 @@ MAX_ADJUSTED_EXPONENT = 125
 AttributeValue = dict[str, Any]
 
 
-class ItemRejected(Exception):
+class ItemRejected(FieldProblem):
     """A value DynamoDB cannot store as given; carries where and what kind, never the value itself."""
-
-    def __init__(self, reason: str, field_path: str, value: Any) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.field_path = field_path
-        self.value_type = type(value).__name__
-
-    def within(self, name: str) -> ItemRejected:
-        """The same problem, seen from the enclosing attribute `name` (paths are built only on failure)."""
-        if not self.field_path:
-            self.field_path = name
-        elif self.field_path.startswith("["):
-            self.field_path = name + self.field_path
-        else:
-            self.field_path = f"{name}.{self.field_path}"
-        return self
 
 
 NOT_A_NUMBER = "NaN or Infinity is not a number DynamoDB can store"
+EMPTY_NAME = "an empty attribute name; DynamoDB names (map keys included) must be at least one character"
 
 
 # ---------------------------------------------------------------- numbers
@@ -142,6 +128,8 @@ def _encode(value: Any, column: ColumnType | None) -> tuple[AttributeValue, int]
         for name, member in value.items():
             if not isinstance(name, str):
                 raise ItemRejected("map keys must be strings", str(name), name)
+            if not name:
+                raise ItemRejected(EMPTY_NAME, '""', name)
             try:
                 encoded[name], member_size = _encode(member, None)
             except ItemRejected as problem:
@@ -333,6 +321,17 @@ def decode_value(value: AttributeValue, column: ColumnType | None) -> Any:
     except (ValueError, InvalidOperation):
         return decode_any(value)
     return decode_any(value)
+
+
+STORED_FORM_TYPES = frozenset({"json", "list", "set"})
+"""Column types whose values may hold values DynamoDB stores in another form (inside maps, lists and
+untyped sets: datetimes, dates, times and UUIDs as text, an empty set as an empty list)."""
+
+
+def stored_value(value: Any, column: ColumnType | None) -> Any:
+    """What `read_back` gives for `value` written in `column`: the writer's encoding, then the reader's
+    decoding. Raises ItemRejected when the writer would refuse it."""
+    return decode_value(_encode(value, column)[0], column)
 
 
 def decode_item(item: dict[str, AttributeValue], columns: dict[str, ColumnType]) -> dict:

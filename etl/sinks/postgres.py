@@ -15,11 +15,9 @@ new connection (exponential backoff, full jitter); the upserts make the replay h
 from __future__ import annotations
 
 import functools
-import json
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
 from itertools import repeat
 from typing import Any, Literal
 
@@ -32,14 +30,16 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from etl import security
 from etl.errors import ConnectionFailed, EtlError, RuntimeFailure
-from etl.records import Reject, TableSpec
+from etl.records import Reject, TableSpec, nested_path
 from etl.redact import RedactedRepr
-from etl.sinks.base import ColumnRows, TableRows, WriteResult
+from etl.sinks import jsontext
+from etl.sinks.base import ColumnRows, TableRows, WriteResult, column_form
 from etl.sinks.coltypes import ColumnType, parse_type
 from etl.sinks.iam_token import IamTokenSource
 from etl.sinks.postgres_types import (
     ColumnAdapter,
     TargetColumn,
+    ValueRefused,
     already_json,
     column_adapter,
     compatible_udts,
@@ -173,7 +173,7 @@ class PostgresSink:
         if self._tokens is not None:
             extra["password"] = self._tokens.token()
         conn = psycopg.connect(self.config.dsn, autocommit=False, **extra)
-        set_json_loads(functools.partial(json.loads, parse_float=Decimal), context=conn)
+        set_json_loads(functools.partial(jsontext.loads, binary=True), context=conn)
         set_json_dumps(already_json, context=conn)  # values arrive as JSON text (postgres_types._json)
         conn.execute("SET TIME ZONE 'UTC'")
         conn.commit()
@@ -417,9 +417,7 @@ class PostgresSink:
             for index, problem in problems.items():
                 if index not in refused:
                     row = rows()[index]
-                    reason = f"column {name!r}: {problem}"
-                    refused[index] = _reject(table.spec, source_keys[index], row, reason, name,
-                                             type(row.get(name)).__name__)
+                    refused[index] = _refused_value(table.spec, source_keys[index], row, name, problem)
         values = list(zip(*adapted, strict=True))
         if not refused:
             return _Pending(values, source_keys, list(range(count)), rows)
@@ -569,6 +567,23 @@ class PostgresSink:
         finally:
             self._release(connection)
 
+    def stored_form(self, table: TableSpec) -> Callable[[dict], dict] | None:
+        """The row as `read_back` returns it once written, for the source side of a validation: values
+        of json/jsonb columns go through the very text the writer stores (`jsontext.stored`), so nested
+        datetimes and UUIDs are their text, bytes stay bytes, sets become lists. Other columns read back
+        as written. A value the writer refuses is left as it is (its row is rejected at load)."""
+        connection = self._acquire()
+        try:
+            with connection.conn.transaction():
+                existing = self._existing_columns(connection.conn, table.table)
+        finally:
+            self._release(connection)
+        types = {column.name: parse_type(column.type) for column in table.columns}
+        return column_form({
+            name: functools.partial(_stored_document, column=column) for name, column in types.items()
+            if (existing[name].udt if name in existing else ddl_type(column)) in ("jsonb", "json")
+        }, jsontext.JsonRefused)
+
     def close(self) -> None:
         with self._lock:
             idle, self._idle = self._idle, []
@@ -584,6 +599,10 @@ def _decode(value: Any, column: ColumnType) -> Any:
         except TypeError:
             return value
     return value
+
+
+def _stored_document(value: Any, column: ColumnType) -> Any:
+    return _decode(jsontext.stored(value), column)
 
 
 def _columns(
@@ -641,6 +660,17 @@ def _dedupe(spec: TableSpec, rows: TableRows, rejects: list[Reject]) -> tuple[li
             latest[key] = index
     kept = sorted(latest.values())
     return [rows.rows[i] for i in kept], [source_keys[i] for i in kept]
+
+
+def _refused_value(spec: TableSpec, source_key: str, row: dict, name: str, problem: ValueRefused) -> Reject:
+    """The reject of a row whose column `name` holds a value the column cannot hold (`problem`): the
+    reason and field path name the column, and the place inside it for a value within a document."""
+    if not problem.path:
+        value_type = type(row.get(name)).__name__
+        return _reject(spec, source_key, row, f"column {name!r}: {problem}", name, value_type)
+    path = nested_path(name, problem.path)
+    return _reject(spec, source_key, row, f"column {name!r} at {path}: {problem}", path,
+                   problem.value_type or type(row.get(name)).__name__)
 
 
 def _refusal(error: psycopg.Error) -> str:

@@ -18,6 +18,7 @@ from itertools import repeat
 from operator import attrgetter
 from typing import Any
 
+from etl.records import nested_path
 from etl.sinks import jsontext
 from etl.sinks.coltypes import ColumnType
 
@@ -87,7 +88,14 @@ class TargetColumn:
 
 
 class ValueRefused(Exception):
-    """A value the target column cannot hold exactly; the message never contains the value."""
+    """A value the target column cannot hold exactly; the message never contains the value.
+    `path` is where inside the column's value (`d`, `items[2].x`; "" for the value itself), and
+    `value_type` the type of the value found there when it is not the column's value itself."""
+
+    def __init__(self, reason: str, path: str = "", value_type: str | None = None) -> None:
+        super().__init__(reason)
+        self.path = path
+        self.value_type = value_type
 
 
 def adapter(column: TargetColumn) -> Callable[[Any], Any]:
@@ -109,6 +117,8 @@ def adapter(column: TargetColumn) -> Callable[[Any], Any]:
     if udt in ("timestamp", "timestamptz"):
         precision = 6 if column.datetime_precision is None else column.datetime_precision
         return lambda value: _timestamp(value, udt == "timestamptz", precision)
+    if udt in _TEXT:
+        return _text
     simple = _SIMPLE.get(udt)
     if simple is None:
         return _as_is
@@ -136,6 +146,18 @@ def _typed(value: Any, kinds: tuple[type, ...], label: str) -> Any:
     raise ValueRefused(f"expected {label}, got {type(value).__name__}")
 
 
+def _text(value: Any) -> Any:
+    """A string for a text column: PostgreSQL text cannot hold U+0000, so it is refused here, naming the
+    cause, instead of by the server."""
+    if type(value) is str and "\x00" not in value:
+        return value
+    value = _typed(value, (str,), "a string")
+    if value is not None and "\x00" in value:
+        raise ValueRefused(jsontext.NUL_REFUSED)
+    return value
+
+
+_TEXT = frozenset({"text", "varchar", "bpchar", "citext", "name"})
 _SIMPLE: dict[str, tuple[tuple[type, ...], str]] = {
     "text": ((str,), "a string"), "varchar": ((str,), "a string"), "bpchar": ((str,), "a string"),
     "citext": ((str,), "a string"), "name": ((str,), "a string"), "bool": ((bool,), "a bool"),
@@ -151,7 +173,17 @@ def _array(value: Any, element: Callable[[Any], Any]) -> Any:
         value = sorted(value, key=repr)
     if not isinstance(value, list | tuple):
         raise ValueRefused(f"expected a list, got {type(value).__name__}")
-    return [element(member) for member in value]
+    try:
+        return [element(member) for member in value]
+    except ValueRefused:
+        pass
+    for index, member in enumerate(value):  # find the refused member, to name it
+        try:
+            element(member)
+        except ValueRefused as problem:
+            raise ValueRefused(str(problem), nested_path(f"[{index}]", problem.path),
+                               problem.value_type or type(member).__name__) from None
+    raise AssertionError("a member was refused once and accepted again")
 
 
 def _json(value: Any) -> Any:
@@ -161,8 +193,8 @@ def _json(value: Any) -> Any:
         return None
     try:
         return jsontext.dumps(value)
-    except ValueError as problem:
-        raise ValueRefused(f"not representable as JSON: {problem}") from None
+    except jsontext.JsonRefused as problem:
+        raise ValueRefused(problem.reason, problem.field_path, problem.value_type) from None
 
 
 def already_json(text: str) -> str:
@@ -251,8 +283,8 @@ class ColumnAdapter:
     bulk: Callable[[list], list] | None
     """Whole column: the adapted values, or ValueRefused when any value needs a closer look."""
 
-    def column(self, values: list) -> tuple[list, dict[int, str]]:
-        """(adapted values, {index: reason} of the refused ones, whose slot holds None)."""
+    def column(self, values: list) -> tuple[list, dict[int, ValueRefused]]:
+        """(adapted values, {index: why} of the refused ones, whose slot holds None)."""
         if self.bulk is not None:
             try:
                 return self.bulk(values), {}
@@ -263,7 +295,7 @@ class ColumnAdapter:
             try:
                 adapted.append(self.one(value))
             except ValueRefused as problem:
-                refused[index] = str(problem)
+                refused[index] = problem
                 adapted.append(None)
         return adapted, refused
 
@@ -290,6 +322,8 @@ def _bulk(column: TargetColumn) -> Callable[[list], list] | None:
     if udt in ("timestamp", "timestamptz"):
         precision = 6 if column.datetime_precision is None else column.datetime_precision
         return lambda values: _bulk_timestamp(values, udt == "timestamptz", precision)
+    if udt in _TEXT:
+        return _bulk_text
     if udt in _SIMPLE:
         allowed = {*_SIMPLE[udt][0], NONE} - {dt.date} | ({dt.date} if udt == "date" else set())
         return lambda values: _bulk_types(values, allowed)
@@ -298,6 +332,13 @@ def _bulk(column: TargetColumn) -> Callable[[list], list] | None:
 
 def _bulk_types(values: list, allowed: set[type]) -> list:
     _types_within(values, allowed)
+    return values
+
+
+def _bulk_text(values: list) -> list:
+    _types_within(values, {str, NONE})
+    if "\x00" in "".join(_present(values)):  # no NUL is made by joining strings without one
+        raise ValueRefused(jsontext.NUL_REFUSED)
     return values
 
 

@@ -475,7 +475,8 @@ def _find_path(value: Any, predicate: Callable[[Any], bool], path: str = "") -> 
         value = value.as_doc()
     if isinstance(value, dict):
         for name, item in value.items():
-            found = _find_path(item, predicate, f"{path}.{name}" if path else str(name))
+            key = str(name) or '""'  # an empty key stays visible, as in every other field path
+            found = _find_path(item, predicate, f"{path}.{key}" if path else key)
             if found is not None:
                 return found
     elif isinstance(value, list):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import json
 import re
 import struct
 import uuid
@@ -21,6 +20,7 @@ from functools import partial
 from typing import Any
 
 from etl.records import Json
+from etl.sinks import jsontext
 
 Converter = Callable[[Any], Any]
 
@@ -248,26 +248,10 @@ def sql_variant(text: str) -> dict:
     return {"type": base_type, "value": rest}
 
 
-_EXACT_JSON = json.JSONDecoder(parse_float=Decimal)
-_scan_exact = _EXACT_JSON.scan_once
-
-
 def json_loads_exact(text: str | bytes) -> Any:
-    """JSON with numbers kept exact: fractions become Decimal, never float.
-
-    A document without surrounding whitespace (what PostgreSQL's jsonb prints) goes straight to
-    the C scanner, a third of the cost of `JSONDecoder.decode`; anything else (spaces around it,
-    an error and its message) takes `decode`, so results and errors are the same either way.
-    """
-    if not isinstance(text, str):
-        text = bytes(text).decode("utf-8")
-    try:
-        value, end = _scan_exact(text, 0)
-        if end == len(text):
-            return value
-    except StopIteration:
-        pass
-    return _EXACT_JSON.decode(text)
+    """JSON with numbers kept exact: fractions become Decimal, never float, and integers of any
+    length are read (one longer than Python's int-from-text limit as a Decimal)."""
+    return jsontext.loads(text)
 
 
 def chain(*steps: Converter) -> Converter:

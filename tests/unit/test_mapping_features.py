@@ -187,6 +187,22 @@ def test_timestamp_precision_and_time_zone():
     )
 
 
+@pytest.mark.parametrize(("value", "path", "value_type", "reason"), [
+    ({"d": bson.Decimal128("NaN")}, "v.d", "bson.Decimal128",
+     "NaN and infinity cannot be stored as a decimal"),
+    ({"items": [1, 2, {"x": Decimal("-Infinity")}]}, "v.items[2].x", "Decimal",
+     "NaN and infinity cannot be stored"),
+    ([{"": float("nan")}], 'v[0].""', "float", "NaN and infinity cannot be stored"),
+])
+def test_nan_inside_a_document_rejects_the_record_naming_its_path(value, path, value_type, reason):
+    """JSON has no NaN or Infinity (neither jsonb nor DynamoDB can hold one): the json cast refuses the
+    record, and the reject names the member at fault, not only the column."""
+    batch = one_column('{from: v, type: "json"}', value)
+    (reject,) = batch.rejects
+    assert (reject.field_path, reject.reason, reject.value_type) == (
+        path, f"`v` as json, at {path}: {reason}", value_type)
+
+
 def test_uuid_bytes_json_list_set_casts():
     value = uuid.UUID("12345678-1234-5678-1234-567812345678")
     assert cast_value("uuid", bson.Binary(value.bytes, 4)) == value
@@ -202,7 +218,7 @@ def test_uuid_bytes_json_list_set_casts():
         },
     ) == {"a": Decimal("1.5"), "b": ["65a1b2c3d4e5f60718293a4b"], "c": dt.datetime(2020, 1, 1, tzinfo=UTC)}
     assert cast_reason("json", {"r": bson.Regex("^a")}) == (
-        "`v` as json: a bson.Regex has no plain equivalent (see docs/types.md)",
+        "`v` as json, at v.r: a bson.Regex has no plain equivalent (see docs/types.md)",
         "bson.Regex",
     )
     assert cast_value("list", [1, "a", None]) == [1, "a", None]

@@ -16,6 +16,7 @@ from etl.sinks.dynamodb_values import (
     encode_value,
     item_size,
     number_text,
+    stored_value,
 )
 
 LARGEST = "9.9999999999999999999999999999999999999E+125"
@@ -157,3 +158,25 @@ def test_number_subclasses_are_sent_as_numbers():
 
 def test_empty_strings_are_kept_outside_keys():
     assert encode_value("", None, "x") == {"S": ""}
+
+
+def test_stored_value_is_what_a_map_reads_back():
+    """The source side of a validation: the writer's encoding, then the reader's decoding."""
+    value = {"at": dt.datetime(1970, 1, 1, tzinfo=dt.UTC), "day": dt.date(2020, 1, 2), "id": uuid.UUID(int=1),
+             "raw": b"", "n": Decimal("1.10"), "f": -0.0, "tags": set(), "l": [dt.time(1, 2)]}
+    assert stored_value(value, parse_type("json")) == {
+        "at": "1970-01-01T00:00:00.000000+00:00", "day": "2020-01-02",
+        "id": "00000000-0000-0000-0000-000000000001", "raw": b"", "n": Decimal("1.1"), "f": 0, "tags": [],
+        "l": ["01:02:00"]}
+    assert stored_value([{"a": 1}], parse_type("list")) == [{"a": 1}]
+
+
+@pytest.mark.parametrize(("row", "path"), [
+    ({"doc": {"": 1}}, 'doc.""'),
+    ({"doc": {"a": [{"x": {"": None}}]}}, 'doc.a[0].x.""'),
+])
+def test_an_empty_map_key_is_refused_naming_its_path(row, path):
+    with pytest.raises(ItemRejected) as refused:
+        encode_item({"pk": "k", **row}, {}, ("pk",))
+    assert (refused.value.field_path, refused.value.reason) == (
+        path, "an empty attribute name; DynamoDB names (map keys included) must be at least one character")

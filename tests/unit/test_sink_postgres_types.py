@@ -1,6 +1,7 @@
 """PostgreSQL column types from mapping types, and values refused rather than rounded by the target."""
 
 import datetime as dt
+import re
 import uuid
 from decimal import Decimal
 
@@ -88,12 +89,14 @@ def test_arrays_and_json():
     with pytest.raises(ValueRefused, match="expected a list"):
         adapt("_text", "abc")
     assert adapt("jsonb", {"total": Decimal("2328.60")}) == '{"total":2328.60}'
-    with pytest.raises(ValueRefused, match="not representable as JSON"):
+    with pytest.raises(ValueRefused, match="^NaN or Infinity has no JSON number form$") as refused:
         adapt("jsonb", {"x": float("nan")})
+    assert (refused.value.path, refused.value.value_type) == ("x", "float")
 
 
 def column(udt, values, **kw):
-    return column_adapter(TargetColumn("c", udt, **kw)).column(values)
+    adapted, refused = column_adapter(TargetColumn("c", udt, **kw)).column(values)
+    return adapted, {index: str(problem) for index, problem in refused.items()}
 
 
 def test_whole_columns_take_the_fast_path_and_find_the_odd_value_out():
@@ -113,7 +116,27 @@ def test_whole_columns_take_the_fast_path_and_find_the_odd_value_out():
     assert column("date", dates)[1] == {1: "expected a date, got datetime"}
     assert column("text", ["a", None, 1])[1] == {2: "expected a string, got int"}
     assert column("jsonb", [{"a": Decimal("1.5")}, None, [float("inf")]]) == (
-        ['{"a":1.5}', None, None], {2: "not representable as JSON: [0]: inf has no JSON representation"})
+        ['{"a":1.5}', None, None], {2: "NaN or Infinity has no JSON number form"})
+
+
+NUL = "PostgreSQL text cannot hold the NUL character U+0000"
+
+
+def test_nul_is_refused_in_text_arrays_and_json_naming_where():
+    """Both the whole-column path and the value-by-value path refuse U+0000 before PostgreSQL is asked,
+    and a value inside an array or a document is named by its path inside the column."""
+    for udt in ("text", "varchar", "bpchar", "citext", "name"):
+        adapted, refused = column_adapter(TargetColumn("c", udt)).column(["a", None, "b\x00c", "\\u0000"])
+        assert adapted == ["a", None, None, "\\u0000"]
+        assert {index: (str(p), p.path) for index, p in refused.items()} == {2: (NUL, "")}
+    with pytest.raises(ValueRefused, match=re.escape(NUL)) as array:
+        adapt("_text", ["a", "b", "\x00"])
+    assert (array.value.path, array.value.value_type) == ("[2]", "str")
+    adapted, refused = column_adapter(TargetColumn("c", "jsonb")).column(
+        [{"d": "x\x00"}, {"items": [1, 2, {"x": "\x00"}]}, {"k\x00": 1}, {"s": "\\u0000"}])
+    assert adapted == [None, None, None, '{"s":"\\\\u0000"}']
+    assert {index: (str(p), p.path, p.value_type) for index, p in refused.items()} == {
+        0: (NUL, "d", "str"), 1: (NUL, "items[2].x", "str"), 2: (NUL + " (in a key)", "k\\u0000", "str")}
 
 
 def test_the_fast_path_and_the_value_by_value_path_agree():
