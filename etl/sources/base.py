@@ -8,11 +8,11 @@ A source module (``etl/sources/<type>.py``) defines:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from etl.records import Batch, Json, Partition
 
@@ -26,6 +26,26 @@ class SourceTable(BaseModel):
     """Path of the mapping file, relative to the job file."""
     partitions: int = 1
     """How many key ranges to split the table into for parallel extraction."""
+
+
+class SampledTable(SourceTable):
+    """A table of a schemaless source: its fields are known only from a sample of its records."""
+
+    check_sample: int = Field(default=1000, ge=1)
+    """Records read when a run starts (and by `--plan`) to warn about mapped paths none of them has."""
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """The columns a relational source's catalogue lists for one table: a name not listed does not exist."""
+
+    names: tuple[str, ...]
+    """Exact names, as the source's records carry them."""
+    described: str
+    """The table for messages: `PostgreSQL table public.track of source 'chinook'`."""
+    fold: Callable[[str], str]
+    """How the engine folds an unquoted identifier (PostgreSQL lower case, Oracle upper case, SQL
+    Server ignores case): names equal after folding are what the engine would take for one another."""
 
 
 @dataclass(frozen=True)
@@ -62,5 +82,8 @@ class Source(Protocol):
 
     def sample(self, table: str, n: int) -> list[dict]:
         """The first `n` records in key order, for `--plan` and notebook previews."""
+
+    # Relational sources also offer `catalogue(table) -> Catalogue`: the engine checks a mapping's
+    # source paths against it before data moves; sources without it are checked against `sample`.
 
     def close(self) -> None: ...

@@ -105,6 +105,10 @@ class MssqlSource(SqlSource):
     def quote(self, identifier: str) -> str:
         return "[" + identifier.replace("]", "]]") + "]"
 
+    def fold(self, identifier: str) -> str:
+        """Identifiers compare ignoring case under the default (case-insensitive) collations."""
+        return identifier.casefold()
+
     def placeholder(self, index: int) -> str:
         return "?"
 

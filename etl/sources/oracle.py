@@ -126,6 +126,10 @@ class OracleSource(SqlSource):
 
     # --- SQL text ---------------------------------------------------------------------
 
+    def fold(self, identifier: str) -> str:
+        """Oracle folds unquoted identifiers to upper case (`composer` is `COMPOSER`)."""
+        return identifier.upper()
+
     def placeholder(self, index: int) -> str:
         return f":p{index}"
 

@@ -57,6 +57,10 @@ class PostgresSource(SqlSource):
 
     # --- connections ------------------------------------------------------------------
 
+    def fold(self, identifier: str) -> str:
+        """PostgreSQL folds unquoted identifiers to lower case (`Composer` is `composer`)."""
+        return identifier.lower()
+
     def connect(self) -> psycopg.Connection:
         settings = _settings(self.config.dsn)
         try:

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from etl.errors import ConnectionFailed, EtlError
 from etl.records import Batch, Json, Partition, Reject
 from etl.redact import RedactedRepr
-from etl.sources.base import BatchLimits, SourceTable
+from etl.sources.base import BatchLimits, Catalogue, SourceTable
 from etl.sources.rowrecords import RecordMaker, record_maker
 from etl.sources.sqltypes import (
     Converter,
@@ -172,6 +172,10 @@ class SqlSource:
 
     def quote(self, identifier: str) -> str:
         return '"' + identifier.replace('"', '""') + '"'
+
+    def fold(self, identifier: str) -> str:
+        """An unquoted identifier as the engine stores it (the SQL standard folds to upper case)."""
+        return identifier.upper()
 
     def placeholder(self, index: int) -> str:
         return "%s"
@@ -341,6 +345,13 @@ class SqlSource:
             value = record.get(name)
             return f"{name}={value}" if isinstance(value, int | Decimal) else f"{name}={value!r}"
         return _key_text(meta.key, [record.get(name) for name in meta.key])
+
+    def catalogue(self, table: str) -> Catalogue:
+        """The table's columns as the catalogue lists them (records carry exactly these names)."""
+        meta = self.describe(table)
+        where = f"{meta.schema}.{meta.table}" if meta.schema else meta.table
+        return Catalogue(tuple(column.name for column in meta.columns),
+                         f"{self.engine} table {where} of source {self.name!r}", self.fold)
 
     def sample(self, table: str, n: int) -> list[dict]:
         records: list[dict] = []
