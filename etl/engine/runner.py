@@ -27,6 +27,7 @@ from etl.engine.local import LocalExecutor
 from etl.engine.plan import Plan, Shard, TablePlan
 from etl.engine.planning import make_plan
 from etl.engine.resources import JobResources
+from etl.engine.seen import judge_reads, present_of
 from etl.engine.signals import stop_on_signals
 from etl.engine.worker import DeadLetters, PartitionOutcome, PartitionWork, PartitionWorker
 from etl.errors import EtlError
@@ -151,6 +152,9 @@ def _run_leased(job: Job, options: RunOptions, resources: JobResources, store: S
 
     report.tables = _table_reports(plan, checkpoints, execution.outcomes)
     _judge(report, job, plan, execution, control)
+    # Mapped paths no record had, and the start-of-run sample warnings (etl/engine/seen.py).
+    judge_reads(report, plan, resources, store.checkpoints(job.name), execution.outcomes,
+                f"python -m etl.run {_shown_path(job.path)}")
     validate = job.validation.after_run if options.validate is None else options.validate
     validate = validate and options.limit is None and _all_shards_done(plan, store, job)
     if report.status == SUCCEEDED and validate:
@@ -202,7 +206,8 @@ def _works(plan: Plan, checkpoints: dict[str, Checkpoint]) -> tuple[list[Partiti
         if checkpoint is None:
             works.append(PartitionWork(partition))
         else:
-            works.append(PartitionWork(partition, checkpoint.resume_after, _counts_of(checkpoint)))
+            works.append(PartitionWork(partition, checkpoint.resume_after, _counts_of(checkpoint),
+                                       present_of(checkpoint)))
     return works, finished
 
 
