@@ -61,12 +61,13 @@ def against_catalogue(mapping: CompiledMapping, catalogue: Catalogue, key: str) 
     carry it; raises one MappingError listing each place that does not."""
     names = list(catalogue.names)
     exact = set(names)
-    by_fold = {catalogue.fold(name): name for name in names}
+    by_case = {name.casefold(): name for name in names}
     problems = []
     for read in mapping.reads:
         if read.top is None or read.optional or read.top in exact:
             continue
-        near = by_fold.get(catalogue.fold(read.top)) or nearest(read.top, names)
+        same = [name for name in names if catalogue.names_column(read.top, name)]
+        near = same[0] if same else by_case.get(nearest(read.top.casefold(), list(by_case)) or "")
         what = f"column '{read.top}'"
         if read.text != read.top:
             what = f"`{read.text}` reads {what}, which"

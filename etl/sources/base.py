@@ -43,9 +43,9 @@ class Catalogue:
     """Exact names, as the source's records carry them."""
     described: str
     """The table for messages: `PostgreSQL table public.track of source 'chinook'`."""
-    fold: Callable[[str], str]
-    """How the engine folds an unquoted identifier (PostgreSQL lower case, Oracle upper case, SQL
-    Server ignores case): names equal after folding are what the engine would take for one another."""
+    names_column: Callable[[str, str], bool]
+    """`names_column(written, column)`: whether the engine takes the unquoted identifier `written`
+    for `column` (PostgreSQL folds it to lower case, Oracle to upper case, SQL Server ignores case)."""
 
 
 @dataclass(frozen=True)

@@ -105,9 +105,9 @@ class MssqlSource(SqlSource):
     def quote(self, identifier: str) -> str:
         return "[" + identifier.replace("]", "]]") + "]"
 
-    def fold(self, identifier: str) -> str:
+    def names_column(self, written: str, column: str) -> bool:
         """Identifiers compare ignoring case under the default (case-insensitive) collations."""
-        return identifier.casefold()
+        return written.casefold() == column.casefold()
 
     def placeholder(self, index: int) -> str:
         return "?"

@@ -126,9 +126,9 @@ class OracleSource(SqlSource):
 
     # --- SQL text ---------------------------------------------------------------------
 
-    def fold(self, identifier: str) -> str:
-        """Oracle folds unquoted identifiers to upper case (`composer` is `COMPOSER`)."""
-        return identifier.upper()
+    def names_column(self, written: str, column: str) -> bool:
+        """Oracle folds unquoted identifiers to upper case (`composer` names `COMPOSER`)."""
+        return written.upper() == column
 
     def placeholder(self, index: int) -> str:
         return f":p{index}"

@@ -57,9 +57,9 @@ class PostgresSource(SqlSource):
 
     # --- connections ------------------------------------------------------------------
 
-    def fold(self, identifier: str) -> str:
-        """PostgreSQL folds unquoted identifiers to lower case (`Composer` is `composer`)."""
-        return identifier.lower()
+    def names_column(self, written: str, column: str) -> bool:
+        """PostgreSQL folds unquoted identifiers to lower case (`Composer` names `composer`)."""
+        return written.lower() == column
 
     def connect(self) -> psycopg.Connection:
         settings = _settings(self.config.dsn)

@@ -173,9 +173,9 @@ class SqlSource:
     def quote(self, identifier: str) -> str:
         return '"' + identifier.replace('"', '""') + '"'
 
-    def fold(self, identifier: str) -> str:
-        """An unquoted identifier as the engine stores it (the SQL standard folds to upper case)."""
-        return identifier.upper()
+    def names_column(self, written: str, column: str) -> bool:
+        """Whether the unquoted identifier `written` names `column` under the engine's folding rule."""
+        raise NotImplementedError
 
     def placeholder(self, index: int) -> str:
         return "%s"
@@ -351,7 +351,7 @@ class SqlSource:
         meta = self.describe(table)
         where = f"{meta.schema}.{meta.table}" if meta.schema else meta.table
         return Catalogue(tuple(column.name for column in meta.columns),
-                         f"{self.engine} table {where} of source {self.name!r}", self.fold)
+                         f"{self.engine} table {where} of source {self.name!r}", self.names_column)
 
     def sample(self, table: str, n: int) -> list[dict]:
         records: list[dict] = []
