@@ -194,3 +194,56 @@ def test_what_a_partition_found_survives_a_resume_and_decides_the_table(tmp_path
             "w.yaml:8:13: outputs[0].columns.nick: path `nick` is absent from all 5 records of src.people"]
     finally:
         store.close()
+
+
+DUMP_MAPPING = textwrap.dedent("""\
+    targets: {pg: postgres}
+    outputs:
+      - target: pg
+        table: patients
+        key: [id]
+        columns:
+          id: {from: _id, type: int}
+          name: name
+          late: late
+    """)
+
+
+@pytest.mark.parametrize(("check_sample", "warnings", "checked"), [
+    (None, (), "sample of 6 records"),
+    (3, (":9:13: patients.late: path `late` is absent from all 3 sampled records",), "sample of 3 records"),
+])
+def test_a_mongodump_table_is_sampled_as_its_check_sample_says(tmp_path, check_sample, warnings, checked):
+    """Only the sixth document has `late`: the default sample (1000) reaches it, a sample of 3 does not."""
+    from etl.engine.mapcheck import check_source_table
+    from etl.engine.resources import JobResources
+    from etl.job import load_job
+    from tests.unit.test_mongodump import patients, write_dump
+
+    documents = patients(6)
+    documents[5]["late"] = "yes"
+    write_dump(tmp_path / "dump", documents)
+    (tmp_path / "m.yaml").write_text(DUMP_MAPPING)
+    option = f", check_sample: {check_sample}" if check_sample else ""
+    (tmp_path / "job.yaml").write_text(textwrap.dedent(f"""\
+        version: 1
+        name: dumpcheck
+        sources:
+          dump:
+            type: mongodump
+            path: {tmp_path / "dump"}
+            database: clinic
+            tables:
+              patients: {{mapping: m.yaml{option}}}
+        targets:
+          pg: {{type: postgres, dsn: "host=127.0.0.1 dbname=unused"}}
+        """))
+    resources = JobResources(load_job(tmp_path / "job.yaml"))
+    source = resources.open_source("dump")
+    try:
+        fit = check_source_table(resources, source, "dump", "patients")
+    finally:
+        source.close()
+    expected = tuple(f"{tmp_path / 'm.yaml'}{warning}" for warning in warnings)
+    assert (fit.checked, fit.warnings, fit.unused) == (checked, expected, ("balance", "seen"))
+    assert resources.source_fits["dump.patients"] is fit
