@@ -355,12 +355,15 @@ class JobFileProblems(JobFileError):
     def __init__(self, file: str, problems: list[Problem]) -> None:
         self.file = file
         self.problems = sorted(problems, key=lambda p: (p.line, p.column, p.path))
-        lines = [p.format(file) for p in self.problems]
-        if len(lines) == 1:
-            message = lines[0]
-        else:
-            message = f"{file} has {len(lines)} problems:\n" + "\n".join(lines)
-        super().__init__(redact(message))
+        super().__init__(redact(problems_text(file, self.problems)))
+
+
+def problems_text(file: str, problems: list[Problem]) -> str:
+    """One problem as `file:line:column: path: message`, several as a count and one such line each."""
+    lines = [p.format(file) for p in sorted(problems, key=lambda p: (p.line, p.column, p.path))]
+    if len(lines) == 1:
+        return lines[0]
+    return f"{file} has {len(lines)} problems:\n" + "\n".join(lines)
 
 
 def dotted(path: PathKey) -> str:
@@ -646,7 +649,8 @@ def _keys_of(model: type[BaseModel] | None) -> list[str]:
     return [field.alias or name for name, field in model.model_fields.items()]
 
 
-def _suggest(word: str, choices: list[str]) -> str | None:
+def nearest(word: str, choices: list[str]) -> str | None:
+    """The choice closest to a misspelt `word` (for "did you mean"), or None."""
     close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     return close[0] if close else None
 
@@ -720,7 +724,7 @@ def _problems_from(
         if kind == "extra_forbidden":
             key = str(loc[-1])
             valid = _keys_of(_model_at(model, loc[:-1]))
-            suggestion = _suggest(key, valid)
+            suggestion = nearest(key, valid)
             message = f"unknown key '{key}'"
             if suggestion:
                 message += f"; did you mean '{suggestion}'?"
@@ -761,7 +765,7 @@ def _section_config(
     if not isinstance(section_type, str) or section_type not in types_known:
         shown = _shown(section_type, type_path, resolved, doc)
         message = f"unknown {kind} type {shown}"
-        suggestion = _suggest(section_type, types_known) if isinstance(section_type, str) else None
+        suggestion = nearest(section_type, types_known) if isinstance(section_type, str) else None
         if suggestion:
             message += f"; did you mean '{suggestion}'?"
         message += f" (known types: {', '.join(types_known)})"

@@ -173,7 +173,8 @@ def print_report(report, stream: IO[str] | None = None) -> None:
 
 
 def print_plan(job, *, only: tuple[str, ...] = (), shard=None, stream: IO[str] | None = None) -> None:
-    """Tables, partitions, and the first records of each table beside what the mapping makes of them.
+    """Tables, partitions, what checking each mapping against its source found (unused source
+    columns, sample warnings), and the first records of each table beside what the mapping makes of them.
 
     Source records are shown with the mapping's `pii:` transforms already applied.
     """
@@ -181,8 +182,8 @@ def print_plan(job, *, only: tuple[str, ...] = (), shard=None, stream: IO[str] |
     from etl.engine.resources import JobResources
 
     stream = stream or sys.stdout
-    plan = plan_job(job, only=only, shard=shard)
     resources = JobResources(job)
+    plan = plan_job(job, only=only, shard=shard, resources=resources)
     partitions = sum(len(t.partitions) for t in plan.tables)
     owned = f", this shard runs {len(plan.owned)}" if shard else ""
     print(f"job {job.name}: {len(plan.tables)} source tables, {partitions} partitions{owned}; "
@@ -195,6 +196,12 @@ def print_plan(job, *, only: tuple[str, ...] = (), shard=None, stream: IO[str] |
             mark = "" if p.id in plan.owned else "  (other shard)"
             print(f"  partition {p.index}/{p.count}: from {_bound(p.lower)} to {_bound(p.upper)}{mark}",
                   file=stream)
+        fit = resources.source_fits[table.key]
+        kind = "columns" if fit.checked == "catalogue" else "fields"
+        unused = ", ".join(fit.unused) or "none"
+        print(f"  source {kind} no output uses ({fit.checked}): {unused}", file=stream)
+        for warning in fit.warnings:
+            print(f"  warning: {redact(warning)}", file=stream)
         source = resources.open_source(table.source)
         try:
             sample = source.sample(table.table, PLAN_SAMPLE)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from contextlib import ExitStack
 
+from etl.engine.mapcheck import check_source_table
 from etl.engine.plan import (
     PLAN_STATE_KEY,
     Plan,
@@ -24,6 +25,9 @@ def plan_tables(resources: JobResources, pairs: list[tuple[str, str]], stored: o
                 keep_open: ExitStack | None = None) -> tuple[list[TablePlan], list[TablePlan]]:
     """Plans of the given tables (stored partitions reused); returns (all, the newly planned).
 
+    Each table's mapping is first checked against its source (`etl.engine.mapcheck`): a path a
+    relational table has no column for raises MappingError before anything is planned or moved.
+
     The sources opened to plan are closed on return, or by `keep_open` when given: a source whose
     partitions import a snapshot exported at plan time (PostgreSQL) must stay open until they
     have, or they would each read their own snapshot.
@@ -35,11 +39,12 @@ def plan_tables(resources: JobResources, pairs: list[tuple[str, str]], stored: o
         for source_name, table in pairs:
             config = resources.table_config(source_name, table)
             key = f"{source_name}.{table}"
+            if source_name not in opened:
+                opened[source_name] = resources.open_source(source_name)
+                (keep_open if keep_open is not None else stack).callback(opened[source_name].close)
+            check_source_table(resources, opened[source_name], source_name, table)
             partitions = stored_partitions(stored, key, config.partitions)
             if partitions is None:
-                if source_name not in opened:
-                    opened[source_name] = resources.open_source(source_name)
-                    (keep_open if keep_open is not None else stack).callback(opened[source_name].close)
                 partitions = tuple(opened[source_name].plan(table, config.partitions))
             entry = TablePlan(source_name, table, config.mapping, config.partitions, partitions)
             tables.append(entry)
@@ -62,8 +67,10 @@ def make_plan(job: Job, resources: JobResources, store: StateStore, *, only: tup
     return Plan(job.name, tuple(tables), shard, assign_shard(tables, shard))
 
 
-def plan_job(job: Job, *, only: tuple[str, ...] = (), shard: Shard | None = None) -> Plan:
-    """Plan `job` from its sources without touching the state store (for `--plan` and notebooks)."""
-    resources = JobResources(job)
+def plan_job(job: Job, *, only: tuple[str, ...] = (), shard: Shard | None = None,
+             resources: JobResources | None = None) -> Plan:
+    """Plan `job` from its sources without touching the state store (for `--plan` and notebooks);
+    `resources.source_fits` then holds what checking each mapping against its source found."""
+    resources = resources or JobResources(job)
     tables, _ = plan_tables(resources, select_tables(resources.source_tables(), only))
     return Plan(job.name, tuple(tables), shard, assign_shard(tables, shard))

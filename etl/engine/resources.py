@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from etl import sinks as sink_registry
 from etl import sources as source_registry
@@ -49,6 +50,8 @@ class JobResources:
         self._specs: dict[str, MappingSpec] = {}
         self._mappings: dict[str, CompiledMapping] = {}
         self._lock = threading.RLock()
+        self.source_fits: dict[str, Any] = {}
+        """`source.table` -> its mapping checked against the source (`etl.engine.mapcheck.SourceFit`)."""
 
     # -- configuration lookups ----------------------------------------------------------------
     def source_tables(self) -> list[tuple[str, str]]:

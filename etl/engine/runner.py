@@ -28,6 +28,7 @@ from etl.engine.local import LocalExecutor
 from etl.engine.plan import Plan, Shard, TablePlan
 from etl.engine.planning import make_plan
 from etl.engine.resources import JobResources
+from etl.engine.seen import judge_reads, present_of
 from etl.engine.signals import stop_on_signals
 from etl.engine.verdict import (
     LOADED,
@@ -189,6 +190,9 @@ def _run_leased(job: Job, options: RunOptions, resources: JobResources, store: S
         checkpoints = store.checkpoints(job.name)  # what failed partitions committed before they failed
     report.tables = _table_reports(plan, checkpoints, execution.outcomes)
     _judge(report, job, execution, control)
+    # Mapped paths no record had, and the start-of-run sample warnings (etl/engine/seen.py).
+    judge_reads(report, plan, resources, checkpoints, execution.outcomes,
+                f"python -m etl.run {_shown_path(job.path)}")
     if report.status != SUCCEEDED:
         if verdict is not None:
             save_verdict(store, job.name, verdict, LOADING, report.message)
@@ -325,7 +329,8 @@ def _works(plan: Plan, checkpoints: dict[str, Checkpoint]) -> tuple[list[Partiti
         if checkpoint is None:
             works.append(PartitionWork(partition))
         else:
-            works.append(PartitionWork(partition, checkpoint.resume_after, _counts_of(checkpoint)))
+            works.append(PartitionWork(partition, checkpoint.resume_after, _counts_of(checkpoint),
+                                       present_of(checkpoint)))
     return works, finished
 
 

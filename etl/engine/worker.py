@@ -19,6 +19,7 @@ from etl.engine import faults
 from etl.engine.accounting import Counts, count_reasons
 from etl.engine.control import RunControl
 from etl.engine.prefetch import Prefetcher
+from etl.mapping.reads import ReadPath, present
 from etl.records import Batch, Json, Partition, Reject
 from etl.sinks.base import Sink, TableRows
 from etl.sources.base import Source
@@ -39,6 +40,8 @@ class BatchMapping(Protocol):
     """The parts of `etl.mapping.CompiledMapping` the worker uses."""
 
     fields: list[str] | None
+    reads: Sequence[ReadPath]
+    """Source paths the mapping reads; the worker notes which of them the records have."""
 
     def apply(self, records: list[dict], key_text, *, source_table: str = ""): ...
 
@@ -51,6 +54,8 @@ class PartitionWork:
     resume_after: Json = None
     counts: Counts = field(default_factory=Counts)
     """Cumulative counts from the checkpoint (zero for a fresh partition)."""
+    present: frozenset[str] = frozenset()
+    """Ids of the mapping's reads (`ReadPath.id`) that earlier runs of this partition found in a record."""
 
 
 @dataclass
@@ -71,6 +76,9 @@ class PartitionOutcome:
     warnings: dict[str, int] = field(default_factory=dict)
     """What the source counted in its `warnings` while reading this partition in this run
     (precision loss, a snapshot fallback...)."""
+    present: frozenset[str] = frozenset()
+    """Ids of the mapping's reads (`ReadPath.id`) some record of this partition had, earlier runs
+    included (kept in the checkpoint's `extra["present"]`); see `etl.engine.seen`."""
 
 
 def table_key(partition: Partition) -> str:
@@ -108,6 +116,8 @@ class PartitionWorker:
         started_at, started = time.time(), time.monotonic()
         warned = Counter(getattr(self.source, "warnings", {}))
         counts = work.counts.copy()
+        self._present = set(work.present)
+        self._pending = [read for read in self.mapping.reads if read.id not in self._present]
         run = Counts()
         batches = 0
         position = work.resume_after
@@ -135,7 +145,8 @@ class PartitionWorker:
         done = not reader.stopped and not self.control.limit_reached(key)
         warnings = dict(Counter(getattr(self.source, "warnings", {})) - warned)
         return PartitionOutcome(partition.id, key, counts, run, done and self.store is not None,
-                                batches, started_at, time.monotonic() - started, warnings)
+                                batches, started_at, time.monotonic() - started, warnings,
+                                frozenset(self._present))
 
     def _commit(self, partition: Partition, batch: Batch, counts: Counts) -> Counts:
         """Map and write one batch everywhere, then checkpoint it; returns what it added."""
@@ -178,14 +189,24 @@ class PartitionWorker:
             reasons=count_reasons(r.reason for r in rejects),
         )
         counts.add(delta)
+        self._note_present(records)
         self._save(partition, batch.resume_after, counts, done=False)
         faults.reach("batch", partition.id)
         return delta
+
+    def _note_present(self, records: list[dict]) -> None:
+        """Which reads not yet found some record of the batch has: a lookup or two per such read."""
+        if self._pending and records:
+            found = present(self._pending, records)
+            if found:
+                self._present |= found
+                self._pending = [read for read in self._pending if read.id not in found]
 
     def _save(self, partition: Partition, resume_after: Json, counts: Counts, *, done: bool) -> None:
         if self.store is None:
             return
         self.store.save_checkpoint(self.job, Checkpoint(
             partition=partition.id, resume_after=resume_after, done=done,
-            counts=counts.to_checkpoint(), extra={"reasons": dict(counts.reasons)},
+            counts=counts.to_checkpoint(),
+            extra={"reasons": dict(counts.reasons), "present": sorted(self._present)},
         ))

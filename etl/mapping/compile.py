@@ -17,6 +17,7 @@ from etl.mapping.expr import compile_expr
 from etl.mapping.functions import EvalError
 from etl.mapping.paths import MISSING, Path, make_getter
 from etl.mapping.pii import Unprotectable, make_protector
+from etl.mapping.reads import ReadPath, read_paths
 from etl.mapping.spec import ColumnSpec, MappingSpec, OutputSpec
 from etl.mapping.tables import OutputShape, output_shapes, table_specs
 from etl.mapping.template import TemplateValueError, compile_template
@@ -279,7 +280,7 @@ def _top_fields(depth: int, paths: list[Path]) -> set[str] | None:
 
 
 class CompiledMapping:
-    """A mapping ready to apply: `tables`, `fields`, `source_key`, `apply`, `preview`."""
+    """A mapping ready to apply: `tables`, `fields`, `source_key`, `reads`, `apply`, `preview`."""
 
     def __init__(self, spec: MappingSpec) -> None:
         self.spec = spec
@@ -292,6 +293,8 @@ class CompiledMapping:
         self._roots = self._build(spec, shapes)
         self.fields: list[str] | None = self._fields(spec)
         self._columnar = columnar_plan(spec, [output.columns for output in self._compiled])
+        self.reads: list[ReadPath] = read_paths(spec)
+        """Every source path the mapping reads, with its place in the file (see `etl.mapping.reads`)."""
 
     @property
     def by_column(self) -> bool:

@@ -80,13 +80,15 @@ def check_against_sample(
                 )
             continue
         for column in output.columns:
+            if column.optional:
+                continue
             for path in column.paths():
                 getter = make_getter(path)
                 if all(getter(ctx) is MISSING for ctx in contexts):
                     near = _nearest(path, contexts)
                     findings.append(
                         SampleFinding(
-                            column.node.where,
+                            column.where,
                             f"{output.table}.{column.name}: path `{path.text}` is absent from all "
                             f"{len(contexts)} sampled {'elements' if output.explode else 'records'}"
                             + (f"; {near}" if near else ""),

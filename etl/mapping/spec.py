@@ -31,7 +31,7 @@ OUTPUT_KEYS = frozenset(
 )
 SOURCE_KINDS = ("from", "const", "template", "expr", "map", "rest", "flatten")
 COLUMN_OPTIONS = frozenset(
-    {"type", "default", "required", "round", "tz", "items", "prefix", "fields", "exclude"}
+    {"type", "default", "required", "optional", "round", "tz", "items", "prefix", "fields", "exclude"}
 )
 COLUMN_KEYS = frozenset(SOURCE_KINDS) | COLUMN_OPTIONS
 PII_KINDS = ("hmac", "mask", "redact", "year", "drop")
@@ -64,6 +64,16 @@ class ColumnSpec:
     tz: str | None = None
     items: ColumnType | None = None
     pii: str | None = None
+    optional: bool = False
+    """`optional: true`: the source may lack this column's paths in every record (no check fails)."""
+    at: Node | None = None
+    """Where the column's source (the `from:` path, template, expression) is written; errors about
+    the source paths point here."""
+
+    @property
+    def where(self) -> str:
+        """file:line:column of the column's source text."""
+        return (self.at or self.node).where
 
     def paths(self) -> list[Path]:
         """Every source path this column reads."""
@@ -114,6 +124,8 @@ class MappingSpec:
     where: Any = None
     pii: list[PiiRule] = field(default_factory=list)
     description: str | None = None
+    root: Node | None = field(default=None, repr=False, compare=False)
+    """The file's top node: where `where:`, `pii:` and `source.key` are written."""
 
 
 def load_mapping(path: str | FilePath, *, resolve: Resolve | None = None) -> MappingSpec:
@@ -155,6 +167,7 @@ def parse_mapping(text: str, file: str = "<mapping>", *, resolve: Resolve | None
         where=_expression(top["where"], scopes=1) if "where" in top else None,
         pii=_pii(top["pii"], resolve) if "pii" in top else [],
         description=str(top["description"].value) if "description" in top else None,
+        root=root,
     )
     outputs_node = top["outputs"]
     if not outputs_node.expect_list("outputs"):
@@ -415,7 +428,9 @@ def _columns(name: str, node: Node, scopes: int) -> list[ColumnSpec]:
         raise node.error(f"`{name}` is not a usable column name", "use letters, digits and underscores")
     if isinstance(node.value, str):
         return [
-            ColumnSpec(name, "from", parse_type("string"), node, path=_column_path(node, node.value, scopes))
+            ColumnSpec(
+                name, "from", parse_type("string"), node, path=_column_path(node, node.value, scopes), at=node
+            )
         ]
     options = node.check_keys(COLUMN_KEYS, f"column `{name}`")
     kinds = [kind for kind in SOURCE_KINDS if kind in options]
@@ -436,8 +451,8 @@ def _columns(name: str, node: Node, scopes: int) -> list[ColumnSpec]:
             )
     else:
         column_type = _type(options["type"]) if "type" in options else _default_type(kind, options[kind])
-    column = ColumnSpec(name, kind, column_type, node)
     source = options[kind]
+    column = ColumnSpec(name, kind, column_type, node, at=source)
     if kind == "from":
         column.path = _column_path(source, source.value, scopes)
     elif kind == "const":
@@ -522,9 +537,8 @@ def _map_tree(node: Node, scopes: int) -> dict[str, Any]:
     tree: dict[str, Any] = {}
     for name, child in node.expect_dict("map").items():
         if isinstance(child.value, str):
-            tree[name] = ColumnSpec(
-                name, "from", parse_type("json"), child, path=_column_path(child, child.value, scopes)
-            )
+            path = _column_path(child, child.value, scopes)
+            tree[name] = ColumnSpec(name, "from", parse_type("json"), child, path=path, at=child)
         elif isinstance(child.value, dict) and any(kind in child.value for kind in SOURCE_KINDS):
             specs = _columns(name, child, scopes)
             if len(specs) != 1 or specs[0].kind in ("rest",):
@@ -551,11 +565,12 @@ def _flatten(name: str, node: Node, options: dict[str, Node], scopes: int) -> li
             "`flatten` needs `fields:` (sub-field: type)",
             "write e.g. `fields: {city: string, postal_code: string}`",
         )
-    extra = set(options) - {"flatten", "fields", "prefix"}
+    extra = set(options) - {"flatten", "fields", "prefix", "optional"}
     if extra:
         raise options[sorted(extra)[0]].error(
-            "flatten takes only `fields` and `prefix`", "give types per field under `fields:`"
+            "flatten takes only `fields`, `prefix` and `optional`", "give types per field under `fields:`"
         )
+    optional = _optional(options, required=False)
     prefix = options["prefix"].expect_str("prefix") if "prefix" in options else f"{name}_"
     columns = []
     for field_name, type_node in options["fields"].expect_dict("fields").items():
@@ -564,7 +579,8 @@ def _flatten(name: str, node: Node, options: dict[str, Node], scopes: int) -> li
         path = Path(base.scope, base.steps + steps, f"{base.text}.{field_name}")
         column_name = prefix + "_".join(str(step) for step in steps)
         column_type = _type(type_node) if type_node.value is not None else parse_type("string")
-        columns.append(ColumnSpec(column_name, "from", column_type, type_node, path=path))
+        columns.append(ColumnSpec(column_name, "from", column_type, type_node, path=path,
+                                  optional=optional, at=type_node))
     return columns
 
 
@@ -589,6 +605,7 @@ def _column_options(column: ColumnSpec, options: dict[str, Node]) -> None:
         if not isinstance(options["required"].value, bool):
             raise options["required"].error("required is true or false", "write `required: true`")
         column.required = options["required"].value
+    column.optional = _optional(options, required=column.required)
     try:
         make_cast(column.type, rounding=column.rounding, tz=column.tz, items=column.items)
     except ValueError as exc:
@@ -597,6 +614,21 @@ def _column_options(column: ColumnSpec, options: dict[str, Node]) -> None:
         if column.kind == "const":
             raise options["default"].error("a constant needs no default", "remove `default:`")
         column.default = _cast_literal(options["default"], column.type, options["default"].plain(), column)
+
+
+def _optional(options: dict[str, Node], *, required: bool) -> bool:
+    """`optional: true` says the source may lack the column's paths in every record."""
+    if "optional" not in options:
+        return False
+    node = options["optional"]
+    if not isinstance(node.value, bool):
+        raise node.error("optional is true or false", "write `optional: true`")
+    if node.value and required:
+        raise node.error(
+            "a column cannot be both required and optional",
+            "remove one: `required` rejects records without the value, `optional` allows a source without it",
+        )
+    return node.value
 
 
 def _cast_literal(node: Node, column_type: ColumnType, value: Any, column: ColumnSpec | None = None) -> Any:

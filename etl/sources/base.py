@@ -8,11 +8,11 @@ A source module (``etl/sources/<type>.py``) defines:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from etl.records import Batch, Json, Partition
 
@@ -26,6 +26,26 @@ class SourceTable(BaseModel):
     """Path of the mapping file, relative to the job file."""
     partitions: int = 1
     """How many key ranges to split the table into for parallel extraction."""
+
+
+class SampledTable(SourceTable):
+    """A table of a schemaless source: its fields are known only from a sample of its records."""
+
+    check_sample: int = Field(default=1000, ge=1)
+    """Records read when a run starts (and by `--plan`) to warn about mapped paths none of them has."""
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """The columns a relational source's catalogue lists for one table: a name not listed does not exist."""
+
+    names: tuple[str, ...]
+    """Exact names, as the source's records carry them."""
+    described: str
+    """The table for messages: `PostgreSQL table public.track of source 'chinook'`."""
+    names_column: Callable[[str, str], bool]
+    """`names_column(written, column)`: whether the engine takes the unquoted identifier `written`
+    for `column` (PostgreSQL folds it to lower case, Oracle to upper case, SQL Server ignores case)."""
 
 
 @dataclass(frozen=True)
@@ -66,5 +86,8 @@ class Source(Protocol):
     def count(self, table: str) -> int | None:
         """How many records `table` holds by the source's own count (`COUNT(*)`, `countDocuments`,
         with the table's filter), not by reading them; None where only reading can tell."""
+
+    # Relational sources also offer `catalogue(table) -> Catalogue`: the engine checks a mapping's
+    # source paths against it before data moves; sources without it are checked against `sample`.
 
     def close(self) -> None: ...

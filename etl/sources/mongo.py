@@ -26,7 +26,7 @@ from etl.errors import ConnectionFailed, EtlError, did_you_mean
 from etl.records import Batch, Json, Partition, Reject
 from etl.redact import RedactedRepr
 from etl.sources import bson_values
-from etl.sources.base import BatchLimits, SourceTable
+from etl.sources.base import BatchLimits, SampledTable
 from etl.sources.mongo_ranges import range_filters
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ stage, change streams disabled)."""
 ID_ORDER = [("_id", pymongo.ASCENDING)]
 
 
-class MongoTable(SourceTable):
+class MongoTable(SampledTable):
     """One collection (the key in `tables` is the collection name)."""
 
     query: dict[str, Any] = Field(default_factory=dict)

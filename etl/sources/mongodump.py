@@ -40,7 +40,7 @@ from etl.errors import EtlError
 from etl.records import Batch, Json, Partition, Reject
 from etl.redact import RedactedRepr
 from etl.sources import bson_values
-from etl.sources.base import BatchLimits, SourceTable
+from etl.sources.base import BatchLimits, SampledTable
 from etl.sources.mongo_oplog import DELETED, OplogReplay
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 READ_BUFFER = 1 << 20
 
 
-class MongodumpTable(SourceTable):
+class MongodumpTable(SampledTable):
     """One dumped collection (the key in `tables` is the collection name)."""
 
 

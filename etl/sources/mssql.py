@@ -105,6 +105,10 @@ class MssqlSource(SqlSource):
     def quote(self, identifier: str) -> str:
         return "[" + identifier.replace("]", "]]") + "]"
 
+    def names_column(self, written: str, column: str) -> bool:
+        """Identifiers compare ignoring case under the default (case-insensitive) collations."""
+        return written.casefold() == column.casefold()
+
     def placeholder(self, index: int) -> str:
         return "?"
 

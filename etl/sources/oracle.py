@@ -126,6 +126,10 @@ class OracleSource(SqlSource):
 
     # --- SQL text ---------------------------------------------------------------------
 
+    def names_column(self, written: str, column: str) -> bool:
+        """Oracle folds unquoted identifiers to upper case (`composer` names `COMPOSER`)."""
+        return written.upper() == column
+
     def placeholder(self, index: int) -> str:
         return f":p{index}"
 

@@ -57,6 +57,10 @@ class PostgresSource(SqlSource):
 
     # --- connections ------------------------------------------------------------------
 
+    def names_column(self, written: str, column: str) -> bool:
+        """PostgreSQL folds unquoted identifiers to lower case (`Composer` names `composer`)."""
+        return written.lower() == column
+
     def connect(self) -> psycopg.Connection:
         settings = _settings(self.config.dsn)
         try:

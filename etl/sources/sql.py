@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from etl.errors import ConnectionFailed, EtlError, did_you_mean
 from etl.records import Batch, Json, Partition, Reject
 from etl.redact import RedactedRepr
-from etl.sources.base import BatchLimits, SourceTable
+from etl.sources.base import BatchLimits, Catalogue, SourceTable
 from etl.sources.rowrecords import RecordMaker, record_maker
 from etl.sources.sqltypes import (
     Converter,
@@ -172,6 +172,10 @@ class SqlSource:
 
     def quote(self, identifier: str) -> str:
         return '"' + identifier.replace('"', '""') + '"'
+
+    def names_column(self, written: str, column: str) -> bool:
+        """Whether the unquoted identifier `written` names `column` under the engine's folding rule."""
+        raise NotImplementedError
 
     def placeholder(self, index: int) -> str:
         return "%s"
@@ -349,6 +353,13 @@ class SqlSource:
         with self._catalog_lock:
             ((count,),) = self._query(self._metadata_connection(), sql, params)
         return int(count)
+
+    def catalogue(self, table: str) -> Catalogue:
+        """The table's columns as the catalogue lists them (records carry exactly these names)."""
+        meta = self.describe(table)
+        where = f"{meta.schema}.{meta.table}" if meta.schema else meta.table
+        return Catalogue(tuple(column.name for column in meta.columns),
+                         f"{self.engine} table {where} of source {self.name!r}", self.names_column)
 
     def sample(self, table: str, n: int) -> list[dict]:
         records: list[dict] = []

@@ -134,6 +134,8 @@ class ItemsMapping:
         ]
         self.target = target
         self.fields = ["_id", "value", "items", "skip"]
+        self.reads: list = []
+        """No source paths to note (tests of what the worker notes use a compiled mapping)."""
 
     def apply(self, records: list[dict], key_text, *, source_table: str = "") -> Mapped:
         out = Mapped()

@@ -1,0 +1,100 @@
+"""Each table's mapping checked against what its source has, when a job starts (before data moves).
+
+A relational source knows its columns: a mapping path whose first name is not one of them is a
+MappingError (exit code 2) naming the mapping's file:line:column and the nearest column. A
+schemaless source (MongoDB, mongodump) only shows a sample: paths none of the sampled records has
+are warnings, logged, shown by `--plan` and kept in the run report. Either way the source's
+columns or sampled fields that no output uses are listed for `--plan`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from etl.engine.resources import JobResources
+from etl.errors import MappingError
+from etl.job import Problem, nearest, problems_text
+from etl.mapping import CompiledMapping, check_against_sample
+from etl.sources.base import Catalogue, SampledTable, Source
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SAMPLE = SampledTable.model_fields["check_sample"].default
+"""Records sampled from a schemaless table unless its `check_sample:` says otherwise."""
+
+
+@dataclass(frozen=True)
+class SourceFit:
+    """What checking one source table's mapping against the source found (errors raise instead)."""
+
+    table: str
+    """`source.table`."""
+    checked: str
+    """`catalogue` or `sample of N records`."""
+    unused: tuple[str, ...]
+    """Source columns (catalogue) or top-level fields (sample) that no output reads, sorted."""
+    warnings: tuple[str, ...] = ()
+    """Sample findings: mapped paths no sampled record has, sampled records it would reject."""
+
+
+def check_source_table(resources: JobResources, source: Source, source_name: str, table: str) -> SourceFit:
+    """Check the mapping of `source_name.table` against `source` (once per JobResources)."""
+    key = f"{source_name}.{table}"
+    if key in resources.source_fits:
+        return resources.source_fits[key]
+    mapping = resources.mapping(source_name, table)
+    catalogue = getattr(source, "catalogue", None)
+    if catalogue is not None:
+        fit = against_catalogue(mapping, catalogue(table), key)
+    else:
+        size = getattr(resources.table_config(source_name, table), "check_sample", DEFAULT_SAMPLE)
+        fit = against_sample(mapping, source.sample(table, size), key)
+    for warning in fit.warnings:
+        log.warning("%s: %s", key, warning)
+    resources.source_fits[key] = fit
+    return fit
+
+
+def against_catalogue(mapping: CompiledMapping, catalogue: Catalogue, key: str) -> SourceFit:
+    """Every path read from the record must start with a column of the table, spelt as the records
+    carry it; raises one MappingError listing each place that does not."""
+    names = list(catalogue.names)
+    exact = set(names)
+    by_case = {name.casefold(): name for name in names}
+    problems = []
+    for read in mapping.reads:
+        if read.top is None or read.optional or read.top in exact:
+            continue
+        same = [name for name in names if catalogue.names_column(read.top, name)]
+        near = same[0] if same else by_case.get(nearest(read.top.casefold(), list(by_case)) or "")
+        what = f"column '{read.top}'"
+        if read.text != read.top:
+            what = f"`{read.text}` reads {what}, which"
+        message = f"{what} is not in {catalogue.described}" + (f"; did you mean '{near}'?" if near else "")
+        problems.append(Problem(read.line, read.column, read.doc_path, message))
+    if problems:
+        raise MappingError(
+            problems_text(mapping.spec.file, problems),
+            hint=f"columns are matched exactly as the catalogue spells them: {', '.join(names)}; mark a "
+            "column `optional: true` only if this source may lack it",
+        )
+    return SourceFit(key, "catalogue", tuple(sorted(exact - _used(mapping, exact))))
+
+
+def against_sample(mapping: CompiledMapping, records: list[dict], key: str) -> SourceFit:
+    """Warnings for paths none of `records` has (and records the mapping would reject)."""
+    fields = {name for record in records for name in record}
+    warnings = tuple(str(finding) for finding in check_against_sample(mapping, records))
+    unused = tuple(sorted(fields - _used(mapping, fields)))
+    return SourceFit(key, f"sample of {len(records)} records", unused, warnings)
+
+
+def _used(mapping: CompiledMapping, names: set[str]) -> set[str]:
+    """The names any output reads; a `rest: true` column reads every name it does not exclude."""
+    used = {read.top for read in mapping.reads if read.top is not None}
+    for output in mapping.spec.outputs:
+        for column in output.columns:
+            if column.kind == "rest":
+                used |= names - column.exclude
+    return used
