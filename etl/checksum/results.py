@@ -216,27 +216,38 @@ class SourceCount:
     """Records validation read (damaged regions included, as the rejects they are)."""
     extracted: int | None = None
     """Records the load extracted, cumulative (None when not known, as in `--validate-only`)."""
+    unseen: list[str] = field(default_factory=list)
+    """Mapped paths (not optional) that none of the records read had, each with its place in the
+    mapping file: the rows hold NULL or the default there on both sides, so no checksum can tell."""
 
     @property
     def expected(self) -> int:
         return self.counted if self.counted is not None else self.read
 
     @property
-    def ok(self) -> bool:
+    def counts_agree(self) -> bool:
         return self.read == self.expected and (self.extracted is None or self.extracted == self.expected)
 
+    @property
+    def ok(self) -> bool:
+        return self.counts_agree and not self.unseen
+
     def problem(self) -> str | None:
-        """What is wrong, in words (None when the counts agree)."""
-        if self.ok:
-            return None
-        said = f"source {self.table} holds {self.expected} records"
-        said += " by its own count" if self.counted is not None else ""
-        wrong = []
-        if self.read != self.expected:
-            wrong.append(f"validation read {self.read}")
-        if self.extracted is not None and self.extracted != self.expected:
-            wrong.append(f"the load extracted {self.extracted}")
-        return f"{said}, but {' and '.join(wrong)}"
+        """What is wrong, in words (None when nothing is)."""
+        said = []
+        if not self.counts_agree:
+            holds = f"source {self.table} holds {self.expected} records"
+            holds += " by its own count" if self.counted is not None else ""
+            wrong = []
+            if self.read != self.expected:
+                wrong.append(f"validation read {self.read}")
+            if self.extracted is not None and self.extracted != self.expected:
+                wrong.append(f"the load extracted {self.extracted}")
+            said.append(f"{holds}, but {' and '.join(wrong)}")
+        if self.unseen:
+            said.append(f"mapped paths absent from all {self.read} records of {self.table}: "
+                        + "; ".join(self.unseen))
+        return "; ".join(said) or None
 
 
 @dataclass

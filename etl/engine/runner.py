@@ -192,7 +192,8 @@ def _run_leased(job: Job, options: RunOptions, resources: JobResources, store: S
     _judge(report, job, execution, control)
     # Mapped paths no record had, and the start-of-run sample warnings (etl/engine/seen.py).
     judge_reads(report, plan, resources, checkpoints, execution.outcomes,
-                f"python -m etl.run {_shown_path(job.path)}")
+                f"python -m etl.run {_shown_path(job.path)}",
+                skip=verdict.changed_after_loading if verdict is not None else ())
     if report.status != SUCCEEDED:
         if verdict is not None:
             save_verdict(store, job.name, verdict, LOADING, report.message)
@@ -310,7 +311,9 @@ def _verdict(job: Job, store: StateStore, fingerprint: Fingerprint) -> Verdict:
         if stage == LOADED:
             log.warning("job %s: %s; the targets are validated again against the current files",
                         job.name, message)
-        verdict = Verdict(verdict.generation, fingerprint, verdict.stage, verdict.message, verdict.updated_at)
+        stale = sorted({*verdict.changed_after_loading, *fingerprint.changed_tables(verdict.fingerprint)})
+        verdict = Verdict(verdict.generation, fingerprint, verdict.stage, verdict.message, verdict.updated_at,
+                          changed_after_loading=stale)
         save_verdict(store, job.name, verdict, stage, message)
     return verdict
 

@@ -44,16 +44,22 @@ def present_of(checkpoint: Checkpoint | None) -> frozenset[str]:
 
 
 def unseen_paths(plan: Plan, reads: Callable[[str, str], Sequence[ReadPath]],
-                 checkpoints: Mapping[str, Checkpoint], outcomes: Iterable[PartitionOutcome]) -> list[Unseen]:
+                 checkpoints: Mapping[str, Checkpoint], outcomes: Iterable[PartitionOutcome],
+                 skip: Iterable[str] = ()) -> list[Unseen]:
     """Reads (not optional) that no record of a table had, over all its partitions and runs.
 
     `reads(source, table)` gives a table's mapping reads. A table is judged only when every one of
     its partitions is done (here or, for other shards and earlier runs, in `checkpoints`) and at
-    least one record was extracted: until then a path may still come.
+    least one record was extracted: until then a path may still come. Tables in `skip` (`source.table`)
+    are not judged here: their mapping changed after their records moved, so their checkpoints
+    know only the old mapping's reads, and validation, which reads every record, judges them.
     """
     ran = {outcome.partition: outcome for outcome in outcomes}
+    skipped = set(skip)
     unseen: list[Unseen] = []
     for table in plan.tables:
+        if table.key in skipped:
+            continue
         found: set[str] = set()
         extracted = 0
         for partition in table.partitions:
@@ -84,7 +90,7 @@ def unseen_verdict(unseen: Sequence[Unseen], resume: str) -> tuple[str, str]:
 
 
 def judge_reads(report: RunReport, plan: Plan, resources: JobResources, checkpoints: Mapping[str, Checkpoint],
-                outcomes: Iterable[PartitionOutcome], resume: str) -> None:
+                outcomes: Iterable[PartitionOutcome], resume: str, skip: Iterable[str] = ()) -> None:
     """Add the start-of-run sample warnings to the report's tables, and fail a run that otherwise
     succeeded when a table's records lacked a mapped path (not for `--limit` tries)."""
     for table in report.tables:
@@ -94,7 +100,7 @@ def judge_reads(report: RunReport, plan: Plan, resources: JobResources, checkpoi
     if report.status != SUCCEEDED or report.options.get("limit") is not None:
         return
     unseen = unseen_paths(plan, lambda source, table: resources.mapping(source, table).reads, checkpoints,
-                          outcomes)
+                          outcomes, skip)
     if unseen:
         report.status = FAILED
         report.message, report.hint = unseen_verdict(unseen, resume)

@@ -35,6 +35,7 @@ from etl.engine.verdict import loaded_tables, record_validation
 from etl.errors import EtlError
 from etl.job import Job
 from etl.mapping.compile import MappedBatch
+from etl.mapping.reads import present
 from etl.records import TableSpec
 from etl.redact import redact
 from etl.report.run_report import (
@@ -79,12 +80,17 @@ def _mapped_batches(resources: JobResources, table: TablePlan,
     try:
         counted = source.count(table.table) if counts is not None else None
         read = 0
+        pending = [path for path in mapping.reads if not path.optional] if counts is not None else []
         for partition in table.partitions:
             for batch in source.read(partition, fields=mapping.fields):
                 read += len(batch.records) + len(batch.rejects)
+                if pending and batch.records:
+                    found = present(pending, batch.records)
+                    pending = [path for path in pending if path.id not in found]
                 yield mapping.apply(batch.records, key_text, source_table=table.table)
         if counts is not None:
-            counts[table.key] = SourceCount(table.key, counted, read)
+            unseen = [f"{path.where}: {path.doc_path}: `{path.text}`" for path in pending] if read else []
+            counts[table.key] = SourceCount(table.key, counted, read, unseen=unseen)
     finally:
         source.close()
 

@@ -51,6 +51,14 @@ class Fingerprint:
         return cls(job_hash, {key: hashlib.sha256(text.encode("utf-8")).hexdigest()
                               for key, text in sorted(tables.items())})
 
+    def changed_tables(self, earlier: Fingerprint) -> list[str]:
+        """`source.table` of every table whose content differs from `earlier` (all when the job's
+        own settings do)."""
+        if self.job != earlier.job:
+            return sorted(self.mappings)
+        return sorted(key for key, digest in self.mappings.items()
+                      if earlier.mappings.get(key) not in (None, digest))
+
     def changes(self, earlier: Fingerprint) -> list[str]:
         """What differs from `earlier`, in words (empty when nothing does)."""
         said = []
@@ -88,6 +96,9 @@ class Verdict:
     """What the last run that changed the stage said (why it failed, what differed)."""
     updated_at: str = ""
     proven_at: str | None = None
+    changed_after_loading: list[str] = field(default_factory=list)
+    """Tables (`source.table`) whose settings or mapping changed after their records moved: what
+    their checkpoints noted about the records belongs to the old mapping; validation judges them."""
 
     @property
     def proven(self) -> bool:
@@ -108,7 +119,7 @@ class Verdict:
             return None
         return cls(str(value["generation"]), Fingerprint.from_json(value.get("fingerprint")),
                    str(value.get("stage", LOADING)), value.get("message"), str(value.get("updated_at", "")),
-                   value.get("proven_at"))
+                   value.get("proven_at"), list(value.get("changed_after_loading") or ()))
 
 
 def load_verdict(store: StateStore, job: str) -> Verdict | None:

@@ -188,7 +188,16 @@ def test_a_changed_mapping_after_the_proof_is_validated_again(tmp_path, mongo_db
     report = saved_report(changed.stdout)
     assert (changed.returncode, report["status"]) == (1, "differences")
     assert report["message"] == "validation found differences in pg.patients"
-    assert outcome(run_cli(path, "--full-refresh")) == (0, "succeeded")
+    # a misspelt path maps to NULL on both sides: the checksums agree, validation's reading does not
+    mapping.write_text(mapping.read_text().replace("      name: email\n", "      name: nmae\n", 1))
+    misspelt = run_cli(path)
+    report = saved_report(misspelt.stdout)
+    assert (misspelt.returncode, report["status"]) == (1, "differences"), misspelt.stdout + misspelt.stderr
+    assert report["message"] == ("validation found differences in pg.patients; mapped paths absent from all "
+                                 f"30 records of mongo.patients: {mapping}:14:13: outputs[0].columns.name: "
+                                 "`nmae`")
+    mapping.write_text(mapping.read_text().replace("      name: nmae\n", "      name: name\n", 1))
+    assert outcome(run_cli(path)) == (0, "succeeded")
 
 
 def test_a_changed_mapping_while_loading_is_refused(tmp_path, mongo_db, pg_database):
@@ -281,7 +290,7 @@ sources:
     database: clinic
     on_corrupt: {on_corrupt}
     tables:
-      patients: {{mapping: {mapping.name}, partitions: 1}}
+      patients: {{mapping: {mapping.name}, partitions: 1, check_sample: 5}}
 targets:
   pg: {{type: postgres, dsn: "{pg_database}", schema: public, create: if_missing}}
 batch: {{records: 5}}
