@@ -63,7 +63,7 @@ class Reject:
     record: dict | None = None
     """The record as far as it is safe to keep: PII fields already transformed by the mapping."""
     target: str | None = None
-    """For load rejects: the target table."""
+    """For load rejects: the target table that refused the record, `target.table`."""
 
 
 def nested_path(name: str, inner: str = "") -> str:

@@ -127,6 +127,9 @@ class TableValidation:
     tolerances: dict[str, Any] = field(default_factory=dict)
     """The tolerances that were on (empty: exact comparison)."""
     max_differences: int = 100
+    rejected: int = 0
+    """Source records rejected with a reason (by the source, the mapping or this target at load)
+    that the caller left out of both sides: reported as rejects, never as missing."""
 
     @property
     def ok(self) -> bool:
@@ -216,6 +219,8 @@ class SourceCount:
     """Records validation read (damaged regions included, as the rejects they are)."""
     extracted: int | None = None
     """Records the load extracted, cumulative (None when not known, as in `--validate-only`)."""
+    rejected: int = 0
+    """Records validation's reading rejected (undecodable at the source, or by the mapping)."""
     unseen: list[str] = field(default_factory=list)
     """Mapped paths (not optional) that none of the records read had, each with its place in the
     mapping file: the rows hold NULL or the default there on both sides, so no checksum can tell."""

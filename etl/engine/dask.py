@@ -22,6 +22,7 @@ from etl.engine.accounting import Counts
 from etl.engine.control import RunControl
 from etl.engine.execution import Execution
 from etl.engine.resources import JobResources, MappingText
+from etl.engine.verdict import load_verdict
 from etl.engine.worker import PartitionOutcome, PartitionWork, PartitionWorker
 from etl.errors import ConnectionFailed
 from etl.job import Job
@@ -66,7 +67,9 @@ def run_partition_task(job: Job, mappings: dict[str, MappingText], work: Partiti
         with ExitStack() as stack:
             store = resources.open_state()
             stack.callback(store.close)
-            dead_letters = DeadLetterStore(resources.dead_letter_path, job=job.name)
+            verdict = load_verdict(store, job.name)
+            dead_letters = DeadLetterStore(resources.dead_letter_path, job=job.name,
+                                           generation=verdict.generation if verdict is not None else None)
             stack.callback(dead_letters.close)
             mapping = resources.mapping(partition.source, partition.table)
             source = resources.open_source(partition.source)

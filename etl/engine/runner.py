@@ -184,7 +184,7 @@ def _run_leased(job: Job, options: RunOptions, resources: JobResources, store: S
         if verdict is not None:
             save_verdict(store, job.name, verdict, LOADING)
         execution = _execute(job, options, resources, store, control, plan, works, finished, checkpoints,
-                             quick_try)
+                             quick_try, verdict.generation if verdict is not None else None)
     planning.close()
     if not quick_try:
         checkpoints = store.checkpoints(job.name)  # what failed partitions committed before they failed
@@ -225,7 +225,7 @@ def _run_leased(job: Job, options: RunOptions, resources: JobResources, store: S
 
 def _execute(job: Job, options: RunOptions, resources: JobResources, store: StateStore, control: RunControl,
              plan: Plan, works: list[PartitionWork], finished: list[str], checkpoints: dict[str, Checkpoint],
-             quick_try: bool) -> Execution:
+             quick_try: bool, generation: str | None) -> Execution:
     totals = Counts()
     for work in works:
         totals.add(work.counts)
@@ -234,7 +234,7 @@ def _execute(job: Job, options: RunOptions, resources: JobResources, store: Stat
     control.totals = totals
     _prepare_targets(resources, plan)
     with ExitStack() as stack:
-        dead_letters = DeadLetterStore(resources.dead_letter_path, job=job.name)
+        dead_letters = DeadLetterStore(resources.dead_letter_path, job=job.name, generation=generation)
         stack.callback(dead_letters.close)
         stack.enter_context(stop_on_signals(control))
         if job.executor.type == "dask" and not quick_try:
@@ -260,7 +260,7 @@ def _validate(report: RunReport, job: Job, options: RunOptions, resources: JobRe
         save_verdict(store, job.name, verdict, VALIDATING)
     try:
         faults.reach("validate")
-        validation = validate_job(job, only=only, resources=resources)
+        validation = validate_job(job, only=only, resources=resources, generation=verdict.generation)
         faults.reach("validated")
     except Exception as error:  # the report names it; the verdict stays `validating`
         text = error.message if isinstance(error, EtlError) else f"{type(error).__name__}: {error}"

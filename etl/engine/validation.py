@@ -30,8 +30,9 @@ from etl.checksum.results import json_value, key_text
 from etl.engine import faults
 from etl.engine.plan import TablePlan, select_tables
 from etl.engine.planning import plan_tables
+from etl.engine.refused import Refused
 from etl.engine.resources import JobResources
-from etl.engine.verdict import loaded_tables, record_validation
+from etl.engine.verdict import load_verdict, loaded_tables, record_validation
 from etl.errors import EtlError
 from etl.job import Job
 from etl.mapping.compile import MappedBatch
@@ -48,6 +49,7 @@ from etl.report.run_report import (
     SourceCheck,
     TableCheck,
 )
+from etl.sinks.deadletter import load_rejects
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +81,7 @@ def _mapped_batches(resources: JobResources, table: TablePlan,
     key_text = partial(source.key_text, table.table)
     try:
         counted = source.count(table.table) if counts is not None else None
-        read = 0
+        read = rejected = 0
         pending = [path for path in mapping.reads if not path.optional] if counts is not None else []
         for partition in table.partitions:
             for batch in source.read(partition, fields=mapping.fields):
@@ -87,26 +89,28 @@ def _mapped_batches(resources: JobResources, table: TablePlan,
                 if pending and batch.records:
                     found = present(pending, batch.records)
                     pending = [path for path in pending if path.id not in found]
-                yield mapping.apply(batch.records, key_text, source_table=table.table)
+                mapped = mapping.apply(batch.records, key_text, source_table=table.table)
+                rejected += len(batch.rejects) + len(mapped.rejects)
+                yield mapped
         if counts is not None:
             unseen = [f"{path.where}: {path.doc_path}: `{path.text}`" for path in pending] if read else []
-            counts[table.key] = SourceCount(table.key, counted, read, unseen=unseen)
+            counts[table.key] = SourceCount(table.key, counted, read, unseen=unseen, rejected=rejected)
     finally:
         source.close()
 
 
-def _source_rows(resources: JobResources, target: _Target) -> Iterator[dict]:
-    """Every row the sources map into the target table."""
+def _source_rows(resources: JobResources, target: _Target, refused: Refused) -> Iterator[dict]:
+    """Every row the sources map into the target table, but those of records it refused at load."""
     wanted = (target.spec.target, target.spec.table)
     for table in target.tables:
         for mapped in _mapped_batches(resources, table):
             rows = mapped.rows.get(wanted)
             if rows is not None:
-                yield from target.rows(rows.rows)
+                yield from target.rows(refused.rows(*wanted, rows))
 
 
 def _source_checksums(
-    resources: JobResources, targets: list[_Target], counts: dict[str, SourceCount]
+    resources: JobResources, targets: list[_Target], counts: dict[str, SourceCount], refused: Refused
 ) -> dict[tuple[str, str], BucketChecksums]:
     """Pass 1 of every target table's source side, each source table read and mapped only once.
 
@@ -122,7 +126,7 @@ def _source_checksums(
         for mapped in _mapped_batches(resources, table, counts):
             for wanted, rows in mapped.rows.items():
                 if wanted in sums:
-                    sums[wanted].add_all(by_key[wanted].rows(rows.rows))
+                    sums[wanted].add_all(by_key[wanted].rows(refused.rows(*wanted, rows)))
     return sums
 
 
@@ -156,11 +160,16 @@ def _targets(resources: JobResources, only: Sequence[str] | None) -> list[_Targe
 
 
 def validate_job(job: Job, only: Sequence[str] | None = None, *,
-                 resources: JobResources | None = None) -> JobValidation:
-    """Compare every target table of `job` (or of the source tables in `only`) with its source."""
+                 resources: JobResources | None = None, generation: str | None = None) -> JobValidation:
+    """Compare every target table of `job` (or of the source tables in `only`) with its source.
+
+    `generation`: the job's verdict generation; the records its loads saw refused by a target
+    (dead letters of that generation) are left out of that target table's source side and counted
+    as rejected (`etl.engine.refused`). None reads it from the state store."""
     resources = resources or JobResources(job)
     settings = job.validation
     targets = _targets(resources, only)
+    refused = _refused(resources, generation)
 
     started = time.monotonic()
 
@@ -168,7 +177,7 @@ def validate_job(job: Job, only: Sequence[str] | None = None, *,
         key = (target.spec.target, target.spec.table)
         result = validate_table(
             target.spec,
-            lambda: _source_rows(resources, target),
+            lambda: _source_rows(resources, target, refused),
             lambda: _target_rows(resources, target.spec),
             buckets=settings.buckets, tolerances=settings.tolerances,
             max_differences=settings.max_differences,
@@ -181,7 +190,7 @@ def validate_job(job: Job, only: Sequence[str] | None = None, *,
     with ThreadPoolExecutor(max(1, job.parallelism), thread_name_prefix="validate") as pool:
         # Pass 1: the sources (each read once for all its target tables) beside every target's read-back.
         counts: dict[str, SourceCount] = {}
-        pending_sources = pool.submit(_source_checksums, resources, targets, counts)
+        pending_sources = pool.submit(_source_checksums, resources, targets, counts, refused)
         target_sums = {(target.spec.target, target.spec.table): pool.submit(
             checksum_side, partial(_target_rows, resources, target.spec), target.spec,
             buckets=settings.buckets, tolerances=settings.tolerances) for target in targets}
@@ -189,7 +198,26 @@ def validate_job(job: Job, only: Sequence[str] | None = None, *,
         for future in target_sums.values():
             future.result()
         # Pass 2 (drill-down into mismatched buckets only) reads the sides again for those buckets.
-        return JobValidation(list(pool.map(one, targets)), list(counts.values()))
+        tables = list(pool.map(one, targets))
+    for target, result in zip(targets, tables, strict=True):
+        result.rejected = refused.count(target.spec.target, target.spec.table) + sum(
+            counts[table.key].rejected for table in target.tables if table.key in counts)
+    return JobValidation(tables, list(counts.values()))
+
+
+def _refused(resources: JobResources, generation: str | None) -> Refused:
+    """What the targets refused at load in this generation of the job (nothing when it has none)."""
+    job = resources.job
+    if generation is None:
+        store = resources.open_state()
+        try:
+            verdict = load_verdict(store, job.name)
+        finally:
+            store.close()
+        if verdict is None:
+            return Refused()
+        generation = verdict.generation
+    return Refused(load_rejects(resources.dead_letter_path, job=job.name, generation=generation))
 
 
 def _describe(difference) -> str:
@@ -207,7 +235,7 @@ def checks_of(validation: JobValidation, folder: Path, started_at: datetime) -> 
         check = TableCheck(target=table.target, table=table.table, ok=table.ok, rows_source=table.rows_source,
                            rows_target=table.rows_target, missing=table.missing, extra=table.extra,
                            changed=table.changed, duplicates=table.duplicates,
-                           unresolved_buckets=table.unresolved_buckets,
+                           unresolved_buckets=table.unresolved_buckets, rejected=table.rejected,
                            first_keys=[_describe(d) for d in table.differences[:FIRST_KEYS]],
                            tolerances={k: json_value(v) for k, v in table.tolerances.items()})
         if not table.ok:

@@ -59,14 +59,15 @@ def render_markdown(report: RunReport) -> str:
             "## Validation",
             "",
             "| target table | result | rows source | rows target | missing | extra | changed | duplicates"
-            " | unresolved buckets |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+            " | unresolved buckets | rejected |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for check in report.validation:
             result = "equal" if check.ok else "DIFFERENT"
             cells = [f"{check.target}.{check.table}", result, _number(check.rows_source),
                      _number(check.rows_target), _number(check.missing), _number(check.extra),
-                     _number(check.changed), _number(check.duplicates), _number(check.unresolved_buckets)]
+                     _number(check.changed), _number(check.duplicates), _number(check.unresolved_buckets),
+                     _number(check.rejected)]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
         tolerances = {", ".join(f"{k}={v}" for k, v in c.tolerances.items()) for c in report.validation}

@@ -76,6 +76,9 @@ class TableCheck:
     """Keys found more than once on one side."""
     unresolved_buckets: int = 0
     """Mismatched buckets no rows could explain (validating against a manifest)."""
+    rejected: int = 0
+    """Source records rejected with a reason (by the source, the mapping or this table at load),
+    left out of both sides of the comparison: rejects, not missing rows."""
     first_keys: list[str] = field(default_factory=list)
     """The first differing keys, with their kind (`missing: customer_id=7`)."""
     differences_file: str | None = None

@@ -48,10 +48,12 @@ class DeadLetters(Protocol):
     def close(self) -> None: ...
 
 
-def dead_letter(job: str, reject: Reject) -> str:
+def dead_letter(job: str, reject: Reject, generation: str | None = None) -> str:
     """The JSON line for one reject (without the trailing newline)."""
     entry: dict = {"job": job}
     entry.update((name, getattr(reject, name)) for name in FIELDS if name != "job")
+    if generation is not None:
+        entry["generation"] = generation
     entry["recorded_at"] = dt.datetime.now(dt.UTC).isoformat()
     entry["record"] = reject.record
     return jsontext.dumps(entry, decimals_as_strings=True)
@@ -60,16 +62,19 @@ def dead_letter(job: str, reject: Reject) -> str:
 class DeadLetterStore:
     """JSON lines in a local file; thread-safe; `flush()` writes through to disk (fsync)."""
 
-    def __init__(self, path: str | Path, *, job: str) -> None:
+    def __init__(self, path: str | Path, *, job: str, generation: str | None = None) -> None:
+        """`generation`: the job's verdict generation (`etl.engine.verdict`), written in every entry
+        so validation tells this load's rejects from those of runs before a full refresh."""
         self.path = Path(path)
         self.job = job
+        self.generation = generation
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = self.path.open("a", encoding="utf-8")
         self._lock = threading.Lock()
         self.count = 0
 
     def add(self, rejects: Iterable[Reject]) -> int:
-        lines = [dead_letter(self.job, reject) + "\n" for reject in rejects]
+        lines = [dead_letter(self.job, reject, self.generation) + "\n" for reject in rejects]
         with self._lock:
             self._file.writelines(lines)
             self.count += len(lines)
@@ -142,3 +147,16 @@ def read_dead_letters(path: str | Path) -> Iterator[dict]:
         for line in lines:
             if line.strip():
                 yield json.loads(line)
+
+
+def load_rejects(path: str | Path, *, job: str, generation: str) -> dict[str, set[str]]:
+    """Source keys of the records each target table refused at load (`target.table` -> keys), for
+    one job and verdict generation; empty when there is no dead-letter file."""
+    refused: dict[str, set[str]] = {}
+    if not Path(path).exists():
+        return refused
+    for entry in read_dead_letters(path):
+        ours = entry.get("job") == job and entry.get("generation") == generation
+        if ours and entry.get("stage") == "load" and entry.get("target"):
+            refused.setdefault(entry["target"], set()).add(entry["source_key"])
+    return refused

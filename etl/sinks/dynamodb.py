@@ -601,7 +601,7 @@ def _reject(
 ) -> Reject:
     return Reject(
         table=spec.table, source_key=source_key, reason=reason, stage="load", field_path=field_path or None,
-        value_type=value_type, record=row, target=spec.table,
+        value_type=value_type, record=row, target=f"{spec.target}.{spec.table}",
     )
 
 

@@ -681,7 +681,7 @@ def _refusal(error: psycopg.Error) -> str:
 def _reject(spec: TableSpec, source_key: str, row: dict, reason: str, field_path: str | None = None,
             value_type: str | None = None) -> Reject:
     return Reject(table=spec.table, source_key=source_key, reason=reason, stage="load", field_path=field_path,
-                  value_type=value_type, record=row, target=spec.table)
+                  value_type=value_type, record=row, target=f"{spec.target}.{spec.table}")
 
 
 def open_sink(name: str, config: Config) -> PostgresSink:

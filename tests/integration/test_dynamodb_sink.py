@@ -97,7 +97,7 @@ def test_items_dynamodb_cannot_hold_are_rejected_with_reasons(dynamodb_table_pre
                                     " (store it as a string or reduce its precision in the mapping)")
     assert reasons["_id=8"][2].startswith("DynamoDB refused the item: ValidationException")
     assert len(result.rejects) == 4
-    assert all(reject.record is not None and reject.target == table for reject in result.rejects)
+    assert all(reject.record is not None and reject.target == f"dynamo.{table}" for reject in result.rejects)
     assert len(list(sink.read_back(spec(table)))) == 6
     sink.close()
 

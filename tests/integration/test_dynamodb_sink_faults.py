@@ -79,7 +79,7 @@ def test_when_attempts_run_out_the_rest_are_rejected_and_counted(dynamodb_client
     assert len(result.rejects) > 0 and loaded > 0
     assert {reject.reason for reject in result.rejects} == {
         "not written after 3 attempts: returned as UnprocessedItems on every attempt"}
-    assert all(reject.stage == "load" and reject.target == table for reject in result.rejects)
+    assert all(reject.stage == "load" and reject.target == f"dynamo.{table}" for reject in result.rejects)
     items = stored(dynamodb_client, table)
     assert len(items) == loaded  # what was counted as loaded is exactly what is there
     present = {int(item["sk"]["N"]) for item in items}

@@ -355,3 +355,30 @@ def test_a_record_the_load_never_saw_is_found_by_the_source_count(tmp_path, mong
                                   "ok": False, "problem": "source mongo.patients holds 31 records by its own "
                                   "count, but the load extracted 30"}]
     assert "| mongo.patients | 31 | 31 | 30 | INCOMPLETE |" in found.stdout
+
+
+def test_a_record_a_target_refused_is_a_reject_in_validation_not_a_missing_row(tmp_path, mongo_db,
+                                                                               pg_database):
+    path = make_job(tmp_path, mongo_db, pg_database, max_rejects="1")
+    mongo_db.patients.update_one({"_id": 7}, {"$set": {"name": "nul\x00byte"}})
+    result = run_cli(path)
+    report = saved_report(result.stdout)
+    assert (result.returncode, report["status"]) == (0, "succeeded"), result.stdout + result.stderr
+    table = report["tables"][0]
+    assert (table["extracted"], table["loaded"], table["rejected"]) == (30, 29, 1)
+    checks = {c["table"]: (c["ok"], c["rows_source"], c["rows_target"], c["missing"], c["rejected"])
+              for c in report["validation"]}
+    visits = pg_scalar(pg_database, "SELECT count(*) FROM visits")
+    assert checks == {"patients": (True, 29, 29, 0, 1), "visits": (True, visits, visits, 0, 0)}
+    lines = (tmp_path / ".etl" / "dead_letter.jsonl").read_text().splitlines()
+    letter = json.loads(lines[0])
+    assert (len(lines), letter["source_key"], letter["stage"], letter["target"]) == (
+        1, "_id=7", "load", "pg.patients")
+    # a full refresh starts a new generation: the old dead letter no longer counts once the record is fixed
+    mongo_db.patients.update_one({"_id": 7}, {"$set": {"name": "patient 7"}})
+    refreshed = run_cli(path, "--full-refresh")
+    report = saved_report(refreshed.stdout)
+    assert (refreshed.returncode, report["status"]) == (0, "succeeded")
+    checks = {c["table"]: (c["ok"], c["rows_source"], c["rows_target"], c["rejected"])
+              for c in report["validation"]}
+    assert checks["patients"] == (True, 30, 30, 0)

@@ -122,6 +122,6 @@ def test_validation_shows_duplicate_keys_and_unresolved_buckets(tmp_path):
     assert [(v["duplicates"], v["unresolved_buckets"]) for v in data["validation"]] == [(2, 1), (0, 0)]
     lines = render_markdown(done).splitlines()
     assert ("| target table | result | rows source | rows target | missing | extra | changed | duplicates"
-            " | unresolved buckets |") in lines
-    assert "| pg.customers | DIFFERENT | 59 | 61 | 0 | 0 | 0 | 2 | 1 |" in lines
-    assert "| pg.orders | equal | 100 | 100 | 0 | 0 | 0 | 0 | 0 |" in lines
+            " | unresolved buckets | rejected |") in lines
+    assert "| pg.customers | DIFFERENT | 59 | 61 | 0 | 0 | 0 | 2 | 1 | 0 |" in lines
+    assert "| pg.orders | equal | 100 | 100 | 0 | 0 | 0 | 0 | 0 | 0 |" in lines
