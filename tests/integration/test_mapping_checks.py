@@ -144,6 +144,8 @@ def test_a_path_no_document_has_fails_the_run_with_the_place_the_path_and_the_ta
                "records; did you mean `nickname`?")
     assert report["tables"][0]["warnings"] == {warning: 1}
     assert report["validation"] is None  # not validated: the run did not succeed
+    again = run_cli(job)  # nothing left to move, but the verdict is not proven: judged again
+    assert (again.returncode, saved_report(again.stdout)["message"]) == (3, report["message"])
 
 
 def test_plan_prints_the_sample_warning_and_the_fields_no_output_uses(tmp_path, mongo_db, pg_database):
