@@ -239,7 +239,8 @@ def test_keys_unique_index_and_errors(pg_database):
         connection.execute("INSERT INTO no_key VALUES (1, 'x'), (2, 'y'), (NULL, 'z')")
         connection.execute("CREATE TABLE by_unique (code text NOT NULL, n int, UNIQUE (code))")
         connection.execute("INSERT INTO by_unique VALUES ('b', 2), ('a', 1)")
-    source = source_for(pg_database, {"no_key": {}, "by_unique": {}, "missing": {}, "NO_KEY": {"key": ["a"]}})
+    source = source_for(pg_database, {"no_key": {}, "by_unique": {}, "missing": {}, "NO_KEY": {"key": ["a"]},
+                                      "by_uniqe": {}})
     try:
         with pytest.raises(EtlError) as no_key:
             source.check()
@@ -255,6 +256,12 @@ def test_keys_unique_index_and_errors(pg_database):
         assert str(missing.value) == (
             "PostgreSQL source 'pg': table 'missing' does not exist or is not visible to this user\n"
             "  hint: tables that do exist: public.by_unique, public.no_key"
+        )
+        with pytest.raises(EtlError) as misspelt:
+            source.describe("by_uniqe")
+        assert str(misspelt.value) == (
+            "PostgreSQL source 'pg': table 'by_uniqe' does not exist or is not visible to this user; did you "
+            "mean 'by_unique'?\n  hint: tables that do exist: public.by_unique, public.no_key"
         )
         assert source.describe("NO_KEY").table == "no_key"
         with pytest.raises(EtlError, match="1 rows have NULL in key column\\(s\\) a"):
