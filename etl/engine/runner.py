@@ -196,7 +196,7 @@ def _run_leased(job: Job, options: RunOptions, resources: JobResources, store: S
                 skip=verdict.changed_after_loading if verdict is not None else ())
     if report.status != SUCCEEDED:
         if verdict is not None:
-            save_verdict(store, job.name, verdict, LOADING, report.message)
+            save_verdict(store, job.name, verdict, LOADING, report.message, _accounting(report))
         return _finish(report, started)
     if quick_try:
         report.status = UNPROVEN
@@ -206,7 +206,7 @@ def _run_leased(job: Job, options: RunOptions, resources: JobResources, store: S
         return _finish(report, started)
     assert verdict is not None
     loaded = job_loaded(job, resources, store)
-    save_verdict(store, job.name, verdict, LOADED if loaded else LOADING)
+    save_verdict(store, job.name, verdict, LOADED if loaded else LOADING, accounting=_accounting(report))
     validate = job.validation.after_run if options.validate is None else options.validate
     if not validate:
         report.status = UNPROVEN
@@ -313,9 +313,15 @@ def _verdict(job: Job, store: StateStore, fingerprint: Fingerprint) -> Verdict:
                         job.name, message)
         stale = sorted({*verdict.changed_after_loading, *fingerprint.changed_tables(verdict.fingerprint)})
         verdict = Verdict(verdict.generation, fingerprint, verdict.stage, verdict.message, verdict.updated_at,
-                          changed_after_loading=stale)
+                          accounting=verdict.accounting, changed_after_loading=stale)
         save_verdict(store, job.name, verdict, stage, message)
     return verdict
+
+
+def _accounting(report: RunReport) -> dict[str, dict[str, int]]:
+    """Per source table, the four figures the verdict keeps."""
+    return {t.table: {"extracted": t.extracted, "loaded": t.loaded, "rejected": t.rejected,
+                      "filtered": t.filtered} for t in report.tables}
 
 
 def _owned(plan: Plan, table: TablePlan) -> bool:

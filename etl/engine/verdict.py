@@ -96,6 +96,9 @@ class Verdict:
     """What the last run that changed the stage said (why it failed, what differed)."""
     updated_at: str = ""
     proven_at: str | None = None
+    accounting: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Per `source.table`, as the last run that judged the job counted it: extracted, loaded,
+    rejected, filtered since the last full refresh."""
     changed_after_loading: list[str] = field(default_factory=list)
     """Tables (`source.table`) whose settings or mapping changed after their records moved: what
     their checkpoints noted about the records belongs to the old mapping; validation judges them."""
@@ -119,7 +122,8 @@ class Verdict:
             return None
         return cls(str(value["generation"]), Fingerprint.from_json(value.get("fingerprint")),
                    str(value.get("stage", LOADING)), value.get("message"), str(value.get("updated_at", "")),
-                   value.get("proven_at"), list(value.get("changed_after_loading") or ()))
+                   value.get("proven_at"), dict(value.get("accounting") or {}),
+                   list(value.get("changed_after_loading") or ()))
 
 
 def load_verdict(store: StateStore, job: str) -> Verdict | None:
@@ -127,10 +131,12 @@ def load_verdict(store: StateStore, job: str) -> Verdict | None:
 
 
 def save_verdict(store: StateStore, job: str, verdict: Verdict, stage: str,
-                 message: str | None = None) -> None:
+                 message: str | None = None, accounting: dict[str, dict[str, int]] | None = None) -> None:
     """Move the verdict to `stage` and make it durable before the step it announces begins."""
     verdict.stage = stage
     verdict.message = message
+    if accounting is not None:
+        verdict.accounting.update(accounting)
     verdict.updated_at = datetime.now(UTC).isoformat()
     if stage == PROVEN:
         verdict.proven_at = verdict.updated_at

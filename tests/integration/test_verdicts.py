@@ -104,6 +104,12 @@ def test_reject_policy_failure_is_judged_again_until_the_policy_allows(tmp_path,
         "too many rejected records: 3 of 30 extracted, more than max_rejects 2 allows; most frequent: ")
     assert (report["tables"][0]["extracted"], report["tables"][0]["loaded"]) == (30, 27)
     assert stage(tmp_path) == "loading"
+    store = open_store(SqliteConfig(), base_dir=tmp_path)
+    verdict = load_verdict(store, "verdicts")
+    store.close()
+    assert verdict.accounting == {
+        "mongo.patients": {"extracted": 30, "loaded": 27, "rejected": 3, "filtered": 0}}
+    assert verdict.message.startswith("too many rejected records: 3 of 30 extracted")
     path.write_text(path.read_text().replace("max_rejects: 2", "max_rejects: 3"))
     allowed = run_cli(path)
     report = saved_report(allowed.stdout)
