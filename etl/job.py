@@ -40,6 +40,7 @@ from etl.checksum.tolerances import Tolerances
 from etl.errors import JobFileError
 from etl.interpolate import InterpolationError, Interpolator, SecretSource
 from etl.redact import RedactedRepr, is_secret_name, passwords_in, redact
+from etl.settings_types import Integer, refuse_boolean
 from etl.sources.base import BatchLimits
 from etl.yaml_limits import MAX_BYTES, MAX_DEPTH, MAX_VALUES, DepthBoundLoader, YamlRefused, check_flow_depth
 
@@ -61,14 +62,26 @@ _REFERENCE = re.compile(r"\$\{[^}]*\}")
 # --------------------------------------------------------------------------- the document's sections
 
 
+MIN_BATCH_BYTES = 1024
+MAX_BATCH_BYTES = 1024**3
+"""The largest `batch.bytes`: a batch is held in memory whole (and once more while it is written),
+once per partition running at once, so 1GB already asks for gigabytes per run."""
+
+
 def _parse_bytes(value: object) -> object:
-    """`8MB`, `512KB`, `1GiB` or a plain number of bytes; units are powers of 1024."""
+    """`8MB`, `512KB`, `1GiB` or a plain number of bytes; units are powers of 1024; 1KB to 1GB."""
+    refuse_boolean(value)
+    out_of_range = ValueError("expected a size from 1KB to 1GB (1024 to 1073741824 bytes)")
     if isinstance(value, str):
         match = re.fullmatch(r"\s*(\d+)\s*([KMG]i?B|B)?\s*", value, flags=re.IGNORECASE)
         if not match:
             raise ValueError("expected a size like 8MB, 512KB or a number of bytes")
+        if len(match.group(1).lstrip("0")) > 10:  # past 1GB in any unit, and cheap to refuse
+            raise out_of_range
         unit = (match.group(2) or "B").upper().replace("I", "")
-        return int(match.group(1)) * {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3}[unit]
+        value = int(match.group(1)) * {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3}[unit]
+    if isinstance(value, int | float) and not MIN_BATCH_BYTES <= value <= MAX_BATCH_BYTES:
+        raise out_of_range
     return value
 
 
@@ -77,8 +90,8 @@ class Batch(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    records: int = Field(default=BatchLimits.records, ge=1)
-    bytes: Annotated[int, BeforeValidator(_parse_bytes), Field(ge=1024)] = BatchLimits.bytes
+    records: Integer = Field(default=BatchLimits.records, ge=1)
+    bytes: Annotated[int, BeforeValidator(_parse_bytes)] = BatchLimits.bytes
 
     def limits(self) -> BatchLimits:
         return BatchLimits(records=self.records, bytes=self.bytes)
@@ -121,13 +134,13 @@ class Validation(BaseModel):
 
     after_run: bool = True
     """Validate every target against the source when the run ends."""
-    buckets: int = Field(default=256, ge=1, le=1_000_000)
+    buckets: Integer = Field(default=256, ge=1, le=1_000_000)
     """Checksum buckets per table; a mismatched bucket is drilled down to rows."""
-    segments: int = Field(default=4, ge=1, le=1000)
+    segments: Integer = Field(default=4, ge=1, le=1000)
     """Parallel segments when reading targets back (DynamoDB parallel scan)."""
     consistent_reads: bool = False
     """Strongly consistent reads when reading DynamoDB back."""
-    max_differences: int = Field(default=100, ge=0)
+    max_differences: Integer = Field(default=100, ge=0)
     """Most row differences listed per table in a report."""
     tolerances: Tolerances = Field(default_factory=Tolerances)
 
@@ -137,7 +150,7 @@ class MaxRejects(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    count: int | None = Field(default=None, ge=0)
+    count: Integer | None = Field(default=None, ge=0)
     percent: Decimal | None = Field(default=None, ge=0, le=100)
 
     @model_validator(mode="before")
@@ -213,9 +226,9 @@ class RestoreTable(BaseModel):
     key: list[str] | None = Field(default=None, min_length=1)
     """Columns that identify a row; default: the primary key."""
     schema_: str | None = Field(default=None, alias="schema")
-    segments: int = Field(default=8, ge=1, le=10_000)
+    segments: Integer = Field(default=8, ge=1, le=10_000)
     """Key-range segments of a full manifest, cut at key quantiles (ignored with `boundaries`)."""
-    boundaries: list[list[str | int]] | None = None
+    boundaries: list[list[str | Integer]] | None = None
     """Explicit segment boundaries (key values, ascending)."""
 
 
@@ -235,7 +248,7 @@ class Restore(RedactedRepr, BaseModel):
     wal_archive: str | None = None
     verify_files: bool = False
     """PostgreSQL: check every backup folder against its backup_manifest before planning."""
-    point: int | datetime | str | None = None
+    point: Integer | datetime | str | None = None
     """The restore point: LSN, SCN, oplog `seconds:increment`, or a time; none: the latest."""
     manifests: str = ".etl/manifests"
     """Folder of checksum manifests, one `<backup name>.json` per backup."""
@@ -250,7 +263,7 @@ class Restore(RedactedRepr, BaseModel):
     drill_down: bool = False
     """Read mismatched buckets from `source` too and name the differing rows (only meaningful while
     `source` is still at the restore point, e.g. frozen for cut-over)."""
-    buckets: int = Field(default=256, ge=1, le=1_000_000)
+    buckets: Integer = Field(default=256, ge=1, le=1_000_000)
 
 
 class JobFile(BaseModel):
@@ -271,7 +284,7 @@ class JobFile(BaseModel):
     sources: dict[str, dict[str, Any]] = Field(min_length=1)
     targets: dict[str, dict[str, Any]] = Field(min_length=1)
     batch: Batch = Field(default_factory=Batch)
-    parallelism: int = Field(default=2, ge=1, le=1024)
+    parallelism: Integer = Field(default=2, ge=1, le=1024)
     executor: Executor = Field(default_factory=Executor)
     state: dict[str, Any] = Field(default_factory=lambda: {"type": "sqlite"})
     dead_letter: DeadLetter = Field(default_factory=DeadLetter)

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from etl.settings_types import Integer
+
 
 class Tolerances(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    timestamp_precision: int | None = Field(default=None, ge=0, le=9)
+    timestamp_precision: Integer | None = Field(default=None, ge=0, le=9)
     """Compare timestamps truncated to this many fractional-second digits (None: exact)."""
-    float_ulps: int | None = Field(default=None, ge=0)
+    float_ulps: Integer | None = Field(default=None, ge=0)
     """Floats equal when at most this many units in the last place apart (None: exact). Hashes
     cannot honour it: mismatched buckets are compared row by row with it (docs/checksum.md)."""
     unicode_nfc: bool = False

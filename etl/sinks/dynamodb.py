@@ -32,6 +32,7 @@ from etl import security
 from etl.errors import ConnectionFailed, EtlError, RuntimeFailure
 from etl.records import Reject, TableSpec
 from etl.redact import RedactedRepr, redact
+from etl.settings_types import Integer
 from etl.sinks.base import TableRows, WriteResult, column_form
 from etl.sinks.coltypes import ColumnType, parse_type
 from etl.sinks.dynamodb_scan import install_scan
@@ -87,11 +88,11 @@ class Config(RedactedRepr, BaseModel):
     billing: Literal["on_demand"] = "on_demand"
     gsis: dict[str, list[Gsi]] = Field(default_factory=dict)
     """GSIs to create, per table name."""
-    concurrency: int = Field(4, ge=1, le=64)
+    concurrency: Integer = Field(4, ge=1, le=64)
     """Writer threads."""
     insert_only: bool = False
     """Conditional writes: never overwrite an existing item that differs (it becomes a reject)."""
-    max_attempts: int = Field(8, ge=1, le=50)
+    max_attempts: Integer = Field(8, ge=1, le=50)
     base_delay_ms: float = Field(50.0, ge=0)
     max_delay_ms: float = Field(20_000.0, ge=0)
 

@@ -32,6 +32,7 @@ from etl import security
 from etl.errors import ConnectionFailed, EtlError, RuntimeFailure
 from etl.records import Reject, TableSpec, nested_path
 from etl.redact import RedactedRepr
+from etl.settings_types import Integer
 from etl.sinks import jsontext
 from etl.sinks.base import ColumnRows, TableRows, WriteResult, column_form
 from etl.sinks.coltypes import ColumnType, parse_type
@@ -72,7 +73,7 @@ class Config(RedactedRepr, BaseModel):
     """Authenticate with an IAM token (boto3 generate_db_auth_token) instead of a password."""
     region: str | None = None
     """AWS region for IAM tokens (defaults to the standard AWS configuration)."""
-    max_attempts: int = Field(6, ge=1, le=50)
+    max_attempts: Integer = Field(6, ge=1, le=50)
     base_delay_ms: float = Field(100.0, ge=0)
     max_delay_ms: float = Field(10_000.0, ge=0)
 

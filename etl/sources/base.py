@@ -15,6 +15,12 @@ from typing import Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from etl.records import Batch, Json, Partition
+from etl.settings_types import Integer
+
+MAX_PARTITIONS = 10_000
+"""Most partitions one table may be split into. Planning keeps every partition's bounds in memory
+(and in the state store), so this bound is also what bounds planning memory, whatever a job asks for;
+10,000 partitions of even a billion-row table are 100,000 rows each, far past any useful parallelism."""
 
 
 class SourceTable(BaseModel):
@@ -24,14 +30,14 @@ class SourceTable(BaseModel):
 
     mapping: str
     """Path of the mapping file, relative to the job file."""
-    partitions: int = 1
-    """How many key ranges to split the table into for parallel extraction."""
+    partitions: Integer = Field(default=1, ge=1, le=MAX_PARTITIONS)
+    """How many key ranges to split the table into for parallel extraction (1 to MAX_PARTITIONS)."""
 
 
 class SampledTable(SourceTable):
     """A table of a schemaless source: its fields are known only from a sample of its records."""
 
-    check_sample: int = Field(default=1000, ge=1)
+    check_sample: Integer = Field(default=1000, ge=1)
     """Records read when a run starts (and by `--plan`) to warn about mapped paths none of them has."""
 
 

@@ -25,6 +25,7 @@ from etl import security
 from etl.errors import ConnectionFailed, EtlError, did_you_mean
 from etl.records import Batch, Json, Partition, Reject
 from etl.redact import RedactedRepr
+from etl.settings_types import Integer
 from etl.sources import bson_values
 from etl.sources.base import BatchLimits, SampledTable
 from etl.sources.mongo_ranges import range_filters
@@ -48,10 +49,10 @@ class MongoTable(SampledTable):
     def filter(self) -> dict[str, Any]:
         """`query` with its Extended JSON values turned into BSON values."""
         return bson_values.from_extended_json(self.query)
-    sample_partitioning: int = 10_000_000
+    sample_partitioning: Integer = Field(default=10_000_000, ge=0)
     """Above this many documents (estimated) partitions come from `$sample` instead of
     `$bucketAuto`, which reads every `_id`."""
-    sample_per_partition: int = 100
+    sample_per_partition: Integer = Field(default=100, ge=1, le=1000)
     """Sampled `_id`s per partition when sampling."""
     changes: Literal["auto", "change_stream", "watermark", "new_ids"] = "auto"
     """How differential runs find changes: `auto` uses change streams when the server has
@@ -68,7 +69,7 @@ class Config(RedactedRepr, BaseModel):
     """Connection string; put the password in `${secret:...}`, never in the job file."""
     database: str
     tables: dict[str, MongoTable]
-    server_selection_timeout_ms: int = 10_000
+    server_selection_timeout_ms: Integer = Field(default=10_000, ge=1)
     """How long to wait for a reachable server before failing (also bounds `check`)."""
     tls: bool | None = None
     """Force TLS on or off (None: as the URI says)."""

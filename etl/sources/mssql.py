@@ -17,6 +17,7 @@ from pydantic import Field, SecretStr, model_validator
 from etl import security
 from etl.errors import EtlError
 from etl.records import Json
+from etl.settings_types import Integer
 from etl.sources.base import BatchLimits
 from etl.sources.sql import Params, SqlColumn, SqlSource, SqlSourceConfig, SqlTable
 from etl.sources.sqltypes import (
@@ -47,7 +48,7 @@ class Config(SqlSourceConfig):
     driver: str = "ODBC Driver 18 for SQL Server"
     """ODBC driver name as in odbcinst.ini: `ODBC Driver 18 for SQL Server` or `FreeTDS`."""
     server: str | None = None
-    port: int = 1433
+    port: Integer = Field(default=1433, ge=1, le=65535)
     database: str | None = None
     user: str | None = None
     password: SecretStr | None = None
@@ -55,7 +56,7 @@ class Config(SqlSourceConfig):
     trust_server_certificate: bool = False
     tds_version: str = "7.4"
     """FreeTDS protocol version; 7.3+ is needed for DATE, TIME, DATETIME2 and DATETIMEOFFSET."""
-    login_timeout: int = Field(default=10, gt=0)
+    login_timeout: Integer = Field(default=10, gt=0)
 
     @model_validator(mode="after")
     def _server_or_dsn(self) -> Config:

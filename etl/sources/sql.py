@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from etl.errors import ConnectionFailed, EtlError, did_you_mean
 from etl.records import Batch, Json, Partition, Reject
 from etl.redact import RedactedRepr
+from etl.settings_types import Integer
 from etl.sources.base import BatchLimits, Catalogue, SourceTable
 from etl.sources.rowrecords import RecordMaker, record_maker
 from etl.sources.sqltypes import (
@@ -63,7 +64,7 @@ class SqlSourceConfig(RedactedRepr, BaseModel):
     tables: dict[str, SqlTable]
     consistent: bool = True
     """Read every partition of the run at one point in time (snapshot / SCN) where the engine can."""
-    page_rows: int = Field(default=100_000, ge=1)
+    page_rows: Integer = Field(default=100_000, ge=1)
     """Rows per keyset page: a query reads at most this many; the next starts after its last key."""
 
 

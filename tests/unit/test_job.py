@@ -8,15 +8,18 @@ import pickle
 import subprocess
 import sys
 import textwrap
+import typing
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
-from etl import sources
+from etl import sinks, sources, state
 from etl.errors import JobFileError
-from etl.job import Job, JobFileProblems, MaxRejects, load_job
-from etl.sources.base import BatchLimits
+from etl.job import Job, JobFile, JobFileProblems, MaxRejects, _parse_bytes, load_job
+from etl.settings_types import refuse_boolean
+from etl.sources.base import MAX_PARTITIONS, BatchLimits
 from etl.yaml_limits import MAX_BYTES
 
 GOOD = """\
@@ -194,6 +197,85 @@ def test_yaml_booleans_and_huge_numbers_are_explained(tmp_path):
         "job.yaml:11:94: targets.dynamo.create: expected 'never' or 'if_missing', "
         "got yes (YAML reads it as true)"
     )
+
+
+def test_partitions_are_bounded_per_table(tmp_path):
+    """A huge count is refused before anything is planned: planning memory never follows it."""
+    assert problems(tmp_path, GOOD.replace("partitions: 2", "partitions: 100000000")) == (
+        "job.yaml:9:65: sources.mongo.tables.customers.partitions: expected a number <= 10000, got 100000000"
+    )
+    assert problems(tmp_path, GOOD.replace("partitions: 2", "partitions: -3")) == (
+        "job.yaml:9:65: sources.mongo.tables.customers.partitions: expected a number >= 1, got -3"
+    )
+    job = load_job(write(tmp_path, GOOD.replace("partitions: 2", f"partitions: {MAX_PARTITIONS}")),
+                   environ=ENV, secrets={})
+    assert job.sources["mongo"].tables["customers"].partitions == MAX_PARTITIONS == 10_000
+
+
+def test_booleans_never_pass_as_numbers(tmp_path):
+    text = GOOD.replace("partitions: 2", "partitions: yes") + "parallelism: true\nbatch: {records: on}\n"
+    text += "validation: {buckets: true, tolerances: {float_ulps: false}}\n"
+    assert problems(tmp_path, text) == (
+        "job.yaml has 5 problems:\n"
+        "job.yaml:9:65: sources.mongo.tables.customers.partitions: expected an integer, "
+        "got yes (YAML reads it as true)\n"
+        "job.yaml:13:14: parallelism: expected an integer, got true\n"
+        "job.yaml:14:18: batch.records: expected an integer, got on (YAML reads it as true)\n"
+        "job.yaml:15:23: validation.buckets: expected an integer, got true\n"
+        "job.yaml:15:54: validation.tolerances.float_ulps: expected an integer, got false"
+    )
+    # a number from a reference is still read as one
+    job = load_job(write(tmp_path, GOOD + "parallelism: ${env:P}\n"), environ={**ENV, "P": "8"}, secrets={})
+    assert job.parallelism == 8
+
+
+def _bare_ints(annotation, where: str, seen: set) -> list[str]:
+    """Places under `annotation` where a plain `int` (which reads `true` as 1) is accepted."""
+    if annotation is int:
+        return [where]
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        if annotation in seen:
+            return []
+        seen.add(annotation)
+        return [bare for name, field in annotation.model_fields.items()
+                for bare in _bare_ints(_with_metadata(field), f"{annotation.__name__}.{name}", seen)]
+    if typing.get_origin(annotation) is typing.Annotated:
+        inner, *metadata = typing.get_args(annotation)
+        guarded = any(getattr(m, "func", None) in (refuse_boolean, _parse_bytes) for m in metadata)
+        return [] if guarded and inner is int else _bare_ints(inner, where, seen)
+    return [bare for arg in typing.get_args(annotation) for bare in _bare_ints(arg, where, seen)]
+
+
+def _with_metadata(field):
+    return typing.Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
+
+
+def test_every_integer_setting_refuses_booleans():
+    models = [JobFile] + [
+        module_for(kind).Config
+        for registry, module_for in ((sources.SOURCE_TYPES, sources.module_for),
+                                     (sinks.SINK_TYPES, sinks.module_for),
+                                     (state.STATE_TYPES, state.module_for))
+        for kind in registry
+    ]
+    seen: set = set()
+    assert [bare for model in models for bare in _bare_ints(model, model.__name__, seen)] == []
+
+
+@pytest.mark.parametrize(
+    ("written", "message"),
+    [
+        ("99999999999999999999999GB", "expected a size from 1KB to 1GB (1024 to 1073741824 bytes), "
+                                      "got '99999999999999999999999GB'"),
+        ("2GB", "expected a size from 1KB to 1GB (1024 to 1073741824 bytes), got '2GB'"),
+        ("1.0e+30", "expected a size from 1KB to 1GB (1024 to 1073741824 bytes), got 1e+30"),
+        ("512", "expected a size from 1KB to 1GB (1024 to 1073741824 bytes), got 512"),
+        ("true", "expected an integer, got true"),
+    ],
+)
+def test_batch_bytes_is_bounded(tmp_path, written, message):
+    text = GOOD + f"batch: {{bytes: {written}}}\n"
+    assert problems(tmp_path, text) == f"job.yaml:13:16: batch.bytes: {message}"
 
 
 def test_missing_required_keys(tmp_path):
