@@ -807,9 +807,10 @@ def _mapping_problems(job_path: Path, sources: dict[str, Any], doc: _Document) -
             if isinstance(mapping, str) and not (job_path.parent / mapping).is_file():
                 path = ("sources", source_name, "tables", table_name, "mapping")
                 line, column = doc.position(path)
-                problems.append(
-                    Problem(line, column, dotted(path), f"mapping file '{mapping}' does not exist")
-                )
+                what = f"mapping file '{mapping}' does not exist"
+                if (job_path.parent / mapping).is_dir():
+                    what = f"mapping path '{mapping}' is a directory, not a mapping file"
+                problems.append(Problem(line, column, dotted(path), what))
     return problems
 
 

@@ -136,6 +136,11 @@ def load_mapping(path: str | FilePath, *, resolve: Resolve | None = None) -> Map
     except UnicodeDecodeError as exc:
         raise MappingError(f"{file}: the mapping file is not UTF-8 text (byte offset {exc.start})",
                            hint="save the file as UTF-8") from None
+    except IsADirectoryError:
+        raise MappingError(
+            f"{file}: the mapping path is a directory, not a mapping file",
+            hint="check the `mapping:` path in the job file: it names a YAML file (relative to the job file)",
+        ) from None
     except OSError as exc:
         raise MappingError(
             f"{file}: cannot read the mapping file ({exc.strerror})",

@@ -406,6 +406,14 @@ def test_missing_mapping_file(tmp_path):
     )
 
 
+def test_a_mapping_path_that_is_a_directory_says_so(tmp_path):
+    text = GOOD.replace("mappings/customers.yaml", "mappings")
+    assert problems(tmp_path, text) == (
+        "job.yaml:9:28: sources.mongo.tables.customers.mapping: "
+        "mapping path 'mappings' is a directory, not a mapping file"
+    )
+
+
 def test_a_failed_reference_is_reported_once(tmp_path):
     text = GOOD + "parallelism: ${env:PARALLELISM}\n"
     assert (

@@ -252,6 +252,15 @@ def test_unreadable_file(tmp_path):
     assert str(caught.value).startswith(f"{tmp_path / 'nope.yaml'}: cannot read the mapping file")
 
 
+def test_a_directory_is_not_a_mapping_file(tmp_path):
+    with pytest.raises(MappingError) as caught:
+        load_mapping(tmp_path)
+    assert str(caught.value) == (
+        f"{tmp_path}: the mapping path is a directory, not a mapping file\n"
+        "  hint: check the `mapping:` path in the job file: it names a YAML file (relative to the job file)"
+    )
+
+
 def test_every_example_mapping_loads():
     from pathlib import Path
 
