@@ -707,6 +707,7 @@ def _check_tables(spec: MappingSpec) -> None:
             )
         if output.target_kind == "dynamodb":
             _check_dynamodb_key(output)
+        _check_stored_names(output)
         names = {column.name for column in output.columns}
         if output.key_declared:
             for key_name in output.key:
@@ -731,6 +732,23 @@ def _check_tables(spec: MappingSpec) -> None:
                 f"table `{output.table}` is written with key {list(output.key)} here but "
                 f"{list(first.key)} at line {first.node.line}",
                 "single-table design: every item type uses the same key attributes",
+            )
+
+
+def _check_stored_names(output: OutputSpec) -> None:
+    """Two columns whose names the target engine cuts to the same name would be one column there."""
+    from etl import sinks
+
+    limits = sinks.module_for(output.target_kind).NAME_LIMITS
+    stored: dict[str, ColumnSpec] = {}
+    for column in output.columns:
+        first = stored.setdefault(limits.stored(column.name), column)
+        if first is not column:
+            raise column.node.error(
+                f"columns `{first.name}` (line {first.node.line}) and `{column.name}` are one column in "
+                f"{limits.engine}: it keeps only the first {limits.identifier_bytes} bytes of a name "
+                f"({limits.reason}), and both begin `{limits.stored(column.name)}`",
+                f"shorten one of the names so their first {limits.identifier_bytes} bytes differ",
             )
 
 

@@ -15,6 +15,25 @@ from typing import Any, Protocol
 from etl.records import Reject, TableSpec
 
 
+@dataclass(frozen=True)
+class NameLimits:
+    """What a target engine does with the names of tables and columns, declared by its sink module
+    as `NAME_LIMITS`; mapping files are checked against it when they are loaded."""
+
+    engine: str
+    """The engine as messages name it: `PostgreSQL`."""
+    identifier_bytes: int | None = None
+    """Longer names are cut to this many bytes (UTF-8, never inside a character); None: not cut."""
+    reason: str = ""
+    """Why, for messages: `NAMEDATALEN-1`."""
+
+    def stored(self, name: str) -> str:
+        """The name as the engine keeps it."""
+        if self.identifier_bytes is None:
+            return name
+        return name.encode("utf-8")[: self.identifier_bytes].decode("utf-8", errors="ignore")
+
+
 @dataclass
 class TableRows:
     """Rows for one target table from one batch, with the source key of the record behind each row."""

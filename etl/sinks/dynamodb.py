@@ -33,7 +33,7 @@ from etl.errors import ConnectionFailed, EtlError, RuntimeFailure
 from etl.records import Reject, TableSpec
 from etl.redact import RedactedRepr, redact
 from etl.settings_types import Integer
-from etl.sinks.base import TableRows, WriteResult, column_form
+from etl.sinks.base import NameLimits, TableRows, WriteResult, column_form
 from etl.sinks.coltypes import ColumnType, parse_type
 from etl.sinks.dynamodb_scan import install_scan
 from etl.sinks.dynamodb_values import (
@@ -74,6 +74,10 @@ class Gsi(BaseModel):
     sort_key: str | None = None
     projection: Literal["ALL", "KEYS_ONLY", "INCLUDE"] = "ALL"
     non_key_attributes: list[str] = Field(default_factory=list)
+
+
+NAME_LIMITS = NameLimits("DynamoDB")
+"""DynamoDB keeps attribute names whole (item size bounds them), so no two names become one."""
 
 
 class Config(RedactedRepr, BaseModel):

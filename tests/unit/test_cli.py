@@ -61,6 +61,22 @@ def test_a_bad_job_file_exits_2_with_its_position_and_no_traceback(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_postgres_column_names_cut_to_one_name_exit_2_before_connecting(tmp_path):
+    path = job_file(tmp_path, state="{type: sqlite}")
+    long = "c" * 63
+    (tmp_path / "m.yaml").write_text(
+        "targets: {pg: postgres}\noutputs:\n  - target: pg\n    table: t\n    key: [id]\n    columns:\n"
+        f"      id: {{from: _id, type: string}}\n      {long}_a: a\n      {long}_b: b\n")
+    result = run(str(path))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-2:] == [
+        f"error: {tmp_path / 'm.yaml'}:9:74: outputs[0].columns.{long}_b: columns `{long}_a` (line 8) and "
+        f"`{long}_b` are one column in PostgreSQL: it keeps only the first 63 bytes of a name "
+        f"(NAMEDATALEN-1), and both begin `{long}`",
+        "  hint: shorten one of the names so their first 63 bytes differ",
+    ]
+
+
 @pytest.mark.parametrize("args, message", [
     (["--shard", "3/3"], "error: --shard '3/3': K must be between 0 and N-1 and N at least 1"),
     (["--limit", "5", "--shard", "0/2"],

@@ -93,6 +93,24 @@ def test_duplicate_column_from_flatten():
     )
 
 
+LONG = "customer_lifetime_value_in_the_reporting_currency_after_discoun"  # 63 bytes
+
+
+def test_postgres_column_names_that_share_their_first_63_bytes_are_refused():
+    assert len(LONG.encode()) == 63
+    text = ONE + f"      {LONG}_amount: a\n      {LONG}_refund: b\n"
+    assert error_of(text) == (
+        f"m.yaml:9:79: outputs[0].columns.{LONG}_refund: columns `{LONG}_amount` (line 8) and "
+        f"`{LONG}_refund` are one column in PostgreSQL: it keeps only the first 63 bytes of a name "
+        f"(NAMEDATALEN-1), and both begin `{LONG}`\n"
+        "  hint: shorten one of the names so their first 63 bytes differ"
+    )
+    # the same names are two attributes in DynamoDB, which keeps names whole
+    dynamo = text.replace("targets: {pg: postgres}", "targets: {pg: dynamodb}")
+    assert [c.name for c in parse_mapping(dynamo, "m.yaml").outputs[0].columns][1:] == [
+        f"{LONG}_amount", f"{LONG}_refund"]
+
+
 def test_unknown_column_option_suggests_nearest():
     assert error_of(ONE.replace("{from: id", "{form: id")) == (
         "m.yaml:7:12: outputs[0].columns.id.form: unknown key `form` in column `id`\n"
