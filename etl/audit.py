@@ -240,6 +240,11 @@ class AuditTrail:
                               for t in report.tables}
         if report.validation is not None:
             self.record.validation = "passed" if all(c.ok for c in report.validation) else "differences"
+        error = report.error()
+        if error is not None and self.record.error is None:
+            # a run stopped by a signal ends without an exception: its report names the stop
+            stopped = report.status == "stopped" and report.message
+            self.record.error = redact(report.message if stopped else f"{type(error).__name__}: {error}")
 
     def failed(self, error: BaseException) -> None:
         self.record.error = redact(f"{type(error).__name__}: {error}")

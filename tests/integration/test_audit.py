@@ -151,6 +151,19 @@ def test_sigterm_during_a_run_leaves_a_record_with_exit_3(tmp_path, mongo_db, pg
     assert 200 <= extracted < 3000
 
 
+def test_a_run_stopped_by_sigterm_names_the_stop_in_its_record(tmp_path, mongo_db, pg_database):
+    folder = tmp_path / mongo_db.name
+    folder.mkdir()
+    mongo_db.patients.insert_many(patients(500))
+    job = write_job(folder, extra="batch: {records: 50}\nparallelism: 1\n")
+    env = environment() | {"ETL_AUDIT_PG_DSN": pg_database, "ETL_TEST_FAULT": "term:batch:2"}
+    result = subprocess.run(command(job), capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+    assert result.returncode == 3, result.stdout + result.stderr
+    (record,) = records(job)
+    assert (record["command"], record["exit_code"], record["error"]) == ("run", 3, "stopped by SIGTERM")
+    assert record["validation"] is None
+
+
 def test_records_also_go_to_a_postgresql_table(job_folder, pg_database):
     dsn = f"{pg_database} password={PASSWORD}"
     job = write_job(job_folder, extra="audit: {path: logs/audit.jsonl, postgres: "

@@ -95,6 +95,20 @@ def test_sigterm_outside_a_run_interrupts_the_command_and_the_record_is_still_wr
     assert written["job"] is None and written["job_file"] == str(job)
 
 
+@pytest.mark.parametrize(("status", "message", "error"), [
+    ("stopped", "stopped by SIGTERM", "stopped by SIGTERM"),
+    ("failed", "partition p#1/2 failed: boom", "RuntimeFailure: partition p#1/2 failed: boom"),
+    ("succeeded", None, None),
+])
+def test_a_run_that_ended_without_an_exception_still_names_what_ended_it(tmp_path, status, message, error):
+    from etl.report.run_report import RunReport
+
+    trail = AuditTrail(str(tmp_path / "job.yaml"), "run")
+    trail.report(RunReport(job="j", mode="run", status=status, started_at="", finished_at="", seconds=0.0,
+                           message=message))
+    assert trail.end(3 if error else 0).error == error
+
+
 def test_the_principal_is_asked_only_when_configured(tmp_path, monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL_STS", "http://sts.example.com")
     trail = AuditTrail(str(tmp_path / "job.yaml"), "run")
