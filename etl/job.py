@@ -40,7 +40,7 @@ from etl.checksum.tolerances import Tolerances
 from etl.errors import JobFileError
 from etl.interpolate import InterpolationError, Interpolator, SecretSource
 from etl.redact import RedactedRepr, is_secret_name, passwords_in, redact
-from etl.settings_types import Integer, refuse_boolean
+from etl.settings_types import DESCRIBED, Integer, refuse_boolean
 from etl.sources.base import BatchLimits
 from etl.yaml_limits import MAX_BYTES, MAX_DEPTH, MAX_VALUES, DepthBoundLoader, YamlRefused, check_flow_depth
 
@@ -702,6 +702,8 @@ def _expected(error: dict) -> str:
         return f"expected at least {ctx.get('min_length', 1)} entry"
     if kind == "value_error":
         return str(ctx.get("error", error["msg"]))
+    if kind == DESCRIBED:
+        return str(error["msg"])
     message = error["msg"]
     return message[0].lower() + message[1:]
 
@@ -752,7 +754,8 @@ def _problems_from(
             line, column = doc.position(path)
             expected, shown = _expected(item), _shown(item.get("input"), path, resolved, doc)
             # a check of a whole section (a mapping) says itself what is wrong with it
-            message = expected if shown in expected or shown == "a mapping" else f"{expected}, got {shown}"
+            described = kind == DESCRIBED or shown in expected or shown == "a mapping"
+            message = expected if described else f"{expected}, got {shown}"
             problems.append(Problem(line, column, dotted(path), message))
     return problems
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from pydantic import BeforeValidator
+from pydantic_core import PydanticCustomError
 
 
 def refuse_boolean(value: object) -> object:
@@ -22,3 +23,13 @@ def refuse_boolean(value: object) -> object:
 
 Integer = Annotated[int, BeforeValidator(refuse_boolean)]
 """An integer setting that a YAML boolean (`true`, `yes`, `on`) never satisfies."""
+
+
+DESCRIBED = "value_described"
+"""Error type of a message that already says what is wrong with the value: the job-file message
+does not add `got <value>` after it (etl/job.py)."""
+
+
+def described(message: str) -> PydanticCustomError:
+    """A validation error whose message needs no `got <value>` (e.g. it names one part of a URI)."""
+    return PydanticCustomError(DESCRIBED, message)

@@ -14,18 +14,19 @@ import json
 import logging
 from collections.abc import Iterator, Sequence
 from typing import Any, Literal
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 import bson.errors
 import pymongo
 import pymongo.errors
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pymongo.uri_parser import split_options
 
 from etl import security
 from etl.errors import ConnectionFailed, EtlError, did_you_mean
 from etl.records import Batch, Json, Partition, Reject
 from etl.redact import RedactedRepr
-from etl.settings_types import Integer
+from etl.settings_types import Integer, described
 from etl.sources import bson_values
 from etl.sources.base import BatchLimits, SampledTable
 from etl.sources.mongo_ranges import range_filters
@@ -61,6 +62,9 @@ class MongoTable(SampledTable):
     """A field every insert and update sets to a larger value (e.g. `updated_at`)."""
 
 
+DEFAULT_TIMEOUT_MS = 10_000
+
+
 class Config(RedactedRepr, BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -69,13 +73,42 @@ class Config(RedactedRepr, BaseModel):
     """Connection string; put the password in `${secret:...}`, never in the job file."""
     database: str
     tables: dict[str, MongoTable]
-    server_selection_timeout_ms: Integer = Field(default=10_000, ge=1)
-    """How long to wait for a reachable server before failing (also bounds `check`)."""
+    server_selection_timeout_ms: Integer = Field(default=DEFAULT_TIMEOUT_MS, ge=1)
+    """How long to wait for a reachable server before failing (also bounds `check`). Written here it
+    wins; else the URI's `serverSelectionTimeoutMS`; else 10 s (`timeout_ms`)."""
     tls: bool | None = None
     """Force TLS on or off (None: as the URI says)."""
     tls_ca_file: str | None = None
     tls_certificate_key_file: str | None = None
     tls_allow_invalid_hostnames: bool = False
+
+    @field_validator("uri")
+    @classmethod
+    def _options_are_valid(cls, uri: str) -> str:
+        """Every URI option pymongo knows, with a value it accepts (pymongo would only warn, or
+        fail later with its own words): `tls=maybe` is a job-file error, not a runtime warning."""
+        query = urlsplit(uri).query
+        for key, value in parse_qsl(query, keep_blank_values=True):
+            try:
+                split_options(urlencode({key: value}), validate=True, warn=False)
+            except pymongo.errors.ConfigurationError:
+                raise described(f"unknown MongoDB URI option '{key}'") from None
+            except ValueError as error:  # the value itself is not shown: it may be a credential
+                reason = str(error)
+                raise described(f"MongoDB URI option '{key}': {reason[:1].lower()}{reason[1:]}") from None
+        try:
+            split_options(query, validate=True, warn=False)
+        except (pymongo.errors.ConfigurationError, ValueError) as error:
+            raise described(f"MongoDB URI options: {error}") from None
+        return uri
+
+    def timeout_ms(self) -> int:
+        """Server selection timeout: `server_selection_timeout_ms` when written, else the URI's
+        `serverSelectionTimeoutMS`, else 10 s."""
+        if "server_selection_timeout_ms" in self.model_fields_set:
+            return self.server_selection_timeout_ms
+        said = _uri_options(self.uri).get("serverselectiontimeoutms")
+        return max(1, round(float(said))) if said is not None else DEFAULT_TIMEOUT_MS
 
 
 def open_source(name: str, config: Config, limits: BatchLimits) -> MongoSource:
@@ -155,12 +188,13 @@ class MongoSource:
         self.config = config
         self.limits = limits
         options: dict[str, Any] = {
-            "serverSelectionTimeoutMS": config.server_selection_timeout_ms,
-            "connectTimeoutMS": config.server_selection_timeout_ms,
+            "serverSelectionTimeoutMS": config.timeout_ms(),
             "uuidRepresentation": "standard",
             "tz_aware": True,
             "appname": "etl",
         }
+        if "connecttimeoutms" not in _uri_options(config.uri):
+            options["connectTimeoutMS"] = config.timeout_ms()
         if config.tls is not None:
             options["tls"] = config.tls
         elif _tls_by_default(config):
@@ -473,7 +507,7 @@ class MongoSource:
             "not authorized" if code == 13 else f"cannot reach the server ({type(error).__name__})")
         return ConnectionFailed(
             f"source {self.name!r}: MongoDB at {_hosts(self.config.uri)}: {what} "
-            f"(waited at most {self.config.server_selection_timeout_ms} ms)",
+            f"(waited at most {self.config.timeout_ms()} ms)",
             hint="check the host, port, user and password (the password is not shown) and TLS options")
 
 
