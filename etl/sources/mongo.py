@@ -88,6 +88,8 @@ class Config(RedactedRepr, BaseModel):
         """Every URI option pymongo knows, with a value it accepts (pymongo would only warn, or
         fail later with its own words): `tls=maybe` is a job-file error, not a runtime warning."""
         query = urlsplit(uri).query
+        if not query:
+            return uri
         for key, value in parse_qsl(query, keep_blank_values=True):
             try:
                 split_options(urlencode({key: value}), validate=True, warn=False)
