@@ -61,15 +61,22 @@ def hmac_sha256(key: SecretKey) -> Transform:
     return transform
 
 
+MASK_MAX_KEEP = 64
+"""The largest `mask: N` a mapping may write."""
+
+
 def mask(keep: int, char: str = "*") -> Transform:
-    """Replace every character but the last `keep` with `char` (length is kept)."""
+    """Replace every character but the last `keep` with `char` (length is kept).
+
+    Never more than half of the value's characters show (rounding down), whatever `keep` is:
+    a 1-character value is masked whole, a 6-character one shows at most its last 3."""
 
     def transform(value: Any) -> Any:
         if value is None:
             return None
         text = value if isinstance(value, str) else to_string(value)
-        shown = text[-keep:] if keep else ""
-        return char * (len(text) - len(shown)) + shown
+        shown = min(keep, len(text) // 2)
+        return char * (len(text) - shown) + (text[len(text) - shown:] if shown else "")
 
     return transform
 
