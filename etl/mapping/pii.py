@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -174,23 +174,35 @@ class Unprotectable(Exception):
 
 
 def _apply(container: Any, steps: tuple, rule: PiiRule, *, copied: bool) -> Any:
-    """Return `container` with the value at `steps` transformed, copying only what changes."""
+    """Return `container` with the value at `steps` transformed, copying only what changes.
+
+    A value of the wrong shape on the path (text where the path needs a map or a list) may hold
+    the very value the rule protects: the rule fails (PiiError), and its `drop` fallback removes
+    that value."""
     step, rest = steps[0], steps[1:]
-    if step is None:
-        if not isinstance(container, list):
+    needed = Mapping if isinstance(step, str) else list
+    if not isinstance(container, needed):
+        if container is None:
             return container
+        if rule.kind == "drop":
+            return DROP
+        raise PiiError(
+            rule.path,
+            f"pii `{rule.kind}` cannot apply: the path meets a {type_name(container)} where it needs "
+            f"{'a map' if needed is Mapping else 'a list'}",
+            type_name(container),
+        )
+    if step is None:
         items = [_apply(item, rest, rule, copied=False) if rest else _leaf(item, rule) for item in container]
         return [None if item is DROP else item for item in items]
     if isinstance(step, int):
-        if not isinstance(container, list) or not -len(container) <= step < len(container):
+        if not -len(container) <= step < len(container):
             return container
         result = list(container)
         result[step] = _apply(result[step], rest, rule, copied=False) if rest else _leaf(result[step], rule)
         if result[step] is DROP:
             result[step] = None
         return result
-    if not isinstance(container, dict):
-        return container
     value = container.get(step, MISSING)
     if value is MISSING:
         return container
