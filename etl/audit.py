@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field
 
 from etl import security
+from etl.files import open_descriptor
 from etl.redact import RedactedRepr, redact
 
 log = logging.getLogger(__name__)
@@ -283,9 +284,8 @@ def _now() -> str:
 
 def append_audit(record: AuditRecord, path: Path) -> None:
     """Append one line with a single O_APPEND write and fsync: concurrent runs never interleave lines."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = (record.to_json() + "\n").encode("utf-8")
-    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    descriptor = open_descriptor(path, os.O_WRONLY | os.O_APPEND)
     try:
         os.write(descriptor, data)
         os.fsync(descriptor)

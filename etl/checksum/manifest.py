@@ -30,6 +30,7 @@ from etl.checksum.results import Difference, TableValidation
 from etl.checksum.rowhash import RowHasher
 from etl.checksum.tolerances import Tolerances
 from etl.errors import EtlError
+from etl.files import open_private, write_private
 from etl.records import TableSpec
 
 ENCODING = "etl-canonical-1/md5"
@@ -224,7 +225,7 @@ class Manifest:
         if path.suffix == ".parquet":
             self._save_parquet(path)
         else:
-            path.write_text(json.dumps(self.to_dict(), indent=1))
+            write_private(path, json.dumps(self.to_dict(), indent=1))
 
     @classmethod
     def load(cls, path: str | Path) -> Manifest:
@@ -264,7 +265,8 @@ class Manifest:
             ],
             metadata={_METADATA_KEY: json.dumps(header).encode()},
         )
-        pq.write_table(pa.table(columns, schema=schema), path)
+        with open_private(path, "wb") as handle:
+            pq.write_table(pa.table(columns, schema=schema), handle)
 
     @classmethod
     def _load_parquet(cls, path: Path) -> Manifest:

@@ -34,6 +34,7 @@ from etl.engine.refused import Refused
 from etl.engine.resources import JobResources
 from etl.engine.verdict import load_verdict, loaded_tables, record_validation
 from etl.errors import EtlError
+from etl.files import write_private
 from etl.job import Job
 from etl.mapping.compile import MappedBatch
 from etl.mapping.reads import present
@@ -239,10 +240,9 @@ def checks_of(validation: JobValidation, folder: Path, started_at: datetime) -> 
                            first_keys=[_describe(d) for d in table.differences[:FIRST_KEYS]],
                            tolerances={k: json_value(v) for k, v in table.tolerances.items()})
         if not table.ok:
-            folder.mkdir(parents=True, exist_ok=True)
             path = folder / f"differences-{table.target}.{table.table}-{stamp}.json"
             text = redact(json.dumps(table.to_dict(), indent=2, default=str))
-            path.write_text(text + "\n", encoding="utf-8")
+            write_private(path, text + "\n")
             check.differences_file = str(path)
         checks.append(check)
     return checks

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,15 +61,22 @@ def hmac_sha256(key: SecretKey) -> Transform:
     return transform
 
 
+MASK_MAX_KEEP = 64
+"""The largest `mask: N` a mapping may write."""
+
+
 def mask(keep: int, char: str = "*") -> Transform:
-    """Replace every character but the last `keep` with `char` (length is kept)."""
+    """Replace every character but the last `keep` with `char` (length is kept).
+
+    Never more than half of the value's characters show (rounding down), whatever `keep` is:
+    a 1-character value is masked whole, a 6-character one shows at most its last 3."""
 
     def transform(value: Any) -> Any:
         if value is None:
             return None
         text = value if isinstance(value, str) else to_string(value)
-        shown = text[-keep:] if keep else ""
-        return char * (len(text) - len(shown)) + shown
+        shown = min(keep, len(text) // 2)
+        return char * (len(text) - shown) + (text[len(text) - shown:] if shown else "")
 
     return transform
 
@@ -167,23 +174,35 @@ class Unprotectable(Exception):
 
 
 def _apply(container: Any, steps: tuple, rule: PiiRule, *, copied: bool) -> Any:
-    """Return `container` with the value at `steps` transformed, copying only what changes."""
+    """Return `container` with the value at `steps` transformed, copying only what changes.
+
+    A value of the wrong shape on the path (text where the path needs a map or a list) may hold
+    the very value the rule protects: the rule fails (PiiError), and its `drop` fallback removes
+    that value."""
     step, rest = steps[0], steps[1:]
-    if step is None:
-        if not isinstance(container, list):
+    needed = Mapping if isinstance(step, str) else list
+    if not isinstance(container, needed):
+        if container is None:
             return container
+        if rule.kind == "drop":
+            return DROP
+        raise PiiError(
+            rule.path,
+            f"pii `{rule.kind}` cannot apply: the path meets a {type_name(container)} where it needs "
+            f"{'a map' if needed is Mapping else 'a list'}",
+            type_name(container),
+        )
+    if step is None:
         items = [_apply(item, rest, rule, copied=False) if rest else _leaf(item, rule) for item in container]
         return [None if item is DROP else item for item in items]
     if isinstance(step, int):
-        if not isinstance(container, list) or not -len(container) <= step < len(container):
+        if not -len(container) <= step < len(container):
             return container
         result = list(container)
         result[step] = _apply(result[step], rest, rule, copied=False) if rest else _leaf(result[step], rule)
         if result[step] is DROP:
             result[step] = None
         return result
-    if not isinstance(container, dict):
-        return container
     value = container.get(step, MISSING)
     if value is MISSING:
         return container

@@ -18,7 +18,7 @@ from etl.mapping.dms import translate_dms
 from etl.mapping.expr import ExprError, compile_expr, field_paths, parse_expr
 from etl.mapping.located import Node, load_nodes, suggest
 from etl.mapping.paths import MISSING, Path, PathSyntaxError, parse_path
-from etl.mapping.pii import PiiRule, SecretKey, drop, hmac_sha256, mask, redact, year_only
+from etl.mapping.pii import MASK_MAX_KEEP, PiiRule, SecretKey, drop, hmac_sha256, mask, redact, year_only
 from etl.mapping.template import Template, TemplateError, parse_template
 from etl.mapping.types import ALL_TYPE_WORDS, DYNAMODB_KEY_TYPES, CastError, ColumnType, make_cast, parse_type
 
@@ -315,8 +315,11 @@ def _pii(node: Node, resolve: Resolve | None) -> list[PiiRule]:
             transform = hmac_sha256(_secret(arg_node, argument, resolve))
         elif kind == "mask":
             keep = 4 if argument is None else argument
-            if not isinstance(keep, int) or isinstance(keep, bool) or keep < 0:
-                raise arg_node.error("mask keeps a whole number of last characters", "write `{mask: 4}`")
+            if not isinstance(keep, int) or isinstance(keep, bool) or not 1 <= keep <= MASK_MAX_KEEP:
+                raise arg_node.error(
+                    f"mask keeps a whole number of last characters, from 1 to {MASK_MAX_KEEP}",
+                    "write e.g. `{mask: 4}`; at most half of a value's characters ever show",
+                )
             transform = mask(keep)
         else:
             if argument is not None:

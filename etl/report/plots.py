@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from etl.files import open_private
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -38,8 +40,8 @@ def _figure(width: float = 7.0, height: float = 3.5) -> Figure:
 def _done(figure: Figure, save_to: str | Path | None) -> Figure:
     if save_to is not None:
         path = Path(save_to)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(path)
+        with open_private(path, "wb") as handle:
+            figure.savefig(handle, format=path.suffix[1:] or None)
     return figure
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from etl.errors import EtlError, RuntimeFailure, ValidationDifferences
+from etl.files import write_private
 from etl.redact import redact
 
 SUCCEEDED = "succeeded"
@@ -179,11 +180,10 @@ class RunReport:
         """Write `<job>-<mode>-<time>.json` and `.md` into `folder`; returns both paths."""
         from etl.report.markdown import render_markdown
 
-        folder.mkdir(parents=True, exist_ok=True)
         stamp = datetime.fromisoformat(self.started_at).strftime("%Y%m%dT%H%M%S")
         stem = folder / f"{self.job}-{self.mode}-{stamp}"
         json_path, md_path = stem.with_suffix(".json"), stem.with_suffix(".md")
         self.files = [str(json_path), str(md_path)]
-        json_path.write_text(self.to_json() + "\n", encoding="utf-8")
-        md_path.write_text(render_markdown(self), encoding="utf-8")
+        write_private(json_path, self.to_json() + "\n")
+        write_private(md_path, render_markdown(self))
         return [json_path, md_path]

@@ -26,6 +26,7 @@ from bson.timestamp import Timestamp
 from etl.checksum import Manifest, ManifestError, TableManifest, Tolerances
 from etl.checksum.results import key_text
 from etl.errors import EtlError
+from etl.files import make_folder, write_private
 from etl.records import Column, TableSpec
 from etl.restore import mongo, postgres
 from etl.restore.api import load_chain, plan_restore, to_position
@@ -469,7 +470,7 @@ def take_manifest(
         reader.close()
     if base_manifest is not None:
         manifest = differential_manifest(base_manifest, manifest)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(path.parent)
     partial = path.with_name(f".{path.name}.partial")  # not *.json: never read as a manifest
     manifest.save(partial)
     partial.replace(path)
@@ -772,8 +773,7 @@ def verification_json(result: RestoreVerification, composed_from: str, manifest:
 
 def save_verification(job: Any, result: RestoreVerification, composed_from: str, manifest: Manifest) -> Path:
     folder = job.resolve_path(job.report.dir)
-    folder.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
     path = folder / f"restore-verification-{job.name}-{stamp}.json"
-    path.write_text(json.dumps(verification_json(result, composed_from, manifest), indent=1, default=str))
+    write_private(path, json.dumps(verification_json(result, composed_from, manifest), indent=1, default=str))
     return path

@@ -22,6 +22,7 @@ from psycopg import sql
 from pydantic import BaseModel, ConfigDict, Field
 
 from etl.errors import JobFileError
+from etl.files import open_private
 from etl.records import Reject
 from etl.redact import RedactedRepr
 from etl.sinks import jsontext
@@ -68,8 +69,7 @@ class DeadLetterStore:
         self.path = Path(path)
         self.job = job
         self.generation = generation
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = self.path.open("a", encoding="utf-8")
+        self._file = open_private(self.path, "a", encoding="utf-8")
         self._lock = threading.Lock()
         self.count = 0
 

@@ -17,6 +17,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from etl.errors import RuntimeFailure
+from etl.files import make_folder, make_private
 from etl.records import Json
 from etl.redact import RedactedRepr
 from etl.state.base import (
@@ -55,11 +56,17 @@ class SqliteStateStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            make_folder(path.parent)
         except OSError as error:
             raise RuntimeFailure(
                 f"cannot create the state store folder {path.parent}: {error.strerror}"
             ) from None
+        try:
+            for file in (path, *(path.with_name(path.name + end) for end in ("-wal", "-shm", "-journal"))):
+                if file == path or file.exists():
+                    make_private(file)
+        except OSError as error:
+            raise RuntimeFailure(f"cannot create the state store {path}: {error.strerror}") from None
         self._local = threading.local()
         self._lock = threading.Lock()
         self._connections: list[tuple[int, sqlite3.Connection]] = []
