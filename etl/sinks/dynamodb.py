@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import boto3
 import botocore.config
 import botocore.session
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, WaiterError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from etl import security
@@ -223,8 +223,8 @@ class DynamoDBSink:
                         f"DynamoDB table {spec.table!r} does not exist (target {self.name!r})",
                         hint="create it, or set `create: if_missing` on the target",
                     )
-                self._create(spec, columns)
-            else:
+                existing = self._create(spec, columns)
+            if existing is not None:
                 self._check_key_schema(spec, columns, existing)
 
     def _describe(self, table: str) -> dict | None:
@@ -257,7 +257,10 @@ class DynamoDBSink:
             )
         return kind
 
-    def _create(self, spec: TableSpec, columns: dict[str, ColumnType]) -> None:
+    def _create(self, spec: TableSpec, columns: dict[str, ColumnType]) -> dict | None:
+        """Create the table and wait until it is ACTIVE. None when this call created it; when another
+        shard or worker created it first (ResourceInUseException), that table once ACTIVE, for the
+        caller to check like any existing table."""
         key_schema = self._key_schema(spec)
         attributes = {name: self._attribute_type(spec, columns, name) for name in spec.key}
         request: dict[str, Any] = {
@@ -282,14 +285,34 @@ class DynamoDBSink:
         ]
         if indexes:
             request["GlobalSecondaryIndexes"] = indexes
+        created = True
         try:
             self._client.create_table(**request)
-            self._client.get_waiter("table_exists").wait(
-                TableName=spec.table, WaiterConfig={"Delay": 1, "MaxAttempts": 120}
-            )
         except ClientError as error:
-            if error.response["Error"]["Code"] != "ResourceInUseException":  # created meanwhile
+            if error.response["Error"]["Code"] != "ResourceInUseException":
                 raise _connection_failed(self.name, error) from None
+            created = False  # created (or being created) meanwhile by another shard or worker
+        except BotoCoreError as error:
+            raise _connection_failed(self.name, error) from None
+        self._wait_active(spec.table)
+        if created:
+            return None
+        existing = self._describe(spec.table)
+        if existing is None:
+            raise EtlError(f"DynamoDB table {spec.table!r} was deleted while it was being prepared"
+                           f" (target {self.name!r})", hint="run the job again")
+        return existing
+
+    def _wait_active(self, table: str) -> None:
+        try:
+            self._client.get_waiter("table_exists").wait(
+                TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 120}
+            )
+        except WaiterError as error:
+            raise EtlError(f"DynamoDB table {table!r} did not become ACTIVE within 120 s"
+                           f" (target {self.name!r}): {error}") from None
+        except (ClientError, BotoCoreError) as error:
+            raise _connection_failed(self.name, error) from None
 
     def _check_key_schema(self, spec: TableSpec, columns: dict[str, ColumnType], existing: dict) -> None:
         wanted = self._key_schema(spec)

@@ -143,6 +143,11 @@ def endpoints(config: Config) -> list[security.Endpoint]:
     return security.libpq_endpoints(config.dsn, config.sslmode)
 
 
+def _quoted(name: str) -> str:
+    """A name as a quoted identifier: distinct names give distinct texts."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 class PostgresSink:
     """See the module docstring. Thread-safe: each `write` borrows its own connection."""
 
@@ -224,6 +229,7 @@ class PostgresSink:
         connection = self._acquire()
         try:
             with connection.conn.transaction():
+                self._lock_for_prepare(connection.conn, [spec.table for spec in tables])
                 existing = {spec.table: self._existing_columns(connection.conn, spec.table)
                             for spec in tables}
                 for spec in tables:
@@ -247,6 +253,19 @@ class PostgresSink:
             self._discard(connection)
             raise
         self._release(connection)
+
+    def _lock_for_prepare(self, conn: psycopg.Connection, tables: Sequence[str]) -> None:
+        """Serialise preparing the same tables across shards, workers and processes: a
+        transaction-scoped advisory lock per schema.table, taken in one order (so two prepares
+        never wait for each other in a cycle), then one for the schema when it does not exist yet.
+        A prepare that waited finds what the other created, committed, and checks it instead of
+        racing it (CREATE ... IF NOT EXISTS alone fails with UniqueViolation when both create)."""
+        schema = self.config.db_schema
+        lock = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))"
+        for table in sorted(set(tables)):
+            conn.execute(lock, (f"etl.prepare {_quoted(schema)}.{_quoted(table)}",))
+        if conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone() is None:
+            conn.execute(lock, (f"etl.prepare {_quoted(schema)}",))
 
     def _existing_columns(self, conn: psycopg.Connection, table: str) -> dict[str, TargetColumn]:
         rows = conn.execute(

@@ -30,7 +30,7 @@ def test_services_script_reports_all_three_up_and_up_is_idempotent():
     status = subprocess.run(
         [ROOT / "scripts" / "services.sh", "status"], check=True, capture_output=True, text=True
     ).stdout.splitlines()
-    assert [line.split()[-3] for line in status] == ["up", "up", "up"]
+    assert [line[16:].split()[0] for line in status] == ["up", "up", "up"]
 
 
 @pytest.fixture
