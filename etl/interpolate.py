@@ -57,14 +57,14 @@ class AwsSecretsManager:
             if self._client is None:
                 import boto3
 
-                client = boto3.session.Session().client("secretsmanager")
-                self._check_endpoint(client.meta.endpoint_url)
+                session = boto3.session.Session()
+                client = session.client("secretsmanager")
+                self._check_endpoint(security.aws_client_endpoint(client, "Secrets Manager", session=session))
                 self._client = client
             return self._client
 
-    def _check_endpoint(self, url: str) -> None:
+    def _check_endpoint(self, endpoint: security.Endpoint) -> None:
         """Secrets travel only over HTTPS (AWS_ENDPOINT_URL_SECRETS_MANAGER may point elsewhere)."""
-        endpoint = security.https_endpoint(url, "Secrets Manager")
         decided = security.verdict(endpoint, self._allow_insecure)
         if decided == "refuse":
             raise InterpolationError(security.refusal("Secrets Manager", endpoint))

@@ -19,8 +19,8 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from etl.errors import JobFileError
@@ -47,6 +47,8 @@ class Endpoint:
     """What to write in the job file to make the connection encrypted and verified."""
     setting: str = ""
     """The setting that makes it weak, as written (`sslmode=disable`), shown in messages."""
+    origin: str = ""
+    """Where the host came from when not from the job's own words (`from PGHOST`), shown in messages."""
 
 
 class InsecureConnection(JobFileError):
@@ -81,10 +83,14 @@ def weakness(endpoint: Endpoint) -> str:
     return f"does not verify the server certificate{setting}"
 
 
+def _where(endpoint: Endpoint) -> str:
+    return f"{endpoint.host} ({endpoint.origin})" if endpoint.origin else str(endpoint.host)
+
+
 def refusal(owner: str, endpoint: Endpoint) -> str:
     """The message of a refused connection: who, to where, what is wrong and what to write."""
     return (
-        f"{owner}: {endpoint.protocol} connection to {endpoint.host} {weakness(endpoint)}; "
+        f"{owner}: {endpoint.protocol} connection to {_where(endpoint)} {weakness(endpoint)}; "
         f"{endpoint.fix}, or set `allow_insecure: true` at the top of the job file to accept "
         "an insecure connection"
     )
@@ -93,7 +99,7 @@ def refusal(owner: str, endpoint: Endpoint) -> str:
 def warning(owner: str, endpoint: Endpoint) -> str:
     """The warning every run logs for a weak connection the job allows."""
     return (
-        f"{owner}: {endpoint.protocol} connection to {endpoint.host} {weakness(endpoint)}; "
+        f"{owner}: {endpoint.protocol} connection to {_where(endpoint)} {weakness(endpoint)}; "
         f"allowed by `allow_insecure: true` (to secure it: {endpoint.fix})"
     )
 
@@ -111,9 +117,19 @@ def check(owner: str, endpoint: Endpoint, allow_insecure: bool) -> str | None:
 SECURE_SSLMODE = "verify-full"
 """What PostgreSQL connections to other hosts use unless the job says otherwise."""
 _ENCRYPTED_SSLMODES = {"require", "verify-ca", "verify-full"}
+_LIBPQ_ENVIRONMENT = {"host": "PGHOST", "hostaddr": "PGHOSTADDR", "sslmode": "PGSSLMODE"}
+"""The PG* variables libpq reads for the settings that decide where a connection goes and how."""
 
 
-def _libpq_settings(dsn: str) -> dict[str, str]:
+@dataclass(frozen=True)
+class LibpqSettings:
+    """The settings libpq will use for a DSN, and where each came from (empty: the DSN itself)."""
+
+    values: Mapping[str, str]
+    origins: Mapping[str, str]
+
+
+def _libpq_dsn(dsn: str) -> dict[str, str]:
     from psycopg.conninfo import conninfo_to_dict
 
     try:
@@ -122,23 +138,96 @@ def _libpq_settings(dsn: str) -> dict[str, str]:
         return {}
 
 
-def _libpq_hosts(settings: Mapping[str, str], environ: Mapping[str, str]) -> list[str | None]:
-    hosts = settings.get("host") or settings.get("hostaddr") or environ.get("PGHOST") or ""
-    return [host or None for host in hosts.split(",")] or [None]
+def _service_files(environ: Mapping[str, str]) -> list[str]:
+    """Where libpq looks for a service, in order: the user's file, then the system one."""
+    user = environ.get("PGSERVICEFILE")
+    if user is None:
+        home = environ.get("HOME") or os.path.expanduser("~")
+        user = os.path.join(home, ".pg_service.conf")
+    files = [user]
+    if environ.get("PGSYSCONFDIR"):
+        files.append(os.path.join(environ["PGSYSCONFDIR"], "pg_service.conf"))
+    return files
+
+
+def _service_entries(path: str, service: str) -> dict[str, str] | None:
+    """The `key=value` lines of section `[service]` in a pg_service.conf file; None when it has none."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        return None
+    found: dict[str, str] | None = None
+    for raw in lines:
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("["):
+            if found is not None:
+                return found  # libpq stops at the next section
+            if line.endswith("]") and line[1:-1] == service:
+                found = {}
+            continue
+        if found is not None and "=" in line:
+            key, _, value = line.partition("=")
+            found.setdefault(key.strip(), value.strip())  # libpq keeps the first of a key
+    return found
+
+
+def libpq_settings(dsn: str, environ: Mapping[str, str] | None = None) -> LibpqSettings:
+    """The host, hostaddr and sslmode libpq will use, with libpq's precedence: the DSN, then the entries
+    of its `service` (or PGSERVICE) in the user's service file (PGSERVICEFILE, else ~/.pg_service.conf)
+    or else PGSYSCONFDIR/pg_service.conf, then the PG* environment variables."""
+    environ = os.environ if environ is None else environ
+    values = _libpq_dsn(dsn)
+    origins = dict.fromkeys(values, "")
+    service = values.get("service") or environ.get("PGSERVICE")
+    if service:
+        for path in _service_files(environ):
+            entries = _service_entries(path, service)
+            if entries is not None:
+                for key, value in entries.items():
+                    if key not in values:
+                        values[key] = value
+                        origins[key] = f"from service {service!r} in {path}"
+                break
+    for key, variable in _LIBPQ_ENVIRONMENT.items():
+        if key not in values and environ.get(variable):
+            values[key] = environ[variable]
+            origins[key] = f"from {variable}"
+    return LibpqSettings(values, origins)
+
+
+def _libpq_targets(settings: LibpqSettings) -> list[tuple[str | None, str]]:
+    """Where each TCP connection goes and why: `hostaddr` wins over `host` (which then only names the
+    server for its certificate); one entry per host of a comma-separated list."""
+    hosts = (settings.values.get("host") or "").split(",")
+    addresses = (settings.values.get("hostaddr") or "").split(",")
+    found: list[tuple[str | None, str]] = []
+    for index in range(max(len(hosts), len(addresses))):
+        host = hosts[index].strip() if index < len(hosts) else ""
+        address = addresses[index].strip() if index < len(addresses) else ""
+        if address:
+            origin = settings.origins.get("hostaddr", "")
+            said = f"hostaddr {origin}" if origin else "hostaddr"
+            found.append((address, f"{said}, host {host}" if host else said))
+        else:
+            found.append((host or None, settings.origins.get("host", "")))
+    return found
 
 
 def libpq_sslmode(dsn: str, sslmode: str | None = None, environ: Mapping[str, str] | None = None) -> str:
-    """The sslmode a connection will use: the setting, the DSN's, PGSSLMODE, else verify-full off loopback.
+    """The sslmode a connection will use: the setting, the DSN's, its service's, PGSSLMODE, else
+    verify-full off loopback.
 
     libpq's own default is `prefer`, which falls back to plaintext without a word; this default
     is the one `libpq_tls_defaults` hands to psycopg.
     """
-    environ = os.environ if environ is None else environ
-    settings = _libpq_settings(dsn)
-    explicit = sslmode or settings.get("sslmode") or environ.get("PGSSLMODE")
+    settings = libpq_settings(dsn, environ)
+    explicit = sslmode or settings.values.get("sslmode")
     if explicit:
         return explicit
-    if all(is_loopback(host) for host in _libpq_hosts(settings, environ)):
+    if all(is_loopback(host) for host, _ in _libpq_targets(settings)):
         return "prefer"
     return SECURE_SSLMODE
 
@@ -146,19 +235,24 @@ def libpq_sslmode(dsn: str, sslmode: str | None = None, environ: Mapping[str, st
 def libpq_tls_defaults(dsn: str, sslmode: str | None = None) -> dict[str, str]:
     """Keyword arguments for `psycopg.connect` that make the connection encrypted and verified by default.
 
-    Empty when the `sslmode` setting, the DSN or PGSSLMODE already chose, or every host is local.
+    Empty when the `sslmode` setting, the DSN, its service or PGSSLMODE already chose, or every host
+    (or hostaddr) is local.
     """
-    if sslmode or _libpq_settings(dsn).get("sslmode") or os.environ.get("PGSSLMODE"):
+    if sslmode or libpq_settings(dsn).values.get("sslmode"):
         return {}
     return {"sslmode": SECURE_SSLMODE} if libpq_sslmode(dsn) == SECURE_SSLMODE else {}
 
 
 def libpq_endpoints(dsn: str, sslmode: str | None = None,
                     environ: Mapping[str, str] | None = None) -> list[Endpoint]:
-    """Every host of a libpq DSN or URI (libpq accepts a comma-separated list) and how it is secured."""
-    environ = os.environ if environ is None else environ
-    settings = _libpq_settings(dsn)
+    """Every host of a libpq DSN or URI (libpq accepts a comma-separated list) and how it is secured,
+    as libpq will resolve them (`libpq_settings`)."""
+    settings = libpq_settings(dsn, environ)
     mode = libpq_sslmode(dsn, sslmode, environ)
+    mode_origin = "" if sslmode else settings.origins.get("sslmode", "")
+    targets = _libpq_targets(settings)
+    if any(mode_origin == origin for _, origin in targets):
+        mode_origin = ""  # said once, with the host
     return [
         Endpoint(
             protocol="PostgreSQL",
@@ -167,9 +261,10 @@ def libpq_endpoints(dsn: str, sslmode: str | None = None,
             verified=mode == "verify-full",
             fix="write `sslmode: verify-full` (with `sslrootcert:` naming the CA bundle) or "
                 "sslmode=verify-full in the DSN",
-            setting=f"sslmode={mode}",
+            setting=f"sslmode={mode} {mode_origin}" if mode_origin else f"sslmode={mode}",
+            origin=origin,
         )
-        for host in _libpq_hosts(settings, environ)
+        for host, origin in targets
     ]
 
 
@@ -190,3 +285,63 @@ def https_endpoint(url: str | None, service: str) -> Endpoint:
         fix=f"use an https:// endpoint URL for {service}",
         setting=f"{parts.scheme}://",
     )
+
+
+_AWS_SERVICES = {"DynamoDB": "dynamodb", "Secrets Manager": "secretsmanager", "STS": "sts"}
+"""Service names in messages -> botocore's service names."""
+
+
+def _aws_config_origin(session: object, service: str, url: str) -> str:
+    """Which part of the AWS config file gave a client its endpoint URL: a `[services ...]` section or
+    the profile's own `endpoint_url`; empty when neither holds `url`."""
+    core: Any = getattr(session, "_session", session)  # a boto3 Session wraps a botocore one
+    path = os.path.expanduser(core.get_config_variable("config_file") or "~/.aws/config")
+    profile_name = core.profile or "default"
+    config = core.full_config
+    profile = config.get("profiles", {}).get(profile_name, {})
+    section = profile.get("services")
+    if section and config.get("services", {}).get(section, {}).get(service, {}).get("endpoint_url") == url:
+        return f"from [services {section}] of profile {profile_name!r} in {path}"
+    if profile.get("endpoint_url") == url:
+        return f"from profile {profile_name!r} in {path}"
+    return ""
+
+
+def aws_client_endpoint(client: object, service: str, endpoint_url: str | None = None,
+                        session: object = None) -> Endpoint:
+    """The endpoint a botocore client will send its requests to (`client.meta.endpoint_url`: the job's
+    `endpoint_url`, else AWS_ENDPOINT_URL_<SERVICE>, AWS_ENDPOINT_URL, the config file's `[services]`
+    section or profile `endpoint_url`, else AWS's own), and where it came from."""
+    url = client.meta.endpoint_url  # type: ignore[attr-defined]
+    if endpoint_url is not None and url == endpoint_url:
+        return https_endpoint(url, service)
+    name = _AWS_SERVICES[service]
+    specific = "AWS_ENDPOINT_URL_" + service.upper().replace(" ", "_")
+    origin = ""
+    if os.environ.get(specific) == url:
+        origin = f"from {specific}"
+    elif os.environ.get("AWS_ENDPOINT_URL") == url:
+        origin = "from AWS_ENDPOINT_URL"
+    elif session is not None:
+        origin = _aws_config_origin(session, name, url)
+    if not origin:
+        if urlsplit(url).scheme == "https":
+            return https_endpoint(None, service)  # AWS's own endpoint
+        origin = "from the AWS configuration"
+    return replace(https_endpoint(url, service), origin=origin)
+
+
+def aws_endpoint(service: str, endpoint_url: str | None, region: str | None) -> Endpoint:
+    """The endpoint a client made as etl makes it (a boto3 Session from the standard AWS configuration,
+    the job's region and `endpoint_url`) will talk to. Making a client sends no request."""
+    import boto3
+    import botocore.exceptions
+
+    try:
+        session = boto3.session.Session(region_name=region)
+        client = session.client(_AWS_SERVICES[service], endpoint_url=endpoint_url,
+                                region_name=session.region_name or "us-east-1")
+    except (botocore.exceptions.BotoCoreError, ValueError):
+        # an unknown profile or a malformed URL: the connection fails with the same error later
+        return https_endpoint(endpoint_url, service)
+    return aws_client_endpoint(client, service, endpoint_url, session)

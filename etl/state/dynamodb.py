@@ -47,7 +47,7 @@ class Config(RedactedRepr, BaseModel):
 
 def endpoints(config: Config) -> list[security.Endpoint]:
     """The DynamoDB endpoint the store talks to (etl/security.py decides whether that is allowed)."""
-    return [security.https_endpoint(config.endpoint_url, "DynamoDB")]
+    return [security.aws_endpoint("DynamoDB", config.endpoint_url, config.region)]
 
 
 class DynamoDbStateStore:

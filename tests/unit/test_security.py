@@ -29,9 +29,15 @@ MSSQL_FIX = ("use `driver: ODBC Driver 18 for SQL Server` with `encrypt: true` a
 
 
 @pytest.fixture(autouse=True)
-def _no_pg_environment(monkeypatch):
-    monkeypatch.delenv("PGSSLMODE", raising=False)
-    monkeypatch.delenv("PGHOST", raising=False)
+def _no_pg_environment(monkeypatch, tmp_path_factory):
+    """No PG* or AWS endpoint settings from the machine: HOME and the AWS config file are empty folders."""
+    for name in ("PGSSLMODE", "PGHOST", "PGHOSTADDR", "PGSERVICE", "PGSERVICEFILE", "PGSYSCONFDIR",
+                 "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+                 "AWS_ENDPOINT_URL_STS", "AWS_PROFILE", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"):
+        monkeypatch.delenv(name, raising=False)
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(home / "aws-config"))
 
 
 @pytest.mark.parametrize("host", [None, "", "/var/run/postgresql", "localhost", "127.0.0.1", "127.8.9.10",
@@ -104,7 +110,7 @@ def test_libpq_defaults_to_verify_full_only_for_other_hosts_without_a_choice(mon
     monkeypatch.setenv("PGSSLMODE", "disable")
     assert security.libpq_tls_defaults("host=db.example.com") == {}
     (found,) = security.libpq_endpoints("host=db.example.com")
-    assert found.setting == "sslmode=disable"
+    assert found.setting == "sslmode=disable from PGSSLMODE"
 
 
 def test_every_host_of_a_multi_host_dsn_is_checked():
@@ -256,8 +262,8 @@ def test_secrets_manager_endpoint_must_be_https(monkeypatch):
     with pytest.raises(InterpolationError) as caught:
         AwsSecretsManager().get_secret("prod/pg")
     assert str(caught.value) == (
-        "Secrets Manager: HTTP connection to secrets.internal is not encrypted (http://); use an https:// "
-        f"endpoint URL for Secrets Manager, {ALLOW}")
+        "Secrets Manager: HTTP connection to secrets.internal (from AWS_ENDPOINT_URL_SECRETS_MANAGER) is not "
+        f"encrypted (http://); use an https:// endpoint URL for Secrets Manager, {ALLOW}")
 
 
 # --------------------------------------------------------------------------- at job load
@@ -334,3 +340,183 @@ def test_the_audit_table_connection_is_checked_too(tmp_path):
     assert (problem.line, problem.path) == (12, "audit.postgres")
     assert problem.message.startswith(
         "audit table: PostgreSQL connection to audit.example.com is not encrypted")
+
+
+# --------------------------------------------------------------------------- the endpoint the driver uses
+
+SERVICE = "[other]\nhost=127.0.0.1\n\n[foo]\n# the reporting replica\nhost = db.invalid\nsslmode=disable\n"
+
+
+def refused_at_load(path) -> str:
+    with pytest.raises(JobFileProblems) as caught:
+        load_job(path, environ={}, secrets={})
+    assert caught.value.exit_code == 2
+    return str(caught.value)
+
+
+def warned_at_load(path, caplog) -> tuple[str, ...]:
+    with caplog.at_level(logging.WARNING, logger="etl.job"):
+        job = load_job(path, environ={}, secrets={})
+    assert [r.getMessage() for r in caplog.records] == list(job.warnings)
+    return job.warnings
+
+
+@pytest.mark.parametrize("where", ["PGSERVICEFILE", "PGSYSCONFDIR", "HOME"])
+def test_a_service_file_host_is_checked(tmp_path, monkeypatch, caplog, where):
+    folder = tmp_path / "conf"
+    folder.mkdir()
+    if where == "PGSERVICEFILE":
+        service_file = folder / "services.conf"
+        monkeypatch.setenv("PGSERVICEFILE", str(service_file))
+    elif where == "PGSYSCONFDIR":
+        service_file = folder / "pg_service.conf"
+        monkeypatch.setenv("PGSYSCONFDIR", str(folder))
+    else:
+        service_file = folder / ".pg_service.conf"
+        monkeypatch.setenv("HOME", str(folder))
+    service_file.write_text(SERVICE)
+    path = job_file(tmp_path, dsn="service=foo dbname=x")
+    weak = (f"target 'pg': PostgreSQL connection to db.invalid (from service 'foo' in {service_file}) is not "
+            "encrypted (sslmode=disable)")
+    assert refused_at_load(path) == f"{path}:11:7: targets.pg: {weak}; {PG_FIX}, {ALLOW}"
+    path = job_file(tmp_path, dsn="service=foo dbname=x", extra="allow_insecure: true\n")
+    assert warned_at_load(path, caplog) == (
+        f"{path}:11:7: {weak}; allowed by `allow_insecure: true` (to secure it: {PG_FIX})",)
+
+
+def test_the_service_can_come_from_pgservice_and_the_dsn_wins_over_it(tmp_path, monkeypatch):
+    (tmp_path / "services.conf").write_text(SERVICE)
+    monkeypatch.setenv("PGSERVICEFILE", str(tmp_path / "services.conf"))
+    monkeypatch.setenv("PGSERVICE", "foo")
+    (found,) = security.libpq_endpoints("dbname=x")
+    assert security.refusal("target 'pg'", found) == (
+        f"target 'pg': PostgreSQL connection to db.invalid (from service 'foo' in {tmp_path}/services.conf) "
+        f"is not encrypted (sslmode=disable); {PG_FIX}, {ALLOW}")
+    (local,) = security.libpq_endpoints("host=127.0.0.1 dbname=x")  # the DSN's host wins
+    assert (local.host, local.setting, security.verdict(local, False)) == (
+        "127.0.0.1", f"sslmode=disable from service 'foo' in {tmp_path / 'services.conf'}", "proceed")
+    (chosen,) = security.libpq_endpoints("service=other sslmode=disable")  # the DSN's service wins
+    assert (chosen.host, security.verdict(chosen, False)) == ("127.0.0.1", "proceed")
+
+
+def test_the_user_service_file_is_read_before_the_system_one(tmp_path, monkeypatch):
+    (tmp_path / "pg_service.conf").write_text("[foo]\nhost=127.0.0.1\n")
+    (tmp_path / "user.conf").write_text("[foo]\nhost=db.invalid\nsslmode=prefer\n")
+    monkeypatch.setenv("PGSYSCONFDIR", str(tmp_path))
+    monkeypatch.setenv("PGSERVICEFILE", str(tmp_path / "user.conf"))
+    (found,) = security.libpq_endpoints("service=foo")
+    assert (found.host, found.setting, security.verdict(found, False)) == (
+        "db.invalid", "sslmode=prefer", "refuse")
+    monkeypatch.setenv("PGSERVICEFILE", str(tmp_path / "missing.conf"))
+    (found,) = security.libpq_endpoints("service=foo")
+    assert (found.host, security.verdict(found, False)) == ("127.0.0.1", "proceed")
+
+
+def test_a_service_host_without_sslmode_gets_verify_full(tmp_path, monkeypatch):
+    (tmp_path / "services.conf").write_text("[foo]\nhost=db.invalid\n")
+    monkeypatch.setenv("PGSERVICEFILE", str(tmp_path / "services.conf"))
+    assert security.libpq_tls_defaults("service=foo dbname=x") == {"sslmode": "verify-full"}
+    (found,) = security.libpq_endpoints("service=foo dbname=x")
+    assert (found.host, found.setting, security.verdict(found, False)) == (
+        "db.invalid", "sslmode=verify-full", "proceed")
+
+
+@pytest.mark.parametrize(("variables", "dsn", "shown"), [
+    ({"PGHOST": "db.invalid", "PGSSLMODE": "disable"}, "dbname=x",
+     "db.invalid (from PGHOST) is not encrypted (sslmode=disable from PGSSLMODE)"),
+    ({"PGHOST": "db.invalid"}, "dbname=x sslmode=disable",
+     "db.invalid (from PGHOST) is not encrypted (sslmode=disable)"),
+    ({"PGHOSTADDR": "10.1.2.3"}, "host=localhost sslmode=require",
+     "10.1.2.3 (hostaddr from PGHOSTADDR, host localhost) does not verify the server certificate "
+     "(sslmode=require)"),
+    ({}, "host=localhost hostaddr=10.1.2.3 sslmode=disable",
+     "10.1.2.3 (hostaddr, host localhost) is not encrypted (sslmode=disable)"),
+    ({}, "hostaddr=10.1.2.3 sslmode=disable", "10.1.2.3 (hostaddr) is not encrypted (sslmode=disable)"),
+])
+def test_pg_environment_and_hostaddr_are_checked(tmp_path, monkeypatch, caplog, variables, dsn, shown):
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    path = job_file(tmp_path, dsn=dsn)
+    assert refused_at_load(path) == (
+        f"{path}:11:7: targets.pg: target 'pg': PostgreSQL connection to {shown}; {PG_FIX}, {ALLOW}")
+    path = job_file(tmp_path, dsn=dsn, extra="allow_insecure: true\n")
+    assert warned_at_load(path, caplog) == (
+        f"{path}:11:7: target 'pg': PostgreSQL connection to {shown}; allowed by `allow_insecure: true` "
+        f"(to secure it: {PG_FIX})",)
+
+
+@pytest.mark.parametrize(("variables", "dsn"), [
+    ({}, "host=db.invalid hostaddr=127.0.0.1 sslmode=disable"),  # the connection goes to hostaddr
+    ({"PGHOSTADDR": "127.0.0.1", "PGSSLMODE": "disable"}, "dbname=x"),
+    ({"PGHOST": "localhost", "PGSSLMODE": "disable"}, "dbname=x"),
+    ({"PGHOST": "db.invalid"}, "host=127.0.0.1 sslmode=disable"),  # the DSN wins over the environment
+])
+def test_loopback_resolved_endpoints_still_load(tmp_path, monkeypatch, variables, dsn):
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    assert load_job(job_file(tmp_path, dsn=dsn), environ={}, secrets={}).warnings == ()
+
+
+AWS_CONFIG = """\
+[default]
+region = us-east-1
+
+[profile direct]
+endpoint_url = http://profile.invalid:8000
+
+[profile viaservices]
+services = mine
+
+[services mine]
+dynamodb =
+  endpoint_url = http://services.invalid:8000
+"""
+
+
+@pytest.mark.parametrize(("variables", "shown"), [
+    ({"AWS_ENDPOINT_URL_DYNAMODB": "http://db.invalid:8000"}, "db.invalid (from AWS_ENDPOINT_URL_DYNAMODB)"),
+    ({"AWS_ENDPOINT_URL": "http://all.invalid:8000"}, "all.invalid (from AWS_ENDPOINT_URL)"),
+    ({"AWS_PROFILE": "direct"}, "profile.invalid (from profile 'direct' in {config})"),
+    ({"AWS_PROFILE": "viaservices"},
+     "services.invalid (from [services mine] of profile 'viaservices' in {config})"),
+])
+def test_aws_configured_endpoints_are_checked(tmp_path, monkeypatch, caplog, variables, shown):
+    config = tmp_path / "aws-config"
+    config.write_text(AWS_CONFIG)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    shown = shown.format(config=config)
+    weak = f"HTTP connection to {shown} is not encrypted (http://)"
+    fix = "use an https:// endpoint URL for DynamoDB"
+    (sink,) = dynamodb_sink.endpoints(dynamodb_sink.Config(type="dynamodb"))
+    assert security.refusal("target 'ddb'", sink) == f"target 'ddb': {weak}; {fix}, {ALLOW}"
+    path = job_file(tmp_path, extra="state: {type: dynamodb}\n")
+    assert refused_at_load(path) == f"{path}:12:8: state: state store: {weak}; {fix}, {ALLOW}"
+    path = job_file(tmp_path, extra="state: {type: dynamodb}\nallow_insecure: true\n")
+    assert warned_at_load(path, caplog) == (
+        f"{path}:12:8: state store: {weak}; allowed by `allow_insecure: true` (to secure it: {fix})",)
+    # the job's own endpoint_url wins, and AWS_IGNORE_CONFIGURED_ENDPOINT_URLS turns the others off
+    local = dynamodb_sink.Config(type="dynamodb", endpoint_url="http://127.0.0.1:8001")
+    assert security.verdict(dynamodb_sink.endpoints(local)[0], False) == "proceed"
+    monkeypatch.setenv("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "true")
+    assert dynamodb_state.endpoints(dynamodb_state.Config(type="dynamodb")) == [
+        Endpoint("HTTPS", "the AWS DynamoDB endpoint", True, True, "")]
+
+
+def test_a_loopback_endpoint_from_the_environment_still_loads(tmp_path, monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:8001")
+    path = job_file(tmp_path, extra="state: {type: dynamodb}\n")
+    assert load_job(path, environ={}, secrets={}).warnings == ()
+
+
+def test_secrets_manager_endpoint_from_aws_endpoint_url(monkeypatch):
+    from etl.interpolate import AwsSecretsManager, InterpolationError
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://all.invalid:4566")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with pytest.raises(InterpolationError) as caught:
+        AwsSecretsManager().get_secret("prod/pg")
+    assert str(caught.value) == (
+        "Secrets Manager: HTTP connection to all.invalid (from AWS_ENDPOINT_URL) is not encrypted (http://); "
+        f"use an https:// endpoint URL for Secrets Manager, {ALLOW}")
