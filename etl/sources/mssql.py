@@ -344,13 +344,20 @@ def endpoints(config: Config) -> list[security.Endpoint]:
 
     Microsoft ODBC Driver 18 encrypts by default and validates the certificate unless
     TrustServerCertificate=yes (older drivers default to Encrypt=no); FreeTDS encrypts but does
-    not validate the certificate here, so it counts as unverified.
+    not validate the certificate here, so it counts as unverified. The driver connects to
+    `Address=` (or `Addr=`) when given, `Server=` otherwise. A `DSN=` data source (odbc.ini) may set
+    the address, Encrypt and TrustServerCertificate itself: what the connection string leaves to it
+    cannot be checked, so counts as unencrypted, to an unknown host.
     """
     settings = _dsn_settings(connection_string(config))
     driver = settings.get("DRIVER", "")
+    source = settings.get("DSN", "") if "DRIVER" not in settings else ""
     if "freetds" in driver.lower():
         encrypted = settings.get("ENCRYPTION", "request").lower() in _YES
         verified, setting = False, f"FreeTDS, Encryption={settings.get('ENCRYPTION', 'request')}"
+    elif source and ("ENCRYPT" not in settings or "TRUSTSERVERCERTIFICATE" not in settings):
+        encrypted = verified = False
+        setting = f"Encrypt and TrustServerCertificate left to ODBC data source {source}"
     else:
         default = "yes" if "18" in driver or not driver else "no"
         encrypt = settings.get("ENCRYPT", default).lower()
@@ -358,15 +365,22 @@ def endpoints(config: Config) -> list[security.Endpoint]:
         encrypted = encrypt in _YES
         verified = encrypted and (encrypt == "strict" or not trust)
         setting = f"Encrypt={encrypt}" + (", TrustServerCertificate=yes" if trust else "")
+    address = settings.get("ADDRESS") or settings.get("ADDR")
+    server = address or settings.get("SERVER", "")
+    if source and not address:  # the data source's own Address= would win over a Server= here
+        host: str | None = f"the server of ODBC data source {source}"
+    else:
+        host = _server_host(server)
     return [
         security.Endpoint(
             protocol="SQL Server",
-            host=_server_host(settings.get("SERVER", "")),
+            host=host,
             encrypted=encrypted,
             verified=verified,
             fix="use `driver: ODBC Driver 18 for SQL Server` with `encrypt: true` and "
             "`trust_server_certificate: false` (Encrypt=yes;TrustServerCertificate=no in a `dsn`)",
             setting=setting,
+            origin="Address" if address else "",
         )
     ]
 

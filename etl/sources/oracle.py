@@ -79,7 +79,26 @@ def oracle_column(
 _DESCRIPTOR_ADDRESS = re.compile(
     r"\(\s*ADDRESS\s*=(.*?\(\s*HOST\s*=\s*([^)\s]+)\s*\).*?)\)\s*(?=\(|\))", re.IGNORECASE | re.DOTALL
 )
-_EASY_CONNECT_HOST = re.compile(r"^(?:(tcps?)://)?(\[[^\]]+\]|[^:/?]+)", re.IGNORECASE)
+_EASY_CONNECT_HOST = re.compile(r"^(?:([a-z]+)://)?(\[[^\]]+\]|[^:/?]+)", re.IGNORECASE)
+
+
+def _easy_connect_addresses(dsn: str) -> list[tuple[str | None, bool]]:
+    """(host, TCPS?) for every host of an Easy Connect (Plus) string: address lists separated by `;`,
+    hosts by `,`, each list with its own optional `protocol://` (TCP when not said)."""
+    scheme = re.match(r"^([a-z]+)://", dsn, re.IGNORECASE)
+    rest = dsn[scheme.end():] if scheme else dsn
+    # the service name starts at the first / that is not part of a `protocol://` or inside [...]
+    path = re.search(r"(?<![/:])/(?!/)(?![^\[]*\])", rest)
+    found: list[tuple[str | None, bool]] = []
+    for index, address_list in enumerate((rest[:path.start()] if path else rest).split(";")):
+        written = (scheme.group(0) if scheme and index == 0 else "") + address_list.strip()
+        match = _EASY_CONNECT_HOST.match(written)
+        tcps = bool(match and (match.group(1) or "").lower() == "tcps")
+        body = written[match.end(1) + 3:] if match and match.group(1) else written
+        for entry in body.split(","):
+            host = _EASY_CONNECT_HOST.match(entry.strip())
+            found.append((host.group(2) if host else entry.strip() or None, tcps))
+    return found or [(dsn, False)]
 
 
 def endpoints(config: Config) -> list[security.Endpoint]:
@@ -96,9 +115,7 @@ def endpoints(config: Config) -> list[security.Endpoint]:
             for body, host in _DESCRIPTOR_ADDRESS.findall(dsn)
         ] or [(None, False)]
     elif "/" in dsn or ":" in dsn:
-        match = _EASY_CONNECT_HOST.match(dsn)
-        tcps = bool(match and (match.group(1) or "").lower() == "tcps")
-        addresses = [(match.group(2) if match else dsn, tcps)]
+        addresses = _easy_connect_addresses(dsn)
     else:
         addresses = [(f"tnsnames alias {dsn}", False)]
     return [

@@ -196,6 +196,19 @@ def test_oracle_endpoints(dsn, settings, expected):
     assert (found.host, security.verdict(found, False)) == expected
 
 
+@pytest.mark.parametrize(("dsn", "expected"), [
+    ("tcp://localhost:1521;tcp://db.invalid:1521/svc", [("localhost", "proceed"), ("db.invalid", "refuse")]),
+    ("tcps://localhost:2484;db.invalid:1521/svc", [("localhost", "proceed"), ("db.invalid", "refuse")]),
+    ("localhost:1521,db.invalid:1521/svc", [("localhost", "proceed"), ("db.invalid", "refuse")]),
+    ("tcps://h1.example.com:2484,h2.example.com:2484/svc?wallet_location=/w",
+     [("h1.example.com", "proceed"), ("h2.example.com", "proceed")]),
+    ("tcps://[2001:db8::1]:2484/svc", [("[2001:db8::1]", "proceed")]),
+])
+def test_every_host_of_an_easy_connect_string_is_checked(dsn, expected):
+    found = oracle.endpoints(oracle_config(dsn))
+    assert [(e.host, security.verdict(e, False)) for e in found] == expected
+
+
 def test_oracle_refusal_message():
     (found,) = oracle.endpoints(oracle_config("db.example.com:1521/ORCLPDB1"))
     assert security.refusal("source 'ora'", found) == (
@@ -227,6 +240,29 @@ def mssql_config(**settings):
 def test_mssql_endpoints(settings, expected):
     (found,) = mssql.endpoints(mssql_config(**settings))
     assert (found.host, found.setting, security.verdict(found, False)) == expected
+
+
+@pytest.mark.parametrize(("dsn", "shown"), [
+    ("DRIVER={ODBC Driver 18 for SQL Server};Server=localhost;Address=db.invalid,1433;Encrypt=no",
+     "db.invalid (Address) is not encrypted (Encrypt=no)"),
+    ("DRIVER={ODBC Driver 18 for SQL Server};Server=127.0.0.1;Addr=tcp:db.invalid;TrustServerCertificate=yes",
+     "db.invalid (Address) does not verify the server certificate (Encrypt=yes, TrustServerCertificate=yes)"),
+    ("DSN=prod;UID=a", "the server of ODBC data source prod is not encrypted (Encrypt and "
+     "TrustServerCertificate left to ODBC data source prod)"),
+    ("DSN=prod;Server=127.0.0.1;Encrypt=no;TrustServerCertificate=no",
+     "the server of ODBC data source prod is not encrypted (Encrypt=no)"),
+])
+def test_mssql_address_and_data_sources_are_checked(dsn, shown):
+    (found,) = mssql.endpoints(mssql_config(dsn=dsn))
+    assert security.refusal("source 'sql'", found) == (
+        f"source 'sql': SQL Server connection to {shown}; {MSSQL_FIX}, {ALLOW}")
+
+
+def test_mssql_data_source_with_its_security_in_the_string_and_a_local_address():
+    (found,) = mssql.endpoints(mssql_config(dsn="DSN=prod;Encrypt=yes;TrustServerCertificate=no"))
+    assert security.verdict(found, False) == "proceed"
+    (local,) = mssql.endpoints(mssql_config(dsn="DSN=prod;Address=127.0.0.1;Encrypt=no"))
+    assert (local.host, security.verdict(local, False)) == ("127.0.0.1", "proceed")
 
 
 def test_mssql_refusal_message():
