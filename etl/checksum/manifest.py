@@ -31,6 +31,7 @@ from etl.checksum.rowhash import RowHasher
 from etl.checksum.tolerances import Tolerances
 from etl.errors import EtlError
 from etl.files import open_private, write_private
+from etl.inputs import load_json
 from etl.records import TableSpec
 
 ENCODING = "etl-canonical-1/md5"
@@ -233,8 +234,21 @@ class Manifest:
         try:
             if path.suffix == ".parquet":
                 return cls._load_parquet(path)
-            return cls.from_dict(json.loads(path.read_text()))
-        except (OSError, ValueError, KeyError, TypeError) as error:
+            data = load_json(path, "checksum manifest", error=ManifestError)
+            if not isinstance(data, dict):
+                raise ManifestError(f"{path}: not a readable manifest (a JSON {type(data).__name__}, "
+                                    "not an object)")
+            return cls.from_dict(data)
+        except ManifestError as error:
+            prefix = f"{path}:"
+            if error.message.startswith(prefix) and "not a readable manifest" not in error.message:
+                detail = error.message.removeprefix(prefix).lstrip()
+                raise ManifestError(f"{path}: not a readable manifest ({detail})", hint=error.hint) from None
+            if str(path) in error.message:
+                raise
+            raise ManifestError(f"{path}: {error.message}", hint=error.hint) from None
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError,
+                ArithmeticError, NotImplementedError) as error:
             raise ManifestError(
                 f"{path}: not a readable manifest ({type(error).__name__}: {error})"
             ) from None

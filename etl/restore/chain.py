@@ -384,7 +384,8 @@ class Chain:
 
 def first_present(row: dict[str, Any], *names: str) -> Any:
     """The value of the first of `names` present in `row` (metadata exported with different casings)."""
-    lowered = {key.lower(): value for key, value in row.items()}
+    # a CSV row longer than its header holds the extra cells under None
+    lowered = {key.lower(): value for key, value in row.items() if isinstance(key, str)}
     for name in names:
         value = lowered.get(name.lower())
         if value is not None and value != "":

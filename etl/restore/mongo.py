@@ -18,6 +18,7 @@ nothing shows whether entries existed between two timestamps that do not touch.
 from __future__ import annotations
 
 import gzip
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC
@@ -75,8 +76,11 @@ def read_oplog_range(path: str | Path) -> OplogRange:
                 first = first or ts
                 last = ts
                 entries += 1
+    except (EOFError, zlib.error, gzip.BadGzipFile) as error:
+        raise ChainError(f"{path}: damaged gzip data ({error})",
+                         hint="the dump file is truncated or corrupt") from None
     except OSError as error:
-        raise ChainError(f"cannot read oplog {path}: {error.strerror}") from error
+        raise ChainError(f"cannot read oplog {path}: {error.strerror or error}") from error
     if first is None or last is None:
         raise ChainError(f"{path} holds no oplog entries, so the dump's point in time is unknown",
                          hint="dump with --oplog while writes happen, or add an oplog slice that covers it")

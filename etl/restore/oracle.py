@@ -25,7 +25,6 @@ is needed). Planning covers one redo thread (single-instance databases).
 from __future__ import annotations
 
 import csv
-import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from datetime import datetime
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from etl.errors import EtlError
+from etl.inputs import json_rows, parse_json, read_text, whole_number
 from etl.restore.chain import Backup, Chain, ChainError, Kind, first_present
 
 VIEW_QUERIES = {
@@ -98,8 +98,13 @@ def load_views(folder: str | Path) -> Chain:
     if tables["v$backup_set"] is None or tables["v$backup_datafile"] is None:
         raise EtlError(f"{folder}: needs v$backup_set.csv (or .json) and v$backup_datafile.csv (or .json)",
                        hint="export the views with the queries in etl.restore.oracle.VIEW_QUERIES")
-    return chain_from_views(tables["v$backup_set"], tables["v$backup_datafile"],
-                            tables["v$backup_redolog"] or [])
+    try:
+        return chain_from_views(tables["v$backup_set"], tables["v$backup_datafile"],
+                                tables["v$backup_redolog"] or [])
+    except ChainError as error:
+        if type(error) is not ChainError:
+            raise  # a chain rule (BrokenChain, ...) names the backups
+        raise ChainError(f"{folder}: {error.message.removeprefix('oracle: ')}", hint=error.hint) from None
 
 
 def read_views(connection: Any) -> Chain:
@@ -117,13 +122,10 @@ def _read_rows(folder: Path, view: str) -> list[dict] | None:
     for suffix in (".json", ".csv"):
         path = folder / f"{view}{suffix}"
         if path.exists():
-            text = path.read_text(encoding="utf-8-sig")
+            text = read_text(path, f"{view.upper()} export")
             if suffix == ".csv":
                 return list(csv.DictReader(text.splitlines()))
-            try:
-                return json.loads(text)
-            except json.JSONDecodeError as error:
-                raise EtlError(f"{path}:{error.lineno}:{error.colno}: invalid JSON: {error.msg}") from error
+            return json_rows(parse_json(text, path), path, view.upper())
     return None
 
 
@@ -173,7 +175,7 @@ def _level(backup_set: dict, rows: list[dict]) -> int | None:
     value = first_present(rows[0], "INCREMENTAL_LEVEL")
     if value is None:
         value = first_present(backup_set, "INCREMENTAL_LEVEL")
-    return None if value is None else int(value)
+    return None if value is None else whole_number(value, "oracle", "INCREMENTAL_LEVEL", error=ChainError)
 
 
 def _set_key(row: Mapping[str, Any]) -> tuple[int, int]:
@@ -192,10 +194,7 @@ def _int(row: dict, column: str, default: int | None = None) -> int:
             return default
         raise ChainError(f"oracle: a row has no {column}: {sorted(row)}",
                          hint=f"export {column} with the queries in etl.restore.oracle.VIEW_QUERIES")
-    try:
-        return int(value)
-    except ValueError as error:
-        raise ChainError(f"oracle: {column} {value!r} is not a number") from error
+    return whole_number(value, "oracle", column, error=ChainError)
 
 
 def _date(value: Any) -> datetime | None:

@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 from collections.abc import Iterable
@@ -28,6 +27,7 @@ from pathlib import Path
 import google_crc32c
 
 from etl.errors import EtlError
+from etl.inputs import parse_json, read_text, whole_number
 from etl.restore.chain import Backup, Chain, ChainError, Kind, PositionGap
 
 DEFAULT_SEGMENT_SIZE = 16 * 1024 * 1024
@@ -47,9 +47,14 @@ class BackupDamaged(EtlError):
 
 def parse_lsn(text: str) -> int:
     """`0/3000028` -> 50331688."""
+    if not isinstance(text, str):
+        raise ChainError(f"{text!r} is not a PostgreSQL LSN", hint="write LSNs as X/Y in hex")
     high, _, low = text.partition("/")
     try:
-        return (int(high, 16) << 32) | int(low, 16)
+        high_part, low_part = int(high, 16), int(low, 16)
+        if not (0 <= high_part <= 0xFFFFFFFF and 0 <= low_part <= 0xFFFFFFFF):
+            raise ValueError(text)
+        return (high_part << 32) | low_part
     except ValueError:
         raise ChainError(f"{text!r} is not a PostgreSQL LSN", hint="write LSNs as X/Y in hex") from None
 
@@ -94,25 +99,67 @@ def read_manifest(path: str | Path) -> BackupManifest:
     cut = text.rfind(_CHECKSUM_LINE)
     if cut < 0:
         raise BackupDamaged(f"{path}: no Manifest-Checksum line", hint="is this a backup_manifest file?")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise BackupDamaged(f"{path}:{error.lineno}:{error.colno}: invalid JSON: {error.msg}") from error
+    data = parse_json(text, path, error=BackupDamaged)
+    if not isinstance(data, dict):
+        raise BackupDamaged(f"{path}: not a JSON object", hint="is this a backup_manifest file?")
     actual = hashlib.sha256(raw[: len(text[: cut + 1].encode("utf-8"))]).hexdigest()
     if actual != data.get("Manifest-Checksum"):
         raise BackupDamaged(f"{path}: Manifest-Checksum is {data.get('Manifest-Checksum')} but the manifest "
                             f"text hashes to {actual}: the manifest was changed",
                             hint="take the backup again or restore the original backup_manifest")
-    version = int(data.get("PostgreSQL-Backup-Manifest-Version", 0))
+    try:
+        return _parse_manifest(data, path)
+    except ChainError as error:
+        if isinstance(error, BackupDamaged):
+            raise
+        raise BackupDamaged(f"{path}: {error.message}", hint=error.hint) from None
+
+
+def _parse_manifest(data: dict, path: Path) -> BackupManifest:
+    """The fields of a checksum-verified manifest, each checked for its type."""
+    version = whole_number(data.get("PostgreSQL-Backup-Manifest-Version", 0), str(path),
+                           "PostgreSQL-Backup-Manifest-Version", error=BackupDamaged)
     if version not in (1, 2):
         raise BackupDamaged(f"{path}: manifest version {version} is not 1 or 2")
-    files = [ManifestFile(path=f["Path"] if "Path" in f else bytes.fromhex(f["Encoded-Path"]).decode(),
-                          size=int(f["Size"]), algorithm=f.get("Checksum-Algorithm", "NONE"),
-                          checksum=f.get("Checksum")) for f in data.get("Files", [])]
-    ranges = [WalRange(int(r["Timeline"]), parse_lsn(r["Start-LSN"]), parse_lsn(r["End-LSN"]))
-              for r in data.get("WAL-Ranges", [])]
+    files = [_manifest_file(entry, path, number)
+             for number, entry in enumerate(_list(data, "Files", path), start=1)]
+    ranges = []
+    for number, entry in enumerate(_list(data, "WAL-Ranges", path), start=1):
+        where = f"{path}: WAL-Ranges entry {number}"
+        if not isinstance(entry, dict) or not {"Timeline", "Start-LSN", "End-LSN"} <= entry.keys():
+            raise BackupDamaged(f"{where}: needs Timeline, Start-LSN and End-LSN")
+        ranges.append(WalRange(whole_number(entry["Timeline"], where, "Timeline", error=BackupDamaged),
+                               parse_lsn(entry["Start-LSN"]), parse_lsn(entry["End-LSN"])))
     system = data.get("System-Identifier")
-    return BackupManifest(version, None if system is None else int(system), files, ranges)
+    return BackupManifest(version, None if system is None else
+                          whole_number(system, str(path), "System-Identifier", error=BackupDamaged),
+                          files, ranges)
+
+
+def _list(data: dict, key: str, path: Path) -> list:
+    value = data.get(key, [])
+    if not isinstance(value, list):
+        raise BackupDamaged(f"{path}: {key} is {type(value).__name__}, not a list")
+    return value
+
+
+def _manifest_file(entry: object, path: Path, number: int) -> ManifestFile:
+    where = f"{path}: Files entry {number}"
+    if not isinstance(entry, dict):
+        raise BackupDamaged(f"{where} is not an object")
+    try:
+        name = entry["Path"] if "Path" in entry else bytes.fromhex(entry["Encoded-Path"]).decode()
+    except (KeyError, TypeError, ValueError):
+        raise BackupDamaged(f"{where}: no Path, and no hex Encoded-Path of UTF-8 text") from None
+    algorithm, checksum = entry.get("Checksum-Algorithm", "NONE"), entry.get("Checksum")
+    if not isinstance(name, str) or not name or "\0" in name:
+        raise BackupDamaged(f"{where}: Path {name!r} is not a file name")
+    if not isinstance(algorithm, str) or not (checksum is None or isinstance(checksum, str)):
+        raise BackupDamaged(f"{where} ({name}): Checksum-Algorithm and Checksum must be text")
+    if "Size" not in entry:
+        raise BackupDamaged(f"{where} ({name}): no Size")
+    return ManifestFile(path=name, size=whole_number(entry["Size"], where, "Size", error=BackupDamaged),
+                        algorithm=algorithm, checksum=checksum)
 
 
 def file_checksum(path: Path, algorithm: str) -> str | None:
@@ -144,14 +191,18 @@ def verify_backup_folder(folder: str | Path) -> BackupManifest:
     for entry in manifest.files:
         listed.add(entry.path)
         path = folder / entry.path
-        if not path.is_file():
-            problems.append(f"{entry.path}: in the manifest but not in the backup")
+        try:
+            if not path.is_file():
+                problems.append(f"{entry.path}: in the manifest but not in the backup")
+                continue
+            size = path.stat().st_size
+            if size != entry.size:
+                problems.append(f"{entry.path}: {size} bytes, the manifest says {entry.size}")
+                continue
+            actual = file_checksum(path, entry.algorithm)
+        except OSError as error:
+            problems.append(f"{entry.path}: cannot be read ({error.strerror or error})")
             continue
-        size = path.stat().st_size
-        if size != entry.size:
-            problems.append(f"{entry.path}: {size} bytes, the manifest says {entry.size}")
-            continue
-        actual = file_checksum(path, entry.algorithm)
         if actual != entry.checksum:
             problems.append(f"{entry.path}: {entry.algorithm} checksum {actual}, "
                             f"the manifest says {entry.checksum}")
@@ -188,16 +239,24 @@ class BackupLabel:
 
 def read_backup_label(path: str | Path) -> BackupLabel:
     fields: dict[str, str] = {}
-    for line in Path(path).read_text().splitlines():
+    for line in read_text(path, "backup_label", error=ChainError).splitlines():
         name, _, value = line.partition(": ")
         fields[name.strip()] = value.strip()
     start = fields.get("START WAL LOCATION", "").split(" ")[0]
     if not start:
         raise ChainError(f"{path}: no START WAL LOCATION line", hint="is this a backup_label file?")
     incremental = fields.get("INCREMENTAL FROM LSN")
-    return BackupLabel(start_lsn=parse_lsn(start), timeline=int(fields.get("START TIMELINE", "1")),
-                       incremental_from_lsn=parse_lsn(incremental) if incremental else None,
-                       incremental_from_tli=int(fields["INCREMENTAL FROM TLI"])
+    try:
+        start_lsn = parse_lsn(start)
+        incremental_from_lsn = parse_lsn(incremental) if incremental else None
+    except ChainError as error:
+        raise ChainError(f"{path}: {error.message}", hint=error.hint) from None
+    return BackupLabel(start_lsn=start_lsn,
+                       timeline=whole_number(fields.get("START TIMELINE", "1"), str(path), "START TIMELINE",
+                                             error=ChainError),
+                       incremental_from_lsn=incremental_from_lsn,
+                       incremental_from_tli=whole_number(fields["INCREMENTAL FROM TLI"], str(path),
+                                                         "INCREMENTAL FROM TLI", error=ChainError)
                        if "INCREMENTAL FROM TLI" in fields else None,
                        label=fields.get("LABEL", ""))
 
@@ -206,8 +265,16 @@ def system_identifier(folder: Path, manifest: BackupManifest) -> int:
     """From the v2 manifest, or else from global/pg_control (its first field, a uint64)."""
     if manifest.system_identifier is not None:
         return manifest.system_identifier
-    with (folder / "global" / "pg_control").open("rb") as handle:
-        return int.from_bytes(handle.read(8), "little")
+    control = folder / "global" / "pg_control"
+    try:
+        with control.open("rb") as handle:
+            head = handle.read(8)
+    except OSError as error:
+        raise ChainError(f"cannot read {control} for the system identifier: {error.strerror}",
+                         hint="a version 1 backup_manifest needs global/pg_control") from None
+    if len(head) < 8:
+        raise ChainError(f"{control}: {len(head)} bytes, too short for a system identifier")
+    return int.from_bytes(head, "little")
 
 
 def backup_from_folder(folder: str | Path, *, name: str | None = None, verify: bool = False) -> Backup:

@@ -18,14 +18,13 @@ Column meanings (Microsoft documentation):
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from etl.errors import EtlError
+from etl.inputs import json_rows, parse_json, read_text
 from etl.restore.chain import Backup, Chain, ChainError, Kind, first_present
 
 BACKUPSET_QUERY = """
@@ -57,17 +56,9 @@ def chain_from_rows(rows: Iterable[Mapping[str, Any]], *, source: str = "backup 
 def load_history(path: str | Path) -> Chain:
     """A Chain from a CSV (header row) or JSON (list of objects) export of backupset or HEADERONLY."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as error:
-        raise EtlError(f"cannot read SQL Server backup history {path}: {error.strerror}") from error
+    text = read_text(path, "SQL Server backup history")
     if path.suffix.lower() == ".json":
-        try:
-            rows = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise EtlError(f"{path}:{error.lineno}:{error.colno}: invalid JSON: {error.msg}") from error
-        if not isinstance(rows, list):
-            raise EtlError(f"{path}: expected a JSON list of backupset rows")
+        rows = json_rows(parse_json(text, path), path, "backupset")
     else:
         rows = list(csv.DictReader(text.splitlines()))
     return chain_from_rows(rows, source=str(path))

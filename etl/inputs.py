@@ -1,0 +1,69 @@
+"""Guards for reading the files a user hands in (backup histories, manifests, dump metadata).
+
+Every malformed input becomes an `EtlError` naming the file (and the byte offset, line or field
+where known) instead of a Python exception: unreadable or missing files, folders where a file is
+expected, text that is not UTF-8, JSON that does not parse or nests too deeply, and values of the
+wrong type.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from etl.errors import EtlError
+
+
+def read_text(path: str | Path, what: str, *, error: type[EtlError] = EtlError) -> str:
+    """The file's text (UTF-8, an optional BOM dropped)."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as problem:
+        raise error(f"cannot read {what} {path}: {problem.strerror or problem}") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as problem:
+        raise error(f"{path}: byte offset {problem.start}: not UTF-8 text",
+                    hint=f"export the {what} as UTF-8") from None
+
+
+def parse_json(text: str, path: str | Path, *, error: type[EtlError] = EtlError) -> Any:
+    """JSON text of `path`, with line:column for syntax errors; too-deep nesting is refused."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as problem:
+        raise error(f"{path}:{problem.lineno}:{problem.colno}: invalid JSON: {problem.msg}") from None
+    except RecursionError:
+        raise error(f"{path}: JSON nested too deeply") from None
+
+
+def load_json(path: str | Path, what: str, *, error: type[EtlError] = EtlError) -> Any:
+    return parse_json(read_text(path, what, error=error), path, error=error)
+
+
+def json_rows(data: Any, path: str | Path, what: str, *, error: type[EtlError] = EtlError) -> list[dict]:
+    """`data` as a list of JSON objects, naming the first entry that is not one."""
+    if not isinstance(data, list):
+        raise error(f"{path}: expected a JSON list of {what} rows, found {type(data).__name__}")
+    for number, row in enumerate(data, start=1):
+        if not isinstance(row, dict):
+            raise error(f"{path}: row {number} is {type(row).__name__}, not an object of {what} columns")
+    return data
+
+
+def whole_number(value: Any, where: str, field: str, *, error: type[EtlError] = EtlError) -> int:
+    """`value` (a number or its text) as an int; booleans, fractions, NaN, infinities and other
+    types are refused naming `where` and `field`."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise error(f"{where}: {field} {value!r} is not a whole number")
+    if isinstance(value, float):
+        if not math.isfinite(value) or not value.is_integer():
+            raise error(f"{where}: {field} {value!r} is not a whole number")
+        return int(value)
+    try:
+        return int(value)
+    except ValueError:
+        raise error(f"{where}: {field} {value!r} is not a whole number") from None
