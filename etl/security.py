@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
@@ -332,32 +331,15 @@ def aws_client_endpoint(client: object, service: str, endpoint_url: str | None =
     return replace(https_endpoint(url, service), origin=origin)
 
 
-_aws_loader: Any = None
-_aws_loader_lock = threading.Lock()
-
-
-def _botocore_session() -> Any:
-    """A new botocore session (the AWS configuration read afresh) sharing one model loader per process:
-    loading the service models and endpoint rules again for every job load costs tens of milliseconds."""
-    import botocore.session
-
-    global _aws_loader
-    session = botocore.session.Session()
-    with _aws_loader_lock:
-        if _aws_loader is None:
-            _aws_loader = session.get_component("data_loader")
-        session.register_component("data_loader", _aws_loader)
-    return session
-
-
 def aws_endpoint(service: str, endpoint_url: str | None, region: str | None) -> Endpoint:
     """The endpoint a client made as etl makes it (a boto3 Session from the standard AWS configuration,
     the job's region and `endpoint_url`) will talk to. Making a client sends no request."""
-    import boto3
     import botocore.exceptions
 
+    from etl.aws_session import boto3_session
+
     try:
-        session = boto3.session.Session(botocore_session=_botocore_session(), region_name=region)
+        session = boto3_session(region)
         client = session.client(_AWS_SERVICES[service], endpoint_url=endpoint_url,
                                 region_name=session.region_name or "us-east-1")
     except (botocore.exceptions.BotoCoreError, ValueError):

@@ -22,13 +22,13 @@ from decimal import Decimal
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-import boto3
 import botocore.config
 import botocore.session
 from botocore.exceptions import BotoCoreError, ClientError, WaiterError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from etl import security
+from etl.aws_session import boto3_session
 from etl.errors import ConnectionFailed, EtlError, RuntimeFailure
 from etl.records import Reject, TableSpec
 from etl.redact import RedactedRepr, redact
@@ -643,7 +643,7 @@ def _connection_failed(name: str, error: Exception) -> ConnectionFailed:
 def _make_client(config: Config) -> Any:
     """A low-level client from the standard AWS credential chain; DynamoDB Local accepts any credentials,
     so a loopback endpoint without configured credentials gets placeholder ones."""
-    session = boto3.session.Session(botocore_session=_botocore_session(), region_name=config.region)
+    session = boto3_session(config.region)
     credentials: dict[str, str] = {}
     local = config.endpoint_url is not None and _is_loopback(urlsplit(config.endpoint_url).hostname or "")
     if local and session.get_credentials() is None:
@@ -661,23 +661,6 @@ def _make_client(config: Config) -> Any:
         ),
         **credentials,
     )
-
-
-_loader: Any = None
-_loader_lock = threading.Lock()
-
-
-def _botocore_session() -> botocore.session.Session:
-    """A new session (so each sink resolves credentials afresh) whose service models come from one
-    loader per process: every partition opens its own sink, and loading DynamoDB's models and the
-    endpoint rules again for each sink cost about 50 ms of CPU here."""
-    global _loader
-    session = botocore.session.Session()
-    with _loader_lock:
-        if _loader is None:
-            _loader = session.get_component("data_loader")
-        session.register_component("data_loader", _loader)
-    return session
 
 
 def open_sink(name: str, config: Config) -> DynamoDBSink:
