@@ -297,24 +297,23 @@ def _verdict(job: Job, store: StateStore, fingerprint: Fingerprint) -> Verdict:
         save_verdict(store, job.name, verdict, LOADING)
         return verdict
     changes = fingerprint.changes(verdict.fingerprint)
-    changed = [c for c in changes if not c.endswith("(new)") and not c.endswith("(no longer in the job)")]
-    if changed and verdict.stage == LOADING and store.checkpoints(job.name):
+    if changes and verdict.stage == LOADING and store.checkpoints(job.name):
         raise JobFileError(
-            f"job {job.name}: {', '.join(changed)} changed since its records started moving "
+            f"job {job.name}: {', '.join(changes)} changed since its records started moving "
             f"(last recorded {verdict.updated_at}); the targets hold records made by the previous version",
             hint=f"run `python -m etl.run {_shown_path(job.path)} --full-refresh` to move every record again "
                  "with the current files, or put the previous version back to continue",
         )
-    if changes:
-        stage = LOADING if verdict.stage == LOADING else LOADED
-        message = f"changed since the last run: {', '.join(changes)}"
-        if stage == LOADED:
-            log.warning("job %s: %s; the targets are validated again against the current files",
-                        job.name, message)
-        stale = sorted({*verdict.changed_after_loading, *fingerprint.changed_tables(verdict.fingerprint)})
-        verdict = Verdict(verdict.generation, fingerprint, verdict.stage, verdict.message, verdict.updated_at,
-                          accounting=verdict.accounting, changed_after_loading=stale)
-        save_verdict(store, job.name, verdict, stage, message)
+    if fingerprint == verdict.fingerprint:
+        return verdict
+    stage, message, stale = verdict.stage, verdict.message, verdict.changed_after_loading
+    if changes and stage != LOADING:  # loading had finished: validate against the current files
+        stage, message = LOADED, f"changed since the last run: {', '.join(changes)}"
+        log.warning("job %s: %s; the targets are validated again", job.name, message)
+        stale = sorted({*stale, *fingerprint.changed_tables(verdict.fingerprint)})
+    verdict = Verdict(verdict.generation, fingerprint, verdict.stage, verdict.message, verdict.updated_at,
+                      accounting=verdict.accounting, changed_after_loading=stale)
+    save_verdict(store, job.name, verdict, stage, message)
     return verdict
 
 

@@ -60,18 +60,11 @@ class Fingerprint:
                       if earlier.mappings.get(key) not in (None, digest))
 
     def changes(self, earlier: Fingerprint) -> list[str]:
-        """What differs from `earlier`, in words (empty when nothing does)."""
-        said = []
-        if self.job != earlier.job:
-            said.append("the job file's sources, targets or tolerances")
-        for key in sorted(set(self.mappings) | set(earlier.mappings)):
-            before, now = earlier.mappings.get(key), self.mappings.get(key)
-            if before is None:
-                said.append(f"table {key} (new)")
-            elif now is None:
-                said.append(f"table {key} (no longer in the job)")
-            elif before != now:
-                said.append(f"the mapping of {key}")
+        """What changed since `earlier` in what records already moved were made with, in words (empty
+        when nothing did; a table new to the job, or one no longer in it, voids nothing)."""
+        said = ["the job file's sources, targets or tolerances"] if self.job != earlier.job else []
+        said += [f"the mapping of {key}" for key in sorted(self.mappings)
+                 if earlier.mappings.get(key) not in (None, self.mappings[key])]
         return said
 
     def to_json(self) -> Json:
@@ -174,10 +167,11 @@ def job_loaded(job: Job, resources: JobResources, store: StateStore) -> bool:
 def record_validation(job: Job, resources: JobResources, store: StateStore, ok: bool,
                       message: str | None) -> None:
     """`--validate-only` of the whole job: what it found becomes the job's verdict, but only for the
-    content the job has now and once every partition was loaded (a validation of half-loaded
-    targets proves nothing about the job)."""
+    content the job has now, once every partition was loaded, and once a run judged the load (a
+    validation of half-loaded targets proves nothing about the job, and equal targets do not undo
+    a reject policy, an accounting or a mapped-path failure: those leave the stage `loading`)."""
     verdict = load_verdict(store, job.name)
-    if verdict is None or verdict.fingerprint != fingerprint_of(job, resources):
+    if verdict is None or verdict.stage == LOADING or verdict.fingerprint != fingerprint_of(job, resources):
         return
     if not job_loaded(job, resources, store):
         return

@@ -110,6 +110,10 @@ def test_reject_policy_failure_is_judged_again_until_the_policy_allows(tmp_path,
     assert verdict.accounting == {
         "mongo.patients": {"extracted": 30, "loaded": 27, "rejected": 3, "filtered": 0}}
     assert verdict.message.startswith("too many rejected records: 3 of 30 extracted")
+    # equal targets prove the rows, not the reject policy: --validate-only cannot turn it green
+    assert outcome(run_cli(path, "--validate-only")) == (0, "succeeded")
+    assert stage(tmp_path) == "loading"
+    assert outcome(run_cli(path)) == (3, "failed")
     path.write_text(path.read_text().replace("max_rejects: 2", "max_rejects: 3"))
     allowed = run_cli(path)
     report = saved_report(allowed.stdout)
