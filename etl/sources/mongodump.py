@@ -76,13 +76,13 @@ def open_source(name: str, config: Config, limits: BatchLimits) -> MongodumpSour
 class CorruptFile(EtlError):
     """A dump file is truncated or damaged at a byte offset."""
 
-    def __init__(self, file: Path, offset: int, what: str, *, unit: str = "byte offset") -> None:
+    def __init__(self, file: Path, offset: int, what: str, *, unit: str = "byte offset",
+                 hint: str = "take the dump again, or set `on_corrupt: deadletter` to load the readable "
+                             "documents and record the damage") -> None:
         self.file = file
         self.offset = offset
         self.what = what
-        super().__init__(f"{file}: {what} at {unit} {offset}",
-                         hint="take the dump again, or set `on_corrupt: deadletter` to load the "
-                              "readable documents and record the damage")
+        super().__init__(f"{file}: {what} at {unit} {offset}", hint=hint)
 
 
 @dataclass(frozen=True)
@@ -148,7 +148,7 @@ class _Blocks:
             try:
                 stream.seek(start)
             except _GZIP_FAILURES as error:
-                self._break(error)
+                self._break(error, start)
                 self.exhausted = True
 
     def window(self, end: int | None, *, final: bool = False) -> tuple[memoryview, int | None]:
@@ -213,18 +213,26 @@ class _Blocks:
                 pieces.append(piece)
                 got += len(piece)
         except _GZIP_FAILURES as error:
-            self._break(error)
+            self._break(error, self.base + len(self.data) + got)
         return b"".join(pieces)
 
-    def _break(self, error: Exception) -> None:
+    def _break(self, error: Exception, reached: int) -> None:
+        """Note why the gzip stream broke at uncompressed offset `reached` (a checksum mismatch raises)."""
         text = str(error)
         if isinstance(error, EOFError):
             self.broken = "gzip data ends before its end-of-stream marker (the file is truncated)"
         elif "Not a gzipped file" in text:
             self.broken = "not gzip data (no gzip header)"
         elif "CRC check failed" in text:
-            self.broken = ("gzip checksum (CRC-32) of the decompressed data does not match: the "
-                           "compressed data is damaged, and documents read before this point may be altered")
+            # The check comes at the end of a gzip member, after its documents were handed on: they
+            # may be altered, and no reject can name which. A reject here would let the run load
+            # them and go green (validation reads the same stream), so it stops the run whatever
+            # `on_corrupt` says.
+            raise CorruptFile(self.file, reached,
+                              "gzip checksum (CRC-32) of the decompressed data does not match: the "
+                              "compressed data is damaged and the documents read from it may be altered, "
+                              "so the run stops whatever on_corrupt says", unit="uncompressed byte offset",
+                              hint="take the dump again: this file cannot be loaded as it is") from None
         else:
             self.broken = f"gzip data cannot be decompressed ({text})"
 

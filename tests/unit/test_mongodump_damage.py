@@ -338,3 +338,21 @@ def test_a_damaged_oplog_is_always_an_error(tmp_path):
     assert str(caught.value).startswith(
         f"{tmp_path / 'oplog.bson.gz'}: gzip data ends before its end-of-stream marker (the file is "
         f"truncated) at uncompressed byte offset {len(b''.join(entries))}")
+
+
+def test_a_gzip_checksum_mismatch_stops_the_run_whatever_on_corrupt_says(tmp_path):
+    """The CRC-32 is checked after the member's documents were read: they may be altered and no
+    reject could say which, so even `on_corrupt: deadletter` stops instead of loading them."""
+    documents = payload_documents(10)
+    data = b"".join(documents)
+    compressed = bytearray(gzip.compress(data))
+    compressed[-8] ^= 0xFF  # the member's CRC-32 (the last 8 bytes: CRC-32, then the size)
+    file = write(tmp_path, bytes(compressed), name="patients.bson.gz")
+    for on_corrupt in ("error", "deadletter"):
+        with pytest.raises(CorruptFile) as caught:
+            read_all(source_for(tmp_path, on_corrupt))
+        assert str(caught.value).startswith(
+            f"{file}: gzip checksum (CRC-32) of the decompressed data does not match: the compressed data is "
+            f"damaged and the documents read from it may be altered, so the run stops whatever on_corrupt "
+            f"says at uncompressed byte offset {len(data)}\n"
+            "  hint: take the dump again: this file cannot be loaded as it is")
