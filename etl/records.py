@@ -102,8 +102,16 @@ class Batch:
     """Opaque position: reading again with `resume_after=` this value continues after this batch."""
     rejects: list[Reject] = field(default_factory=list)
     """Records the source itself could not decode (corrupt BSON, a date Python cannot hold)."""
-    deletes: list[Json] = field(default_factory=list)
-    """Keys deleted at the source (differential runs only)."""
+    deletes: list[dict] = field(default_factory=list)
+    """Records deleted at the source, as key records: the key fields only, named and valued as `records`
+    carry them (`{"_id": ...}`, `{"InvoiceId": 7}`). The engine deletes every target row the source
+    record made. A key is in `records` or `deletes` of one batch, never both (its last state)."""
+    kinds: dict[str, int] = field(default_factory=dict)
+    """Change batches only: how many changes of each kind the batch carries (`insert`, `update`,
+    `delete`, or `upsert` where the source cannot tell an insert from an update)."""
+    at: str | None = None
+    """Change batches only: when the last change of the batch happened at the source (ISO 8601 UTC),
+    where the source knows; the engine reports the lag from it."""
 
     @property
     def extracted(self) -> int:

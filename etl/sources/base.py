@@ -97,3 +97,44 @@ class Source(Protocol):
     # source paths against it before data moves; sources without it are checked against `sample`.
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class ChangeCapture:
+    """How a source finds the changes of one table after a full load (`ChangeSource.change_capture`)."""
+
+    method: str
+    """For reports and `--plan`: `change stream`, `watermark updated_at (overlap 300 s)`, `rowversion`..."""
+    deletes: bool
+    """The changes include deletes. When False the engine finds deleted records itself after applying
+    the changes, by asking `missing_keys` about every key it has loaded (`etl/engine/ledger.py`)."""
+
+
+class ChangeSource(Source, Protocol):
+    """A source that can tell what changed since a position (incremental runs, docs/cutover.md).
+
+    A source without these methods, or whose `change_capture(table)` is None, is caught up by reading
+    the whole table again; the engine then deletes what the new read no longer has."""
+
+    def change_capture(self, table: str) -> ChangeCapture | None:
+        """How changes of `table` are found with its configuration, or None when they cannot be."""
+
+    def change_position(self, table: str) -> Json:
+        """Where the changes of `table` start: taken *before* a full load reads the table, so no change
+        made during or after the load is missed. JSON that `json.dumps` accepts, opaque to the engine."""
+
+    def changes(self, table: str, position: Json, *, fields: Sequence[str] | None = None,
+                wait_ms: int = 0) -> Iterator[Batch]:
+        """Batches of what changed after `position` (a `change_position` or `Batch.resume_after` value),
+        until no change is waiting (after waiting up to `wait_ms` for one). `records` hold the current
+        state of inserted and updated records (filtered by the table's filter: a record that no longer
+        matches it is a delete), `deletes` the key records of deleted ones, `kinds` the counts, `at` the
+        time of the last change; `resume_after` is the position to store once the batch is committed.
+        Replaying from a stored position is harmless: the engine's writes are upserts."""
+
+    def key_of(self, table: str, record: dict) -> Json:
+        """The record's key as JSON (equal keys give equal JSON), for `missing_keys`; reads key fields only."""
+
+    def missing_keys(self, table: str, keys: Sequence[Json]) -> list[Json]:
+        """Those of `keys` (`key_of` values) with no record at the source now, the table's filter applied:
+        the target must no longer hold what they made. Called with at most 1,000 keys at a time."""
