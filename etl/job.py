@@ -294,6 +294,9 @@ class JobFile(BaseModel):
     audit: AuditConfig = Field(default_factory=AuditConfig)
     allow_insecure: bool = False
     """Accept plaintext or unverified connections to other hosts (each run logs a warning)."""
+    incremental: bool = False
+    """Keep what `--incremental` runs need (docs/cutover.md): each table's change position, taken before
+    its full load reads it, and the ledger of the target keys each source record wrote."""
     restore: Restore | None = None
 
 
@@ -316,6 +319,8 @@ class Job(RedactedRepr, BaseModel):
     audit: AuditConfig = Field(default_factory=AuditConfig)
     allow_insecure: bool = False
     """Plaintext or unverified connections to other hosts are accepted (and warned about)."""
+    incremental: bool = False
+    """Change positions and the ledger are kept for `--incremental` runs."""
     path: Path
     """The job file (absolute)."""
     warnings: tuple[str, ...] = ()
@@ -909,6 +914,7 @@ def load_job(
         report=top.report,
         audit=top.audit,
         allow_insecure=top.allow_insecure,
+        incremental=top.incremental,
         path=job_path,
         warnings=tuple(warnings),
         restore=top.restore,

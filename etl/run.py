@@ -59,6 +59,14 @@ def parser() -> argparse.ArgumentParser:
                          "killed run anyway)")
     refresh.add_argument("--full-refresh", action="store_true",
                          help="forget the checkpoints and move every record again")
+    mode.add_argument("--incremental", action="store_true",
+                   help="apply what changed at the sources since the last run (deletes included), then "
+                   "validate; needs `incremental: true` and a finished full load (docs/cutover.md)")
+    mode.add_argument("--follow", action="store_true",
+                   help="with --incremental (implied): keep applying changes until Ctrl-C or SIGTERM; "
+                   "ends unproven (exit 4): finish with --incremental to validate")
+    p.add_argument("--poll", type=_positive, metavar="SECONDS", default=5,
+                   help="with --follow: how long to wait for changes once every table caught up (default 5)")
     p.add_argument("--only", action="append", metavar="TABLE", default=[],
                    help="run only this source table (`table` or `source.table`); repeatable")
     p.add_argument("--limit", type=_positive, metavar="N",
@@ -149,6 +157,8 @@ def _run(job, args: argparse.Namespace, only: tuple[str, ...], shard):
 
     with TableProgress.for_stream(sys.stderr) as progress:
         options = RunOptions(resume=args.resume, full_refresh=args.full_refresh, only=only, limit=args.limit,
+                             incremental=args.incremental or args.follow, follow=args.follow,
+                             poll_seconds=args.poll,
                              shard=shard, lease_ttl=args.lease_ttl,
                              on_plan=progress.start if progress else None,
                              on_progress=progress.advance if progress else None)

@@ -21,6 +21,7 @@ from distributed import Client, Event, as_completed
 from etl.engine.accounting import Counts
 from etl.engine.control import RunControl
 from etl.engine.execution import Execution
+from etl.engine.ledger import ledger_of
 from etl.engine.resources import JobResources, MappingText
 from etl.engine.verdict import load_verdict
 from etl.engine.worker import PartitionOutcome, PartitionWork, PartitionWorker
@@ -45,7 +46,8 @@ def _resources_for(job: Job, mappings: dict[str, MappingText]) -> JobResources:
 
 
 def run_partition_task(job: Job, mappings: dict[str, MappingText], work: PartitionWork, totals: Counts,
-                       stop_event: str, prefetch: int) -> PartitionOutcome | None:
+                       stop_event: str, prefetch: int, marks: dict[str, str] | None = None
+                       ) -> PartitionOutcome | None:
     """Run one partition on a Dask worker; None when the run was stopping before it started."""
     event = Event(stop_event)
     if event.is_set():
@@ -77,7 +79,8 @@ def run_partition_task(job: Job, mappings: dict[str, MappingText], work: Partiti
             sinks = resources.open_sinks(mapping.tables, stack)
             worker = PartitionWorker(job=job.name, source=source, mapping=mapping, sinks=sinks,
                                      dead_letters=dead_letters, store=store, control=control,
-                                     prefetch=prefetch)
+                                     prefetch=prefetch,
+                                     ledger=ledger_of(job, store, partition, mapping, sinks, marks or {}))
             return worker.run(work)
     finally:
         finished.set()
@@ -89,7 +92,7 @@ class DaskExecutor:
         self.scheduler = scheduler
 
     def run(self, job: Job, works: Sequence[PartitionWork], control: RunControl, *, prefetch: int = 2,
-            resources: JobResources | None = None) -> Execution:
+            resources: JobResources | None = None, marks: dict[str, str] | None = None) -> Execution:
         resources = resources or JobResources(job)
         if job.state.type == "sqlite":
             log.warning("the Dask executor with the sqlite state store works only when every worker shares "
@@ -111,8 +114,8 @@ class DaskExecutor:
             event = Event(stop_name, client=client)
             futures = {
                 client.submit(run_partition_task, job, mappings, work, control.totals, stop_name, prefetch,
-                              key=f"etl-{job.name}-{work.partition.id}-{uuid.uuid4().hex[:6]}", pure=False,
-                              retries=0): work
+                              marks, key=f"etl-{job.name}-{work.partition.id}-{uuid.uuid4().hex[:6]}",
+                              pure=False, retries=0): work
                 for work in works
             }
             finished = threading.Event()

@@ -11,6 +11,8 @@
           `batch`      after a batch is committed in every sink and checkpointed
           `validate`   when validation starts (before any target is read)
           `validated`  after validation computed its result, before the verdict is saved
+          `caught-up`  in an incremental run, each time a table has no more changes waiting
+                       (`--follow` reaches it again on every idle wait)
 
 Unset (always, outside tests) it costs one dictionary lookup per call. A malformed value fails
 loudly at the first point reached rather than silently never firing.
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 
 ENVIRONMENT = "ETL_TEST_FAULT"
 ACTIONS = ("kill", "term", "crash")
-POINTS = ("read", "write", "batch", "validate", "validated")
+POINTS = ("read", "write", "batch", "validate", "validated", "caught-up")
 
 
 @dataclass(frozen=True)

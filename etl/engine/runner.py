@@ -24,6 +24,7 @@ from etl.engine.control import ProgressCallback, RunControl
 from etl.engine.execution import Execution
 from etl.engine.gc_pacing import fewer_collections
 from etl.engine.lease import DEFAULT_TTL_SECONDS, LeaseKeeper
+from etl.engine.ledger import ledger_of
 from etl.engine.local import LocalExecutor
 from etl.engine.plan import Plan, Shard, TablePlan
 from etl.engine.planning import make_plan
@@ -83,6 +84,12 @@ class RunOptions:
     lease_ttl: float = DEFAULT_TTL_SECONDS
     prefetch: int = 2
     """Batches a partition reads ahead while the current one is written."""
+    incremental: bool = False
+    """Apply what changed at the sources since the last run, then validate (docs/cutover.md)."""
+    follow: bool = False
+    """With `incremental`: keep applying changes until stopped (Ctrl-C, SIGTERM); ends unproven."""
+    poll_seconds: float = 5.0
+    """With `follow`: how long to wait for changes once every table has caught up."""
     on_plan: Callable[[Plan], None] | None = field(default=None, compare=False)
     on_progress: ProgressCallback | None = field(default=None, compare=False)
 
@@ -98,6 +105,7 @@ def run_job(job: Job, options: RunOptions | None = None) -> RunReport:
     options = options or RunOptions()
     if options.resume and options.full_refresh:
         raise EtlError("--resume and --full-refresh contradict each other", hint="give one of them")
+    _check_incremental_options(job, options)
     started_at = datetime.now(UTC)
     started = time.monotonic()
     resources = JobResources(job)
@@ -156,10 +164,14 @@ def _run_leased(job: Job, options: RunOptions, resources: JobResources, store: S
     imports the snapshot exported at plan time (PostgreSQL) instead of taking its own."""
     quick_try = options.limit is not None
     whole_job = options.shard is None and not options.only
+    if options.incremental:
+        return _run_incremental(job, options, resources, store, control, started_at, started, planning)
     if options.full_refresh and not quick_try and whole_job:
         store.clear(job.name)
     fingerprint = fingerprint_of(job, resources)
     verdict = None if quick_try else _verdict(job, store, fingerprint)
+    if job.incremental and not quick_try:
+        _keep_positions(job, resources, store, options)
     plan = make_plan(job, resources, store, only=options.only, shard=options.shard,
                      replan=options.full_refresh and whole_job,
                      keep=not quick_try, keep_open=planning)
@@ -225,7 +237,9 @@ def _run_leased(job: Job, options: RunOptions, resources: JobResources, store: S
 
 def _execute(job: Job, options: RunOptions, resources: JobResources, store: StateStore, control: RunControl,
              plan: Plan, works: list[PartitionWork], finished: list[str], checkpoints: dict[str, Checkpoint],
-             quick_try: bool, generation: str | None) -> Execution:
+             quick_try: bool, generation: str | None, marks: dict[str, str] | None = None) -> Execution:
+    """Run `works`; `marks`: per `source.table` read again by an incremental run, the mark its ledger
+    entries get (etl/engine/changes.py)."""
     totals = Counts()
     for work in works:
         totals.add(work.counts)
@@ -241,8 +255,9 @@ def _execute(job: Job, options: RunOptions, resources: JobResources, store: Stat
             from etl.engine.dask import DaskExecutor
 
             executor = DaskExecutor(job.executor.scheduler)
-            return executor.run(job, works, control, prefetch=options.prefetch, resources=resources)
-        run_one = _local_runner(job, resources, store, dead_letters, control, options, quick_try)
+            return executor.run(job, works, control, prefetch=options.prefetch, resources=resources,
+                                marks=marks or {})
+        run_one = _local_runner(job, resources, store, dead_letters, control, options, quick_try, marks or {})
         with fewer_collections():
             return LocalExecutor(job.parallelism).run(works, run_one, control)
 
@@ -317,6 +332,113 @@ def _verdict(job: Job, store: StateStore, fingerprint: Fingerprint) -> Verdict:
     return verdict
 
 
+def _check_incremental_options(job: Job, options: RunOptions) -> None:
+    """Option combinations an incremental job or run cannot honour (exit 2)."""
+    if options.follow and not options.incremental:
+        raise JobFileError("--follow keeps an incremental run going; it needs --incremental")
+    if options.incremental:
+        given = (("--full-refresh", options.full_refresh), ("--limit", options.limit),
+                 ("--shard", options.shard))
+        clashing = [name for name, value in given if value]
+        if clashing:
+            raise JobFileError(f"--incremental cannot be combined with {', '.join(clashing)}",
+                               hint="an incremental run applies every change of the tables it runs, in one "
+                                    "process")
+    elif job.incremental and options.shard is not None:
+        raise JobFileError(
+            f"job {job.name} keeps change positions (`incremental: true`): its full load cannot run in "
+            "shards",
+            hint="each table's change position is taken once, before any of its partitions is read; run the "
+                 "full load without --shard (parallelism and the Dask executor still apply)")
+
+
+def _keep_positions(job: Job, resources: JobResources, store: StateStore, options: RunOptions) -> None:
+    """Before planning: the change position of every table whose load starts now (a table already
+    partly loaded without one cannot get one any more: changes made since its load began would be lost)."""
+    from etl.engine.changes import position_key, take_positions
+    from etl.engine.plan import select_tables
+
+    pairs = select_tables(resources.source_tables(), options.only)
+    if options.full_refresh:
+        for source, table in pairs:
+            store.set_value(job.name, position_key(f"{source}.{table}"), None)
+            store.ledger_clear(job.name, f"{source}.{table}")
+        fresh = pairs
+    else:
+        started = {partition.split("#", 1)[0] for partition in store.checkpoints(job.name)}
+        fresh = [(source, table) for source, table in pairs if f"{source}.{table}" not in started]
+    take_positions(job.name, resources, store, fresh)
+
+
+def _run_incremental(job: Job, options: RunOptions, resources: JobResources, store: StateStore,
+                     control: RunControl, started_at: datetime, started: float,
+                     planning: ExitStack) -> RunReport:
+    """Apply what changed since the stored positions (re-read the tables whose sources cannot tell),
+    then validate whole tables (etl/engine/incremental.py)."""
+    from etl.engine import incremental
+
+    shown = _shown_path(job.path)
+    ready = incremental.check_preconditions(job, resources, store, options.only, shown)
+    report = _new_report(job, options, resources, started_at)
+    report.mode = "incremental"
+    verdict = ready.verdict
+    incremental.mark_verdict_changing(store, job.name, verdict)
+    outcomes, execution = incremental.apply_changes(
+        job, resources, store, control, ready.changing, generation=verdict.generation, follow=options.follow,
+        poll_seconds=options.poll_seconds)
+    report.tables = incremental.change_reports(outcomes)
+    if ready.rereading and not control.stopping and not execution.errors:
+        report.tables += _reread(job, options, resources, store, control, ready.rereading, verdict, execution,
+                                 planning)
+    planning.close()
+    _judge(report, job, execution, control)
+    if options.follow and report.status == STOPPED:
+        report.status = UNPROVEN
+        report.message = ("following stopped: the targets hold every change applied until then, but nothing "
+                          "proves them equal")
+        report.hint = f"run `python -m etl.run {shown} --incremental` to catch up and validate"
+    if report.status != SUCCEEDED:
+        save_verdict(store, job.name, verdict, LOADED, report.message)
+        return _finish(report, started)
+    return _validate(report, job, options, resources, store, verdict, not options.only, started_at, started)
+
+
+def _reread(job: Job, options: RunOptions, resources: JobResources, store: StateStore, control: RunControl,
+            tables: list[tuple[str, str, dict]], verdict: Verdict, execution: Execution,
+            planning: ExitStack) -> list[TableReport]:
+    """Catch up tables whose sources cannot tell what changed: read them again whole, marking every
+    ledger entry seen, then delete what unmarked entries made."""
+    from etl.engine.changes import new_mark, sweep_unmarked
+    from etl.engine.incremental import reset_for_reread
+    from etl.engine.ledger import Ledger
+
+    keys = tuple(f"{source}.{table}" for source, table, _ in tables)
+    plan = make_plan(job, resources, store, only=keys, keep_open=planning)
+    reset_for_reread(store, job.name, [partition.id for partition in plan.partitions()])
+    marks = {key: new_mark() for key in keys}
+    checkpoints = store.checkpoints(job.name)
+    works, finished = _works(plan, checkpoints)
+    reread = _execute(job, options, resources, store, control, plan, works, finished, checkpoints, False,
+                      verdict.generation, marks)
+    execution.outcomes += reread.outcomes
+    execution.errors += reread.errors
+    execution.skipped += reread.skipped
+    reports = _table_reports(plan, store.checkpoints(job.name), reread.outcomes)
+    for report in reports:
+        report.changes = {"method": "re-read", "applied": {"upsert": report.extracted_this_run},
+                          "found_deleted": 0, "rows_deleted": 0}
+        if reread.errors or control.stopping or report.partitions_done < report.partitions:
+            continue  # an unfinished re-read proves nothing missing: the next run reads again
+        source, table = report.table.split(".", 1)
+        mapping = resources.mapping(source, table)
+        with ExitStack() as stack:
+            sinks = resources.open_sinks(mapping.tables, stack)
+            found, deleted = sweep_unmarked(Ledger(store, job.name, report.table, mapping.tables, sinks),
+                                            marks[report.table])
+        report.changes.update(found_deleted=found, rows_deleted=deleted)
+    return reports
+
+
 def _accounting(report: RunReport) -> dict[str, dict[str, int]]:
     """Per source table, the four figures the verdict keeps."""
     return {t.table: {"extracted": t.extracted, "loaded": t.loaded, "rejected": t.rejected,
@@ -362,8 +484,8 @@ def _prepare_targets(resources: JobResources, plan: Plan) -> None:
 
 
 def _local_runner(job: Job, resources: JobResources, store: StateStore, dead_letters: DeadLetters,
-                  control: RunControl, options: RunOptions,
-                  quick_try: bool) -> Callable[[PartitionWork], PartitionOutcome]:
+                  control: RunControl, options: RunOptions, quick_try: bool,
+                  marks: dict[str, str]) -> Callable[[PartitionWork], PartitionOutcome]:
     def run_one(work: PartitionWork) -> PartitionOutcome:
         partition = work.partition
         mapping = resources.mapping(partition.source, partition.table)
@@ -371,9 +493,10 @@ def _local_runner(job: Job, resources: JobResources, store: StateStore, dead_let
             source = resources.open_source(partition.source)
             stack.callback(source.close)
             sinks = resources.open_sinks(mapping.tables, stack)
+            ledger = None if quick_try else ledger_of(job, store, partition, mapping, sinks, marks)
             worker = PartitionWorker(job=job.name, source=source, mapping=mapping, sinks=sinks,
                                      dead_letters=dead_letters, store=None if quick_try else store,
-                                     control=control, prefetch=options.prefetch)
+                                     control=control, prefetch=options.prefetch, ledger=ledger)
             return worker.run(work)
 
     return run_one
@@ -421,8 +544,9 @@ def _judge(report: RunReport, job: Job, execution: Execution, control: RunContro
         partition, error = execution.errors[0]
         report.status = FAILED
         text = error.message if isinstance(error, EtlError) else f"{type(error).__name__}: {error}"
-        more = f" (and {len(execution.errors) - 1} more partitions)" if len(execution.errors) > 1 else ""
-        report.message = redact(f"partition {partition} failed{more}: {text}")
+        more = f" (and {len(execution.errors) - 1} more)" if len(execution.errors) > 1 else ""
+        what = "partition" if "#" in partition else "table"  # incremental runs fail by table
+        report.message = redact(f"{what} {partition} failed{more}: {text}")
         report.hint = (error.hint if isinstance(error, EtlError) and error.hint else
                        f"every committed batch is checkpointed; fix the cause and run `{resume}` to continue")
         return
@@ -467,7 +591,8 @@ def _shown_path(path: Path) -> str:
 
 def _options_dict(options: RunOptions) -> dict:
     return {"resume": options.resume, "full_refresh": options.full_refresh, "only": list(options.only),
-            "limit": options.limit, "shard": options.shard.label if options.shard else None}
+            "limit": options.limit, "shard": options.shard.label if options.shard else None,
+            "incremental": options.incremental, "follow": options.follow}
 
 
 def _finish(report: RunReport, started: float) -> RunReport:

@@ -18,6 +18,7 @@ from typing import Protocol
 from etl.engine import faults
 from etl.engine.accounting import Counts, count_reasons
 from etl.engine.control import RunControl
+from etl.engine.ledger import Ledger
 from etl.engine.prefetch import Prefetcher
 from etl.mapping.reads import ReadPath, present
 from etl.records import Batch, Json, Partition, Reject
@@ -99,6 +100,7 @@ class PartitionWorker:
         store: StateStore | None,
         control: RunControl,
         prefetch: int = 2,
+        ledger: Ledger | None = None,
     ) -> None:
         self.job = job
         self.source = source
@@ -109,6 +111,10 @@ class PartitionWorker:
         """None for `--limit` runs, which leave no checkpoint behind."""
         self.control = control
         self.prefetch = prefetch
+        self.ledger = ledger
+        """Kept for incremental jobs: what each record wrote, so its deletes reach every row."""
+        self.rows_deleted = 0
+        """Target rows this worker deleted because their records no longer make them."""
 
     def run(self, work: PartitionWork) -> PartitionOutcome:
         partition = work.partition
@@ -157,10 +163,11 @@ class PartitionWorker:
         if allowed < len(records):
             records = records[:allowed]
         source_rejects = list(batch.rejects)
-        if batch.deletes:
+        if batch.deletes and self.ledger is None:
             log.warning("%s: %d keys were deleted at the source before the position this batch reads at "
                         "(e.g. during a dump); they are not loaded, and rows of them that earlier runs "
-                        "wrote are left in the targets", partition.id, len(batch.deletes))
+                        "wrote are left in the targets (`incremental: true` keeps the ledger that finds "
+                        "them)", partition.id, len(batch.deletes))
         mapped = self.mapping.apply(records, lambda record: self.source.key_text(partition.table, record),
                                     source_table=partition.table)
         by_target: dict[str, dict[str, TableRows]] = {}
@@ -180,6 +187,8 @@ class PartitionWorker:
             self.dead_letters.flush()
         keys_with_rows = {k for rows in mapped.rows.values() for k in rows.source_keys}
         load_rejected = {r.source_key for r in load_rejects}
+        if self.ledger is not None:
+            self._settle(partition.table, records, mapped.rows, batch.deletes, load_rejected)
         delta = Counts(
             extracted=len(records) + len(source_rejects),
             loaded=len(keys_with_rows - load_rejected),
@@ -193,6 +202,17 @@ class PartitionWorker:
         self._save(partition, batch.resume_after, counts, done=False)
         faults.reach("batch", partition.id)
         return delta
+
+    def _settle(self, table: str, records: list[dict], made, deletes: list[dict], refused: set[str]) -> None:
+        """Bring the ledger up to date with one written batch: rows the batch's records made before and
+        make no longer (shrunk arrays, changed keys, records now filtered out, rejected or deleted)
+        are deleted from the targets."""
+        assert self.ledger is not None
+        key_text, key_of = self.source.key_text, getattr(self.source, "key_of", None)
+        keys = {key_text(table, record): None if key_of is None else key_of(table, record)
+                for record in records}
+        gone = [key_text(table, key) for key in deletes] + sorted(refused)
+        self.rows_deleted += self.ledger.settle(keys, made, gone).rows_deleted
 
     def _note_present(self, records: list[dict]) -> None:
         """Which reads not yet found some record of the batch has: a lookup or two per such read."""

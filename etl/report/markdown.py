@@ -18,6 +18,36 @@ def _table_row(t: TableReport, *, bold: bool = False) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+def _changes(tables: list[TableReport]) -> list[str]:
+    """Incremental runs: what changed, how it was found, where each table stopped and how far behind."""
+    changed = [t for t in tables if t.changes is not None]
+    if not changed:
+        return []
+    lines = ["## Changes applied", "",
+             "| table | found by | inserts | updates | upserts | deletes | found deleted | rows deleted "
+             "| position | lag |", "|---|---|---:|---:|---:|---:|---:|---:|---|---|"]
+    for t in changed:
+        c = t.changes or {}
+        applied = c.get("applied") or {}
+        lag = c.get("lag_seconds")
+        cells = [t.table, str(c.get("method", "")), *(_number(applied.get(kind, 0)) for kind in
+                 ("insert", "update", "upsert", "delete")), _number(c.get("found_deleted", 0)),
+                 _number(c.get("rows_deleted", 0)), _position(c.get("position")),
+                 "-" if lag is None else f"{lag:.1f} s"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def _position(position: object) -> str:
+    """A stored change position, short enough for a table cell (the JSON report has it whole)."""
+    if position is None:
+        return "-"
+    import json
+
+    text = json.dumps(position, sort_keys=True, default=str)
+    return f"`{text if len(text) <= 60 else text[:57] + '...'}`"
+
+
 def render_markdown(report: RunReport) -> str:
     lines = [f"# {report.job}: {report.mode} {report.status}", ""]
     facts = [f"started {report.started_at}", f"took {report.seconds:.1f} s"]
@@ -48,6 +78,7 @@ def render_markdown(report: RunReport) -> str:
             lines += ["## Most frequent reject reasons", "", "| table | reason | records |", "|---|---|---:|"]
             lines += [f"| {table} | {reason} | {_number(count)} |" for table, reason, count in reasons]
             lines.append("")
+        lines += _changes(report.tables)
         warnings = [(t.table, w, c) for t in report.tables for w, c in t.warnings.items()]
         if warnings:
             lines += ["## Source warnings", "", "| table | warning | count |", "|---|---|---:|"]

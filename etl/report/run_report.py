@@ -51,6 +51,10 @@ class TableReport:
     warnings: dict[str, int] = field(default_factory=dict)
     """What the source counted while this run read the table (`source.warnings`: precision loss,
     a snapshot fallback...), by warning."""
+    changes: dict[str, Any] | None = None
+    """Incremental runs: how changes were found (`method`), the changes `applied` by kind, the target
+    rows deleted, the records found deleted, the `position` reached, the last change's time and the
+    lag. The counts above are then this run's changes, deletes included."""
 
     @property
     def rows_per_second(self) -> float:

@@ -81,6 +81,9 @@ class WriteResult:
 
 class Sink(Protocol):
     name: str
+    replaces_children: bool
+    """Writing or deleting a parent row replaces its child rows (a child table's rows are found by
+    their parent key); False when every row must be deleted by its own key."""
 
     def prepare(self, tables: Sequence[TableSpec]) -> None:
         """Create missing tables when configured; fail before any data moves when one exists and

@@ -200,6 +200,9 @@ def _latest_by_key(table: _Table, rows: TableRows) -> list[tuple[dict, str]]:
 class DynamoDBSink:
     """See the module docstring. Thread-safe: `write` may be called from several threads."""
 
+    replaces_children = False
+    """Items made from array elements are items like any other: nothing links them to their parent."""
+
     def __init__(self, name: str, config: Config, *, client: Any = None, backoff: Backoff | None = None):
         self.name = name
         self.config = config

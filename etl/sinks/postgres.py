@@ -151,6 +151,9 @@ def _quoted(name: str) -> str:
 class PostgresSink:
     """See the module docstring. Thread-safe: each `write` borrows its own connection."""
 
+    replaces_children = True
+    """Writing or deleting a parent row replaces its child rows (`_replace_children`)."""
+
     def __init__(self, name: str, config: Config, *, backoff: Backoff | None = None) -> None:
         self.name = name
         self.config = config

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -73,6 +74,23 @@ class StateStore(Protocol):
     def get_value(self, job: str, key: str) -> Json | None: ...
 
     def set_value(self, job: str, key: str, value: Json) -> None: ...
+
+    # The ledger of an incremental job (etl/engine/ledger.py): per source table, an entry per source
+    # key text saying what that record wrote, so its deletes and shrinks reach every target row.
+
+    def ledger_get(self, job: str, table: str, keys: Sequence[str]) -> dict[str, Json]:
+        """The entries of those `keys` that exist."""
+
+    def ledger_put(self, job: str, table: str, entries: Mapping[str, Json | None]) -> None:
+        """Replace entries (None removes one); durable on return."""
+
+    def ledger_page(self, job: str, table: str, after: str | None, limit: int
+                    ) -> tuple[list[tuple[str, Json]], str | None]:
+        """At most `limit` entries after the cursor `after` (None: from the first), and the cursor
+        to continue from (None when there are no more)."""
+
+    def ledger_clear(self, job: str, table: str) -> None:
+        """Forget the table's ledger (`clear` forgets every table's)."""
 
     def close(self) -> None: ...
 

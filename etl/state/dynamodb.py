@@ -1,17 +1,20 @@
 """State in one DynamoDB table, for jobs on containers or Dask workers without a shared disk.
 
 Items: partition key `pk` = job name, sort key `sk` = `lease`, `checkpoint#<partition>` or
-`value#<key>`; the payload is JSON text in `data`, so numbers and nesting survive exactly. The
+`value#<key>` or `ledger#<table>#<digest>`; the payload is JSON text in `data`, so numbers and
+nesting survive exactly. The
 lease is a conditional put (`attribute_not_exists(pk) OR expires_at <= now`), the only way two
 writers can race safely on DynamoDB. The table is created on demand with on-demand billing.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,6 +34,18 @@ _CONDITION_FAILED = object()
 """What `_call` returns when a conditional write's condition did not hold."""
 _CHECKPOINT = "checkpoint#"
 _VALUE = "value#"
+_LEDGER = "ledger#"
+BATCH_GET_LIMIT = 100
+"""Keys per BatchGetItem request (the service's limit)."""
+
+
+def _ledger_prefix(table: str) -> str:
+    return f"{_LEDGER}{table}#"
+
+
+def _ledger_sort_key(table: str, key: str) -> str:
+    """A digest, not the key text: sort keys are limited to 1,024 bytes, key texts are not."""
+    return _ledger_prefix(table) + hashlib.sha256(key.encode()).hexdigest()
 
 
 class Config(RedactedRepr, BaseModel):
@@ -205,28 +220,77 @@ class DynamoDbStateStore:
     def clear(self, job: str) -> None:
         keys = [
             self._key(job, item["sk"]["S"])
-            for prefix in (_CHECKPOINT, _VALUE)
+            for prefix in (_CHECKPOINT, _VALUE, _LEDGER)
             for item in self._query(job, prefix)
         ]
+        self._write_all(job, [{"DeleteRequest": {"Key": key}} for key in keys])
+
+    def _write_all(self, job: str, requests: list[dict]) -> None:
+        """BatchWriteItem in chunks, retrying what comes back unprocessed."""
         client = self._dynamodb()
-        for start in range(0, len(keys), BATCH_WRITE_LIMIT):
-            requests = {
-                self.table: [
-                    {"DeleteRequest": {"Key": key}} for key in keys[start : start + BATCH_WRITE_LIMIT]
-                ]
-            }
+        for start in range(0, len(requests), BATCH_WRITE_LIMIT):
+            pending = {self.table: requests[start : start + BATCH_WRITE_LIMIT]}
             attempt = 0
-            while requests:
-                response = self._call("clearing the job", client.batch_write_item, RequestItems=requests)
-                requests = response.get("UnprocessedItems") or {}
-                if requests:
-                    attempt += 1
-                    if attempt > 10:
-                        raise RuntimeFailure(
-                            f"state store (DynamoDB table {self.table}): clearing job '{job}' "
-                            "was throttled 10 times; try again"
-                        )
-                    time.sleep(min(2.0, 0.05 * 2**attempt))
+            while pending:
+                response = self._call("writing state", client.batch_write_item, RequestItems=pending)
+                pending = response.get("UnprocessedItems") or {}
+                if pending:
+                    attempt = self._pause(attempt, f"writing the state of job '{job}'")
+
+    def _pause(self, attempt: int, what: str) -> int:
+        """Back off before retrying what the service left unprocessed; give up after 10 tries."""
+        attempt += 1
+        if attempt > 10:
+            raise RuntimeFailure(f"state store (DynamoDB table {self.table}): {what} was throttled 10 times; "
+                                 "try again")
+        time.sleep(min(2.0, 0.05 * 2**attempt))
+        return attempt
+
+    # -- the ledger: sort key `ledger#<table>#<digest of the key text>`, the key text in `k` ---------
+    def ledger_get(self, job: str, table: str, keys: Sequence[str]) -> dict[str, Json]:
+        client = self._dynamodb()
+        wanted = [self._key(job, _ledger_sort_key(table, key)) for key in dict.fromkeys(keys)]
+        found: dict[str, Json] = {}
+        for start in range(0, len(wanted), BATCH_GET_LIMIT):
+            pending = {self.table: {"Keys": wanted[start:start + BATCH_GET_LIMIT], "ConsistentRead": True}}
+            attempt = 0
+            while pending:
+                response = self._call("reading state", client.batch_get_item, RequestItems=pending)
+                for item in response.get("Responses", {}).get(self.table, []):
+                    found[item["k"]["S"]] = json.loads(item["data"]["S"])
+                pending = response.get("UnprocessedKeys") or {}
+                if pending:
+                    attempt = self._pause(attempt, f"reading the ledger of job '{job}'")
+        return found
+
+    def ledger_put(self, job: str, table: str, entries: Mapping[str, Json | None]) -> None:
+        requests = []
+        for key, value in entries.items():
+            item_key = self._key(job, _ledger_sort_key(table, key))
+            if value is None:
+                requests.append({"DeleteRequest": {"Key": item_key}})
+            else:
+                item = {**item_key, "k": {"S": key}, "data": {"S": json.dumps(value)}}
+                requests.append({"PutRequest": {"Item": item}})
+        self._write_all(job, requests)
+
+    def ledger_page(self, job: str, table: str, after: str | None, limit: int
+                    ) -> tuple[list[tuple[str, Json]], str | None]:
+        arguments: dict[str, Any] = {
+            "TableName": self.table, "KeyConditionExpression": "pk = :job AND begins_with(sk, :prefix)",
+            "ExpressionAttributeValues": {":job": {"S": job}, ":prefix": {"S": _ledger_prefix(table)}},
+            "ConsistentRead": True, "Limit": limit,
+        }
+        if after is not None:
+            arguments["ExclusiveStartKey"] = json.loads(after)
+        response = self._call("reading state", self._dynamodb().query, **arguments)
+        page = [(item["k"]["S"], json.loads(item["data"]["S"])) for item in response["Items"]]
+        last = response.get("LastEvaluatedKey")
+        return page, (json.dumps(last) if last else None)
+
+    def ledger_clear(self, job: str, table: str) -> None:
+        keys = [self._key(job, item["sk"]["S"]) for item in self._query(job, _ledger_prefix(table))]
+        self._write_all(job, [{"DeleteRequest": {"Key": key}} for key in keys])
 
     def get_value(self, job: str, key: str) -> Json | None:
         item = self._get(job, _VALUE + key)

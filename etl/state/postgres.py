@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -198,6 +199,47 @@ class PostgresStateStore:
             (job, kind, key, data),
         )
 
+    # -- the ledger: kind `ledger:<table>`, one row per source key ------------------------------
+    def ledger_get(self, job: str, table: str, keys: Sequence[str]) -> dict[str, Json]:
+        from psycopg import sql
+
+        rows = self._run(
+            sql.SQL("SELECT key, data FROM {} WHERE job = %s AND kind = %s AND key = ANY(%s)")
+            .format(self._table),
+            (job, _ledger_kind(table), list(dict.fromkeys(keys))), fetch="all")
+        return {key: json.loads(data) for key, data in rows}
+
+    def ledger_put(self, job: str, table: str, entries: Mapping[str, Json | None]) -> None:
+        from psycopg import sql
+
+        kept = {key: json.dumps(value) for key, value in entries.items() if value is not None}
+        gone = [key for key, value in entries.items() if value is None]
+        kind = _ledger_kind(table)
+        # one statement, so the upserts and deletes of a batch are applied together
+        self._run(sql.SQL(
+            "WITH gone AS (DELETE FROM {t} WHERE job = %s AND kind = %s AND key = ANY(%s))"
+            " INSERT INTO {t} (job, kind, key, data)"
+            " SELECT %s, %s, k, d FROM unnest(%s::text[], %s::text[]) AS e(k, d)"
+            " ON CONFLICT (job, kind, key) DO UPDATE SET data = EXCLUDED.data"
+        ).format(t=self._table), (job, kind, gone, job, kind, list(kept), list(kept.values())))
+
+    def ledger_page(self, job: str, table: str, after: str | None, limit: int
+                    ) -> tuple[list[tuple[str, Json]], str | None]:
+        from psycopg import sql
+
+        rows = self._run(sql.SQL(
+            "SELECT key, data FROM {} WHERE job = %s AND kind = %s AND key COLLATE \"C\" > %s"
+            " ORDER BY key COLLATE \"C\" LIMIT %s"
+        ).format(self._table), (job, _ledger_kind(table), after or "", limit), fetch="all")
+        page = [(key, json.loads(data)) for key, data in rows]
+        return page, (page[-1][0] if len(page) == limit else None)
+
+    def ledger_clear(self, job: str, table: str) -> None:
+        from psycopg import sql
+
+        self._run(sql.SQL("DELETE FROM {} WHERE job = %s AND kind = %s").format(self._table),
+                  (job, _ledger_kind(table)))
+
     def close(self) -> None:
         with self._lock:
             if self._connection is not None and self._pid == os.getpid():
@@ -208,3 +250,7 @@ class PostgresStateStore:
 def open_store(config: Config, *, base_dir: Path) -> PostgresStateStore:
     """`base_dir` is unused: the store lives in the database the DSN names."""
     return PostgresStateStore(config)
+
+
+def _ledger_kind(table: str) -> str:
+    return f"ledger:{table}"

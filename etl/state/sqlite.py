@@ -11,6 +11,7 @@ import json
 import os
 import sqlite3
 import threading
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -33,6 +34,8 @@ from etl.state.base import (
 from etl.state.liveness import holder_is_dead, log_takeover
 
 BUSY_TIMEOUT_MS = 30_000
+_SQLITE_PARAMETERS = 900
+"""Keys per IN list: SQLite allows 999 host parameters in a statement before version 3.32."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS lease (
@@ -41,6 +44,9 @@ CREATE TABLE IF NOT EXISTS checkpoint (
     job TEXT NOT NULL, partition TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (job, partition));
 CREATE TABLE IF NOT EXISTS value (
     job TEXT NOT NULL, key TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (job, key));
+CREATE TABLE IF NOT EXISTS ledger (
+    job TEXT NOT NULL, tbl TEXT NOT NULL, key TEXT NOT NULL, data TEXT NOT NULL,
+    PRIMARY KEY (job, tbl, key)) WITHOUT ROWID;
 """
 
 
@@ -151,6 +157,7 @@ class SqliteStateStore:
         with self._transaction() as db:
             db.execute("DELETE FROM checkpoint WHERE job = ?", (job,))
             db.execute("DELETE FROM value WHERE job = ?", (job,))
+            db.execute("DELETE FROM ledger WHERE job = ?", (job,))
 
     def get_value(self, job: str, key: str) -> Json | None:
         rows = self._query("SELECT data FROM value WHERE job = ? AND key = ?", (job, key))
@@ -162,6 +169,36 @@ class SqliteStateStore:
                 "INSERT OR REPLACE INTO value (job, key, data) VALUES (?, ?, ?)",
                 (job, key, json.dumps(value)),
             )
+
+    def ledger_get(self, job: str, table: str, keys: Sequence[str]) -> dict[str, Json]:
+        found: dict[str, Json] = {}
+        unique = list(dict.fromkeys(keys))
+        for start in range(0, len(unique), _SQLITE_PARAMETERS):
+            chunk = unique[start:start + _SQLITE_PARAMETERS]
+            marks = ", ".join("?" * len(chunk))
+            rows = self._query(f"SELECT key, data FROM ledger WHERE job = ? AND tbl = ? AND key IN ({marks})",
+                               (job, table, *chunk))
+            found.update((key, json.loads(data)) for key, data in rows)
+        return found
+
+    def ledger_put(self, job: str, table: str, entries: Mapping[str, Json | None]) -> None:
+        kept = [(job, table, key, json.dumps(value)) for key, value in entries.items() if value is not None]
+        gone = [(job, table, key) for key, value in entries.items() if value is None]
+        with self._transaction() as db:
+            db.executemany("INSERT OR REPLACE INTO ledger (job, tbl, key, data) VALUES (?, ?, ?, ?)", kept)
+            db.executemany("DELETE FROM ledger WHERE job = ? AND tbl = ? AND key = ?", gone)
+
+    def ledger_page(self, job: str, table: str, after: str | None, limit: int
+                    ) -> tuple[list[tuple[str, Json]], str | None]:
+        rows = self._query(
+            "SELECT key, data FROM ledger WHERE job = ? AND tbl = ? AND key > ? ORDER BY key LIMIT ?",
+            (job, table, "" if after is None else after, limit))
+        page = [(key, json.loads(data)) for key, data in rows]
+        return page, (page[-1][0] if len(page) == limit else None)
+
+    def ledger_clear(self, job: str, table: str) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM ledger WHERE job = ? AND tbl = ?", (job, table))
 
     def close(self) -> None:
         with self._lock:

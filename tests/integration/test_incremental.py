@@ -1,0 +1,166 @@
+"""Incremental runs from the command line (docs/cutover.md): a full load of a live MongoDB collection,
+then rounds of changes — inserts, updates, arrays that grow and shrink, replacements, deletes —
+each applied by `--incremental` and proven by its validation, into PostgreSQL (a parent table and
+a child table exploded from an array) and DynamoDB (a single-table design: a profile item and one
+item per array element). After every round both targets hold exactly what the source holds."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from bson.decimal128 import Decimal128
+
+from tests.integration.run_helpers import (
+    PATIENTS_MAPPING,
+    dynamo_count,
+    patients,
+    pg_scalar,
+    run_cli,
+    saved_report,
+    write_job,
+)
+
+pytestmark = pytest.mark.integration
+
+SINGLE_TABLE = """\
+  - target: dynamo
+    table: {table}
+    key: [pk, sk]
+    columns:
+      pk: {{template: "PATIENT#{{_id}}"}}
+      sk: {{const: PROFILE}}
+      name: name
+      balance: {{from: balance, type: "decimal(12,2)", required: true}}
+  - target: dynamo
+    table: {table}
+    explode: visits[]
+    key: [pk, sk]
+    columns:
+      pk: {{template: "PATIENT#{{$root._id}}"}}
+      sk: {{template: "VISIT#{{visit_id}}"}}
+      ward: ward
+      cost: {{from: cost, type: "decimal(10,2)", required: true}}
+"""
+
+
+def incremental_job(tmp_path: Path, mongo_db, pg_dsn: str, table: str, *, name: str = "cutover") -> Path:
+    mapping = tmp_path / "patients.yaml"
+    mapping.write_text(PATIENTS_MAPPING + SINGLE_TABLE.format(table=table))
+    job = write_job(tmp_path, name=name, database=mongo_db.name, collection="patients", mapping=mapping,
+                    pg_dsn=pg_dsn, partitions=2, parallelism=2, batch_records=7)
+    job.write_text(job.read_text() + "incremental: true\n")
+    return job
+
+
+def expected(collection) -> tuple[int, int]:
+    """(patients, visits) the source holds now."""
+    documents = list(collection.find({}, {"visits": 1}))
+    return len(documents), sum(len(d.get("visits", [])) for d in documents)
+
+
+def assert_targets_equal_source(collection, pg_dsn: str, dynamodb_client, table: str) -> None:
+    people, visits = expected(collection)
+    assert pg_scalar(pg_dsn, "SELECT count(*) FROM patients") == people
+    assert pg_scalar(pg_dsn, "SELECT count(*) FROM visits") == visits
+    assert dynamo_count(dynamodb_client, table) == people + visits
+
+
+def visit(visit_id: int, ward: str, cost: str) -> dict:
+    return {"visit_id": visit_id, "ward": ward, "cost": Decimal128(Decimal(cost))}
+
+
+def test_rounds_of_changes_applied_with_deletes_into_both_targets(tmp_path, mongo_db, pg_database,
+                                                                 dynamodb_client, dynamodb_table_prefix):
+    table = f"{dynamodb_table_prefix}_cut"
+    collection = mongo_db.patients
+    collection.insert_many(patients(40, seed=11))
+    job = incremental_job(tmp_path, mongo_db, pg_database, table)
+
+    full = run_cli(job)
+    assert full.returncode == 0, full.stdout + full.stderr
+    assert_targets_equal_source(collection, pg_database, dynamodb_client, table)
+
+    # round 1: an insert, an update that shrinks an array, one that grows it, a replacement, a delete
+    collection.insert_one({**patients(1, seed=3, start=41)[0], "visits": [visit(4101, "A", "10.00")]})
+    collection.update_one({"_id": 2}, {"$set": {"visits": [visit(9001, "B", "1.50")], "name": "renamed"}})
+    collection.update_one({"_id": 3}, {"$push": {"visits": {"$each": [visit(9002, "C", "2.00"),
+                                                                       visit(9003, "ICU", "3.00")]}}})
+    collection.replace_one({"_id": 4}, {**patients(1, seed=5, start=4)[0], "visits": []})
+    collection.delete_one({"_id": 5})
+    first = run_cli(job, "--incremental")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert_targets_equal_source(collection, pg_database, dynamodb_client, table)
+    assert pg_scalar(pg_database, "SELECT name FROM patients WHERE patient_id = 2") == "renamed"
+    assert pg_scalar(pg_database, "SELECT count(*) FROM patients WHERE patient_id = 5") == 0
+    assert pg_scalar(pg_database, "SELECT count(*) FROM visits WHERE patient_id = 5") == 0
+    gone = dynamodb_client.query(TableName=table, KeyConditionExpression="pk = :pk",
+                                 ExpressionAttributeValues={":pk": {"S": "PATIENT#5"}}, ConsistentRead=True)
+    assert gone["Items"] == []
+    two = dynamodb_client.query(TableName=table, KeyConditionExpression="pk = :pk",
+                                ExpressionAttributeValues={":pk": {"S": "PATIENT#2"}}, ConsistentRead=True)
+    assert sorted(item["sk"]["S"] for item in two["Items"]) == ["PROFILE", "VISIT#9001"]
+    report = saved_report(first.stdout)
+    assert report["mode"] == "incremental" and report["status"] == "succeeded"
+    (line,) = report["tables"]
+    assert line["table"] == "mongo.patients"
+    assert line["changes"]["rows_deleted"] > 0
+    assert all(check["ok"] for check in report["validation"])
+
+    # round 2: nothing changed: nothing applied, still proven
+    second = run_cli(job, "--incremental")
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert_targets_equal_source(collection, pg_database, dynamodb_client, table)
+
+    # round 3: many deletes and a re-insert of a deleted key
+    collection.delete_many({"_id": {"$gte": 30}})
+    collection.insert_one({**patients(1, seed=9, start=5)[0]})
+    third = run_cli(job, "--incremental")
+    assert third.returncode == 0, third.stdout + third.stderr
+    assert_targets_equal_source(collection, pg_database, dynamodb_client, table)
+    assert pg_scalar(pg_database, "SELECT count(*) FROM patients WHERE patient_id >= 30") == 0
+
+
+def test_incremental_refused_before_a_full_load_and_without_incremental_true(tmp_path, mongo_db, pg_database,
+                                                                              dynamodb_table_prefix):
+    table = f"{dynamodb_table_prefix}_ref"
+    mongo_db.patients.insert_many(patients(5, seed=1))
+    job = incremental_job(tmp_path, mongo_db, pg_database, table)
+    early = run_cli(job, "--incremental")
+    assert early.returncode == 2, early.stdout + early.stderr
+    assert ("error: job cutover has not finished its full load; there is nothing to catch up yet"
+            in early.stderr)
+
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    job = incremental_job(plain, mongo_db, pg_database, table + "p", name="plain")
+    job.write_text(job.read_text().replace("incremental: true\n", ""))
+    assert run_cli(job).returncode == 0
+    refused = run_cli(job, "--incremental")
+    assert refused.returncode == 2
+    assert "error: job plain does not keep what incremental runs need" in refused.stderr
+    assert "set `incremental: true`" in refused.stderr
+
+
+def test_killed_while_applying_changes_resumes_and_proves(tmp_path, mongo_db, pg_database, dynamodb_client,
+                                                         dynamodb_table_prefix):
+    table = f"{dynamodb_table_prefix}_kill"
+    collection = mongo_db.patients
+    collection.insert_many(patients(30, seed=21))
+    job = incremental_job(tmp_path, mongo_db, pg_database, table)
+    assert run_cli(job).returncode == 0
+    collection.delete_many({"_id": {"$lte": 10}})
+    collection.update_many({"_id": {"$gt": 20}}, {"$set": {"visits": []}})
+    collection.insert_many(patients(15, seed=22, start=100))
+    killed = run_cli(job, "--incremental", fault="kill:batch:2")
+    assert killed.returncode == -9, killed.stdout + killed.stderr
+    # the killed run left the verdict unproven: a plain run validates and does not call it green
+    plain = run_cli(job)
+    assert plain.returncode == 1, plain.stdout + plain.stderr
+    resumed = run_cli(job, "--incremental")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert_targets_equal_source(collection, pg_database, dynamodb_client, table)
+    state = json.loads(json.dumps(saved_report(resumed.stdout)["tables"][0]["changes"]))
+    assert state["method"]
