@@ -77,6 +77,11 @@ def take_positions(job_name: str, resources: JobResources, store: StateStore,
             source.close()
 
 
+def changed_since_load(store: StateStore, job_name: str, table_key: str) -> bool:
+    """Whether an incremental run began to apply changes to the table since its full load."""
+    return bool((store.get_value(job_name, position_key(table_key)) or {}).get("changed_since_load"))
+
+
 def stored_position(store: StateStore, job_name: str, table_key: str, shown_job: str) -> dict:
     """The table's stored position; JobFileError when its full load kept none."""
     value = store.get_value(job_name, position_key(table_key))

@@ -89,6 +89,8 @@ def apply_changes(job: Job, resources: JobResources, store: StateStore, control:
         workers = []
         for source_name, table, stored in tables:
             key = f"{source_name}.{table}"
+            stored = {**stored, "changed_since_load": True}  # before anything is applied
+            store.set_value(job.name, position_key(key), stored)
             mapping = resources.mapping(source_name, table)
             source = resources.open_source(source_name)
             stack.callback(source.close)

@@ -40,8 +40,8 @@ from etl.engine.verdict import (
     Verdict,
     fingerprint_of,
     job_loaded,
+    load_counts,
     load_verdict,
-    loaded_tables,
     save_verdict,
 )
 from etl.engine.worker import DeadLetters, PartitionOutcome, PartitionWork, PartitionWorker
@@ -285,7 +285,7 @@ def _validate(report: RunReport, job: Job, options: RunOptions, resources: JobRe
         report.hint = error.hint if isinstance(error, EtlError) and error.hint else again
         return _finish(report, started)
     report.validation = checks_of(validation, resources.job.resolve_path(job.report.dir), started_at)
-    report.sources = source_checks_of(validation, loaded_tables(job, resources, store))
+    report.sources = source_checks_of(validation, load_counts(job, resources, store))
     if not validation.ok:
         report.status = DIFFERENCES
         report.message = verdict_message(validation)

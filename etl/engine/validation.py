@@ -32,7 +32,7 @@ from etl.engine.plan import TablePlan, select_tables
 from etl.engine.planning import plan_tables
 from etl.engine.refused import Refused
 from etl.engine.resources import JobResources
-from etl.engine.verdict import load_verdict, loaded_tables, record_validation
+from etl.engine.verdict import load_counts, load_verdict, record_validation
 from etl.errors import EtlError
 from etl.files import write_private
 from etl.job import Job
@@ -288,7 +288,7 @@ def validation_report(job: Job, only: Sequence[str] | None = None) -> RunReport:
         report.validation = checks_of(validation, folder, started_at)
         store = resources.open_state()
         try:
-            report.sources = source_checks_of(validation, loaded_tables(job, resources, store))
+            report.sources = source_checks_of(validation, load_counts(job, resources, store))
             if not validation.ok:
                 report.status = DIFFERENCES
                 report.message = verdict_message(validation)

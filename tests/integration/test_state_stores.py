@@ -28,17 +28,24 @@ def aws_env(monkeypatch):
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
 
 
-@pytest.fixture(params=["postgres", "dynamodb"])
-def store(request, tmp_path):
-    if request.param == "postgres":
+def open_backend(request, backend: str, tmp_path):
+    """A state store of the `backend` kind on the local servers (its table or database dropped after)."""
+    if backend == "sqlite":
+        section = {"type": "sqlite"}
+    elif backend == "postgres":
         dsn = request.getfixturevalue("pg_database")
         section = {"type": "postgres", "dsn": dsn, "schema": "etl_state_test", "table": "state"}
     else:
         request.getfixturevalue("aws_env")
         prefix = request.getfixturevalue("dynamodb_table_prefix")
         section = {"type": "dynamodb", "table": f"{prefix}_state", "endpoint_url": DYNAMODB_ENDPOINT}
-    module = module_for(request.param)
-    opened = module.open_store(module.Config.model_validate(section), base_dir=tmp_path)
+    module = module_for(backend)
+    return module.open_store(module.Config.model_validate(section), base_dir=tmp_path)
+
+
+@pytest.fixture(params=["postgres", "dynamodb"])
+def store(request, tmp_path):
+    opened = open_backend(request, request.param, tmp_path)
     yield opened
     opened.close()
 
@@ -207,3 +214,41 @@ def test_a_dead_holder_on_this_host_is_taken_over_a_live_one_blocks(store, caplo
     with pytest.raises(RuntimeFailure):
         store.acquire_lease("demo", holder_identity(), 300)
     store.release_lease(elsewhere)
+
+
+@pytest.fixture(params=["sqlite", "postgres", "dynamodb"])
+def any_store(request, tmp_path):
+    opened = open_backend(request, request.param, tmp_path)
+    yield opened
+    opened.close()
+
+
+def test_ledger_put_get_page_and_clear(any_store):
+    """The ledger contract on every backend: entries replaced and removed in one call, looked up by
+    key text (long and non-ASCII texts included), paged completely in pages, and forgotten by
+    `ledger_clear` (one table) and `clear` (the job), never a neighbour's."""
+    store = any_store
+    long_key = "code=" + "é" * 800  # beyond DynamoDB's 1,024-byte sort key: kept as a digest
+    entries = {f"_id={n}": {"k": n, "r": {"dynamo.t": [[f"PATIENT#{n}", "PROFILE"]]}} for n in range(230)}
+    entries[long_key] = {"k": "x", "r": {}}
+    store.ledger_put("demo", "mongo.patients", entries)
+    store.ledger_put("demo", "mongo.visits", {"_id=1": {"k": 1, "r": {}}})
+    store.ledger_put("neighbour", "mongo.patients", {"_id=1": {"k": 1, "r": {}}})
+    store.ledger_put("demo", "mongo.patients", {"_id=3": None, "_id=4": {"k": 4, "r": {"pg.p": [[4]]}}})
+    assert store.ledger_get("demo", "mongo.patients", ["_id=3", "_id=4", long_key, "_id=999", "_id=4"]) == {
+        "_id=4": {"k": 4, "r": {"pg.p": [[4]]}}, long_key: {"k": "x", "r": {}}}
+    seen, after, pages = {}, None, 0
+    while True:
+        page, after = store.ledger_page("demo", "mongo.patients", after, 100)
+        pages += 1
+        seen.update(page)
+        if after is None:
+            break
+    assert len(seen) == 230 and "_id=3" not in seen and seen["_id=229"]["k"] == 229
+    assert pages in (3, 4)  # 230 entries in pages of 100 (a last, empty page where a backend needs one)
+    store.ledger_clear("demo", "mongo.patients")
+    assert store.ledger_page("demo", "mongo.patients", None, 10) == ([], None)
+    assert store.ledger_get("demo", "mongo.visits", ["_id=1"]) == {"_id=1": {"k": 1, "r": {}}}
+    store.clear("demo")
+    assert store.ledger_get("demo", "mongo.visits", ["_id=1"]) == {}
+    assert store.ledger_get("neighbour", "mongo.patients", ["_id=1"]) == {"_id=1": {"k": 1, "r": {}}}

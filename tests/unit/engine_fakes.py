@@ -72,6 +72,8 @@ class ListSource:
 class DictSink:
     """Rows kept by key per table; refuses rows whose `value` is negative (a load reject)."""
 
+    replaces_children = False
+
     def __init__(self, name: str, specs: Sequence[TableSpec]) -> None:
         self.name = name
         self.specs = {s.table: s for s in specs}
@@ -99,7 +101,12 @@ class DictSink:
         return result
 
     def delete(self, table: TableSpec, keys: Sequence[dict]) -> int:
-        return 0
+        with self._lock:
+            rows = self.tables[table.table]
+            found = [key for key in (tuple(k[c] for c in table.key) for k in keys) if key in rows]
+            for key in found:
+                del rows[key]
+        return len(found)
 
     def read_back(self, table: TableSpec, *, segments: int = 4, consistent: bool = False) -> Iterator[dict]:
         yield from list(self.tables[table.table].values())
