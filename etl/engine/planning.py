@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from contextlib import ExitStack
 
 from etl.engine.mapcheck import check_source_table
@@ -55,12 +56,16 @@ def plan_tables(resources: JobResources, pairs: list[tuple[str, str]], stored: o
 
 def make_plan(job: Job, resources: JobResources, store: StateStore, *, only: tuple[str, ...] = (),
               shard: Shard | None = None, replan: bool = False, keep: bool = True,
-              keep_open: ExitStack | None = None) -> Plan:
+              keep_open: ExitStack | None = None, replan_tables: Collection[str] = ()) -> Plan:
     """The run's plan: stored partitions where the job already has them, new ones (stored when
-    `keep`) for tables planned for the first time or whose partition count changed. The planning
-    sources are left to `keep_open` to close (see `plan_tables`)."""
+    `keep`) for tables planned for the first time, whose partition count changed, or named in
+    `replan_tables` (`source.table`: read again whole by an incremental run, whose stored bounds
+    belong to the data as it was). The planning sources are left to `keep_open` to close (see
+    `plan_tables`)."""
     pairs = select_tables(resources.source_tables(), only)
     stored = None if replan else store.get_value(job.name, PLAN_STATE_KEY)
+    if replan_tables and isinstance(stored, dict):
+        stored = {key: entry for key, entry in stored.items() if key not in replan_tables}
     tables, fresh = plan_tables(resources, pairs, stored, keep_open=keep_open)
     if fresh and keep:
         store.set_value(job.name, PLAN_STATE_KEY, plan_to_state(fresh, stored))

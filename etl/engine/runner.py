@@ -413,7 +413,7 @@ def _reread(job: Job, options: RunOptions, resources: JobResources, store: State
     from etl.engine.ledger import Ledger
 
     keys = tuple(f"{source}.{table}" for source, table, _ in tables)
-    plan = make_plan(job, resources, store, only=keys, keep_open=planning)
+    plan = make_plan(job, resources, store, only=keys, keep_open=planning, replan_tables=keys)
     reset_for_reread(store, job.name, [partition.id for partition in plan.partitions()])
     marks = {key: new_mark() for key in keys}
     checkpoints = store.checkpoints(job.name)
@@ -425,8 +425,9 @@ def _reread(job: Job, options: RunOptions, resources: JobResources, store: State
     execution.skipped += reread.skipped
     reports = _table_reports(plan, store.checkpoints(job.name), reread.outcomes)
     for report in reports:
+        deleted = sum(o.rows_deleted for o in reread.outcomes if o.table == report.table)
         report.changes = {"method": "re-read", "applied": {"upsert": report.extracted_this_run},
-                          "found_deleted": 0, "rows_deleted": 0}
+                          "found_deleted": 0, "rows_deleted": deleted}
         if reread.errors or control.stopping or report.partitions_done < report.partitions:
             continue  # an unfinished re-read proves nothing missing: the next run reads again
         source, table = report.table.split(".", 1)
@@ -435,7 +436,7 @@ def _reread(job: Job, options: RunOptions, resources: JobResources, store: State
             sinks = resources.open_sinks(mapping.tables, stack)
             found, deleted = sweep_unmarked(Ledger(store, job.name, report.table, mapping.tables, sinks),
                                             marks[report.table])
-        report.changes.update(found_deleted=found, rows_deleted=deleted)
+        report.changes.update(found_deleted=found, rows_deleted=report.changes["rows_deleted"] + deleted)
     return reports
 
 

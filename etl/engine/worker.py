@@ -80,6 +80,8 @@ class PartitionOutcome:
     present: frozenset[str] = frozenset()
     """Ids of the mapping's reads (`ReadPath.id`) some record of this partition had, earlier runs
     included (kept in the checkpoint's `extra["present"]`); see `etl.engine.seen`."""
+    rows_deleted: int = 0
+    """Target rows this run deleted because their records no longer make them (incremental jobs)."""
 
 
 def table_key(partition: Partition) -> str:
@@ -152,7 +154,7 @@ class PartitionWorker:
         warnings = dict(Counter(getattr(self.source, "warnings", {})) - warned)
         return PartitionOutcome(partition.id, key, counts, run, done and self.store is not None,
                                 batches, started_at, time.monotonic() - started, warnings,
-                                frozenset(self._present))
+                                frozenset(self._present), self.rows_deleted)
 
     def _commit(self, partition: Partition, batch: Batch, counts: Counts) -> Counts:
         """Map and write one batch everywhere, then checkpoint it; returns what it added."""

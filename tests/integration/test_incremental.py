@@ -6,6 +6,7 @@ item per array element). After every round both targets hold exactly what the so
 
 from __future__ import annotations
 
+import copy
 import json
 from decimal import Decimal
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 from bson.decimal128 import Decimal128
 
+from tests.conftest import DYNAMODB_ENDPOINT
 from tests.integration.run_helpers import (
     PATIENTS_MAPPING,
     dynamo_count,
@@ -164,3 +166,85 @@ def test_killed_while_applying_changes_resumes_and_proves(tmp_path, mongo_db, pg
     assert_targets_equal_source(collection, pg_database, dynamodb_client, table)
     state = json.loads(json.dumps(saved_report(resumed.stdout)["tables"][0]["changes"]))
     assert state["method"]
+
+
+def dump_job(tmp_path: Path, pg_dsn: str, table: str) -> tuple[Path, Path]:
+    """An incremental job reading a mongodump folder into the same targets as the live jobs above."""
+    mapping = tmp_path / "patients.yaml"
+    mapping.write_text(PATIENTS_MAPPING + SINGLE_TABLE.format(table=table))
+    dump = tmp_path / "dump"
+    job = tmp_path / "dump.yaml"
+    job.write_text(f"""\
+version: 1
+name: dumped
+sources:
+  dump:
+    type: mongodump
+    path: {json.dumps(str(dump))}
+    database: clinic
+    tables:
+      patients: {{mapping: patients.yaml, partitions: 2}}
+targets:
+  pg: {{type: postgres, dsn: "{pg_dsn}", create: if_missing}}
+  dynamo: {{type: dynamodb, endpoint_url: "{DYNAMODB_ENDPOINT}", region: us-east-1, create: if_missing}}
+batch: {{records: 7}}
+state: {{type: sqlite, path: .etl/state.sqlite}}
+dead_letter: {{path: .etl/dead_letter.jsonl}}
+validation: {{after_run: true, consistent_reads: true}}
+report: {{dir: .etl/reports}}
+incremental: true
+""")
+    return job, dump
+
+
+def write_dump(dump: Path, documents: list[dict], oplog: list[dict] = ()) -> None:
+    """A mongodump folder (as `mongodump --oplog` writes it): the collection, and the oplog if any."""
+    import shutil
+
+    import bson
+
+    shutil.rmtree(dump, ignore_errors=True)
+    (dump / "clinic").mkdir(parents=True)
+    (dump / "clinic" / "patients.bson").write_bytes(b"".join(bson.encode(d) for d in documents))
+    if oplog:
+        (dump / "oplog.bson").write_bytes(b"".join(bson.encode(entry) for entry in oplog))
+
+
+def test_a_newer_dump_with_its_oplog_is_applied_with_deletes(tmp_path, pg_database, dynamodb_client,
+                                                            dynamodb_table_prefix):
+    """A dump cannot say what changed: `--incremental` reads the newer dump whole, applies its oplog
+    (deletes included: rows an earlier run wrote go) and deletes what the newer dump no longer has."""
+    import bson
+
+    table = f"{dynamodb_table_prefix}_dump"
+    job, dump = dump_job(tmp_path, pg_database, table)
+    first = patients(20, seed=31)
+    first[3]["visits"] = [visit(401, "A", "1.00"), visit(402, "B", "2.00"), visit(403, "C", "3.00")]
+    write_dump(dump, first)
+    assert run_cli(job).returncode == 0
+    assert pg_scalar(pg_database, "SELECT count(*) FROM patients") == 20
+
+    newer = [copy.deepcopy(d) for d in first if d["_id"] != 7]  # 7 was deleted before the newer dump
+    newer[3]["visits"] = newer[3]["visits"][:1]                    # 4 shrank
+    oplog = [
+        {"ts": bson.Timestamp(100, 1), "op": "d", "ns": "clinic.patients", "o": {"_id": 3}},
+        {"ts": bson.Timestamp(100, 2), "op": "i", "ns": "clinic.patients",
+         "o": {**patients(1, seed=5, start=50)[0], "visits": [visit(5001, "A", "5.00")]}},
+        {"ts": bson.Timestamp(100, 3), "op": "u", "ns": "clinic.patients", "o2": {"_id": 9},
+         "o": {"$v": 2, "diff": {"u": {"name": "nine"}}}},
+    ]
+    write_dump(dump, newer, oplog)
+    caught_up = run_cli(job, "--incremental")
+    assert caught_up.returncode == 0, caught_up.stdout + caught_up.stderr
+    ids = sorted({d["_id"] for d in newer} - {3} | {50})
+    assert pg_scalar(pg_database, "SELECT array_agg(patient_id ORDER BY patient_id) FROM patients") == ids
+    expected_visits = sum(len(d["visits"]) for d in newer if d["_id"] != 3) + 1
+    assert pg_scalar(pg_database, "SELECT count(*) FROM visits") == expected_visits
+    assert dynamo_count(dynamodb_client, table) == len(ids) + expected_visits
+    assert pg_scalar(pg_database, "SELECT name FROM patients WHERE patient_id = 9") == "nine"
+    (line,) = saved_report(caught_up.stdout)["tables"]
+    assert line["changes"]["method"] == "re-read"
+    assert line["changes"]["found_deleted"] == 1  # 7: in no part of the newer dump
+    v3, v4, v7 = (len(first[n - 1]["visits"]) for n in (3, 4, 7))
+    # PostgreSQL counts parent rows (their visits go with them), DynamoDB every item
+    assert line["changes"]["rows_deleted"] == (1 + 1 + v7) + (1 + 1 + v3) + (v4 - 1)
