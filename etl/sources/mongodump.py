@@ -397,7 +397,7 @@ class MongodumpSource:
                 if replay is not None:
                     batch.records = [kept for kept in map(replay.on_base, batch.records) if kept is not None]
                 if fields is not None:
-                    batch.records = [_project(record, fields) for record in batch.records]
+                    batch.records = [bson_values.project(record, fields) for record in batch.records]
                 yield batch
         if last and replay is not None:
             settled_from = resume_after["settled"] if isinstance(resume_after, dict) else 0
@@ -570,12 +570,8 @@ class MongodumpSource:
         while position < len(settled):
             chunk = settled[position:position + self.limits.records]
             position += len(chunk)
-            records = [h.settled if fields is None else _project(h.settled, fields)
+            records = [h.settled if fields is None else bson_values.project(h.settled, fields)
                        for h in chunk if h.settled is not DELETED]
             deletes = [{"_id": h.key} for h in chunk if h.settled is DELETED]
             yield Batch(records, {"settled": position}, deletes=deletes)
-
-
-def _project(record: dict, fields: Sequence[str]) -> dict:
-    return {name: record[name] for name in ("_id", *fields) if name in record}
 
