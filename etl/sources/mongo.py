@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 import bson.errors
 import pymongo
 import pymongo.errors
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pymongo.uri_parser import split_options
 
 from etl import security
@@ -61,6 +61,12 @@ class MongoTable(SampledTable):
     them, else `watermark` when `watermark_field` is set, else `new_ids`."""
     watermark_field: str | None = None
     """A field every insert and update sets to a larger value (e.g. `updated_at`)."""
+
+    @model_validator(mode="after")
+    def _watermark_has_a_field(self) -> MongoTable:
+        if self.changes == "watermark" and self.watermark_field is None:
+            raise ValueError("`changes: watermark` needs `watermark_field` (the field every write sets)")
+        return self
 
 
 DEFAULT_TIMEOUT_MS = 10_000
@@ -531,8 +537,10 @@ class MongoSource:
                            ) -> Iterator[Batch]:
         settings = self._table(table)
         field = settings.watermark_field
-        if field is None:
-            raise EtlError(f"source {self.name!r}: collection {table!r} has no `watermark_field`")
+        if field is None:  # the position was stored under another configuration
+            raise EtlError(f"source {self.name!r}: collection {table!r}: the stored position follows a "
+                           "watermark field, but the table has no `watermark_field`",
+                           hint="set `watermark_field` back, or run a full load again (`--full-refresh`)")
         collection = self.database[table]
         after = position["after"]
         condition: dict[str, Any] = {field: {"$exists": True}}

@@ -47,7 +47,7 @@ def native(value: Any) -> Any:
         return value
     if isinstance(value, int | float | decimal.Decimal):
         return _number(value)
-    if isinstance(value, bytes):
+    if isinstance(value, bytes) and not isinstance(value, Binary):
         return Binary(value, 0)
     if isinstance(value, uuid.UUID):
         return Binary.from_uuid(value)
@@ -98,6 +98,6 @@ def _number(value: int | float | decimal.Decimal) -> Any:
 def candidates(key: str) -> list[Any]:
     """The BSON values the key JSON `key` may stand for at the server."""
     value = id_from_json(key)
-    if isinstance(value, bytes):  # subtype 0 loads as bytes; subtype 2 reads as bytes too
-        return [Binary(value, 0), Binary(value, 2)]
+    if isinstance(value, bytes) and getattr(value, "subtype", 0) == 0:  # subtype 0 loads as bytes
+        return [Binary(value, 0), Binary(value, 2)]  # and a subtype 2 `_id` reads as bytes too
     return [value]
