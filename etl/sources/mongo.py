@@ -57,7 +57,7 @@ class MongoTable(SampledTable):
     sample_per_partition: Integer = Field(default=100, ge=1, le=1000)
     """Sampled `_id`s per partition when sampling."""
     changes: Literal["auto", "change_stream", "watermark", "new_ids"] = "auto"
-    """How differential runs find changes: `auto` uses change streams when the server has
+    """How incremental runs find changes: `auto` uses change streams when the server has
     them, else `watermark` when `watermark_field` is set, else `new_ids`."""
     watermark_field: str | None = None
     """A field every insert and update sets to a larger value (e.g. `updated_at`)."""
@@ -515,9 +515,10 @@ class MongoSource:
     def _change_batch(self, table: str, settings: MongoTable, fold: mongo_changes.ChangeFold,
                       fields: Sequence[str] | None) -> Batch:
         matching: set[str] | None = None
-        if settings.query:  # which changed documents match the filter now (the others are deletes)
+        pending = fold.pending_keys()
+        if settings.query and pending:  # which changed documents match the filter now (others: deletes)
             collection = self.database.get_collection(table, codec_options=bson_values.CANONICAL_CODEC)
-            query = _and(settings.filter(), {"_id": {"$in": fold.pending_keys()}})
+            query = _and(settings.filter(), {"_id": {"$in": pending}})
             matching = {mongo_keys.key_json(row["_id"])
                         for row in self._guarded(collection.find(query, {"_id": 1}))}
         return bson_values.gc_paused(fold.batch, table, fields, matching, self._server_corrupt(table))
