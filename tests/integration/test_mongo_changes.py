@@ -194,6 +194,18 @@ def test_every_kind_of_change_is_counted_per_key_carried(mongo_db):
     assert at_time(batch.at) >= at_time(position["at"])
 
 
+def test_an_update_of_a_document_deleted_since_is_left_to_its_delete(mongo_db):
+    mongo_db.things.insert_many([{"_id": 5}, {"_id": 6}])
+    source = source_for(mongo_db, limits=BatchLimits(records=1), changes="change_stream")
+    position = source.change_position("things")
+    mongo_db.things.update_one({"_id": 5}, {"$set": {"v": 1}})  # looked up after the delete: no document
+    mongo_db.things.delete_one({"_id": 5})
+    mongo_db.things.update_one({"_id": 6}, {"$set": {"v": 1}})
+    batches = list(source.changes("things", position))
+    assert [(b.records, b.deletes, b.kinds) for b in batches] == [
+        ([], [{"_id": 5}], {"delete": 1}), ([{"_id": 6, "v": 1}], [], {"update": 1})]
+
+
 def test_change_batches_are_bounded_by_records_and_bytes(mongo_db):
     source = source_for(mongo_db, limits=BatchLimits(records=3, bytes=2500), changes="change_stream")
     position = source.change_position("things")
