@@ -495,16 +495,17 @@ class MongoSource:
             while True:
                 raw = self._stream_guard(table, stream.try_next)
                 event = None if raw is None else self._change_event(table, raw)
-                if event is None or event.kind in mongo_changes.STREAM_ENDS or fold.full(event):
+                if event is not None and not (event.changes_document or event.ends_stream):
+                    continue  # an event that changes no document (an index built, options changed)
+                if event is None or event.ends_stream or fold.full(event):
                     if fold:
                         yield self._change_batch(table, settings, fold, fields)
                         fold = mongo_changes.ChangeFold(self.limits)
                     if event is None:
                         return
-                    if event.kind in mongo_changes.STREAM_ENDS:
+                    if event.ends_stream:
                         raise mongo_changes.stream_end_error(self.name, table, event.kind)
-                if event.kind in ("insert", "update", "replace", "delete"):
-                    fold.add(event, stream.resume_token)
+                fold.add(event, stream.resume_token)
 
     def _change_event(self, table: str, raw: Any) -> mongo_changes.ChangeEvent:
         try:

@@ -38,6 +38,9 @@ RAW_CODEC: CodecOptions = CodecOptions(document_class=RawBSONDocument)
 HISTORY_LOST = {286, 280}
 """ChangeStreamHistoryLost, and ChangeStreamFatalError which older servers answer in its place."""
 
+DOCUMENT_EVENTS = ("insert", "update", "replace", "delete")
+"""Events that change one document (a batch folds these)."""
+
 STREAM_ENDS = ("drop", "rename", "dropDatabase", "invalidate")
 """Events after which the collection's stream has no next change to read."""
 
@@ -91,6 +94,14 @@ class ChangeEvent:
             native_key = bson.decode(raw_key, bson_values.NATIVE_CODEC)["_id"]
         full = event.get("fullDocument") if kind in ("insert", "update", "replace") else None
         return cls(kind, key, native_key, None if full is None else full.raw, event.get("clusterTime"))
+
+    @property
+    def changes_document(self) -> bool:
+        return self.kind in DOCUMENT_EVENTS
+
+    @property
+    def ends_stream(self) -> bool:
+        return self.kind in STREAM_ENDS
 
     @property
     def size(self) -> int:
