@@ -7,6 +7,7 @@ gives a test its own database / table prefix so tests never see each other's dat
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 
 import pytest
@@ -23,6 +24,13 @@ MONGO_URI = f"mongodb://127.0.0.1:{MONGO_PORT}/?directConnection=true"
 
 def pg_dsn(database: str) -> str:
     return f"host={PG_HOST} port={PG_PORT} user={PG_USER} dbname={database}"
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now (for a server a test starts itself)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def unique_name(prefix: str) -> str:

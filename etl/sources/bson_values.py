@@ -500,3 +500,8 @@ def projection(fields: Sequence[str] | None) -> dict | None:
     kept = {name: 1 for name in fields}
     kept["_id"] = 1
     return kept
+
+
+def project(record: dict, fields: Sequence[str]) -> dict:
+    """`record` with `_id` and `fields` only: the projection of a record read whole."""
+    return {name: record[name] for name in ("_id", *fields) if name in record}

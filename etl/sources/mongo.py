@@ -5,12 +5,13 @@ the documents' real BSON size and decoded straight to canonical values in C (bso
 one batch per server reply and, where it exists, the `_id` index as the plan.
 Partitions are `_id` ranges from `$bucketAuto` (or `$sample` for very large collections);
 ranges that span BSON types are read as per-type-class queries (mongo_ranges).
-Differential runs read change streams, or a watermark field where those are unavailable.
+Incremental runs read change streams (mongo_changes), or a watermark field where those are
+unavailable; deleted records are found by `_id` (mongo_keys).
 """
 
 from __future__ import annotations
 
-import json
+import datetime
 import logging
 from collections.abc import Iterator, Sequence
 from typing import Any, Literal
@@ -19,7 +20,7 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 import bson.errors
 import pymongo
 import pymongo.errors
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pymongo.uri_parser import split_options
 
 from etl import security
@@ -27,8 +28,8 @@ from etl.errors import ConnectionFailed, EtlError, did_you_mean
 from etl.records import Batch, Json, Partition, Reject
 from etl.redact import RedactedRepr
 from etl.settings_types import Integer, described
-from etl.sources import bson_values
-from etl.sources.base import BatchLimits, SampledTable
+from etl.sources import bson_values, mongo_changes, mongo_keys
+from etl.sources.base import BatchLimits, ChangeCapture, SampledTable
 from etl.sources.mongo_ranges import range_filters
 
 log = logging.getLogger(__name__)
@@ -56,10 +57,16 @@ class MongoTable(SampledTable):
     sample_per_partition: Integer = Field(default=100, ge=1, le=1000)
     """Sampled `_id`s per partition when sampling."""
     changes: Literal["auto", "change_stream", "watermark", "new_ids"] = "auto"
-    """How differential runs find changes: `auto` uses change streams when the server has
+    """How incremental runs find changes: `auto` uses change streams when the server has
     them, else `watermark` when `watermark_field` is set, else `new_ids`."""
     watermark_field: str | None = None
     """A field every insert and update sets to a larger value (e.g. `updated_at`)."""
+
+    @model_validator(mode="after")
+    def _watermark_has_a_field(self) -> MongoTable:
+        if self.changes == "watermark" and self.watermark_field is None:
+            raise ValueError("`changes: watermark` needs `watermark_field` (the field every write sets)")
+        return self
 
 
 DEFAULT_TIMEOUT_MS = 10_000
@@ -216,6 +223,7 @@ class MongoSource:
         self.database = self.client.get_database(
             config.database, codec_options=bson_values.NATIVE_CODEC)
         self._id_indexes: dict[str, list[tuple[str, int]] | None] = {}
+        self._change_modes: dict[str, str] = {}
 
     # -- Source protocol ---------------------------------------------------------------------
 
@@ -291,48 +299,88 @@ class MongoSource:
     def close(self) -> None:
         self.client.close()
 
-    # -- differential runs -------------------------------------------------------------------
+    # -- incremental runs (ChangeSource, etl/sources/base.py) -------------------------------
+
+    def change_capture(self, table: str) -> ChangeCapture:
+        settings = self._table(table)
+        mode = self._change_mode(table, settings)
+        if mode == "change_stream":
+            return ChangeCapture("change stream", deletes=True)
+        if mode == "watermark":
+            return ChangeCapture(f"watermark {settings.watermark_field}", deletes=False)
+        return ChangeCapture("new _ids", deletes=False)
 
     def change_position(self, table: str) -> Json:
         """Where changes start for `table`: take it *before* a full load, then pass it to
-        `changes` afterwards so nothing written during the load is missed."""
+        `changes` afterwards so nothing written during the load is missed. Plain JSON, with `at`,
+        the server's cluster time when it was taken (ISO 8601 UTC)."""
         settings = self._table(table)
         mode = self._change_mode(table, settings)
         collection = self.database[table]
-        if mode == "change_stream":
-            with self._guard(lambda: collection.watch(max_await_time_ms=1)) as stream:
-                stream.try_next()
-                return {"mode": mode, "token": stream.resume_token}
-        if mode == "watermark":
-            field = settings.watermark_field
-            top = self._guard(lambda: collection.find_one(
-                {field: {"$exists": True}}, {field: 1}, sort=[(field, -1), ("_id", -1)]))
-            return {"mode": mode, "after": None if top is None else bson_values.id_to_json(
-                [top[field], top["_id"]])}
-        top = self._guard(lambda: collection.find_one({}, {"_id": 1}, sort=[("_id", -1)]))
-        return {"mode": mode, "after": None if top is None else bson_values.id_to_json(top["_id"])}
+        with self._guard(self.client.start_session) as session:
+            if mode == "change_stream":
+                with self._guard(lambda: collection.watch(max_await_time_ms=1, session=session)) as stream:
+                    self._guard(stream.try_next)
+                    return mongo_changes.position(stream.resume_token, session.operation_time)
+            if mode == "watermark":
+                field = settings.watermark_field
+                top = self._guard(lambda: collection.find_one(
+                    {field: {"$exists": True}}, {field: 1}, sort=[(field, -1), ("_id", -1)], session=session))
+                after = None if top is None else bson_values.id_to_json([top[field], top["_id"]])
+            else:
+                top = self._guard(lambda: collection.find_one(
+                    {}, {"_id": 1}, sort=[("_id", -1)], session=session))
+                after = None if top is None else bson_values.id_to_json(top["_id"])
+            return {"mode": mode, "after": after, "at": mongo_changes.time_text(session.operation_time)}
 
     def changes(self, table: str, position: Json, *, fields: Sequence[str] | None = None,
-                max_await_ms: int = 500) -> Iterator[Batch]:
+                wait_ms: int = 0) -> Iterator[Batch]:
         """Yield what changed since `position` (from `change_position` or a previous batch's
-        `resume_after`) until no more changes are waiting.
+        `resume_after`) until no more changes are waiting, after waiting up to `wait_ms` for a
+        first one when none is.
 
-        Each batch holds the current full documents of inserted/updated/replaced keys in
-        `records` and `{"_id": key}` of deleted ones in `deletes`; a key appears in one list
-        only (its last state in the batch), so the order of applying them does not matter.
-        `resume_after` is the position to store once the batch is committed."""
+        Each batch holds the current full documents of inserted/updated/replaced keys that match
+        the table's `query` in `records`, and `{"_id": key}` of deleted keys (and of changed ones
+        that no longer match) in `deletes`; a key appears in one list only (its last state in the
+        batch), so the order of applying them does not matter. `resume_after` is the position to
+        store once the batch is committed."""
         mode = position["mode"]
         if mode == "change_stream":
-            yield from self._change_stream(table, position, fields, max_await_ms)
+            yield from self._change_stream(table, position, fields, wait_ms)
         elif mode == "watermark":
             yield from self._watermark_changes(table, position, fields)
         elif mode == "new_ids":
             partition = Partition(self.name, table, 0, 1)
             for batch in self.read(partition, resume_after=position["after"], fields=fields):
-                yield Batch(batch.records, {"mode": mode, "after": batch.resume_after}, batch.rejects)
+                yield Batch(batch.records, {"mode": mode, "after": batch.resume_after}, batch.rejects,
+                            kinds={"insert": batch.extracted})
         else:
             raise EtlError(f"source {self.name!r}: unknown change position mode {mode!r}",
                            hint="the stored position was not made by the mongo source")
+
+    def key_of(self, table: str, record: dict) -> Json:
+        return mongo_keys.key_json(record["_id"])
+
+    def missing_keys(self, table: str, keys: Sequence[Json]) -> list[Json]:
+        """Those of `keys` with no document at the server now that matches the table's `query`. The
+        server decides equality (1, 1.0 and NumberLong(1) are one `_id`), in one aggregation."""
+        if not keys:
+            return []
+        settings = self._table(table)
+        asked = [{"i": index, "c": mongo_keys.candidates(key)} for index, key in enumerate(keys)]
+        every = [value for entry in asked for value in entry["c"]]
+        found = {"$anyElementTrue": [
+            {"$map": {"input": "$$k.c", "as": "v", "in": {"$in": ["$$v", "$found"]}}}]}
+        pipeline = [
+            {"$match": _and(settings.filter(), {"_id": {"$in": every}})},
+            {"$group": {"_id": None, "found": {"$push": "$_id"}}},
+            {"$project": {"_id": 0, "missing": {"$map": {
+                "input": {"$filter": {"input": {"$literal": asked}, "as": "k", "cond": {"$not": [found]}}},
+                "as": "k", "in": "$$k.i"}}}},
+        ]
+        rows = self._guard(lambda: list(self.database[table].aggregate(pipeline)))
+        missing = rows[0]["missing"] if rows else range(len(keys))
+        return [keys[index] for index in missing]
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -408,60 +456,93 @@ class MongoSource:
                         hint="check the server's data with `validate`")
 
     def _change_mode(self, table: str, settings: MongoTable) -> str:
+        """`changes:` of the table, with `auto` resolved once per table by asking the server for a
+        change stream."""
         if settings.changes != "auto":
             return settings.changes
+        if table not in self._change_modes:
+            self._change_modes[table] = self._auto_change_mode(table, settings)
+        return self._change_modes[table]
+
+    def _auto_change_mode(self, table: str, settings: MongoTable) -> str:
         try:
             with self.database[table].watch(max_await_time_ms=1) as stream:
                 stream.try_next()
             return "change_stream"
         except pymongo.errors.OperationFailure as error:
             if error.code not in CHANGE_STREAMS_UNSUPPORTED:
-                raise self._connection_error(error) from None
+                raise self._translate(error) from None
+        except pymongo.errors.PyMongoError as error:
+            raise self._translate(error) from None
         return "watermark" if settings.watermark_field else "new_ids"
 
     def _change_stream(self, table: str, position: Json, fields: Sequence[str] | None,
-                       max_await_ms: int) -> Iterator[Batch]:
-        collection = self.database.get_collection(table, codec_options=bson_values.CANONICAL_CODEC)
-        with self._guard(lambda: collection.watch(
-                full_document="updateLookup", resume_after=position["token"],
-                max_await_time_ms=max_await_ms)) as stream:
-            changed: dict[str, tuple[Any, dict | None]] = {}
-            token = position["token"]
+                       wait_ms: int) -> Iterator[Batch]:
+        settings = self._table(table)
+        collection = self.database.get_collection(table, codec_options=mongo_changes.RAW_CODEC)
+        token = mongo_changes.token_from_json(position["token"])
+
+        def watch(await_ms: int) -> Any:
+            return self._stream_guard(table, lambda: collection.watch(
+                full_document="updateLookup", resume_after=token, max_await_time_ms=await_ms))
+
+        if wait_ms > 0:  # wait for a first change on a stream of its own: later reads must not wait
+            with watch(wait_ms) as probe:
+                if self._stream_guard(table, probe.try_next) is None:
+                    return
+        with watch(1) as stream:
+            fold = mongo_changes.ChangeFold(self.limits)
             while True:
-                try:
-                    event = self._guard(stream.try_next)
-                except bson_values.UnrepresentableDate:
-                    raise EtlError(
-                        f"source {self.name!r}: collection {table!r}: a changed document holds a date "
-                        "outside the range Python can hold (years 1 to 9999)",
-                        hint="fix the value at the source, then resume the differential run") from None
-                if event is None or len(changed) >= self.limits.records:
-                    if changed:
-                        yield _change_batch(changed, fields, token)
-                        changed = {}
+                raw = self._stream_guard(table, stream.try_next)
+                event = None if raw is None else self._change_event(table, raw)
+                if event is not None and not (event.changes_document or event.ends_stream):
+                    continue  # an event that changes no document (an index built, options changed)
+                if event is None or event.ends_stream or fold.full(event):
+                    if fold:
+                        yield self._change_batch(table, settings, fold, fields)
+                        fold = mongo_changes.ChangeFold(self.limits)
                     if event is None:
                         return
-                token = stream.resume_token
-                kind = event["operationType"]
-                if kind in ("insert", "update", "replace"):
-                    document = event.get("fullDocument")
-                    key = event["documentKey"]["_id"]
-                    if document is None:
-                        continue  # deleted since: its delete event follows
-                    changed[_key_of(key)] = (key, document)
-                elif kind == "delete":
-                    key = event["documentKey"]["_id"]
-                    changed[_key_of(key)] = (key, None)
-                elif kind in ("drop", "rename", "dropDatabase", "invalidate"):
-                    raise EtlError(f"source {self.name!r}: collection {table!r} was {kind}ped during "
-                                   "the differential run; run a full load again")
+                    if event.ends_stream:
+                        raise mongo_changes.stream_end_error(self.name, table, event.kind)
+                fold.add(event, stream.resume_token)
+
+    def _change_event(self, table: str, raw: Any) -> mongo_changes.ChangeEvent:
+        try:
+            return mongo_changes.ChangeEvent.of(raw)
+        except bson.errors.InvalidBSON as error:
+            raise self._undecodable(table, error) from None
+
+    def _change_batch(self, table: str, settings: MongoTable, fold: mongo_changes.ChangeFold,
+                      fields: Sequence[str] | None) -> Batch:
+        matching: set[str] | None = None
+        pending = fold.pending_keys()
+        if settings.query and pending:  # which changed documents match the filter now (others: deletes)
+            collection = self.database.get_collection(table, codec_options=bson_values.CANONICAL_CODEC)
+            query = _and(settings.filter(), {"_id": {"$in": pending}})
+            matching = {mongo_keys.key_json(row["_id"])
+                        for row in self._guarded(collection.find(query, {"_id": 1}))}
+        return bson_values.gc_paused(fold.batch, table, fields, matching, self._server_corrupt(table))
+
+    def _stream_guard(self, table: str, action: Any) -> Any:
+        """`_guard` for change streams: a position the oplog no longer holds says so."""
+        try:
+            return action()
+        except pymongo.errors.OperationFailure as error:
+            if error.code in mongo_changes.HISTORY_LOST:
+                raise mongo_changes.history_lost_error(self.name, table, error.code) from None
+            raise self._translate(error) from None
+        except pymongo.errors.PyMongoError as error:
+            raise self._translate(error) from None
 
     def _watermark_changes(self, table: str, position: Json, fields: Sequence[str] | None
                            ) -> Iterator[Batch]:
         settings = self._table(table)
         field = settings.watermark_field
-        if field is None:
-            raise EtlError(f"source {self.name!r}: collection {table!r} has no `watermark_field`")
+        if field is None:  # the position was stored under another configuration
+            raise EtlError(f"source {self.name!r}: collection {table!r}: the stored position follows a "
+                           "watermark field, but the table has no `watermark_field`",
+                           hint="set `watermark_field` back, or run a full load again (`--full-refresh`)")
         collection = self.database[table]
         after = position["after"]
         condition: dict[str, Any] = {field: {"$exists": True}}
@@ -473,8 +554,11 @@ class MongoSource:
                                              sort=[(field, 1), ("_id", 1)],
                                              batch_size=self.limits.records)
         for batch, last in self._batches(table, cursor):
-            mark = bson_values.id_to_json([last.get(field), last.get("_id")])
-            yield Batch(batch.records, {"mode": "watermark", "after": mark}, batch.rejects)
+            value = last.get(field)
+            at = value.astimezone(datetime.UTC).isoformat() if isinstance(value, datetime.datetime) else None
+            mark = bson_values.id_to_json([value, last.get("_id")])
+            yield Batch(batch.records, {"mode": "watermark", "after": mark, "at": at}, batch.rejects,
+                        kinds={"upsert": batch.extracted}, at=at)
 
     def _guard(self, action: Any) -> Any:
         """Run `action`, turning server failures into EtlErrors (ConnectionFailed when the
@@ -519,22 +603,3 @@ def _and(query: dict, condition: dict) -> dict:
     if not condition:
         return query
     return {"$and": [query, condition]}
-
-
-def _key_of(key: Any) -> str:
-    return json.dumps(key, default=repr, sort_keys=True)
-
-
-def _change_batch(changed: dict[str, tuple[Any, dict | None]], fields: Sequence[str] | None,
-                  token: Json) -> Batch:
-    records: list[dict] = []
-    deletes: list[Json] = []
-    for key, document in changed.values():
-        if document is None:
-            deletes.append({"_id": key})
-        elif fields is None:
-            records.append(document)
-        else:
-            records.append({name: document[name] for name in ("_id", *fields) if name in document})
-    return Batch(records, {"mode": "change_stream", "token": token}, deletes=deletes)
-

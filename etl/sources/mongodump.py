@@ -39,8 +39,8 @@ from pydantic import BaseModel, ConfigDict
 from etl.errors import EtlError
 from etl.records import Batch, Json, Partition, Reject
 from etl.redact import RedactedRepr
-from etl.sources import bson_values
-from etl.sources.base import BatchLimits, SampledTable
+from etl.sources import bson_values, mongo_keys
+from etl.sources.base import BatchLimits, ChangeCapture, SampledTable
 from etl.sources.mongo_oplog import DELETED, OplogReplay
 
 log = logging.getLogger(__name__)
@@ -397,7 +397,7 @@ class MongodumpSource:
                 if replay is not None:
                     batch.records = [kept for kept in map(replay.on_base, batch.records) if kept is not None]
                 if fields is not None:
-                    batch.records = [_project(record, fields) for record in batch.records]
+                    batch.records = [bson_values.project(record, fields) for record in batch.records]
                 yield batch
         if last and replay is not None:
             settled_from = resume_after["settled"] if isinstance(resume_after, dict) else 0
@@ -405,6 +405,15 @@ class MongodumpSource:
 
     def key_text(self, table: str, record: dict) -> str:
         return bson_values.key_text(record)
+
+    def key_of(self, table: str, record: dict) -> Json:
+        return mongo_keys.key_json(record["_id"])
+
+    def change_capture(self, table: str) -> ChangeCapture | None:
+        """None: a dump is a snapshot with no changes to follow. A later dump is read whole again (the
+        engine then deletes what it no longer holds); the oplog's settled deletes come out of `read`
+        as `Batch.deletes`."""
+        return None
 
     def count(self, table: str) -> int | None:
         """None: a dump file says how many documents it holds only by being read. Its reader consumes
@@ -570,12 +579,8 @@ class MongodumpSource:
         while position < len(settled):
             chunk = settled[position:position + self.limits.records]
             position += len(chunk)
-            records = [h.settled if fields is None else _project(h.settled, fields)
+            records = [h.settled if fields is None else bson_values.project(h.settled, fields)
                        for h in chunk if h.settled is not DELETED]
             deletes = [{"_id": h.key} for h in chunk if h.settled is DELETED]
             yield Batch(records, {"settled": position}, deletes=deletes)
-
-
-def _project(record: dict, fields: Sequence[str]) -> dict:
-    return {name: record[name] for name in ("_id", *fields) if name in record}
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 import math
-import socket
 import uuid
 from decimal import Decimal
 
@@ -19,7 +18,7 @@ from etl.records import Partition
 from etl.sources.base import BatchLimits
 from etl.sources.bson_values import NATIVE_CODEC
 from etl.sources.mongo import Config, open_source
-from tests.conftest import MONGO_PORT, MONGO_URI
+from tests.conftest import MONGO_PORT, MONGO_URI, free_port
 
 pytestmark = pytest.mark.integration
 UTC = datetime.UTC
@@ -144,12 +143,6 @@ def test_unknown_collection_lists_the_collections_that_exist(mongo_db):
     assert str(caught.value) == (f"source 'src': collection 'things' does not exist in database "
                                  f"'{mongo_db.name}'\n  hint: fix the collection name under `tables`; the "
                                  "database has: patients, visits")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_unreachable_server_fails_within_the_timeout_without_the_password():

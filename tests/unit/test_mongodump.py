@@ -225,6 +225,23 @@ def test_oplog_can_be_ignored(tmp_path):
     assert sorted(state) == [0, 1, 2] and deleted == []
 
 
+def test_oplog_deletes_are_key_records_as_records_carry_the_id(tmp_path):
+    kept, gone = bson.ObjectId("5f1d7a2b9c8e4d3a2b1c0f9e"), bson.ObjectId("5f1d7a2b9c8e4d3a2b1c0f9f")
+    write_dump(tmp_path, [{"_id": kept, "n": 1}, {"_id": gone, "n": 2}],
+               oplog=[oplog_entry("d", 10, o={"_id": gone})])
+    source = source_for(tmp_path)
+    (partition,) = source.plan("patients", 1)
+    batches = list(source.read(partition))
+    records = [r for b in batches for r in b.records]
+    deletes = [d for b in batches for d in b.deletes]
+    assert records == [{"_id": "5f1d7a2b9c8e4d3a2b1c0f9e", "n": 1}]
+    assert deletes == [{"_id": "5f1d7a2b9c8e4d3a2b1c0f9f"}]
+    assert repr(deletes[0]["_id"]) == "ObjectId('5f1d7a2b9c8e4d3a2b1c0f9f')"  # an ObjectId, as in records
+    assert source.key_of("patients", deletes[0]) == '{"v": {"$oid": "5f1d7a2b9c8e4d3a2b1c0f9f"}}'
+    assert source.key_of("patients", records[0]) == '{"v": {"$oid": "5f1d7a2b9c8e4d3a2b1c0f9e"}}'
+    assert source.change_capture("patients") is None  # a snapshot: read whole again, never followed
+
+
 def test_settled_keys_resume_by_position(tmp_path):
     inserts = [oplog_entry("i", 10 + n, o={"_id": 1000 + n}) for n in range(9)]
     write_dump(tmp_path, [{"_id": 1}], oplog=inserts)
