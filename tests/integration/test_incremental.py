@@ -78,7 +78,8 @@ def test_rounds_of_changes_applied_with_deletes_into_both_targets(tmp_path, mong
                                                                  dynamodb_client, dynamodb_table_prefix):
     table = f"{dynamodb_table_prefix}_cut"
     collection = mongo_db.patients
-    collection.insert_many(patients(40, seed=11))
+    originals = patients(40, seed=11)
+    collection.insert_many(copy.deepcopy(originals))
     job = incremental_job(tmp_path, mongo_db, pg_database, table)
 
     full = run_cli(job)
@@ -108,7 +109,14 @@ def test_rounds_of_changes_applied_with_deletes_into_both_targets(tmp_path, mong
     assert report["mode"] == "incremental" and report["status"] == "succeeded"
     (line,) = report["tables"]
     assert line["table"] == "mongo.patients"
-    assert line["changes"]["rows_deleted"] > 0
+    changes = line["changes"]
+    assert changes["method"] == "change stream"
+    assert changes["applied"] == {"delete": 1, "insert": 1, "update": 3}
+    assert (line["extracted"], line["loaded"], line["rejected"]) == (5, 5, 0)
+    assert changes["lag_seconds"] == 0.0 and changes["caught_up_at"] and changes["position"]["token"]
+    # 2: one visit item gone, one new; 4: replaced without visits; 5: deleted (PG visits go with parents)
+    assert changes["rows_deleted"] == (
+        len(originals[1]["visits"]) + len(originals[3]["visits"]) + 2 + len(originals[4]["visits"]))
     assert all(check["ok"] for check in report["validation"])
 
     # round 2: nothing changed: nothing applied, still proven
@@ -248,3 +256,27 @@ def test_a_newer_dump_with_its_oplog_is_applied_with_deletes(tmp_path, pg_databa
     v3, v4, v7 = (len(first[n - 1]["visits"]) for n in (3, 4, 7))
     # PostgreSQL counts parent rows (their visits go with them), DynamoDB every item
     assert line["changes"]["rows_deleted"] == (1 + 1 + v7) + (1 + 1 + v3) + (v4 - 1)
+
+
+def test_follow_applies_changes_until_stopped_then_an_incremental_run_proves(tmp_path, mongo_db, pg_database,
+                                                                            dynamodb_client,
+                                                                            dynamodb_table_prefix):
+    """`--follow` keeps catching up; stopped (SIGTERM, at the exact moment the fault hook picks: the
+    second time it finds nothing waiting) it ends unproven, and `--incremental` then proves."""
+    table = f"{dynamodb_table_prefix}_follow"
+    collection = mongo_db.patients
+    collection.insert_many(patients(12, seed=41))
+    job = incremental_job(tmp_path, mongo_db, pg_database, table)
+    assert run_cli(job).returncode == 0
+    collection.insert_many(patients(3, seed=42, start=20))
+    collection.delete_one({"_id": 1})
+    followed = run_cli(job, "--follow", "--poll", "1", fault="term:caught-up:2")
+    assert followed.returncode == 4, followed.stdout + followed.stderr
+    assert "following stopped: the targets hold every change applied until then" in followed.stdout
+    report = saved_report(followed.stdout)
+    assert report["status"] == "unproven" and report["validation"] is None
+    assert report["tables"][0]["changes"]["applied"] == {"delete": 1, "insert": 3}
+    assert_targets_equal_source(collection, pg_database, dynamodb_client, table)
+    proven = run_cli(job, "--incremental")
+    assert proven.returncode == 0, proven.stdout + proven.stderr
+    assert saved_report(proven.stdout)["tables"][0]["changes"]["applied"] == {}
