@@ -18,6 +18,7 @@ from tests.conftest import DYNAMODB_ENDPOINT
 from tests.integration.run_helpers import (
     PATIENTS_MAPPING,
     dynamo_count,
+    environment,
     patients,
     pg_scalar,
     run_cli,
@@ -280,3 +281,22 @@ def test_follow_applies_changes_until_stopped_then_an_incremental_run_proves(tmp
     proven = run_cli(job, "--incremental")
     assert proven.returncode == 0, proven.stdout + proven.stderr
     assert saved_report(proven.stdout)["tables"][0]["changes"]["applied"] == {}
+
+
+def test_a_catch_up_from_the_notebook_api(tmp_path, mongo_db, pg_database, dynamodb_client,
+                                          dynamodb_table_prefix, monkeypatch):
+    from etl.api import open_job
+
+    for name, value in environment().items():
+        monkeypatch.setenv(name, value)
+    table = f"{dynamodb_table_prefix}_api"
+    collection = mongo_db.patients
+    collection.insert_many(patients(8, seed=51))
+    job = open_job(incremental_job(tmp_path, mongo_db, pg_database, table))
+    assert job.run().status == "succeeded"
+    collection.delete_many({"_id": {"$in": [2, 4]}})
+    collection.update_one({"_id": 6}, {"$set": {"visits": []}})
+    report = job.run(incremental=True)
+    assert report.status == "succeeded" and report.mode == "incremental"
+    assert report.tables[0].changes["applied"] == {"delete": 2, "update": 1}
+    assert_targets_equal_source(collection, pg_database, dynamodb_client, table)
