@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from etl.engine import faults
@@ -161,8 +161,10 @@ class PartitionWorker:
             log.warning("%s: %d keys were deleted at the source before the position this batch reads at "
                         "(e.g. during a dump); they are not loaded, and rows of them that earlier runs "
                         "wrote are left in the targets", partition.id, len(batch.deletes))
-        mapped = self.mapping.apply(records, lambda record: self.source.key_text(partition.table, record),
-                                    source_table=partition.table)
+        def key_text(record: dict) -> str:
+            return self.source.key_text(partition.table, record)
+
+        mapped = self.mapping.apply(records, key_text, source_table=partition.table)
         by_target: dict[str, dict[str, TableRows]] = {}
         for (target, table), rows in mapped.rows.items():
             by_target.setdefault(target, {})[table] = rows
@@ -176,6 +178,8 @@ class PartitionWorker:
             load_rejects.extend(result.rejects)
         rejects = source_rejects + list(mapped.rejects) + load_rejects
         if rejects:
+            if getattr(self.dead_letters, "keeps_raw", False):
+                rejects = _with_raw(rejects, records, key_text)
             self.dead_letters.add(rejects)
             self.dead_letters.flush()
         keys_with_rows = {k for rows in mapped.rows.values() for k in rows.source_keys}
@@ -210,3 +214,11 @@ class PartitionWorker:
             counts=counts.to_checkpoint(),
             extra={"reasons": dict(counts.reasons), "present": sorted(self._present)},
         ))
+
+
+def _with_raw(rejects: list[Reject], records: list[dict], key_text: Callable[[dict], str]) -> list[Reject]:
+    """The rejects with the source records they came from (by source key), for a dead-letter store
+    that seals raw records; an extract reject has no record."""
+    by_key = {key_text(record): record for record in records}
+    return [reject if reject.stage == "extract" else replace(reject, raw=by_key.get(reject.source_key))
+            for reject in rejects]
