@@ -179,7 +179,8 @@ class PartitionWorker:
         rejects = source_rejects + list(mapped.rejects) + load_rejects
         if rejects:
             if getattr(self.dead_letters, "keeps_raw", False):
-                rejects = _with_raw(rejects, records, key_text)
+                keyed = getattr(self.mapping, "keyed", None)  # the key text rejects carry
+                rejects = _with_raw(rejects, records, keyed(key_text) if keyed else key_text)
             self.dead_letters.add(rejects)
             self.dead_letters.flush()
         keys_with_rows = {k for rows in mapped.rows.values() for k in rows.source_keys}
