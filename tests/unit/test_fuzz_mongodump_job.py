@@ -25,18 +25,11 @@ from etl.job import load_job
 
 MAPPING = """\
 version: 1
-source:
-  key: [_id]
-targets:
-  pg: postgres
+source: {{key: [_id]}}
+targets: {{pg: postgres}}
 outputs:
-  - target: pg
-    table: {table}
-    key: [id]
-    columns:
-      id: {{from: _id, type: int}}
-      name: {{from: name, type: string}}
-      tags: {{from: tags, type: json}}
+  - {{target: pg, table: {table}, key: [id], columns: {{
+      id: {{from: _id, type: int}}, name: {{from: name, type: string}}, tags: {{from: tags, type: json}}}}}}
 """
 
 JOB = """\
