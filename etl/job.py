@@ -120,6 +120,29 @@ class DeadLetter(BaseModel):
 
     path: str = ".etl/dead_letter.jsonl"
     """JSON-lines file of rejected records, relative to the job file's folder."""
+    raw: Literal["omitted", "encrypted"] = "omitted"
+    """`omitted`: a dead letter holds the record only as the PII transforms left it. `encrypted`: it
+    also holds the raw source record, sealed with a data key from `kms_key` (etl/sinks/deadletter_seal.py)."""
+    kms_key: str | None = None
+    """For `raw: encrypted`: the KMS key (id, ARN or `alias/...`) data keys are generated under."""
+    key_file: str | None = None
+    """For `raw: encrypted` in tests and on air-gapped machines only, instead of `kms_key`: a file of 32
+    random bytes (relative to the job file's folder); whoever reads it can read every raw record."""
+    region: str | None = None
+    """AWS region of `kms_key` (default: the AWS configuration's)."""
+    endpoint_url: str | None = None
+    """KMS endpoint (default: AWS's own HTTPS endpoint); checked like every connection."""
+
+    @model_validator(mode="after")
+    def _keys_match_raw(self) -> DeadLetter:
+        if self.raw == "encrypted" and (self.kms_key is None) == (self.key_file is None):
+            raise ValueError("`raw: encrypted` needs exactly one of `kms_key` (AWS KMS) and `key_file` "
+                             "(tests and air-gapped use only)")
+        if self.raw == "omitted" and (self.kms_key or self.key_file):
+            raise ValueError("`kms_key` and `key_file` apply only with `raw: encrypted`")
+        if self.kms_key is None and (self.region or self.endpoint_url):
+            raise ValueError("`region` and `endpoint_url` apply only with `kms_key`")
+        return self
 
 
 class Report(BaseModel):
@@ -885,6 +908,10 @@ def load_job(
         problems += _mapping_problems(job_path, configs["sources"], doc)
     if not problems and top is not None:
         sections = _connection_sections(configs, state_config, top.audit, registries, state)
+        letters = top.dead_letter
+        if letters.kms_key is not None:
+            sections.append((("dead_letter",), "dead-letter KMS key",
+                             [security.aws_endpoint("KMS", letters.endpoint_url, letters.region)]))
         if top.restore is not None:
             sections += [(("restore", side), owner, security.libpq_endpoints(db.dsn))
                          for side, owner, db in (("source", "restore source database", top.restore.source),

@@ -64,6 +64,9 @@ class Reject:
     """The record as far as it is safe to keep: PII fields already transformed by the mapping."""
     target: str | None = None
     """For load rejects: the target table that refused the record, `target.table`."""
+    raw: dict | None = field(default=None, repr=False, compare=False)
+    """The record as the source gave it, only while it travels to a dead-letter store that seals raw
+    records (`dead_letter: {raw: encrypted}`); never written in plaintext, never shown in a repr."""
 
 
 def nested_path(name: str, inner: str = "") -> str:

@@ -287,7 +287,7 @@ def https_endpoint(url: str | None, service: str) -> Endpoint:
     )
 
 
-_AWS_SERVICES = {"DynamoDB": "dynamodb", "Secrets Manager": "secretsmanager", "STS": "sts"}
+_AWS_SERVICES = {"DynamoDB": "dynamodb", "Secrets Manager": "secretsmanager", "STS": "sts", "KMS": "kms"}
 """Service names in messages -> botocore's service names."""
 
 

@@ -20,10 +20,13 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+from pydantic import ValidationError
 
 from etl.checksum.buckets import BucketChecksums
 from etl.checksum.results import Difference, TableValidation
@@ -43,6 +46,74 @@ class ManifestError(EtlError):
     """A manifest file is unreadable, or does not fit the table or manifest it is used with."""
 
 
+class ManifestFileError(ManifestError):
+    """A manifest's content breaks the format (a field missing or of the wrong type, a count that is
+    not a whole number...): a bad input file, like a bad job file."""
+
+    exit_code = 2
+
+
+_SCALARS = (str, int, float, bool)
+"""What a key value in segment bounds and boundaries may be."""
+
+
+def _get(data: Any, name: str, kinds: type | tuple[type, ...], where: str) -> Any:
+    """`data[name]`, checked to be one of `kinds` (an int is never a bool); the error names the field
+    by its path in the manifest (`tables[0].segments[2].counts`)."""
+    if not isinstance(data, dict):
+        raise ManifestFileError(f"{where or 'the manifest'}: expected an object, found {_kind(data)}")
+    place = f"{where}.{name}" if where else name
+    if name not in data:
+        raise ManifestFileError(f"{place}: missing")
+    value = data[name]
+    allowed = kinds if isinstance(kinds, tuple) else (kinds,)
+    if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+        names = " or ".join("null" if k is type(None) else k.__name__ for k in allowed)
+        raise ManifestFileError(f"{place}: expected {names}, found {_kind(value)}")
+    return value
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _count(value: Any, place: str, *, least: int = 0, most: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < least or (most is not None
+                                                                                 and value > most):
+        bound = f"from {least} to {most}" if most is not None else f"at least {least}"
+        shown = value if isinstance(value, int) and not isinstance(value, bool) else _kind(value)
+        raise ManifestFileError(f"{place}: expected a whole number {bound}, found {shown}")
+    return value
+
+
+def _key_values(value: Any, place: str) -> list:
+    if not isinstance(value, list) or not value or not all(isinstance(v, _SCALARS) for v in value):
+        found = repr(value)[:60] if isinstance(value, list) else _kind(value)
+        raise ManifestFileError(f"{place}: expected a non-empty list of key values (text, numbers or "
+                                f"booleans), found {found}")
+    return list(value)
+
+
+def _checksums(data: dict, where: str) -> BucketChecksums:
+    buckets = _count(_get(data, "buckets", int, where), f"{where}.buckets", least=1, most=1_000_000)
+    counts = _get(data, "counts", list, where)
+    sums = _get(data, "sums", list, where)
+    for name, values in (("counts", counts), ("sums", sums)):
+        if len(values) != buckets:
+            raise ManifestFileError(f"{where}.{name}: expected {buckets} entries (one per bucket), found "
+                                    f"{len(values)}")
+    for index, count in enumerate(counts):
+        _count(count, f"{where}.counts[{index}]")
+    for index, total in enumerate(sums):
+        if not isinstance(total, str) or not _HEX.fullmatch(total):
+            raise ManifestFileError(f"{where}.sums[{index}]: expected 32 hexadecimal digits, found "
+                                    f"{_kind(total) if not isinstance(total, str) else repr(total[:40])}")
+    return BucketChecksums(buckets, list(counts), [int(s, 16) for s in sums])
+
+
+_HEX = re.compile(r"[0-9a-f]{32}")
+
+
 @dataclass
 class Segment:
     """One key range of a table and its bucket checksums."""
@@ -58,8 +129,12 @@ class Segment:
         return {"index": self.index, "lower": self.lower, "upper": self.upper, **self.checksums.to_dict()}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Segment:
-        return cls(data["index"], data["lower"], data["upper"], BucketChecksums.from_dict(data))
+    def from_dict(cls, data: dict[str, Any], where: str = "segment") -> Segment:
+        """Raises ManifestFileError naming the field (under `where`) that breaks the format."""
+        index = _count(_get(data, "index", int, where), f"{where}.index")
+        lower, upper = (_get(data, name, (list, type(None)), where) for name in ("lower", "upper"))
+        return cls(index, None if lower is None else _key_values(lower, f"{where}.lower"),
+                   None if upper is None else _key_values(upper, f"{where}.upper"), _checksums(data, where))
 
 
 def _segments_for(boundaries: Sequence[Sequence[Any]], buckets: int) -> list[Segment]:
@@ -128,17 +203,41 @@ class TableManifest:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TableManifest:
-        segments = [Segment.from_dict(s) for s in data["segments"]]
-        return cls(
-            data["table"],
-            data["target"],
-            list(data["key"]),
-            data["buckets"],
-            dict(data["tolerances"]),
-            [list(b) for b in data["boundaries"]],
-            {s.index: s for s in segments},
-        )
+    def from_dict(cls, data: dict[str, Any], where: str = "table") -> TableManifest:
+        """Raises ManifestFileError naming the field (under `where`) that breaks the format: a field
+        missing or of the wrong type, tolerances this version does not know, a segment whose buckets
+        or bounds are not the table's."""
+        name = _get(data, "table", str, where)
+        target = _get(data, "target", str, where)
+        key = _get(data, "key", list, where)
+        if not key or not all(isinstance(column, str) for column in key):
+            raise ManifestFileError(f"{where}.key: expected a non-empty list of column names")
+        buckets = _count(_get(data, "buckets", int, where), f"{where}.buckets", least=1, most=1_000_000)
+        tolerances = _get(data, "tolerances", dict, where)
+        try:
+            Tolerances.model_validate(tolerances)
+        except ValidationError as error:
+            problem = error.errors()[0]
+            field = ".".join(str(part) for part in problem["loc"])
+            raise ManifestFileError(f"{where}.tolerances.{field}: {problem['msg']}") from None
+        boundaries = [_key_values(b, f"{where}.boundaries[{i}]")
+                      for i, b in enumerate(_get(data, "boundaries", list, where))]
+        bounds: list[list | None] = [None, *boundaries, None]
+        segments: dict[int, Segment] = {}
+        for number, item in enumerate(_get(data, "segments", list, where)):
+            place = f"{where}.segments[{number}]"
+            segment = Segment.from_dict(item, place)
+            if segment.index >= len(bounds) - 1 or segment.index in segments:
+                raise ManifestFileError(f"{place}.index: {segment.index} is not one of the table's "
+                                        f"{len(bounds) - 1} segments, or is given twice")
+            if (segment.lower, segment.upper) != (bounds[segment.index], bounds[segment.index + 1]):
+                raise ManifestFileError(f"{place}: lower and upper are not the boundaries around segment "
+                                        f"{segment.index}")
+            if segment.checksums.buckets != buckets:
+                raise ManifestFileError(f"{place}.buckets: {segment.checksums.buckets}, the table has "
+                                        f"{buckets}")
+            segments[segment.index] = segment
+        return cls(name, target, list(key), buckets, dict(tolerances), boundaries, segments)
 
 
 @dataclass
@@ -205,20 +304,27 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Manifest:
-        if data.get("encoding") != ENCODING:
-            raise ManifestError(
-                f"manifest encoding {data.get('encoding')!r} is not {ENCODING!r}",
+        """The manifest `to_dict` gave; raises ManifestFileError (exit code 2) naming the first field
+        that breaks the format, never a bare TypeError or KeyError."""
+        encoding = _get(data, "encoding", str, "")
+        if encoding != ENCODING:
+            raise ManifestFileError(
+                f"manifest encoding {encoding[:60]!r} is not {ENCODING!r}",
                 hint="take the manifest again with this version",
             )
-        tables = [TableManifest.from_dict(t) for t in data["tables"]]
-        return cls(
-            {t.table: t for t in tables},
-            data["position"],
-            data["taken_at"],
-            data["kind"],
-            data["base"],
-            data["encoding"],
-        )
+        kind = _get(data, "kind", str, "")
+        if kind not in ("full", "differential"):
+            raise ManifestFileError(f"kind: expected 'full' or 'differential', found {kind[:40]!r}")
+        base = _get(data, "base", (str, type(None)), "")
+        taken_at = _get(data, "taken_at", str, "")
+        position = _get(data, "position", dict, "")
+        tables: dict[str, TableManifest] = {}
+        for number, item in enumerate(_get(data, "tables", list, "")):
+            table = TableManifest.from_dict(item, f"tables[{number}]")
+            if table.table in tables:
+                raise ManifestFileError(f"tables[{number}].table: {table.table!r} is given twice")
+            tables[table.table] = table
+        return cls(tables, position, taken_at, kind, base, encoding)
 
     def save(self, path: str | Path) -> None:
         """Write as JSON or Parquet, chosen by the file suffix (.json / .parquet)."""
@@ -243,13 +349,14 @@ class Manifest:
             prefix = f"{path}:"
             if error.message.startswith(prefix) and "not a readable manifest" not in error.message:
                 detail = error.message.removeprefix(prefix).lstrip()
-                raise ManifestError(f"{path}: not a readable manifest ({detail})", hint=error.hint) from None
+                raise ManifestFileError(f"{path}: not a readable manifest ({detail})",
+                                        hint=error.hint) from None
             if str(path) in error.message:
-                raise
-            raise ManifestError(f"{path}: {error.message}", hint=error.hint) from None
+                raise ManifestFileError(error.message, hint=error.hint) from None
+            raise ManifestFileError(f"{path}: {error.message}", hint=error.hint) from None
         except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError,
                 ArithmeticError, NotImplementedError) as error:
-            raise ManifestError(
+            raise ManifestFileError(
                 f"{path}: not a readable manifest ({type(error).__name__}: {error})"
             ) from None
 

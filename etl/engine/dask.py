@@ -28,7 +28,6 @@ from etl.engine.worker import PartitionOutcome, PartitionWork, PartitionWorker
 from etl.errors import ConnectionFailed
 from etl.job import Job
 from etl.redact import redact
-from etl.sinks.deadletter import DeadLetterStore
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +69,7 @@ def run_partition_task(job: Job, mappings: dict[str, MappingText], work: Partiti
             store = resources.open_state()
             stack.callback(store.close)
             verdict = load_verdict(store, job.name)
-            dead_letters = DeadLetterStore(resources.dead_letter_path, job=job.name,
-                                           generation=verdict.generation if verdict is not None else None)
+            dead_letters = resources.open_dead_letters(verdict.generation if verdict is not None else None)
             stack.callback(dead_letters.close)
             mapping = resources.mapping(partition.source, partition.table)
             source = resources.open_source(partition.source)

@@ -22,6 +22,8 @@ from etl.job import Job
 from etl.mapping import CompiledMapping, MappingSpec, compile_mapping, load_mapping, parse_mapping
 from etl.records import TableSpec
 from etl.sinks.base import Sink
+from etl.sinks.deadletter import DeadLetterStore
+from etl.sinks.deadletter_seal import KeyProvider, KmsKeys, LocalKeys, Sealer
 from etl.sources.base import Source
 from etl.state.base import StateStore
 
@@ -147,6 +149,22 @@ class JobResources:
     @property
     def dead_letter_path(self) -> Path:
         return self.job.resolve_path(self.job.dead_letter.path)
+
+    def dead_letter_keys(self) -> KeyProvider | None:
+        """What seals and opens raw records in dead letters; None with `raw: omitted`."""
+        config = self.job.dead_letter
+        if config.kms_key is not None:
+            return KmsKeys(config.kms_key, region=config.region, endpoint_url=config.endpoint_url,
+                           allow_insecure=self.job.allow_insecure)
+        if config.key_file is not None:
+            return LocalKeys(self.job.resolve_path(config.key_file))
+        return None
+
+    def open_dead_letters(self, generation: str | None) -> DeadLetterStore:
+        """This process's dead-letter store for one run (`generation`: the verdict's)."""
+        keys = self.dead_letter_keys()
+        sealer = Sealer(keys, job=self.job.name) if keys is not None else None
+        return DeadLetterStore(self.dead_letter_path, job=self.job.name, generation=generation, sealer=sealer)
 
     def state_location(self) -> str:
         """Where the state is, for reports: a file path or the backend type (never a DSN)."""

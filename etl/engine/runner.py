@@ -60,7 +60,6 @@ from etl.report.run_report import (
     RunReport,
     TableReport,
 )
-from etl.sinks.deadletter import DeadLetterStore
 from etl.state.base import Checkpoint, StateStore
 
 log = logging.getLogger(__name__)
@@ -248,7 +247,7 @@ def _execute(job: Job, options: RunOptions, resources: JobResources, store: Stat
     control.totals = totals
     _prepare_targets(resources, plan)
     with ExitStack() as stack:
-        dead_letters = DeadLetterStore(resources.dead_letter_path, job=job.name, generation=generation)
+        dead_letters = resources.open_dead_letters(generation)
         stack.callback(dead_letters.close)
         stack.enter_context(stop_on_signals(control))
         if job.executor.type == "dask" and not quick_try:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from etl.engine import faults
@@ -20,6 +20,7 @@ from etl.engine.accounting import Counts, count_reasons
 from etl.engine.control import RunControl
 from etl.engine.ledger import Ledger
 from etl.engine.prefetch import Prefetcher
+from etl.errors import EtlError
 from etl.mapping.reads import ReadPath, present
 from etl.records import Batch, Json, Partition, Reject
 from etl.sinks.base import Sink, TableRows
@@ -170,8 +171,11 @@ class PartitionWorker:
                         "(e.g. during a dump); they are not loaded, and rows of them that earlier runs "
                         "wrote are left in the targets (`incremental: true` keeps the ledger that finds "
                         "them)", partition.id, len(batch.deletes))
-        mapped = self.mapping.apply(records, lambda record: self.source.key_text(partition.table, record),
-                                    source_table=partition.table)
+
+        def key_text(record: dict) -> str:
+            return self.source.key_text(partition.table, record)
+
+        mapped = self.mapping.apply(records, key_text, source_table=partition.table)
         by_target: dict[str, dict[str, TableRows]] = {}
         for (target, table), rows in mapped.rows.items():
             by_target.setdefault(target, {})[table] = rows
@@ -185,12 +189,15 @@ class PartitionWorker:
             load_rejects.extend(result.rejects)
         rejects = source_rejects + list(mapped.rejects) + load_rejects
         if rejects:
+            if getattr(self.dead_letters, "keeps_raw", False):
+                keyed = getattr(self.mapping, "keyed", None)  # the key text rejects carry
+                rejects = _with_raw(rejects, records, keyed(key_text) if keyed else key_text)
             self.dead_letters.add(rejects)
             self.dead_letters.flush()
         keys_with_rows = {k for rows in mapped.rows.values() for k in rows.source_keys}
         load_rejected = {r.source_key for r in load_rejects}
         if self.ledger is not None:
-            self._settle(partition.table, records, mapped.rows, batch.deletes, load_rejected)
+            self._settle(partition.table, records, mapped.rows, batch.deletes, load_rejected, key_text)
         delta = Counts(
             extracted=len(records) + len(source_rejects),
             loaded=len(keys_with_rows - load_rejected),
@@ -205,15 +212,33 @@ class PartitionWorker:
         faults.reach("batch", partition.id)
         return delta
 
-    def _settle(self, table: str, records: list[dict], made, deletes: list[dict], refused: set[str]) -> None:
+    def _settle(self, table: str, records: list[dict], made: dict[tuple[str, str], TableRows],
+                deletes: list[dict], refused: set[str], key_text: Callable[[dict], str]) -> None:
         """Bring the ledger up to date with one written batch: rows the batch's records made before and
         make no longer (shrunk arrays, changed keys, records now filtered out, rejected or deleted)
-        are deleted from the targets."""
+        are deleted from the targets.
+
+        The ledger is keyed by the source's own key text; rows and rejects carry the mapping's
+        (`keyed`: a key field declared PII is transformed), translated back here record by record."""
         assert self.ledger is not None
-        key_text, key_of = self.source.key_text, getattr(self.source, "key_of", None)
-        keys = {key_text(table, record): None if key_of is None else key_of(table, record)
-                for record in records}
-        gone = [key_text(table, key) for key in deletes] + sorted(refused)
+        key_of = getattr(self.source, "key_of", None)
+        keyed = getattr(self.mapping, "keyed", None)
+        shown = keyed(key_text) if keyed is not None else key_text
+        keys: dict[str, Json] = {}
+        own: dict[str, str] = {}
+        for record in records:
+            text = key_text(record)
+            keys[text] = None if key_of is None else key_of(table, record)
+            seen = own.setdefault(shown(record), text)
+            if seen != text:
+                raise EtlError(f"table {table}: the PII transform of its key gives two records the same "
+                               f"key text ({shown(record)}); the ledger would mix their rows",
+                               hint="use a key transform that keeps keys apart (hmac) for incremental jobs")
+        if own and any(shown_text != text for shown_text, text in own.items()):
+            made = {name: TableRows(rows.rows, [own[k] for k in rows.source_keys])
+                    for name, rows in made.items()}
+            refused = {own.get(k, k) for k in refused}
+        gone = [key_text(key) for key in deletes] + sorted(refused)
         self.rows_deleted += self.ledger.settle(keys, made, gone).rows_deleted
 
     def _note_present(self, records: list[dict]) -> None:
@@ -232,3 +257,11 @@ class PartitionWorker:
             counts=counts.to_checkpoint(),
             extra={"reasons": dict(counts.reasons), "present": sorted(self._present)},
         ))
+
+
+def _with_raw(rejects: list[Reject], records: list[dict], key_text: Callable[[dict], str]) -> list[Reject]:
+    """The rejects with the source records they came from (by source key), for a dead-letter store
+    that seals raw records; an extract reject has no record."""
+    by_key = {key_text(record): record for record in records}
+    return [reject if reject.stage == "extract" else replace(reject, raw=by_key.get(reject.source_key))
+            for reject in rejects]

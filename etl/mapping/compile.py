@@ -288,6 +288,8 @@ class CompiledMapping:
         self.source_key: list[str] = list(spec.source_key)
         shapes = output_shapes(spec)
         self._protect = make_protector(spec.pii)
+        key_rules = [rule for rule in spec.pii if str(rule.steps[0]) in set(spec.source_key)]
+        self._protect_key = make_protector(key_rules) if key_rules else None
         self._where = compile_expr(spec.where) if spec.where is not None else None
         self._compiled: list[_Output] = []
         self._roots = self._build(spec, shapes)
@@ -377,18 +379,42 @@ class CompiledMapping:
         """Map a batch. `source_table` fills Reject.table (the engine knows the source's name).
 
         A flat mapping over dict records is mapped column by column (`columnar.py`), with the
-        same result as `apply_by_record`."""
+        same result as `apply_by_record`. Source keys (of rejects and rows) are `keyed(key_text)`'s."""
+        key_text = self.keyed(key_text)
         if self._columnar is not None and set(map(type, records)) == {dict}:
             def by_record(some: list[dict]) -> MappedBatch:
-                return self.apply_by_record(some, key_text, source_table=source_table)
+                return self._map_records(some, key_text, source_table)
 
             return self._columnar.apply(records, key_text, by_record)
-        return self.apply_by_record(records, key_text, source_table=source_table)
+        return self._map_records(records, key_text, source_table)
+
+    def keyed(self, key_text: Callable[[dict], str]) -> Callable[[dict], str]:
+        """The source key text of a record as dead letters, reports and validation see it: `key_text` of
+        the record with the PII rules on the mapping's `source.key` fields applied, so a key that is
+        itself PII (an email) is never written raw; `key_text` itself when no key field is PII."""
+        protect = self._protect_key
+        if protect is None:
+            return key_text
+
+        def text(record: dict) -> str:
+            try:
+                return key_text(protect(record))
+            except Unprotectable as exc:
+                try:
+                    return key_text(exc.safe)
+                except (KeyError, IndexError, TypeError, ValueError):
+                    return "<key withheld: its PII transform failed>"
+
+        return text
 
     def apply_by_record(
         self, records: list[dict], key_text: Callable[[dict], str], *, source_table: str = ""
     ) -> MappedBatch:
         """Map a batch one record at a time (any mapping)."""
+        return self._map_records(records, self.keyed(key_text), source_table)
+
+    def _map_records(self, records: list[dict], key_text: Callable[[dict], str], source_table: str
+                     ) -> MappedBatch:
         batch = MappedBatch(rows={(table.target, table.table): TableRows() for table in self.tables})
         outputs = batch.rows
         protect, where, roots = self._protect, self._where, self._roots

@@ -4,6 +4,8 @@ One JSON object per line (a local file by default, or a PostgreSQL table): job, 
 source_key, stage, reason, field_path, value_type and the record. The record arrives with PII
 fields already transformed by the mapping; its values are encoded losslessly (Decimal as its exact
 string, bytes as base64, datetimes as ISO 8601) so a fixed record can be replayed as it was.
+With a `Sealer` (`dead_letter: {raw: encrypted}`) an entry also holds the raw source record, sealed
+(`raw_record`, etl/sinks/deadletter_seal.py); `read_dead_letters(path, keys=...)` opens it.
 `flush()` makes everything written so far durable; the engine calls it before it checkpoints.
 """
 
@@ -26,6 +28,7 @@ from etl.files import open_private
 from etl.records import Reject
 from etl.redact import RedactedRepr
 from etl.sinks import jsontext
+from etl.sinks.deadletter_seal import KeyProvider, Opener, Sealer
 
 FIELDS = ("job", "table", "target", "source_key", "stage", "reason", "field_path", "value_type")
 
@@ -49,32 +52,40 @@ class DeadLetters(Protocol):
     def close(self) -> None: ...
 
 
-def dead_letter(job: str, reject: Reject, generation: str | None = None) -> str:
-    """The JSON line for one reject (without the trailing newline)."""
+def dead_letter(job: str, reject: Reject, generation: str | None = None, sealer: Sealer | None = None) -> str:
+    """The JSON line for one reject (without the trailing newline). The raw record is written only
+    sealed, and only with a `sealer`."""
     entry: dict = {"job": job}
     entry.update((name, getattr(reject, name)) for name in FIELDS if name != "job")
     if generation is not None:
         entry["generation"] = generation
     entry["recorded_at"] = dt.datetime.now(dt.UTC).isoformat()
     entry["record"] = reject.record
+    if sealer is not None and reject.raw is not None:
+        raw = jsontext.dumps(reject.raw, decimals_as_strings=True).encode("utf-8")
+        entry["raw_record"] = sealer.seal(raw, entry)
     return jsontext.dumps(entry, decimals_as_strings=True)
 
 
 class DeadLetterStore:
     """JSON lines in a local file; thread-safe; `flush()` writes through to disk (fsync)."""
 
-    def __init__(self, path: str | Path, *, job: str, generation: str | None = None) -> None:
+    def __init__(self, path: str | Path, *, job: str, generation: str | None = None,
+                 sealer: Sealer | None = None) -> None:
         """`generation`: the job's verdict generation (`etl.engine.verdict`), written in every entry
-        so validation tells this load's rejects from those of runs before a full refresh."""
+        so validation tells this load's rejects from those of runs before a full refresh. `sealer`:
+        raw records are kept, encrypted (`keeps_raw`)."""
         self.path = Path(path)
         self.job = job
         self.generation = generation
+        self.sealer = sealer
+        self.keeps_raw = sealer is not None
         self._file = open_private(self.path, "a", encoding="utf-8")
         self._lock = threading.Lock()
         self.count = 0
 
     def add(self, rejects: Iterable[Reject]) -> int:
-        lines = [dead_letter(self.job, reject, self.generation) + "\n" for reject in rejects]
+        lines = [dead_letter(self.job, reject, self.generation, self.sealer) + "\n" for reject in rejects]
         with self._lock:
             self._file.writelines(lines)
             self.count += len(lines)
@@ -141,12 +152,18 @@ def open_dead_letters(config: DeadLetterConfig, *, job: str) -> DeadLetters:
     return DeadLetterStore(config.path, job=job)
 
 
-def read_dead_letters(path: str | Path) -> Iterator[dict]:
-    """The entries of a dead-letter file, in the order written."""
+def read_dead_letters(path: str | Path, *, keys: KeyProvider | None = None) -> Iterator[dict]:
+    """The entries of a dead-letter file, in the order written. With `keys` (`KmsKeys` or, in tests,
+    `LocalKeys`) an entry that holds a sealed raw record gets it opened, as `raw` (its values encoded as
+    in `record`); a key that does not open it raises `SealError` naming the file and line."""
+    opener = Opener(keys) if keys is not None else None
     with Path(path).open(encoding="utf-8") as lines:
-        for line in lines:
+        for number, line in enumerate(lines, 1):
             if line.strip():
-                yield json.loads(line)
+                entry = json.loads(line)
+                if opener is not None and "raw_record" in entry:
+                    entry["raw"] = json.loads(opener.open(entry, f"{path}:{number}"))
+                yield entry
 
 
 def load_rejects(path: str | Path, *, job: str, generation: str) -> dict[str, set[str]]:

@@ -166,8 +166,17 @@ def _tls_by_default(config: Config) -> bool:
     return _uri_tls(config) is None and not all(security.is_loopback(h) for h in _uri_hosts(config.uri))
 
 
+_TLS_FIX = ("write tls=true in the URI (or `tls: true`, with `tls_ca_file:` for a private CA) and keep "
+            "certificate and host name checks on")
+
+
 def endpoints(config: Config) -> list[security.Endpoint]:
-    """Every host of the URI and how it is secured (etl/security.py decides whether that is allowed)."""
+    """Every host of the URI and how it is secured (etl/security.py decides whether that is allowed).
+
+    Seeds that are all this machine, without TLS, also count as one connection to the replica-set
+    members pymongo may discover from them (a local seed, e.g. an SSH tunnel, can name members on
+    other hosts, which pymongo then reaches with the same settings: in plaintext), unless the URI
+    says `directConnection=true` (only the seed is used) or `loadBalanced=true`."""
     tls = _uri_tls(config)
     encrypted = tls if tls is not None else _tls_by_default(config)
     options = _uri_options(config.uri)
@@ -175,18 +184,19 @@ def endpoints(config: Config) -> list[security.Endpoint]:
     if config.tls_allow_invalid_hostnames:
         unchecked.append("tls_allow_invalid_hostnames")
     setting = "tls=false" if not encrypted else "=true, ".join(unchecked) + ("=true" if unchecked else "")
-    return [
-        security.Endpoint(
-            protocol="MongoDB",
-            host=host,
-            encrypted=encrypted,
-            verified=encrypted and not unchecked,
-            fix="write tls=true in the URI (or `tls: true`, with `tls_ca_file:` for a private CA) and keep "
-                "certificate and host name checks on",
-            setting=setting,
-        )
-        for host in _uri_hosts(config.uri)
-    ]
+    hosts = _uri_hosts(config.uri)
+    found = [security.Endpoint(protocol="MongoDB", host=host, encrypted=encrypted,
+                               verified=encrypted and not unchecked, fix=_TLS_FIX, setting=setting)
+             for host in hosts]
+    single = options.get("directconnection") == "true" or options.get("loadbalanced") == "true"
+    if not encrypted and not single and all(security.is_loopback(host) for host in hosts):
+        seeds = ", ".join(host or "a Unix socket" for host in hosts)
+        found.append(security.Endpoint(
+            protocol="MongoDB", host="replica-set members", encrypted=False, verified=False,
+            fix="write directConnection=true in the URI to use only that local server, or " + _TLS_FIX,
+            setting=f"{setting}, no directConnection=true",
+            origin=f"discovered through the local seed {seeds}"))
+    return found
 
 
 class MongoSource:

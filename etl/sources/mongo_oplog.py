@@ -12,6 +12,11 @@ changes nothing.
   * *pending* modifications that still need the base document.
 So base partitions and the oplog can be read in any order: a base document whose key is
 settled is skipped, one with pending modifications has them applied.
+
+A dump's oplog is input like any file: an entry that cannot be replayed (an unknown operation, a
+field missing or of the wrong type, an array index no document could reach) raises
+`OplogEntryError` carrying the entry's `origin` (the caller's byte offset), when it is added or
+when its update is applied to a base document, never a bare Python exception.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from etl.errors import EtlError
-from etl.sources.bson_values import value_text
+from etl.sources.bson_values import MAX_DOCUMENT_BYTES, value_text
 
 DELETED = object()
 """Settled state of a key whose last full operation was a delete."""
@@ -33,8 +38,37 @@ class KeyHistory:
     key: Any
     settled: Any = None
     """The full document, DELETED, or None while only modifications were seen."""
-    pending: list[dict] = field(default_factory=list)
-    """Modifications (update documents) to apply to the base document, in order."""
+    pending: list[tuple[dict, Any]] = field(default_factory=list)
+    """Modifications (update documents, each with the origin of its entry) to apply to the base
+    document, in order."""
+
+
+MAX_ARRAY_INDEX = MAX_DOCUMENT_BYTES // 3
+"""No BSON document can hold an array element past this (each takes at least 3 bytes): an update
+naming a larger index is damage, and padding an array to it would exhaust memory."""
+
+_SHAPE_ERRORS = (AttributeError, IndexError, KeyError, TypeError, ValueError, RecursionError)
+"""What an entry with a missing field or a field of the wrong type raises while it is replayed."""
+
+
+class OplogEntryError(EtlError):
+    """An oplog entry that cannot be replayed; `origin` says where it is (set by `OplogReplay`)."""
+
+    def __init__(self, reason: str, origin: Any = None,
+                 hint: str = "restore this dump with mongorestore --oplogReplay instead") -> None:
+        self.reason = reason
+        self.origin = origin
+        super().__init__(reason, hint=hint)
+
+
+def _shape_error(error: Exception, origin: Any) -> OplogEntryError:
+    return OplogEntryError(f"oplog entry of an unexpected shape ({type(error).__name__}): a field is "
+                           "missing or of the wrong type", origin, hint="take the dump again")
+
+
+def _shown(value: Any) -> str:
+    """An entry's value in a message: short text as written, anything else by its type only."""
+    return repr(value) if isinstance(value, str) and len(value) <= 20 else f"of type {type(value).__name__}"
 
 
 class OplogReplay:
@@ -50,12 +84,24 @@ class OplogReplay:
         for entry in entries:
             self.add(entry)
 
-    def add(self, entry: dict) -> None:
+    def add(self, entry: dict, origin: Any = None) -> None:
+        """Fold one entry in; `origin` (e.g. its byte offset) is kept with a pending update and set
+        on any OplogEntryError it causes."""
+        try:
+            self._add(entry, origin)
+        except OplogEntryError as error:
+            if error.origin is None:
+                error.origin = origin
+            raise
+        except _SHAPE_ERRORS as error:
+            raise _shape_error(error, origin) from None
+
+    def _add(self, entry: dict, origin: Any) -> None:
         self.last_ts = entry.get("ts", self.last_ts)
         operation = entry.get("op")
-        if operation == "c" and "applyOps" in entry.get("o", {}):
+        if operation == "c" and isinstance(entry.get("o"), dict) and "applyOps" in entry["o"]:
             for inner in entry["o"]["applyOps"]:
-                self.add({**inner, "ts": entry.get("ts")})
+                self._add({**inner, "ts": entry.get("ts")}, origin)
             return
         if entry.get("ns") != self.namespace:
             if operation == "c":
@@ -75,12 +121,12 @@ class OplogReplay:
                 return
             history = self._history(key)
             if history.settled is None:
-                history.pending.append(update)
+                history.pending.append((update, origin))
             elif history.settled is not DELETED:
                 apply_update(history.settled, update)
         elif operation != "n":
-            raise EtlError(f"oplog entry for {self.namespace} with op {operation!r} cannot be replayed",
-                           hint="restore this dump with mongorestore --oplogReplay instead")
+            raise OplogEntryError(f"oplog entry for {self.namespace} with op {_shown(operation)} cannot be "
+                                  "replayed")
 
     def _check_command(self, entry: dict) -> None:
         database, collection = self.namespace.split(".", 1)
@@ -90,8 +136,8 @@ class OplogReplay:
         for name in ("drop", "renameCollection", "convertToCapped", "emptycapped"):
             target = command.get(name)
             if target == collection or (isinstance(target, str) and target == self.namespace):
-                raise EtlError(f"the dump's oplog {name}s {self.namespace} during the dump; its data "
-                               "has no consistent point", hint="take a new dump")
+                raise OplogEntryError(f"the dump's oplog {name}s {self.namespace} during the dump; its data "
+                                      "has no consistent point", hint="take a new dump")
 
     def _history(self, key: Any) -> KeyHistory:
         identity = value_text(key)
@@ -112,8 +158,14 @@ class OplogReplay:
             return document
         if history.settled is not None:
             return None
-        for update in history.pending:
-            apply_update(document, update)
+        for update, origin in history.pending:
+            try:
+                apply_update(document, update)
+            except OplogEntryError as error:
+                error.origin = origin
+                raise
+            except _SHAPE_ERRORS as error:
+                raise _shape_error(error, origin) from None
         return document
 
     def settled(self) -> list[KeyHistory]:
@@ -136,8 +188,8 @@ def apply_update(document: dict, update: dict) -> None:
         _unset_path(document, path.split("."))
     unknown = set(update) - {"$set", "$unset", "$v"}
     if unknown:
-        raise EtlError(f"oplog update uses {', '.join(sorted(unknown))}, which cannot be replayed",
-                       hint="restore this dump with mongorestore --oplogReplay instead")
+        raise OplogEntryError(f"oplog update uses {', '.join(sorted(map(str, unknown)))}, which cannot be "
+                              "replayed")
 
 
 def _apply_diff(target: Any, diff: dict) -> None:
@@ -160,7 +212,7 @@ def _apply_array_diff(array: list, diff: dict) -> None:
         del array[diff["l"]:]
     for name, value in diff.items():
         if name.startswith("u") and name[1:].isdigit():
-            index = int(name[1:])
+            index = _array_index(name[1:])
             array.extend([None] * (index + 1 - len(array)))
             array[index] = copy.deepcopy(value)
         elif name.startswith("s") and name[1:].isdigit():
@@ -175,7 +227,7 @@ def _set_path(target: Any, parts: list[str], value: Any) -> None:
             target = target.setdefault(part, {})
     last = parts[-1]
     if isinstance(target, list):
-        index = int(last)
+        index = _array_index(last)
         target.extend([None] * (index + 1 - len(target)))
         target[index] = value
     else:
@@ -194,3 +246,11 @@ def _unset_path(target: Any, parts: list[str]) -> None:
             target[int(last)] = None  # $unset on an array element leaves null in place
     elif isinstance(target, dict):
         target.pop(last, None)
+
+
+def _array_index(text: str) -> int:
+    index = int(text)
+    if not 0 <= index <= MAX_ARRAY_INDEX:
+        raise OplogEntryError(f"oplog update sets array element {index}, which no BSON document can hold",
+                              hint="take the dump again")
+    return index

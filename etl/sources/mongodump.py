@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import IO, Any, Literal
 
 import bson
+import bson.errors
 from pydantic import BaseModel, ConfigDict
 
 from etl.errors import EtlError
@@ -41,7 +42,7 @@ from etl.records import Batch, Json, Partition, Reject
 from etl.redact import RedactedRepr
 from etl.sources import bson_values, mongo_keys
 from etl.sources.base import BatchLimits, ChangeCapture, SampledTable
-from etl.sources.mongo_oplog import DELETED, OplogReplay
+from etl.sources.mongo_oplog import DELETED, OplogEntryError, OplogReplay
 
 log = logging.getLogger(__name__)
 
@@ -121,9 +122,15 @@ _GZIP_FAILURES = (EOFError, gzip.BadGzipFile, zlib.error)  # what damaged gzip d
 
 
 def open_bson(path: Path) -> IO[bytes]:
-    if path.name.endswith(".gz"):
-        return gzip.GzipFile(path, "rb")
-    return open(path, "rb", buffering=READ_BUFFER)  # noqa: SIM115 - the caller closes it
+    """The file opened for reading (gunzipped when `.gz`); one that cannot be opened (a folder, a
+    dangling link...) is an EtlError naming it."""
+    try:
+        if path.name.endswith(".gz"):
+            return gzip.GzipFile(path, "rb")
+        return open(path, "rb", buffering=READ_BUFFER)  # noqa: SIM115 - the caller closes it
+    except OSError as error:
+        raise EtlError(f"{path}: cannot be read: {error.strerror or type(error).__name__}",
+                       hint="a dump file must be a regular file") from None
 
 
 class _Blocks:
@@ -395,7 +402,11 @@ class MongodumpSource:
             base_done: Json = {"settled": 0} if last else partition.upper
             for batch in self._read_file(partition.table, file, start, partition.upper, base_done):
                 if replay is not None:
-                    batch.records = [kept for kept in map(replay.on_base, batch.records) if kept is not None]
+                    try:
+                        kept = map(replay.on_base, batch.records)
+                        batch.records = [record for record in kept if record is not None]
+                    except OplogEntryError as error:
+                        raise self._oplog_damage(error) from None
                 if fields is not None:
                     batch.records = [bson_values.project(record, fields) for record in batch.records]
                 yield batch
@@ -441,16 +452,33 @@ class MongodumpSource:
         return sorted(names)
 
     def indexes(self, table: str) -> list[dict]:
-        """Index specs from `<coll>.metadata.json` (name, key, unique, ...), to recreate on the target."""
+        """Index specs from `<coll>.metadata.json` (name, key, unique, ...), to recreate on the target.
+        A file that cannot be read, is not (gzipped) UTF-8 Extended JSON, or whose `indexes` is not a
+        list of objects is an EtlError naming it."""
         base = self.folder / self.config.database / f"{table}.metadata.json"
         for path, opener in ((base, open), (base.with_name(base.name + ".gz"), gzip.open)):
-            if path.exists():
-                with opener(path, "rt", encoding="utf-8") as handle:
-                    try:
-                        metadata = bson.json_util.loads(handle.read())
-                    except ValueError as error:
-                        raise EtlError(f"{path}: not valid JSON ({error})") from None
-                return list(metadata.get("indexes", []))
+            if not path.exists():
+                continue
+            unit = "uncompressed byte offset" if path.name.endswith(".gz") else "byte offset"
+            try:
+                with opener(path, "rb") as handle:
+                    text = handle.read(bson_values.MAX_DOCUMENT_BYTES).decode("utf-8")
+                metadata = bson.json_util.loads(text)
+            except UnicodeDecodeError as error:
+                raise EtlError(f"{path}: not UTF-8 text at {unit} {error.start}") from None
+            except (ValueError, TypeError, KeyError, ArithmeticError, bson.errors.BSONError) as error:
+                # JSON and Extended JSON ({"$oid": ...}, {"$date": ...}) errors, and a gzip header's
+                raise EtlError(f"{path}: not valid Extended JSON ({type(error).__name__}: {error})") from None
+            except RecursionError:
+                raise EtlError(f"{path}: not valid JSON (nested too deeply)") from None
+            except (*_GZIP_FAILURES, OSError) as error:
+                reason = getattr(error, "strerror", None) or error
+                raise EtlError(f"{path}: cannot be read ({reason})") from None
+            indexes = metadata.get("indexes", []) if isinstance(metadata, dict) else None
+            if not isinstance(indexes, list) or not all(isinstance(index, dict) for index in indexes):
+                raise EtlError(f"{path}: expected an object whose `indexes` is a list of objects",
+                               hint="take the dump again")
+            return indexes
         return []
 
     def consistent_point(self) -> Json:
@@ -471,6 +499,9 @@ class MongodumpSource:
         base = self.folder / self.config.database / f"{table}.bson"
         for path in (base, base.with_name(base.name + ".gz")):
             if path.exists():
+                if not path.is_file():
+                    raise EtlError(f"source {self.name!r}: {path} is not a regular file",
+                                   hint="a dump file must be a regular file")
                 return path
         if required:
             raise EtlError(f"source {self.name!r}: collection {table!r} not in the dump "
@@ -561,10 +592,18 @@ class MongodumpSource:
         if table not in self._replays:
             replay = OplogReplay(f"{self.config.database}.{table}")
             with open_bson(file) as stream:
-                replay.add_all(self._decode_oplog(file, offset, raw)
-                               for offset, raw in iter_frames(stream, file))
+                try:
+                    for offset, raw in iter_frames(stream, file):
+                        replay.add(self._decode_oplog(file, offset, raw), offset)
+                except OplogEntryError as error:
+                    raise self._oplog_damage(error) from None
             self._replays[table] = replay
         return self._replays[table]
+
+    def _oplog_damage(self, error: OplogEntryError) -> CorruptFile:
+        """An oplog entry that cannot be replayed, named by its file and byte offset."""
+        return CorruptFile(self._oplog_file() or self.folder / "oplog.bson", error.origin, error.reason,
+                           hint=error.hint or "take the dump again")
 
     def _decode_oplog(self, file: Path, offset: int, raw: bytes) -> dict:
         try:

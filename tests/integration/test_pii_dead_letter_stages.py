@@ -18,6 +18,8 @@ import pytest
 from bson.datetime_ms import DatetimeMS
 from bson.decimal128 import Decimal128
 
+from etl.sinks.deadletter import read_dead_letters
+from etl.sinks.deadletter_seal import LocalKeys
 from tests.conftest import MONGO_URI
 from tests.integration.run_helpers import HMAC_KEY, ROOT, command, environment, saved_report
 
@@ -51,7 +53,7 @@ outputs:
 """
 
 
-def job_text(source: str, dsn: str) -> str:
+def job_text(source: str, dsn: str, extra: str = "") -> str:
     return f"""\
 version: 1
 name: pii_stages
@@ -64,7 +66,7 @@ targets:
   pg: {{type: postgres, dsn: "{dsn}", create: if_missing}}
 max_rejects: "90%"
 validation: {{after_run: true, consistent_reads: true}}
-"""
+{extra}"""
 
 
 def raw(n: int) -> dict:
@@ -149,10 +151,42 @@ def test_an_extract_reject_holds_no_raw_pii_value(tmp_path, pg_database):
     assert_no_leak(tmp_path, done, pg_database)
 
 
-def run(folder: Path, source: str, dsn: str) -> subprocess.CompletedProcess:
+def test_raw_records_kept_encrypted_open_with_the_key_and_appear_nowhere_in_plaintext(tmp_path, pg_database):
+    """`dead_letter: {raw: encrypted, key_file: ...}` on a real run (mongodump -> PostgreSQL): each map
+    and load reject's dead letter holds the transformed record and the raw one sealed; no planted value
+    is in any file, and the key file opens the raw records exactly as the dump holds them."""
+    good = {"name": "fine", "birth_date": "1980-02-03", "contacts": [], "balance": Decimal128("1.25")}
+    documents = [{"_id": 1, **raw(1), **good},
+                 {"_id": 3, **raw(3), **good, "birth_date": "raw-birth-text-1957"},
+                 {"_id": 6, **raw(6), **good, "balance": "not a number"},
+                 {"_id": 7, **raw(7), **good, "name": "nul\x00name"}]
+    (tmp_path / "dump" / "clinic").mkdir(parents=True)
+    (tmp_path / "dump" / "clinic" / "patients.bson").write_bytes(b"".join(bson.encode(d) for d in documents))
+    (tmp_path / "dl.key").write_bytes(bytes(range(32)))
+    done = run(tmp_path, f"    type: mongodump\n    path: {json.dumps(str(tmp_path / 'dump'))}\n"
+                         "    database: clinic", pg_database,
+               "dead_letter: {raw: encrypted, key_file: dl.key}\n")
+    table = saved_report(done.stdout)["tables"][0]
+    assert (table["extracted"], table["loaded"], table["rejected"]) == (4, 1, 3)
+    assert_no_leak(tmp_path, done, pg_database)
+
+    keys = LocalKeys(tmp_path / "dl.key")
+    letters = list(read_dead_letters(tmp_path / ".etl" / "dead_letter.jsonl", keys=keys))
+    assert {letter["source_key"]: (letter["stage"], letter["raw"]) for letter in letters} == {
+        "_id=3": ("map", {"_id": 3, **raw(3), "name": "fine", "birth_date": "raw-birth-text-1957",
+                          "contacts": [], "balance": "1.25"}),
+        "_id=6": ("map", {"_id": 6, **raw(6), "name": "fine", "birth_date": "1980-02-03", "contacts": [],
+                          "balance": "not a number"}),
+        "_id=7": ("load", {"_id": 7, **raw(7), "name": "nul\x00name", "birth_date": "1980-02-03",
+                           "contacts": [], "balance": "1.25"}),
+    }
+    assert [letter["record"]["ssn"] for letter in letters] == ["[REDACTED]"] * 3
+
+
+def run(folder: Path, source: str, dsn: str, extra: str = "") -> subprocess.CompletedProcess:
     (folder / "patients.yaml").write_text(MAPPING)
     job = folder / "pii_stages.yaml"
-    job.write_text(job_text(source, dsn))
+    job.write_text(job_text(source, dsn, extra))
     done = subprocess.run(command(job, "--debug"), capture_output=True, text=True, timeout=300,
                           env=environment(), cwd=ROOT)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -88,12 +88,15 @@ def secrets_manager(monkeypatch):
     server.server_close()
 
 
+LOCAL_MONGO = "mongodb://127.0.0.1/?directConnection=true"
+
+
 def job_text(dsn: str) -> str:
     return textwrap.dedent(f"""\
         version: 1
         name: secrets-demo
         sources:
-          mongo: {{type: mongo, uri: "mongodb://127.0.0.1/", database: d, tables: {{c: {{mapping: m.yaml}}}}}}
+          mongo: {{type: mongo, uri: "{LOCAL_MONGO}", database: d, tables: {{c: {{mapping: m.yaml}}}}}}
         targets:
           pg: {{type: postgres, dsn: "{dsn}"}}
           pg2: {{type: postgres, dsn: "user=${{secret:prod/pg#username}} host=${{secret:prod/pg#host}}"}}

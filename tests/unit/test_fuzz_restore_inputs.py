@@ -15,7 +15,7 @@ from bson.timestamp import Timestamp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from etl.checksum.manifest import Manifest, ManifestError
+from etl.checksum.manifest import Manifest, ManifestError, ManifestFileError
 from etl.errors import EtlError
 from etl.restore import mongo, oracle, postgres, sqlserver
 from etl.restore.chain import ChainError
@@ -63,7 +63,7 @@ def names_file(call, path):
     try:
         call()
     except EtlError as error:
-        if type(error) in (ChainError, EtlError, ManifestError, postgres.BackupDamaged):
+        if type(error) in (ChainError, EtlError, ManifestError, ManifestFileError, postgres.BackupDamaged):
             assert str(path) in str(error), str(error)
         return error
     return None

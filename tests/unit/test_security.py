@@ -149,7 +149,7 @@ def mongo_config(uri, **settings):
     ("mongodb://db.example.com/?tls=true&tlsInsecure=true", {}, (True, False, "refuse")),
     ("mongodb://db.example.com/", {"tls_allow_invalid_hostnames": True}, (True, False, "refuse")),
     ("mongodb://127.0.0.1:27017/?directConnection=true", {}, (False, False, "proceed")),
-    ("mongodb://%2Ftmp%2Fmongodb-27017.sock/", {}, (False, False, "proceed")),
+    ("mongodb://%2Ftmp%2Fmongodb-27017.sock/?directConnection=true", {}, (False, False, "proceed")),
 ])
 def test_mongo_endpoints(uri, settings, expected):
     (found,) = mongo.endpoints(mongo_config(uri, **settings))
@@ -162,6 +162,50 @@ def test_mongo_refusal_message_and_every_host_of_a_replica_set():
     assert security.refusal("source 'mongo'", found[0]) == (
         "source 'mongo': MongoDB connection to a.example.com is not encrypted (tls=false); "
         f"{MONGO_FIX}, {ALLOW}")
+
+
+DISCOVERY_FIX = f"write directConnection=true in the URI to use only that local server, or {MONGO_FIX}"
+
+
+@pytest.mark.parametrize(("uri", "settings", "seeds", "verdicts"), [
+    # a local seed (an SSH tunnel, a replica-set member) may name members on other hosts: refused
+    ("mongodb://127.0.0.1:27017/", {}, "127.0.0.1", ["proceed", "refuse"]),
+    ("mongodb://localhost/?replicaSet=rs0", {}, "localhost", ["proceed", "refuse"]),
+    ("mongodb://127.0.0.1:27017,[::1]:27018/?replicaSet=rs0", {}, "127.0.0.1, [::1]",
+     ["proceed", "proceed", "refuse"]),
+    ("mongodb://%2Ftmp%2Fmongodb-27017.sock/", {}, "a Unix socket", ["proceed", "refuse"]),
+    ("mongodb://127.0.0.1/?tls=false&directConnection=false", {}, "127.0.0.1", ["proceed", "refuse"]),
+    # only the seed: nothing is discovered
+    ("mongodb://127.0.0.1:27017/?directConnection=true", {}, None, ["proceed"]),
+    ("mongodb://127.0.0.1:27017/?loadBalanced=true", {}, None, ["proceed"]),
+    # TLS applies to every member pymongo discovers (the same options), and verification proceeds
+    ("mongodb://127.0.0.1/?tls=true", {}, None, ["proceed"]),
+    ("mongodb://127.0.0.1/", {"tls": True}, None, ["proceed"]),
+])
+def test_a_local_seed_without_direct_connection_counts_its_discovered_members(uri, settings, seeds, verdicts):
+    found = mongo.endpoints(mongo_config(uri, **settings))
+    assert [security.verdict(endpoint, False) for endpoint in found] == verdicts
+    if seeds is not None:
+        assert security.refusal("source 'mongo'", found[-1]) == (
+            f"source 'mongo': MongoDB connection to replica-set members (discovered through the local seed "
+            f"{seeds}) is not encrypted (tls=false, no directConnection=true); {DISCOVERY_FIX}, {ALLOW}")
+        assert security.verdict(found[-1], True) == "warn"
+
+
+def test_a_local_seed_without_direct_connection_is_refused_at_load(tmp_path, caplog):
+    path = job_file(tmp_path, uri="mongodb://127.0.0.1:27017/")
+    with pytest.raises(JobFileProblems) as caught:
+        load_job(path, environ={}, secrets={})
+    assert str(caught.value) == (
+        f"{path}:5:5: sources.mongo: source 'mongo': MongoDB connection to replica-set members (discovered "
+        f"through the local seed 127.0.0.1) is not encrypted (tls=false, no directConnection=true); "
+        f"{DISCOVERY_FIX}, {ALLOW}")
+    assert caught.value.exit_code == 2
+    allowed = job_file(tmp_path, uri="mongodb://127.0.0.1:27017/", extra="allow_insecure: true\n")
+    assert load_job(allowed, environ={}, secrets={}).warnings == (
+        f"{path}:5:5: source 'mongo': MongoDB connection to replica-set members (discovered through the "
+        f"local seed 127.0.0.1) is not encrypted (tls=false, no directConnection=true); allowed by "
+        f"`allow_insecure: true` (to secure it: {DISCOVERY_FIX})",)
 
 
 def test_mongo_client_gets_tls_when_the_uri_does_not_say():
@@ -319,7 +363,8 @@ targets:
 {extra}"""
 
 
-def job_file(folder, *, uri="mongodb://127.0.0.1/", dsn="host=127.0.0.1 dbname=x", extra=""):
+def job_file(folder, *, uri="mongodb://127.0.0.1/?directConnection=true", dsn="host=127.0.0.1 dbname=x",
+             extra=""):
     (folder / "m.yaml").write_text("{}\n")
     path = folder / "job.yaml"
     path.write_text(textwrap.dedent(JOB.format(uri=uri, dsn=dsn, extra=extra)))
