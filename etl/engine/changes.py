@@ -82,6 +82,17 @@ def changed_since_load(store: StateStore, job_name: str, table_key: str) -> bool
     return bool((store.get_value(job_name, position_key(table_key)) or {}).get("changed_since_load"))
 
 
+def rejects_since_load(store: StateStore, job_name: str, table_keys: list[str]) -> tuple[int, int]:
+    """(rejected, extracted) by every incremental run of these tables since their full load: the
+    reject policy holds over all of them, as it holds over every run of a load."""
+    rejected = extracted = 0
+    for table_key in table_keys:
+        since = (store.get_value(job_name, position_key(table_key)) or {}).get("since_load") or {}
+        rejected += since.get("rejected", 0)
+        extracted += since.get("extracted", 0)
+    return rejected, extracted
+
+
 def stored_position(store: StateStore, job_name: str, table_key: str, shown_job: str) -> dict:
     """The table's stored position; JobFileError when its full load kept none."""
     value = store.get_value(job_name, position_key(table_key))
@@ -136,6 +147,7 @@ class ChangeWorker(PartitionWorker):
                            f"{self.stored.get('method')}, and its source now finds changes by {now}",
                            hint="run with --full-refresh after changing how a table's changes are found")
         outcome = ChangeOutcome(key, capture.method, position=self.stored["position"], started=time.time())
+        self._since = dict(self.stored.get("since_load") or {})
         started = time.monotonic()
         partition = Partition(source_name, table, 0, 1)
         self._present, self._pending = set(), []
@@ -184,7 +196,8 @@ class ChangeWorker(PartitionWorker):
     def _save(self, partition: Partition, resume_after: Json, counts: Counts, *, done: bool) -> None:
         if self.store is None:
             return
-        self.stored = {**self.stored, "position": resume_after, "saved_at": _now()}
+        since = {name: self._since.get(name, 0) + getattr(counts, name) for name in ("extracted", "rejected")}
+        self.stored = {**self.stored, "position": resume_after, "saved_at": _now(), "since_load": since}
         self.store.set_value(self.job, self.position_name, self.stored)
 
 

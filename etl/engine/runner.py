@@ -391,6 +391,7 @@ def _run_incremental(job: Job, options: RunOptions, resources: JobResources, sto
                                  planning)
     planning.close()
     _judge(report, job, execution, control)
+    _judge_changes_policy(report, job, store, [f"{source}.{table}" for source, table, _ in ready.changing])
     if options.follow and report.status == STOPPED:
         report.status = UNPROVEN
         report.message = ("following stopped: the targets hold every change applied until then, but nothing "
@@ -400,6 +401,22 @@ def _run_incremental(job: Job, options: RunOptions, resources: JobResources, sto
         save_verdict(store, job.name, verdict, LOADED, report.message)
         return _finish(report, started)
     return _validate(report, job, options, resources, store, verdict, not options.only, started_at, started)
+
+
+def _judge_changes_policy(report: RunReport, job: Job, store: StateStore, tables: list[str]) -> None:
+    """The reject policy over every change applied since the tables' full loads, not only this run's:
+    a reject that failed one catch-up fails the next ones too, until `max_rejects` allows it or a full
+    refresh starts again."""
+    from etl.engine.changes import rejects_since_load
+
+    rejected, extracted = rejects_since_load(store, job.name, tables)
+    if report.status != SUCCEEDED or not job.max_rejects.exceeded(rejected, extracted):
+        return
+    report.status = FAILED
+    report.message = (f"too many rejected changes: {rejected} of {extracted} applied since the full load, "
+                      f"more than max_rejects {job.max_rejects} allows")
+    report.hint = (f"dead letters are in {report.dead_letters}; fix the data or the mapping and run "
+                   f"`python -m etl.run {_shown_path(job.path)} --full-refresh`, or raise max_rejects")
 
 
 def _reread(job: Job, options: RunOptions, resources: JobResources, store: StateStore, control: RunControl,

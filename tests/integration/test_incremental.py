@@ -350,3 +350,34 @@ def test_a_key_that_is_pii_is_caught_up_by_its_own_key(tmp_path, mongo_db, pg_da
     assert dynamo_count(dynamodb_client, table) == 6 * 4 - 4 - 2
     assert "p1@example.org" not in (tmp_path / ".etl" / "reports").joinpath(
         saved_report(caught_up.stdout)["files"][0].rsplit("/", 1)[-1]).read_text()
+
+
+def test_a_rejected_change_removes_the_stale_rows_and_the_policy_holds_over_every_catch_up(
+        tmp_path, mongo_db, pg_database, dynamodb_client, dynamodb_table_prefix):
+    """A change the mapping rejects leaves no stale version of its record in any target, goes to the
+    dead letters, and fails every catch-up while `max_rejects` does not allow it."""
+    table = f"{dynamodb_table_prefix}_rej"
+    collection = mongo_db.patients
+    collection.insert_many(patients(10, seed=61))
+    job = incremental_job(tmp_path, mongo_db, pg_database, table)
+    assert run_cli(job).returncode == 0
+    collection.update_one({"_id": 3}, {"$unset": {"balance": ""}})  # balance is required
+    failed = run_cli(job, "--incremental")
+    assert failed.returncode == 3, failed.stdout + failed.stderr
+    assert "too many rejected records: 1 of 1 extracted, more than max_rejects 0 allows" in failed.stdout
+    assert pg_scalar(pg_database, "SELECT count(*) FROM patients WHERE patient_id = 3") == 0
+    three = dynamodb_client.query(TableName=table, KeyConditionExpression="pk = :pk",
+                                  ExpressionAttributeValues={":pk": {"S": "PATIENT#3"}}, ConsistentRead=True)
+    assert three["Items"] == []
+    dead = [json.loads(line) for line in (tmp_path / ".etl" / "dead_letter.jsonl").read_text().splitlines()]
+    assert [(d["source_key"], d["field_path"]) for d in dead] == [("_id=3", "balance")]
+    again = run_cli(job, "--incremental")
+    assert again.returncode == 3 and "1 of 1 applied since the full load" in again.stdout
+    job.write_text(job.read_text().replace("max_rejects: 0", "max_rejects: 1"))
+    allowed = run_cli(job, "--incremental")
+    assert allowed.returncode == 0, allowed.stdout + allowed.stderr
+    people, visits = expected(collection)
+    three_visits = len(collection.find_one({"_id": 3})["visits"])
+    assert pg_scalar(pg_database, "SELECT count(*) FROM patients") == people - 1
+    assert pg_scalar(pg_database, "SELECT count(*) FROM visits") == visits - three_visits
+    assert dynamo_count(dynamodb_client, table) == people - 1 + visits - three_visits
