@@ -187,30 +187,19 @@ def test_odbc_connection_string_escapes_values():
     )
 
 
-def test_differential_reads_filter_on_the_watermark_at_the_planned_scn():
-    tables = {"t": {"mapping": "m", "watermark": "ORA_ROWSCN", "since": 1000, "where": "STATUS = 'A'"}}
-    source = oracle.OracleSource(
-        "s", oracle.Config(type="oracle", dsn="h/s", user="u", password="p", tables=tables), BatchLimits()
-    )
-    table = meta()
-    partition = Partition("s", "t", 0, 1, {"at": 2000}, None)
-    sql, params = source.page_query(table, source.read_plan(table, ["a"]), partition, None, 10)
-    assert sql == (
-        'SELECT "a", "b", "c" FROM "sch"."we""ird]name; DROP TABLE patients; --" AS OF SCN 2000'
-        " WHERE (STATUS = 'A') AND ORA_ROWSCN > :p0"
-        ' ORDER BY "a", "b", "c" FETCH FIRST 10 ROWS ONLY'
-    )
-    assert source.bind(params) == {"p0": 1000}
+def test_since_is_refused_with_the_way_to_catch_up():
+    with pytest.raises(ValidationError) as refused:
+        table = {"mapping": "m", "watermark": "w", "since": 1}
+        postgres.Config(type="postgres", dsn="x", tables={"t": table})
+    assert "`since:` is no longer read" in str(refused.value)
+    assert "python -m etl.run job.yaml --incremental" in str(refused.value)
 
 
-def test_rowversion_watermark_binds_bytes():
-    """`since` from high_watermark of a ROWVERSION column: tagged bytes, bound as binary."""
-    tables = {"t": {"mapping": "m", "watermark": "rv", "since": {"$bytes": "AAAAAAAAB9E="}}}
-    source = mssql.MssqlSource("s", mssql.Config(type="mssql", server="h", tables=tables), BatchLimits())
-    table = TableMeta(
-        "t", "dbo", "T", (SqlColumn("id", "INT", nullable=False), SqlColumn("rv", "TIMESTAMP")), ("id",)
-    )
-    partition = Partition("s", "t", 0, 1)
-    sql, params = source.page_query(table, source.read_plan(table, None), partition, None, 5)
-    assert sql == "SELECT TOP (5) [id], [rv] FROM [dbo].[T] WHERE [rv] > ? ORDER BY [id]"
-    assert params.values == [b"\x00\x00\x00\x00\x00\x00\x07\xd1"]
+def test_change_methods_are_those_of_the_engine():
+    with pytest.raises(ValidationError, match="'watermark' or 'logical'"):
+        postgres.Config(type="postgres", dsn="x", tables={"t": {"mapping": "m", "changes": "scn"}})
+    with pytest.raises(ValidationError, match="needs `watermark:`"):
+        oracle.Config(type="oracle", dsn="h/s", user="u", password="p",
+                      tables={"t": {"mapping": "m", "changes": "watermark"}})
+    config = mssql.Config(type="mssql", server="h", tables={"t": {"mapping": "m", "watermark": "ts"}})
+    assert config.tables["t"].changes == "watermark"
