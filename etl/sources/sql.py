@@ -657,25 +657,46 @@ class SqlSource:
                 columns, from_ = ", ".join(plan.expressions), self.from_clause(meta, scan.at)
                 return self.select_sql(columns, from_, conditions, orders, self.config.page_rows), params
 
-            held: Batch | None = None
-            last = None
-            for chunk in self._pages(connection, plan, page, order, None):
-                last = self.mark_value(method, chunk[-1][mark_at])
-                batch = self._change_batch(meta, plan, chunk, kept_at, mark_at, method)
-                reached = _later(start, _capped(last, scan.cap))
-                batch.resume_after = {"method": method, "from": encode_value(reached)}
-                if held is not None:
-                    yield held
-                held = batch
-            final = scan.final if scan.final is not None else _later(start, _capped(last, scan.cap))
-            final_position = {"method": method, "from": None if final is None else encode_value(final)}
-            if held is not None:
-                held.resume_after = final_position
-                yield held
-            elif final != start:
-                yield Batch([], final_position)  # nothing changed, but the position moved on
+            reached = start
+
+            def batches() -> Iterator[Batch]:
+                nonlocal reached
+                for chunk in self._pages(connection, plan, page, order, None):
+                    batch = self._change_batch(meta, plan, chunk, kept_at, mark_at, method)
+                    reached = _later(start, _capped(self.mark_value(method, chunk[-1][mark_at]), scan.cap))
+                    batch.resume_after = {"method": method, "from": encode_value(reached)}
+                    yield batch
+                if scan.final is None and reached == start:  # nothing read: the cap alone moves it on
+                    reached = _later(start, scan.cap)
+                for deleted in self.mark_deletes(connection, meta, method, start, scan):
+                    yield Batch([], {"method": method, "from": encode_value(reached)}, deletes=deleted,
+                                kinds={"delete": len(deleted)})
+
+            def final() -> Json:
+                end = scan.final if scan.final is not None else reached
+                return {"method": method, "from": None if end is None else encode_value(end)}
+
+            yield from last_at_final(batches(), final, position)
         finally:
             connection.close()
+
+    def mark_deletes(
+        self, connection: Any, meta: TableMeta, method: str, start: Any, scan: MarkScan
+    ) -> Iterator[list[dict]]:
+        """Key records of rows deleted since `start` (Oracle's flashback version query), in batches
+        of at most `limits.records`, read after the scan in its transaction; none by default."""
+        return iter(())
+
+    def key_records(self, meta: TableMeta, rows: Iterable[Sequence]) -> list[dict]:
+        """Raw key values as the driver returns them (in key order) -> key records of canonical values."""
+        converters = [self.converter(meta.column(name)) for name in meta.key]
+        return [
+            {
+                name: value if convert is None or value is None else convert(value)
+                for name, convert, value in zip(meta.key, converters, row, strict=True)
+            }
+            for row in rows
+        ]
 
     def mark_parameter(self, method: str, value: Any) -> Any:
         """A stored mark value as the driver binds it (a rowversion's 8 bytes)."""
@@ -1060,6 +1081,23 @@ class SqlSource:
             f"cannot connect to {self.engine} source {self.name!r} at {where}: {detail}",
             hint="check that the server is running and reachable, and the user name and password",
         )
+
+
+def last_at_final(batches: Iterator[Batch], final: Callable[[], Json], start: Json) -> Iterator[Batch]:
+    """`batches` of one `changes` call, each holding the position reached after it, except the last,
+    which holds `final()`: the position once every change is read. When there was no batch but the
+    position moved on, one empty batch carries it, so the next call starts there."""
+    held: Batch | None = None
+    for batch in batches:
+        if held is not None:
+            yield held
+        held = batch
+    end = final()
+    if held is not None:
+        held.resume_after = end
+        yield held
+    elif end != start:
+        yield Batch([], end)
 
 
 def _capped(value: Any, cap: Any) -> Any:
