@@ -7,6 +7,8 @@ import sqlglot
 from pydantic import ValidationError
 from sqlglot import exp
 
+from etl.errors import JobFileError
+from etl.job import load_job
 from etl.records import Partition
 from etl.sources import mssql, oracle, postgres
 from etl.sources.base import BatchLimits
@@ -203,3 +205,20 @@ def test_change_methods_are_those_of_the_engine():
                       tables={"t": {"mapping": "m", "changes": "watermark"}})
     config = mssql.Config(type="mssql", server="h", tables={"t": {"mapping": "m", "watermark": "ts"}})
     assert config.tables["t"].changes == "watermark"
+
+
+def test_a_job_file_with_since_says_where_and_how_to_catch_up(tmp_path):
+    (tmp_path / "m.yaml").write_text("{}\n")
+    job = tmp_path / "job.yaml"
+    job.write_text(
+        "version: 1\nname: pg-job\nsources:\n  pg:\n    type: postgres\n    dsn: host=x\n    tables:\n"
+        "      visit: {mapping: m.yaml, watermark: changed, since: {$datetime: '2026-11-01T00:00:00'}}\n"
+        "targets:\n  out: {type: postgres, dsn: host=y}\n"
+    )
+    with pytest.raises(JobFileError) as refused:
+        load_job(job, environ={}, secrets={})
+    assert str(refused.value).replace(str(job), "job.yaml") == (
+        "job.yaml:8:59: sources.pg.tables.visit.since: `since:` is no longer read: a full read of a slice"
+        " was validated against the whole target; catch up with an incremental run instead: python -m"
+        " etl.run job.yaml --incremental (set `changes:`/`watermark:` on the table, docs/relational.md)"
+    )
