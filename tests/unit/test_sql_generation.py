@@ -222,3 +222,19 @@ def test_a_job_file_with_since_says_where_and_how_to_catch_up(tmp_path):
         " was validated against the whole target; catch up with an incremental run instead: python -m"
         " etl.run job.yaml --incremental (set `changes:`/`watermark:` on the table, docs/relational.md)"
     )
+
+
+def test_test_decoding_tuples_are_parsed_column_by_column():
+    text = (
+        'id[integer]:7 "Odd ""name"" [x]"[character varying]:\'it\'\'s [a]: b\' tags[text[]]:\'{a,b}\''
+        " note[text]:null big[text]:unchanged-toast-datum"
+        " at[timestamp with time zone]:'2026-12-06 15:00:00+00'"
+    )
+    assert postgres.decoded_columns(text) == {
+        "id": "7",
+        'Odd "name" [x]': "it's [a]: b",
+        "tags": "{a,b}",
+        "note": None,
+        "big": "unchanged-toast-datum",
+        "at": "2026-12-06 15:00:00+00",
+    }
