@@ -457,37 +457,33 @@ def decoded_columns(text: str) -> dict[str, str | None]:
     position = 0
     while position < len(text):
         if text[position] == '"':
-            end = position + 1
-            while True:
-                end = text.index('"', end)
-                if text.startswith('""', end):
-                    end += 2
-                    continue
-                break
-            name, position = text[position + 1 : end].replace('""', '"'), end + 1
+            name, position = _quoted(text, position)
         else:
             end = text.index("[", position)
             name, position = text[position:end], end
         position = text.index("]:", position) + 2
+        value: str | None
         if text.startswith("'", position):
-            end = position + 1
-            while True:
-                end = text.index("'", end)
-                if text.startswith("''", end):
-                    end += 2
-                    continue
-                break
-            value: str | None = text[position + 1 : end].replace("''", "'")
-            position = end + 1
+            value, position = _quoted(text, position)
         else:
             end = text.find(" ", position)
             end = len(text) if end < 0 else end
-            value = text[position:end]
-            value = None if value == "null" else value
+            value = None if text[position:end] == "null" else text[position:end]
             position = end
         columns[name] = value
         position += 1  # the space between columns
     return columns
+
+
+def _quoted(text: str, start: int) -> tuple[str, int]:
+    """The text quoted by the character at `start` (doubled inside), and where it ends."""
+    quote = text[start]
+    end = start + 1
+    while True:
+        end = text.index(quote, end)
+        if not text.startswith(quote * 2, end):
+            return text[start + 1 : end].replace(quote * 2, quote), end + 1
+        end += 2
 
 
 def _settings(dsn: str) -> dict[str, Any]:
