@@ -208,15 +208,18 @@ class PostgresSource(SqlSource):
         connection = self.connect()
         connection.autocommit = True
         try:
-            moved = connection.execute(
-                "SELECT pg_replication_slot_advance(slot_name, greatest(%s::pg_lsn, confirmed_flush_lsn))"
-                " FROM pg_replication_slots WHERE slot_name = %s",
-                [stored, slot],
-            ).fetchall()
+            lost = "is gone"
+            try:
+                moved = connection.execute(
+                    "SELECT pg_replication_slot_advance(slot_name, greatest(%s::pg_lsn, confirmed_flush_lsn))"
+                    " FROM pg_replication_slots WHERE slot_name = %s",
+                    [stored, slot],
+                ).fetchall()
+            except psycopg.errors.ObjectNotInPrerequisiteState as error:  # invalidated: its WAL is gone
+                moved, lost = [], f"can no longer be read ({' '.join(str(error).split())})"
             if not moved:
                 raise EtlError(
-                    f"PostgreSQL source {self.name!r}, table {meta.name!r}: replication slot {slot!r}"
-                    " is gone",
+                    f"PostgreSQL source {self.name!r}, table {meta.name!r}: replication slot {slot!r} {lost}",
                     hint="run a full load again (without --incremental): it creates a new slot",
                 )
             ((prefix,),) = connection.execute(  # how test_decoding names the table

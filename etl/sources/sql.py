@@ -334,6 +334,7 @@ class SqlSource:
     def check(self) -> None:
         for table in self.config.tables:
             self.describe(table)
+            self.change_capture(table)  # a `changes:` method the table cannot have stops here
 
     def plan(self, table: str, partitions: int) -> list[Partition]:
         meta = self.describe(table)
