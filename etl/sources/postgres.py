@@ -134,7 +134,7 @@ class PostgresSource(SqlSource):
         """The start of the oldest transaction of this database still in progress, this statement's
         own included, as the watermark column's type (UTC). A row a transaction writes later carries
         `now()` (its start) or later, so a position at or before this value misses none of them:
-        docs/relational.md, "Late commits"."""
+        docs/relational.md, "`watermark`: late commits and the overlap"."""
         kind = self._watermark_type(meta)
         if kind not in _TIME_MARKS:
             return None
@@ -142,6 +142,7 @@ class PostgresSource(SqlSource):
             sql.SQL(
                 "SELECT CAST(min(xact_start) AS {}), pg_has_role('pg_read_all_stats', 'MEMBER')"
                 " FROM pg_stat_activity WHERE datname = current_database()"
+                " AND backend_type = 'client backend'"  # autovacuum and the like write no rows
             ).format(sql.Identifier(kind.lower()))
         ).fetchall()
         if not sees_all:

@@ -667,7 +667,7 @@ class SqlSource:
                     reached = _later(start, _capped(self.mark_value(method, chunk[-1][mark_at]), scan.cap))
                     batch.resume_after = {"method": method, "from": encode_value(reached)}
                     yield batch
-                if scan.final is None and reached == start:  # nothing read: the cap alone moves it on
+                if scan.final is None and reached == start:  # nothing past the start: the cap may move it on
                     reached = _later(start, scan.cap)
                 for deleted in self.mark_deletes(connection, meta, method, start, scan):
                     yield Batch([], {"method": method, "from": encode_value(reached)}, deletes=deleted,
@@ -711,13 +711,10 @@ class SqlSource:
         self, meta: TableMeta, plan: ReadPlan, rows: list, kept_at: int, mark_at: int, method: str
     ) -> Batch:
         kept = [row for row in rows if row[kept_at]]
-        gone = [row for row in rows if not row[kept_at]]
         batch = self.to_batch(meta, plan, kept) if kept else Batch([], None)
-        if gone:
-            gone_records = self.to_batch(meta, plan, gone).records
-            batch.deletes = [{name: record[name] for name in meta.key} for record in gone_records]
-        deletes = batch.deletes
-        batch.kinds = {"upsert": len(kept)} | ({"delete": len(deletes)} if deletes else {})
+        key_at = [plan.names.index(name) for name in meta.key]  # the record's key fields, converted below
+        batch.deletes = self.key_records(meta, [[row[i] for i in key_at] for row in rows if not row[kept_at]])
+        batch.kinds = {"upsert": len(kept)} | ({"delete": len(batch.deletes)} if batch.deletes else {})
         last = self.mark_value(method, rows[-1][mark_at])
         if isinstance(last, dt.datetime) and last.tzinfo is not None:
             batch.at = last.astimezone(dt.UTC).isoformat()
