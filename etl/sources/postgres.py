@@ -69,6 +69,7 @@ class PostgresSource(SqlSource):
         super().__init__(name, config, limits)
         self.config: Config = config
         self._exporter: psycopg.Connection | None = None
+        self._sees_all_sessions: bool | None = None
 
     # --- connections ------------------------------------------------------------------
 
@@ -128,29 +129,35 @@ class PostgresSource(SqlSource):
     # --- incremental runs -------------------------------------------------------------
 
     def bounds_by_transactions(self, meta: Any) -> bool:
-        return self._watermark_type(meta) in _TIME_MARKS
+        """A date/time watermark, and a user who sees every session's transaction start (members of
+        pg_read_all_stats; others see only their own sessions'): else the overlap alone bounds it."""
+        if self._watermark_type(meta) not in _TIME_MARKS:
+            return False
+        if self._sees_all_sessions is None:
+            with self._catalog_lock:
+                ((self._sees_all_sessions,),) = self._metadata_connection().execute(
+                    "SELECT pg_has_role('pg_read_all_stats', 'MEMBER')"
+                ).fetchall()
+        label = f"{meta.name}: watermark bounded by the overlap only (no pg_read_all_stats)"
+        if not self._sees_all_sessions and not self.warnings[label]:  # said once per table
+            log.warning("PostgreSQL source %r: %s", self.name, label)
+            self.warnings[label] += 1
+        return bool(self._sees_all_sessions)
 
     def transactions_start(self, connection: Any, meta: Any) -> Any:
         """The start of the oldest transaction of this database still in progress, this statement's
         own included, as the watermark column's type (UTC). A row a transaction writes later carries
         `now()` (its start) or later, so a position at or before this value misses none of them:
         docs/relational.md, "`watermark`: late commits and the overlap"."""
-        kind = self._watermark_type(meta)
-        if kind not in _TIME_MARKS:
+        if not self.bounds_by_transactions(meta):
             return None
-        ((start, sees_all),) = connection.execute(
+        ((start,),) = connection.execute(
             sql.SQL(
-                "SELECT CAST(min(xact_start) AS {}), pg_has_role('pg_read_all_stats', 'MEMBER')"
-                " FROM pg_stat_activity WHERE datname = current_database()"
+                "SELECT CAST(min(xact_start) AS {}) FROM pg_stat_activity"
+                " WHERE datname = current_database()"
                 " AND backend_type = 'client backend'"  # autovacuum and the like write no rows
-            ).format(sql.Identifier(kind.lower()))
+            ).format(sql.Identifier((self._watermark_type(meta) or "").lower()))
         ).fetchall()
-        if not sees_all:
-            label = f"{meta.name}: watermark bounded by the overlap only (no pg_read_all_stats)"
-            if not self.warnings[label]:
-                log.warning("PostgreSQL source %r: %s", self.name, label)
-            self.warnings[label] += 1
-            return None
         return start
 
     def capture(self, meta: TableMeta, method: str) -> ChangeCapture:

@@ -9,6 +9,7 @@ from decimal import Decimal
 import psycopg
 import pytest
 
+from etl.errors import EtlError
 from etl.records import Partition
 from etl.sources.base import BatchLimits, ChangeCapture
 from etl.sources.postgres import Config, open_source
@@ -101,6 +102,23 @@ def test_the_overlap_catches_a_watermark_older_than_its_transaction(visits):
         source.close()
 
 
+def test_without_pg_read_all_stats_the_overlap_alone_bounds_it_and_the_report_says_so(visits):
+    role = f"etl_reader_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(visits, autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {role} LOGIN; GRANT SELECT ON visit TO {role}")
+    source = source_for(visits.replace("user=postgres", f"user={role}"), {"visit": {"watermark": "changed"}})
+    try:
+        assert source.change_capture("visit").method == "watermark changed (overlap 600 s)"
+        assert source.change_position("visit") == {
+            "method": "watermark", "from": {"$datetime": "2024-01-03T02:00:00+00:00"}}
+        warning = "visit: watermark bounded by the overlap only (no pg_read_all_stats)"
+        assert dict(source.warnings) == {warning: 1}
+    finally:
+        source.close()
+        with psycopg.connect(visits, autocommit=True) as admin:
+            admin.execute(f"REVOKE ALL ON visit FROM {role}; DROP ROLE {role}")
+
+
 def test_rows_leaving_the_filter_are_deletes_and_resume_after_each_batch(visits):
     source = source_for(visits, {"visit": {"watermark": "changed", "where": "status <> 'gone'"}}, records=2)
     try:
@@ -122,6 +140,8 @@ def test_rows_leaving_the_filter_are_deletes_and_resume_after_each_batch(visits)
         assert middle == {"method": "watermark", "from": {"$datetime": "2025-01-01T00:12:00+00:00"}}
         again, deletes, _, _ = changed(source, "visit", middle)  # from 00:12 less the 600 s overlap
         assert sorted(again) == [10, 11, 13, 14] and deletes == [12]
+        with pytest.raises(EtlError, match="made by `changes: logical`, the table now says `changes: water"):
+            list(source.changes("visit", {"method": "logical", "slot": "s", "lsn": "0/0"}))
     finally:
         source.close()
 
