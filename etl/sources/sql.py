@@ -467,9 +467,9 @@ class SqlSource:
             )
         options = self.config.tables[meta.name]
         overlap = self._overlap(meta)
-        bound = ", transactions in progress" if self.bounds_by_transactions(meta) else ""
         unit = " s" if self._time_mark(meta) else ""
-        return ChangeCapture(f"watermark {options.watermark} (overlap {overlap}{unit}{bound})", deletes=False)
+        # The name is stored with the position (a new name asks for a full refresh): only settings.
+        return ChangeCapture(f"watermark {options.watermark} (overlap {overlap}{unit})", deletes=False)
 
     def change_position(self, table: str) -> Json:
         meta = self.describe(table)
