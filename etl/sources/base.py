@@ -133,8 +133,7 @@ class ChangeSource(Source, Protocol):
         Replaying from a stored position is harmless: the engine's writes are upserts."""
 
     def key_of(self, table: str, record: dict) -> Json:
-        """The record's key as JSON (equal keys give equal JSON), for `missing_keys`; reads key fields
-        only."""
+        """The record's key as JSON (equal keys give equal JSON) for `missing_keys`; reads key fields only."""
 
     def missing_keys(self, table: str, keys: Sequence[Json]) -> list[Json]:
         """Those of `keys` (`key_of` values) with no record at the source now, the table's filter applied:
