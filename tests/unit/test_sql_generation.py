@@ -7,7 +7,7 @@ import sqlglot
 from pydantic import ValidationError
 from sqlglot import exp
 
-from etl.errors import JobFileError
+from etl.errors import EtlError, JobFileError
 from etl.job import load_job
 from etl.records import Partition
 from etl.sources import mssql, oracle, postgres
@@ -238,3 +238,19 @@ def test_test_decoding_tuples_are_parsed_column_by_column():
         "big": "unchanged-toast-datum",
         "at": "2026-12-06 15:00:00+00",
     }
+
+
+def test_rowversion_needs_a_rowversion_column_and_overlap_needs_a_watermark():
+    source = mssql.MssqlSource(
+        "s", mssql.Config(type="mssql", server="h", tables={"t": {"mapping": "m", "changes": "rowversion"}}),
+        BatchLimits(),
+    )
+    with pytest.raises(EtlError, match="`changes: rowversion` needs a rowversion column"):
+        source.capture(meta(), "rowversion")
+    versioned = TableMeta("t", "dbo", "T", (*meta().columns, SqlColumn("RowVer", "TIMESTAMP")), ("a",))
+    method = source.capture(versioned, "rowversion").method
+    assert method == "rowversion RowVer (below MIN_ACTIVE_ROWVERSION())"
+    assert source.key_parameter(SqlColumn("RowVer", "TIMESTAMP"), 2001) == b"\x00\x00\x00\x00\x00\x00\x07\xd1"
+    with pytest.raises(ValidationError, match="`overlap:` is a setting of `changes: watermark` only"):
+        table = {"mapping": "m", "changes": "rowversion", "overlap": 5}
+        mssql.Config(type="mssql", server="h", tables={"t": table})
