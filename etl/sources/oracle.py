@@ -61,8 +61,9 @@ class Config(SqlSourceConfig):
 
 
 _SIZE = re.compile(r"\((\d+)\)")
-_SCN_TOO_OLD = {1555, 8180, 8181}
-"""ORA-01555 snapshot too old, ORA-08180 no snapshot found, ORA-08181 not a valid SCN."""
+_SCN_TOO_OLD = {1555, 8180, 8181, 30052}
+"""ORA-01555 snapshot too old, ORA-08180 no snapshot found, ORA-08181 not a valid SCN, ORA-30052
+invalid lower limit snapshot expression (a flashback version query older than undo holds)."""
 _LOBS = {"CLOB", "NCLOB", "BLOB", "LONG", "LONG RAW", "XMLTYPE", "BFILE", "JSON"}
 _TEXT_TIMESTAMP = 'YYYY-MM-DD"T"HH24:MI:SS.FF9'
 
@@ -211,7 +212,8 @@ class OracleSource(SqlSource):
                 raise EtlError(
                     f"Oracle source {self.name!r}: the plan's SCN is no longer readable"
                     f" (ORA-{code:05d}: undo data for that point in time is gone)",
-                    hint="plan the job again so that it reads at a new SCN, or raise UNDO_RETENTION",
+                    hint="plan the job again so that it reads at a new SCN (a catch-up: run a full load),"
+                    " or raise UNDO_RETENTION",
                 ) from None
             raise
 
