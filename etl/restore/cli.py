@@ -340,7 +340,8 @@ def open_reader(job: Any, side: str, tables: Mapping[str, Mapping[str, Any]]) ->
             options = {
                 n: t.model_copy(update={"schema_": t.schema_ or target.db_schema}) for n, t in options.items()
             }
-        config = Config(type="postgres", dsn=dsn, tables=options)
+        tables = {n: t.model_dump(by_alias=True, exclude_none=True) for n, t in options.items()}
+        config = Config(type="postgres", dsn=dsn, tables=tables)  # the postgres module's own table model
         module, name = sources.module_for("postgres"), f"restore-{side}"
     return module.open_source(name, config, job.batch.limits())
 
