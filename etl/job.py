@@ -805,10 +805,16 @@ def _section_config(
 def _mapping_problems(job_path: Path, sources: dict[str, Any], doc: _Document) -> list[Problem]:
     problems = []
     for source_name, config in sources.items():
-        for table_name, table in (getattr(config, "tables", None) or {}).items():
-            mapping = getattr(table, "mapping", None)
+        places: list[tuple[tuple, Any]] = [
+            (("sources", source_name, "tables", table_name, "mapping"), getattr(table, "mapping", None))
+            for table_name, table in (getattr(config, "tables", None) or {}).items()
+        ]
+        places += [(("sources", source_name, "select", index, "mapping"), selection.mapping)
+                   for index, selection in enumerate(getattr(config, "select", None) or [])]
+        if getattr(config, "dms", None) is not None:
+            places.append((("sources", source_name, "dms", "mapping"), config.dms.mapping))
+        for path, mapping in places:
             if isinstance(mapping, str) and not (job_path.parent / mapping).is_file():
-                path = ("sources", source_name, "tables", table_name, "mapping")
                 line, column = doc.position(path)
                 what = f"mapping file '{mapping}' does not exist"
                 if (job_path.parent / mapping).is_dir():

@@ -99,7 +99,7 @@ def columnar_plan(spec: MappingSpec, row_columns: list[list[tuple[str, ColumnFn]
         return None
     outputs = []
     for output, compiled in zip(spec.outputs, row_columns, strict=True):
-        if output.explode or output.parent is not None or output.where is not None:
+        if output.explode or output.parent is not None or output.where is not None or output.nulls == "omit":
             return None
         columns = []
         for column, (name, row_fn) in zip(output.columns, compiled, strict=True):

@@ -27,8 +27,11 @@ Resolve = Callable[[str, str], str]
 TARGET_KINDS = ("dynamodb", "postgres")
 TOP_KEYS = frozenset({"version", "description", "source", "targets", "where", "pii", "outputs"})
 OUTPUT_KEYS = frozenset(
-    {"target", "table", "key", "columns", "explode", "parent", "where", "description", "dms"}
+    {"target", "table", "key", "columns", "explode", "parent", "where", "description", "dms", "nulls"}
 )
+NULLS = ("null", "omit")
+"""What a null value of a non-key column becomes: a NULL attribute (`null`, the default) or no
+attribute at all (`omit`, what AWS DMS does on DynamoDB targets)."""
 SOURCE_KINDS = ("from", "const", "template", "expr", "map", "rest", "flatten")
 COLUMN_OPTIONS = frozenset(
     {"type", "default", "required", "optional", "round", "tz", "items", "prefix", "fields", "exclude"}
@@ -58,6 +61,8 @@ class ColumnSpec:
     map_tree: dict[str, Any] | None = None
     """For `map`: name -> ColumnSpec or nested dict."""
     exclude: frozenset[str] = frozenset()
+    rest_all: bool = False
+    """`rest: all`: every field not excluded, also those other columns read (DMS's `_doc`)."""
     default: Any = MISSING
     required: bool = False
     rounding: str | None = None
@@ -111,6 +116,9 @@ class OutputSpec:
     parent: str | None = None
     where: Any = None
     key_declared: bool = True
+    nulls: str = "null"
+    """`null`: a null value is written as NULL; `omit`: the attribute is left out of the item (a null
+    inside a template or a map leaves out that attribute or member)."""
 
 
 @dataclass
@@ -151,7 +159,12 @@ def load_mapping(path: str | FilePath, *, resolve: Resolve | None = None) -> Map
 
 def parse_mapping(text: str, file: str = "<mapping>", *, resolve: Resolve | None = None) -> MappingSpec:
     """Validate mapping text (what load_mapping does after reading the file)."""
-    root = load_nodes(text, file)
+    return spec_from_nodes(load_nodes(text, file), file, resolve=resolve)
+
+
+def spec_from_nodes(root: Node, file: str, *, resolve: Resolve | None = None) -> MappingSpec:
+    """Validate a mapping document already read into located nodes (a YAML file, or outputs made
+    from an AWS DMS document by `etl.mapping.dms_document`)."""
     top = root.check_keys(TOP_KEYS, "a mapping file")
     if "version" in top and top["version"].value != 1:
         raise top["version"].error("only `version: 1` exists", "write `version: 1`")
@@ -332,13 +345,18 @@ def _pii(node: Node, resolve: Resolve | None) -> list[PiiRule]:
 def _output(node: Node, targets: dict[str, str]) -> OutputSpec:
     options = node.check_keys(OUTPUT_KEYS, "an output")
     if "dms" in options:
-        extra = set(options) - {"dms", "target", "description", "where"}
+        if "target" in options and targets.get(options["target"].value) == "postgres":
+            raise options["dms"].error(
+                "AWS DMS object-mapping rules describe DynamoDB items; this output's target is PostgreSQL",
+                "write `table`, `key` and `columns` for a PostgreSQL output",
+            )
+        extra = set(options) - {"dms", "target", "description", "where", "nulls"}
         if extra:
             raise options[sorted(extra)[0]].error(
-                "a `dms:` output takes only target, where and description",
+                "a `dms:` output takes only target, where, nulls and description",
                 "move columns into the DMS rule's attribute-mappings",
             )
-        options = {**options, **translate_dms(options["dms"])}
+        options = {**translate_dms(options["dms"]), **options}
     for required in ("target", "table", "columns"):
         if required not in options:
             raise node.error(f"the output has no `{required}:`", _OUTPUT_HINTS[required])
@@ -399,8 +417,20 @@ def _output(node: Node, targets: dict[str, str]) -> OutputSpec:
         parent=options["parent"].expect_str("parent") if "parent" in options else None,
         where=_expression(options["where"], scopes=scopes) if "where" in options else None,
         key_declared=key_declared,
+        nulls=_nulls(options["nulls"], kind) if "nulls" in options else "null",
     )
     return output
+
+
+def _nulls(node: Node, kind: str) -> str:
+    if node.value not in NULLS:
+        raise node.error("`nulls` is `null` or `omit`", "write `nulls: omit` to leave null attributes out")
+    if node.value == "omit" and kind != "dynamodb":
+        raise node.error(
+            "`nulls: omit` applies to DynamoDB outputs: a PostgreSQL row has every column",
+            "remove it; a null value is stored as NULL",
+        )
+    return node.value
 
 
 _OUTPUT_HINTS = {
@@ -472,10 +502,12 @@ def _columns(name: str, node: Node, scopes: int) -> list[ColumnSpec]:
     elif kind == "map":
         column.map_tree = _map_tree(source, scopes)
     elif kind == "rest":
-        if source.value is not True:
+        if source.value not in (True, "all"):
             raise source.error(
-                "write `rest: true` for the remaining fields", "list fields to leave out under `exclude:`"
+                "write `rest: true` for the fields no other column reads, `rest: all` for every field",
+                "list fields to leave out under `exclude:`",
             )
+        column.rest_all = source.value == "all"
         if scopes != 1:
             raise source.error(
                 "`rest` reads the remaining top-level fields of the record",

@@ -52,6 +52,10 @@ class Catalogue:
     names_column: Callable[[str, str], bool]
     """`names_column(written, column)`: whether the engine takes the unquoted identifier `written`
     for `column` (PostgreSQL folds it to lower case, Oracle to upper case, SQL Server ignores case)."""
+    numbers: frozenset[str] = frozenset()
+    """The columns whose values are numbers (integers, decimals, floats)."""
+    key: tuple[str, ...] = ()
+    """The columns that identify a row, as the source reads the table."""
 
 
 @dataclass(frozen=True)
@@ -95,5 +99,7 @@ class Source(Protocol):
 
     # Relational sources also offer `catalogue(table) -> Catalogue`: the engine checks a mapping's
     # source paths against it before data moves; sources without it are checked against `sample`.
+    # They also offer `table_names() -> list[(schema, table)]`, every table and view the user can
+    # read outside the system schemas, for table selection by pattern and AWS DMS selection rules.
 
     def close(self) -> None: ...

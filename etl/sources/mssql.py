@@ -96,6 +96,7 @@ class MssqlSource(SqlSource):
     engine = "SQL Server"
     row_value_comparison = False
     integer_types = frozenset({"TINYINT", "SMALLINT", "INT", "BIGINT"})
+    number_types = frozenset({"DECIMAL", "NUMERIC", "MONEY", "SMALLMONEY", "FLOAT", "REAL"})
 
     def __init__(self, name: str, config: Config, limits: BatchLimits) -> None:
         super().__init__(name, config, limits)
@@ -197,6 +198,13 @@ class MssqlSource(SqlSource):
             schema,
         )
         return [row[0] for row in rows]
+
+    def all_tables(self, connection: Any) -> list[tuple[str, str]]:
+        return self._rows(
+            connection,
+            "SELECT s.name, o.name FROM sys.objects o JOIN sys.schemas s ON s.schema_id = o.schema_id"
+            " WHERE o.type IN ('U', 'V') AND o.is_ms_shipped = 0",
+        )
 
     def columns(self, connection: Any, schema: str, table: str) -> list[SqlColumn]:
         rows = self._rows(

@@ -253,6 +253,16 @@ class OracleSource(SqlSource):
         )
         return [row[0] for row in rows]
 
+    def all_tables(self, connection: Any) -> list[tuple[str, str]]:
+        return self._rows(
+            connection,
+            "SELECT OWNER, TABLE_NAME FROM ALL_TABLES WHERE OWNER NOT IN"
+            " (SELECT USERNAME FROM ALL_USERS WHERE ORACLE_MAINTAINED = 'Y')"
+            " UNION ALL SELECT OWNER, VIEW_NAME FROM ALL_VIEWS WHERE OWNER NOT IN"
+            " (SELECT USERNAME FROM ALL_USERS WHERE ORACLE_MAINTAINED = 'Y')",
+            {},
+        )
+
     def columns(self, connection: Any, schema: str, table: str) -> list[SqlColumn]:
         rows = self._rows(
             connection,
@@ -287,6 +297,8 @@ class OracleSource(SqlSource):
         return list(indexes.values())
 
     # --- types ------------------------------------------------------------------------
+
+    number_types = frozenset({"NUMBER", "FLOAT", "BINARY_FLOAT", "BINARY_DOUBLE"})
 
     def is_integer(self, column: SqlColumn) -> bool:
         return column.type in {"NUMBER", "INTEGER"} and column.scale is not None and column.scale <= 0

@@ -24,7 +24,7 @@ from etl.errors import ConnectionFailed, EtlError, did_you_mean
 from etl.records import Batch, Json, Partition, Reject
 from etl.redact import RedactedRepr
 from etl.settings_types import Integer
-from etl.sources.base import BatchLimits, Catalogue, SourceTable
+from etl.sources.base import MAX_PARTITIONS, BatchLimits, Catalogue, SourceTable
 from etl.sources.rowrecords import RecordMaker, record_maker
 from etl.sources.sqltypes import (
     Converter,
@@ -56,12 +56,42 @@ class SqlTable(SourceTable):
     """Schema (owner) of the table; default: the part before the first dot, else the user's default."""
 
 
+class TableSelection(BaseModel):
+    """Tables picked by name patterns, each mapped with one mapping template (docs/job-files.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    include: list[str] = Field(min_length=1)
+    """Globs (`*`, `?`, `[...]`) matched against `schema.table`, exactly as the catalogue spells them."""
+    exclude: list[str] = []
+    """Globs of tables to leave out of those included."""
+    mapping: str
+    """A mapping file applied to each matched table, with `$(schema)` and `$(table)` replaced."""
+    partitions: Integer = Field(default=1, ge=1, le=MAX_PARTITIONS)
+
+
+class DmsTableMapping(BaseModel):
+    """An AWS DMS table-mapping document used as the mappings of this source (docs/mapping.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mapping: str
+    """The DMS JSON document, relative to the job file."""
+    target: str
+    """The DynamoDB target of the job its object-mapping rules write."""
+    partitions: Integer = Field(default=1, ge=1, le=MAX_PARTITIONS)
+
+
 class SqlSourceConfig(RedactedRepr, BaseModel):
     """Settings every relational source shares; each engine adds its connection settings."""
 
     model_config = ConfigDict(extra="forbid")
 
-    tables: dict[str, SqlTable]
+    tables: dict[str, SqlTable] = {}
+    select: list[TableSelection] = []
+    """Tables picked by patterns when the job starts; a table also under `tables` keeps its own entry."""
+    dms: DmsTableMapping | None = None
+    """Tables picked and mapped by an AWS DMS table-mapping document when the job starts."""
     consistent: bool = True
     """Read every partition of the run at one point in time (snapshot / SCN) where the engine can."""
     page_rows: Integer = Field(default=100_000, ge=1)
@@ -152,6 +182,8 @@ class SqlSource:
     """Whether `(a, b) > (x, y)` is valid SQL; otherwise it is expanded."""
     integer_types: ClassVar[frozenset[str]] = frozenset()
     """Type names whose key ranges are split arithmetically (min/max) instead of by quantiles."""
+    number_types: ClassVar[frozenset[str]] = frozenset()
+    """Other type names whose values are numbers (decimals, floats), as the catalogue spells them."""
     pseudo_columns: ClassVar[frozenset[str]] = frozenset()
     """Names accepted as `watermark:` without being table columns (ORA_ROWSCN)."""
     records_by_driver: ClassVar[bool] = False
@@ -274,6 +306,10 @@ class SqlSource:
         """A few table names that do exist, for the message when a configured one does not."""
         return []
 
+    def all_tables(self, connection: Any) -> list[tuple[str, str]]:
+        """(schema, table) of every table and view outside the system schemas."""
+        raise NotImplementedError
+
     # --- the Source protocol --------------------------------------------------------------
 
     def check(self) -> None:
@@ -359,8 +395,18 @@ class SqlSource:
         """The table's columns as the catalogue lists them (records carry exactly these names)."""
         meta = self.describe(table)
         where = f"{meta.schema}.{meta.table}" if meta.schema else meta.table
+        numbers = frozenset(column.name for column in meta.columns
+                            if self.is_integer(column) or column.type in self.number_types)
         return Catalogue(tuple(column.name for column in meta.columns),
-                         f"{self.engine} table {where} of source {self.name!r}", self.names_column)
+                         f"{self.engine} table {where} of source {self.name!r}", self.names_column,
+                         numbers, meta.key)
+
+    def table_names(self) -> list[tuple[str, str]]:
+        """(schema, table) of every table and view this user can read outside the system schemas,
+        sorted: what table patterns and AWS DMS selection rules are matched against."""
+        with self._catalog_lock:
+            found = self.all_tables(self._metadata_connection())
+        return sorted((str(schema), str(table)) for schema, table in found)
 
     def sample(self, table: str, n: int) -> list[dict]:
         records: list[dict] = []

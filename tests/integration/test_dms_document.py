@@ -1,0 +1,165 @@
+"""A whole AWS DMS table-mapping document as the mappings of a PostgreSQL source, run for real into
+DynamoDB Local by `python -m etl.run` and validated equal by the engine.
+
+The rules are the DynamoDB-target examples of the AWS DMS User Guide ("Using object mapping to
+migrate data to DynamoDB": map-record-to-record with a JSON-string template, map-record-to-document),
+on the guide's customer table, plus the selection and transformation rules DMS documents in
+"Specifying table selection and transformations rules". The expected items are the items DMS
+documents: NULL source values are left out of the item.
+"""
+
+from __future__ import annotations
+
+import json
+
+import psycopg
+import pytest
+
+from tests.conftest import DYNAMODB_ENDPOINT
+from tests.integration.run_helpers import run_cli
+
+pytestmark = pytest.mark.integration
+
+SOURCE = """
+CREATE SCHEMA test;
+CREATE TABLE test.customer (
+    "CustomerId" integer PRIMARY KEY, "FirstName" text, "LastName" text, "StoreId" integer,
+    "HomeAddress" text, "HomePhone" text, "WorkAddress" text, "WorkPhone" text, "DateOfBirth" date);
+INSERT INTO test.customer VALUES
+    (1, 'Randy', 'Marsh', 5, '221B Baker Street', '1234567890', '31 Spooner Street, Quahog', '9876543210',
+     '1988-02-29'),
+    (2, 'Sharon', 'Marsh', 5, '221B Baker Street', '1234567891', NULL, NULL, NULL);
+CREATE TABLE test.store_visit (
+    "VisitId" integer NOT NULL, "StoreId" integer, "Notes" text, "Amount" numeric(8,2));
+INSERT INTO test.store_visit VALUES (10, 5, 'private', 12.50), (11, 5, NULL, NULL);
+CREATE TABLE test.audit_log (id integer PRIMARY KEY, what text);
+INSERT INTO test.audit_log VALUES (1, 'not migrated');
+"""
+
+CONTACT = (
+    '{"Home": {"Address": "${HomeAddress}", "Phone": "${HomePhone}"}, '
+    '"Work": {"Address": "${WorkAddress}", "Phone": "${WorkPhone}"}}'
+)
+
+
+def rules(prefix: str) -> dict:
+    return {
+        "rules": [
+            {"rule-type": "selection", "rule-id": "1", "rule-name": "1",
+             "object-locator": {"schema-name": "test", "table-name": "%"}, "rule-action": "include"},
+            {"rule-type": "selection", "rule-id": "2", "rule-name": "2",
+             "object-locator": {"schema-name": "test", "table-name": "audit_%"}, "rule-action": "exclude"},
+            {"rule-type": "object-mapping", "rule-id": "3", "rule-name": "TransformToDDB",
+             "rule-action": "map-record-to-record",
+             "object-locator": {"schema-name": "test", "table-name": "customer"},
+             "target-table-name": f"{prefix}_customer_t",
+             "mapping-parameters": {
+                 "partition-key-name": "CustomerName",
+                 "sort-key-name": "StoreId",
+                 "exclude-columns": ["FirstName", "LastName", "HomeAddress", "HomePhone", "WorkAddress",
+                                     "WorkPhone"],
+                 "attribute-mappings": [
+                     {"target-attribute-name": "CustomerName", "attribute-type": "scalar",
+                      "attribute-sub-type": "string", "value": "${FirstName},${LastName}"},
+                     {"target-attribute-name": "StoreId", "attribute-type": "scalar",
+                      "attribute-sub-type": "string", "value": "${StoreId}"},
+                     {"target-attribute-name": "ContactDetails", "attribute-type": "scalar",
+                      "attribute-sub-type": "string", "value": CONTACT},
+                 ],
+             }},
+            {"rule-type": "object-mapping", "rule-id": "4", "rule-name": "TransformToDoc",
+             "rule-action": "map-record-to-document",
+             "object-locator": {"schema-name": "test", "table-name": "customer"},
+             "target-table-name": f"{prefix}_customer_docs",
+             "mapping-parameters": {
+                 "partition-key-name": "CustomerName",
+                 "exclude-columns": ["HomePhone", "WorkPhone"],
+                 "attribute-mappings": [
+                     {"target-attribute-name": "CustomerName", "attribute-type": "scalar",
+                      "attribute-sub-type": "string", "value": "${FirstName},${LastName}"},
+                 ],
+             }},
+            {"rule-type": "transformation", "rule-id": "5", "rule-name": "5", "rule-target": "table",
+             "object-locator": {"schema-name": "test", "table-name": "store_visit"},
+             "rule-action": "rename", "value": f"{prefix}_visits"},
+            {"rule-type": "transformation", "rule-id": "6", "rule-name": "6", "rule-target": "column",
+             "object-locator": {"schema-name": "test", "table-name": "store_visit", "column-name": "Notes"},
+             "rule-action": "remove-column"},
+            {"rule-type": "transformation", "rule-id": "7", "rule-name": "7", "rule-target": "column",
+             "object-locator": {"schema-name": "test", "table-name": "store_visit", "column-name": "%"},
+             "rule-action": "convert-lowercase"},
+            {"rule-type": "transformation", "rule-id": "8", "rule-name": "8", "rule-target": "table",
+             "object-locator": {"schema-name": "test", "table-name": "store_visit"},
+             "rule-action": "define-primary-key",
+             "primary-key-def": {"name": "visit_pk", "columns": ["VisitId"]}},
+        ]
+    }
+
+
+def job_text(dsn: str, document: str, name: str) -> str:
+    return f"""\
+version: 1
+name: {name}
+sources:
+  pg:
+    type: postgres
+    dsn: "{dsn}"
+    dms: {{mapping: {document}, target: dynamo}}
+targets:
+  dynamo: {{type: dynamodb, endpoint_url: "{DYNAMODB_ENDPOINT}", region: us-east-1, create: if_missing}}
+state: {{type: sqlite, path: .etl/state.sqlite}}
+dead_letter: {{path: .etl/dead_letter.jsonl}}
+validation: {{after_run: true, consistent_reads: true}}
+report: {{dir: .etl/reports}}
+"""
+
+
+def items(client, table: str, key: str) -> list[dict]:
+    """The table's items as DynamoDB holds them, in order of the partition key's text."""
+    found = []
+    for page in client.get_paginator("scan").paginate(TableName=table, ConsistentRead=True):
+        found.extend(page["Items"])
+    return sorted(found, key=lambda item: json.dumps(item[key]))
+
+
+def test_dms_documentation_examples_run_into_dynamodb_and_validate(
+    pg_database, dynamodb_client, dynamodb_table_prefix, tmp_path
+):
+    with psycopg.connect(pg_database, autocommit=True) as connection:
+        connection.execute(SOURCE)
+    prefix = dynamodb_table_prefix
+    (tmp_path / "table-mappings.json").write_text(json.dumps(rules(prefix), indent="\t"))
+    job = tmp_path / "job.yaml"
+    job.write_text(job_text(pg_database, "table-mappings.json", f"dms_{prefix}"))
+
+    result = run_cli(job)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    randy_contact = (
+        '{"Home": {"Address": "221B Baker Street", "Phone": "1234567890"}, '
+        '"Work": {"Address": "31 Spooner Street, Quahog", "Phone": "9876543210"}}'
+    )
+    assert items(dynamodb_client, f"{prefix}_customer_t", "CustomerName") == [
+        {"CustomerName": {"S": "Randy,Marsh"}, "StoreId": {"S": "5"}, "CustomerId": {"N": "1"},
+         "ContactDetails": {"S": randy_contact}, "DateOfBirth": {"S": "1988-02-29"}},
+        # Sharon: the JSON-string template holds NULL columns, and DateOfBirth is NULL: both left out
+        {"CustomerName": {"S": "Sharon,Marsh"}, "StoreId": {"S": "5"}, "CustomerId": {"N": "2"}},
+    ]
+    assert items(dynamodb_client, f"{prefix}_customer_docs", "CustomerName") == [
+        {"CustomerName": {"S": "Randy,Marsh"}, "_doc": {"M": {
+            "CustomerId": {"N": "1"}, "FirstName": {"S": "Randy"}, "LastName": {"S": "Marsh"},
+            "StoreId": {"N": "5"}, "HomeAddress": {"S": "221B Baker Street"},
+            "WorkAddress": {"S": "31 Spooner Street, Quahog"}, "DateOfBirth": {"S": "1988-02-29"}}}},
+        {"CustomerName": {"S": "Sharon,Marsh"}, "_doc": {"M": {
+            "CustomerId": {"N": "2"}, "FirstName": {"S": "Sharon"}, "LastName": {"S": "Marsh"},
+            "StoreId": {"N": "5"}, "HomeAddress": {"S": "221B Baker Street"}}}},
+    ]
+    # no object-mapping rule: the table copied whole under its renamed name, keyed by the
+    # define-primary-key columns, column names lower-cased, `Notes` removed
+    assert items(dynamodb_client, f"{prefix}_visits", "visitid") == [
+        {"visitid": {"N": "10"}, "storeid": {"N": "5"}, "amount": {"N": "12.5"}},
+        {"visitid": {"N": "11"}, "storeid": {"N": "5"}},
+    ]
+    tables = dynamodb_client.list_tables()["TableNames"]
+    assert sorted(t for t in tables if t.startswith(prefix)) == [
+        f"{prefix}_customer_docs", f"{prefix}_customer_t", f"{prefix}_visits"]
