@@ -120,6 +120,11 @@ def translate_dms(node: Node, columns: Sequence[SourceColumn] | None = None) -> 
 
     `columns`: the source table's columns when known; then the rule copies (or puts in `_doc`)
     every column it does not exclude, as DMS does."""
+    if isinstance(node.value, dict) and "rules" in node.value:
+        raise node.error(
+            "a whole DMS table-mapping document is not one rule",
+            "give the document to the source in the job file: `dms: {mapping: <file>.json, target: <name>}`",
+        )
     rule = node.check_keys(DMS_KEYS, "a DMS rule")
     if "rule-type" in rule and rule["rule-type"].value != "object-mapping":
         raise rule["rule-type"].error(

@@ -315,18 +315,36 @@ class DmsDocument:
         outputs = [self._output(rule, columns, target) for rule in rules] or [
             self._default_output(anchor, table, columns, target)
         ]
+        listed = self._listed(rules, table, columns)
         root = _like(
             anchor,
             {
                 "targets": _like(anchor, {target: _like(anchor, "dynamodb")}, "targets"),
                 "source": _like(
-                    anchor, {"key": _like(anchor, [_like(anchor, k) for k in table.key])}, "source"
+                    anchor,
+                    {
+                        "key": _like(anchor, [_like(anchor, k) for k in table.key]),
+                        "ignore": _like(anchor, [_like(anchor, n) for n in listed]),
+                    },
+                    "source",
                 ),
                 "outputs": _like(anchor, outputs, "rules"),
             },
             "rules",
         )
         return spec_from_nodes(root, self.file)
+
+    @staticmethod
+    def _listed(rules: list[Node], table: TableColumns, columns: list[SourceColumn]) -> list[str]:
+        """Columns the document leaves out on purpose: removed by a transformation or excluded."""
+        kept = {column.column for column in columns}
+        listed = [name for name, _ in table.columns if name not in kept]
+        for rule in rules:
+            parameters = rule.value.get("mapping-parameters")
+            excluded = parameters.value.get("exclude-columns") if parameters is not None else None
+            if excluded is not None and isinstance(excluded.value, list):
+                listed += [str(item.value) for item in excluded.value]
+        return listed
 
     def _object_locates(self, node: Node, table: TableColumns) -> bool:
         rule = node.expect_dict("an object-mapping rule")

@@ -116,6 +116,10 @@ class OutputSpec:
     parent: str | None = None
     where: Any = None
     key_declared: bool = True
+    dms_copies: bool = False
+    """Made from a DMS map-record-to-record rule: DMS would copy every column it does not exclude."""
+    dms_excluded: frozenset[str] = frozenset()
+    """The `exclude-columns` of the DMS rule this output was made from."""
     nulls: str = "null"
     """`null`: a null value is written as NULL; `omit`: the attribute is left out of the item (a null
     inside a template or a map leaves out that attribute or member)."""
@@ -134,6 +138,8 @@ class MappingSpec:
     description: str | None = None
     root: Node | None = field(default=None, repr=False, compare=False)
     """The file's top node: where `where:`, `pii:` and `source.key` are written."""
+    ignored: tuple[str, ...] = ()
+    """`source.ignore`: source columns no output reads on purpose."""
 
 
 def load_mapping(path: str | FilePath, *, resolve: Resolve | None = None) -> MappingSpec:
@@ -176,6 +182,11 @@ def spec_from_nodes(root: Node, file: str, *, resolve: Resolve | None = None) ->
     targets = _targets(top["targets"])
     if "outputs" not in top:
         raise root.error("the mapping has no `outputs:`", "add `outputs:` with one entry per target table")
+    if "rules" in top:
+        raise root.error(
+            "this is an AWS DMS table-mapping document, not a mapping file",
+            "give it to the source in the job file: `dms: {mapping: <file>.json, target: <DynamoDB target>}`",
+        )
     source_key = _source(top["source"]) if "source" in top else []
     spec = MappingSpec(
         file=file,
@@ -186,6 +197,7 @@ def spec_from_nodes(root: Node, file: str, *, resolve: Resolve | None = None) ->
         pii=_pii(top["pii"], resolve) if "pii" in top else [],
         description=str(top["description"].value) if "description" in top else None,
         root=root,
+        ignored=_ignored(top["source"]) if "source" in top else (),
     )
     outputs_node = top["outputs"]
     if not outputs_node.expect_list("outputs"):
@@ -224,8 +236,16 @@ def _targets(node: Node) -> dict[str, str]:
     return targets
 
 
+def _ignored(node: Node) -> tuple[str, ...]:
+    """`source.ignore`: columns of the source no output reads on purpose (no warning for them)."""
+    options = node.expect_dict("source")
+    if "ignore" not in options:
+        return ()
+    return tuple(item.expect_str("a column name") for item in options["ignore"].expect_list("source.ignore"))
+
+
 def _source(node: Node) -> list[str]:
-    options = node.check_keys(frozenset({"key"}), "source")
+    options = node.check_keys(frozenset({"key", "ignore"}), "source")
     if "key" not in options:
         return []
     key_node = options["key"]
@@ -419,6 +439,12 @@ def _output(node: Node, targets: dict[str, str]) -> OutputSpec:
         key_declared=key_declared,
         nulls=_nulls(options["nulls"], kind) if "nulls" in options else "null",
     )
+    if "dms" in options:
+        rule = options["dms"].value
+        parameters = rule["mapping-parameters"].value
+        output.dms_copies = rule["rule-action"].value == "map-record-to-record"
+        if "exclude-columns" in parameters:
+            output.dms_excluded = frozenset(item.value for item in parameters["exclude-columns"].value)
     return output
 
 
