@@ -345,7 +345,7 @@ class CompiledMapping:
         columns = []
         omit = output.nulls == "omit"
         for column in output.columns:
-            fn = _column_fn(column, frozenset(used), omit)
+            fn = _column_fn(column, frozenset(used), omit and column.name not in shape.key)
             if column.name in shape.key:
                 fn = _key_guard(
                     fn, column.name, shape.key.index(column.name), output.target_kind == "dynamodb"

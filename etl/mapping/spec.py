@@ -171,6 +171,11 @@ def parse_mapping(text: str, file: str = "<mapping>", *, resolve: Resolve | None
 def spec_from_nodes(root: Node, file: str, *, resolve: Resolve | None = None) -> MappingSpec:
     """Validate a mapping document already read into located nodes (a YAML file, or outputs made
     from an AWS DMS document by `etl.mapping.dms_document`)."""
+    if isinstance(root.value, dict) and "rules" in root.value:
+        raise root.error(
+            "this is an AWS DMS table-mapping document, not a mapping file",
+            "give it to the source in the job file: `dms: {mapping: <file>.json, target: <DynamoDB target>}`",
+        )
     top = root.check_keys(TOP_KEYS, "a mapping file")
     if "version" in top and top["version"].value != 1:
         raise top["version"].error("only `version: 1` exists", "write `version: 1`")
@@ -182,11 +187,6 @@ def spec_from_nodes(root: Node, file: str, *, resolve: Resolve | None = None) ->
     targets = _targets(top["targets"])
     if "outputs" not in top:
         raise root.error("the mapping has no `outputs:`", "add `outputs:` with one entry per target table")
-    if "rules" in top:
-        raise root.error(
-            "this is an AWS DMS table-mapping document, not a mapping file",
-            "give it to the source in the job file: `dms: {mapping: <file>.json, target: <DynamoDB target>}`",
-        )
     source_key = _source(top["source"]) if "source" in top else []
     spec = MappingSpec(
         file=file,
@@ -449,6 +449,8 @@ def _output(node: Node, targets: dict[str, str]) -> OutputSpec:
 
 
 def _nulls(node: Node, kind: str) -> str:
+    if node.value is None:  # YAML reads a bare `null` as nothing
+        return "null"
     if node.value not in NULLS:
         raise node.error("`nulls` is `null` or `omit`", "write `nulls: omit` to leave null attributes out")
     if node.value == "omit" and kind != "dynamodb":

@@ -45,53 +45,118 @@ CONTACT = (
 def rules(prefix: str) -> dict:
     return {
         "rules": [
-            {"rule-type": "selection", "rule-id": "1", "rule-name": "1",
-             "object-locator": {"schema-name": "test", "table-name": "%"}, "rule-action": "include"},
-            {"rule-type": "selection", "rule-id": "2", "rule-name": "2",
-             "object-locator": {"schema-name": "test", "table-name": "audit_%"}, "rule-action": "exclude"},
-            {"rule-type": "object-mapping", "rule-id": "3", "rule-name": "TransformToDDB",
-             "rule-action": "map-record-to-record",
-             "object-locator": {"schema-name": "test", "table-name": "customer"},
-             "target-table-name": f"{prefix}_customer_t",
-             "mapping-parameters": {
-                 "partition-key-name": "CustomerName",
-                 "sort-key-name": "StoreId",
-                 "exclude-columns": ["FirstName", "LastName", "HomeAddress", "HomePhone", "WorkAddress",
-                                     "WorkPhone"],
-                 "attribute-mappings": [
-                     {"target-attribute-name": "CustomerName", "attribute-type": "scalar",
-                      "attribute-sub-type": "string", "value": "${FirstName},${LastName}"},
-                     {"target-attribute-name": "StoreId", "attribute-type": "scalar",
-                      "attribute-sub-type": "string", "value": "${StoreId}"},
-                     {"target-attribute-name": "ContactDetails", "attribute-type": "scalar",
-                      "attribute-sub-type": "string", "value": CONTACT},
-                 ],
-             }},
-            {"rule-type": "object-mapping", "rule-id": "4", "rule-name": "TransformToDoc",
-             "rule-action": "map-record-to-document",
-             "object-locator": {"schema-name": "test", "table-name": "customer"},
-             "target-table-name": f"{prefix}_customer_docs",
-             "mapping-parameters": {
-                 "partition-key-name": "CustomerName",
-                 "exclude-columns": ["HomePhone", "WorkPhone"],
-                 "attribute-mappings": [
-                     {"target-attribute-name": "CustomerName", "attribute-type": "scalar",
-                      "attribute-sub-type": "string", "value": "${FirstName},${LastName}"},
-                 ],
-             }},
-            {"rule-type": "transformation", "rule-id": "5", "rule-name": "5", "rule-target": "table",
-             "object-locator": {"schema-name": "test", "table-name": "store_visit"},
-             "rule-action": "rename", "value": f"{prefix}_visits"},
-            {"rule-type": "transformation", "rule-id": "6", "rule-name": "6", "rule-target": "column",
-             "object-locator": {"schema-name": "test", "table-name": "store_visit", "column-name": "Notes"},
-             "rule-action": "remove-column"},
-            {"rule-type": "transformation", "rule-id": "7", "rule-name": "7", "rule-target": "column",
-             "object-locator": {"schema-name": "test", "table-name": "store_visit", "column-name": "%"},
-             "rule-action": "convert-lowercase"},
-            {"rule-type": "transformation", "rule-id": "8", "rule-name": "8", "rule-target": "table",
-             "object-locator": {"schema-name": "test", "table-name": "store_visit"},
-             "rule-action": "define-primary-key",
-             "primary-key-def": {"name": "visit_pk", "columns": ["VisitId"]}},
+            {
+                "rule-type": "selection",
+                "rule-id": "1",
+                "rule-name": "1",
+                "object-locator": {"schema-name": "test", "table-name": "%"},
+                "rule-action": "include",
+            },
+            {
+                "rule-type": "selection",
+                "rule-id": "2",
+                "rule-name": "2",
+                "object-locator": {"schema-name": "test", "table-name": "audit_%"},
+                "rule-action": "exclude",
+            },
+            {
+                "rule-type": "object-mapping",
+                "rule-id": "3",
+                "rule-name": "TransformToDDB",
+                "rule-action": "map-record-to-record",
+                "object-locator": {"schema-name": "test", "table-name": "customer"},
+                "target-table-name": f"{prefix}_customer_t",
+                "mapping-parameters": {
+                    "partition-key-name": "CustomerName",
+                    "sort-key-name": "StoreId",
+                    "exclude-columns": [
+                        "FirstName",
+                        "LastName",
+                        "HomeAddress",
+                        "HomePhone",
+                        "WorkAddress",
+                        "WorkPhone",
+                    ],
+                    "attribute-mappings": [
+                        {
+                            "target-attribute-name": "CustomerName",
+                            "attribute-type": "scalar",
+                            "attribute-sub-type": "string",
+                            "value": "${FirstName},${LastName}",
+                        },
+                        {
+                            "target-attribute-name": "StoreId",
+                            "attribute-type": "scalar",
+                            "attribute-sub-type": "string",
+                            "value": "${StoreId}",
+                        },
+                        {
+                            "target-attribute-name": "ContactDetails",
+                            "attribute-type": "scalar",
+                            "attribute-sub-type": "string",
+                            "value": CONTACT,
+                        },
+                    ],
+                },
+            },
+            {
+                "rule-type": "object-mapping",
+                "rule-id": "4",
+                "rule-name": "TransformToDoc",
+                "rule-action": "map-record-to-document",
+                "object-locator": {"schema-name": "test", "table-name": "customer"},
+                "target-table-name": f"{prefix}_customer_docs",
+                "mapping-parameters": {
+                    "partition-key-name": "CustomerName",
+                    "exclude-columns": ["HomePhone", "WorkPhone"],
+                    "attribute-mappings": [
+                        {
+                            "target-attribute-name": "CustomerName",
+                            "attribute-type": "scalar",
+                            "attribute-sub-type": "string",
+                            "value": "${FirstName},${LastName}",
+                        },
+                    ],
+                },
+            },
+            {
+                "rule-type": "transformation",
+                "rule-id": "5",
+                "rule-name": "5",
+                "rule-target": "table",
+                "object-locator": {"schema-name": "test", "table-name": "store_visit"},
+                "rule-action": "rename",
+                "value": f"{prefix}_visits",
+            },
+            {
+                "rule-type": "transformation",
+                "rule-id": "6",
+                "rule-name": "6",
+                "rule-target": "column",
+                "object-locator": {
+                    "schema-name": "test",
+                    "table-name": "store_visit",
+                    "column-name": "Notes",
+                },
+                "rule-action": "remove-column",
+            },
+            {
+                "rule-type": "transformation",
+                "rule-id": "7",
+                "rule-name": "7",
+                "rule-target": "column",
+                "object-locator": {"schema-name": "test", "table-name": "store_visit", "column-name": "%"},
+                "rule-action": "convert-lowercase",
+            },
+            {
+                "rule-type": "transformation",
+                "rule-id": "8",
+                "rule-name": "8",
+                "rule-target": "table",
+                "object-locator": {"schema-name": "test", "table-name": "store_visit"},
+                "rule-action": "define-primary-key",
+                "primary-key-def": {"name": "visit_pk", "columns": ["VisitId"]},
+            },
         ]
     }
 
@@ -140,19 +205,43 @@ def test_dms_documentation_examples_run_into_dynamodb_and_validate(
         '"Work": {"Address": "31 Spooner Street, Quahog", "Phone": "9876543210"}}'
     )
     assert items(dynamodb_client, f"{prefix}_customer_t", "CustomerName") == [
-        {"CustomerName": {"S": "Randy,Marsh"}, "StoreId": {"S": "5"}, "CustomerId": {"N": "1"},
-         "ContactDetails": {"S": randy_contact}, "DateOfBirth": {"S": "1988-02-29"}},
+        {
+            "CustomerName": {"S": "Randy,Marsh"},
+            "StoreId": {"S": "5"},
+            "CustomerId": {"N": "1"},
+            "ContactDetails": {"S": randy_contact},
+            "DateOfBirth": {"S": "1988-02-29"},
+        },
         # Sharon: the JSON-string template holds NULL columns, and DateOfBirth is NULL: both left out
         {"CustomerName": {"S": "Sharon,Marsh"}, "StoreId": {"S": "5"}, "CustomerId": {"N": "2"}},
     ]
     assert items(dynamodb_client, f"{prefix}_customer_docs", "CustomerName") == [
-        {"CustomerName": {"S": "Randy,Marsh"}, "_doc": {"M": {
-            "CustomerId": {"N": "1"}, "FirstName": {"S": "Randy"}, "LastName": {"S": "Marsh"},
-            "StoreId": {"N": "5"}, "HomeAddress": {"S": "221B Baker Street"},
-            "WorkAddress": {"S": "31 Spooner Street, Quahog"}, "DateOfBirth": {"S": "1988-02-29"}}}},
-        {"CustomerName": {"S": "Sharon,Marsh"}, "_doc": {"M": {
-            "CustomerId": {"N": "2"}, "FirstName": {"S": "Sharon"}, "LastName": {"S": "Marsh"},
-            "StoreId": {"N": "5"}, "HomeAddress": {"S": "221B Baker Street"}}}},
+        {
+            "CustomerName": {"S": "Randy,Marsh"},
+            "_doc": {
+                "M": {
+                    "CustomerId": {"N": "1"},
+                    "FirstName": {"S": "Randy"},
+                    "LastName": {"S": "Marsh"},
+                    "StoreId": {"N": "5"},
+                    "HomeAddress": {"S": "221B Baker Street"},
+                    "WorkAddress": {"S": "31 Spooner Street, Quahog"},
+                    "DateOfBirth": {"S": "1988-02-29"},
+                }
+            },
+        },
+        {
+            "CustomerName": {"S": "Sharon,Marsh"},
+            "_doc": {
+                "M": {
+                    "CustomerId": {"N": "2"},
+                    "FirstName": {"S": "Sharon"},
+                    "LastName": {"S": "Marsh"},
+                    "StoreId": {"N": "5"},
+                    "HomeAddress": {"S": "221B Baker Street"},
+                }
+            },
+        },
     ]
     # no object-mapping rule: the table copied whole under its renamed name, keyed by the
     # define-primary-key columns, column names lower-cased, `Notes` removed
@@ -162,4 +251,7 @@ def test_dms_documentation_examples_run_into_dynamodb_and_validate(
     ]
     tables = dynamodb_client.list_tables()["TableNames"]
     assert sorted(t for t in tables if t.startswith(prefix)) == [
-        f"{prefix}_customer_docs", f"{prefix}_customer_t", f"{prefix}_visits"]
+        f"{prefix}_customer_docs",
+        f"{prefix}_customer_t",
+        f"{prefix}_visits",
+    ]
