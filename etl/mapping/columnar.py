@@ -99,7 +99,9 @@ def columnar_plan(spec: MappingSpec, row_columns: list[list[tuple[str, ColumnFn]
         return None
     outputs = []
     for output, compiled in zip(spec.outputs, row_columns, strict=True):
-        if output.explode or output.parent is not None or output.where is not None or output.nulls == "omit":
+        if output.explode or output.parent is not None or output.where is not None:
+            return None
+        if output.nulls == "omit" or output.condition is not None:
             return None
         columns = []
         for column, (name, row_fn) in zip(output.columns, compiled, strict=True):

@@ -351,6 +351,8 @@ class CompiledMapping:
                     fn, column.name, shape.key.index(column.name), output.target_kind == "dynamodb"
                 )
             columns.append((column.name, fn))
+        for column in output.condition_values:  # carried by each row under the placeholder's name
+            columns.append((column.name, _column_fn(column, frozenset(), omit)))
         return _Output(
             table=(output.target, output.table),
             columns=columns,

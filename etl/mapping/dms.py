@@ -37,8 +37,12 @@ DMS_KEYS = frozenset(
     }
 )
 PARAMETER_KEYS = frozenset(
-    {"partition-key-name", "sort-key-name", "exclude-columns", "attribute-mappings", "copy-columns"}
+    {"partition-key-name", "sort-key-name", "exclude-columns", "attribute-mappings", "copy-columns",
+     "condition-expression"}
 )
+CONDITION_KEYS = frozenset({"expression", "expression-attribute-values", "expression-attribute-names"})
+_VALUE_NAME = re.compile(r":[A-Za-z0-9_]+")
+_NAME_NAME = re.compile(r"#[A-Za-z0-9_]+")
 ATTRIBUTE_KEYS = frozenset({"target-attribute-name", "attribute-type", "attribute-sub-type", "value"})
 _SINGLE = re.compile(r"^\$\{([^}:]+)\}$")
 _PIECE = re.compile(r"(\$\{[^}]*\})|([{}])")
@@ -113,6 +117,55 @@ def _document(node: Node) -> Node:
     raise node.error(
         "a document attribute is a map of `${column}` values", 'write e.g. `{M: {Phone: {S: "${Phone}"}}}`'
     )
+
+
+def _condition(node: Node) -> Node:
+    """A DMS `condition-expression` as {expression, names: {#n: attribute}, values: {:v: column}}:
+    every placeholder the expression uses must be defined, as DynamoDB refuses it otherwise."""
+    options = node.check_keys(CONDITION_KEYS, "condition-expression")
+    if "expression" not in options:
+        raise node.error(
+            "the condition-expression has no `expression`", 'add "expression": "attribute_not_exists(id)"'
+        )
+    expression = options["expression"].expect_str("expression")
+    pairs: dict[str, dict[str, Node]] = {"expression-attribute-names": {}, "expression-attribute-values": {}}
+    for kind, found in pairs.items():
+        for item in options[kind].expect_list(kind) if kind in options else []:
+            entry = item.check_keys(frozenset({"name", "value"}), f"an entry of {kind}")
+            if "name" not in entry or "value" not in entry:
+                raise item.error(
+                    f"an entry of {kind} has a `name` and a `value`", 'write {"name": ..., "value": ...}'
+                )
+            found[entry["name"].expect_str("name")] = entry["value"]
+    names, values = pairs["expression-attribute-names"], pairs["expression-attribute-values"]
+    for pattern, defined, kind in ((_NAME_NAME, names, "names"), (_VALUE_NAME, values, "values")):
+        undefined = sorted(set(pattern.findall(expression)) - set(defined))
+        if undefined:
+            raise options["expression"].error(
+                f"`{undefined[0]}` is not defined in expression-attribute-{kind}",
+                f"add {{\"name\": \"{undefined[0]}\", \"value\": ...}}",
+            )
+    columns = {}
+    for placeholder, value in values.items():
+        tagged = value.value
+        if not (isinstance(tagged, dict) and len(tagged) == 1 and next(iter(tagged)) in ("S", "N")):
+            raise value.error(
+                'a condition value is {"S": ...} or {"N": ...}', 'write {"N": "${version}"}'
+            )
+        ((tag, inner),) = tagged.items()
+        kind = "decimal" if tag == "N" else "string"
+        columns[placeholder] = (
+            _scalar(value, inner, "number" if tag == "N" else "string")
+            if "${" in str(inner.value)
+            else _column(value, const=inner, type=kind)
+        )
+    return _like(node, {
+        "expression": options["expression"],
+        "names": _like(
+            node, {name: _like(item, item.expect_str("an attribute name")) for name, item in names.items()}
+        ),
+        "values": _like(node, columns),
+    })
 
 
 def translate_dms(node: Node, columns: Sequence[SourceColumn] | None = None) -> dict[str, Node]:
@@ -233,7 +286,10 @@ def translate_dms(node: Node, columns: Sequence[SourceColumn] | None = None) -> 
             }
             if members:
                 columns_out[DOC_ATTRIBUTE] = _column(node, map=_like(node, members))
+    extra = {"condition": _condition(parameters["condition-expression"])} if (
+        "condition-expression" in parameters) else {}
     return {
+        **extra,
         "table": rule["target-table-name"],
         "key": _like(key_nodes[0], [_like(item, item.value) for item in key_nodes]),
         "columns": _like(node, columns_out, f"{node.path}.mapping-parameters"),

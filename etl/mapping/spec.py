@@ -21,13 +21,15 @@ from etl.mapping.paths import MISSING, Path, PathSyntaxError, parse_path
 from etl.mapping.pii import MASK_MAX_KEEP, PiiRule, SecretKey, drop, hmac_sha256, mask, redact, year_only
 from etl.mapping.template import Template, TemplateError, parse_template
 from etl.mapping.types import ALL_TYPE_WORDS, DYNAMODB_KEY_TYPES, CastError, ColumnType, make_cast, parse_type
+from etl.records import WriteCondition
 
 Resolve = Callable[[str, str], str]
 
 TARGET_KINDS = ("dynamodb", "postgres")
 TOP_KEYS = frozenset({"version", "description", "source", "targets", "where", "pii", "outputs"})
 OUTPUT_KEYS = frozenset(
-    {"target", "table", "key", "columns", "explode", "parent", "where", "description", "dms", "nulls"}
+    {"target", "table", "key", "columns", "explode", "parent", "where", "description", "dms", "nulls",
+     "condition"}
 )
 NULLS = ("null", "omit")
 """What a null value of a non-key column becomes: a NULL attribute (`null`, the default) or no
@@ -120,6 +122,10 @@ class OutputSpec:
     """Made from a DMS map-record-to-record rule: DMS would copy every column it does not exclude."""
     dms_excluded: frozenset[str] = frozenset()
     """The `exclude-columns` of the DMS rule this output was made from."""
+    condition: WriteCondition | None = None
+    """A DynamoDB condition every write must meet (a DMS `condition-expression`)."""
+    condition_values: list[ColumnSpec] = field(default_factory=list)
+    """The condition's value placeholders (`:v`) as columns: each row carries them, not as attributes."""
     nulls: str = "null"
     """`null`: a null value is written as NULL; `omit`: the attribute is left out of the item (a null
     inside a template or a map leaves out that attribute or member)."""
@@ -439,6 +445,8 @@ def _output(node: Node, targets: dict[str, str]) -> OutputSpec:
         key_declared=key_declared,
         nulls=_nulls(options["nulls"], kind) if "nulls" in options else "null",
     )
+    if "condition" in options:
+        _condition(output, options["condition"], scopes)
     if "dms" in options:
         rule = options["dms"].value
         parameters = rule["mapping-parameters"].value
@@ -446,6 +454,35 @@ def _output(node: Node, targets: dict[str, str]) -> OutputSpec:
         if "exclude-columns" in parameters:
             output.dms_excluded = frozenset(item.value for item in parameters["exclude-columns"].value)
     return output
+
+
+def _condition(output: OutputSpec, node: Node, scopes: int) -> None:
+    """`condition: {expression, names: {#n: attribute}, values: {:v: column}}` on a DynamoDB output
+    (also what a DMS condition-expression becomes): every write must meet it."""
+    if output.target_kind != "dynamodb":
+        raise node.error("a condition applies to DynamoDB writes", "remove it")
+    parts = node.check_keys(frozenset({"expression", "names", "values"}), "condition")
+    if "expression" not in parts:
+        raise node.error("the condition has no `expression`",
+                         "write e.g. `expression: attribute_not_exists(pk)`")
+    expression = parts["expression"].expect_str("expression")
+    names = {name: item.expect_str("an attribute name")
+             for name, item in (parts["names"].expect_dict("names") if "names" in parts else {}).items()}
+    values = parts["values"].expect_dict("values") if "values" in parts else {}
+    placeholders = ((r"#[A-Za-z0-9_]+", names, "names"), (r":[A-Za-z0-9_]+", values, "values"))
+    for pattern, defined, kind in placeholders:
+        undefined = sorted(set(re.findall(pattern, expression)) - set(defined))
+        if undefined:
+            raise parts["expression"].error(f"`{undefined[0]}` is not defined under `{kind}`",
+                                            f"add `{undefined[0]}` to the condition's `{kind}`")
+    for placeholder, value_node in values.items():
+        if not re.fullmatch(r":[A-Za-z0-9_]+", placeholder):
+            raise value_node.error(f"`{placeholder}` is not a value placeholder", "write e.g. `:version`")
+        (column,) = _columns("condition_value", value_node, scopes)
+        column.name = placeholder
+        output.condition_values.append(column)
+    output.condition = WriteCondition(expression, tuple(sorted(names.items())),
+                                      tuple(column.name for column in output.condition_values))
 
 
 def _nulls(node: Node, kind: str) -> str:

@@ -255,3 +255,81 @@ def test_dms_documentation_examples_run_into_dynamodb_and_validate(
         f"{prefix}_customer_t",
         f"{prefix}_visits",
     ]
+
+
+VERSIONED = """
+CREATE SCHEMA test;
+CREATE TABLE test.player (id integer PRIMARY KEY, name text, version integer NOT NULL);
+INSERT INTO test.player VALUES (1, 'Ann', 1), (2, 'Bob', 1), (3, 'Cy', 1);
+"""
+
+
+def versioned_rules(prefix: str) -> dict:
+    """The DMS guide's conditional write: never replace an item holding a newer version."""
+    return {
+        "rules": [
+            {
+                "rule-type": "selection",
+                "rule-id": "1",
+                "rule-name": "1",
+                "object-locator": {"schema-name": "test", "table-name": "player"},
+                "rule-action": "include",
+            },
+            {
+                "rule-type": "object-mapping",
+                "rule-id": "2",
+                "rule-name": "2",
+                "rule-action": "map-record-to-record",
+                "object-locator": {"schema-name": "test", "table-name": "player"},
+                "target-table-name": f"{prefix}_players",
+                "mapping-parameters": {
+                    "partition-key-name": "id",
+                    "condition-expression": {
+                        "expression": "attribute_not_exists(version) or version <= :record_version",
+                        "expression-attribute-values": [
+                            {"name": ":record_version", "value": {"N": "${version}"}}
+                        ],
+                    },
+                },
+            },
+        ]
+    }
+
+
+def test_a_write_the_condition_expression_refuses_is_a_counted_reject(
+    pg_database, dynamodb_client, dynamodb_table_prefix, tmp_path
+):
+    with psycopg.connect(pg_database, autocommit=True) as connection:
+        connection.execute(VERSIONED)
+    prefix = dynamodb_table_prefix
+    (tmp_path / "rules.json").write_text(json.dumps(versioned_rules(prefix)))
+    first = tmp_path / "first.yaml"
+    first.write_text(job_text(pg_database, "rules.json", f"dms_first_{prefix}"))
+    assert run_cli(first).returncode == 0
+    # the target moves on for Bob (version 9); the source moves on for Ann (version 2)
+    dynamodb_client.put_item(
+        TableName=f"{prefix}_players", Item={"id": {"N": "2"}, "name": {"S": "Robert"}, "version": {"N": "9"}}
+    )
+    with psycopg.connect(pg_database, autocommit=True) as connection:
+        connection.execute("UPDATE test.player SET name = 'Anne', version = 2 WHERE id = 1")
+    second = tmp_path / "second.yaml"
+    second.write_text(job_text(pg_database, "rules.json", f"dms_second_{prefix}"))
+
+    result = run_cli(second)
+
+    # Bob's write is refused by the condition: a reject, so the default max_rejects 0 fails the run
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert items(dynamodb_client, f"{prefix}_players", "id") == [
+        {"id": {"N": "1"}, "name": {"S": "Anne"}, "version": {"N": "2"}},
+        {"id": {"N": "2"}, "name": {"S": "Robert"}, "version": {"N": "9"}},
+        {"id": {"N": "3"}, "name": {"S": "Cy"}, "version": {"N": "1"}},  # the same item again: written
+    ]
+    (letter,) = [
+        json.loads(line) for line in (tmp_path / ".etl" / "dead_letter.jsonl").read_text().splitlines()
+    ]
+    assert (letter["source_key"], letter["stage"], letter["reason"]) == (
+        "id=2",
+        "load",
+        "the table's condition-expression `attribute_not_exists(version) or version <= "
+        ":record_version` refused the write and the item there differs",
+    )
