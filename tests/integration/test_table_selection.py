@@ -43,7 +43,8 @@ def write_job(folder, dsn: str, prefix: str, include: list[str], exclude: list[s
             select:
               - {{include: {include}, exclude: {exclude}, mapping: any_table.yaml}}
         targets:
-          dynamo: {{type: dynamodb, endpoint_url: "{DYNAMODB_ENDPOINT}", region: us-east-1, create: if_missing}}
+          dynamo: {{type: dynamodb, endpoint_url: "{DYNAMODB_ENDPOINT}", region: us-east-1,
+                   create: if_missing}}
         state: {{type: sqlite, path: .etl/state.sqlite}}
         dead_letter: {{path: .etl/dead_letter.jsonl}}
         validation: {{after_run: true, consistent_reads: true}}
@@ -103,5 +104,6 @@ def test_a_pattern_that_matches_no_table_is_an_error(pg_database, tmp_path, incl
     tables = ", ".join(f"public.{name}" for name in sorted(CHINOOK_COUNTS))
     assert result.stderr == (
         f"error: {job}: sources.chinook.select[0].{where}: pattern {pattern!r} matches no table of source "
-        f"'chinook'\n  hint: patterns match `schema.table` exactly as the catalogue spells it; tables: {tables}\n"
+        f"'chinook'\n  hint: patterns match `schema.table` exactly as the catalogue spells it; "
+        f"tables: {tables}\n"
     )
