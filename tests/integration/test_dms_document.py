@@ -42,31 +42,26 @@ CONTACT = (
 )
 
 
+def selection(rule_id: str, table: str, action: str = "include") -> dict:
+    """A DMS selection rule for schema `test`."""
+    return {"rule-type": "selection", "rule-id": rule_id, "rule-name": rule_id,
+            "object-locator": {"schema-name": "test", "table-name": table}, "rule-action": action}
+
+
+def object_mapping(rule_id: str, name: str, action: str, table: str, target: str, parameters: dict) -> dict:
+    """A DMS object-mapping rule for table `test.<table>`."""
+    return {"rule-type": "object-mapping", "rule-id": rule_id, "rule-name": name, "rule-action": action,
+            "object-locator": {"schema-name": "test", "table-name": table}, "target-table-name": target,
+            "mapping-parameters": parameters}
+
+
 def rules(prefix: str) -> dict:
     return {
         "rules": [
-            {
-                "rule-type": "selection",
-                "rule-id": "1",
-                "rule-name": "1",
-                "object-locator": {"schema-name": "test", "table-name": "%"},
-                "rule-action": "include",
-            },
-            {
-                "rule-type": "selection",
-                "rule-id": "2",
-                "rule-name": "2",
-                "object-locator": {"schema-name": "test", "table-name": "audit_%"},
-                "rule-action": "exclude",
-            },
-            {
-                "rule-type": "object-mapping",
-                "rule-id": "3",
-                "rule-name": "TransformToDDB",
-                "rule-action": "map-record-to-record",
-                "object-locator": {"schema-name": "test", "table-name": "customer"},
-                "target-table-name": f"{prefix}_customer_t",
-                "mapping-parameters": {
+            selection("1", "%"),
+            selection("2", "audit_%", "exclude"),
+            object_mapping(
+                "3", "TransformToDDB", "map-record-to-record", "customer", f"{prefix}_customer_t", {
                     "partition-key-name": "CustomerName",
                     "sort-key-name": "StoreId",
                     "exclude-columns": [
@@ -98,15 +93,9 @@ def rules(prefix: str) -> dict:
                         },
                     ],
                 },
-            },
-            {
-                "rule-type": "object-mapping",
-                "rule-id": "4",
-                "rule-name": "TransformToDoc",
-                "rule-action": "map-record-to-document",
-                "object-locator": {"schema-name": "test", "table-name": "customer"},
-                "target-table-name": f"{prefix}_customer_docs",
-                "mapping-parameters": {
+            ),
+            object_mapping(
+                "4", "TransformToDoc", "map-record-to-document", "customer", f"{prefix}_customer_docs", {
                     "partition-key-name": "CustomerName",
                     "exclude-columns": ["HomePhone", "WorkPhone"],
                     "attribute-mappings": [
@@ -118,7 +107,7 @@ def rules(prefix: str) -> dict:
                         },
                     ],
                 },
-            },
+            ),
             {
                 "rule-type": "transformation",
                 "rule-id": "5",
@@ -215,33 +204,13 @@ def test_dms_documentation_examples_run_into_dynamodb_and_validate(
         # Sharon: the JSON-string template holds NULL columns, and DateOfBirth is NULL: both left out
         {"CustomerName": {"S": "Sharon,Marsh"}, "StoreId": {"S": "5"}, "CustomerId": {"N": "2"}},
     ]
+    marsh = {"LastName": {"S": "Marsh"}, "StoreId": {"N": "5"}, "HomeAddress": {"S": "221B Baker Street"}}
+    randy = {"CustomerId": {"N": "1"}, "FirstName": {"S": "Randy"}, **marsh,
+             "WorkAddress": {"S": "31 Spooner Street, Quahog"}, "DateOfBirth": {"S": "1988-02-29"}}
+    sharon = {"CustomerId": {"N": "2"}, "FirstName": {"S": "Sharon"}, **marsh}
     assert items(dynamodb_client, f"{prefix}_customer_docs", "CustomerName") == [
-        {
-            "CustomerName": {"S": "Randy,Marsh"},
-            "_doc": {
-                "M": {
-                    "CustomerId": {"N": "1"},
-                    "FirstName": {"S": "Randy"},
-                    "LastName": {"S": "Marsh"},
-                    "StoreId": {"N": "5"},
-                    "HomeAddress": {"S": "221B Baker Street"},
-                    "WorkAddress": {"S": "31 Spooner Street, Quahog"},
-                    "DateOfBirth": {"S": "1988-02-29"},
-                }
-            },
-        },
-        {
-            "CustomerName": {"S": "Sharon,Marsh"},
-            "_doc": {
-                "M": {
-                    "CustomerId": {"N": "2"},
-                    "FirstName": {"S": "Sharon"},
-                    "LastName": {"S": "Marsh"},
-                    "StoreId": {"N": "5"},
-                    "HomeAddress": {"S": "221B Baker Street"},
-                }
-            },
-        },
+        {"CustomerName": {"S": "Randy,Marsh"}, "_doc": {"M": randy}},
+        {"CustomerName": {"S": "Sharon,Marsh"}, "_doc": {"M": sharon}},
     ]
     # no object-mapping rule: the table copied whole under its renamed name, keyed by the
     # define-primary-key columns, column names lower-cased, `Notes` removed
@@ -268,30 +237,16 @@ def versioned_rules(prefix: str) -> dict:
     """The DMS guide's conditional write: never replace an item holding a newer version."""
     return {
         "rules": [
-            {
-                "rule-type": "selection",
-                "rule-id": "1",
-                "rule-name": "1",
-                "object-locator": {"schema-name": "test", "table-name": "player"},
-                "rule-action": "include",
-            },
-            {
-                "rule-type": "object-mapping",
-                "rule-id": "2",
-                "rule-name": "2",
-                "rule-action": "map-record-to-record",
-                "object-locator": {"schema-name": "test", "table-name": "player"},
-                "target-table-name": f"{prefix}_players",
-                "mapping-parameters": {
-                    "partition-key-name": "id",
-                    "condition-expression": {
-                        "expression": "attribute_not_exists(version) or version <= :record_version",
-                        "expression-attribute-values": [
-                            {"name": ":record_version", "value": {"N": "${version}"}}
-                        ],
-                    },
+            selection("1", "player"),
+            object_mapping("2", "2", "map-record-to-record", "player", f"{prefix}_players", {
+                "partition-key-name": "id",
+                "condition-expression": {
+                    "expression": "attribute_not_exists(version) or version <= :record_version",
+                    "expression-attribute-values": [
+                        {"name": ":record_version", "value": {"N": "${version}"}}
+                    ],
                 },
-            },
+            }),
         ]
     }
 

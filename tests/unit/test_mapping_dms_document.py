@@ -243,16 +243,9 @@ def test_columns_no_output_reads_are_a_warning_unless_listed_in_source_ignore():
 
 
 def test_a_dms_record_rule_that_would_drop_columns_is_refused():
-    text = textwrap.dedent("""\
-        targets: {d: dynamodb}
-        outputs:
-          - target: d
-            dms:
-              rule-action: map-record-to-record
-              target-table-name: t
-              mapping-parameters:
-                {partition-key-name: id, exclude-columns: [secret], copy-columns: {first: string}}
-        """)
+    rule = ("{rule-action: map-record-to-record, target-table-name: t, mapping-parameters: "
+            "{partition-key-name: id, exclude-columns: [secret], copy-columns: {first: string}}}")
+    text = f"targets: {{d: dynamodb}}\noutputs:\n  - target: d\n    dms: {rule}\n"
     mapping = compile_mapping(parse_mapping(text, "m.yaml"))
     with pytest.raises(MappingError) as caught:
         against_catalogue(mapping, CATALOGUE, "s.t")
