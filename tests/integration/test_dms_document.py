@@ -150,7 +150,7 @@ def rules(prefix: str) -> dict:
     }
 
 
-def job_text(dsn: str, document: str, name: str) -> str:
+def job_text(dsn: str, document: str, name: str, max_rejects: int = 0) -> str:
     return f"""\
 version: 1
 name: {name}
@@ -165,6 +165,7 @@ state: {{type: sqlite, path: .etl/state.sqlite}}
 dead_letter: {{path: .etl/dead_letter.jsonl}}
 validation: {{after_run: true, consistent_reads: true}}
 report: {{dir: .etl/reports}}
+max_rejects: {max_rejects}
 """
 
 
@@ -288,3 +289,10 @@ def test_a_write_the_condition_expression_refuses_is_a_counted_reject(
         "the table's condition-expression `attribute_not_exists(version) or version <= "
         ":record_version` refused the write and the item there differs",
     )
+    # allowed by max_rejects, the refusal is a reject; the item the condition kept differs from Bob's
+    # row, and validation says so
+    third = tmp_path / "third.yaml"
+    third.write_text(job_text(pg_database, "rules.json", f"dms_third_{prefix}", max_rejects=1))
+    allowed = run_cli(third)
+    assert allowed.returncode == 1, allowed.stdout + allowed.stderr
+    assert "| dynamo." + prefix + "_players | DIFFERENT | 2 | 3 | 0 | 1 | 0 | 0 | 0 | 1 |" in allowed.stdout
