@@ -18,7 +18,7 @@ from decimal import Decimal
 from operator import itemgetter
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from etl.errors import ConnectionFailed, EtlError, did_you_mean
 from etl.records import Batch, Json, Partition, Reject
@@ -96,6 +96,13 @@ class SqlSourceConfig(RedactedRepr, BaseModel):
     """Read every partition of the run at one point in time (snapshot / SCN) where the engine can."""
     page_rows: Integer = Field(default=100_000, ge=1)
     """Rows per keyset page: a query reads at most this many; the next starts after its last key."""
+
+    @model_validator(mode="after")
+    def _some_tables(self) -> SqlSourceConfig:
+        if not self.tables and not self.select and self.dms is None:
+            raise ValueError("name the tables to read: `tables`, `select` (patterns) or `dms` "
+                             "(a DMS document)")
+        return self
 
 
 @dataclass(frozen=True)
