@@ -99,7 +99,7 @@ class SqlSourceConfig(RedactedRepr, BaseModel):
 
     @model_validator(mode="after")
     def _some_tables(self) -> SqlSourceConfig:
-        if not self.tables and not self.select and self.dms is None:
+        if "tables" not in self.model_fields_set and not self.select and self.dms is None:
             raise ValueError("name the tables to read: `tables`, `select` (patterns) or `dms` "
                              "(a DMS document)")
         return self
