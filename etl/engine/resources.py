@@ -131,10 +131,11 @@ class JobResources:
             key = f"{source}.{table}"
             settings = self.table_config(source, table).model_dump(mode="json", exclude={"partitions"})
             mapping = self.mapping_texts[key]
-            derived = None if mapping.dms is None else [mapping.dms.target, mapping.dms.columns.columns,
-                                                         mapping.dms.columns.key]
-            contents[key] = json.dumps({"settings": settings, "mapping": mapping.text, "dms": derived,
-                                        "resolved": sorted(mapping.resolved.items())}, sort_keys=True)
+            content = {"settings": settings, "mapping": mapping.text,
+                       "resolved": sorted(mapping.resolved.items())}
+            if mapping.dms is not None:  # the columns a DMS rule copies are part of what it means
+                content["dms"] = [mapping.dms.target, mapping.dms.columns.columns, mapping.dms.columns.key]
+            contents[key] = json.dumps(content, sort_keys=True)
         return contents
 
     def table_specs(self, target: str, keys: list[tuple[str, str]]) -> list[TableSpec]:
