@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 from tests.conftest import DYNAMODB_ENDPOINT
-from tests.integration.run_helpers import run_cli
+from tests.integration.run_helpers import run_cli, saved_report
 
 pytestmark = pytest.mark.integration
 
@@ -219,6 +219,11 @@ def test_dms_documentation_examples_run_into_dynamodb_and_validate(
         {"visitid": {"N": "10"}, "storeid": {"N": "5"}, "amount": {"N": "12.5"}},
         {"visitid": {"N": "11"}, "storeid": {"N": "5"}},
     ]
+    report = saved_report(result.stdout)
+    assert [(t["table"], t["extracted"], t["loaded"], t["rejected"]) for t in report["tables"]] == [
+        ("pg.test.customer", 2, 2, 0), ("pg.test.store_visit", 2, 2, 0)]
+    again = run_cli(job)  # the same tables, the same columns: the job is already proven
+    assert (again.returncode, saved_report(again.stdout)["status"]) == (0, "nothing to do")
     tables = dynamodb_client.list_tables()["TableNames"]
     assert sorted(t for t in tables if t.startswith(prefix)) == [
         f"{prefix}_customer_docs",

@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import DYNAMODB_ENDPOINT
 from tests.integration.chinook import CHINOOK_COUNTS, load_chinook
-from tests.integration.run_helpers import dynamo_count, run_cli
+from tests.integration.run_helpers import dynamo_count, run_cli, saved_report
 
 pytestmark = pytest.mark.integration
 
@@ -78,6 +78,8 @@ def test_patterns_pick_tables_and_one_template_maps_each(
         "kind": {"S": "artist"},
         "doc": {"M": {"name": {"S": "AC/DC"}}},
     }
+    again = run_cli(job)
+    assert (again.returncode, saved_report(again.stdout)["status"]) == (0, "nothing to do")
     planned = run_cli(job, "--plan")
     assert planned.returncode == 0, planned.stdout + planned.stderr
     assert [line.split("  (")[0] for line in planned.stdout.splitlines() if line.startswith("chinook.")] == [
