@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from etl.errors import JobFileError
 from etl.mapping.dms_document import DmsDocument, TableColumns
+from etl.sources.base import TableName
 from etl.sources.sql import SqlTable
 
 if TYPE_CHECKING:
@@ -44,10 +45,10 @@ def _described(names: list[str]) -> str:
 
 
 def _select(resources: JobResources, name: str, config: Any, source: Any, index: int, selection: Any,
-            available: list[tuple[str, str]]) -> None:
+            available: list[TableName]) -> None:
     from etl.engine.resources import MappingText
 
-    names = [f"{schema}.{table}" for schema, table in available]
+    names = [f"{schema}.{table}" for schema, table, _ in available]
     where = f"sources.{name}.select[{index}]"
     for kind, patterns in (("include", selection.include), ("exclude", selection.exclude)):
         for pattern in patterns:
@@ -60,7 +61,7 @@ def _select(resources: JobResources, name: str, config: Any, source: Any, index:
                 )
     path = resources.job.resolve_path(selection.mapping)
     template = path.read_text(encoding="utf-8")
-    for (schema, table), full in zip(available, names, strict=True):
+    for (schema, table, _), full in zip(available, names, strict=True):
         matched = any(fnmatch.fnmatchcase(full, p) for p in selection.include)
         if not matched or any(fnmatch.fnmatchcase(full, p) for p in selection.exclude):
             continue
@@ -71,8 +72,7 @@ def _select(resources: JobResources, name: str, config: Any, source: Any, index:
         resources.mapping_texts[f"{name}.{full}"] = MappingText(f"{path} ({full})", text, {})
 
 
-def _dms(resources: JobResources, name: str, config: Any, source: Any,
-         available: list[tuple[str, str]]) -> None:
+def _dms(resources: JobResources, name: str, config: Any, source: Any, available: list[TableName]) -> None:
     from etl.engine.resources import DmsTable, MappingText
 
     settings = config.dms

@@ -89,6 +89,12 @@ def _matches(pattern: str, name: str) -> bool:
     return re.fullmatch(".*".join(re.escape(part) for part in pattern.split("%")), name) is not None
 
 
+def _table_type(rule: dict[str, Node]) -> str:
+    """A selection rule's `table-type`: `table` unless it says `view` or `all`."""
+    locator = rule["object-locator"].value
+    return str(locator["table-type"].value) if "table-type" in locator else "table"
+
+
 def _renamed(action: str, rule: dict[str, Node], name: str) -> str:
     value = rule["value"].value if "value" in rule else None
     old = rule["old-value"].value if "old-value" in rule else None
@@ -179,6 +185,10 @@ class DmsDocument:
                     "selection filters are not applied by etl",
                     "remove them and give the table a `where:` in the job file, or filter in a view",
                 )
+            if _table_type(rule) not in ("table", "view", "all"):
+                raise locator["table-type"].error(
+                    "table-type is table, view or all", 'write "table-type": "all"'
+                )
             self.selections.append(rule)
             return
         self._check_transformation(node, rule, action)
@@ -236,25 +246,31 @@ class DmsDocument:
 
     # -- what the engine asks --------------------------------------------------------------
 
-    def select(self, tables: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
-        """The (schema, table) pairs the selection rules migrate, in source order; MappingError
-        when an include rule matches none of `tables`."""
-        for rule in self.selections:
-            if rule["rule-action"].value != "exclude" and not any(self._locates(rule, *t) for t in tables):
+    def select(self, tables: Sequence[tuple[str, str, bool]]) -> list[tuple[str, str]]:
+        """The (schema, table) pairs the selection rules migrate, in source order, from the source's
+        (schema, table, is a view) list; MappingError when an include rule matches none of them.
+        A selection rule's `table-type` is `table` (the default), `view` or `all`."""
+        includes = [rule for rule in self.selections if rule["rule-action"].value != "exclude"]
+        excludes = [rule for rule in self.selections if rule["rule-action"].value == "exclude"]
+
+        def picked(rule: dict[str, Node], schema: str, table: str, view: bool) -> bool:
+            kinds = ("all", "view" if view else "table")
+            return self._locates(rule, schema, table) and _table_type(rule) in kinds
+
+        for rule in includes:
+            if not any(picked(rule, *entry) for entry in tables):
                 locator = rule["object-locator"].plain()
-                shown = ", ".join(f"{s}.{t}" for s, t in tables[:20]) or "none"
+                shown = ", ".join(f"{s}.{t}" for s, t, _ in tables[:20]) or "none"
                 raise rule["object-locator"].error(
-                    f"selection rule matches no table of the source (schema-name {locator['schema-name']!r},"
-                    f" table-name {locator['table-name']!r})",
-                    f"names match exactly, `%` matches any run of characters; tables: {shown}",
+                    f"selection rule matches no {_table_type(rule).replace('all', 'table or view')} of the"
+                    f" source (schema-name {locator['schema-name']!r}, table-name {locator['table-name']!r})",
+                    f"names match exactly, `%` matches any run of characters; tables and views: {shown}",
                 )
         return [
-            table
-            for table in tables
-            if any(self._locates(r, *table) for r in self.selections if r["rule-action"].value != "exclude")
-            and not any(
-                self._locates(r, *table) for r in self.selections if r["rule-action"].value == "exclude"
-            )
+            (schema, table)
+            for schema, table, view in tables
+            if any(picked(rule, schema, table, view) for rule in includes)
+            and not any(picked(rule, schema, table, view) for rule in excludes)
         ]
 
     @staticmethod

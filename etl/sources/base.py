@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -58,6 +58,14 @@ class Catalogue:
     """The columns that identify a row, as the source reads the table."""
 
 
+class TableName(NamedTuple):
+    """A table or view a relational source lists (`table_names()`)."""
+
+    schema: str
+    table: str
+    view: bool = False
+
+
 @dataclass(frozen=True)
 class BatchLimits:
     """A batch ends at whichever limit is reached first; memory never grows with table size."""
@@ -99,7 +107,7 @@ class Source(Protocol):
 
     # Relational sources also offer `catalogue(table) -> Catalogue`: the engine checks a mapping's
     # source paths against it before data moves; sources without it are checked against `sample`.
-    # They also offer `table_names() -> list[(schema, table)]`, every table and view the user can
+    # They also offer `table_names() -> list[TableName]`, every table and view the user can
     # read outside the system schemas, for table selection by pattern and AWS DMS selection rules.
 
     def close(self) -> None: ...

@@ -199,10 +199,11 @@ class MssqlSource(SqlSource):
         )
         return [row[0] for row in rows]
 
-    def all_tables(self, connection: Any) -> list[tuple[str, str]]:
+    def all_tables(self, connection: Any) -> list[tuple[str, str, bool]]:
         return self._rows(
             connection,
-            "SELECT s.name, o.name FROM sys.objects o JOIN sys.schemas s ON s.schema_id = o.schema_id"
+            "SELECT s.name, o.name, CASE WHEN o.type = 'V' THEN 1 ELSE 0 END"
+            " FROM sys.objects o JOIN sys.schemas s ON s.schema_id = o.schema_id"
             " WHERE o.type IN ('U', 'V') AND o.is_ms_shipped = 0",
         )
 

@@ -253,12 +253,12 @@ class OracleSource(SqlSource):
         )
         return [row[0] for row in rows]
 
-    def all_tables(self, connection: Any) -> list[tuple[str, str]]:
+    def all_tables(self, connection: Any) -> list[tuple[str, str, bool]]:
         return self._rows(
             connection,
-            "SELECT OWNER, TABLE_NAME FROM ALL_TABLES WHERE OWNER NOT IN"
+            "SELECT OWNER, TABLE_NAME, 0 FROM ALL_TABLES WHERE OWNER NOT IN"
             " (SELECT USERNAME FROM ALL_USERS WHERE ORACLE_MAINTAINED = 'Y')"
-            " UNION ALL SELECT OWNER, VIEW_NAME FROM ALL_VIEWS WHERE OWNER NOT IN"
+            " UNION ALL SELECT OWNER, VIEW_NAME, 1 FROM ALL_VIEWS WHERE OWNER NOT IN"
             " (SELECT USERNAME FROM ALL_USERS WHERE ORACLE_MAINTAINED = 'Y')",
             {},
         )

@@ -137,9 +137,9 @@ class PostgresSource(SqlSource):
         ).fetchall()
         return [row[0] for row in rows]
 
-    def all_tables(self, connection: Any) -> list[tuple[str, str]]:
+    def all_tables(self, connection: Any) -> list[tuple[str, str, bool]]:
         return connection.execute(
-            "SELECT table_schema, table_name FROM information_schema.tables"
+            "SELECT table_schema, table_name, table_type = 'VIEW' FROM information_schema.tables"
             " WHERE table_schema NOT IN ('pg_catalog', 'information_schema')"
             " AND table_schema NOT LIKE 'pg\\_%'"
         ).fetchall()

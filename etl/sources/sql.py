@@ -24,7 +24,7 @@ from etl.errors import ConnectionFailed, EtlError, did_you_mean
 from etl.records import Batch, Json, Partition, Reject
 from etl.redact import RedactedRepr
 from etl.settings_types import Integer
-from etl.sources.base import MAX_PARTITIONS, BatchLimits, Catalogue, SourceTable
+from etl.sources.base import MAX_PARTITIONS, BatchLimits, Catalogue, SourceTable, TableName
 from etl.sources.rowrecords import RecordMaker, record_maker
 from etl.sources.sqltypes import (
     Converter,
@@ -313,8 +313,8 @@ class SqlSource:
         """A few table names that do exist, for the message when a configured one does not."""
         return []
 
-    def all_tables(self, connection: Any) -> list[tuple[str, str]]:
-        """(schema, table) of every table and view outside the system schemas."""
+    def all_tables(self, connection: Any) -> list[tuple[str, str, bool]]:
+        """(schema, table, is a view) of every table and view outside the system schemas."""
         raise NotImplementedError
 
     # --- the Source protocol --------------------------------------------------------------
@@ -408,12 +408,12 @@ class SqlSource:
                          f"{self.engine} table {where} of source {self.name!r}", self.names_column,
                          numbers, meta.key)
 
-    def table_names(self) -> list[tuple[str, str]]:
-        """(schema, table) of every table and view this user can read outside the system schemas,
-        sorted: what table patterns and AWS DMS selection rules are matched against."""
+    def table_names(self) -> list[TableName]:
+        """Every table and view this user can read outside the system schemas, sorted: what table
+        patterns and AWS DMS selection rules are matched against."""
         with self._catalog_lock:
             found = self.all_tables(self._metadata_connection())
-        return sorted((str(schema), str(table)) for schema, table in found)
+        return sorted(TableName(str(schema), str(table), bool(view)) for schema, table, view in found)
 
     def sample(self, table: str, n: int) -> list[dict]:
         records: list[dict] = []

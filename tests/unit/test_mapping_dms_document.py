@@ -107,7 +107,8 @@ def test_selection_rules_with_wildcards_and_an_include_that_matches_nothing():
         "rule-action": "exclude",
         "object-locator": {"schema-name": "test", "table-name": "audit_%"},
     }
-    tables = [("public", "x"), ("test", "audit_log"), ("test", "customer"), ("test", "invoice")]
+    tables = [("public", "x", False), ("test", "audit_log", False), ("test", "customer", False),
+              ("test", "invoice", False), ("test", "totals", True)]
     assert DmsDocument(document(exclude), "t.json").select(tables) == [
         ("test", "customer"),
         ("test", "invoice"),
@@ -117,9 +118,13 @@ def test_selection_rules_with_wildcards_and_an_include_that_matches_nothing():
         DmsDocument(document(missing), "t.json").select(tables)
     assert str(caught.value) == (
         "t.json:17:25: rules[1].object-locator: selection rule matches no table of the source (schema-name "
-        "'tset', table-name '%')\n  hint: names match exactly, `%` matches any run of characters; tables: "
-        "public.x, test.audit_log, test.customer, test.invoice"
+        "'tset', table-name '%')\n  hint: names match exactly, `%` matches any run of characters; tables and "
+        "views: public.x, test.audit_log, test.customer, test.invoice, test.totals"
     )
+    views = {**SELECT_ALL, "rule-id": "4", "object-locator": {"schema-name": "test", "table-name": "tot%",
+                                                              "table-type": "all"}}
+    assert DmsDocument(document(views), "t.json").select(tables) == [
+        ("test", "audit_log"), ("test", "customer"), ("test", "invoice"), ("test", "totals")]
 
 
 @pytest.mark.parametrize(
