@@ -73,15 +73,20 @@ class JobResources:
     def source_tables(self) -> list[tuple[str, str]]:
         """(source, table) of every table the job names, in job-file order; tables picked by
         patterns or an AWS DMS document are listed from their source once, when first asked."""
+        self._expand()
+        return [(name, table) for name, config in self.job.sources.items() for table in config.tables]
+
+    def _expand(self) -> None:
         with self._lock:
             if not self._expanded:
                 from etl.engine.selection import expand_tables
 
                 expand_tables(self)
                 self._expanded = True
-        return [(name, table) for name, config in self.job.sources.items() for table in config.tables]
 
     def table_config(self, source: str, table: str):
+        if table not in self.job.sources[source].tables:
+            self._expand()
         return self.job.sources[source].tables[table]
 
     def spec(self, source: str, table: str) -> MappingSpec:
