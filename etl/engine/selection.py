@@ -5,7 +5,9 @@ When a job starts, each relational source with `select:` or `dms:` is asked for 
 `schema.table`, each with its mapping text kept in `JobResources.mapping_texts` (the template with
 `$(schema)` and `$(table)` replaced, or the DMS document with the table's catalogue). From then on
 they plan, run, resume and validate like tables written out by hand. A table the job also lists
-under `tables:` keeps that entry. A pattern or selection rule that matches nothing is an error:
+under `tables:` keeps that entry (for a DMS document, an entry whose `mapping` is the document
+itself only gives the table's options, such as `key:` or `where:`, and the document maps it). A
+pattern or selection rule that matches nothing is an error:
 a misspelt pattern must not quietly migrate fewer tables.
 """
 
@@ -89,10 +91,13 @@ def _dms(resources: JobResources, name: str, config: Any, source: Any, available
     document = DmsDocument(text, str(path))
     for schema, table in document.select(available):
         full = f"{schema}.{table}"
-        if full in config.tables:
-            continue
-        config.tables[full] = SqlTable(mapping=settings.mapping, partitions=settings.partitions,
-                                       key=document.primary_key(schema, table))
+        entry = config.tables.get(full)
+        if entry is not None and entry.mapping != settings.mapping:
+            continue  # a mapping of its own
+        if entry is None:
+            entry = config.tables[full] = SqlTable(mapping=settings.mapping, partitions=settings.partitions)
+        if entry.key is None:  # a job-file `key:` for the table, else the document's define-primary-key
+            entry.key = document.primary_key(schema, table)
         catalogue = source.catalogue(full)
         columns = TableColumns(schema, table, tuple((column, column in catalogue.numbers)
                                                     for column in catalogue.names), catalogue.key)

@@ -32,6 +32,8 @@ INSERT INTO test.customer VALUES
 CREATE TABLE test.store_visit (
     "VisitId" integer NOT NULL, "StoreId" integer, "Notes" text, "Amount" numeric(8,2));
 INSERT INTO test.store_visit VALUES (10, 5, 'private', 12.50), (11, 5, NULL, NULL);
+CREATE TABLE test.note ("NoteId" integer NOT NULL, "Body" text);
+INSERT INTO test.note VALUES (7, 'keyless');
 CREATE TABLE test.audit_log (id integer PRIMARY KEY, what text);
 INSERT INTO test.audit_log VALUES (1, 'not migrated');
 """
@@ -146,11 +148,20 @@ def rules(prefix: str) -> dict:
                 "rule-action": "define-primary-key",
                 "primary-key-def": {"name": "visit_pk", "columns": ["VisitId"]},
             },
+            {
+                "rule-type": "transformation",
+                "rule-id": "9",
+                "rule-name": "9",
+                "rule-target": "table",
+                "object-locator": {"schema-name": "test", "table-name": "note"},
+                "rule-action": "add-prefix",
+                "value": f"{prefix}_",
+            },
         ]
     }
 
 
-def job_text(dsn: str, document: str, name: str, max_rejects: int = 0) -> str:
+def job_text(dsn: str, document: str, name: str, max_rejects: int = 0, tables: str = "") -> str:
     return f"""\
 version: 1
 name: {name}
@@ -159,7 +170,7 @@ sources:
     type: postgres
     dsn: "{dsn}"
     dms: {{mapping: {document}, target: dynamo}}
-targets:
+{tables}targets:
   dynamo: {{type: dynamodb, endpoint_url: "{DYNAMODB_ENDPOINT}", region: us-east-1, create: if_missing}}
 state: {{type: sqlite, path: .etl/state.sqlite}}
 dead_letter: {{path: .etl/dead_letter.jsonl}}
@@ -185,7 +196,9 @@ def test_dms_documentation_examples_run_into_dynamodb_and_validate(
     prefix = dynamodb_table_prefix
     (tmp_path / "table-mappings.json").write_text(json.dumps(rules(prefix), indent="\t"))
     job = tmp_path / "job.yaml"
-    job.write_text(job_text(pg_database, "table-mappings.json", f"dms_{prefix}"))
+    # test.note has no primary key: its key is given once, in the job file; the document maps it
+    keyless = "    tables: {test.note: {mapping: table-mappings.json, key: [NoteId]}}\n"
+    job.write_text(job_text(pg_database, "table-mappings.json", f"dms_{prefix}", tables=keyless))
 
     result = run_cli(job)
 
@@ -219,15 +232,18 @@ def test_dms_documentation_examples_run_into_dynamodb_and_validate(
         {"visitid": {"N": "10"}, "storeid": {"N": "5"}, "amount": {"N": "12.5"}},
         {"visitid": {"N": "11"}, "storeid": {"N": "5"}},
     ]
+    keyless_items = [{"NoteId": {"N": "7"}, "Body": {"S": "keyless"}}]
+    assert items(dynamodb_client, f"{prefix}_note", "NoteId") == keyless_items
     report = saved_report(result.stdout)
     assert [(t["table"], t["extracted"], t["loaded"], t["rejected"]) for t in report["tables"]] == [
-        ("pg.test.customer", 2, 2, 0), ("pg.test.store_visit", 2, 2, 0)]
+        ("pg.test.note", 1, 1, 0), ("pg.test.customer", 2, 2, 0), ("pg.test.store_visit", 2, 2, 0)]
     again = run_cli(job)  # the same tables, the same columns: the job is already proven
     assert (again.returncode, saved_report(again.stdout)["status"]) == (0, "nothing to do")
     tables = dynamodb_client.list_tables()["TableNames"]
     assert sorted(t for t in tables if t.startswith(prefix)) == [
         f"{prefix}_customer_docs",
         f"{prefix}_customer_t",
+        f"{prefix}_note",
         f"{prefix}_visits",
     ]
 
