@@ -258,3 +258,40 @@ def test_a_dms_record_rule_that_would_drop_columns_is_refused():
         "m.yaml:3:5: outputs[0]: the DMS map-record-to-record rule leaves column(s) home, last, phone, "
         "work of the table neither copied nor excluded; DMS would copy them"
     )
+
+
+CONDITIONAL = textwrap.dedent("""\
+    targets: {d: dynamodb, p: postgres}
+    outputs:
+      - target: d
+        table: people
+        key: [pk]
+        condition:
+          expression: "attribute_not_exists(#v) or #v < :v"
+          names: {"#v": version}
+          values: {":v": {from: version, type: int}}
+        columns:
+          pk: {template: "P#{id}"}
+          version: {from: version, type: int}
+    """)
+
+
+def test_a_condition_is_the_tables_and_each_row_carries_its_values():
+    mapping = compile_mapping(parse_mapping(CONDITIONAL, "m.yaml"))
+    (table,) = mapping.tables
+    assert (table.condition.expression, table.condition.names, table.condition.values) == (
+        "attribute_not_exists(#v) or #v < :v", (("#v", "version"),), (":v",))
+    assert [column.name for column in table.columns] == ["pk", "version"]
+    assert rows(parse_mapping(CONDITIONAL, "m.yaml"), {"CustomerId": 1, "id": 1, "version": "3"}) == (
+        [{"pk": "P#1", "version": 3, ":v": 3}], [])
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (("#v < :v", "#v < :w"),
+     "m.yaml:7:19: outputs[0].condition.expression: `:w` is not defined under `values`"),
+    (("target: d", "target: p"), "m.yaml:7:7: outputs[0].condition: a condition applies to DynamoDB writes"),
+])
+def test_a_condition_defines_every_placeholder_and_writes_only_dynamodb(change, message):
+    with pytest.raises(MappingError) as caught:
+        parse_mapping(CONDITIONAL.replace(*change), "m.yaml")
+    assert caught.value.message == message
