@@ -292,6 +292,8 @@ class DmsDocument:
         return None
 
     def _columns(self, schema: str, table: str, columns: Sequence[tuple[str, bool]]) -> list[SourceColumn]:
+        """The columns left after remove-column rules, each with the attribute name the rename rules
+        give it (applied in document order, each to the result of the previous)."""
         kept = []
         for name, number in columns:
             attribute, removed = name, False
@@ -299,7 +301,7 @@ class DmsDocument:
                 locator = rule["object-locator"].value
                 if rule["rule-target"].value != "column" or not self._locates(rule, schema, table):
                     continue
-                if not _matches(str(locator["column-name"].value), attribute):
+                if not _matches(str(locator["column-name"].value), name):  # locators name source columns
                     continue
                 if rule["rule-action"].value == "remove-column":
                     removed = True
@@ -316,7 +318,7 @@ class DmsDocument:
             if (
                 rule["rule-target"].value == "table"
                 and action in RENAMES
-                and self._locates(rule, schema, name)
+                and self._locates(rule, schema, table)  # locators name source tables
             ):
                 name = _renamed(action, rule, name)
         return name

@@ -295,3 +295,25 @@ def test_a_condition_defines_every_placeholder_and_writes_only_dynamodb(change, 
     with pytest.raises(MappingError) as caught:
         parse_mapping(CONDITIONAL.replace(*change), "m.yaml")
     assert caught.value.message == message
+
+
+def transformation(rule_id: str, target: str, action: str, value: str | None = None, **locator: str) -> dict:
+    rule = {"rule-type": "transformation", "rule-id": rule_id, "rule-name": rule_id, "rule-target": target,
+            "rule-action": action,
+            "object-locator": {"schema-name": "test", "table-name": "customer", **locator}}
+    return rule if value is None else {**rule, "value": value}
+
+
+def test_transformations_apply_in_order_each_locating_source_names():
+    text = document(
+        transformation("2", "column", "rename", "Surname", **{"column-name": "LastName"}),
+        transformation("3", "column", "add-prefix", "c_", **{"column-name": "%Name"}),
+        transformation("4", "column", "remove-column", **{"column-name": "Notes"}),
+        transformation("5", "table", "convert-uppercase"),
+        transformation("6", "table", "add-suffix", "_v2"),
+    )
+    (output,) = DmsDocument(text, "t.json").spec(CUSTOMER, "dynamo").outputs
+    assert (output.table, output.key) == ("CUSTOMER_v2", ("CustomerId",))
+    assert [(c.name, c.path.text) for c in output.columns] == [
+        ("CustomerId", "CustomerId"), ("c_FirstName", "FirstName"), ("c_Surname", "LastName"),
+        ("StoreId", "StoreId")]
