@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 from etl.errors import JobFileError
 from etl.mapping.dms_document import DmsDocument, TableColumns
 from etl.sources.base import TableName
-from etl.sources.sql import SqlTable
 
 if TYPE_CHECKING:
     from etl.engine.resources import JobResources
@@ -34,7 +33,7 @@ def expand_tables(resources: JobResources) -> None:
         try:
             available = source.table_names()
             for index, selection in enumerate(config.select):
-                _select(resources, name, config, source, index, selection, available)
+                _select(resources, name, config, index, selection, available)
             if config.dms is not None:
                 _dms(resources, name, config, source, available)
         finally:
@@ -46,7 +45,7 @@ def _described(names: list[str]) -> str:
     return shown + (f" and {len(names) - 30} more" if len(names) > 30 else "") if names else "none"
 
 
-def _select(resources: JobResources, name: str, config: Any, source: Any, index: int, selection: Any,
+def _select(resources: JobResources, name: str, config: Any, index: int, selection: Any,
             available: list[TableName]) -> None:
     from etl.engine.resources import MappingText
 
@@ -69,7 +68,7 @@ def _select(resources: JobResources, name: str, config: Any, source: Any, index:
             continue
         if full in config.tables:
             continue
-        config.tables[full] = SqlTable(mapping=selection.mapping, partitions=selection.partitions)
+        config.add_table(full, selection.mapping, selection.partitions)
         text = template.replace("$(schema)", schema).replace("$(table)", table)
         resources.mapping_texts[f"{name}.{full}"] = MappingText(f"{path} ({full})", text, {})
 
@@ -95,7 +94,7 @@ def _dms(resources: JobResources, name: str, config: Any, source: Any, available
         if entry is not None and entry.mapping != settings.mapping:
             continue  # a mapping of its own
         if entry is None:
-            entry = config.tables[full] = SqlTable(mapping=settings.mapping, partitions=settings.partitions)
+            entry = config.add_table(full, settings.mapping, settings.partitions)
         if entry.key is None:  # a job-file `key:` for the table, else the document's define-primary-key
             entry.key = document.primary_key(schema, table)
         catalogue = source.catalogue(full)

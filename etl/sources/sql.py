@@ -97,6 +97,11 @@ class SqlSourceConfig(RedactedRepr, BaseModel):
     page_rows: Integer = Field(default=100_000, ge=1)
     """Rows per keyset page: a query reads at most this many; the next starts after its last key."""
 
+    def add_table(self, name: str, mapping: str, partitions: int) -> SqlTable:
+        """Add a table picked when the job starts (by `select` or `dms`) and return its entry."""
+        self.tables[name] = SqlTable(mapping=mapping, partitions=partitions)
+        return self.tables[name]
+
     @model_validator(mode="after")
     def _some_tables(self) -> SqlSourceConfig:
         if "tables" not in self.model_fields_set and not self.select and self.dms is None:
