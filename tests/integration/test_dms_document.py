@@ -1,11 +1,14 @@
 """A whole AWS DMS table-mapping document as the mappings of a PostgreSQL source, run for real into
 DynamoDB Local by `python -m etl.run` and validated equal by the engine.
 
-The rules are the DynamoDB-target examples of the AWS DMS User Guide ("Using object mapping to
-migrate data to DynamoDB": map-record-to-record with a JSON-string template, map-record-to-document),
-on the guide's customer table, plus the selection and transformation rules DMS documents in
-"Specifying table selection and transformations rules". The expected items are the items DMS
-documents: NULL source values are left out of the item.
+The rules follow the DynamoDB-target examples of the AWS DMS User Guide ("Using object mapping to
+migrate data to DynamoDB": the customer table with map-record-to-record, a JSON-string template with
+literal braces and exclude-columns; map-record-to-document; a versioned condition-expression),
+with selection rules (`%`, exclude) and transformation rules (rename, remove-column,
+convert-lowercase, add-prefix, define-primary-key) from "Specifying table selection and
+transformations rules". The expected items are what those documented semantics give: every column
+not excluded is copied (or put in `_doc`), and NULL source values are left out of the item ("NULL
+data from the source are ignored on the target").
 """
 
 from __future__ import annotations
