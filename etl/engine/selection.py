@@ -34,7 +34,7 @@ def expand_tables(resources: JobResources) -> None:
             available = source.table_names()
             for index, selection in enumerate(config.select):
                 _select(resources, name, config, index, selection, available)
-            if config.dms is not None:
+            if getattr(config, "dms", None) is not None:
                 _dms(resources, name, config, source, available)
         finally:
             source.close()
@@ -49,27 +49,29 @@ def _select(resources: JobResources, name: str, config: Any, index: int, selecti
             available: list[TableName]) -> None:
     from etl.engine.resources import MappingText
 
-    names = [f"{schema}.{table}" for schema, table, _ in available]
+    names = [entry.full for entry in available]
     where = f"sources.{name}.select[{index}]"
+    matched_by = "`schema.table`" if any(entry.schema for entry in available) else "collection names"
     for kind, patterns in (("include", selection.include), ("exclude", selection.exclude)):
         for pattern in patterns:
             if not any(fnmatch.fnmatchcase(full, pattern) for full in names):
                 raise JobFileError(
                     f"{resources.job.path}: {where}.{kind}: pattern {pattern!r} matches no table of source"
                     f" {name!r}",
-                    hint=f"patterns match `schema.table` exactly as the catalogue spells it; tables: "
+                    hint=f"patterns match {matched_by} exactly as the source spells them; tables: "
                     f"{_described(names)}",
                 )
     path = resources.job.resolve_path(selection.mapping)
     template = path.read_text(encoding="utf-8")
-    for (schema, table, _), full in zip(available, names, strict=True):
-        matched = any(fnmatch.fnmatchcase(full, p) for p in selection.include)
-        if not matched or any(fnmatch.fnmatchcase(full, p) for p in selection.exclude):
+    for entry in available:
+        full = entry.full
+        picked = any(fnmatch.fnmatchcase(full, pattern) for pattern in selection.include)
+        if not picked or any(fnmatch.fnmatchcase(full, pattern) for pattern in selection.exclude):
             continue
         if full in config.tables:
             continue
         config.add_table(full, selection.mapping, selection.partitions)
-        text = template.replace("$(schema)", schema).replace("$(table)", table)
+        text = template.replace("$(schema)", entry.schema).replace("$(table)", entry.table)
         resources.mapping_texts[f"{name}.{full}"] = MappingText(f"{path} ({full})", text, {})
 
 

@@ -59,11 +59,32 @@ class Catalogue:
 
 
 class TableName(NamedTuple):
-    """A table or view a relational source lists (`table_names()`)."""
+    """A table or view (or collection) a source lists (`table_names()`)."""
 
     schema: str
+    """Empty for a source without schemas (a MongoDB database's collections)."""
     table: str
     view: bool = False
+
+    @property
+    def full(self) -> str:
+        """The name patterns match and the job calls the table: `schema.table`, or `table`."""
+        return f"{self.schema}.{self.table}" if self.schema else self.table
+
+
+class TableSelection(BaseModel):
+    """Tables picked by name patterns, each mapped with one mapping template (docs/job-files.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    include: list[str] = Field(min_length=1)
+    """Globs (`*`, `?`, `[...]`) matched against `schema.table` (a MongoDB collection's name),
+    exactly as the source spells them."""
+    exclude: list[str] = []
+    """Globs of tables to leave out of those included."""
+    mapping: str
+    """A mapping file applied to each matched table, with `$(schema)` and `$(table)` replaced."""
+    partitions: Integer = Field(default=1, ge=1, le=MAX_PARTITIONS)
 
 
 @dataclass(frozen=True)

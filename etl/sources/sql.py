@@ -24,7 +24,7 @@ from etl.errors import ConnectionFailed, EtlError, did_you_mean
 from etl.records import Batch, Json, Partition, Reject
 from etl.redact import RedactedRepr
 from etl.settings_types import Integer
-from etl.sources.base import MAX_PARTITIONS, BatchLimits, Catalogue, SourceTable, TableName
+from etl.sources.base import MAX_PARTITIONS, BatchLimits, Catalogue, SourceTable, TableName, TableSelection
 from etl.sources.rowrecords import RecordMaker, record_maker
 from etl.sources.sqltypes import (
     Converter,
@@ -54,20 +54,6 @@ class SqlTable(SourceTable):
     """Read only rows whose watermark is greater than this (a value `high_watermark` returned)."""
     schema_: str | None = Field(default=None, alias="schema")
     """Schema (owner) of the table; default: the part before the first dot, else the user's default."""
-
-
-class TableSelection(BaseModel):
-    """Tables picked by name patterns, each mapped with one mapping template (docs/job-files.md)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    include: list[str] = Field(min_length=1)
-    """Globs (`*`, `?`, `[...]`) matched against `schema.table`, exactly as the catalogue spells them."""
-    exclude: list[str] = []
-    """Globs of tables to leave out of those included."""
-    mapping: str
-    """A mapping file applied to each matched table, with `$(schema)` and `$(table)` replaced."""
-    partitions: Integer = Field(default=1, ge=1, le=MAX_PARTITIONS)
 
 
 class DmsTableMapping(BaseModel):

@@ -436,7 +436,7 @@ def test_literal_password_is_a_warning_naming_the_line(tmp_path, caplog):
     assert str(
         caught.value
     ) == f"{path}:8:5: sources.mongo.password: unknown key 'password'; valid keys: " + (
-        "type, uri, database, tables, server_selection_timeout_ms, tls, tls_ca_file, "
+        "type, uri, database, tables, select, server_selection_timeout_ms, tls, tls_ca_file, "
         "tls_certificate_key_file, tls_allow_invalid_hostnames"
     )
     warnings = [r.getMessage() for r in caplog.records]
