@@ -925,12 +925,18 @@ def load_job(
     return job
 
 
+_PICKING = ("select", "dms")
+"""Source settings that pick tables when a job starts: part of the hash only when a job uses them,
+so a job that does not hashes as it did before they existed."""
+
+
 def _content_hash(configs: dict[str, dict[str, Any]], validation: Validation) -> str:
     """SHA-256 of what decides the targets' content, but the tables (each table is fingerprinted on
     its own with its mapping): the sources' and targets' settings, passwords and secrets redacted
     out before hashing, and the validation tolerances."""
     content = {
-        section: {name: {k: v for k, v in config.model_dump(mode="json").items() if k != "tables"}
+        section: {name: {k: v for k, v in config.model_dump(mode="json").items()
+                          if k != "tables" and not (k in _PICKING and not v)}
                   for name, config in entries.items()}
         for section, entries in configs.items()
     }
