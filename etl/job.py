@@ -833,10 +833,16 @@ def _section_config(
 def _mapping_problems(job_path: Path, sources: dict[str, Any], doc: _Document) -> list[Problem]:
     problems = []
     for source_name, config in sources.items():
-        for table_name, table in (getattr(config, "tables", None) or {}).items():
-            mapping = getattr(table, "mapping", None)
+        places: list[tuple[tuple, Any]] = [
+            (("sources", source_name, "tables", table_name, "mapping"), getattr(table, "mapping", None))
+            for table_name, table in (getattr(config, "tables", None) or {}).items()
+        ]
+        places += [(("sources", source_name, "select", index, "mapping"), selection.mapping)
+                   for index, selection in enumerate(getattr(config, "select", None) or [])]
+        if getattr(config, "dms", None) is not None:
+            places.append((("sources", source_name, "dms", "mapping"), config.dms.mapping))
+        for path, mapping in places:
             if isinstance(mapping, str) and not (job_path.parent / mapping).is_file():
-                path = ("sources", source_name, "tables", table_name, "mapping")
                 line, column = doc.position(path)
                 what = f"mapping file '{mapping}' does not exist"
                 if (job_path.parent / mapping).is_dir():
@@ -952,12 +958,18 @@ def load_job(
     return job
 
 
+_PICKING = ("select", "dms")
+"""Source settings that pick tables when a job starts: part of the hash only when a job uses them,
+so a job that does not hashes as it did before they existed."""
+
+
 def _content_hash(configs: dict[str, dict[str, Any]], validation: Validation) -> str:
     """SHA-256 of what decides the targets' content, but the tables (each table is fingerprinted on
     its own with its mapping): the sources' and targets' settings, passwords and secrets redacted
     out before hashing, and the validation tolerances."""
     content = {
-        section: {name: {k: v for k, v in config.model_dump(mode="json").items() if k != "tables"}
+        section: {name: {k: v for k, v in config.model_dump(mode="json").items()
+                          if k != "tables" and not (k in _PICKING and not v)}
                   for name, config in entries.items()}
         for section, entries in configs.items()
     }
