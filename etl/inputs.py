@@ -15,18 +15,24 @@ from typing import Any
 
 from etl.errors import EtlError
 
+_UTF16_BOMS = {b"\xff\xfe": "utf-16-le", b"\xfe\xff": "utf-16-be"}
+"""Byte order marks of UTF-16 text: Windows PowerShell's `Out-File` and `>` write UTF-16LE with one."""
+
 
 def read_text(path: str | Path, what: str, *, error: type[EtlError] = EtlError) -> str:
-    """The file's text (UTF-8, an optional BOM dropped)."""
+    """The file's text: UTF-8 (an optional BOM dropped), or UTF-16 when it starts with a UTF-16
+    byte order mark."""
     path = Path(path)
     try:
         raw = path.read_bytes()
     except OSError as problem:
         raise error(f"cannot read {what} {path}: {problem.strerror or problem}") from None
+    encoding, skip = _UTF16_BOMS.get(raw[:2], "utf-8-sig"), 2 if raw[:2] in _UTF16_BOMS else 0
     try:
-        return raw.decode("utf-8-sig")
+        return raw[skip:].decode(encoding)
     except UnicodeDecodeError as problem:
-        raise error(f"{path}: byte offset {problem.start}: not UTF-8 text",
+        name = "UTF-16" if skip else "UTF-8"
+        raise error(f"{path}: byte offset {problem.start + skip}: not {name} text",
                     hint=f"export the {what} as UTF-8") from None
 
 

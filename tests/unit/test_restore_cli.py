@@ -50,7 +50,12 @@ def test_plan_to_a_log_position(tmp_path, capsys):
         f"restore plan for sqlserver to {lsn(380)}: 3 backups, reaching {lsn(400)}\n"
         "  1. full         full-sun\n"
         "  2. differential diff-tue\n"
-        "  3. log          log-0400\n")
+        "  3. log          log-0400\n"
+        "  not used (4):\n"
+        f"    log-0200: superseded by diff-tue, which already reaches {lsn(360)}\n"
+        "    diff-mon: superseded by diff-tue\n"
+        f"    log-0300: superseded by diff-tue, which already reaches {lsn(360)}\n"
+        "    log-0500: after the restore point\n")
     (record,) = audit(tmp_path)
     assert (record["command"], record["exit_code"], record["error"], record["job"]) == \
         ("restore-plan", 0, None, "restore-unit")
@@ -62,24 +67,34 @@ def test_point_on_the_command_line_beats_the_job_file(tmp_path, capsys):
     assert capsys.readouterr().out.splitlines() == [
         f"restore plan for sqlserver to the latest point: 4 backups, reaching {lsn(500)}",
         "  1. full         full-sun", "  2. differential diff-tue", "  3. log          log-0400",
-        "  4. log          log-0500"]
+        "  4. log          log-0500", "  not used (3):",
+        f"    log-0200: superseded by diff-tue, which already reaches {lsn(360)}",
+        "    diff-mon: superseded by diff-tue",
+        f"    log-0300: superseded by diff-tue, which already reaches {lsn(360)}"]
     assert main([str(job), "--restore-plan", "--point", "2026-11-02T12:00"]) == 0
     assert capsys.readouterr().out.splitlines() == [
         f"restore plan for sqlserver to 2026-11-02 12:00:00: 3 backups, reaching {lsn(300)}",
-        "  1. full         full-sun", "  2. differential diff-mon", "  3. log          log-0300"]
+        "  1. full         full-sun", "  2. differential diff-mon", "  3. log          log-0300",
+        "  not used (4):", f"    log-0200: superseded by diff-mon, which already reaches {lsn(260)}",
+        "    diff-tue: after the restore point", "    log-0400: after the restore point",
+        "    log-0500: after the restore point"]
     assert audit(tmp_path)[-1]["options"] == {"point": "2026-11-02T12:00"}
 
 
 def test_restore_headeronly_export_plans_the_same(tmp_path, capsys):
     assert main([str(sqlserver(tmp_path, "headeronly.csv", str(lsn(380)))), "--restore-plan"]) == 0
-    assert capsys.readouterr().out.splitlines()[1:] == [
-        "  1. full         full-sun", "  2. differential diff-tue", "  3. log          log-0400"]
+    assert capsys.readouterr().out.splitlines()[1:5] == [
+        "  1. full         full-sun", "  2. differential diff-tue", "  3. log          log-0400",
+        "  not used (4):"]
 
 
 def test_later_full_by_another_agent_is_the_base(tmp_path, capsys):
     assert main([str(sqlserver(tmp_path, "new_base.json", str(lsn(260)))), "--restore-plan"]) == 0
     assert capsys.readouterr().out.splitlines()[1:] == [
-        "  1. full         vendor-agent-full", "  2. differential diff-mon"]
+        "  1. full         vendor-agent-full", "  2. differential diff-mon", "  not used (3):",
+        f"    log-0200: superseded by vendor-agent-full, which already reaches {lsn(220)}",
+        "    full-sun: superseded by the later full vendor-agent-full",
+        "    log-0300: after the restore point"]
 
 
 def test_checked_sequence(tmp_path, capsys):
@@ -131,7 +146,11 @@ def test_oracle_plans_cumulative_then_differential_links(tmp_path, capsys):
         "restore plan for oracle to the latest point: 5 backups, reaching 9500",
         "  1. full         LVL0_SUN", "  2. differential CUM_TUE", "  3. incremental  DIF_WED",
         "  4. log          archivelog thread 1 sequence 53",
-        "  5. log          archivelog thread 1 sequence 54"]
+        "  5. log          archivelog thread 1 sequence 54", "  not used (4):",
+        "    archivelog thread 1 sequence 50: superseded by CUM_TUE, which already reaches 7000",
+        "    CUM_MON: superseded by CUM_TUE",
+        "    archivelog thread 1 sequence 51: superseded by CUM_TUE, which already reaches 7000",
+        "    archivelog thread 1 sequence 52: superseded by DIF_WED, which already reaches 8000"]
 
 
 def test_oracle_missing_link(tmp_path, capsys):

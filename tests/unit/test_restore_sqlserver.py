@@ -1,5 +1,6 @@
 """SQL Server chain rules on backupset / RESTORE HEADERONLY fixtures written from Microsoft's docs."""
 
+import json
 from datetime import datetime
 from pathlib import Path
 
@@ -146,3 +147,121 @@ def test_backupset_query_is_valid_tsql():
 def test_plan_from_a_backup_that_is_not_a_full(chain):
     with pytest.raises(WrongOrder, match="diff-mon is a differential backup; a restore starts from a full"):
         chain.plan(lsn(380), full="diff-mon")
+
+
+# -- histories as people export them -------------------------------------------------------------
+
+DBATOOLS_NOTE = (f"Clinic_diff_tue.bak: linked to Clinic_full_sun_1.bak by its checkpoint_lsn = "
+                 f"database_backup_lsn {lsn(105)} (the history has no differential_base_guid)")
+FILE_BACKUP = ("Clinic_fg_archive.bak", "a file, filegroup or partial backup (type 'file'): "
+                                        "a database restore does not use it")
+
+
+def test_dbatools_convertto_json_utf16_export():
+    """Get-DbaDbBackupHistory | ConvertTo-Json > file: UTF-16LE with a BOM, /Date(ms)/ times, Type as
+    text, LSNs as numbers and as text, FullName/Path lists for the striped full, no name and no
+    differential_base_guid."""
+    raw = (FIXTURES / "dbatools.json").read_bytes()
+    assert raw[:2] == b"\xff\xfe"
+    chain = load_history(FIXTURES / "dbatools.json")
+    plan = chain.plan(lsn(380))
+    assert plan.names == ["Clinic_full_sun_1.bak", "Clinic_diff_tue.bak", "Clinic_log_0400.trn"]
+    assert plan.notes == [DBATOOLS_NOTE]
+    assert chain.get("Clinic_full_sun_1.bak").details["files"] == [
+        "D:\\backup\\Clinic_full_sun_1.bak", "D:\\backup\\Clinic_full_sun_2.bak"]
+    assert plan.unused == (
+        FILE_BACKUP,
+        ("Clinic_log_0200.trn", f"superseded by Clinic_diff_tue.bak, which already reaches {lsn(360)}"),
+        ("Clinic_diff_mon.bak", "superseded by Clinic_diff_tue.bak"),
+        ("Clinic_log_0300.trn", f"superseded by Clinic_diff_tue.bak, which already reaches {lsn(360)}"),
+        ("Clinic_log_0500.trn", "after the restore point"))
+    # /Date(ms)/ is UTC: 2026-11-02 12:00 UTC falls after diff-mon (01:00) and before log-0300 (18:00)
+    assert chain.plan(datetime(2026, 11, 2, 12, 0)).names == [
+        "Clinic_full_sun_1.bak", "Clinic_diff_mon.bak", "Clinic_log_0300.trn"]
+    assert chain.get("Clinic_log_0500.trn").finished == datetime(2026, 11, 4, 18, 0)
+
+
+def test_dbatools_export_reencoded_as_utf8_plans_the_same(tmp_path):
+    path = tmp_path / "history.json"
+    path.write_text((FIXTURES / "dbatools.json").read_bytes().decode("utf-16"), encoding="utf-8")
+    assert load_history(path).plan().names == [
+        "Clinic_full_sun_1.bak", "Clinic_diff_tue.bak", "Clinic_log_0400.trn", "Clinic_log_0500.trn"]
+
+
+def test_msdb_export_with_text_types_us_dates_and_null_names():
+    chain = load_history(FIXTURES / "msdb_text.csv")
+    plan = chain.plan(datetime(2026, 11, 3, 12, 0))
+    assert plan.names == ["Clinic_full_sun.bak", "Clinic_diff_tue.bak", "Clinic_log_0400.trn"]
+    assert plan.notes == [f"Clinic_diff_tue.bak: linked to Clinic_full_sun.bak by its checkpoint_lsn = "
+                          f"differential_base_lsn {lsn(105)} (the history has no differential_base_guid)"]
+    assert chain.get("Clinic_log_0500.trn").finished == datetime(2026, 11, 4, 18, 0)
+    assert chain.get("Clinic_full_sun.bak").finished == datetime(2026, 11, 1, 1, 0)
+
+
+def test_differential_without_guid_and_no_full_at_its_base_lsn_is_unused_with_why(tmp_path):
+    rows = [r for r in json.loads((FIXTURES / "chain.json").read_text()) if r["name"] != "full-sun"]
+    rows += [dict(json.loads((FIXTURES / "chain.json").read_text())[0], checkpoint_lsn=str(lsn(104)))]
+    for row in rows:
+        row["differential_base_guid"] = None
+    path = tmp_path / "history.json"
+    path.write_text(json.dumps(rows))
+    plan = load_history(path).plan()
+    assert plan.names == ["full-sun", "log-0200", "log-0300", "log-0400", "log-0500"]
+    why = (f"missing base: a full at checkpoint_lsn {lsn(105)} (differential_base_lsn; the history has no "
+           "differential_base_guid) is not in the history")
+    assert plan.unused == (("diff-mon", why), ("diff-tue", why))
+
+
+def test_recovery_fork_latest_is_the_newest_point_of_the_newest_fork():
+    chain = load_history(FIXTURES / "forks.json")
+    plan = chain.plan()
+    assert plan.names == ["full-sun", "log-0200", "log-fork-b", "log-b-0350"]
+    assert plan.reaches == lsn(350)
+    abandoned = (f"on the abandoned branch of a1b2c3d4-0000-4000-8000-00000000000a: it passes {lsn(250)}, "
+                 "where the restore point's fork branched off")
+    assert plan.unused == (("log-0300", abandoned), ("log-0400", abandoned))
+
+
+def test_recovery_fork_a_time_resolves_on_the_fork_that_holds_it():
+    chain = load_history(FIXTURES / "forks.json")
+    # before the restore of 2026-11-04 09:00 the database lived on fork A
+    on_a = chain.plan(datetime(2026, 11, 3, 12, 0))
+    assert on_a.names == ["full-sun", "log-0200", "log-0300", "log-0400"]
+    other = "on another fork: it ends on a1b2c3d4-0000-4000-8000-00000000000b, not on the way to " \
+            "a1b2c3d4-0000-4000-8000-00000000000a"
+    assert on_a.unused == (("log-fork-b", other), ("log-b-0350", other))
+    assert chain.plan(datetime(2026, 11, 4, 12, 0)).names == ["full-sun", "log-0200", "log-fork-b"]
+    # a position resolves on the newest fork that reaches it
+    assert chain.plan(lsn(260)).names == ["full-sun", "log-0200", "log-fork-b"]
+    assert chain.plan(lsn(380)).names == ["full-sun", "log-0200", "log-0300", "log-0400"]
+
+
+def test_time_after_the_last_backup_plans_to_the_end_of_the_last_log_with_a_warning():
+    plan = load_history(FIXTURES / "forks.json").plan(datetime(2026, 11, 6))
+    assert plan.names == ["full-sun", "log-0200", "log-fork-b", "log-b-0350"]
+    assert plan.warnings == (f"2026-11-06T00:00:00 is after the last backup: the plan restores to the end of "
+                             f"log-b-0350 ({lsn(350)}, 2026-11-05 18:00:00); later changes are in no backup",)
+    assert "warning: 2026-11-06T00:00:00 is after the last backup" in plan.describe()
+
+
+def test_time_covered_only_by_an_empty_log_backup():
+    chain = load_history(FIXTURES / "empty_log.json")
+    plan = chain.plan(datetime(2026, 11, 2, 3, 0))
+    assert plan.names == ["full-sun", "log-0200", "log-empty-0600"]
+    assert (plan.warnings, plan.unused) == ((), ())
+    assert chain.check(["full-sun", "log-0200", "log-empty-0600"], datetime(2026, 11, 2, 3, 0)).reaches \
+        == lsn(200)
+
+
+def test_copy_only_full_is_listed_as_unused_with_why():
+    plan = load_history(FIXTURES / "copy_only.json").plan()
+    assert ("copy-for-dev", "a copy-only full: the plan starts from full-sun") in plan.unused
+
+
+def test_plan_json_lists_steps_notes_warnings_and_unused():
+    data = load_history(FIXTURES / "dbatools.json").plan(lsn(380)).to_json()
+    assert data["steps"][1] == {"name": "Clinic_diff_tue.bak", "kind": "differential", "start": str(lsn(105)),
+                                "end": str(lsn(360)), "finished": "2026-11-03T01:00:00"}
+    assert (data["target"], data["reaches"], data["notes"], data["warnings"]) == (
+        str(lsn(380)), str(lsn(400)), [DBATOOLS_NOTE], [])
+    assert data["unused"][0] == {"name": FILE_BACKUP[0], "why": FILE_BACKUP[1]}
