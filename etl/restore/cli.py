@@ -94,6 +94,12 @@ def add_arguments(parser: argparse.ArgumentParser, mode: argparse._MutuallyExclu
         help="with --restore-plan: check this sequence of backups instead of planning one",
     )
     parser.add_argument(
+        "--json",
+        action="store_true",
+        help="with --restore-plan: print the plan as one JSON object (steps, notes, warnings and "
+        "every unused backup with why)",
+    )
+    parser.add_argument(
         "--position",
         metavar="POSITION",
         help="with --take-manifest: the backup's position (LSN, SCN, oplog SECONDS:INCREMENT); "
@@ -124,7 +130,7 @@ def run(args: argparse.Namespace, trail: Any, stream: IO[str]) -> int:
     trail.record.command = command_name(args)
     trail.record.options = {
         name: getattr(args, name)
-        for name in ("point", "sequence", "position", "base", "take_manifest")
+        for name in ("point", "sequence", "position", "base", "take_manifest", "json")
         if getattr(args, name)
     }
     _check_options(args)
@@ -138,7 +144,7 @@ def run(args: argparse.Namespace, trail: Any, stream: IO[str]) -> int:
     _audit_databases(job, trail)
     if args.restore_plan:
         sequence = [n.strip() for n in args.sequence.split(",") if n.strip()] if args.sequence else None
-        print_restore_plan(job, args.point, sequence, stream)
+        print_restore_plan(job, args.point, sequence, stream, as_json=args.json)
         return EXIT_OK
     if args.take_manifest:
         take_manifest(job, args.take_manifest, position=args.position, base=args.base, stream=stream)
@@ -177,6 +183,7 @@ def _check_options(args: argparse.Namespace) -> None:
         option
         for option, allowed, given in (
             ("--sequence", args.restore_plan, args.sequence),
+            ("--json", args.restore_plan, args.json),
             ("--position", args.take_manifest, args.position),
             ("--base", args.take_manifest, args.base),
             ("--point", not args.take_manifest, args.point),
@@ -186,7 +193,7 @@ def _check_options(args: argparse.Namespace) -> None:
     if misplaced:
         raise RestoreCommandError(
             f"{', '.join(misplaced)} does not apply to --{command_name(args)}",
-            hint="--sequence goes with --restore-plan; --position and --base with "
+            hint="--sequence and --json go with --restore-plan; --position and --base with "
             "--take-manifest; --point with --restore-plan and --verify-restore",
         )
 
@@ -266,13 +273,16 @@ def load_history(job: Any) -> Chain:
 
 
 def print_restore_plan(
-    job: Any, point_text: str | None, sequence: list[str] | None, stream: IO[str]
+    job: Any, point_text: str | None, sequence: list[str] | None, stream: IO[str], *, as_json: bool = False
 ) -> RestorePlan:
     """Print the restore sequence (or raise the ChainError naming the backups that break it)."""
     section = job.restore
     point = parse_point(section.engine, point_text if point_text is not None else section.point)
     chain = load_history(job)
     plan = plan_restore(chain, point, sequence=sequence)
+    if as_json:
+        print(json.dumps(plan.to_json() | {"checked": sequence is not None}, indent=2), file=stream)
+        return plan
     verb = "checked sequence" if sequence else "restore plan"
     print(
         f"{verb} for {section.engine} to {format_point(section.engine, point)}: {len(plan.steps)} backups, "

@@ -331,3 +331,37 @@ def test_mongodump_plan_to_an_oplog_timestamp(tmp_path, capsys):
     assert capsys.readouterr().out.splitlines() == [
         f"restore plan for mongodb to {T + 120}:1: 3 backups, reaching Timestamp({T + 200}, 1)",
         "  1. full         dump-sun", "  2. log          oplog-1", "  3. log          oplog-2"]
+
+
+def test_dbatools_history_plan_as_text_and_json(tmp_path, capsys):
+    job = sqlserver(tmp_path, "dbatools.json", "2026-11-06T00:00")
+    assert main([str(job), "--restore-plan"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"restore plan for sqlserver to 2026-11-06 00:00:00: 4 backups, reaching {lsn(500)}",
+        "  1. full         Clinic_full_sun_1.bak", "  2. differential Clinic_diff_tue.bak",
+        "  3. log          Clinic_log_0400.trn", "  4. log          Clinic_log_0500.trn",
+        f"  note: Clinic_diff_tue.bak: linked to Clinic_full_sun_1.bak by its checkpoint_lsn = "
+        f"database_backup_lsn {lsn(105)} (the history has no differential_base_guid)",
+        "  warning: 2026-11-06T00:00:00 is after the last backup: the plan restores to the end of "
+        f"Clinic_log_0500.trn ({lsn(500)}, 2026-11-04 18:00:00); later changes are in no backup",
+        "  not used (4):",
+        "    Clinic_fg_archive.bak: a file, filegroup or partial backup (type 'file'): "
+        "a database restore does not use it",
+        f"    Clinic_log_0200.trn: superseded by Clinic_diff_tue.bak, which already reaches {lsn(360)}",
+        "    Clinic_diff_mon.bak: superseded by Clinic_diff_tue.bak",
+        f"    Clinic_log_0300.trn: superseded by Clinic_diff_tue.bak, which already reaches {lsn(360)}"]
+    assert main([str(job), "--restore-plan", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [s["name"] for s in data["steps"]] == [
+        "Clinic_full_sun_1.bak", "Clinic_diff_tue.bak", "Clinic_log_0400.trn", "Clinic_log_0500.trn"]
+    assert (data["engine"], data["target"], data["reaches"], data["checked"]) == (
+        "sqlserver", "2026-11-06T00:00:00", str(lsn(500)), False)
+    assert len(data["warnings"]) == 1 and len(data["notes"]) == 1
+    assert [u["name"] for u in data["unused"]] == [
+        "Clinic_fg_archive.bak", "Clinic_log_0200.trn", "Clinic_diff_mon.bak", "Clinic_log_0300.trn"]
+    assert audit(tmp_path)[-1]["options"] == {"json": True}
+
+
+def test_json_applies_only_to_restore_plan(tmp_path, capsys):
+    assert main([str(sqlserver(tmp_path, "chain.json")), "--verify-restore", "--json"]) == 2
+    assert capsys.readouterr().err.startswith("error: --json does not apply to --verify-restore\n")
