@@ -36,10 +36,12 @@ def read_text(path: str | Path, what: str, *, error: type[EtlError] = EtlError) 
                     hint=f"export the {what} as UTF-8") from None
 
 
-def parse_json(text: str, path: str | Path, *, error: type[EtlError] = EtlError) -> Any:
-    """JSON text of `path`, with line:column for syntax errors; too-deep nesting is refused."""
+def parse_json(text: str, path: str | Path, *, error: type[EtlError] = EtlError,
+               object_pairs_hook: Any = None) -> Any:
+    """JSON text of `path`, with line:column for syntax errors; too-deep nesting is refused.
+    `object_pairs_hook` as json.loads takes it (e.g. `list` to keep every field in order)."""
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=object_pairs_hook)
     except json.JSONDecodeError as problem:
         raise error(f"{path}:{problem.lineno}:{problem.colno}: invalid JSON: {problem.msg}") from None
     except RecursionError:

@@ -194,14 +194,15 @@ def test_postgres_manifest_fields(tmp_path_factory, choice, verify):
 
 @pytest.mark.parametrize(("field", "value", "message"), [
     ("PostgreSQL-Backup-Manifest-Version", None,
-     "PostgreSQL-Backup-Manifest-Version None is not a whole number"),
+     "PostgreSQL-Backup-Manifest-Version: manifest version not an integer: null"),
     ("PostgreSQL-Backup-Manifest-Version", float("inf"),
-     "PostgreSQL-Backup-Manifest-Version inf is not a whole number"),
-    ("System-Identifier", [], "System-Identifier [] is not a whole number"),
-    ("Files", "x", "Files is str, not a list"),
-    ("Files", None, "Files is NoneType, not a list"),
-    ("WAL-Ranges", [{"Timeline": 1, "Start-LSN": None, "End-LSN": "0/1"}], "None is not a PostgreSQL LSN"),
-    ("WAL-Ranges", [{}], "WAL-Ranges entry 1: needs Timeline, Start-LSN and End-LSN"),
+     "PostgreSQL-Backup-Manifest-Version: manifest version not an integer: Infinity"),
+    ("System-Identifier", [], "System-Identifier: manifest system identifier not an integer: array"),
+    ("Files", "x", "Files: unexpected scalar: Files must be an array"),
+    ("Files", None, "Files: unexpected scalar: Files must be an array"),
+    ("WAL-Ranges", [{"Timeline": 1, "Start-LSN": None, "End-LSN": "0/1"}],
+     "WAL-Ranges entry 1: could not parse start LSN: null"),
+    ("WAL-Ranges", [{}], "WAL-Ranges entry 1: missing timeline"),
 ])
 def test_postgres_manifest_pinned(tmp_path, field, value, message):
     folder = backup(tmp_path)
@@ -215,12 +216,12 @@ def test_postgres_manifest_pinned(tmp_path, field, value, message):
 
 
 @pytest.mark.parametrize(("entry", "message"), [
-    ({}, "Files entry 1: no Path, and no hex Encoded-Path of UTF-8 text"),
-    ({"Path": "base/1", "Size": "x"}, "Files entry 1: Size 'x' is not a whole number"),
-    ({"Path": "base/1"}, "Files entry 1 (base/1): no Size"),
-    ({"Path": [], "Size": 1}, "Files entry 1: Path [] is not a file name"),
+    ({}, "Files entry 1: missing path name"),
+    ({"Path": "base/1", "Size": "x"}, 'Files entry 1 (base/1): file size is not an integer: "x"'),
+    ({"Path": "base/1"}, "Files entry 1 (base/1): missing size"),
+    ({"Path": [], "Size": 1}, "Files entry 1: Path: unexpected array"),
     ({"Path": "base/1", "Size": 1, "Checksum-Algorithm": []},
-     "Files entry 1 (base/1): Checksum-Algorithm and Checksum must be text"),
+     "Files entry 1: Checksum-Algorithm: unexpected array"),
 ])
 def test_postgres_manifest_file_entry_pinned(tmp_path, entry, message):
     folder = backup(tmp_path)

@@ -91,7 +91,8 @@ def test_edited_manifest_is_caught(tmp_path):
     folder = write_backup(tmp_path / "full", start="0/2000028", end="0/2000100")
     text = (folder / "backup_manifest").read_text().replace('"Size": 9', '"Size": 10')
     (folder / "backup_manifest").write_text(text)
-    expected = "Manifest-Checksum is [0-9a-f]{64} but the manifest text hashes to"
+    expected = ("Manifest-Checksum: manifest checksum mismatch: the manifest says [0-9a-f]{64} but its "
+                "text hashes to")
     with pytest.raises(BackupDamaged, match=expected):
         read_manifest(folder / "backup_manifest")
 
@@ -182,3 +183,125 @@ def test_time_targets_need_dated_backups(tmp_path):
     chain = incremental_history(tmp_path)
     with pytest.raises(TargetNotCovered, match="carries no time, so a restore point cannot be given"):
         chain.plan(datetime(2026, 11, 2))
+
+
+
+# -- pg_verifybackup's manifest rules (src/common/parse_manifest.c, src/bin/pg_verifybackup) ---------
+
+VERSION, SYSTEM_ID = '"PostgreSQL-Backup-Manifest-Version": 2', f'"System-Identifier": {SYSTEM}'
+FILE = ('{"Path": "base/5/16384", "Size": 9, "Checksum-Algorithm": "CRC32C", '
+        f'"Checksum": "{crc32c_hex(b"heap page")}"}}')
+FILES = f'"Files": [\n{FILE}\n]'
+WAL = '"WAL-Ranges": [\n{"Timeline": 1, "Start-LSN": "0/2000028", "End-LSN": "0/2000100"}\n]'
+
+
+def manifest_bytes(*fields: str, end: str = "\n") -> bytes:
+    """A manifest of these top-level fields, one a line, with a correct Manifest-Checksum."""
+    body = "{ " + ",\n".join(fields) + ",\n"
+    return (body + f'"Manifest-Checksum": "{hashlib.sha256(body.encode()).hexdigest()}"}}' + end).encode()
+
+
+def files(*entries: str) -> str:
+    return '"Files": [\n' + ",\n".join(entries) + "\n]"
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ((VERSION, SYSTEM_ID, '"Mode": "fast"', FILES, WAL), "top level: unrecognized top-level field 'Mode'"),
+    ((VERSION, SYSTEM_ID, '"Files": {}', WAL), "Files: unexpected object: Files must be an array"),
+    ((VERSION, SYSTEM_ID, files(FILE, FILE), WAL),
+     "Files entry 2 (base/5/16384): duplicate path name (also Files entry 1)"),
+    ((VERSION, SYSTEM_ID, FILES,
+      '"WAL-Ranges": [{"Timeline": true, "Start-LSN": "0/1", "End-LSN": "0/2"}]'),
+     "WAL-Ranges entry 1: timeline is not an integer: true"),
+    ((SYSTEM_ID, VERSION, FILES, WAL),
+     "top level: expected version indicator (PostgreSQL-Backup-Manifest-Version must be the first field)"),
+    (('"PostgreSQL-Backup-Manifest-Version": 3', SYSTEM_ID, FILES, WAL),
+     "PostgreSQL-Backup-Manifest-Version: unexpected manifest version 3"),
+    (('"PostgreSQL-Backup-Manifest-Version": "two"', SYSTEM_ID, FILES, WAL),
+     'PostgreSQL-Backup-Manifest-Version: manifest version not an integer: "two"'),
+    ((VERSION, FILES, WAL), "top level: a version 2 manifest needs System-Identifier"),
+    (('"PostgreSQL-Backup-Manifest-Version": 1', SYSTEM_ID, FILES, WAL),
+     "System-Identifier: a version 1 manifest has no System-Identifier"),
+    ((VERSION, '"System-Identifier": -1', FILES, WAL),
+     "System-Identifier: manifest system identifier not an integer: -1"),
+    ((VERSION, SYSTEM_ID, FILES, FILES, WAL), "top level: duplicate field 'Files'"),
+    ((VERSION, SYSTEM_ID, WAL), "top level: no Files array"),
+    ((VERSION, SYSTEM_ID, files('"base/5/16384"'), WAL),
+     "Files entry 1: unexpected scalar: each entry must be an object"),
+    ((VERSION, SYSTEM_ID, files('{"Path": "a", "Size": 1, "Mode": 420}'), WAL),
+     "Files entry 1: unexpected file field 'Mode'"),
+    ((VERSION, SYSTEM_ID, files('{"Size": 1}'), WAL), "Files entry 1: missing path name"),
+    ((VERSION, SYSTEM_ID, files('{"Path": "a", "Encoded-Path": "61", "Size": 1}'), WAL),
+     "Files entry 1: both path name and encoded path name"),
+    ((VERSION, SYSTEM_ID, files('{"Encoded-Path": "6", "Size": 1}'), WAL),
+     "Files entry 1: could not decode file name '6'"),
+    ((VERSION, SYSTEM_ID, files('{"Path": "../../etc/passwd", "Size": 1}'), WAL),
+     "Files entry 1: path name '../../etc/passwd' is not a relative file name"),
+    ((VERSION, SYSTEM_ID, files('{"Path": "a"}'), WAL), "Files entry 1 (a): missing size"),
+    ((VERSION, SYSTEM_ID, files('{"Path": "a", "Size": 1.5}'), WAL),
+     "Files entry 1 (a): file size is not an integer: 1.5"),
+    ((VERSION, SYSTEM_ID, files('{"Path": "a", "Size": [1]}'), WAL),
+     "Files entry 1: Size: unexpected array"),
+    ((VERSION, SYSTEM_ID, files('{"Path": "a", "Size": 1, "Checksum": "00"}'), WAL),
+     "Files entry 1 (a): checksum without algorithm"),
+    ((VERSION, SYSTEM_ID, files('{"Path": "a", "Size": 1, "Checksum-Algorithm": "MD5", "Checksum": "00"}'),
+      WAL), 'Files entry 1 (a): unrecognized checksum algorithm: "MD5"'),
+    ((VERSION, SYSTEM_ID,
+      files('{"Path": "a", "Size": 1, "Checksum-Algorithm": "CRC32C", "Checksum": "xyz"}'),
+      WAL), 'Files entry 1 (a): invalid checksum: "xyz"'),
+    ((VERSION, SYSTEM_ID, files('{"Path": "a", "Size": 1, "Checksum-Algorithm": "SHA256", "Checksum": "00"}'),
+      WAL), "Files entry 1 (a): SHA256 checksum of 1 bytes, expected 32"),
+    ((VERSION, SYSTEM_ID, FILES, '"WAL-Ranges": [{"Timeline": 1, "Start-LSN": "0/1"}]'),
+     "WAL-Ranges entry 1: missing end LSN"),
+    ((VERSION, SYSTEM_ID, FILES,
+      '"WAL-Ranges": [{"Timeline": 1, "Start-LSN": "nope", "End-LSN": "0/2"}]'),
+     'WAL-Ranges entry 1: could not parse start LSN: "nope"'),
+    ((VERSION, SYSTEM_ID, FILES, '"WAL-Ranges": [{"Timeline": 1, "Start-LSN": "0/1", "End-LSN": "0/2", '
+      '"Segment": 1}]'), "WAL-Ranges entry 1: unexpected WAL range field 'Segment'"),
+], ids=["unknown top-level field", "Files {}", "duplicate paths", "Timeline true", "version not first",
+        "version 3", "version text", "v2 without system identifier", "v1 with system identifier",
+        "negative system identifier", "duplicate top-level field", "no Files", "file entry not an object",
+        "unknown file field", "no path", "path and encoded path", "odd encoded path",
+        "path escapes the folder",
+        "no size", "fractional size", "size array", "checksum without algorithm", "unknown algorithm",
+        "checksum not hex", "checksum of the wrong length", "WAL range without end", "WAL range LSN text",
+        "unknown WAL range field"])
+def test_manifest_rule_broken_under_a_valid_checksum(tmp_path, fields, message):
+    path = tmp_path / "backup_manifest"
+    path.write_bytes(manifest_bytes(*fields))
+    with pytest.raises(BackupDamaged) as caught:
+        read_manifest(path)
+    assert caught.value.message == f"{path}: {message}"
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    (manifest_bytes(VERSION, SYSTEM_ID, FILES, WAL, end=""),
+     "the last line: last line not newline-terminated"),
+    (b'{"PostgreSQL-Backup-Manifest-Version": 1, "Files": [], "WAL-Ranges": [], '
+     b'"Manifest-Checksum": "00"}\n',
+     "the manifest text: expected at least 2 lines"),
+    (manifest_bytes(VERSION, SYSTEM_ID, FILES, WAL).replace(b'"Manifest-Checksum": "',
+                                                            b'"Manifest-Checksum": "ab'),
+     'Manifest-Checksum: invalid manifest checksum: "ab'),
+    ((manifest_bytes(VERSION, SYSTEM_ID, FILES, WAL)[:-2] + b',\n"Files": []}\n'),
+     "top level: duplicate field 'Files'"),
+    (b'{"PostgreSQL-Backup-Manifest-Version": 2,\n"System-Identifier": 1,\n"Files": [],\n"WAL-Ranges": []}\n',
+     "top level: manifest has no checksum"),
+    (b"[]\n", "top level: unexpected array: the manifest must be an object"),
+    (b'{"PostgreSQL-Backup-Manifest-Version": 2, "\xff": 1}\n', "byte offset 43: not UTF-8 text"),
+], ids=["no final newline", "one line", "checksum too long", "field after the checksum", "no checksum",
+        "array", "not UTF-8"])
+def test_manifest_text_rules(tmp_path, data, message):
+    path = tmp_path / "backup_manifest"
+    path.write_bytes(data)
+    with pytest.raises(BackupDamaged) as caught:
+        read_manifest(path)
+    assert caught.value.message.startswith(f"{path}: {message}")
+
+
+def test_manifest_built_by_the_rules_helper_is_valid(tmp_path):
+    path = tmp_path / "backup_manifest"
+    path.write_bytes(manifest_bytes(VERSION, SYSTEM_ID, FILES, WAL))
+    manifest = read_manifest(path)
+    assert (manifest.version, manifest.system_identifier, [f.path for f in manifest.files]) == (
+        2, SYSTEM, ["base/5/16384"])
