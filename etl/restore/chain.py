@@ -52,6 +52,9 @@ class Backup:
     base: str | None = None
     """Name of the backup this one was taken against, when the metadata names it. A differential
     without a known base and an incremental without one are linked by position instead."""
+    base_alternatives: tuple[str, ...] = ()
+    """Other backups this one applies to as well as `base`: they stand at the same position of the
+    same database (a pg_combinebackup output and the incremental it was combined up to)."""
     missing_base: str | None = None
     """When the metadata names a base that is not in the history: how the metadata names it."""
     lineage_start: str | None = None
@@ -200,6 +203,15 @@ class Chain:
             raise ChainError(f"{self.engine}: backup names are not unique: {', '.join(dupes)}",
                              hint="give each backup a distinct name (backup set name, tag or folder)")
 
+    def clusters(self) -> list[Chain]:
+        """One chain per database holding a full backup (by `system`), for histories that mix
+        several; backups that name no system belong to each."""
+        systems = sorted({b.system for b in self.backups if b.kind is Kind.FULL and b.system is not None})
+        if len(systems) < 2:
+            return [self]
+        return [Chain(self.engine, [b for b in self.backups if b.system in (None, system)],
+                      self.format_position, self.stops_after_last_log, self.skipped) for system in systems]
+
     def get(self, name: str) -> Backup:
         try:
             return self._by_name[name]
@@ -228,10 +240,18 @@ class Chain:
         if full and self.get(full).kind is not Kind.FULL:
             raise WrongOrder(f"{self.engine}: {full} is a {self.get(full).kind.value} backup; a restore "
                              "starts from a full backup", hint="name a full backup, or leave `full` out")
+        if len(clusters := self.clusters()) > 1:
+            fulls = [sorted((b.system, b.name) for b in c.backups if b.kind is Kind.FULL) for c in clusters]
+            described = "; ".join(f"{names[0][0]}: {', '.join(name for _, name in names)}" for names in fulls)
+            raise ChainError(f"{self.engine}: the history holds backups of {len(clusters)} databases "
+                             f"({described}); a restore plan is for one",
+                             hint="plan each of Chain.clusters() (the command prints one plan per database)")
         first_error: ChainError | None = None
         for backups, off_path in self._fork_paths(target):
             try:
                 plan = self._within(backups)._plan_unforked(target, full)
+                if target is None:
+                    self._within(backups)._check_nothing_newer(plan)
             except ChainError as error:
                 first_error = first_error or error
                 continue
@@ -328,6 +348,13 @@ class Chain:
         return [b for b in self.backups if b.name not in off], off
 
     # -- one fork --------------------------------------------------------------------------
+
+    def _check_nothing_newer(self, plan: RestorePlan) -> None:
+        """The latest point is the newest the history holds: a data backup beyond the plan's reach
+        that cannot be linked (its base is missing) is a gap, not a shorter chain."""
+        for b in sorted(self.backups, key=_order):
+            if b.is_data and b.missing_base is not None and b.end > plan.reaches:
+                self._check_data_link(plan.steps[0], plan.steps[-1], b)
 
     def _fulls_before(self, target: Target) -> list[Backup]:
         fulls = [b for b in self.backups if b.kind is Kind.FULL and self._at_or_before(b, target)]
@@ -429,7 +456,8 @@ class Chain:
                 or not self._at_or_before(b, target) or not self._same_lineage(current, b):
             return False
         if b.base is not None:
-            return b.base == current.name or (b.kind is Kind.DIFFERENTIAL and b.base == full.name)
+            return b.base == current.name or current.name in b.base_alternatives \
+                or (b.kind is Kind.DIFFERENTIAL and b.base == full.name)
         return b.missing_base is None and b.start <= current.end and current.can_be_base
 
     # -- what a plan leaves out ------------------------------------------------------------
@@ -469,10 +497,10 @@ class Chain:
             return "not needed: the plan's logs already cover its positions"
         if b.missing_base is not None:
             return f"missing base: {b.missing_base} is not in the history"
-        if b.base is not None and b.base != full.name and b.base not in plan.names:
-            return f"unusable {b.kind.value}: based on {b.base}, not on {full.name}"
         if covered_by is not None:
             return f"superseded by {covered_by.name}"
+        if b.base is not None and b.base != full.name and b.base not in plan.names:
+            return f"unusable {b.kind.value}: based on {b.base}, not on {full.name}"
         return f"unusable {b.kind.value}: it does not follow {last_data.name} " \
                f"(holds changes since {self._pos(b.start)})"
 
@@ -577,6 +605,7 @@ class Chain:
                                  + (f"; its base is {base_name}" if base_name else ""),
                                  hint="restore the base full instead")
         if base_name is not None and base_name != expected.name \
+                and expected.name not in step.base_alternatives \
                 and not (step.kind is Kind.DIFFERENTIAL and base_name == current.name):
             base = self.get(base_name)
             later = "a later full that became the new base" if base.kind is Kind.FULL \

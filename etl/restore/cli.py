@@ -274,24 +274,29 @@ def load_history(job: Any) -> Chain:
 
 def print_restore_plan(
     job: Any, point_text: str | None, sequence: list[str] | None, stream: IO[str], *, as_json: bool = False
-) -> RestorePlan:
-    """Print the restore sequence (or raise the ChainError naming the backups that break it)."""
+) -> list[RestorePlan]:
+    """Print the restore sequence, one per database when the history holds several (or raise the
+    ChainError naming the backups that break it)."""
     section = job.restore
     point = parse_point(section.engine, point_text if point_text is not None else section.point)
     chain = load_history(job)
-    plan = plan_restore(chain, point, sequence=sequence)
+    chains = [chain] if sequence else chain.clusters()
+    plans = [plan_restore(one, point, sequence=sequence) for one in chains]
     if as_json:
-        print(json.dumps(plan.to_json() | {"checked": sequence is not None}, indent=2), file=stream)
-        return plan
+        shown = [plan.to_json() | {"checked": sequence is not None} for plan in plans]
+        print(json.dumps(shown[0] if len(shown) == 1 else {"plans": shown}, indent=2), file=stream)
+        return plans
     verb = "checked sequence" if sequence else "restore plan"
-    print(
-        f"{verb} for {section.engine} to {format_point(section.engine, point)}: {len(plan.steps)} backups, "
-        f"reaching {chain.format_position(plan.reaches)}",
-        file=stream,
-    )
-    for line in plan.describe().splitlines():
-        print(f"  {line}", file=stream)
-    return plan
+    for plan in plans:
+        database = f" database {plan.steps[0].system}" if len(plans) > 1 else ""
+        print(
+            f"{verb} for {section.engine}{database} to {format_point(section.engine, point)}: "
+            f"{len(plan.steps)} backups, reaching {chain.format_position(plan.reaches)}",
+            file=stream,
+        )
+        for line in plan.describe().splitlines():
+            print(f"  {line}", file=stream)
+    return plans
 
 
 # --------------------------------------------------------------------------- reading tables

@@ -29,8 +29,9 @@ import google_crc32c
 
 from etl.errors import EtlError
 from etl.inputs import parse_json, read_text, whole_number
-from etl.restore.chain import Backup, Chain, ChainError, Kind, PositionGap
+from etl.restore.chain import Backup, BrokenChain, Chain, ChainError, Kind, PositionGap
 
+ENGINE = "postgresql"
 DEFAULT_SEGMENT_SIZE = 16 * 1024 * 1024
 """wal_segment_size unless initdb --wal-segsize chose another."""
 
@@ -417,17 +418,43 @@ def backup_from_folder(folder: str | Path, *, name: str | None = None, verify: b
 
 
 def _link_incrementals(backups: list[Backup]) -> list[Backup]:
-    """Name each incremental's base: the backup starting at its INCREMENTAL FROM LSN (the
-    timelines are checked when the chain is planned, so a mismatch is reported as one)."""
-    by_start = {b.details["start_lsn"]: b.name for b in backups}
+    """Name each incremental's base, whatever order the folders are listed in: the backups of the
+    same system whose start LSN is its INCREMENTAL FROM LSN on its INCREMENTAL FROM TLI. Backups at
+    that point with one end (an incremental and its pg_combinebackup output) are equal bases; ones
+    that differ are ambiguous. Without a match of the same system and timeline, a match of another
+    timeline or system is named so that planning reports the mismatch."""
     linked = []
     for b in backups:
         if b.kind is Kind.INCREMENTAL:
-            base = by_start.get(format_lsn(b.start))
-            missing = None if base else f"a backup starting at {format_lsn(b.start)} on {b.lineage_start}"
-            b = replace(b, base=base, missing_base=missing)
+            b = _link(b, backups)
         linked.append(b)
     return linked
+
+
+def _link(incremental: Backup, backups: list[Backup]) -> Backup:
+    at_lsn = [b for b in backups
+              if b is not incremental and b.details["start_lsn"] == format_lsn(incremental.start)]
+    same_system = [b for b in at_lsn if b.system == incremental.system]
+    for matches in ([b for b in same_system if b.ends_on == incremental.lineage_start], same_system, at_lsn):
+        if matches:
+            break
+    else:
+        others = sorted(f"{b.name} at {b.details['start_lsn']} on {b.ends_on}" for b in backups
+                        if b.system == incremental.system and b is not incremental)
+        missing = (f"a backup of system {incremental.system} starting at {format_lsn(incremental.start)} on "
+                   f"{incremental.lineage_start} (candidates of that system start: "
+                   f"{', '.join(others) or 'none'})")
+        return replace(incremental, base=None, missing_base=missing)
+    matches = sorted(matches, key=lambda b: (b.kind is not Kind.INCREMENTAL, b.name))
+    if len({(b.system, b.ends_on, b.details["end_lsn"]) for b in matches}) > 1:
+        shown = ", ".join(f"{b.name} (system {b.system}, {b.ends_on}, ends at {b.details['end_lsn']})"
+                          for b in matches)
+        raise BrokenChain(f"{ENGINE}: incremental {incremental.name} is taken from "
+                          f"{format_lsn(incremental.start)} on {incremental.lineage_start}, where "
+                          f"{len(matches)} different backups start: {shown}; its base cannot be told",
+                          hint="keep only the backup the incremental was taken against in the history")
+    return replace(incremental, base=matches[0].name, base_alternatives=tuple(b.name for b in matches[1:]),
+                   missing_base=None)
 
 
 def segment_name(timeline: int, position: int, segment_size: int = DEFAULT_SEGMENT_SIZE) -> str:
@@ -468,7 +495,7 @@ def chain_from_folders(backups: Iterable[str | Path], wal_archive: str | Path | 
     """A Chain from backup folders (full and PostgreSQL 17 incremental) and an optional WAL archive."""
     data = _link_incrementals([backup_from_folder(folder, verify=verify) for folder in backups])
     logs = wal_archive_logs(wal_archive, segment_size) if wal_archive is not None else []
-    return Chain("postgresql", data + logs, format_position=format_lsn)
+    return Chain(ENGINE, data + logs, format_position=format_lsn)
 
 
 @dataclass

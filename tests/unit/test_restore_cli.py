@@ -365,3 +365,24 @@ def test_dbatools_history_plan_as_text_and_json(tmp_path, capsys):
 def test_json_applies_only_to_restore_plan(tmp_path, capsys):
     assert main([str(sqlserver(tmp_path, "chain.json")), "--verify-restore", "--json"]) == 2
     assert capsys.readouterr().err.startswith("error: --json does not apply to --verify-restore\n")
+
+
+def test_postgres_history_of_two_clusters_prints_one_plan_each(tmp_path, capsys):
+    from tests.unit.test_restore_postgres import SYSTEM, self_contained
+
+    other = SYSTEM + 1
+    folders = [self_contained(tmp_path / "a-full", "0/2000028", "0/2000100"),
+               self_contained(tmp_path / "b-full", "0/2000028", "0/2000200", system=other),
+               self_contained(tmp_path / "a-inc", "0/4000028", "0/4000100", incremental_from="0/2000028")]
+    job = job_file(tmp_path, "  engine: postgresql\n  history:\n"
+                             + "".join(f"    - {folder}\n" for folder in folders))
+    assert main([str(job), "--restore-plan"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"restore plan for postgresql database {SYSTEM} to the latest point: 2 backups, reaching 0/4000100",
+        "  1. full         a-full", "  2. incremental  a-inc",
+        f"restore plan for postgresql database {other} to the latest point: 1 backups, reaching 0/2000200",
+        "  1. full         b-full"]
+    assert main([str(job), "--restore-plan", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [[step["name"] for step in plan["steps"]] for plan in data["plans"]] == [
+        ["a-full", "a-inc"], ["b-full"]]

@@ -12,7 +12,15 @@ from pathlib import Path
 import google_crc32c
 import pytest
 
-from etl.restore.chain import BrokenChain, Kind, LineageMismatch, SystemMismatch, TargetNotCovered, WrongOrder
+from etl.restore.chain import (
+    BrokenChain,
+    ChainError,
+    Kind,
+    LineageMismatch,
+    SystemMismatch,
+    TargetNotCovered,
+    WrongOrder,
+)
 from etl.restore.postgres import (
     BackupDamaged,
     chain_from_folders,
@@ -149,9 +157,13 @@ def test_incrementals_in_the_wrong_order(tmp_path):
 
 def test_incremental_whose_base_is_missing(tmp_path):
     chain = incremental_history(tmp_path, incremental_from=("0/5000028", 1))
-    with pytest.raises(BrokenChain, match="incremental inc2 is based on a backup starting at 0/5000028 on "
-                                          "timeline 1, which is not in the history"):
+    expected = (f"postgresql: incremental inc2 is based on a backup of system {SYSTEM} starting at "
+                "0/5000028 on timeline 1 (candidates of that system start: full at 0/2000028 on timeline 1, "
+                "inc1 at 0/4000028 on timeline 1), which is not in the history (the restore reaches inc1 at "
+                "0/4000028)")
+    with pytest.raises(BrokenChain) as caught:
         chain.check(["full", "inc1", "inc2"])
+    assert caught.value.message == expected
 
 
 def test_incremental_of_another_system(tmp_path):
@@ -305,3 +317,90 @@ def test_manifest_built_by_the_rules_helper_is_valid(tmp_path):
     manifest = read_manifest(path)
     assert (manifest.version, manifest.system_identifier, [f.path for f in manifest.files]) == (
         2, SYSTEM, ["base/5/16384"])
+
+
+
+# -- PostgreSQL 17 incremental chains: linked by system, timeline and LSN ------------------------------
+
+def self_contained(folder: Path, start: str, end: str, *, system: int = SYSTEM,
+                   incremental_from: str | None = None) -> Path:
+    """A backup taken with -X stream (its WAL in pg_wal), so it restores without an archive."""
+    wal = f"pg_wal/{segment_name(1, parse_lsn(start))}"
+    return write_backup(folder, start=start, end=end, system=system,
+                        incremental_from=(incremental_from, 1) if incremental_from else None,
+                        files={"base/5/16384": folder.name.encode(), wal: b"wal"})
+
+
+def combined_history(tmp_path: Path) -> list[Path]:
+    full = self_contained(tmp_path / "full", "0/2000028", "0/2000100")
+    inc1 = self_contained(tmp_path / "inc1", "0/4000028", "0/4000100", incremental_from="0/2000028")
+    inc2 = self_contained(tmp_path / "inc2", "0/6000028", "0/6000100", incremental_from="0/4000028")
+    # pg_combinebackup full inc1 inc2 -o combined: inc2's label without the INCREMENTAL lines
+    combined = self_contained(tmp_path / "combined", "0/6000028", "0/6000100")
+    inc3 = self_contained(tmp_path / "inc3", "0/8000028", "0/8000100", incremental_from="0/6000028")
+    return [full, inc1, inc2, combined, inc3]
+
+
+def test_originals_and_their_combined_output_in_any_listing_order(tmp_path):
+    folders = combined_history(tmp_path)
+    for order in (folders, folders[::-1], [folders[3], folders[4], folders[0], folders[2], folders[1]]):
+        chain = chain_from_folders(order)
+        assert chain.get("inc3").base == "inc2"
+        assert chain.get("inc3").base_alternatives == ("combined",)
+        plan = chain.plan()
+        assert plan.names == ["combined", "inc3"]
+        assert plan.unused == (("full", "superseded by the later full combined"),
+                               ("inc1", "superseded by combined"), ("inc2", "superseded by combined"))
+        # the original sequence is just as valid: no false BrokenChain
+        assert chain.check(["full", "inc1", "inc2", "inc3"]).reaches == parse_lsn("0/8000100")
+
+
+def test_two_clusters_in_one_history_plan_one_at_a_time(tmp_path):
+    other = SYSTEM + 1
+    folders = [self_contained(tmp_path / "a-full", "0/2000028", "0/2000100"),
+               self_contained(tmp_path / "b-full", "0/2000028", "0/2000200", system=other),
+               self_contained(tmp_path / "a-inc", "0/4000028", "0/4000100", incremental_from="0/2000028"),
+               self_contained(tmp_path / "b-inc", "0/5000028", "0/5000100", system=other,
+                              incremental_from="0/2000028")]
+    chain = chain_from_folders(folders)
+    assert (chain.get("a-inc").base, chain.get("b-inc").base) == ("a-full", "b-full")
+    with pytest.raises(ChainError) as caught:
+        chain.plan()
+    assert caught.value.message == (f"postgresql: the history holds backups of 2 databases ({SYSTEM}: "
+                                    f"a-full; {other}: b-full); a restore plan is for one")
+    assert [c.plan().names for c in chain.clusters()] == [["a-full", "a-inc"], ["b-full", "b-inc"]]
+
+
+def test_gap_in_an_incremental_chain_is_an_error_not_a_shorter_plan(tmp_path):
+    folders = combined_history(tmp_path)
+    chain = chain_from_folders([folders[0], folders[1], folders[4]])  # inc2 and combined missing
+    expected = (f"postgresql: incremental inc3 is based on a backup of system {SYSTEM} starting at 0/6000028 "
+                "on timeline 1 (candidates of that system start: full at 0/2000028 on timeline 1, "
+                "inc1 at 0/4000028 on timeline 1), which is not in the history (the restore reaches inc1 at "
+                "0/4000100)")
+    with pytest.raises(BrokenChain) as caught:
+        chain.plan()
+    assert caught.value.message == expected
+    # a point before the gap still plans
+    assert chain.plan(parse_lsn("0/4000100")).names == ["full", "inc1"]
+
+
+def test_ambiguous_incremental_base_names_the_candidates(tmp_path):
+    folders = [self_contained(tmp_path / "full-a", "0/2000028", "0/2000100"),
+               self_contained(tmp_path / "full-b", "0/2000028", "0/2000300"),
+               self_contained(tmp_path / "inc", "0/4000028", "0/4000100", incremental_from="0/2000028")]
+    with pytest.raises(BrokenChain) as caught:
+        chain_from_folders(folders)
+    assert caught.value.message == (
+        "postgresql: incremental inc is taken from 0/2000028 on timeline 1, where 2 different backups "
+        f"start: full-a (system {SYSTEM}, timeline 1, ends at 0/2000100), full-b (system {SYSTEM}, "
+        "timeline 1, ends at 0/2000300); its base cannot be told")
+
+
+def test_backup_folder_without_backup_label(tmp_path):
+    folder = self_contained(tmp_path / "full", "0/2000028", "0/2000100")
+    (folder / "backup_label").unlink()
+    with pytest.raises(ChainError) as caught:
+        chain_from_folders([folder], verify=False)
+    assert caught.value.message == \
+        f"cannot read backup_label {folder / 'backup_label'}: No such file or directory"
