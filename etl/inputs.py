@@ -8,6 +8,7 @@ wrong type.
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from pathlib import Path
@@ -60,6 +61,14 @@ def json_rows(data: Any, path: str | Path, what: str, *, error: type[EtlError] =
         if not isinstance(row, dict):
             raise error(f"{path}: row {number} is {type(row).__name__}, not an object of {what} columns")
     return data
+
+
+def csv_rows(text: str, path: str | Path, *, error: type[EtlError] = EtlError) -> list[dict]:
+    """CSV text with a header row as one dict per row (cells past the header under None)."""
+    try:
+        return list(csv.DictReader(text.splitlines()))
+    except csv.Error as problem:
+        raise error(f"{path}: not CSV text ({problem})") from None
 
 
 def whole_number(value: Any, where: str, field: str, *, error: type[EtlError] = EtlError) -> int:

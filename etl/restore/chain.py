@@ -100,6 +100,13 @@ class ChainError(EtlError):
     exit_code = 3
 
 
+class UnreadableInput(ChainError):
+    """A backup history, backup folder, metadata export or restore point that cannot be read as
+    given (missing, malformed, of the wrong type): a bad input, like a bad job file."""
+
+    exit_code = 2
+
+
 class BrokenChain(ChainError):
     """A backup's base is missing or is not the backup before it."""
 
@@ -200,8 +207,8 @@ class Chain:
         if len(self._by_name) != len(self.backups):
             names = [b.name for b in self.backups]
             dupes = sorted({name for name in names if names.count(name) > 1})
-            raise ChainError(f"{self.engine}: backup names are not unique: {', '.join(dupes)}",
-                             hint="give each backup a distinct name (backup set name, tag or folder)")
+            raise UnreadableInput(f"{self.engine}: backup names are not unique: {', '.join(dupes)}",
+                                  hint="give each backup a distinct name (backup set name, tag or folder)")
 
     def clusters(self) -> list[Chain]:
         """One chain per database holding a full backup (by `system`), for histories that mix

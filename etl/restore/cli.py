@@ -7,8 +7,10 @@ job's relational source modules, so a manifest taken at backup time and the rest
 are read and encoded alike.
 
 Exit codes follow the command's: 0 done (and, for --verify-restore, exact), 1 the restored
-database differs from the manifest, 2 a restore option or section that cannot work, 3 a chain
-error (ChainError), an unreadable manifest or an unreachable database.
+database differs from the manifest (or a backup's files differ from its backup_manifest), 2 a
+restore option or section that cannot work, or an input that cannot be read (a backup history,
+backup folder, backup_manifest or restore point: UnreadableInput), 3 a chain error (ChainError),
+an unreadable checksum manifest or an unreachable database.
 """
 
 from __future__ import annotations

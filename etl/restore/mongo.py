@@ -29,7 +29,7 @@ import bson
 from bson.errors import BSONError
 from bson.timestamp import Timestamp
 
-from etl.restore.chain import Backup, Chain, ChainError, Kind
+from etl.restore.chain import Backup, Chain, Kind, UnreadableInput
 
 _OPLOG_FILES = ("oplog.bson", "oplog.bson.gz", "local/oplog.rs.bson", "local/oplog.rs.bson.gz")
 
@@ -68,22 +68,23 @@ def read_oplog_range(path: str | Path) -> OplogRange:
             for entry in _entries(handle, path):
                 ts = entry.get("ts")
                 if not isinstance(ts, Timestamp):
-                    raise ChainError(f"{path}: oplog entry {entries + 1} has no Timestamp ts",
-                                     hint="is this an oplog dump (local.oplog.rs)?")
+                    raise UnreadableInput(f"{path}: oplog entry {entries + 1} has no Timestamp ts",
+                                          hint="is this an oplog dump (local.oplog.rs)?")
                 if last is not None and ts < last:
-                    raise ChainError(f"{path}: oplog entry {entries + 1} at {ts} comes after {last}: "
-                                     "entries are out of order", hint="dump the oplog sorted by ts")
+                    raise UnreadableInput(f"{path}: oplog entry {entries + 1} at {ts} comes after {last}: "
+                                          "entries are out of order", hint="dump the oplog sorted by ts")
                 first = first or ts
                 last = ts
                 entries += 1
     except (EOFError, zlib.error, gzip.BadGzipFile) as error:
-        raise ChainError(f"{path}: damaged gzip data ({error})",
-                         hint="the dump file is truncated or corrupt") from None
+        raise UnreadableInput(f"{path}: damaged gzip data ({error})",
+                              hint="the dump file is truncated or corrupt") from None
     except OSError as error:
-        raise ChainError(f"cannot read oplog {path}: {error.strerror or error}") from error
+        raise UnreadableInput(f"cannot read oplog {path}: {error.strerror or error}") from error
     if first is None or last is None:
-        raise ChainError(f"{path} holds no oplog entries, so the dump's point in time is unknown",
-                         hint="dump with --oplog while writes happen, or add an oplog slice that covers it")
+        raise UnreadableInput(f"{path} holds no oplog entries, so the dump's point in time is unknown",
+                              hint="dump with --oplog while writes happen, or add an oplog slice that "
+                              "covers it")
     return OplogRange(path, first, last, entries)
 
 
@@ -95,8 +96,8 @@ def _entries(handle: IO[bytes], path: Path) -> Iterator[dict]:
     try:
         yield from bson.decode_file_iter(handle)
     except BSONError as error:
-        raise ChainError(f"{path}: damaged BSON ({error})",
-                         hint="the dump file is truncated or corrupt") from error
+        raise UnreadableInput(f"{path}: damaged BSON ({error})",
+                              hint="the dump file is truncated or corrupt") from error
 
 
 def backup_from_dump(folder: str | Path, *, name: str | None = None) -> Backup:
@@ -104,8 +105,9 @@ def backup_from_dump(folder: str | Path, *, name: str | None = None) -> Backup:
     folder = Path(folder)
     oplog = next((folder / f for f in _OPLOG_FILES if (folder / f).is_file()), None)
     if oplog is None:
-        raise ChainError(f"{folder}: no oplog.bson or local/oplog.rs.bson, so its point in time is unknown",
-                         hint="take dumps with mongodump --oplog")
+        raise UnreadableInput(f"{folder}: no oplog.bson or local/oplog.rs.bson, so its point in time is "
+                              "unknown",
+                              hint="take dumps with mongodump --oplog")
     span = read_oplog_range(oplog)
     has_data = any(p.suffix in (".bson", ".gz") and p.parent != folder and p.parent.name != "local"
                    for p in folder.rglob("*.bson*"))

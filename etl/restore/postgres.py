@@ -29,7 +29,7 @@ import google_crc32c
 
 from etl.errors import EtlError
 from etl.inputs import parse_json, read_text, whole_number
-from etl.restore.chain import Backup, BrokenChain, Chain, ChainError, Kind, PositionGap
+from etl.restore.chain import Backup, BrokenChain, Chain, ChainError, Kind, PositionGap, UnreadableInput
 
 ENGINE = "postgresql"
 DEFAULT_SEGMENT_SIZE = 16 * 1024 * 1024
@@ -46,10 +46,16 @@ class BackupDamaged(EtlError):
     exit_code = 1
 
 
+class MalformedManifest(BackupDamaged, UnreadableInput):
+    """A backup_manifest that is missing or breaks a rule of its format (a bad input: exit 2)."""
+
+    exit_code = 2
+
+
 def parse_lsn(text: str) -> int:
     """`0/3000028` -> 50331688."""
     if not isinstance(text, str):
-        raise ChainError(f"{text!r} is not a PostgreSQL LSN", hint="write LSNs as X/Y in hex")
+        raise UnreadableInput(f"{text!r} is not a PostgreSQL LSN", hint="write LSNs as X/Y in hex")
     high, _, low = text.partition("/")
     try:
         high_part, low_part = int(high, 16), int(low, 16)
@@ -57,7 +63,7 @@ def parse_lsn(text: str) -> int:
             raise ValueError(text)
         return (high_part << 32) | low_part
     except ValueError:
-        raise ChainError(f"{text!r} is not a PostgreSQL LSN", hint="write LSNs as X/Y in hex") from None
+        raise UnreadableInput(f"{text!r} is not a PostgreSQL LSN", hint="write LSNs as X/Y in hex") from None
 
 
 def format_lsn(position: int) -> str:
@@ -102,7 +108,7 @@ class _Object(list):
 
 
 def _damaged(path: Path, place: str, rule: str) -> BackupDamaged:
-    return BackupDamaged(f"{path}: {place}: {rule}",
+    return MalformedManifest(f"{path}: {place}: {rule}",
                          hint="pg_verifybackup refuses this manifest too; take the backup again or restore "
                          "the original backup_manifest")
 
@@ -114,12 +120,12 @@ def read_manifest(path: str | Path) -> BackupManifest:
     try:
         raw = path.read_bytes()
     except OSError as error:
-        raise BackupDamaged(f"cannot read {path}: {error.strerror or error}") from None
+        raise MalformedManifest(f"cannot read {path}: {error.strerror or error}") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
         raise _damaged(path, f"byte offset {error.start}", "not UTF-8 text") from None
-    pairs = parse_json(text, path, error=BackupDamaged, object_pairs_hook=_Object)
+    pairs = parse_json(text, path, error=MalformedManifest, object_pairs_hook=_Object)
     if not isinstance(pairs, _Object):
         raise _damaged(path, "top level", f"unexpected {_json_type(pairs)}: the manifest must be an object")
     fields = _fields(pairs, path, "top level", _MANIFEST_FIELDS, "unrecognized top-level field")
@@ -353,24 +359,24 @@ class BackupLabel:
 
 def read_backup_label(path: str | Path) -> BackupLabel:
     fields: dict[str, str] = {}
-    for line in read_text(path, "backup_label", error=ChainError).splitlines():
+    for line in read_text(path, "backup_label", error=UnreadableInput).splitlines():
         name, _, value = line.partition(": ")
         fields[name.strip()] = value.strip()
     start = fields.get("START WAL LOCATION", "").split(" ")[0]
     if not start:
-        raise ChainError(f"{path}: no START WAL LOCATION line", hint="is this a backup_label file?")
+        raise UnreadableInput(f"{path}: no START WAL LOCATION line", hint="is this a backup_label file?")
     incremental = fields.get("INCREMENTAL FROM LSN")
     try:
         start_lsn = parse_lsn(start)
         incremental_from_lsn = parse_lsn(incremental) if incremental else None
     except ChainError as error:
-        raise ChainError(f"{path}: {error.message}", hint=error.hint) from None
+        raise UnreadableInput(f"{path}: {error.message}", hint=error.hint) from None
     return BackupLabel(start_lsn=start_lsn,
                        timeline=whole_number(fields.get("START TIMELINE", "1"), str(path), "START TIMELINE",
-                                             error=ChainError),
+                                             error=UnreadableInput),
                        incremental_from_lsn=incremental_from_lsn,
                        incremental_from_tli=whole_number(fields["INCREMENTAL FROM TLI"], str(path),
-                                                         "INCREMENTAL FROM TLI", error=ChainError)
+                                                         "INCREMENTAL FROM TLI", error=UnreadableInput)
                        if "INCREMENTAL FROM TLI" in fields else None,
                        label=fields.get("LABEL", ""))
 
@@ -384,10 +390,10 @@ def system_identifier(folder: Path, manifest: BackupManifest) -> int:
         with control.open("rb") as handle:
             head = handle.read(8)
     except OSError as error:
-        raise ChainError(f"cannot read {control} for the system identifier: {error.strerror}",
-                         hint="a version 1 backup_manifest needs global/pg_control") from None
+        raise UnreadableInput(f"cannot read {control} for the system identifier: {error.strerror}",
+                              hint="a version 1 backup_manifest needs global/pg_control") from None
     if len(head) < 8:
-        raise ChainError(f"{control}: {len(head)} bytes, too short for a system identifier")
+        raise UnreadableInput(f"{control}: {len(head)} bytes, too short for a system identifier")
     return int.from_bytes(head, "little")
 
 
@@ -397,7 +403,8 @@ def backup_from_folder(folder: str | Path, *, name: str | None = None, verify: b
     manifest = verify_backup_folder(folder) if verify else read_manifest(folder / "backup_manifest")
     label = read_backup_label(folder / "backup_label")
     if not manifest.wal_ranges:
-        raise ChainError(f"{folder}/backup_manifest: no WAL-Ranges", hint="was the manifest cut short?")
+        raise MalformedManifest(f"{folder}/backup_manifest: no WAL-Ranges",
+                                hint="was the manifest cut short?")
     wal_end = max(r.end for r in manifest.wal_ranges)
     incremental = label.incremental_from_lsn is not None
     # With -X stream/fetch the backup carries the WAL to its end LSN; without, replay starts at
@@ -476,7 +483,7 @@ def wal_archive_logs(archive: str | Path, segment_size: int = DEFAULT_SEGMENT_SI
     try:
         names = sorted(n for n in os.listdir(archive) if _SEGMENT.match(n))
     except OSError as error:
-        raise ChainError(f"cannot list WAL archive {archive}: {error.strerror}") from error
+        raise UnreadableInput(f"cannot list WAL archive {archive}: {error.strerror}") from error
     runs: list[tuple[int, int, int, str, str]] = []  # timeline, start, end, first name, last name
     for name in names:
         timeline, start = _segment_start(name, segment_size)

@@ -26,7 +26,6 @@ Column meanings (Microsoft documentation):
 
 from __future__ import annotations
 
-import csv
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -35,8 +34,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path, PureWindowsPath
 from typing import Any
 
-from etl.inputs import json_rows, parse_json, read_text
-from etl.restore.chain import Backup, Chain, ChainError, Kind, as_utc, first_present
+from etl.inputs import csv_rows, json_rows, parse_json, read_text
+from etl.restore.chain import Backup, BrokenChain, Chain, Kind, UnreadableInput, as_utc, first_present
 
 BACKUPSET_QUERY = """
 SELECT backup_set_id, backup_set_uuid, name, type, is_copy_only, database_name,
@@ -85,12 +84,12 @@ def load_history(path: str | Path) -> Chain:
     """A Chain from a CSV (header row) or JSON (a list of objects, or one object) export of
     backupset, HEADERONLY or dbatools' Get-DbaDbBackupHistory, UTF-8 or UTF-16 with a BOM."""
     path = Path(path)
-    text = read_text(path, "SQL Server backup history")
+    text = read_text(path, "SQL Server backup history", error=UnreadableInput)
     if path.suffix.lower() == ".json":
-        data = parse_json(text, path, error=ChainError)
-        rows = json_rows([data] if isinstance(data, dict) else data, path, "backupset", error=ChainError)
+        data = parse_json(text, path, error=UnreadableInput)
+        rows = json_rows([data] if isinstance(data, dict) else data, path, "backupset", error=UnreadableInput)
     else:
-        rows = list(csv.DictReader(text.splitlines()))
+        rows = csv_rows(text, path, error=UnreadableInput)
     return chain_from_rows(rows, source=str(path))
 
 
@@ -205,9 +204,9 @@ def _differential_base(row: dict[str, Any], name: str, fulls: list[tuple[dict, s
     if not at_lsn:
         return base_lsn, None, (f"a full at checkpoint_lsn {base_lsn} ({column}; the history has no "
                                 "differential_base_guid)"), None
-    raise ChainError(f"{source}: differential {name}: {len(at_lsn)} fulls have checkpoint_lsn {base_lsn} "
-                     f"({', '.join(sorted(at_lsn))}) and the history has no differential_base_guid to tell "
-                     "which is its base", hint="export backupset.differential_base_guid and backup_set_uuid")
+    raise BrokenChain(f"{source}: differential {name}: {len(at_lsn)} fulls have checkpoint_lsn {base_lsn} "
+                      f"({', '.join(sorted(at_lsn))}) and the history has no differential_base_guid to tell "
+                      "which is its base", hint="export backupset.differential_base_guid and backup_set_uuid")
 
 
 def _lsn(row: dict[str, Any], source: str, name: str, *columns: str) -> int:
@@ -221,8 +220,8 @@ def _lsn(row: dict[str, Any], source: str, name: str, *columns: str) -> int:
         return int(number)
     except (ArithmeticError, ValueError, InvalidOperation):
         problem = "missing" if value is None else f"{value!r}, not a whole number"
-        raise ChainError(f"{source}: backup {name}: {columns[0]} is {problem}",
-                         hint="export the LSN columns as numbers (numeric(25,0))") from None
+        raise UnreadableInput(f"{source}: backup {name}: {columns[0]} is {problem}",
+                              hint="export the LSN columns as numbers (numeric(25,0))") from None
 
 
 def _guid(value: Any) -> str | None:
@@ -255,5 +254,5 @@ def _date(value: Any, source: str, name: str) -> datetime | None:
                 return datetime.strptime(text, form)
             except ValueError:
                 continue
-    raise ChainError(f"{source}: backup {name}: backup_finish_date {value!r} is not a date",
-                     hint="export dates as YYYY-MM-DD HH:MM:SS, /Date(ms)/ or M/D/YYYY h:mm:ss AM")
+    raise UnreadableInput(f"{source}: backup {name}: backup_finish_date {value!r} is not a date",
+                          hint="export dates as YYYY-MM-DD HH:MM:SS, /Date(ms)/ or M/D/YYYY h:mm:ss AM")

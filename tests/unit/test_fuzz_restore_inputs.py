@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from etl.checksum.manifest import Manifest, ManifestError
 from etl.errors import EtlError
 from etl.restore import mongo, oracle, postgres, sqlserver
-from etl.restore.chain import ChainError
+from etl.restore.chain import ChainError, UnreadableInput
 from tests.unit.test_restore_postgres import write_backup
 from tests.unit.test_restore_verify import FULL
 
@@ -63,7 +63,8 @@ def names_file(call, path):
     try:
         call()
     except EtlError as error:
-        if type(error) in (ChainError, EtlError, ManifestError, postgres.BackupDamaged):
+        if type(error) in (ChainError, EtlError, ManifestError, postgres.BackupDamaged, UnreadableInput,
+                           postgres.MalformedManifest):
             assert str(path) in str(error), str(error)
         return error
     return None
