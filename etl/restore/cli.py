@@ -32,7 +32,7 @@ from etl.files import make_folder, write_private
 from etl.records import Column, TableSpec
 from etl.restore import mongo, postgres
 from etl.restore.api import load_chain, plan_restore, to_position
-from etl.restore.chain import Chain, RestorePlan
+from etl.restore.chain import Chain, RestorePlan, UnreadableInput
 from etl.restore.verify import (
     RestoreVerification,
     compose_over_bases,
@@ -438,9 +438,12 @@ def manifest_folder(job: Any) -> Path:
 def load_manifests(job: Any) -> dict[str, Manifest]:
     """Every manifest of the folder, by backup name (the file's stem)."""
     folder = manifest_folder(job)
-    found = (
-        {path.stem: Manifest.load(path) for path in sorted(folder.glob("*.json"))} if folder.is_dir() else {}
-    )
+    found = {}
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            found[path.stem] = Manifest.load(path)
+        except ManifestError as error:  # an input that cannot be read, like a bad job file
+            raise UnreadableInput(error.message, hint=error.hint) from None
     if not found:
         raise ManifestError(
             f"no checksum manifests in {folder}",
@@ -602,9 +605,10 @@ def composed_manifest(job: Any, point_text: str | None) -> tuple[Manifest, str]:
     data backups when there is a history, else the manifest taken at the point (or the latest)."""
     section = job.restore
     point = parse_point(section.engine, point_text if point_text is not None else section.point)
+    history = load_history(job) if section.history else None  # an unreadable history before the manifests
     manifests = load_manifests(job)
-    if section.history:
-        plan = plan_restore(load_history(job), point)
+    if history is not None:
+        plan = plan_restore(history, point)
         names = [step.name for step in plan.steps if step.is_data]
         return manifest_for_plan(plan, manifests), f"manifests of {', '.join(names)}"
     if point is None:
