@@ -23,16 +23,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from bson.timestamp import Timestamp
-
 from etl.checksum import Manifest, ManifestError, TableManifest, Tolerances
 from etl.checksum.results import key_text
 from etl.errors import EtlError
 from etl.files import make_folder, write_private
 from etl.records import Column, TableSpec
-from etl.restore import mongo, postgres
-from etl.restore.api import load_chain, plan_restore, to_position
-from etl.restore.chain import Chain, RestorePlan, UnreadableInput
+from etl.restore.api import load_chain, plan_restore
+from etl.restore.chain import Chain, RestorePlan, Target, UnreadableInput
+from etl.restore.engine import RestoreEngine
+from etl.restore.engines import get_engine
 from etl.restore.verify import (
     RestoreVerification,
     compose_over_bases,
@@ -47,8 +46,6 @@ EXIT_OK, EXIT_DIFFERENCES = 0, 1
 FIRST_KEYS = 5
 """Differing and drifted keys printed per table; the result file lists them all (up to
 `validation.max_differences`)."""
-POSITION_NAMES = {"sqlserver": "lsn", "oracle": "scn", "postgresql": "lsn", "mongodb": "ts"}
-"""How a manifest's `position` names the engine's position."""
 RELATIONAL_SOURCES = ("postgres", "mssql", "oracle")
 _BACKUP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
 _SEGMENT_KEY_TYPES = (str, int)
@@ -200,62 +197,13 @@ def _check_options(args: argparse.Namespace) -> None:
         )
 
 
-# --------------------------------------------------------------------------- points and positions
-
-
-def parse_point(engine: str, value: Any) -> int | datetime | None:
-    """A restore point from the job file or the command line on the chain's number line."""
-    if value is None or value == "latest":
-        return None
-    if isinstance(value, bool):
-        raise RestoreCommandError(f"{engine}: restore point {value} is not a position nor a time")
-    if engine == "mongodb" and re.fullmatch(r"\d+", str(value).strip()):
-        # YAML 1.1 reads an unquoted 1700000000:7 as a base-60 integer
-        raise RestoreCommandError(
-            f"mongodb: restore point {value} is not an oplog timestamp",
-            hint='write it as quoted text "SECONDS:INCREMENT", e.g. point: "1700000000:7"',
-        )
-    if isinstance(value, int | datetime):
-        return to_position(engine, value)
-    text = str(value).strip()
-    if re.fullmatch(r"\d+", text):
-        return int(text)
-    if engine == "postgresql" and "/" in text:
-        return postgres.parse_lsn(text)
-    if engine == "mongodb" and (match := re.fullmatch(r"(\d+):(\d+)", text)):
-        return mongo.position(Timestamp(int(match.group(1)), int(match.group(2))))
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        raise RestoreCommandError(
-            f"{engine}: restore point {text!r} is neither a position nor a time",
-            hint={
-                "postgresql": "give an LSN like 0/3000060",
-                "mongodb": "give an oplog SECONDS:INCREMENT",
-            }.get(engine, "give an LSN or SCN as a number")
-            + ", an ISO time, or 'latest'",
-        ) from None
-
-
-def format_point(engine: str, point: int | datetime | None) -> str:
-    if point is None:
-        return "the latest point"
-    if isinstance(point, datetime):
-        return point.isoformat(sep=" ")
-    if engine == "postgresql":
-        return postgres.format_lsn(point)
-    if engine == "mongodb":
-        ts = mongo.timestamp(point)
-        return f"{ts.time}:{ts.inc}"
-    return str(point)
-
-
-def manifest_position(engine: str, point: int) -> dict[str, str]:
-    """How a manifest records a position: one name per engine, the engine's notation."""
-    return {POSITION_NAMES[engine]: format_point(engine, point)}
-
-
 # --------------------------------------------------------------------------- --restore-plan
+
+
+def restore_point(job: Any, point_text: str | None) -> Target:
+    """`--point`, else `restore.point`, on the engine's number line."""
+    given = point_text if point_text is not None else job.restore.point
+    return get_engine(job.restore.engine).parse_point(given)
 
 
 def load_history(job: Any) -> Chain:
@@ -279,8 +227,8 @@ def print_restore_plan(
 ) -> list[RestorePlan]:
     """Print the restore sequence, one per database when the history holds several (or raise the
     ChainError naming the backups that break it)."""
-    section = job.restore
-    point = parse_point(section.engine, point_text if point_text is not None else section.point)
+    section, engine = job.restore, get_engine(job.restore.engine)
+    point = restore_point(job, point_text)
     chain = load_history(job)
     chains = [chain] if sequence else chain.clusters()
     plans = [plan_restore(one, point, sequence=sequence) for one in chains]
@@ -292,7 +240,7 @@ def print_restore_plan(
     for plan in plans:
         database = f" database {plan.steps[0].system}" if len(plans) > 1 else ""
         print(
-            f"{verb} for {section.engine}{database} to {format_point(section.engine, point)}: "
+            f"{verb} for {section.engine}{database} to {engine.format_point(point)}: "
             f"{len(plan.steps)} backups, reaching {chain.format_position(plan.reaches)}",
             file=stream,
         )
@@ -482,8 +430,9 @@ def take_manifest(
     taken_at = datetime.now(UTC).isoformat()
     reader = open_reader(job, "source", tables)
     try:
-        at = _position(section.engine, position, reader)
-        manifest = Manifest(position=manifest_position(section.engine, at), taken_at=taken_at)
+        engine = get_engine(section.engine)
+        at = _position(engine, position, reader)
+        manifest = Manifest(position=engine.manifest_position(at), taken_at=taken_at)
         for table in tables:
             manifest.add(_table_manifest(job, reader, table, base_manifest, stream))
     finally:
@@ -498,30 +447,22 @@ def take_manifest(
     return manifest
 
 
-def _position(engine: str, given: str | None, reader: Any) -> int:
+def _position(engine: RestoreEngine, given: str | None, reader: Any) -> int:
     if given is not None:
-        point = parse_point(engine, given)
+        point = engine.parse_point(given)
         if not isinstance(point, int):
             raise RestoreCommandError(
                 f"--position {given!r} is a time; a manifest records a position",
                 hint="give the backup's LSN, SCN or oplog SECONDS:INCREMENT",
             )
         return point
-    if engine == "postgresql" and reader.config.type == "postgres":
-        # https://www.postgresql.org/docs/15/functions-admin.html (Backup Control Functions)
-        connection = reader.connect()
-        try:
-            (lsn,) = connection.execute(
-                "SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()"
-                " ELSE pg_current_wal_lsn() END::text"
-            ).fetchone()
-        finally:
-            connection.close()
-        return postgres.parse_lsn(lsn)
-    raise RestoreCommandError(
-        f"--take-manifest needs --position for {engine} backups",
-        hint="give the backup's position (e.g. its last LSN or checkpoint SCN)",
-    )
+    current = engine.current_position(reader)
+    if current is None:
+        raise RestoreCommandError(
+            f"--take-manifest needs --position for {engine.name} backups",
+            hint="give the backup's position (e.g. its last LSN or checkpoint SCN)",
+        )
+    return current
 
 
 def _table_manifest(
@@ -603,8 +544,8 @@ class _Instant:
 def composed_manifest(job: Any, point_text: str | None) -> tuple[Manifest, str]:
     """The manifest of the restore point and what it was composed from: over the restore plan's
     data backups when there is a history, else the manifest taken at the point (or the latest)."""
-    section = job.restore
-    point = parse_point(section.engine, point_text if point_text is not None else section.point)
+    section, engine = job.restore, get_engine(job.restore.engine)
+    point = restore_point(job, point_text)
     history = load_history(job) if section.history else None  # an unreadable history before the manifests
     manifests = load_manifests(job)
     if history is not None:
@@ -619,9 +560,8 @@ def composed_manifest(job: Any, point_text: str | None) -> tuple[Manifest, str]:
             "without restore.history the restore point must be a position, not a time",
             hint="give the LSN/SCN/oplog position the manifest was taken at",
         )
-    return manifest_at(
-        manifests.values(), manifest_position(section.engine, point)
-    ), f"manifest at {format_point(section.engine, point)}"
+    return manifest_at(manifests.values(), engine.manifest_position(point)), \
+        f"manifest at {engine.format_point(point)}"
 
 
 def verify_restored(job: Any, point_text: str | None, stream: IO[str]) -> RestoreVerification:

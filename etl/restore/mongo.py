@@ -18,18 +18,20 @@ nothing shows whether entries existed between two timestamps that do not touch.
 from __future__ import annotations
 
 import gzip
+import re
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import bson
 from bson.errors import BSONError
 from bson.timestamp import Timestamp
 
 from etl.restore.chain import Backup, Chain, Kind, UnreadableInput
+from etl.restore.engine import RestoreEngine, Source
 
 _OPLOG_FILES = ("oplog.bson", "oplog.bson.gz", "local/oplog.rs.bson", "local/oplog.rs.bson.gz")
 
@@ -141,3 +143,33 @@ def oplog_gaps(chain: Chain) -> list[tuple[Backup, Backup]]:
             reach = backup
     return gaps
 
+
+
+class Mongo(RestoreEngine):
+    """MongoDB: mongodump folders with oplogs; oplog timestamps as positions (SECONDS:INCREMENT)."""
+
+    name = "mongodb"
+    position_name = "ts"
+    point_hint = "give an oplog SECONDS:INCREMENT"
+
+    def load_history(self, sources: Sequence[Source], *, wal_archive: str | Path | None = None,
+                     verify_files: bool = False) -> Chain:
+        if not sources or not all(isinstance(s, str | Path) for s in sources):
+            raise self.cannot_read(sources, "mongodump folders")
+        return chain_from_dumps([Path(str(s)) for s in sources])
+
+    def native_position(self, value: Any) -> int | None:
+        return position(value) if isinstance(value, Timestamp) else None
+
+    def parse_position(self, text: str) -> int | None:
+        if re.fullmatch(r"\d+", text):
+            # YAML 1.1 reads an unquoted 1700000000:7 as a base-60 integer
+            raise UnreadableInput(f"mongodb: restore point {text} is not an oplog timestamp",
+                                  hint='write it as quoted text "SECONDS:INCREMENT", '
+                                  'e.g. point: "1700000000:7"')
+        match = re.fullmatch(r"(\d+):(\d+)", text)
+        return position(Timestamp(int(match.group(1)), int(match.group(2)))) if match else None
+
+    def format_position(self, position_: int) -> str:
+        ts = timestamp(position_)
+        return f"{ts.time}:{ts.inc}"

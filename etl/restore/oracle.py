@@ -25,13 +25,14 @@ is needed). Planning covers one redo thread (single-instance databases).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from etl.inputs import csv_rows, json_rows, parse_json, read_text, whole_number
 from etl.restore.chain import Backup, Chain, ChainError, Kind, UnreadableInput, first_present
+from etl.restore.engine import RestoreEngine, Source
 
 VIEW_QUERIES = {
     "v$backup_set": "SELECT s.SET_STAMP, s.SET_COUNT, s.BACKUP_TYPE, s.INCREMENTAL_LEVEL, s.COMPLETION_TIME,"
@@ -212,3 +213,16 @@ def _date(value: Any) -> datetime | None:
 
 def _sortable(value: datetime | None) -> datetime:
     return value or datetime.min
+
+
+class Oracle(RestoreEngine):
+    """Oracle RMAN: the V$BACKUP_* views exported to a folder; SCN positions."""
+
+    name = "oracle"
+    position_name = "scn"
+
+    def load_history(self, sources: Sequence[Source], *, wal_archive: str | Path | None = None,
+                     verify_files: bool = False) -> Chain:
+        if len(sources) != 1 or not isinstance(sources[0], str | Path):
+            raise self.cannot_read(sources, "one folder of exported views")
+        return load_views(sources[0])

@@ -21,15 +21,17 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import google_crc32c
 
 from etl.errors import EtlError
 from etl.inputs import parse_json, read_text, whole_number
 from etl.restore.chain import Backup, BrokenChain, Chain, ChainError, Kind, PositionGap, UnreadableInput
+from etl.restore.engine import RestoreEngine, Source
 
 ENGINE = "postgresql"
 DEFAULT_SEGMENT_SIZE = 16 * 1024 * 1024
@@ -542,3 +544,44 @@ def require_wal_coverage(archive: str | Path, timeline: int, start: int, end: in
         raise PositionGap(f"WAL archive {archive} lacks {len(coverage.missing)} segment(s) needed for "
                          f"{format_lsn(start)}..{format_lsn(end)} on timeline {timeline}: {shown}",
                           hint="recover the missing WAL files, or restore to a point before the first one")
+
+
+class Postgres(RestoreEngine):
+    """PostgreSQL: plain-format backup folders (backup_label, backup_manifest) and a WAL archive;
+    WAL LSN positions written X/Y."""
+
+    name = "postgresql"
+    point_hint = "give an LSN like 0/3000060"
+
+    def load_history(self, sources: Sequence[Source], *, wal_archive: str | Path | None = None,
+                     verify_files: bool = False) -> Chain:
+        if not sources or not all(isinstance(s, str | Path) for s in sources):
+            raise self.cannot_read(sources, "backup folders (and a WAL archive)")
+        return chain_from_folders([Path(str(s)) for s in sources], wal_archive, verify=verify_files)
+
+    def verify_files(self, folder: str | Path) -> BackupManifest:
+        return verify_backup_folder(folder)
+
+    def native_position(self, value: Any) -> int | None:
+        return parse_lsn(value) if isinstance(value, str) else None
+
+    def parse_position(self, text: str) -> int | None:
+        return parse_lsn(text) if "/" in text else super().parse_position(text)
+
+    def format_position(self, position: int) -> str:
+        return format_lsn(position)
+
+    def current_position(self, reader: Any) -> int | None:
+        """The source's current WAL LSN (the replay LSN on a standby), when it is PostgreSQL:
+        https://www.postgresql.org/docs/15/functions-admin.html (Backup Control Functions)."""
+        if reader.config.type != "postgres":
+            return None
+        connection = reader.connect()
+        try:
+            (lsn,) = connection.execute(
+                "SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()"
+                " ELSE pg_current_wal_lsn() END::text"
+            ).fetchone()
+        finally:
+            connection.close()
+        return parse_lsn(lsn)

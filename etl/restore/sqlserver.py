@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path, PureWindowsPath
@@ -36,6 +36,7 @@ from typing import Any
 
 from etl.inputs import csv_rows, json_rows, parse_json, read_text
 from etl.restore.chain import Backup, BrokenChain, Chain, Kind, UnreadableInput, as_utc, first_present
+from etl.restore.engine import RestoreEngine, Source
 
 BACKUPSET_QUERY = """
 SELECT backup_set_id, backup_set_uuid, name, type, is_copy_only, database_name,
@@ -256,3 +257,16 @@ def _date(value: Any, source: str, name: str) -> datetime | None:
                 continue
     raise UnreadableInput(f"{source}: backup {name}: backup_finish_date {value!r} is not a date",
                           hint="export dates as YYYY-MM-DD HH:MM:SS, /Date(ms)/ or M/D/YYYY h:mm:ss AM")
+
+
+class SqlServer(RestoreEngine):
+    """SQL Server: histories from msdb.dbo.backupset, RESTORE HEADERONLY or dbatools; LSN positions."""
+
+    name = "sqlserver"
+
+    def load_history(self, sources: Sequence[Source], *, wal_archive: str | Path | None = None,
+                     verify_files: bool = False) -> Chain:
+        if len(sources) != 1:
+            raise self.cannot_read(sources, "one export file or a list of rows")
+        source = sources[0]
+        return load_history(source) if isinstance(source, str | Path) else chain_from_rows(source)

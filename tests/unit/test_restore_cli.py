@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from etl.restore import cli
+from etl.restore.chain import UnreadableInput
+from etl.restore.engines import get_engine
 from etl.run import main
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "restore"
@@ -234,13 +236,13 @@ def test_restore_modes_exclude_plan_and_each_other(tmp_path, capsys):
     ("oracle", None, None),
 ])
 def test_points_in_each_engines_notation(engine, text, expected):
-    assert cli.parse_point(engine, text) == expected
+    assert get_engine(engine).parse_point(text) == expected
 
 
 def test_a_point_that_is_neither_position_nor_time():
-    with pytest.raises(cli.RestoreCommandError, match="postgresql: restore point 'yesterday' is neither a "
-                                                      "position nor a time"):
-        cli.parse_point("postgresql", "yesterday")
+    with pytest.raises(UnreadableInput, match="postgresql: restore point 'yesterday' is neither a "
+                                              "position nor a time"):
+        get_engine("postgresql").parse_point("yesterday")
 
 
 def test_an_unquoted_oplog_timestamp_is_refused(tmp_path, capsys):
@@ -252,9 +254,9 @@ def test_an_unquoted_oplog_timestamp_is_refused(tmp_path, capsys):
 
 
 def test_manifest_positions_are_written_the_engines_way():
-    assert cli.manifest_position("postgresql", 0x3000060) == {"lsn": "0/3000060"}
-    assert cli.manifest_position("mongodb", (1700000000 << 32) | 7) == {"ts": "1700000000:7"}
-    assert cli.manifest_position("oracle", 6000) == {"scn": "6000"}
+    assert get_engine("postgresql").manifest_position(0x3000060) == {"lsn": "0/3000060"}
+    assert get_engine("mongodb").manifest_position((1700000000 << 32) | 7) == {"ts": "1700000000:7"}
+    assert get_engine("oracle").manifest_position(6000) == {"scn": "6000"}
 
 
 def test_change_point_compares_with_aware_and_naive_times():
