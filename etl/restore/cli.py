@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from etl.checksum import Manifest, ManifestError, TableManifest, Tolerances
 from etl.checksum.results import key_text
@@ -41,6 +41,11 @@ from etl.restore.verify import (
     verify_restore,
 )
 from etl.sources.sqltypes import decode_key
+
+if TYPE_CHECKING:
+    from etl.audit import AuditTrail
+    from etl.job import Job, RestoreDatabase
+    from etl.sources.sql import SqlSource
 
 EXIT_OK, EXIT_DIFFERENCES = 0, 1
 FIRST_KEYS = 5
@@ -122,7 +127,7 @@ def command_name(args: argparse.Namespace) -> str:
     )
 
 
-def run(args: argparse.Namespace, trail: Any, stream: IO[str]) -> int:
+def run(args: argparse.Namespace, trail: AuditTrail, stream: IO[str]) -> int:
     """Check the options, load the job and run one restore command; its audit record names it."""
     from etl.job import load_job
 
@@ -153,7 +158,7 @@ def run(args: argparse.Namespace, trail: Any, stream: IO[str]) -> int:
     return EXIT_OK if result.exact else EXIT_DIFFERENCES
 
 
-def _audit_databases(job: Any, trail: Any) -> None:
+def _audit_databases(job: Job, trail: AuditTrail) -> None:
     """Which databases the command reads: a job source or target by name, a DSN by host and database."""
     from etl.audit import describe_endpoint
 
@@ -200,13 +205,13 @@ def _check_options(args: argparse.Namespace) -> None:
 # --------------------------------------------------------------------------- --restore-plan
 
 
-def restore_point(job: Any, point_text: str | None) -> Target:
+def restore_point(job: Job, point_text: str | None) -> Target:
     """`--point`, else `restore.point`, on the engine's number line."""
     given = point_text if point_text is not None else job.restore.point
     return get_engine(job.restore.engine).parse_point(given)
 
 
-def load_history(job: Any) -> Chain:
+def load_history(job: Job) -> Chain:
     section = job.restore
     if not section.history:
         raise RestoreCommandError(
@@ -223,7 +228,7 @@ def load_history(job: Any) -> Chain:
 
 
 def print_restore_plan(
-    job: Any, point_text: str | None, sequence: list[str] | None, stream: IO[str], *, as_json: bool = False
+    job: Job, point_text: str | None, sequence: list[str] | None, stream: IO[str], *, as_json: bool = False
 ) -> list[RestorePlan]:
     """Print the restore sequence, one per database when the history holds several (or raise the
     ChainError naming the backups that break it)."""
@@ -252,7 +257,7 @@ def print_restore_plan(
 # --------------------------------------------------------------------------- reading tables
 
 
-def open_reader(job: Any, side: str, tables: Mapping[str, Mapping[str, Any]]) -> Any:
+def open_reader(job: Job, side: str, tables: Mapping[str, Mapping[str, Any]]) -> SqlSource:
     """A relational source reading `tables` (name -> {key, schema}) from `restore.<side>`."""
     from etl import sources
     from etl.sources.sql import SqlTable
@@ -314,7 +319,7 @@ def _names(configs: Mapping[str, Any], types: tuple[str, ...]) -> str:
     return ", ".join(name for name, config in configs.items() if config.type in types) or "none"
 
 
-def configured_tables(job: Any) -> dict[str, dict[str, Any]]:
+def configured_tables(job: Job) -> dict[str, dict[str, Any]]:
     """`restore.tables`, else the tables `restore.source` is configured with as a job source."""
     section = job.restore
     if section.tables:
@@ -334,11 +339,11 @@ def configured_tables(job: Any) -> dict[str, dict[str, Any]]:
     )
 
 
-def _schema(database: Any) -> str | None:
+def _schema(database: RestoreDatabase | None) -> str | None:
     return None if database is None else database.schema_
 
 
-def table_spec(reader: Any, table: str) -> TableSpec:
+def table_spec(reader: SqlSource, table: str) -> TableSpec:
     """The table's columns with the engine's type names (which decide float/number encoding)."""
     meta = reader.describe(table)
     return TableSpec(
@@ -346,7 +351,7 @@ def table_spec(reader: Any, table: str) -> TableSpec:
     )
 
 
-def row_source(reader: Any, table: str, partitions: list) -> Callable[[], Iterator[dict]]:
+def row_source(reader: SqlSource, table: str, partitions: list) -> Callable[[], Iterator[dict]]:
     """Every row of the table (rows with a value that has no exact canonical form are an error)."""
 
     def rows() -> Iterator[dict]:
@@ -363,7 +368,7 @@ def row_source(reader: Any, table: str, partitions: list) -> Callable[[], Iterat
     return rows
 
 
-def segment_boundaries(reader: Any, table: str, segments: int, stream: IO[str]) -> list[list]:
+def segment_boundaries(reader: SqlSource, table: str, segments: int, stream: IO[str]) -> list[list]:
     """Boundaries at the source's own partition cuts of the first key column (int or text keys)."""
     cuts = [decode_key(p.upper)[0] for p in reader.plan(table, segments)[:-1] if p.upper is not None]
     if any(not isinstance(c, _SEGMENT_KEY_TYPES) or isinstance(c, bool) for c in cuts):
@@ -379,11 +384,11 @@ def segment_boundaries(reader: Any, table: str, segments: int, stream: IO[str]) 
 # --------------------------------------------------------------------------- --take-manifest
 
 
-def manifest_folder(job: Any) -> Path:
+def manifest_folder(job: Job) -> Path:
     return job.resolve_path(job.restore.manifests)
 
 
-def load_manifests(job: Any) -> dict[str, Manifest]:
+def load_manifests(job: Job) -> dict[str, Manifest]:
     """Every manifest of the folder, by backup name (the file's stem)."""
     folder = manifest_folder(job)
     found = {}
@@ -401,7 +406,7 @@ def load_manifests(job: Any) -> dict[str, Manifest]:
 
 
 def take_manifest(
-    job: Any, name: str, *, position: str | None = None, base: str | None = None, stream: IO[str]
+    job: Job, name: str, *, position: str | None = None, base: str | None = None, stream: IO[str]
 ) -> Manifest:
     """Checksum `restore.source` now and save `<manifests>/<name>.json` (differential against `base`)."""
     section = job.restore
@@ -447,7 +452,7 @@ def take_manifest(
     return manifest
 
 
-def _position(engine: RestoreEngine, given: str | None, reader: Any) -> int:
+def _position(engine: RestoreEngine, given: str | None, reader: SqlSource) -> int:
     if given is not None:
         point = engine.parse_point(given)
         if not isinstance(point, int):
@@ -466,7 +471,7 @@ def _position(engine: RestoreEngine, given: str | None, reader: Any) -> int:
 
 
 def _table_manifest(
-    job: Any, reader: Any, table: str, base: Manifest | None, stream: IO[str]
+    job: Job, reader: SqlSource, table: str, base: Manifest | None, stream: IO[str]
 ) -> TableManifest:
     spec = table_spec(reader, table)
     before = base.tables.get(table) if base is not None else None
@@ -541,7 +546,7 @@ class _Instant:
         return self.at.isoformat()
 
 
-def composed_manifest(job: Any, point_text: str | None) -> tuple[Manifest, str]:
+def composed_manifest(job: Job, point_text: str | None) -> tuple[Manifest, str]:
     """The manifest of the restore point and what it was composed from: over the restore plan's
     data backups when there is a history, else the manifest taken at the point (or the latest)."""
     section, engine = job.restore, get_engine(job.restore.engine)
@@ -564,7 +569,7 @@ def composed_manifest(job: Any, point_text: str | None) -> tuple[Manifest, str]:
         f"manifest at {engine.format_point(point)}"
 
 
-def verify_restored(job: Any, point_text: str | None, stream: IO[str]) -> RestoreVerification:
+def verify_restored(job: Job, point_text: str | None, stream: IO[str]) -> RestoreVerification:
     """Verify `restore.restored` against the composed manifest; print and save the result."""
     section = job.restore
     manifest, composed_from = composed_manifest(job, point_text)
@@ -672,7 +677,7 @@ def print_verification(
         print(f"  {name}: restored but not in the manifest", file=stream)
 
 
-def _exists(reader: Any, table: str) -> bool:
+def _exists(reader: SqlSource, table: str) -> bool:
     """Whether the restored database has the table (a missing one is a difference, not an error)."""
     try:
         reader.describe(table)
@@ -732,7 +737,7 @@ def verification_json(result: RestoreVerification, composed_from: str, manifest:
     }
 
 
-def save_verification(job: Any, result: RestoreVerification, composed_from: str, manifest: Manifest) -> Path:
+def save_verification(job: Job, result: RestoreVerification, composed_from: str, manifest: Manifest) -> Path:
     folder = job.resolve_path(job.report.dir)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
     path = folder / f"restore-verification-{job.name}-{stamp}.json"
