@@ -33,6 +33,7 @@ from bson.timestamp import Timestamp
 from etl.restore.chain import Backup, Chain, Kind, UnreadableInput
 from etl.restore.engine import RestoreEngine, Source
 
+ENGINE = "mongo"
 _OPLOG_FILES = ("oplog.bson", "oplog.bson.gz", "local/oplog.rs.bson", "local/oplog.rs.bson.gz")
 
 
@@ -125,7 +126,7 @@ def backup_from_dump(folder: str | Path, *, name: str | None = None) -> Backup:
 
 def chain_from_dumps(folders: Iterable[str | Path]) -> Chain:
     """A Chain from mongodump folders (full dumps with --oplog, and oplog slices)."""
-    return Chain("mongodb", sorted((backup_from_dump(f) for f in folders), key=lambda b: b.start),
+    return Chain(ENGINE, sorted((backup_from_dump(f) for f in folders), key=lambda b: b.start),
                  format_position=format_position)
 
 
@@ -148,7 +149,8 @@ def oplog_gaps(chain: Chain) -> list[tuple[Backup, Backup]]:
 class Mongo(RestoreEngine):
     """MongoDB: mongodump folders with oplogs; oplog timestamps as positions (SECONDS:INCREMENT)."""
 
-    name = "mongodb"
+    name = ENGINE
+    aliases = ("mongodb",)
     position_name = "ts"
     point_hint = "give an oplog SECONDS:INCREMENT"
 
@@ -164,7 +166,7 @@ class Mongo(RestoreEngine):
     def parse_position(self, text: str) -> int | None:
         if re.fullmatch(r"\d+", text):
             # YAML 1.1 reads an unquoted 1700000000:7 as a base-60 integer
-            raise UnreadableInput(f"mongodb: restore point {text} is not an oplog timestamp",
+            raise UnreadableInput(f"{ENGINE}: restore point {text} is not an oplog timestamp",
                                   hint='write it as quoted text "SECONDS:INCREMENT", '
                                   'e.g. point: "1700000000:7"')
         match = re.fullmatch(r"(\d+):(\d+)", text)

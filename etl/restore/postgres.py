@@ -33,7 +33,7 @@ from etl.inputs import parse_json, read_text, whole_number
 from etl.restore.chain import Backup, BrokenChain, Chain, ChainError, Kind, PositionGap, UnreadableInput
 from etl.restore.engine import RestoreEngine, Source
 
-ENGINE = "postgresql"
+ENGINE = "postgres"
 DEFAULT_SEGMENT_SIZE = 16 * 1024 * 1024
 """wal_segment_size unless initdb --wal-segsize chose another."""
 
@@ -550,7 +550,8 @@ class Postgres(RestoreEngine):
     """PostgreSQL: plain-format backup folders (backup_label, backup_manifest) and a WAL archive;
     WAL LSN positions written X/Y."""
 
-    name = "postgresql"
+    name = ENGINE
+    aliases = ("postgresql",)
     point_hint = "give an LSN like 0/3000060"
 
     def load_history(self, sources: Sequence[Source], *, wal_archive: str | Path | None = None,

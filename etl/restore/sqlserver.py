@@ -50,6 +50,8 @@ ORDER BY backup_finish_date, backup_set_id
 """
 """The rows `read_msdb` needs (run through pyodbc with the database name as parameter)."""
 
+ENGINE = "mssql"
+"""The engine's name, as sources call it."""
 _TYPES = {"d": Kind.FULL, "1": Kind.FULL, "full": Kind.FULL, "database": Kind.FULL,
           "i": Kind.DIFFERENTIAL, "5": Kind.DIFFERENTIAL, "differential": Kind.DIFFERENTIAL,
           "database differential": Kind.DIFFERENTIAL, "differential database": Kind.DIFFERENTIAL,
@@ -78,7 +80,7 @@ def chain_from_rows(rows: Iterable[Mapping[str, Any]], *, source: str = "backup 
             skipped.append((name, _why_skipped(row)))
         else:
             backups.append(_backup(row, name, kind, fulls, source))
-    return Chain("sqlserver", backups, format_position=str, stops_after_last_log=True, skipped=skipped)
+    return Chain(ENGINE, backups, format_position=str, stops_after_last_log=True, skipped=skipped)
 
 
 def load_history(path: str | Path) -> Chain:
@@ -262,7 +264,8 @@ def _date(value: Any, source: str, name: str) -> datetime | None:
 class SqlServer(RestoreEngine):
     """SQL Server: histories from msdb.dbo.backupset, RESTORE HEADERONLY or dbatools; LSN positions."""
 
-    name = "sqlserver"
+    name = ENGINE
+    aliases = ("sqlserver",)
 
     def load_history(self, sources: Sequence[Source], *, wal_archive: str | Path | None = None,
                      verify_files: bool = False) -> Chain:

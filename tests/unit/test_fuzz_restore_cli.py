@@ -146,8 +146,8 @@ def test_unreadable_history_exits_2_naming_it(tmp_path, engine, make, message, c
 @pytest.mark.parametrize(("engine", "point", "message"), [
     ("postgresql", "0/ZZ", "error: '0/ZZ' is not a PostgreSQL LSN"),
     ("sqlserver", "next tuesday",
-     "error: sqlserver: restore point 'next tuesday' is neither a position nor a time"),
-    ("mongodb", "1700000000", "error: mongodb: restore point 1700000000 is not an oplog timestamp"),
+     "error: mssql: restore point 'next tuesday' is neither a position nor a time"),
+    ("mongodb", "1700000000", "error: mongo: restore point 1700000000 is not an oplog timestamp"),
 ], ids=["LSN", "time", "oplog"])
 def test_unreadable_restore_point_exits_2(tmp_path, engine, point, message):
     result = run(job(tmp_path, engine, SQLSERVER / "chain.json"), "--restore-plan", "--point", point)

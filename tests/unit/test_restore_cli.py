@@ -49,7 +49,7 @@ def audit(folder: Path) -> list[dict]:
 def test_plan_to_a_log_position(tmp_path, capsys):
     assert main([str(sqlserver(tmp_path, "chain.json", str(lsn(380)))), "--restore-plan"]) == 0
     assert capsys.readouterr().out == (
-        f"restore plan for sqlserver to {lsn(380)}: 3 backups, reaching {lsn(400)}\n"
+        f"restore plan for mssql to {lsn(380)}: 3 backups, reaching {lsn(400)}\n"
         "  1. full         full-sun\n"
         "  2. differential diff-tue\n"
         "  3. log          log-0400\n"
@@ -67,7 +67,7 @@ def test_point_on_the_command_line_beats_the_job_file(tmp_path, capsys):
     job = sqlserver(tmp_path, "chain.json", str(lsn(380)))
     assert main([str(job), "--restore-plan", "--point", "latest"]) == 0
     assert capsys.readouterr().out.splitlines() == [
-        f"restore plan for sqlserver to the latest point: 4 backups, reaching {lsn(500)}",
+        f"restore plan for mssql to the latest point: 4 backups, reaching {lsn(500)}",
         "  1. full         full-sun", "  2. differential diff-tue", "  3. log          log-0400",
         "  4. log          log-0500", "  not used (3):",
         f"    log-0200: superseded by diff-tue, which already reaches {lsn(360)}",
@@ -75,7 +75,7 @@ def test_point_on_the_command_line_beats_the_job_file(tmp_path, capsys):
         f"    log-0300: superseded by diff-tue, which already reaches {lsn(360)}"]
     assert main([str(job), "--restore-plan", "--point", "2026-11-02T12:00"]) == 0
     assert capsys.readouterr().out.splitlines() == [
-        f"restore plan for sqlserver to 2026-11-02 12:00:00: 3 backups, reaching {lsn(300)}",
+        f"restore plan for mssql to 2026-11-02 12:00:00: 3 backups, reaching {lsn(300)}",
         "  1. full         full-sun", "  2. differential diff-mon", "  3. log          log-0300",
         "  not used (4):", f"    log-0200: superseded by diff-mon, which already reaches {lsn(260)}",
         "    diff-tue: after the restore point", "    log-0400: after the restore point",
@@ -103,29 +103,29 @@ def test_checked_sequence(tmp_path, capsys):
     job = sqlserver(tmp_path, "chain.json", str(lsn(390)))
     assert main([str(job), "--restore-plan", "--sequence", "full-sun,diff-mon,log-0300,log-0400"]) == 0
     assert capsys.readouterr().out.splitlines()[0] == \
-        f"checked sequence for sqlserver to {lsn(390)}: 4 backups, reaching {lsn(400)}"
+        f"checked sequence for mssql to {lsn(390)}: 4 backups, reaching {lsn(400)}"
 
 
 @pytest.mark.parametrize(("history", "point", "sequence", "error", "message"), [
     ("log_gap.json", str(lsn(350)), None, "PositionGap",
-     f"sqlserver: gap between log-0200 (ends at {lsn(200)}) and log-0400 (starts at {lsn(300)}): "
+     f"mssql: gap between log-0200 (ends at {lsn(200)}) and log-0400 (starts at {lsn(300)}): "
      f"positions {lsn(200)}..{lsn(300)} are in no backup\n"
      "  hint: find the missing log backup, or restore to a point before the gap\n"),
     ("fork.json", "latest", None, "LineageMismatch",
-     "sqlserver: log-0300 starts on a1b2c3d4-0000-4000-8000-000000000002 but log-0200 ends on "
+     "mssql: log-0300 starts on a1b2c3d4-0000-4000-8000-000000000002 but log-0200 ends on "
      "a1b2c3d4-0000-4000-8000-000000000001\n  hint: use backups of one fork/incarnation/timeline\n"),
     ("other_database.json", "latest", None, "SystemMismatch",
-     "sqlserver: log-0200 belongs to database 7a000000-0000-4000-8000-00000000beef, full-sun to "
+     "mssql: log-0200 belongs to database 7a000000-0000-4000-8000-00000000beef, full-sun to "
      "database 6f9619ff-8b86-d011-b42d-00c04fc964ff\n"
      "  hint: a chain may only hold backups of one database\n"),
     ("copy_only.json", "latest", "copy-for-dev,diff-mon", "CopyOnlyMisuse",
-     "sqlserver: differential diff-mon cannot apply to copy-for-dev: copy-for-dev can be no base "
+     "mssql: differential diff-mon cannot apply to copy-for-dev: copy-for-dev can be no base "
      "(a copy-only full); its base is full-sun\n"),
     ("new_base.json", "latest", "full-sun,diff-mon", "BrokenChain",
-     "sqlserver: differential diff-mon is based on vendor-agent-full (a later full that became the "
+     "mssql: differential diff-mon is based on vendor-agent-full (a later full that became the "
      "new base), not on full-sun\n"),
     ("missing_base.json", "latest", "full-sun,diff-mon", "BrokenChain",
-     "sqlserver: differential diff-mon is based on full backup_set_uuid "
+     "mssql: differential diff-mon is based on full backup_set_uuid "
      f"11111111-1111-4111-8111-000000000009 at checkpoint_lsn {lsn(215)}, which is not in the history "
      f"(the restore reaches full-sun at {lsn(110)})\n"
      "  hint: add the base backup's metadata, or restore without this backup\n"),
@@ -240,7 +240,7 @@ def test_points_in_each_engines_notation(engine, text, expected):
 
 
 def test_a_point_that_is_neither_position_nor_time():
-    with pytest.raises(UnreadableInput, match="postgresql: restore point 'yesterday' is neither a "
+    with pytest.raises(UnreadableInput, match="postgres: restore point 'yesterday' is neither a "
                                               "position nor a time"):
         get_engine("postgresql").parse_point("yesterday")
 
@@ -249,7 +249,7 @@ def test_an_unquoted_oplog_timestamp_is_refused(tmp_path, capsys):
     job = job_file(tmp_path, "  engine: mongodb\n  history: dumps\n  point: 1700000000:7\n")
     assert main([str(job), "--restore-plan"]) == 2
     assert capsys.readouterr().err == (
-        "error: mongodb: restore point 102000000007 is not an oplog timestamp\n"
+        "error: mongo: restore point 102000000007 is not an oplog timestamp\n"
         '  hint: write it as quoted text "SECONDS:INCREMENT", e.g. point: "1700000000:7"\n')
 
 
@@ -331,7 +331,7 @@ def test_mongodump_plan_to_an_oplog_timestamp(tmp_path, capsys):
     job = job_file(tmp_path, f"  engine: mongodb\n  history:{history}\n")
     assert main([str(job), "--restore-plan", "--point", f"{T + 120}:1"]) == 0
     assert capsys.readouterr().out.splitlines() == [
-        f"restore plan for mongodb to {T + 120}:1: 3 backups, reaching Timestamp({T + 200}, 1)",
+        f"restore plan for mongo to {T + 120}:1: 3 backups, reaching Timestamp({T + 200}, 1)",
         "  1. full         dump-sun", "  2. log          oplog-1", "  3. log          oplog-2"]
 
 
@@ -339,7 +339,7 @@ def test_dbatools_history_plan_as_text_and_json(tmp_path, capsys):
     job = sqlserver(tmp_path, "dbatools.json", "2026-11-06T00:00")
     assert main([str(job), "--restore-plan"]) == 0
     assert capsys.readouterr().out.splitlines() == [
-        f"restore plan for sqlserver to 2026-11-06 00:00:00: 4 backups, reaching {lsn(500)}",
+        f"restore plan for mssql to 2026-11-06 00:00:00: 4 backups, reaching {lsn(500)}",
         "  1. full         Clinic_full_sun_1.bak", "  2. differential Clinic_diff_tue.bak",
         "  3. log          Clinic_log_0400.trn", "  4. log          Clinic_log_0500.trn",
         f"  note: Clinic_diff_tue.bak: linked to Clinic_full_sun_1.bak by its checkpoint_lsn = "
@@ -357,7 +357,7 @@ def test_dbatools_history_plan_as_text_and_json(tmp_path, capsys):
     assert [s["name"] for s in data["steps"]] == [
         "Clinic_full_sun_1.bak", "Clinic_diff_tue.bak", "Clinic_log_0400.trn", "Clinic_log_0500.trn"]
     assert (data["engine"], data["target"], data["reaches"], data["checked"]) == (
-        "sqlserver", "2026-11-06T00:00:00", str(lsn(500)), False)
+        "mssql", "2026-11-06T00:00:00", str(lsn(500)), False)
     assert len(data["warnings"]) == 1 and len(data["notes"]) == 1
     assert [u["name"] for u in data["unused"]] == [
         "Clinic_fg_archive.bak", "Clinic_log_0200.trn", "Clinic_diff_mon.bak", "Clinic_log_0300.trn"]
@@ -380,11 +380,25 @@ def test_postgres_history_of_two_clusters_prints_one_plan_each(tmp_path, capsys)
                              + "".join(f"    - {folder}\n" for folder in folders))
     assert main([str(job), "--restore-plan"]) == 0
     assert capsys.readouterr().out.splitlines() == [
-        f"restore plan for postgresql database {SYSTEM} to the latest point: 2 backups, reaching 0/4000100",
+        f"restore plan for postgres database {SYSTEM} to the latest point: 2 backups, reaching 0/4000100",
         "  1. full         a-full", "  2. incremental  a-inc",
-        f"restore plan for postgresql database {other} to the latest point: 1 backups, reaching 0/2000200",
+        f"restore plan for postgres database {other} to the latest point: 1 backups, reaching 0/2000200",
         "  1. full         b-full"]
     assert main([str(job), "--restore-plan", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert [[step["name"] for step in plan["steps"]] for plan in data["plans"]] == [
         ["a-full", "a-inc"], ["b-full"]]
+
+
+@pytest.mark.parametrize("engine", ["mssql", "sqlserver"])
+def test_job_file_engine_by_name_or_old_name(tmp_path, capsys, engine):
+    job = job_file(tmp_path, f"  engine: {engine}\n  history: {FIXTURES / 'sqlserver' / 'chain.json'}\n")
+    assert main([str(job), "--restore-plan"]) == 0
+    assert capsys.readouterr().out.startswith("restore plan for mssql to the latest point: 4 backups")
+
+
+def test_job_file_with_an_unknown_engine(tmp_path, capsys):
+    job = job_file(tmp_path, "  engine: postgre\n  history: x\n")
+    assert main([str(job), "--restore-plan"]) == 2
+    assert "unknown backup engine 'postgre'; use one of mssql, oracle, postgres, mongo; did you mean " \
+           "'postgres'?" in capsys.readouterr().err

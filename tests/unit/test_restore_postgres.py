@@ -157,7 +157,7 @@ def test_incrementals_in_the_wrong_order(tmp_path):
 
 def test_incremental_whose_base_is_missing(tmp_path):
     chain = incremental_history(tmp_path, incremental_from=("0/5000028", 1))
-    expected = (f"postgresql: incremental inc2 is based on a backup of system {SYSTEM} starting at "
+    expected = (f"postgres: incremental inc2 is based on a backup of system {SYSTEM} starting at "
                 "0/5000028 on timeline 1 (candidates of that system start: full at 0/2000028 on timeline 1, "
                 "inc1 at 0/4000028 on timeline 1), which is not in the history (the restore reaches inc1 at "
                 "0/4000028)")
@@ -366,7 +366,7 @@ def test_two_clusters_in_one_history_plan_one_at_a_time(tmp_path):
     assert (chain.get("a-inc").base, chain.get("b-inc").base) == ("a-full", "b-full")
     with pytest.raises(ChainError) as caught:
         chain.plan()
-    assert caught.value.message == (f"postgresql: the history holds backups of 2 databases ({SYSTEM}: "
+    assert caught.value.message == (f"postgres: the history holds backups of 2 databases ({SYSTEM}: "
                                     f"a-full; {other}: b-full); a restore plan is for one")
     assert [c.plan().names for c in chain.clusters()] == [["a-full", "a-inc"], ["b-full", "b-inc"]]
 
@@ -374,7 +374,7 @@ def test_two_clusters_in_one_history_plan_one_at_a_time(tmp_path):
 def test_gap_in_an_incremental_chain_is_an_error_not_a_shorter_plan(tmp_path):
     folders = combined_history(tmp_path)
     chain = chain_from_folders([folders[0], folders[1], folders[4]])  # inc2 and combined missing
-    expected = (f"postgresql: incremental inc3 is based on a backup of system {SYSTEM} starting at 0/6000028 "
+    expected = (f"postgres: incremental inc3 is based on a backup of system {SYSTEM} starting at 0/6000028 "
                 "on timeline 1 (candidates of that system start: full at 0/2000028 on timeline 1, "
                 "inc1 at 0/4000028 on timeline 1), which is not in the history (the restore reaches inc1 at "
                 "0/4000100)")
@@ -392,7 +392,7 @@ def test_ambiguous_incremental_base_names_the_candidates(tmp_path):
     with pytest.raises(BrokenChain) as caught:
         chain_from_folders(folders)
     assert caught.value.message == (
-        "postgresql: incremental inc is taken from 0/2000028 on timeline 1, where 2 different backups "
+        "postgres: incremental inc is taken from 0/2000028 on timeline 1, where 2 different backups "
         f"start: full-a (system {SYSTEM}, timeline 1, ends at 0/2000100), full-b (system {SYSTEM}, "
         "timeline 1, ends at 0/2000300); its base cannot be told")
 
