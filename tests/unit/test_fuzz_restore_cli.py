@@ -24,6 +24,7 @@ from etl.restore.chain import UnreadableInput
 from etl.restore.postgres import chain_from_folders
 from etl.restore.sqlserver import chain_from_rows
 from tests.unit.test_fuzz_restore_inputs import damage, edit_json
+from tests.unit.test_restore_cli import job_file
 from tests.unit.test_restore_postgres import combined_history, self_contained
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,24 +34,12 @@ SUBPROCESS = settings(max_examples=15, deadline=None, derandomize=True,
                       suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
-def job(folder: Path, engine: str, history: list[Path] | Path | None = None, extra: str = "") -> Path:
+def job(folder: Path, engine: str, history: list[Path] | Path | None = None) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     listed = [history] if isinstance(history, Path) else history or []
-    path = folder / "job.yaml"
-    path.write_text(f"""\
-version: 1
-name: restore-fuzz
-sources:
-  src: {{type: postgres, dsn: "host=127.0.0.1 dbname=src", tables: {{}}}}
-targets:
-  out: {{type: postgres, dsn: "host=127.0.0.1 dbname=out"}}
-restore:
-  engine: {engine}
-  history: {json.dumps([str(p) for p in listed])}
-  manifests: {folder / "manifests"}
-  restored: {{dsn: "host=127.0.0.1 port=1 dbname=none connect_timeout=1"}}
-{extra}""")
-    return path
+    return job_file(folder, f"  engine: {engine}\n  history: {json.dumps([str(p) for p in listed])}\n"
+                            f"  manifests: {folder / 'manifests'}\n"
+                            '  restored: {dsn: "host=127.0.0.1 port=1 dbname=none connect_timeout=1"}\n')
 
 
 def run(job_path: Path, *args: str) -> subprocess.CompletedProcess:
@@ -72,20 +61,15 @@ def utf16_truncated(folder: Path) -> Path:
     return path
 
 
-def bad_lsn(folder: Path) -> Path:
-    rows = json.loads((SQLSERVER / "chain.json").read_text())
-    rows[2]["last_lsn"] = "37000000026000001.5"
-    path = folder / "history.json"
-    path.write_text(json.dumps(rows))
-    return path
-
-
-def bad_date(folder: Path) -> Path:
-    rows = json.loads((SQLSERVER / "chain.json").read_text())
-    rows[0]["backup_finish_date"] = "yesterday"
-    path = folder / "history.json"
-    path.write_text(json.dumps(rows))
-    return path
+def edited_history(row: int, column: str, value: str):
+    """A maker of chain.json with one cell replaced."""
+    def make(folder: Path) -> Path:
+        rows = json.loads((SQLSERVER / "chain.json").read_text())
+        rows[row][column] = value
+        path = folder / "history.json"
+        path.write_text(json.dumps(rows))
+        return path
+    return make
 
 
 def not_json(folder: Path) -> Path:
@@ -122,8 +106,10 @@ def oracle_without_views(folder: Path) -> Path:
 
 @pytest.mark.parametrize(("engine", "make", "message"), [
     ("sqlserver", utf16_truncated, "{path}: byte offset 100: not UTF-16 text"),
-    ("sqlserver", bad_lsn, "{path}: backup diff-mon: last_lsn is '37000000026000001.5', not a whole number"),
-    ("sqlserver", bad_date, "{path}: backup full-sun: backup_finish_date 'yesterday' is not a date"),
+    ("sqlserver", edited_history(2, "last_lsn", "37000000026000001.5"),
+     "{path}: backup diff-mon: last_lsn is '37000000026000001.5', not a whole number"),
+    ("sqlserver", edited_history(0, "backup_finish_date", "yesterday"),
+     "{path}: backup full-sun: backup_finish_date 'yesterday' is not a date"),
     ("sqlserver", not_json, "{path}:1:11: invalid JSON: Expecting value"),
     ("sqlserver", lambda folder: folder / "missing.json",
      "cannot read SQL Server backup history {path}: No such file or directory"),
