@@ -39,14 +39,16 @@ from etl.restore.chain import Backup, BrokenChain, Chain, Kind, UnreadableInput,
 from etl.restore.engine import RestoreEngine, Source
 
 BACKUPSET_QUERY = """
-SELECT backup_set_id, backup_set_uuid, name, type, is_copy_only, database_name,
-       first_lsn, last_lsn, checkpoint_lsn, database_backup_lsn,
-       differential_base_lsn, differential_base_guid, family_guid,
-       first_recovery_fork_guid, last_recovery_fork_guid,
-       backup_start_date, backup_finish_date
-FROM msdb.dbo.backupset
-WHERE database_name = ? AND type IN ('D', 'I', 'L')
-ORDER BY backup_finish_date, backup_set_id
+SELECT b.backup_set_id, b.backup_set_uuid, b.name, b.type, b.is_copy_only, b.database_name,
+       b.first_lsn, b.last_lsn, b.checkpoint_lsn, b.database_backup_lsn,
+       b.differential_base_lsn, b.differential_base_guid, b.family_guid,
+       b.first_recovery_fork_guid, b.last_recovery_fork_guid, b.fork_point_lsn,
+       b.backup_start_date, b.backup_finish_date,
+       (SELECT TOP 1 f.physical_device_name FROM msdb.dbo.backupmediafamily AS f
+        WHERE f.media_set_id = b.media_set_id ORDER BY f.family_sequence_number) AS physical_device_name
+FROM msdb.dbo.backupset AS b
+WHERE b.database_name = ?
+ORDER BY b.backup_finish_date, b.backup_set_id
 """
 """The rows `read_msdb` needs (run through pyodbc with the database name as parameter)."""
 

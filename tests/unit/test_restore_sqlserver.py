@@ -141,7 +141,10 @@ def test_log_of_another_database():
 def test_backupset_query_is_valid_tsql():
     sqlglot = pytest.importorskip("sqlglot")
     parsed = sqlglot.parse_one(BACKUPSET_QUERY.replace("?", "@database"), read="tsql")
-    assert parsed.find(sqlglot.exp.Table).sql("tsql") == "msdb.dbo.backupset"
+    assert sorted(t.sql("tsql") for t in parsed.find_all(sqlglot.exp.Table)) == [
+        "msdb.dbo.backupmediafamily AS f", "msdb.dbo.backupset AS b"]
+    assert {"type", "fork_point_lsn", "differential_base_guid", "physical_device_name"} <= {
+        e.alias_or_name for e in parsed.expressions}
 
 
 def test_plan_from_a_backup_that_is_not_a_full(chain):
