@@ -247,14 +247,25 @@ class Chain:
         if full and self.get(full).kind is not Kind.FULL:
             raise WrongOrder(f"{self.engine}: {full} is a {self.get(full).kind.value} backup; a restore "
                              "starts from a full backup", hint="name a full backup, or leave `full` out")
+        if self.skipped and not any(b.kind is Kind.FULL for b in self.backups):
+            shown = "; ".join(f"{name}: {why}" for name, why in sorted(self.skipped)[:5])
+            more = f"; and {len(self.skipped) - 5} more" if len(self.skipped) > 5 else ""
+            raise TargetNotCovered(f"{self.engine}: the history holds no full backup; {len(self.skipped)} "
+                                   f"row(s) are no backup a restore can use ({shown}{more})",
+                                   hint="check the export's type column and its encoding")
         if len(clusters := self.clusters()) > 1:
             fulls = [sorted((b.system, b.name) for b in c.backups if b.kind is Kind.FULL) for c in clusters]
             described = "; ".join(f"{names[0][0]}: {', '.join(name for _, name in names)}" for names in fulls)
             raise ChainError(f"{self.engine}: the history holds backups of {len(clusters)} databases "
                              f"({described}); a restore plan is for one",
                              hint="plan each of Chain.clusters() (the command prints one plan per database)")
+        paths = [(backups, off) for backups, off in self._fork_paths(target)
+                 if full is None or any(b.name == full for b in backups)]
+        if not paths:
+            raise LineageMismatch(f"{self.engine}: {full} is not on the fork of {self._target_text(target)}",
+                                  hint="name a full backup of that fork, or leave `full` out")
         first_error: ChainError | None = None
-        for backups, off_path in self._fork_paths(target):
+        for backups, off_path in paths:
             try:
                 plan = self._within(backups)._plan_unforked(target, full)
                 if target is None:

@@ -524,7 +524,10 @@ class WalCoverage:
 def wal_coverage(archive: str | Path, timeline: int, start: int, end: int,
                  segment_size: int = DEFAULT_SEGMENT_SIZE) -> WalCoverage:
     """The segments needed to replay `start`..`end` that the archive lacks (by file name)."""
-    present = {n for n in os.listdir(archive) if _SEGMENT.match(n)}
+    try:
+        present = {n for n in os.listdir(archive) if _SEGMENT.match(n)}
+    except OSError as error:
+        raise UnreadableInput(f"cannot list WAL archive {archive}: {error.strerror or error}") from None
     coverage = WalCoverage(timeline, start, end)
     position = start - start % segment_size
     while position <= end:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import json
 import shutil
+from datetime import datetime
 from pathlib import Path
 
 import bson
@@ -90,6 +91,22 @@ def test_sqlserver_headeronly_csv_damage(tmp_path_factory, data):
     path = tmp_path_factory.mktemp("h") / "headeronly.csv"
     path.write_bytes(data)
     names_file(lambda: sqlserver.load_history(path).plan(), path)
+
+
+DBATOOLS = (FIXTURES / "sqlserver" / "dbatools.json").read_bytes()
+MSDB_TEXT = (FIXTURES / "sqlserver" / "msdb_text.csv").read_bytes()
+FORKS = json.loads((FIXTURES / "sqlserver" / "forks.json").read_text())
+
+
+@SETTINGS
+@given(data=st.one_of(damage(DBATOOLS), damage(MSDB_TEXT), edit_json(FORKS),
+                      edit_json(json.loads(DBATOOLS.decode("utf-16")))),
+       target=st.sampled_from([None, 37000000025000001, datetime(2026, 11, 3, 12)]))
+def test_sqlserver_exports_damage(tmp_path_factory, data, target):
+    """dbatools UTF-16 JSON, msdb CSV with text types and US dates, histories with forks."""
+    path = tmp_path_factory.mktemp("h") / ("history.csv" if data[:4] == MSDB_TEXT[:4] else "history.json")
+    path.write_bytes(data)
+    names_file(lambda: sqlserver.load_history(path).plan(target), path)
 
 
 @pytest.mark.parametrize(("data", "message"), [

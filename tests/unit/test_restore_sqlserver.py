@@ -15,7 +15,7 @@ from etl.restore.chain import (
     TargetNotCovered,
     WrongOrder,
 )
-from etl.restore.sqlserver import BACKUPSET_QUERY, load_history
+from etl.restore.sqlserver import BACKUPSET_QUERY, chain_from_rows, load_history
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "restore" / "sqlserver"
 
@@ -268,3 +268,30 @@ def test_plan_json_lists_steps_notes_warnings_and_unused():
     assert (data["target"], data["reaches"], data["notes"], data["warnings"]) == (
         str(lsn(380)), str(lsn(400)), [DBATOOLS_NOTE], [])
     assert data["unused"][0] == {"name": FILE_BACKUP[0], "why": FILE_BACKUP[1]}
+
+
+def test_history_whose_rows_are_no_backups_says_why_not_just_no_full(tmp_path):
+    rows = json.loads((FIXTURES / "chain.json").read_text())
+    for row in rows:
+        row["type"] = "Unknown"
+    path = tmp_path / "history.json"
+    path.write_text(json.dumps(rows[:2]))
+    with pytest.raises(TargetNotCovered) as caught:
+        load_history(path).plan()
+    assert caught.value.message == ("mssql: the history holds no full backup; 2 row(s) are no backup a "
+                                    "restore can use (full-sun: unknown backup type 'unknown'; log-0200: "
+                                    "unknown backup type 'unknown')")
+
+
+def test_a_full_named_off_the_points_fork():
+    rows = json.loads((FIXTURES / "forks.json").read_text())
+    fork_b = rows[-1]["last_recovery_fork_guid"]
+    rows.append(dict(rows[0], name="full-b", backup_set_uuid="33333333-3333-4333-8333-000000000099",
+                     first_lsn=str(lsn(290)), last_lsn=str(lsn(300)), checkpoint_lsn=str(lsn(295)),
+                     first_recovery_fork_guid=fork_b, last_recovery_fork_guid=fork_b,
+                     backup_finish_date="2026-11-05T01:00:00"))
+    chain = chain_from_rows(rows)
+    assert chain.plan(full="full-b").names == ["full-b", "log-b-0350"]
+    with pytest.raises(LineageMismatch) as caught:
+        chain.plan(datetime(2026, 11, 3, 12), full="full-b")
+    assert caught.value.message == "mssql: full-b is not on the fork of 2026-11-03T12:00:00"
