@@ -216,6 +216,10 @@ def _differential_base(row: dict[str, Any], name: str, fulls: list[tuple[dict, s
 
 def _lsn(row: dict[str, Any], source: str, name: str, *columns: str) -> int:
     value = _get(row, *columns)
+    if isinstance(value, float) and abs(value) >= 2**53:
+        raise UnreadableInput(f"{source}: backup {name}: {columns[0]} {value!r} was written as a "
+                              "floating-point number, which cannot hold every digit of an LSN",
+                              hint="export the LSN columns as text or whole numbers")
     try:
         if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
             raise ValueError(value)

@@ -13,6 +13,7 @@ from etl.restore.chain import (
     PositionGap,
     SystemMismatch,
     TargetNotCovered,
+    UnreadableInput,
     WrongOrder,
 )
 from etl.restore.sqlserver import BACKUPSET_QUERY, chain_from_rows, load_history
@@ -295,3 +296,12 @@ def test_a_full_named_off_the_points_fork():
     with pytest.raises(LineageMismatch) as caught:
         chain.plan(datetime(2026, 11, 3, 12), full="full-b")
     assert caught.value.message == "mssql: full-b is not on the fork of 2026-11-03T12:00:00"
+
+
+def test_lsn_written_as_a_float_loses_digits_and_is_refused(tmp_path):
+    path = tmp_path / "history.json"
+    path.write_text('[{"name": "f", "type": "D", "first_lsn": 3.7000000038000001e16, "last_lsn": 1}]')
+    with pytest.raises(UnreadableInput) as caught:
+        load_history(path)
+    assert caught.value.message == (f"{path}: backup f: first_lsn 3.7000000038e+16 was written as a "
+                                    "floating-point number, which cannot hold every digit of an LSN")
