@@ -20,12 +20,14 @@ def load_chain(engine: str, *sources: str | Path | Iterable[Mapping[str, Any]],
                wal_archive: str | Path | None = None, verify_files: bool = False) -> Chain:
     """An engine's backup history as a Chain.
 
-    - sqlserver: one CSV/JSON export of msdb.dbo.backupset, RESTORE HEADERONLY or dbatools'
+    - mssql: one CSV/JSON export of msdb.dbo.backupset, RESTORE HEADERONLY or dbatools'
       Get-DbaDbBackupHistory, or rows (dicts)
     - oracle: one folder of exported views (v$backup_set, v$backup_datafile, v$backup_redolog)
-    - postgresql: backup folders (full and PostgreSQL 17 incremental), `wal_archive` optional;
+    - postgres: backup folders (full and PostgreSQL 17 incremental), `wal_archive` optional;
       `verify_files` checks every file against its backup_manifest first
-    - mongodb: mongodump folders (full dumps with --oplog, and oplog slices)
+    - mongo: mongodump folders (full dumps with --oplog, and oplog slices)
+
+    The old names sqlserver, postgresql and mongodb are accepted too.
     """
     return get_engine(engine).load_history(sources, wal_archive=wal_archive, verify_files=verify_files)
 
