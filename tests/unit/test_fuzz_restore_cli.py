@@ -21,10 +21,13 @@ from hypothesis import strategies as st
 from etl.errors import EtlError
 from etl.restore import load_chain
 from etl.restore.chain import UnreadableInput
+from etl.restore.mongo import chain_from_dumps
+from etl.restore.oracle import chain_from_views
 from etl.restore.postgres import chain_from_folders
 from etl.restore.sqlserver import chain_from_rows
 from tests.unit.test_fuzz_restore_inputs import damage, edit_json
 from tests.unit.test_restore_cli import job_file
+from tests.unit.test_restore_mongo import full_dump, oplog_slice
 from tests.unit.test_restore_postgres import combined_history, self_contained
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -214,3 +217,23 @@ def test_shuffled_postgres_folders_plan_the_same(tmp_path):
         shuffled = folders[:]
         random.Random(seed).shuffle(shuffled)
         assert plan_facts(chain_from_folders(shuffled), None) == expected
+
+
+def test_shuffled_oracle_views_plan_the_same():
+    views = {name: json.loads((FIXTURES / "oracle" / "cumulative" / f"{name}.json").read_text())
+             for name in ("v$backup_set", "v$backup_datafile", "v$backup_redolog")}
+    expected = plan_facts(chain_from_views(*views.values()), 7100)
+    assert expected[0] == ["LVL0_SUN", "CUM_TUE", "archivelog thread 1 sequence 52"]
+    for seed in range(10):
+        shuffled = [random.Random(seed).sample(rows, len(rows)) for rows in views.values()]
+        assert plan_facts(chain_from_views(*shuffled), 7100) == expected
+
+
+def test_shuffled_mongodump_folders_plan_the_same(tmp_path):
+    folders = [full_dump(tmp_path, "dump-sun", [(0, 1), (10, 1)]),
+               oplog_slice(tmp_path, "oplog-1", [(10, 1), (50, 1), (100, 1)]),
+               oplog_slice(tmp_path, "oplog-2", [(100, 1), (150, 1), (200, 1)])]
+    expected = plan_facts(chain_from_dumps(folders), None)
+    assert expected[0] == ["dump-sun", "oplog-1", "oplog-2"]
+    for seed in range(6):
+        assert plan_facts(chain_from_dumps(random.Random(seed).sample(folders, 3)), None) == expected

@@ -402,3 +402,15 @@ def test_job_file_with_an_unknown_engine(tmp_path, capsys):
     assert main([str(job), "--restore-plan"]) == 2
     assert "unknown backup engine 'postgre'; use one of mssql, oracle, postgres, mongo; did you mean " \
            "'postgres'?" in capsys.readouterr().err
+
+
+def test_postgres_incremental_chain_with_a_gap_exits_3_naming_the_candidates(tmp_path, capsys):
+    from tests.unit.test_restore_postgres import SYSTEM, combined_history
+
+    full, inc1, _, _, inc3 = combined_history(tmp_path / "backups")
+    job = job_file(tmp_path, f"  engine: postgres\n  history: [{full}, {inc1}, {inc3}]\n")
+    assert main([str(job), "--restore-plan"]) == 3
+    assert capsys.readouterr().err.startswith(
+        f"error: postgres: incremental inc3 is based on a backup of system {SYSTEM} starting at 0/6000028 on "
+        "timeline 1 (candidates of that system start: full at 0/2000028 on timeline 1, inc1 at 0/4000028 on "
+        "timeline 1), which is not in the history")

@@ -305,3 +305,9 @@ def test_lsn_written_as_a_float_loses_digits_and_is_refused(tmp_path):
         load_history(path)
     assert caught.value.message == (f"{path}: backup f: first_lsn 3.7000000038e+16 was written as a "
                                     "floating-point number, which cannot hold every digit of an LSN")
+
+
+def test_differential_of_another_full_is_listed_as_unusable():
+    plan = load_history(FIXTURES / "new_base.json").plan(lsn(260), full="full-sun")
+    assert plan.names == ["full-sun", "log-0200", "log-0300"]
+    assert ("diff-mon", "unusable differential: based on vendor-agent-full, not on full-sun") in plan.unused
