@@ -368,11 +368,15 @@ class Chain:
     # -- one fork --------------------------------------------------------------------------
 
     def _check_nothing_newer(self, plan: RestorePlan) -> None:
-        """The latest point is the newest the history holds: a data backup beyond the plan's reach
-        that cannot be linked (its base is missing) is a gap, not a shorter chain."""
+        """The latest point is the newest the history holds: a log beyond the plan's reach, or a
+        data backup there that cannot be linked (its base is missing), is a gap, not a shorter chain."""
         for b in sorted(self.backups, key=_order):
-            if b.is_data and b.missing_base is not None and b.end > plan.reaches:
+            if b.end <= plan.reaches:
+                continue
+            if b.is_data and b.missing_base is not None:
                 self._check_data_link(plan.steps[0], plan.steps[-1], b)
+            if b.kind is Kind.LOG:
+                self._raise_uncovered(list(plan.steps), None)
 
     def _fulls_before(self, target: Target) -> list[Backup]:
         fulls = [b for b in self.backups if b.kind is Kind.FULL and self._at_or_before(b, target)]

@@ -172,7 +172,7 @@ def _backup(row: dict[str, Any], name: str, kind: Kind, fulls: list[tuple[dict, 
         name=name, kind=kind, start=start, end=last_lsn, base=base, missing_base=missing_base,
         lineage_start=lineage_start, lineage_end=lineage_end,
         fork_point=None if fork_point is None else _lsn(row, source, name, "fork_point_lsn", "ForkPointLSN"),
-        system=_guid(_get(row, "family_guid", "FamilyGUID")),
+        system=_system(row),
         can_be_base=not (kind is Kind.FULL and copy_only),
         finished=_date(_get(row, "backup_finish_date", "BackupFinishDate", "End"), source, name),
         details=details | ({"why_no_base": "a copy-only full"} if copy_only else {}),
@@ -185,7 +185,8 @@ def _differential_base(row: dict[str, Any], name: str, fulls: list[tuple[dict, s
 
     The base full is the one whose backup_set_uuid is differential_base_guid and whose checkpoint_lsn
     is differential_base_lsn. Without differential_base_guid (dbatools exports none) the base is
-    the full whose checkpoint_lsn is differential_base_lsn (or the differential's database_backup_lsn)."""
+    the full of the same database whose checkpoint_lsn is differential_base_lsn (or the
+    differential's database_backup_lsn)."""
     base_guid = _guid(_get(row, "differential_base_guid", "DifferentialBaseGUID"))
     if _get(row, "differential_base_lsn", "DifferentialBaseLSN") is not None:
         column = "differential_base_lsn"
@@ -194,7 +195,8 @@ def _differential_base(row: dict[str, Any], name: str, fulls: list[tuple[dict, s
         column = "database_backup_lsn"
         base_lsn = _lsn(row, source, name, "database_backup_lsn", "DatabaseBackupLSN")
     at_lsn = [full_name for full_row, full_name in fulls
-              if _get(full_row, "checkpoint_lsn", "CheckpointLSN") is not None
+              if _system(full_row) == _system(row)
+              and _get(full_row, "checkpoint_lsn", "CheckpointLSN") is not None
               and _lsn(full_row, source, full_name, "checkpoint_lsn", "CheckpointLSN") == base_lsn]
     if base_guid is not None:
         named = [full_name for full_row, full_name in fulls if full_name in at_lsn
@@ -231,6 +233,15 @@ def _lsn(row: dict[str, Any], source: str, name: str, *columns: str) -> int:
         problem = "missing" if value is None else f"{value!r}, not a whole number"
         raise UnreadableInput(f"{source}: backup {name}: {columns[0]} is {problem}",
                               hint="export the LSN columns as numbers (numeric(25,0))") from None
+
+
+def _system(row: dict[str, Any]) -> str | None:
+    """Which database: its family_guid, else (dbatools exports none) its name."""
+    family = _guid(_get(row, "family_guid", "FamilyGUID"))
+    if family is not None:
+        return family
+    name = _get(row, "database_name", "DatabaseName", "Database")
+    return None if name is None else f"database {name}"
 
 
 def _guid(value: Any) -> str | None:

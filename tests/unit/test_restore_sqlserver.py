@@ -8,6 +8,7 @@ import pytest
 
 from etl.restore.chain import (
     BrokenChain,
+    ChainError,
     CopyOnlyMisuse,
     LineageMismatch,
     PositionGap,
@@ -121,6 +122,9 @@ def test_missing_log_backup_is_a_gap_between_its_neighbours():
     with pytest.raises(PositionGap, match=f"gap between log-0200 \\(ends at {lsn(200)}\\) and log-0400 "
                                           f"\\(starts at {lsn(300)}\\)"):
         chain.plan(lsn(450))
+    # the latest point is the newest the history holds: the gap is an error, not a shorter plan
+    with pytest.raises(PositionGap, match=f"gap between log-0200 \\(ends at {lsn(200)}\\) and log-0400"):
+        chain.plan()
     assert chain.plan(lsn(150)).names == ["full-sun", "log-0200"]
 
 
@@ -311,3 +315,19 @@ def test_differential_of_another_full_is_listed_as_unusable():
     plan = load_history(FIXTURES / "new_base.json").plan(lsn(260), full="full-sun")
     assert plan.names == ["full-sun", "log-0200", "log-0300"]
     assert ("diff-mon", "unusable differential: based on vendor-agent-full, not on full-sun") in plan.unused
+
+
+def test_dbatools_export_of_two_databases_is_planned_per_database():
+    rows = json.loads((FIXTURES / "dbatools.json").read_bytes().decode("utf-16"))
+    other = [json.loads(json.dumps(row).replace("Clinic", "Billing")) for row in rows
+             if row["Type"] in ("Full", "Log", "Transaction Log")]
+    chain = chain_from_rows(rows + other)
+    with pytest.raises(ChainError) as caught:
+        chain.plan()
+    assert caught.value.message == (
+        "mssql: the history holds backups of 2 databases (database Billing: Billing_full_sun_1.bak; "
+        "database Clinic: Clinic_full_sun_1.bak); a restore plan is for one")
+    assert [c.plan().names for c in chain.clusters()] == [
+        ["Billing_full_sun_1.bak", "Billing_log_0200.trn", "Billing_log_0300.trn", "Billing_log_0400.trn",
+         "Billing_log_0500.trn"],
+        ["Clinic_full_sun_1.bak", "Clinic_diff_tue.bak", "Clinic_log_0400.trn", "Clinic_log_0500.trn"]]
