@@ -259,22 +259,28 @@ class Chain:
             raise ChainError(f"{self.engine}: the history holds backups of {len(clusters)} databases "
                              f"({described}); a restore plan is for one",
                              hint="plan each of Chain.clusters() (the command prints one plan per database)")
-        paths = [(backups, off) for backups, off in self._fork_paths(target)
-                 if full is None or any(b.name == full for b in backups)]
+        paths = [path for path in self._fork_paths(target)
+                 if full is None or any(b.name == full for b in path[0])]
         if not paths:
             raise LineageMismatch(f"{self.engine}: {full} is not on the fork of {self._target_text(target)}",
                                   hint="name a full backup of that fork, or leave `full` out")
         first_error: ChainError | None = None
-        for backups, off_path in paths:
+        for backups, off_path, restriction in paths:
             try:
                 plan = self._within(backups)._plan_unforked(target, full)
                 if target is None:
                     self._within(backups)._check_nothing_newer(plan)
             except ChainError as error:
+                if restriction and first_error is None:
+                    error = type(error)(f"{error.message} ({restriction})",
+                                        hint="export first_recovery_fork_guid and fork_point_lsn "
+                                        "(BACKUPSET_QUERY holds them), or take a full backup on the "
+                                        "newest fork")
                 first_error = first_error or error
                 continue
             return replace(plan, unused=self._unused(plan, off_path),
-                           format_position=self.format_position)
+                           format_position=self.format_position,
+                           warnings=plan.warnings + ((restriction,) if restriction else ()))
         assert first_error is not None
         raise first_error
 
@@ -316,31 +322,46 @@ class Chain:
                     edges[b.lineage_end] = (b.lineage_start, point)
         return edges
 
-    def _fork_paths(self, target: Target) -> list[tuple[list[Backup], dict[str, str]]]:
+    def _fork_paths(self, target: Target) -> list[tuple[list[Backup], dict[str, str], str | None]]:
         """The fork to plan on and the backups on its path, in the order to try; one unrestricted
-        entry when no backup crosses from one fork to another."""
+        entry when no backup crosses from one fork to another. When backups name only the fork
+        they end on (dbatools exports no first fork), where forks branched is unknown: a plan
+        then stays on one fork."""
         edges = self._fork_edges()
-        if not edges:
-            return [(self.backups, {})]
+        unlinked = not edges and any(b.lineage_start is None and b.lineage_end is not None
+                                     for b in self.backups)
         forks = {f for b in self.backups for f in (b.lineage_start, b.ends_on) if f is not None}
+        if not edges and not (unlinked and len(forks) > 1):
+            return [(self.backups, {}, None)]
+        chosen = self._forks_for(target, forks, {parent for parent, _ in edges.values()})
+        if unlinked:
+            return [(*self._on_fork_alone(fork), f"planned on fork {fork} alone: the history does not say "
+                     "where its forks branched (no first_recovery_fork_guid)") for fork in chosen]
+        return [(*self._on_path(fork, edges), None) for fork in chosen]
 
+    def _forks_for(self, target: Target, forks: set[str], parents: set[str]) -> list[str]:
+        """`latest`: the newest fork; a time: the fork of the first backup finished after it (the
+        newest when none is); a position: every fork, newest first."""
         def newest(fork: str) -> tuple[datetime, int, str]:
             on = [b for b in self.backups if b.ends_on == fork]
             return (max((as_utc(b.finished) or datetime.min for b in on), default=datetime.min),
                     max((b.end for b in on), default=0), fork)
 
         by_age = sorted(forks, key=newest, reverse=True)
-        parents = {parent for parent, _ in edges.values()}
+        newest_leaf = next((f for f in by_age if f not in parents), by_age[0])
         if target is None:
-            chosen = [next((f for f in by_age if f not in parents), by_age[0])]
-        elif isinstance(target, datetime):
+            return [newest_leaf]
+        if isinstance(target, datetime):
             later = sorted((b for b in self.backups if b.ends_on is not None and b.finished is not None
                             and as_utc(b.finished) >= target), key=lambda b: (as_utc(b.finished), b.name))
-            chosen = [later[0].ends_on] if later and later[0].ends_on else \
-                [next((f for f in by_age if f not in parents), by_age[0])]
-        else:
-            chosen = by_age
-        return [self._on_path(fork, edges) for fork in chosen]
+            return [later[0].ends_on] if later and later[0].ends_on else [newest_leaf]
+        return by_age
+
+    def _on_fork_alone(self, fork: str) -> tuple[list[Backup], dict[str, str]]:
+        off = {b.name: f"on another fork: it ends on {b.ends_on}, and the history does not say where forks "
+                       f"branched (no first_recovery_fork_guid), so the plan stays on {fork}"
+               for b in self.backups if b.ends_on is not None and b.ends_on != fork}
+        return [b for b in self.backups if b.name not in off], off
 
     def _on_path(self, fork: str, edges: dict[str, tuple[str, int]]) -> tuple[list[Backup], dict[str, str]]:
         """The backups on the way from the oldest fork to `fork`: a backup that stays on an earlier

@@ -331,3 +331,23 @@ def test_dbatools_export_of_two_databases_is_planned_per_database():
         ["Billing_full_sun_1.bak", "Billing_log_0200.trn", "Billing_log_0300.trn", "Billing_log_0400.trn",
          "Billing_log_0500.trn"],
         ["Clinic_full_sun_1.bak", "Clinic_diff_tue.bak", "Clinic_log_0400.trn", "Clinic_log_0500.trn"]]
+
+
+def test_forks_known_only_by_their_last_fork_are_never_mixed():
+    """dbatools exports last_recovery_fork_guid only: where a fork branched is unknown, so a plan
+    stays on one fork rather than mixing the abandoned branch into it."""
+    rows = json.loads((FIXTURES / "forks.json").read_text())
+    for row in rows:
+        del row["first_recovery_fork_guid"], row["fork_point_lsn"]
+    chain = chain_from_rows(rows)
+    fork_a, fork_b = "a1b2c3d4-0000-4000-8000-00000000000a", "a1b2c3d4-0000-4000-8000-00000000000b"
+    with pytest.raises(TargetNotCovered) as caught:
+        chain.plan()
+    assert caught.value.message == (f"mssql: no full backup is consistent at or before the latest point "
+                                    f"(planned on fork {fork_b} alone: the history does not say where its "
+                                    "forks branched (no first_recovery_fork_guid))")
+    plan = chain.plan(datetime(2026, 11, 3, 12))
+    assert plan.names == ["full-sun", "log-0200", "log-0300", "log-0400"]
+    assert plan.warnings == (f"planned on fork {fork_a} alone: the history does not say where its forks "
+                             "branched (no first_recovery_fork_guid)",)
+    assert [name for name, _ in plan.unused] == ["log-fork-b", "log-b-0350"]
