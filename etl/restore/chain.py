@@ -273,9 +273,8 @@ class Chain:
             except ChainError as error:
                 if restriction and first_error is None:
                     error = type(error)(f"{error.message} ({restriction})",
-                                        hint="export first_recovery_fork_guid and fork_point_lsn "
-                                        "(BACKUPSET_QUERY holds them), or take a full backup on the "
-                                        "newest fork")
+                                        hint="export the fork each backup starts on and where forks "
+                                        "branched, or take a full backup on the newest fork")
                 first_error = first_error or error
                 continue
             return replace(plan, unused=self._unused(plan, off_path),
@@ -336,7 +335,8 @@ class Chain:
         chosen = self._forks_for(target, forks, {parent for parent, _ in edges.values()})
         if unlinked:
             return [(*self._on_fork_alone(fork), f"planned on fork {fork} alone: the history does not say "
-                     "where its forks branched (no first_recovery_fork_guid)") for fork in chosen]
+                     "where its forks branched (its backups name only the fork they end on)")
+                    for fork in chosen]
         return [(*self._on_path(fork, edges), None) for fork in chosen]
 
     def _forks_for(self, target: Target, forks: set[str], parents: set[str]) -> list[str]:
@@ -359,7 +359,7 @@ class Chain:
 
     def _on_fork_alone(self, fork: str) -> tuple[list[Backup], dict[str, str]]:
         off = {b.name: f"on another fork: it ends on {b.ends_on}, and the history does not say where forks "
-                       f"branched (no first_recovery_fork_guid), so the plan stays on {fork}"
+                       f"branched, so the plan stays on {fork}"
                for b in self.backups if b.ends_on is not None and b.ends_on != fork}
         return [b for b in self.backups if b.name not in off], off
 

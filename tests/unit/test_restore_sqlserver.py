@@ -345,9 +345,9 @@ def test_forks_known_only_by_their_last_fork_are_never_mixed():
         chain.plan()
     assert caught.value.message == (f"mssql: no full backup is consistent at or before the latest point "
                                     f"(planned on fork {fork_b} alone: the history does not say where its "
-                                    "forks branched (no first_recovery_fork_guid))")
+                                    "forks branched (its backups name only the fork they end on))")
     plan = chain.plan(datetime(2026, 11, 3, 12))
     assert plan.names == ["full-sun", "log-0200", "log-0300", "log-0400"]
     assert plan.warnings == (f"planned on fork {fork_a} alone: the history does not say where its forks "
-                             "branched (no first_recovery_fork_guid)",)
+                             "branched (its backups name only the fork they end on)",)
     assert [name for name, _ in plan.unused] == ["log-fork-b", "log-b-0350"]
