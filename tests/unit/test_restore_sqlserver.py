@@ -351,3 +351,22 @@ def test_forks_known_only_by_their_last_fork_are_never_mixed():
     assert plan.warnings == (f"planned on fork {fork_a} alone: the history does not say where its forks "
                              "branched (its backups name only the fork they end on)",)
     assert [name for name, _ in plan.unused] == ["log-fork-b", "log-b-0350"]
+
+
+@pytest.mark.parametrize(("finished", "expected"), [
+    ("/Date(1793469600000)/", datetime(2026, 10, 31, 18, 0)),
+    ("/Date(1793469600000+0100)/", datetime(2026, 10, 31, 18, 0)),
+    ({"value": "/Date(1793469600000)/", "DateTime": "Saturday, October 31, 2026 6:00:00 PM"},
+     datetime(2026, 10, 31, 18, 0)),
+    ("2026-10-31T19:00:00.0000000+01:00", datetime(2026, 10, 31, 18, 0)),
+    ("10/31/2026 6:00:00 PM", datetime(2026, 10, 31, 18, 0)),
+    ("10/31/2026 18:00", datetime(2026, 10, 31, 18, 0)),
+], ids=["ConvertTo-Json", "with offset", "PowerShell 5.1 object", "PowerShell 7 ISO", "US", "US 24h"])
+def test_one_backup_exported_as_one_object_with_each_date_form(tmp_path, finished, expected):
+    """ConvertTo-Json writes a single backup as an object, not a list."""
+    path = tmp_path / "history.json"
+    path.write_text(json.dumps({"Database": "Clinic", "Type": "Full", "FirstLsn": 10, "LastLsn": "20",
+                                "CheckpointLsn": 15, "End": finished, "Path": "D:\\backup\\one.bak"}))
+    chain = load_history(path)
+    assert chain.plan().names == ["one.bak"]
+    assert chain.get("one.bak").finished == expected
