@@ -370,3 +370,8 @@ def test_one_backup_exported_as_one_object_with_each_date_form(tmp_path, finishe
     chain = load_history(path)
     assert chain.plan().names == ["one.bak"]
     assert chain.get("one.bak").finished == expected
+
+
+def test_the_export_query_in_the_docs_is_the_one_read_msdb_runs():
+    docs = (Path(__file__).parents[2] / "docs" / "restore.md").read_text()
+    assert BACKUPSET_QUERY.strip().replace("?", "N'Clinic'") in docs
