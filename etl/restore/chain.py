@@ -435,10 +435,7 @@ class Chain:
                 if target is None and not current.is_data:
                     break
                 if self._past_the_end(current, target):
-                    warnings = (f"{self._target_text(target)} is after the last backup: the plan restores to "
-                                f"the end of {current.name} ({self._pos(current.end)}"
-                                + (f", {current.finished.isoformat(sep=' ')}" if current.finished else "")
-                                + "); later changes are in no backup",)
+                    warnings = (self._past_the_end_warning(current, target),)
                     break
                 self._raise_uncovered(steps, target)
             same_lineage = [log for log in covering if self._same_lineage(current, log)]
@@ -474,6 +471,12 @@ class Chain:
         return not any(b.end > current.end or (b.finished is not None and current.finished is not None
                                                 and as_utc(b.finished) > as_utc(current.finished))
                        for b in self.backups)
+
+    def _past_the_end_warning(self, current: Backup, target: Target) -> str:
+        return (f"{self._target_text(target)} is after the last backup: the plan restores to the end of "
+                f"{current.name} ({self._pos(current.end)}"
+                + (f", {current.finished.isoformat(sep=' ')}" if current.finished else "")
+                + "); later changes are in no backup")
 
     def _exactly_at(self, backup: Backup, target: Target) -> bool:
         """Whether the target is the point this backup restores to, so no log is needed."""
@@ -595,11 +598,14 @@ class Chain:
                                  hint="apply backups oldest first")
         for i in range(1, len(steps)):
             self._check_link(steps[:i], steps[i])
+        warnings: tuple[str, ...] = ()
         if target is not None and not self._reached(steps[-1], target) \
                 and not self._exactly_at(steps[-1], target):
-            raise TargetNotCovered(f"{self.engine}: the sequence ends with {steps[-1].name} at "
-                                   f"{self._pos(steps[-1].end)}, before {self._target_text(target)}")
-        return RestorePlan(self.engine, tuple(steps), target, steps[-1].end,
+            if not self._within(self._fork_paths(target)[0][0])._past_the_end(steps[-1], target):
+                raise TargetNotCovered(f"{self.engine}: the sequence ends with {steps[-1].name} at "
+                                       f"{self._pos(steps[-1].end)}, before {self._target_text(target)}")
+            warnings = (self._past_the_end_warning(steps[-1], target),)
+        return RestorePlan(self.engine, tuple(steps), target, steps[-1].end, warnings,
                            format_position=self.format_position)
 
     def _check_link(self, previous: list[Backup], step: Backup) -> None:

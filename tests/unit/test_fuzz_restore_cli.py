@@ -10,7 +10,7 @@ import os
 import random
 import subprocess
 import sys
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import bson
@@ -237,3 +237,34 @@ def test_shuffled_mongodump_folders_plan_the_same(tmp_path):
     assert expected[0] == ["dump-sun", "oplog-1", "oplog-2"]
     for seed in range(6):
         assert plan_facts(chain_from_dumps(random.Random(seed).sample(folders, 3)), None) == expected
+
+
+@pytest.mark.parametrize("name", ["chain.json", "forks.json", "empty_log.json", "new_base.json",
+                                  "copy_only.json", "dbatools.json", "msdb_text.csv", "headeronly.csv",
+                                  "missing_base.json"])
+def test_every_plan_passes_the_check_of_its_own_sequence(name):
+    """Whatever the planner returns, the engine's rules (Chain.check) accept, with the same warnings."""
+    chain = load_chain("mssql", SQLSERVER / name)
+    targets = [None, *(37000000000000000 + k * 100000 + 1 for k in range(80, 520, 7)),
+               *(datetime(2026, 10, 31) + timedelta(hours=h) for h in range(0, 24 * 7, 5))]
+    planned = 0
+    for target in targets:
+        try:
+            plan = chain.plan(target)
+        except EtlError:
+            continue
+        planned += 1
+        checked = chain.check(plan.names, target)
+        assert (checked.reaches, checked.warnings) == (plan.reaches, plan.warnings), (name, target)
+    assert planned > 0
+
+
+@pytest.mark.parametrize("case", ["cumulative", "staggered", "incarnation", "full_not_level0"])
+def test_every_oracle_plan_passes_the_check_of_its_own_sequence(case):
+    chain = load_chain("oracle", FIXTURES / "oracle" / case)
+    for target in [None, *range(4000, 10000, 97)]:
+        try:
+            plan = chain.plan(target)
+        except EtlError:
+            continue
+        assert chain.check(plan.names, target).reaches == plan.reaches, (case, target)
