@@ -29,7 +29,10 @@ def load_chain(engine: str, *sources: str | Path | Iterable[Mapping[str, Any]],
 
     The old names sqlserver, postgresql and mongodb are accepted too.
     """
-    return get_engine(engine).load_history(sources, wal_archive=wal_archive, verify_files=verify_files)
+    found = get_engine(engine)
+    if verify_files and not found.verifies_files:
+        raise found.no_file_checksums()
+    return found.load_history(sources, wal_archive=wal_archive, verify_files=verify_files)
 
 
 def plan_restore(chain: Chain, target: Any = None, *, full: str | None = None,

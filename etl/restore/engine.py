@@ -33,6 +33,8 @@ class RestoreEngine:
     """How a checksum manifest's `position` names the engine's position: lsn, scn or ts."""
     point_hint: ClassVar[str] = "give an LSN or SCN as a number"
     """How to write a restore point, for messages."""
+    verifies_files: ClassVar[bool] = False
+    """Whether backups carry file checksums `verify_files` checks (load_history(verify_files=True))."""
 
     # -- reading a history -----------------------------------------------------------------
 
@@ -47,8 +49,11 @@ class RestoreEngine:
 
     def verify_files(self, folder: str | Path) -> Any:
         """Check a backup's files against the checksums the engine recorded with it."""
-        raise UnreadableInput(f"{self.name}: backups carry no file checksums to verify",
-                              hint="leave restore.verify_files out for this engine")
+        raise self.no_file_checksums()
+
+    def no_file_checksums(self) -> UnreadableInput:
+        return UnreadableInput(f"{self.name}: backups carry no file checksums to verify",
+                               hint="leave verify_files out for this engine")
 
     # -- planning ------------------------------------------------------------------------
 

@@ -555,6 +555,7 @@ class Postgres(RestoreEngine):
 
     name = ENGINE
     aliases = ("postgresql",)
+    verifies_files = True
     point_hint = "give an LSN like 0/3000060"
 
     def load_history(self, sources: Sequence[Source], *, wal_archive: str | Path | None = None,

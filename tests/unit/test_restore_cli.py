@@ -414,3 +414,11 @@ def test_postgres_incremental_chain_with_a_gap_exits_3_naming_the_candidates(tmp
         f"error: postgres: incremental inc3 is based on a backup of system {SYSTEM} starting at 0/6000028 on "
         "timeline 1 (candidates of that system start: full at 0/2000028 on timeline 1, inc1 at 0/4000028 on "
         "timeline 1), which is not in the history")
+
+
+def test_verify_files_for_an_engine_without_file_checksums(tmp_path, capsys):
+    job = job_file(tmp_path, f"  engine: mssql\n  history: {FIXTURES / 'sqlserver' / 'chain.json'}\n"
+                             "  verify_files: true\n")
+    assert main([str(job), "--restore-plan"]) == 2
+    assert capsys.readouterr().err == ("error: mssql: backups carry no file checksums to verify\n"
+                                       "  hint: leave verify_files out for this engine\n")
