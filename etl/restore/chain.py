@@ -64,7 +64,8 @@ class Backup:
     """Fork / incarnation / timeline the backup ends on (None: same as `lineage_start`)."""
     fork_point: int | None = None
     """When `lineage_end` branched from `lineage_start` during this backup: the position of the
-    branch (SQL Server fork_point_lsn). None: the backup's `start`."""
+    branch (SQL Server fork_point_lsn). None: unknown (backups on the parent fork are then not
+    told apart by position)."""
     system: str | None = None
     """Identity of the database (SQL Server family_guid, Oracle DBID, PostgreSQL system identifier)."""
     can_be_base: bool = True
@@ -310,15 +311,16 @@ class Chain:
 
     # -- forks -----------------------------------------------------------------------------
 
-    def _fork_edges(self) -> dict[str, tuple[str, int]]:
-        """Each fork that branched from another during a backup: child -> (parent, branch position)."""
-        edges: dict[str, tuple[str, int]] = {}
+    def _fork_edges(self) -> dict[str, tuple[str, int | None]]:
+        """Each fork that branched from another during a backup: child -> (parent, branch position
+        when the metadata gives it)."""
+        edges: dict[str, tuple[str, int | None]] = {}
         for b in sorted(self.backups, key=_order):
             if b.lineage_start is not None and b.lineage_end is not None and b.lineage_start != b.lineage_end:
-                point = b.start if b.fork_point is None else b.fork_point
                 known = edges.get(b.lineage_end)
-                if known is None or (known[0] == b.lineage_start and point < known[1]):
-                    edges[b.lineage_end] = (b.lineage_start, point)
+                if known is None or (known[0] == b.lineage_start and b.fork_point is not None
+                                     and (known[1] is None or b.fork_point < known[1])):
+                    edges[b.lineage_end] = (b.lineage_start, b.fork_point)
         return edges
 
     def _fork_paths(self, target: Target) -> list[tuple[list[Backup], dict[str, str], str | None]]:
@@ -363,13 +365,15 @@ class Chain:
                for b in self.backups if b.ends_on is not None and b.ends_on != fork}
         return [b for b in self.backups if b.name not in off], off
 
-    def _on_path(self, fork: str, edges: dict[str, tuple[str, int]]) -> tuple[list[Backup], dict[str, str]]:
+    def _on_path(self, fork: str,
+                 edges: dict[str, tuple[str, int | None]]) -> tuple[list[Backup], dict[str, str]]:
         """The backups on the way from the oldest fork to `fork`: a backup that stays on an earlier
         fork past the point the next fork branched from it belongs to the abandoned branch."""
         path, branch_at = [fork], {}
         while path[-1] in edges and edges[path[-1]][0] not in path:
             parent, point = edges[path[-1]]
-            branch_at[parent] = point
+            if point is not None:
+                branch_at[parent] = point
             path.append(parent)
         order = {f: i for i, f in enumerate(reversed(path))}
 

@@ -167,11 +167,14 @@ def _backup(row: dict[str, Any], name: str, kind: Kind, fulls: list[tuple[dict, 
         start, base, missing_base, link = _differential_base(row, name, fulls, source)
         base_guid = _guid(_get(row, "differential_base_guid", "DifferentialBaseGUID"))
         details.update(differential_base_lsn=start, link=link, differential_base_guid=base_guid)
+    # without fork_point_lsn: the backup that crosses to the new fork holds everything from its first
+    # LSN, so backups of the older fork past that LSN are not on the way to the new one
     fork_point = _get(row, "fork_point_lsn", "ForkPointLSN")
     return Backup(
         name=name, kind=kind, start=start, end=last_lsn, base=base, missing_base=missing_base,
         lineage_start=lineage_start, lineage_end=lineage_end,
-        fork_point=None if fork_point is None else _lsn(row, source, name, "fork_point_lsn", "ForkPointLSN"),
+        fork_point=_lsn(row, source, name, "fork_point_lsn", "ForkPointLSN") if fork_point is not None
+        else first_lsn if lineage_start not in (None, lineage_end) and lineage_end is not None else None,
         system=_system(row),
         can_be_base=not (kind is Kind.FULL and copy_only),
         finished=_date(_get(row, "backup_finish_date", "BackupFinishDate", "End"), source, name),

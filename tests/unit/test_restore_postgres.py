@@ -408,3 +408,17 @@ def test_backup_folder_without_backup_label(tmp_path):
         chain_from_folders([folder], verify=False)
     assert caught.value.message == \
         f"cannot read backup_label {folder / 'backup_label'}: No such file or directory"
+
+
+def test_incremental_taken_after_a_timeline_switch_plans_over_its_full(tmp_path):
+    """A standby promoted to timeline 2 after the full: the incremental's label says INCREMENTAL FROM
+    TLI 1 and START TIMELINE 2. Where timeline 2 branched is in the timeline history file, not in the
+    backups, so no backup of timeline 1 is ruled out by position."""
+    full = self_contained(tmp_path / "full", "0/2000028", "0/2000100")
+    wal = f"pg_wal/{segment_name(2, parse_lsn('0/5000028'))}"
+    inc = write_backup(tmp_path / "inc", start="0/5000028", end="0/5000100", timeline=2,
+                       incremental_from=("0/2000028", 1), files={"base/5/16384": b"inc", wal: b"wal"})
+    chain = chain_from_folders([inc, full])
+    plan = chain.plan()
+    assert plan.names == ["full", "inc"]
+    assert plan.unused == ()
