@@ -37,7 +37,7 @@ from pydantic import (
 from etl import security
 from etl.audit import AuditConfig
 from etl.checksum.tolerances import Tolerances
-from etl.errors import JobFileError
+from etl.errors import JobFileError, did_you_mean
 from etl.interpolate import InterpolationError, Interpolator, SecretSource
 from etl.redact import RedactedRepr, is_secret_name, passwords_in, redact
 from etl.settings_types import DESCRIBED, Integer, refuse_boolean
@@ -265,7 +265,9 @@ class Restore(RedactedRepr, BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    engine: Literal["sqlserver", "oracle", "postgresql", "mongodb"]
+    engine: str
+    """postgres, mssql, oracle or mongo, as sources name them (postgresql, sqlserver and mongodb
+    are accepted too and read as those)."""
     history: Annotated[list[str], BeforeValidator(_as_list)] = Field(default_factory=list)
     """Backup metadata exports, backup folders or mongodump folders, relative to the job file."""
     wal_archive: str | None = None
@@ -287,6 +289,16 @@ class Restore(RedactedRepr, BaseModel):
     """Read mismatched buckets from `source` too and name the differing rows (only meaningful while
     `source` is still at the restore point, e.g. frozen for cut-over)."""
     buckets: Integer = Field(default=256, ge=1, le=1_000_000)
+
+    @field_validator("engine")
+    @classmethod
+    def _engine_name(cls, value: str) -> str:
+        from etl.restore.engines import ENGINES, NAMES, get_engine
+
+        if value not in NAMES:
+            raise ValueError(f"unknown backup engine {value!r}; use one of {', '.join(ENGINES)}"
+                             + did_you_mean(value, NAMES))
+        return get_engine(value).name
 
 
 class JobFile(BaseModel):
