@@ -106,7 +106,7 @@ def columnar_plan(spec: MappingSpec, row_columns: list[list[tuple[str, ColumnFn]
         columns = []
         for column, (name, row_fn) in zip(output.columns, compiled, strict=True):
             flat = _flat_column(column, row_fn, key=name in output.key,
-                                dynamodb=output.target_kind == "dynamodb")
+                                guarded=output.rules.key_bytes is not None)
             if flat is None:
                 return None
             columns.append(flat)
@@ -115,7 +115,7 @@ def columnar_plan(spec: MappingSpec, row_columns: list[list[tuple[str, ColumnFn]
     return ColumnarPlan(outputs)
 
 
-def _flat_column(column: ColumnSpec, row_fn: ColumnFn, *, key: bool, dynamodb: bool) -> _Column | None:
+def _flat_column(column: ColumnSpec, row_fn: ColumnFn, *, key: bool, guarded: bool) -> _Column | None:
     if column.kind == "const":
         return _Column(None, None, row_fn)
     if column.kind != "from" or column.path is None:
@@ -123,7 +123,7 @@ def _flat_column(column: ColumnSpec, row_fn: ColumnFn, *, key: bool, dynamodb: b
     path = column.path
     if len(path.steps) != 1 or not isinstance(path.steps[0], str) or path.scope not in (0, -1):
         return None
-    if key and dynamodb:  # DynamoDB key sizes are checked by the row function's key guard
+    if key and guarded:  # key sizes (DynamoDB) are checked by the row function's key guard
         return _Column(path.steps[0], None, row_fn)
     nullable = column.default is MISSING and not column.required and not key
     return _Column(path.steps[0], bulk_cast(column.type, tz=column.tz, nullable=nullable), row_fn)

@@ -23,14 +23,11 @@ from etl.mapping.tables import OutputShape, output_shapes, table_specs
 from etl.mapping.template import TemplateValueError, compile_template
 from etl.mapping.types import CastError, make_cast, to_plain, type_name
 from etl.records import Reject, TableSpec, nested_path
-from etl.sinks.base import TableRows
+from etl.sinks.base import TableRows, TargetRules
 
 TableKey = tuple[str, str]
 ColumnFn = Callable[[tuple], Any]
 
-DYNAMODB_KEY_BYTES = {0: 2048, 1: 1024}
-"""Partition key values up to 2048 bytes, sort key values up to 1024 bytes:
-https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/ServiceQuotas.html#limits-partition-sort-keys"""
 
 
 class RowProblem(Exception):
@@ -257,9 +254,11 @@ def _label(column: ColumnSpec) -> str:
     return column.name
 
 
-def _key_guard(fn: ColumnFn, name: str, position: int, dynamodb: bool) -> ColumnFn:
-    """Refuse an empty key value, and DynamoDB key values above the service's size limits."""
-    limit = DYNAMODB_KEY_BYTES[position] if dynamodb else None
+def _key_guard(fn: ColumnFn, name: str, position: int, rules: TargetRules) -> ColumnFn:
+    """Refuse a null key value, and, where the target limits key sizes (DynamoDB), key values above
+    those limits and empty text."""
+    limit = rules.key_bytes[position] if rules.key_bytes is not None else None
+    engine = rules.engine
 
     def guarded(ctx: tuple) -> Any:
         value = fn(ctx)
@@ -275,10 +274,10 @@ def _key_guard(fn: ColumnFn, name: str, position: int, dynamodb: bool) -> Column
             )
             if size > limit:
                 raise RowProblem(
-                    name, f"key attribute `{name}` is {size} bytes; DynamoDB allows {limit}", type_name(value)
+                    name, f"key attribute `{name}` is {size} bytes; {engine} allows {limit}", type_name(value)
                 )
             if isinstance(value, str) and not value:
-                raise RowProblem(name, f"key attribute `{name}` is empty text; DynamoDB refuses it", "str")
+                raise RowProblem(name, f"key attribute `{name}` is empty text; {engine} refuses it", "str")
         return value
 
     return guarded
@@ -324,7 +323,7 @@ class CompiledMapping:
         index_of = {
             (output.target, output.table): index
             for index, output in enumerate(spec.outputs)
-            if output.target_kind == "postgres"
+            if output.rules.child_tables
         }
         roots: list[_Output] = []
         for index, output in enumerate(spec.outputs):
@@ -349,9 +348,7 @@ class CompiledMapping:
         for column in output.columns:
             fn = _column_fn(column, frozenset(used), omit and column.name not in shape.key)
             if column.name in shape.key:
-                fn = _key_guard(
-                    fn, column.name, shape.key.index(column.name), output.target_kind == "dynamodb"
-                )
+                fn = _key_guard(fn, column.name, shape.key.index(column.name), output.rules)
             columns.append((column.name, fn))
         for column in output.condition_values:  # carried by each row under the placeholder's name
             columns.append((column.name, _column_fn(column, frozenset(), omit)))

@@ -20,12 +20,15 @@ from etl.mapping.located import Node, load_nodes, suggest
 from etl.mapping.paths import MISSING, Path, PathSyntaxError, parse_path
 from etl.mapping.pii import MASK_MAX_KEEP, PiiRule, SecretKey, drop, hmac_sha256, mask, redact, year_only
 from etl.mapping.template import Template, TemplateError, parse_template
-from etl.mapping.types import ALL_TYPE_WORDS, DYNAMODB_KEY_TYPES, CastError, ColumnType, make_cast, parse_type
+from etl.mapping.types import ALL_TYPE_WORDS, CastError, ColumnType, make_cast, parse_type
 from etl.records import WriteCondition
+from etl.sinks import SINK_TYPES, engines_with, rules_for
+from etl.sinks.base import TargetRules
 
 Resolve = Callable[[str, str], str]
 
-TARGET_KINDS = ("dynamodb", "postgres")
+TARGET_KINDS = tuple(SINK_TYPES)
+"""The target kinds a mapping's `targets:` may name: the sinks' registry."""
 TOP_KEYS = frozenset({"version", "description", "source", "targets", "where", "pii", "outputs"})
 OUTPUT_KEYS = frozenset(
     {"target", "table", "key", "columns", "explode", "parent", "where", "description", "dms", "nulls",
@@ -42,9 +45,6 @@ COLUMN_KEYS = frozenset(SOURCE_KINDS) | COLUMN_OPTIONS
 PII_KINDS = ("hmac", "mask", "redact", "year", "drop")
 _INTERPOLATION = re.compile(r"\$\{(env|secret):[^}]+\}")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_#$.-]{0,254}$")
-PG_NAME_LIMIT = 63
-"""PostgreSQL truncates identifiers longer than NAMEDATALEN-1 = 63 bytes:
-https://www.postgresql.org/docs/15/sql-syntax-lexical.html#SQL-SYNTAX-IDENTIFIERS"""
 
 
 @dataclass
@@ -129,6 +129,11 @@ class OutputSpec:
     nulls: str = "null"
     """`null`: a null value is written as NULL; `omit`: the attribute is left out of the item (a null
     inside a template or a map leaves out that attribute or member)."""
+
+    @property
+    def rules(self) -> TargetRules:
+        """What the output's target kind allows (its sink module's `RULES`)."""
+        return rules_for(self.target_kind)
 
 
 @dataclass
@@ -371,10 +376,13 @@ def _pii(node: Node, resolve: Resolve | None) -> list[PiiRule]:
 def _output(node: Node, targets: dict[str, str]) -> OutputSpec:
     options = node.check_keys(OUTPUT_KEYS, "an output")
     if "dms" in options:
-        if "target" in options and targets.get(options["target"].value) == "postgres":
+        kind = targets.get(options["target"].value) if "target" in options else None
+        if kind in SINK_TYPES and not rules_for(kind).dms_items:
+            engine = rules_for(kind).engine
             raise options["dms"].error(
-                "AWS DMS object-mapping rules describe DynamoDB items; this output's target is PostgreSQL",
-                "write `table`, `key` and `columns` for a PostgreSQL output",
+                f"AWS DMS object-mapping rules describe {engines_with('dms_items')} items; this output's "
+                f"target is {engine}",
+                f"write `table`, `key` and `columns` for a {engine} output",
             )
         extra = set(options) - {"dms", "target", "description", "where", "nulls"}
         if extra:
@@ -396,10 +404,13 @@ def _output(node: Node, targets: dict[str, str]) -> OutputSpec:
         )
     kind = targets[target]
     table = options["table"].expect_str("table")
-    if not _NAME.match(table) or (kind == "postgres" and len(table.encode()) > PG_NAME_LIMIT):
+    names = rules_for(kind).names
+    if not _NAME.match(table) or names.stored(table) != table:
+        limited = [rules_for(k).names for k in SINK_TYPES if rules_for(k).names.identifier_bytes]
+        said = ", ".join(f"at most {n.identifier_bytes} bytes for {n.engine}" for n in limited)
         raise options["table"].error(
             f"`{table}` is not a usable table name",
-            "use letters, digits and underscores (at most 63 bytes for PostgreSQL)",
+            "use letters, digits and underscores" + (f" ({said})" if said else ""),
         )
     explode: tuple[Path, ...] = ()
     explode_text = None
@@ -459,8 +470,8 @@ def _output(node: Node, targets: dict[str, str]) -> OutputSpec:
 def _condition(output: OutputSpec, node: Node, scopes: int) -> None:
     """`condition: {expression, names: {#n: attribute}, values: {:v: column}}` on a DynamoDB output
     (also what a DMS condition-expression becomes): every write must meet it."""
-    if output.target_kind != "dynamodb":
-        raise node.error("a condition applies to DynamoDB writes", "remove it")
+    if not output.rules.conditional_writes:
+        raise node.error(f"a condition applies to {engines_with('conditional_writes')} writes", "remove it")
     parts = node.check_keys(frozenset({"expression", "names", "values"}), "condition")
     if "expression" not in parts:
         raise node.error("the condition has no `expression`",
@@ -490,9 +501,10 @@ def _nulls(node: Node, kind: str) -> str:
         return "null"
     if node.value not in NULLS:
         raise node.error("`nulls` is `null` or `omit`", "write `nulls: omit` to leave null attributes out")
-    if node.value == "omit" and kind != "dynamodb":
+    if node.value == "omit" and not rules_for(kind).omits_nulls:
         raise node.error(
-            "`nulls: omit` applies to DynamoDB outputs: a PostgreSQL row has every column",
+            f"`nulls: omit` applies to {engines_with('omits_nulls')} outputs: a {rules_for(kind).engine} row "
+            "has every column",
             "remove it; a null value is stored as NULL",
         )
     return node.value
@@ -760,7 +772,7 @@ def _link_children(spec: MappingSpec) -> None:
     for output in spec.outputs:
         node = output.node
         if output.parent is None:
-            if output.explode and output.target_kind == "postgres":
+            if output.explode and output.rules.child_tables:
                 raise node.error(
                     f"exploded table `{output.table}` needs `parent:` (the table its rows belong to)",
                     "add `parent: <table of the enclosing record>`",
@@ -768,9 +780,10 @@ def _link_children(spec: MappingSpec) -> None:
             if output.explode and not output.key_declared:
                 raise node.error("an exploded output without parent needs `key:`", "add `key: [...]`")
             continue
-        if output.target_kind == "dynamodb":
+        if not output.rules.child_tables:
             raise node.error(
-                "DynamoDB has no child tables: `parent` applies to PostgreSQL outputs",
+                f"{output.rules.engine} has no child tables: `parent` applies to "
+                f"{engines_with('child_tables')} outputs",
                 "remove `parent:` and build the key from $root fields",
             )
         if not output.explode:
@@ -800,13 +813,12 @@ def _check_tables(spec: MappingSpec) -> None:
     seen: dict[tuple[str, str], OutputSpec] = {}
     for output in spec.outputs:
         node = output.node
-        if output.target_kind == "postgres" and not output.key and output.parent is None:
+        if output.rules.key_required and not output.key and output.parent is None:
             raise node.error(
                 f"table `{output.table}` has no `key:`",
                 "add `key: [<primary key columns>]`; upserts and validation need it",
             )
-        if output.target_kind == "dynamodb":
-            _check_dynamodb_key(output)
+        _check_key(output)
         _check_stored_names(output)
         names = {column.name for column in output.columns}
         if output.key_declared:
@@ -821,7 +833,7 @@ def _check_tables(spec: MappingSpec) -> None:
         if first is None:
             seen[(output.target, output.table)] = output
             continue
-        if output.target_kind == "postgres":
+        if not output.rules.shared_tables:
             raise node.error(
                 f"duplicate output: table `{output.table}` of target `{output.target}` "
                 f"is already written at line {first.node.line}",
@@ -837,9 +849,7 @@ def _check_tables(spec: MappingSpec) -> None:
 
 def _check_stored_names(output: OutputSpec) -> None:
     """Two columns whose names the target engine cuts to the same name would be one column there."""
-    from etl import sinks
-
-    limits = sinks.module_for(output.target_kind).NAME_LIMITS
+    limits = output.rules.names
     stored: dict[str, ColumnSpec] = {}
     for column in output.columns:
         first = stored.setdefault(limits.stored(column.name), column)
@@ -852,18 +862,22 @@ def _check_stored_names(output: OutputSpec) -> None:
             )
 
 
-def _check_dynamodb_key(output: OutputSpec) -> None:
-    node = output.node
-    if not 1 <= len(output.key) <= 2:
+def _check_key(output: OutputSpec) -> None:
+    """The key's arity and column types, where the target kind limits them (DynamoDB: one or two
+    attributes, string, number or binary, always present)."""
+    rules, node = output.rules, output.node
+    if rules.key_columns is None and rules.key_types is None:
+        return
+    if rules.key_columns is not None and not 1 <= len(output.key) <= rules.key_columns:
         raise node.error(
-            "a DynamoDB table's key is [partition key] or [partition key, sort key]",
+            f"a {rules.engine} table's key is [partition key] or [partition key, sort key]",
             "write e.g. `key: [pk, sk]`",
         )
     for column in output.columns:
         if column.name in output.key:
-            if column.type.base not in DYNAMODB_KEY_TYPES:
+            if rules.key_types is not None and column.type.base not in rules.key_types:
                 raise column.node.error(
-                    f"DynamoDB key attribute `{column.name}` cannot be {column.type.name}: keys are "
+                    f"{rules.engine} key attribute `{column.name}` cannot be {column.type.name}: keys are "
                     "string, number or binary",
                     "write `type: string`, `int`, `decimal` or `bytes`",
                 )

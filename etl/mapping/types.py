@@ -83,9 +83,6 @@ ALIASES = {
 ALL_TYPE_WORDS = (*SIMPLE_TYPES, "decimal", "decimal(p,s)", "timestamp(p)", "timestamptz(p)", "map")
 _PARAM = re.compile(r"^\s*([a-z]+)\s*(?:\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\))?\s*$")
 
-DYNAMODB_KEY_TYPES = ("string", "int", "decimal", "float", "bytes")
-"""DynamoDB key attributes are S, N or B:
-https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/HowItWorks.CoreComponents.html"""
 
 
 def parse_type(text: str) -> ColumnType:

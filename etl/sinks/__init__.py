@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from etl.sinks.base import TargetRules
 
 SINK_TYPES = {
     "dynamodb": "etl.sinks.dynamodb",
@@ -13,3 +17,13 @@ SINK_TYPES = {
 
 def module_for(sink_type: str) -> ModuleType:
     return importlib.import_module(SINK_TYPES[sink_type])
+
+
+def rules_for(sink_type: str) -> TargetRules:
+    """What targets of this kind allow (the sink module's `RULES`)."""
+    return module_for(sink_type).RULES
+
+
+def engines_with(capability: str) -> str:
+    """The engines whose rules have `capability` set, for messages: `DynamoDB`."""
+    return " and ".join(rules_for(kind).engine for kind in SINK_TYPES if getattr(rules_for(kind), capability))

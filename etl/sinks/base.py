@@ -34,6 +34,35 @@ class NameLimits:
         return name.encode("utf-8")[: self.identifier_bytes].decode("utf-8", errors="ignore")
 
 
+@dataclass(frozen=True)
+class TargetRules:
+    """What a target kind allows, declared by its sink module as `RULES`. The mapping layer reads it
+    (`etl.sinks.rules_for`) to check and compile mappings, so a new sink touches no mapping file."""
+
+    engine: str
+    """The engine as messages name it: `PostgreSQL`."""
+    names: NameLimits
+    """What the engine does with the names of tables and columns."""
+    child_tables: bool
+    """Exploded outputs are child tables of a `parent:` output, replaced with their parent row."""
+    key_required: bool
+    """Every table that is not a child table declares its `key:`."""
+    shared_tables: bool
+    """Several outputs may write one table (a single-table design), all with the same key."""
+    key_columns: int | None = None
+    """The most key columns a table has; None: any number."""
+    key_types: frozenset[str] | None = None
+    """The column types (`ColumnType.base`) a key column may have; None: any."""
+    key_bytes: tuple[int, ...] | None = None
+    """The most bytes a key value may have, per key position; None: no limit."""
+    omits_nulls: bool = False
+    """`nulls: omit` leaves null attributes out of what is written."""
+    conditional_writes: bool = False
+    """`condition:` makes every write of an output conditional."""
+    dms_items: bool = False
+    """AWS DMS object-mapping rules (`dms:` outputs) describe this target's items."""
+
+
 @dataclass
 class TableRows:
     """Rows for one target table from one batch, with the source key of the record behind each row."""

@@ -33,7 +33,7 @@ from etl.errors import ConnectionFailed, EtlError, RuntimeFailure
 from etl.records import Reject, TableSpec
 from etl.redact import RedactedRepr, redact
 from etl.settings_types import Integer
-from etl.sinks.base import NameLimits, TableRows, WriteResult, column_form
+from etl.sinks.base import NameLimits, TableRows, TargetRules, WriteResult, column_form
 from etl.sinks.coltypes import ColumnType, parse_type
 from etl.sinks.dynamodb_scan import install_scan
 from etl.sinks.dynamodb_values import (
@@ -77,6 +77,15 @@ class Gsi(BaseModel):
 
 
 NAME_LIMITS = NameLimits("DynamoDB")
+RULES = TargetRules(
+    "DynamoDB", NAME_LIMITS, child_tables=False, key_required=True, shared_tables=True, key_columns=2,
+    key_types=frozenset({"string", "int", "decimal", "float", "bytes"}), key_bytes=(2048, 1024),
+    omits_nulls=True, conditional_writes=True, dms_items=True,
+)
+"""Keys are [partition key] or [partition key, sort key] of S, N or B attributes, partition key values
+up to 2048 bytes and sort key values up to 1024 bytes:
+https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/HowItWorks.CoreComponents.html,
+https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/ServiceQuotas.html#limits-partition-sort-keys"""
 """DynamoDB keeps attribute names whole (item size bounds them), so no two names become one."""
 
 

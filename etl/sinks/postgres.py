@@ -34,7 +34,7 @@ from etl.records import Reject, TableSpec, nested_path
 from etl.redact import RedactedRepr
 from etl.settings_types import Integer
 from etl.sinks import jsontext
-from etl.sinks.base import ColumnRows, NameLimits, TableRows, WriteResult, column_form
+from etl.sinks.base import ColumnRows, NameLimits, TableRows, TargetRules, WriteResult, column_form
 from etl.sinks.coltypes import ColumnType, parse_type
 from etl.sinks.iam_token import IamTokenSource
 from etl.sinks.postgres_types import (
@@ -56,6 +56,7 @@ TRANSIENT = (
 ROW_REFUSED = (psycopg.DataError, psycopg.IntegrityError)
 KEYS_PER_STATEMENT = 1000
 NAME_LIMITS = NameLimits("PostgreSQL", identifier_bytes=63, reason="NAMEDATALEN-1")
+RULES = TargetRules("PostgreSQL", NAME_LIMITS, child_tables=True, key_required=True, shared_tables=False)
 """PostgreSQL keeps only the first NAMEDATALEN-1 = 63 bytes of an identifier and silently drops the
 rest, so two names that share their first 63 bytes are one name (PostgreSQL documentation, "SQL
 Syntax" > "Lexical Structure" > "Identifiers and Key Words":
