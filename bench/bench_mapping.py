@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from etl.mapping import compile_mapping, load_mapping  # noqa: E402
-from etl.sinks.base import TableRows  # noqa: E402
+from etl.records import TableRows  # noqa: E402
 
 KEY = "bench-hmac-key"
 UTC = dt.UTC

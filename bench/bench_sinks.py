@@ -31,9 +31,12 @@ from psycopg.types.json import Jsonb
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from etl.records import Column, TableSpec  # noqa: E402
+from etl.records import (  # noqa: E402
+    Column,
+    TableRows,  # noqa: E402
+    TableSpec,
+)
 from etl.sinks import dynamodb, postgres  # noqa: E402
-from etl.sinks.base import TableRows  # noqa: E402
 
 PG_GOAL, DDB_GOAL = 0.85, 0.90
 

@@ -172,3 +172,40 @@ class TableSpec:
             if column.name == name:
                 return column
         raise KeyError(name)
+
+
+@dataclass
+class TableRows:
+    """Rows for one target table from one batch, with the source key of the record behind each row."""
+
+    rows: list[dict] = field(default_factory=list)
+    source_keys: list[str] = field(default_factory=list)
+
+
+class ColumnRows(TableRows):
+    """TableRows kept column by column (name -> values in row order), as a column-wise mapping makes
+    them: a sink that reads `columns` skips building a dict per row. `rows` builds the dicts on first
+    use and from then on they are the rows (`columns` becomes None), so the two never disagree."""
+
+    def __init__(self, columns: dict[str, list], source_keys: list[str]) -> None:
+        self.columns: dict[str, list] | None = columns
+        self._rows: list[dict] | None = None
+        self.source_keys = source_keys
+
+    @property
+    def rows(self) -> list[dict]:
+        if self._rows is None:
+            assert self.columns is not None
+            names = tuple(self.columns)
+            self._rows = [dict(zip(names, values)) for values in zip(*self.columns.values())]  # noqa: B905
+            self.columns = None
+        return self._rows
+
+    @rows.setter
+    def rows(self, rows: list[dict]) -> None:
+        self._rows, self.columns = rows, None
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, TableRows):
+            return NotImplemented
+        return (self.rows, self.source_keys) == (other.rows, other.source_keys)

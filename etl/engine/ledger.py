@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from etl.errors import EtlError
-from etl.records import Json, Partition, TableSpec
-from etl.sinks.base import Sink, TableRows
+from etl.records import Json, Partition, TableRows, TableSpec
+from etl.sinks.base import Sink
 from etl.sources.sqltypes import decode_key, encode_key
 from etl.state.base import StateStore
 

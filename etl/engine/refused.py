@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 
-from etl.sinks.base import TableRows
+from etl.records import TableRows
 
 
 class Refused:

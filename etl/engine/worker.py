@@ -22,8 +22,8 @@ from etl.engine.ledger import Ledger
 from etl.engine.prefetch import Prefetcher
 from etl.errors import EtlError
 from etl.mapping.reads import ReadPath, present
-from etl.records import Batch, Json, Partition, Reject
-from etl.sinks.base import Sink, TableRows
+from etl.records import Batch, Json, Partition, Reject, TableRows
+from etl.sinks.base import Sink
 from etl.sources.base import Source
 from etl.state.base import Checkpoint, StateStore
 

@@ -20,7 +20,7 @@ from typing import Any
 from etl.mapping.bulk import CloserLook, bulk_cast
 from etl.mapping.paths import MISSING
 from etl.mapping.spec import ColumnSpec, MappingSpec
-from etl.sinks.base import ColumnRows
+from etl.records import ColumnRows
 
 TableKey = tuple[str, str]
 ColumnFn = Callable[[tuple], Any]

@@ -22,8 +22,8 @@ from etl.mapping.spec import ColumnSpec, MappingSpec, OutputSpec
 from etl.mapping.tables import OutputShape, output_shapes, table_specs
 from etl.mapping.template import TemplateValueError, compile_template
 from etl.mapping.types import CastError, make_cast, to_plain, type_name
-from etl.records import Reject, TableSpec, nested_path
-from etl.sinks.base import TableRows, TargetRules
+from etl.records import Reject, TableRows, TableSpec, nested_path
+from etl.sinks.base import TargetRules
 
 TableKey = tuple[str, str]
 ColumnFn = Callable[[tuple], Any]

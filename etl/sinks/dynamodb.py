@@ -30,10 +30,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from etl import security
 from etl.aws_session import boto3_session
 from etl.errors import ConnectionFailed, EtlError, RuntimeFailure
-from etl.records import Reject, TableSpec
+from etl.records import Reject, TableRows, TableSpec
 from etl.redact import RedactedRepr, redact
 from etl.settings_types import Integer
-from etl.sinks.base import NameLimits, TableRows, TargetRules, WriteResult, column_form
+from etl.sinks.base import NameLimits, TargetRules, WriteResult, column_form
 from etl.sinks.coltypes import ColumnType, parse_type
 from etl.sinks.dynamodb_scan import install_scan
 from etl.sinks.dynamodb_values import (

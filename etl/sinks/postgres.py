@@ -30,11 +30,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from etl import security
 from etl.errors import ConnectionFailed, EtlError, RuntimeFailure
-from etl.records import Reject, TableSpec, nested_path
+from etl.records import ColumnRows, Reject, TableRows, TableSpec, nested_path
 from etl.redact import RedactedRepr
 from etl.settings_types import Integer
 from etl.sinks import jsontext
-from etl.sinks.base import ColumnRows, NameLimits, TableRows, TargetRules, WriteResult, column_form
+from etl.sinks.base import NameLimits, TargetRules, WriteResult, column_form
 from etl.sinks.coltypes import ColumnType, parse_type
 from etl.sinks.iam_token import IamTokenSource
 from etl.sinks.postgres_types import (

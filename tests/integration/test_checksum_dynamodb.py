@@ -10,9 +10,8 @@ from decimal import Decimal
 import pytest
 
 from etl.checksum import FieldDifference, validate_table
-from etl.records import Column, TableSpec
+from etl.records import Column, TableRows, TableSpec
 from etl.sinks import dynamodb
-from etl.sinks.base import TableRows
 from tests.conftest import DYNAMODB_ENDPOINT
 
 pytestmark = pytest.mark.integration

@@ -7,9 +7,8 @@ from decimal import Decimal
 import pytest
 
 from etl.errors import EtlError
-from etl.records import Column, TableSpec, WriteCondition
+from etl.records import Column, TableRows, TableSpec, WriteCondition
 from etl.sinks import dynamodb
-from etl.sinks.base import TableRows
 from tests.conftest import DYNAMODB_ENDPOINT
 
 pytestmark = pytest.mark.integration

@@ -2,9 +2,8 @@
 
 import pytest
 
-from etl.records import Column, TableSpec
+from etl.records import Column, TableRows, TableSpec
 from etl.sinks import dynamodb
-from etl.sinks.base import TableRows
 from tests.conftest import DYNAMODB_ENDPOINT
 from tests.integration.faultproxy import FaultProxy
 

@@ -8,9 +8,8 @@ import psycopg
 import pytest
 
 from etl.errors import EtlError
-from etl.records import Column, TableSpec
+from etl.records import Column, TableRows, TableSpec
 from etl.sinks import postgres
-from etl.sinks.base import TableRows
 
 pytestmark = pytest.mark.integration
 

@@ -6,9 +6,8 @@ from decimal import Decimal
 import psycopg
 import pytest
 
-from etl.records import Column, TableSpec
+from etl.records import Column, TableRows, TableSpec
 from etl.sinks import postgres
-from etl.sinks.base import TableRows
 
 pytestmark = pytest.mark.integration
 

@@ -10,8 +10,8 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from etl.records import Batch, Json, Partition, Reject, TableSpec
-from etl.sinks.base import TableRows, WriteResult
+from etl.records import Batch, Json, Partition, Reject, TableRows, TableSpec
+from etl.sinks.base import WriteResult
 
 
 class ListSource:

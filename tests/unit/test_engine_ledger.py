@@ -5,8 +5,7 @@ a batch after a crash changes nothing."""
 from __future__ import annotations
 
 from etl.engine.ledger import Ledger
-from etl.records import Column, TableSpec
-from etl.sinks.base import TableRows
+from etl.records import Column, TableRows, TableSpec
 from etl.state.sqlite import Config, open_store
 from tests.unit.engine_fakes import DictSink
 

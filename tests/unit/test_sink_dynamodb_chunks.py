@@ -2,8 +2,7 @@
 
 from decimal import Decimal
 
-from etl.records import Column, TableSpec
-from etl.sinks.base import TableRows
+from etl.records import Column, TableRows, TableSpec
 from etl.sinks.coltypes import parse_type
 from etl.sinks.dynamodb import (
     MAX_BATCH_BYTES,
