@@ -298,7 +298,7 @@ class MssqlSource(SqlSource):
             order = [positions[len(key)], *positions[: len(key)]]
 
             def batches() -> Iterator[Batch]:
-                for chunk in self._pages(connection, plan, page, order, None):
+                for chunk in self.pages(connection, plan, page, order, None):
                     batch = self._tracked_batch(meta, plan, chunk, positions)
                     last = int(chunk[-1][positions[len(key)]])
                     batch.resume_after = {"method": method, "version": max(stored, last - 1)}

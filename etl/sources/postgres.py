@@ -77,6 +77,10 @@ class PostgresSource(SqlSource):
         """PostgreSQL folds unquoted identifiers to lower case (`Composer` names `composer`)."""
         return written.lower() == column
 
+    def user_sql(self, text: str) -> str:
+        """psycopg reads `%` in a statement with parameters as a placeholder: a literal one is `%%`."""
+        return text.replace("%", "%%")
+
     def connect(self) -> psycopg.Connection:
         settings = _settings(self.config.dsn)
         try:
@@ -326,7 +330,9 @@ class PostgresSource(SqlSource):
         states = {tuple(record.values()): state for record, state in
                   zip(self._canonical_keys(connection, meta, list(pending)), pending.values(), strict=True)}
         where = self.config.tables[meta.name].where
-        plan = self.read_plan(meta, fields, [f"CASE WHEN ({where}) THEN 1 ELSE 0 END" if where else "1"])
+        plan = self.read_plan(
+            meta, fields, [f"CASE WHEN ({self.user_sql(where)}) THEN 1 ELSE 0 END" if where else "1"]
+        )
         alive = [key for key, state in pending.items() if state != "delete"]
         rows = []
         if alive:
