@@ -1,0 +1,237 @@
+"""Nested records from PostgreSQL end to end: Chinook's artist -> albums -> tracks and customer ->
+invoices -> lines moved by `python -m etl.run` into DynamoDB items (nested lists and exploded items)
+and PostgreSQL tables (jsonb and exploded child tables), validated equal, killed and resumed."""
+
+from __future__ import annotations
+
+import textwrap
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import DYNAMODB_ENDPOINT
+from tests.integration.chinook import load_chinook
+from tests.integration.run_helpers import dynamo_count, pg_scalar, run_cli, saved_report
+
+pytestmark = pytest.mark.integration
+
+ARTIST_MAPPING = """\
+version: 1
+source:
+  key: [artist_id]
+targets:
+  pg: postgres
+  dynamo: dynamodb
+outputs:
+  - target: dynamo
+    table: {table}
+    key: [pk, sk]
+    columns:
+      pk: {{template: "ARTIST#{{artist_id}}"}}
+      sk: {{const: PROFILE}}
+      name: name
+      albums: {{from: albums, type: list}}
+  - target: dynamo
+    table: {table}
+    explode: albums[]
+    key: [pk, sk]
+    columns:
+      pk: {{template: "ARTIST#{{$root.artist_id}}"}}
+      sk: {{template: "ALBUM#{{album_id}}"}}
+      title: title
+      tracks: {{from: tracks, type: list}}
+  - target: dynamo
+    table: {table}
+    explode: albums[].tracks[]
+    key: [pk, sk]
+    columns:
+      pk: {{template: "ARTIST#{{$root.artist_id}}"}}
+      sk: {{template: "TRACK#{{$parent.album_id}}#{{track_id}}"}}
+      name: name
+      milliseconds: {{from: milliseconds, type: int}}
+      unit_price: {{from: unit_price, type: "decimal(10,2)", required: true}}
+  - target: pg
+    table: artists
+    key: [artist_id]
+    columns:
+      artist_id: {{from: artist_id, type: int}}
+      name: name
+      albums: {{from: albums, type: json}}
+  - target: pg
+    table: albums
+    explode: albums[]
+    parent: artists
+    key: [album_id]
+    columns:
+      album_id: {{from: album_id, type: int}}
+      title: title
+  - target: pg
+    table: tracks
+    explode: albums[].tracks[]
+    parent: albums
+    key: [track_id]
+    columns:
+      track_id: {{from: track_id, type: int}}
+      name: name
+      composer: composer
+      unit_price: {{from: unit_price, type: "decimal(10,2)", required: true}}
+"""
+
+CUSTOMER_MAPPING = """\
+version: 1
+source:
+  key: [customer_id]
+targets:
+  pg: postgres
+  dynamo: dynamodb
+outputs:
+  - target: dynamo
+    table: {table}
+    key: [pk, sk]
+    columns:
+      pk: {{template: "CUSTOMER#{{customer_id}}"}}
+      sk: {{const: PROFILE}}
+      last_name: last_name
+      invoices: {{from: invoices, type: list}}
+  - target: dynamo
+    table: {table}
+    explode: invoices[]
+    key: [pk, sk]
+    columns:
+      pk: {{template: "CUSTOMER#{{$root.customer_id}}"}}
+      sk: {{template: "INVOICE#{{invoice_date:%Y-%m-%d}}#{{invoice_id}}"}}
+      total: {{from: total, type: "decimal(10,2)", required: true}}
+      lines: {{from: lines, type: list}}
+  - target: pg
+    table: customers
+    key: [customer_id]
+    columns:
+      customer_id: {{from: customer_id, type: int}}
+      last_name: last_name
+      invoices: {{from: invoices, type: json}}
+  - target: pg
+    table: invoices
+    explode: invoices[]
+    parent: customers
+    key: [invoice_id]
+    columns:
+      invoice_id: {{from: invoice_id, type: int}}
+      invoice_date: {{from: invoice_date, type: timestamp(0), required: true}}
+      total: {{from: total, type: "decimal(10,2)", required: true}}
+  - target: pg
+    table: invoice_lines
+    explode: invoices[].lines[]
+    parent: invoices
+    key: [invoice_line_id]
+    columns:
+      invoice_line_id: {{from: invoice_line_id, type: int}}
+      track_id: {{from: track_id, type: int, required: true}}
+      unit_price: {{from: unit_price, type: "decimal(10,2)", required: true}}
+      quantity: {{from: quantity, type: int, required: true}}
+"""
+
+
+def nested_job(folder: Path, dsn: str, table: str) -> Path:
+    (folder / "artist.yaml").write_text(ARTIST_MAPPING.format(table=table))
+    (folder / "customer.yaml").write_text(CUSTOMER_MAPPING.format(table=table))
+    job = folder / "nested.yaml"
+    job.write_text(textwrap.dedent(f"""\
+        version: 1
+        name: nested_chinook
+        sources:
+          chinook:
+            type: postgres
+            dsn: "{dsn}"
+            page_rows: 50
+            tables:
+              artist:
+                mapping: artist.yaml
+                partitions: 3
+                children:
+                  albums:
+                    table: album
+                    parent_key: [artist_id]
+                    children:
+                      tracks: {{table: track, parent_key: [album_id]}}
+              customer:
+                mapping: customer.yaml
+                partitions: 2
+                children:
+                  invoices:
+                    table: invoice
+                    parent_key: [customer_id]
+                    children:
+                      lines: {{table: invoice_line, parent_key: [invoice_id]}}
+        targets:
+          pg: {{type: postgres, dsn: "{dsn}", schema: public, create: if_missing}}
+          dynamo:
+            {{type: dynamodb, endpoint_url: "{DYNAMODB_ENDPOINT}", region: us-east-1, create: if_missing}}
+        batch: {{records: 150}}
+        parallelism: 2
+        executor: {{type: local}}
+        state: {{type: sqlite, path: .etl/state.sqlite}}
+        dead_letter: {{path: .etl/dead_letter.jsonl}}
+        max_rejects: 0
+        validation: {{after_run: true, consistent_reads: true}}
+        report: {{dir: .etl/reports}}
+        """))
+    return job
+
+
+@pytest.fixture
+def chinook(pg_database):
+    load_chinook(pg_database)
+    return pg_database
+
+
+def assert_everything_moved(dsn: str, client, table: str, stdout: str) -> None:
+    report = saved_report(stdout)
+    figures = {
+        t["table"]: (t["extracted"], t["loaded"], t["rejected"], t["filtered"]) for t in report["tables"]
+    }
+    assert figures == {"chinook.artist": (275, 275, 0, 0), "chinook.customer": (59, 59, 0, 0)}
+    counts = {
+        name: pg_scalar(dsn, f"SELECT count(*) FROM {name}")
+        for name in ("artists", "albums", "tracks", "customers", "invoices", "invoice_lines")
+    }
+    assert counts == {"artists": 275, "albums": 347, "tracks": 3503, "customers": 59, "invoices": 412,
+                      "invoice_lines": 2240}
+    # jsonb holds the whole tree: every album and track of every artist, every line of every invoice.
+    assert pg_scalar(dsn, "SELECT sum(jsonb_array_length(albums)) FROM artists") == 347
+    assert pg_scalar(dsn, "SELECT count(*) FROM artists, jsonb_array_elements(albums) a,"
+                          " jsonb_array_elements(a->'tracks')") == 3503
+    assert pg_scalar(dsn, "SELECT count(*) FROM customers, jsonb_array_elements(invoices) i,"
+                          " jsonb_array_elements(i->'lines')") == 2240
+    assert pg_scalar(dsn, "SELECT count(*) FROM tracks t JOIN albums a USING (album_id)"
+                          " JOIN track s USING (track_id) WHERE s.album_id = a.album_id") == 3503
+    assert pg_scalar(dsn, "SELECT sum(total) FROM invoices") == Decimal("2328.60")
+    # DynamoDB: 275 artist + 347 album + 3,503 track items, 59 customer + 412 invoice items.
+    assert dynamo_count(client, table) == 275 + 347 + 3503 + 59 + 412
+    item = client.get_item(TableName=table, Key={"pk": {"S": "ARTIST#1"}, "sk": {"S": "PROFILE"}})["Item"]
+    albums = item["albums"]["L"]
+    assert [album["M"]["title"]["S"] for album in albums] == [
+        "For Those About To Rock We Salute You", "Let There Be Rock"]
+    assert [len(album["M"]["tracks"]["L"]) for album in albums] == [10, 8]
+
+
+def test_nested_chinook_into_dynamodb_and_jsonb_validated_equal(tmp_path, chinook, dynamodb_client,
+                                                                dynamodb_table_prefix):
+    table = f"{dynamodb_table_prefix}_music"
+    job = nested_job(tmp_path, chinook, table)
+    result = run_cli(job)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert_everything_moved(chinook, dynamodb_client, table, result.stdout)
+
+
+def test_nested_chinook_killed_after_a_batch_resumes_with_exact_counts(tmp_path, chinook, dynamodb_client,
+                                                                       dynamodb_table_prefix):
+    table = f"{dynamodb_table_prefix}_music"
+    job = nested_job(tmp_path, chinook, table)
+    killed = run_cli(job, fault="kill:batch:2")
+    assert killed.returncode == -9, killed.stdout[-3000:] + killed.stderr[-3000:]
+    assert 0 < pg_scalar(chinook, "SELECT count(*) FROM artists") + pg_scalar(
+        chinook, "SELECT count(*) FROM customers") < 275 + 59
+    final = run_cli(job)
+    assert final.returncode == 0, final.stdout[-3000:] + final.stderr[-3000:]
+    assert_everything_moved(chinook, dynamodb_client, table, final.stdout)
