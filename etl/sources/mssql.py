@@ -140,11 +140,21 @@ class MssqlSource(SqlSource):
 
     # --- connections ------------------------------------------------------------------
 
+    def connection_string(self) -> str:
+        """The configured ODBC string; with MARS (Multiple Active Result Sets) when a table has
+        `children:`, whose streams are read at once over one connection, in one snapshot
+        (`MARS_Connection=yes`: ODBC Driver 18 and FreeTDS's ODBC driver both take it)."""
+        text = connection_string(self.config)
+        nested = any(options.children for options in self.config.tables.values())
+        if nested and "mars_connection" not in text.lower():
+            text += ";MARS_Connection=yes"
+        return text
+
     def connect(self) -> Any:
         config = self.config
         try:
             connection = pyodbc.connect(
-                connection_string(config), timeout=config.login_timeout, autocommit=False
+                self.connection_string(), timeout=config.login_timeout, autocommit=False
             )
         except pyodbc.Error as error:
             secrets = [config.password.get_secret_value() if config.password else None]

@@ -238,3 +238,54 @@ def test_resume_after_a_batch_continues_with_the_next_row(chinook, dialect):
     assert set(rest).isdisjoint(seen)
     assert len(set(seen + rest)) == 8715
     assert rest == sorted(rest)
+
+
+ARTIST_TREE = {
+    "children": {
+        "albums": {
+            "table": "album",
+            "parent_key": ["artist_id"],
+            "where": "album_id <> 5",
+            "children": {"tracks": {"table": "track", "parent_key": ["album_id"]}},
+        }
+    }
+}
+
+
+@pytest.mark.parametrize("dialect", ["oracle", "tsql"])
+def test_child_streams_nest_albums_and_tracks_under_artists(chinook, dialect):
+    log: list[str] = []
+    source = SOURCES[dialect](chinook, log, {"artist": {"mapping": "m.yaml", **ARTIST_TREE}}, page_rows=70)
+    with psycopg.connect(chinook) as connection:
+        expected: dict = {artist: {} for (artist,) in connection.execute("SELECT artist_id FROM artist")}
+        for album, artist in connection.execute("SELECT album_id, artist_id FROM album WHERE album_id <> 5"):
+            expected[artist][album] = []
+        for track, album in connection.execute(
+            "SELECT track_id, album_id FROM track WHERE album_id <> 5 ORDER BY track_id"
+        ):
+            expected[next(a for a, albums in expected.items() if album in albums)][album].append(track)
+    for partitions in (1, 4):
+        got = {}
+        for partition in source.plan("artist", partitions):
+            for batch in source.read(partition):
+                assert batch.rejects == []
+                for record in batch.records:
+                    got[_plain(record["artist_id"])] = {
+                        _plain(album["album_id"]): [_plain(track["track_id"]) for track in album["tracks"]]
+                        for album in record["albums"]
+                    }
+        assert got == expected, partitions
+        assert sum(map(len, got.values())) == 346
+        assert sum(len(tracks) for albums in got.values() for tracks in albums.values()) == 3503 - 15
+    # The track stream: joined to its album and artist as derived tables, ordered by their keys.
+    tracks = [sql for sql in log if "etl_a1" in sql]
+    assert tracks and all("JOIN (SELECT" in sql for sql in tracks)
+    # Resume: the second batch's last artist, then the rest; children come with their parent.
+    (partition,) = source.plan("artist", 1)
+    batches = source.read(partition)
+    first, second = next(batches), next(batches)
+    batches.close()
+    rest = [r for batch in source.read(partition, resume_after=second.resume_after) for r in batch.records]
+    ids = [_plain(r["artist_id"]) for r in first.records + second.records + rest]
+    assert ids == sorted(expected)
+    assert sum(len(a["tracks"]) for r in first.records + second.records + rest for a in r["albums"]) == 3488
