@@ -375,10 +375,19 @@ class MssqlSource(SqlSource):
             " c.is_nullable FROM sys.columns c WHERE c.object_id = OBJECT_ID(?) ORDER BY c.column_id",
             self._object(schema, table),
         )
-        return [
-            SqlColumn(name, kind, precision, scale, None if length == -1 else length, bool(nullable))
-            for name, kind, precision, scale, length, nullable in rows
-        ]
+        return _sql_columns(rows)
+
+    def query_columns(self, connection: Any, query: str) -> list[SqlColumn]:
+        """The result's columns as SQL Server describes them without running the query
+        (sys.dm_exec_describe_first_result_set), typed as sys.columns types them."""
+        rows = self._rows(
+            connection,
+            "SELECT name, UPPER(TYPE_NAME(system_type_id)), precision, scale, max_length, is_nullable"
+            " FROM sys.dm_exec_describe_first_result_set(?, NULL, 0) WHERE is_hidden = 0"
+            " ORDER BY column_ordinal",
+            query,
+        )
+        return _sql_columns(rows)
 
     def _indexes(self, connection: Any, schema: str, table: str, condition: str) -> list[list[str]]:
         rows = self._rows(
@@ -552,6 +561,14 @@ def endpoints(config: Config) -> list[security.Endpoint]:
             setting=setting,
             origin="Address" if address else "",
         )
+    ]
+
+
+def _sql_columns(rows: list[tuple]) -> list[SqlColumn]:
+    """(name, type, precision, scale, max_length, is_nullable) rows -> columns (-1: MAX, unbounded)."""
+    return [
+        SqlColumn(name, kind, precision, scale, None if length == -1 else length, bool(nullable))
+        for name, kind, precision, scale, length, nullable in rows
     ]
 
 

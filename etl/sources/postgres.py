@@ -416,6 +416,22 @@ class PostgresSource(SqlSource):
         ).fetchall()
         return [SqlColumn(*row) for row in rows]
 
+    def query_columns(self, connection: Any, query: str) -> list[SqlColumn]:
+        """The result's columns from the server's row description (no row read), typed by pg_type
+        as information_schema's udt_name would type them (INT4, NUMERIC, _TEXT...)."""
+        description = connection.execute(f"SELECT * FROM ({query}) etl_q LIMIT 0").description
+        names = dict(
+            connection.execute(
+                "SELECT oid, upper(typname) FROM pg_type WHERE oid = ANY(%s)",
+                [sorted({column.type_code for column in description})],
+            ).fetchall()
+        )
+        return [
+            SqlColumn(column.name, names[column.type_code], column.precision, column.scale,
+                      column.display_size if names[column.type_code] in {"VARCHAR", "BPCHAR"} else None)
+            for column in description
+        ]
+
     def primary_key(self, connection: Any, schema: str, table: str) -> list[str]:
         keys = self._index_columns(connection, schema, table, "i.indisprimary")
         return keys[0] if keys else []

@@ -380,6 +380,10 @@ class SqlSource:
         """Column lists of unique indexes or constraints (without expressions or predicates)."""
         raise NotImplementedError
 
+    def query_columns(self, connection: Any, query: str) -> list[SqlColumn]:
+        """The columns of a `query:` table's result set, typed as the catalog would type them."""
+        raise NotImplementedError
+
     def some_tables(self, connection: Any, schema: str | None) -> list[str]:
         """A few table names that do exist, for the message when a configured one does not."""
         return []
@@ -398,6 +402,8 @@ class SqlSource:
             at = self._point(self._metadata_connection())
             connection = self.planning_connection()
             self._refuse_null_keys(connection, meta, at)
+            if meta.query is not None:
+                self._refuse_repeated_keys(connection, meta, at)
             cuts = self._cuts(connection, meta, partitions, at) if partitions > 1 else []
         bounds = [None, *cuts, None]
         extras = {} if at is None else {"at": at}
@@ -1033,6 +1039,25 @@ class SqlSource:
                 f"{self.engine} source {self.name!r}, table {meta.name!r}: {count} rows have NULL in key"
                 f" column(s) {', '.join(nullable)}; they cannot be read in key order",
                 hint="choose `key:` columns that are never NULL",
+            )
+
+    def _refuse_repeated_keys(self, connection: Any, meta: TableMeta, at: Json) -> None:
+        """A `query:` table's `key:` must identify its rows: keyset pages would skip repeated keys."""
+        params = Params(self.placeholder)
+        conditions = self._filters(meta, params)
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        keys = ", ".join(self.quote(name) for name in meta.key)
+        sql = (
+            f"SELECT COUNT(*) FROM (SELECT {keys} FROM {self.from_clause(meta, at)}{where}"
+            f" GROUP BY {keys} HAVING COUNT(*) > 1) {self.quote('etl_d')}"
+        )
+        ((count,),) = self._query(connection, sql, params)
+        if count:
+            raise EtlError(
+                f"{self.engine} source {self.name!r}, query table {meta.name!r}: {count} values of `key:`"
+                f" [{', '.join(meta.key)}] occur in more than one row of the query's result",
+                hint="declare `key:` columns that identify each row of the result (add the joined"
+                " tables' keys)",
             )
 
     def _cuts(self, connection: Any, meta: TableMeta, partitions: int, at: Json) -> list[Any]:

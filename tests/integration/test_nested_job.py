@@ -1,6 +1,7 @@
 """Nested records from PostgreSQL end to end: Chinook's artist -> albums -> tracks and customer ->
 invoices -> lines moved by `python -m etl.run` into DynamoDB items (nested lists and exploded items)
-and PostgreSQL tables (jsonb and exploded child tables), validated equal, killed and resumed."""
+and PostgreSQL tables (jsonb and exploded child tables), and a `query:` table (a join of lines,
+invoices, tracks and genres), validated equal, killed and resumed."""
 
 from __future__ import annotations
 
@@ -131,10 +132,33 @@ outputs:
       quantity: {{from: quantity, type: int, required: true}}
 """
 
+SALES_MAPPING = """\
+version: 1
+source:
+  key: [invoice_line_id]
+targets:
+  pg: postgres
+outputs:
+  - target: pg
+    table: sales
+    key: [invoice_line_id]
+    columns:
+      invoice_line_id: {from: invoice_line_id, type: int}
+      customer_id: {from: customer_id, type: int, required: true}
+      genre: genre
+      amount: {from: amount, type: "decimal(12,2)", required: true}
+"""
+SALES_QUERY = (
+    "SELECT l.invoice_line_id, i.customer_id, g.name AS genre, l.unit_price * l.quantity AS amount"
+    " FROM invoice_line l JOIN invoice i USING (invoice_id) JOIN track t USING (track_id)"
+    " JOIN genre g USING (genre_id)"
+)
+
 
 def nested_job(folder: Path, dsn: str, table: str) -> Path:
     (folder / "artist.yaml").write_text(ARTIST_MAPPING.format(table=table))
     (folder / "customer.yaml").write_text(CUSTOMER_MAPPING.format(table=table))
+    (folder / "sales.yaml").write_text(SALES_MAPPING)
     job = folder / "nested.yaml"
     job.write_text(textwrap.dedent(f"""\
         version: 1
@@ -163,6 +187,11 @@ def nested_job(folder: Path, dsn: str, table: str) -> Path:
                     parent_key: [customer_id]
                     children:
                       lines: {{table: invoice_line, parent_key: [invoice_id]}}
+              sales:
+                mapping: sales.yaml
+                partitions: 2
+                key: [invoice_line_id]
+                query: "{SALES_QUERY}"
         targets:
           pg: {{type: postgres, dsn: "{dsn}", schema: public, create: if_missing}}
           dynamo:
@@ -190,13 +219,15 @@ def assert_everything_moved(dsn: str, client, table: str, stdout: str) -> None:
     figures = {
         t["table"]: (t["extracted"], t["loaded"], t["rejected"], t["filtered"]) for t in report["tables"]
     }
-    assert figures == {"chinook.artist": (275, 275, 0, 0), "chinook.customer": (59, 59, 0, 0)}
+    assert figures == {"chinook.artist": (275, 275, 0, 0), "chinook.customer": (59, 59, 0, 0),
+                       "chinook.sales": (2240, 2240, 0, 0)}
     counts = {
         name: pg_scalar(dsn, f"SELECT count(*) FROM {name}")
-        for name in ("artists", "albums", "tracks", "customers", "invoices", "invoice_lines")
+        for name in ("artists", "albums", "tracks", "customers", "invoices", "invoice_lines", "sales")
     }
     assert counts == {"artists": 275, "albums": 347, "tracks": 3503, "customers": 59, "invoices": 412,
-                      "invoice_lines": 2240}
+                      "invoice_lines": 2240, "sales": 2240}
+    assert pg_scalar(dsn, "SELECT sum(amount) FROM sales") == Decimal("2328.60")
     # jsonb holds the whole tree: every album and track of every artist, every line of every invoice.
     assert pg_scalar(dsn, "SELECT sum(jsonb_array_length(albums)) FROM artists") == 347
     assert pg_scalar(dsn, "SELECT count(*) FROM artists, jsonb_array_elements(albums) a,"

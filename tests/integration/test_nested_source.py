@@ -193,3 +193,45 @@ def test_child_configuration_errors(chinook):
         source_for(chinook, {"artist": {**ARTIST_TREE, "watermark": "name"}})
     catalogue = source_for(chinook, {"artist": ARTIST_TREE}).catalogue("artist")
     assert catalogue.names == ("artist_id", "name", "albums")
+
+
+SALES = (
+    "SELECT l.invoice_line_id, i.customer_id, t.name AS track_name, g.name AS genre,"
+    " l.unit_price * l.quantity AS amount, i.invoice_date"
+    " FROM invoice_line l JOIN invoice i USING (invoice_id) JOIN track t USING (track_id)"
+    " JOIN genre g USING (genre_id) WHERE g.name LIKE 'R%'"
+)
+
+
+@pytest.mark.parametrize("partitions", [1, 3])
+def test_a_query_table_reads_a_join_by_its_declared_key(chinook, partitions):
+    source = source_for(chinook, {"sales": {"query": SALES, "key": ["invoice_line_id"]}}, records=100,
+                        page_rows=150)
+    try:
+        source.check()
+        columns = [(c.name, c.type) for c in source.describe("sales").columns]
+        records, _ = read_all(source, "sales", partitions)
+        assert source.count("sales") == len(records)
+    finally:
+        source.close()
+    with psycopg.connect(chinook) as connection:
+        ((count, total),) = connection.execute(f"SELECT count(*), sum(amount) FROM ({SALES}) q").fetchall()
+    assert columns == [("invoice_line_id", "INT4"), ("customer_id", "INT4"), ("track_name", "VARCHAR"),
+                       ("genre", "VARCHAR"), ("amount", "NUMERIC"), ("invoice_date", "TIMESTAMP")]
+    assert (len(records), sum(r["amount"] for r in records)) == (count, total)
+    assert count == 912
+    ids = [r["invoice_line_id"] for r in records]
+    assert ids == sorted(ids) and len(set(ids)) == count
+    assert all(r["genre"].startswith("R") for r in records)
+
+
+def test_a_query_table_needs_a_key_that_identifies_its_rows(chinook):
+    with pytest.raises(ValueError, match="a `query:` table needs `key:`"):
+        source_for(chinook, {"sales": {"query": SALES}})
+    source = source_for(chinook, {"sales": {"query": SALES, "key": ["customer_id"]}})
+    try:
+        with pytest.raises(EtlError, match=r"query table 'sales': 59 values of `key:` \[customer_id\] occur"
+                                           " in more than one row"):
+            source.plan("sales", 2)
+    finally:
+        source.close()
