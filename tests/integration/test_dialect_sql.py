@@ -15,6 +15,7 @@ import psycopg
 import pytest
 import sqlglot
 
+from etl.errors import EtlError
 from etl.sources import mssql, oracle
 from etl.sources.base import BatchLimits
 from etl.sources.postgres import Config as PostgresConfig
@@ -102,6 +103,13 @@ def on_postgres(source_class, types: dict, dialect: str, dsn: str, log: list[str
     `rewrite(sql)` replaces clauses sqlglot cannot parse before the rest is parsed and run."""
     catalog = PostgresSource("catalog", PostgresConfig(type="postgres", dsn=dsn, tables={}), BatchLimits())
 
+    def typed(found: list[SqlColumn]) -> list[SqlColumn]:
+        columns = []
+        for column in found:
+            kind, precision, scale = types[column.type]
+            columns.append(SqlColumn(column.name, kind, precision, scale, column.length, column.nullable))
+        return columns
+
     class OnPostgres(source_class):
         def connect(self):
             return TranspilingConnection(dsn, dialect, log, rewrite)
@@ -113,11 +121,10 @@ def on_postgres(source_class, types: dict, dialect: str, dsn: str, log: list[str
             return "public"
 
         def columns(self, connection, schema, table):
-            columns = []
-            for column in catalog.columns(connection.raw, schema, table):
-                kind, precision, scale = types[column.type]
-                columns.append(SqlColumn(column.name, kind, precision, scale, column.length, column.nullable))
-            return columns
+            return typed(catalog.columns(connection.raw, schema, table))
+
+        def query_columns(self, connection, query):
+            return typed(catalog.query_columns(connection.raw, query))
 
         def primary_key(self, connection, schema, table):
             return catalog.primary_key(connection.raw, schema, table)
@@ -289,3 +296,29 @@ def test_child_streams_nest_albums_and_tracks_under_artists(chinook, dialect):
     ids = [_plain(r["artist_id"]) for r in first.records + second.records + rest]
     assert ids == sorted(expected)
     assert sum(len(a["tracks"]) for r in first.records + second.records + rest for a in r["albums"]) == 3488
+
+
+LINES_QUERY = (
+    "SELECT l.invoice_line_id, i.customer_id, l.unit_price * l.quantity AS amount"
+    " FROM invoice_line l JOIN invoice i ON i.invoice_id = l.invoice_id"
+)
+
+
+@pytest.mark.parametrize("dialect", ["oracle", "tsql"])
+def test_query_table_read_by_its_key_and_refused_when_the_key_repeats(chinook, dialect):
+    log: list[str] = []
+    tables = {
+        "lines": {"mapping": "m.yaml", "query": LINES_QUERY, "key": ["invoice_line_id"]},
+        "by_customer": {"mapping": "m.yaml", "query": LINES_QUERY, "key": ["customer_id"]},
+    }
+    source = SOURCES[dialect](chinook, log, tables, page_rows=700)
+    for partitions in (1, 3):
+        amounts = {}
+        for partition in source.plan("lines", partitions):
+            for batch in source.read(partition):
+                amounts |= {_plain(r["invoice_line_id"]): r["amount"] for r in batch.records}
+        assert len(amounts) == 2240 and sorted(amounts) == list(range(1, 2241))
+        assert sum(amounts.values()) == Decimal("2328.60")
+    assert any("GROUP BY" in sql and "HAVING COUNT(*) > 1" in sql for sql in log)
+    with pytest.raises(EtlError, match=r"59 values of `key:` \[customer_id\] occur in more than one row"):
+        source.plan("by_customer", 2)
