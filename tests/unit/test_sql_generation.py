@@ -254,3 +254,54 @@ def test_rowversion_needs_a_rowversion_column_and_overlap_needs_a_watermark():
     with pytest.raises(ValidationError, match="`overlap:` is a setting of `changes: watermark` only"):
         table = {"mapping": "m", "changes": "rowversion", "overlap": 5}
         mssql.Config(type="mssql", server="h", tables={"t": table})
+
+
+NESTED = {"invoices": {"table": "invoice", "parent_key": ["customer_id"],
+                       "children": {"lines": {"table": "invoice_line", "parent_key": ["invoice_id"]}}}}
+
+
+def test_a_table_with_children_refuses_every_change_method_at_load_time(tmp_path):
+    for config, method in [
+        (lambda tables: postgres.Config(type="postgres", dsn="x", tables=tables), "logical"),
+        (lambda tables: oracle.Config(type="oracle", dsn="h/s", user="u", password="p", tables=tables),
+         "scn"),
+        (lambda tables: mssql.Config(type="mssql", server="h", tables=tables), "change_tracking"),
+    ]:
+        with pytest.raises(ValidationError, match=f"`changes: {method}` cannot be used on a table with"):
+            config({"customer": {"mapping": "m", "changes": method, "children": NESTED}})
+        with pytest.raises(ValidationError, match="`changes: watermark` cannot be used on a table with"):
+            config({"customer": {"mapping": "m", "watermark": "updated", "children": NESTED}})
+    (tmp_path / "m.yaml").write_text("{}\n")
+    job = tmp_path / "job.yaml"
+    job.write_text(
+        "version: 1\nname: pg-job\nsources:\n  pg:\n    type: postgres\n    dsn: host=x\n    tables:\n"
+        "      customer:\n        mapping: m.yaml\n        changes: logical\n        children:\n"
+        "          invoices: {table: invoice, parent_key: [customer_id]}\n"
+        "targets:\n  out: {type: postgres, dsn: host=y}\n"
+    )
+    with pytest.raises(JobFileError) as refused:
+        load_job(job, environ={}, secrets={})
+    assert str(refused.value).replace(str(job), "job.yaml").startswith(
+        "job.yaml:9:9: sources.pg.tables.customer: `changes: logical` cannot be used on a table with"
+        " `children:`: a changed child row must re-emit its parent's whole record"
+    )
+
+
+def test_child_and_query_options_are_checked():
+    with pytest.raises(ValidationError, match="parent_key"):
+        postgres.Config(type="postgres", dsn="x",
+                        tables={"c": {"mapping": "m", "children": {"i": {"table": "i"}}}})
+    with pytest.raises(ValidationError, match="takes no `changes:`, `watermark:` or `schema:`"):
+        postgres.Config(type="postgres", dsn="x",
+                        tables={"q": {"mapping": "m", "query": "SELECT 1 AS a", "key": ["a"], "schema": "s"}})
+
+
+def test_sql_server_asks_for_mars_only_when_a_table_has_children():
+    plain = mssql.MssqlSource("s", mssql.Config(type="mssql", server="h", tables={"t": {"mapping": "m"}}),
+                              BatchLimits())
+    nested = mssql.MssqlSource(
+        "s", mssql.Config(type="mssql", server="h", tables={"c": {"mapping": "m", "children": NESTED}}),
+        BatchLimits(),
+    )
+    assert "MARS" not in plain.connection_string()
+    assert nested.connection_string() == mssql.connection_string(nested.config) + ";MARS_Connection=yes"
