@@ -956,14 +956,7 @@ class SqlSource:
         """One keyset page of a partition: rows after `after`, in key order, at most `limit`."""
         params = Params(self.placeholder)
         lower = partition.lower or {}
-        conditions = self._filters(meta, params)
-        first = self.quote(meta.key[0])
-        if lower.get("key") is not None:
-            conditions.append(f"{first} >= {params.add(decode_key(lower['key'])[0])}")
-        if partition.upper is not None:
-            conditions.append(f"{first} < {params.add(decode_key(partition.upper)[0])}")
-        if after is not None:
-            conditions.append(self.after_condition([self.quote(name) for name in meta.key], after, params))
+        conditions = [*self._filters(meta, params), *self.range_conditions(meta, partition, after, params)]
         # A key column selected converted under its own name is selected again raw at the end of
         # the list; ORDER BY its name would be ambiguous (or sort the converted text), so the raw
         # one is named by its place in the select list.
@@ -975,6 +968,21 @@ class SqlSource:
             ", ".join(plan.expressions), self.from_clause(meta, lower.get("at")), conditions, order, limit
         )
         return sql, params
+
+    def range_conditions(
+        self, meta: TableMeta, partition: Partition, after: tuple | None, params: Params
+    ) -> list[str]:
+        """The partition's range on the first key column, and the rows after `after` (a whole key)."""
+        lower = partition.lower or {}
+        first = self.quote(meta.key[0])
+        conditions = []
+        if lower.get("key") is not None:
+            conditions.append(f"{first} >= {params.add(decode_key(lower['key'])[0])}")
+        if partition.upper is not None:
+            conditions.append(f"{first} < {params.add(decode_key(partition.upper)[0])}")
+        if after is not None:
+            conditions.append(self.after_condition([self.quote(name) for name in meta.key], after, params))
+        return conditions
 
     def after_condition(self, keys: list[str], after: Sequence[Any], params: Params) -> str:
         """Rows strictly after a key: `(a, b) > (x, y)`, or its expansion without row values."""
@@ -1171,27 +1179,26 @@ class SqlSource:
         """The reject of a parent record (`row`) for a value of a child row at `problem` (its path
         in the record, `invoices[2].lines[0]`, and the child's reject)."""
         path, child = problem
-        raw_key = [row[index] for index in plan.fields(plan.key_positions)]
-        return Reject(
-            table=meta.name,
-            source_key=_key_text(meta.key, raw_key),
-            reason=f"{path}: {child.reason}",
-            stage="extract",
-            field_path=f"{path}.{child.field_path}",
-            value_type=child.value_type,
-        )
+        return self._reject_row(meta, plan, row, f"{path}: {child.reason}", f"{path}.{child.field_path}",
+                                child.value_type)
 
     def _reject(
         self, meta: TableMeta, plan: ReadPlan, row: Sequence, column: str, value: Any, error: Exception
+    ) -> Reject:
+        return self._reject_row(meta, plan, row, f"column {column}: {_reason(error)}", column,
+                                type(value).__name__)
+
+    def _reject_row(
+        self, meta: TableMeta, plan: ReadPlan, row: Sequence, reason: str, path: str, value_type: str | None
     ) -> Reject:
         raw_key = [row[index] for index in plan.fields(plan.key_positions)]
         return Reject(
             table=meta.name,
             source_key=_key_text(meta.key, raw_key),
-            reason=f"column {column}: {_reason(error)}",
+            reason=reason,
             stage="extract",
-            field_path=column,
-            value_type=type(value).__name__,
+            field_path=path,
+            value_type=value_type,
         )
 
     def _count_loss(self, meta: TableMeta, column: str, reason: str) -> None:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from etl.errors import EtlError
 from etl.records import Batch, Json, Partition, Reject
-from etl.sources.sqltypes import decode_key, encode_key
+from etl.sources.sqltypes import encode_key
 
 if TYPE_CHECKING:
     from etl.sources.sql import Params, ReadPlan, SqlChild, SqlSource, TableMeta
@@ -122,7 +122,7 @@ class Stream:
         params = source.new_params()
         root = self._chain[0].meta
         # The root's range and resume position, then every filter, in the order the SQL holds them.
-        conditions = _root_conditions(source, root, self._partition, self._after, params)
+        conditions = source.range_conditions(root, self._partition, self._after, params)
         root_where = " AND ".join(conditions)
         from_ = self._from.replace(_ROOT_CONDITIONS, f" AND {root_where}" if root_where else "")
         own = [f"({source.user_sql(self.level.where)})"] if self.level.where else []
@@ -173,21 +173,6 @@ def _ancestor_sql(source: SqlSource, ancestor: Level, is_root: bool, at: Json) -
 
 def _at(partition: Partition) -> Json:
     return (partition.lower or {}).get("at")
-
-
-def _root_conditions(
-    source: SqlSource, root: TableMeta, partition: Partition, after: tuple | None, params: Params
-) -> list[str]:
-    lower = partition.lower or {}
-    first = source.quote(root.key[0])
-    conditions = []
-    if lower.get("key") is not None:
-        conditions.append(f"{first} >= {params.add(decode_key(lower['key'])[0])}")
-    if partition.upper is not None:
-        conditions.append(f"{first} < {params.add(decode_key(partition.upper)[0])}")
-    if after is not None:
-        conditions.append(source.after_condition([source.quote(name) for name in root.key], after, params))
-    return conditions
 
 
 @dataclass

@@ -235,3 +235,27 @@ def test_a_query_table_needs_a_key_that_identifies_its_rows(chinook):
             source.plan("sales", 2)
     finally:
         source.close()
+
+
+def test_a_child_value_that_cannot_be_converted_rejects_its_parent_whole(pg_database):
+    with psycopg.connect(pg_database) as connection:
+        connection.execute(
+            "CREATE TABLE team (code text COLLATE \"en-US-x-icu\" PRIMARY KEY, name text);"
+            " CREATE TABLE member (id int PRIMARY KEY, team text NOT NULL, span interval);"
+            " INSERT INTO team VALUES ('a', 'first'), ('B', 'second'), ('c', 'third'), ('_d', 'fourth');"
+            " INSERT INTO member VALUES (1, 'a', '1 day'), (2, 'B', '2 hours'), (3, 'B', '1 month'),"
+            " (4, 'c', NULL), (5, '_d', '3 seconds'), (6, 'nobody', '1 day')"
+        )
+    tree = {"children": {"members": {"table": "member", "parent_key": ["team"]}}}
+    source = source_for(pg_database, {"team": tree})
+    try:
+        (partition,) = source.plan("team", 1)
+        (batch,) = source.read(partition)
+    finally:
+        source.close()
+    # The collation orders '_d', 'a', 'B', 'c'; the merge compares keys for equality only.
+    assert [(r["code"], [m["id"] for m in r["members"]]) for r in batch.records] == [
+        ("_d", [5]), ("a", [1]), ("c", [4])]
+    (reject,) = batch.rejects
+    assert (reject.source_key, reject.field_path, reject.value_type) == ("code='B'", "members[1].span", "str")
+    assert reject.reason.startswith("members[1]: column span: ")
