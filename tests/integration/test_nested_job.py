@@ -250,6 +250,14 @@ def test_nested_chinook_into_dynamodb_and_jsonb_validated_equal(tmp_path, chinoo
                                                                 dynamodb_table_prefix):
     table = f"{dynamodb_table_prefix}_music"
     job = nested_job(tmp_path, chinook, table)
+    plan = run_cli(job, "--plan")
+    assert plan.returncode == 0, plan.stdout[-3000:] + plan.stderr[-3000:]
+    # --plan previews the nested record the run maps: the children come with their parent.
+    assert (
+        'source record artist_id=1:\n    {"artist_id": 1, "name": "AC/DC", "albums": [{"album_id": 1,'
+        ' "title": "For Those About To Rock We Salute You", "artist_id": 1, "tracks": [{"track_id": 1,'
+    ) in plan.stdout
+    assert plan.stdout.count("source columns no output uses (catalogue): none") == 2  # artist, sales
     result = run_cli(job)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert_everything_moved(chinook, dynamodb_client, table, result.stdout)
