@@ -9,6 +9,7 @@ import textwrap
 from decimal import Decimal
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from tests.conftest import DYNAMODB_ENDPOINT
@@ -155,7 +156,7 @@ SALES_QUERY = (
 )
 
 
-def nested_job(folder: Path, dsn: str, table: str) -> Path:
+def nested_job(folder: Path, dsn: str, table: str, *, incremental: bool = False) -> Path:
     (folder / "artist.yaml").write_text(ARTIST_MAPPING.format(table=table))
     (folder / "customer.yaml").write_text(CUSTOMER_MAPPING.format(table=table))
     (folder / "sales.yaml").write_text(SALES_MAPPING)
@@ -163,6 +164,7 @@ def nested_job(folder: Path, dsn: str, table: str) -> Path:
     job.write_text(textwrap.dedent(f"""\
         version: 1
         name: nested_chinook
+        incremental: {str(incremental).lower()}
         sources:
           chinook:
             type: postgres
@@ -274,3 +276,29 @@ def test_nested_chinook_killed_after_a_batch_resumes_with_exact_counts(tmp_path,
     final = run_cli(job)
     assert final.returncode == 0, final.stdout[-3000:] + final.stderr[-3000:]
     assert_everything_moved(chinook, dynamodb_client, table, final.stdout)
+
+
+def test_an_incremental_run_reads_parents_and_children_again_and_applies_child_changes(
+        tmp_path, chinook, dynamodb_client, dynamodb_table_prefix):
+    table = f"{dynamodb_table_prefix}_music"
+    job = nested_job(tmp_path, chinook, table, incremental=True)
+    full = run_cli(job)
+    assert full.returncode == 0, full.stdout[-3000:] + full.stderr[-3000:]
+    with psycopg.connect(chinook) as connection:  # child rows change; no parent row does
+        connection.execute("UPDATE track SET name = 'Renamed' WHERE track_id = 1")
+        connection.execute("DELETE FROM invoice_line WHERE invoice_line_id IN (1, 2)")  # invoice 1's lines
+    caught_up = run_cli(job, "--incremental")
+    assert caught_up.returncode == 0, caught_up.stdout[-3000:] + caught_up.stderr[-3000:]
+    assert pg_scalar(chinook, "SELECT name FROM tracks WHERE track_id = 1") == "Renamed"
+    first_track = "SELECT albums->0->'tracks'->0->>'name' FROM artists WHERE artist_id = 1"
+    assert pg_scalar(chinook, first_track) == "Renamed"
+    assert pg_scalar(chinook, "SELECT count(*) FROM invoice_lines") == 2238
+    assert pg_scalar(chinook, "SELECT count(*) FROM sales") == 2238
+    assert pg_scalar(chinook, "SELECT count(*) FROM customers, jsonb_array_elements(invoices) i,"
+                              " jsonb_array_elements(i->'lines')") == 2238
+    item = dynamodb_client.get_item(
+        TableName=table, Key={"pk": {"S": "CUSTOMER#2"}, "sk": {"S": "INVOICE#2021-01-01#1"}})["Item"]
+    assert item["lines"] == {"L": []}
+    track = dynamodb_client.get_item(
+        TableName=table, Key={"pk": {"S": "ARTIST#1"}, "sk": {"S": "TRACK#1#1"}})["Item"]
+    assert track["name"] == {"S": "Renamed"}
