@@ -98,19 +98,7 @@ class Stream:
         level.plan = self.plan
         self.path_at = self.plan.extra_positions
         self.order = [*self.path_at, *self.plan.key_positions]
-        child = source.quote("etl_c")
-        joins = [f"{source.from_clause(level.meta, _at(partition))} {child}"]
-        below, below_link = child, level.link
-        for index in range(depth - 1, -1, -1):
-            ancestor = chain[index]
-            params_free = _ancestor_sql(source, ancestor, index == 0, _at(partition))
-            on = " AND ".join(
-                f"{below}.{source.quote(column)} = {aliases[index]}.{source.quote(f'etl_k{j}')}"
-                for j, column in enumerate(below_link)
-            )
-            joins.append(f"JOIN ({params_free}) {aliases[index]} ON {on}")
-            below, below_link = aliases[index], tuple(f"etl_l{j}" for j in range(len(ancestor.link)))
-        self._from = " ".join(joins)
+        self._aliases = aliases
         self._source, self._partition, self._after, self._chain = source, partition, after, chain
         self._order_sql = ", ".join(str(position + 1) for position in self.order)
         self._order_columns = [*ancestor_keys, *(source.quote(name) for name in level.meta.key)]
@@ -118,17 +106,27 @@ class Stream:
         self._head: Any = next(self._rows, None)
 
     def _query(self, after: tuple | None) -> tuple[str, Params]:
-        source = self._source
+        """One keyset page: the child joined to each ancestor's derived table, from its parent up
+        to the root's, which holds the partition's range and the resume position."""
+        source, chain, at = self._source, self._chain, _at(self._partition)
         params = source.new_params()
-        root = self._chain[0].meta
-        # The root's range and resume position, then every filter, in the order the SQL holds them.
-        conditions = source.range_conditions(root, self._partition, self._after, params)
-        root_where = " AND ".join(conditions)
-        from_ = self._from.replace(_ROOT_CONDITIONS, f" AND {root_where}" if root_where else "")
+        child = source.quote("etl_c")
+        joins = [f"{source.from_clause(self.level.meta, at)} {child}"]
+        below, below_link = child, self.level.link
+        for index in range(len(chain) - 1, -1, -1):
+            ancestor, alias = chain[index], self._aliases[index]
+            bounds = [] if index else source.range_conditions(ancestor.meta, self._partition, self._after,
+                                                                params)
+            on = " AND ".join(
+                f"{below}.{source.quote(column)} = {alias}.{source.quote(f'etl_k{j}')}"
+                for j, column in enumerate(below_link)
+            )
+            joins.append(f"JOIN ({_ancestor_sql(source, ancestor, at, bounds)}) {alias} ON {on}")
+            below, below_link = alias, tuple(f"etl_l{j}" for j in range(len(ancestor.link)))
         own = [f"({source.user_sql(self.level.where)})"] if self.level.where else []
         if after is not None:
             own.append(source.after_condition(self._order_columns, after, params))
-        sql = source.select_sql(", ".join(self.plan.expressions), from_, own, self._order_sql,
+        sql = source.select_sql(", ".join(self.plan.expressions), " ".join(joins), own, self._order_sql,
                                 source.config.page_rows)
         return sql, params
 
@@ -151,24 +149,22 @@ class Stream:
         if self._head is not None:
             raise EtlError(
                 f"{self._source.engine} source {self._source.name!r}, child {self.level.meta.name!r}: rows"
-                " remain that match no parent read before them; the child stream was not in the order of its"
-                " parent (a collation that orders the key differently, or the tables changed between reads)",
+                " remain that match no parent read before them: the child stream was not read at the same"
+                " point in time as its parent (the tables changed between the two reads)",
                 hint="read with `consistent: true`, and check that `parent_key` matches the parent's key",
             )
 
 
-_ROOT_CONDITIONS = "\x00etl-root-conditions\x00"
-"""Where the root's range and resume conditions go in a child stream's FROM (bound per page)."""
-
-
-def _ancestor_sql(source: SqlSource, ancestor: Level, is_root: bool, at: Json) -> str:
-    """The derived table of one ancestor: its key as etl_k0.., its link to its parent as etl_l0.."""
+def _ancestor_sql(source: SqlSource, ancestor: Level, at: Json, bounds: list[str]) -> str:
+    """The derived table of one ancestor: its key as etl_k0.., its link to its parent as etl_l0..,
+    the rows its `where:` and `bounds` (SQL conditions) keep."""
     quote = source.quote
     columns = [f"{quote(name)} AS {quote(f'etl_k{j}')}" for j, name in enumerate(ancestor.meta.key)]
     columns += [f"{quote(name)} AS {quote(f'etl_l{j}')}" for j, name in enumerate(ancestor.link)]
-    where = f"({source.user_sql(ancestor.where)})" if ancestor.where else "1 = 1"
-    tail = _ROOT_CONDITIONS if is_root else ""
-    return f"SELECT {', '.join(columns)} FROM {source.from_clause(ancestor.meta, at)} WHERE {where}{tail}"
+    conditions = [f"({source.user_sql(ancestor.where)})"] if ancestor.where else []
+    conditions += bounds
+    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+    return f"SELECT {', '.join(columns)} FROM {source.from_clause(ancestor.meta, at)}{where}"
 
 
 def _at(partition: Partition) -> Json:
