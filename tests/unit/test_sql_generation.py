@@ -305,3 +305,56 @@ def test_sql_server_asks_for_mars_only_when_a_table_has_children():
     )
     assert "MARS" not in plain.connection_string()
     assert nested.connection_string() == mssql.connection_string(nested.config) + ";MARS_Connection=yes"
+
+
+class DescribingCursor:
+    """A DB-API cursor that records its statement and describes a result without rows."""
+
+    def __init__(self, description, log):
+        self.description, self._log = description, log
+
+    def execute(self, sql, params=()):
+        self._log.append((sql, tuple(params)))
+
+    def fetchall(self):
+        return []
+
+    def close(self):
+        pass
+
+
+def test_query_columns_are_typed_as_each_catalog_types_table_columns():
+    import oracledb
+
+    log = []
+    description = [
+        ("LINE_ID", oracledb.DB_TYPE_NUMBER, 11, 22, 10, 0, False),
+        ("NAME", oracledb.DB_TYPE_VARCHAR, 200, 200, None, None, True),
+        ("AT", oracledb.DB_TYPE_TIMESTAMP_TZ, 40, 13, 0, 9, True),
+        ("SEEN", oracledb.DB_TYPE_TIMESTAMP, 30, 11, 0, None, True),
+        ("NOTE", oracledb.DB_TYPE_CLOB, None, None, None, None, True),
+        ("RATIO", oracledb.DB_TYPE_BINARY_DOUBLE, 127, None, None, None, True),
+    ]
+    connection = type("Connection", (), {"cursor": lambda self: DescribingCursor(description, log)})()
+    source = sources()["oracle"]
+    columns = source.query_columns(connection, "SELECT l.line_id, ... FROM lines l")
+    assert log == [("SELECT * FROM (SELECT l.line_id, ... FROM lines l) WHERE 1 = 0", ())]
+    assert columns == [
+        SqlColumn("LINE_ID", "NUMBER", 10, 0, 22, True),
+        SqlColumn("NAME", "VARCHAR2", None, None, 200, True),
+        SqlColumn("AT", "TIMESTAMP WITH TIME ZONE", 0, 9, 13, True),
+        SqlColumn("SEEN", "TIMESTAMP", 0, 9, 11, True),
+        SqlColumn("NOTE", "CLOB", None, None, None, True),
+        SqlColumn("RATIO", "BINARY_DOUBLE", None, None, None, True),
+    ]
+    # SQL Server describes the query without running it; the statement is T-SQL sqlglot accepts.
+    rows = [("line_id", "INT", 10, 0, 4, False), ("name", "NVARCHAR", 0, 0, -1, True)]
+    cursor = DescribingCursor(None, log)
+    cursor.fetchall = lambda: rows
+    mssql_source = sources()["tsql"]
+    connection = type("Connection", (), {"cursor": lambda self: cursor})()
+    assert mssql_source.query_columns(connection, "SELECT line_id, name FROM dbo.lines") == [
+        SqlColumn("line_id", "INT", 10, 0, 4, False), SqlColumn("name", "NVARCHAR", 0, 0, None, True)]
+    sql, params = log[-1]
+    assert params == ("SELECT line_id, name FROM dbo.lines",)
+    sqlglot.parse_one(sql, read="tsql")
