@@ -15,8 +15,10 @@ limit, keyset condition); the dialect modules override those, never this file.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from etl.errors import EtlError
@@ -136,23 +138,36 @@ class Stream:
             yield from chunk
 
     def take(self, path: tuple) -> list:
+        """The rows of the parent at `path`. The head left is a later parent's: where the keys are
+        numbers or times (ordered alike in SQL and Python), one before `path` stops the read at once,
+        before a batch missing its children is written; text keys are checked by `finish`."""
         rows = []
         at = self.plan.fields(self.path_at)
-        while self._head is not None and tuple(self._head[i] for i in at) == path:
+        while self._head is not None and (head := tuple(self._head[i] for i in at)) == path:
             rows.append(self._head)
             self._head = next(self._rows, None)
+        if self._head is not None and _ordered_alike(path) and _ordered_alike(head) and head < path:
+            self._out_of_step()
         return rows
 
     def finish(self) -> None:
         """The stream must be used up once the last parent is merged: anything left belongs to no
         parent that was read, which only a stream out of step with its parent can hold."""
         if self._head is not None:
-            raise EtlError(
-                f"{self._source.engine} source {self._source.name!r}, child {self.level.meta.name!r}: rows"
-                " remain that match no parent read before them: the child stream was not read at the same"
-                " point in time as its parent (the tables changed between the two reads)",
-                hint="read with `consistent: true`, and check that `parent_key` matches the parent's key",
-            )
+            self._out_of_step()
+
+    def _out_of_step(self) -> None:
+        raise EtlError(
+            f"{self._source.engine} source {self._source.name!r}, child {self.level.meta.name!r}: rows"
+            " match no parent read before them: the child stream was not read at the same point in time"
+            " as its parent (the tables changed between the two reads)",
+            hint="read with `consistent: true` (the default) so that every stream reads one snapshot",
+        )
+
+
+def _ordered_alike(values: tuple) -> bool:
+    """Whether Python orders these key values as every SQL engine does (no text, no bytes)."""
+    return all(isinstance(value, int | Decimal | float | dt.date | dt.time) for value in values)
 
 
 def _ancestor_sql(source: SqlSource, ancestor: Level, at: Json, bounds: list[str]) -> str:
