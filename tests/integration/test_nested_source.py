@@ -259,3 +259,22 @@ def test_a_child_value_that_cannot_be_converted_rejects_its_parent_whole(pg_data
     (reject,) = batch.rejects
     assert (reject.source_key, reject.field_path, reject.value_type) == ("code='B'", "members[1].span", "str")
     assert reject.reason.startswith("members[1]: column span: ")
+
+
+def test_a_query_table_can_have_children(chinook):
+    query = (
+        "SELECT a.artist_id, a.name, count(*) AS albums_listed FROM artist a JOIN album b USING (artist_id)"
+        " GROUP BY a.artist_id, a.name"
+    )
+    tree = {"query": query, "key": ["artist_id"], "where": "albums_listed >= 3", **ARTIST_TREE}
+    source = source_for(chinook, {"prolific": tree}, records=50)
+    try:
+        records, _ = read_all(source, "prolific", 3)
+        counted = source.count("prolific")
+    finally:
+        source.close()
+    assert len(records) == counted
+    assert all(len(r["albums"]) == r["albums_listed"] >= 3 for r in records)
+    expected = {artist: albums for artist, albums in expected_tree(chinook).items() if len(albums) >= 3}
+    assert as_tree(records) == expected
+    assert len(expected) == 26
