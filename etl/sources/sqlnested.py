@@ -57,6 +57,12 @@ def tree(source: SqlSource, table: str, fields: Sequence[str] | None) -> Level:
 
 
 def _level(source: SqlSource, path: str, name: str, child: SqlChild, parent: TableMeta) -> Level:
+    if any(column.name == name for column in parent.columns):
+        raise EtlError(
+            f"{source.engine} source {source.name!r}, {parent.name!r}: child {name!r} has the name of one of"
+            " its columns; the list of children would replace the column in each record",
+            hint=f"name the child otherwise: `children: {{{name}_list: ...}}`",
+        )
     meta = source.describe_child(f"{path}.{name}", child)
     by_lower = {column.name.lower(): column.name for column in meta.columns}
     missing = [column for column in child.parent_key if column.lower() not in by_lower]

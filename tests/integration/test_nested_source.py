@@ -191,6 +191,9 @@ def test_child_configuration_errors(chinook):
         source_for(chinook, {"artist": missing}).check()
     with pytest.raises(ValueError, match="cannot be used on a table with `children:`"):
         source_for(chinook, {"artist": {**ARTIST_TREE, "watermark": "name"}})
+    clash = {"children": {"name": {"table": "album", "parent_key": ["artist_id"]}}}
+    with pytest.raises(EtlError, match="'artist': child 'name' has the name of one of its columns"):
+        source_for(chinook, {"artist": clash}).check()
     catalogue = source_for(chinook, {"artist": ARTIST_TREE}).catalogue("artist")
     assert catalogue.names == ("artist_id", "name", "albums")
 
