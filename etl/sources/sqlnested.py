@@ -7,7 +7,8 @@ partition's key range and the resume position) and ordered by the ancestors' key
 by its own key. Every stream is therefore in the order of the parent stream, and the distinct
 ancestor paths a child stream holds are those of the parent stream, in the same order: the merge only
 compares values for equality (the source's collation decides the order, never Python). Memory holds
-one batch of parents and, per stream, the rows of one parent at a time.
+one batch of parents with their children and, per stream, one fetch ahead; a parent's children are
+held whole, so one parent's children bound what one record takes.
 
 Only generic SQL is built here (through the source's dialect methods: quoting, FROM clause, page
 limit, keyset condition); the dialect modules override those, never this file.
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 
 @dataclass
 class Level:
-    """One table of the tree: the root (no `field`) or a child read into `field` of its parent."""
+    """One table of the tree: the root (no `name`) or a child read into field `name` of its parent."""
 
     meta: TableMeta
     where: str | None
