@@ -273,6 +273,11 @@ def test_nested_chinook_killed_after_a_batch_resumes_with_exact_counts(tmp_path,
     assert killed.returncode == -9, killed.stdout[-3000:] + killed.stderr[-3000:]
     assert 0 < pg_scalar(chinook, "SELECT count(*) FROM artists") + pg_scalar(
         chinook, "SELECT count(*) FROM customers") < 275 + 59
+    # Batches end on a parent: every artist written has all its albums and tracks, and nothing else is.
+    assert pg_scalar(chinook, "SELECT count(*) FROM tracks") == pg_scalar(
+        chinook, "SELECT count(*) FROM track JOIN album USING (album_id) JOIN artists USING (artist_id)")
+    assert pg_scalar(chinook, "SELECT count(*) FROM albums") == pg_scalar(
+        chinook, "SELECT count(*) FROM album JOIN artists USING (artist_id)")
     final = run_cli(job)
     assert final.returncode == 0, final.stdout[-3000:] + final.stderr[-3000:]
     assert_everything_moved(chinook, dynamodb_client, table, final.stdout)
