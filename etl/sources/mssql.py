@@ -59,7 +59,7 @@ class Table(SqlTable):
 
 class Config(SqlSourceConfig):
     type: Literal["mssql"]
-    tables: dict[str, Table]
+    tables: dict[str, Table] = {}
     dsn: SecretStr | None = None
     """A complete ODBC connection string; when given, the settings below are not used."""
     driver: str = "ODBC Driver 18 for SQL Server"
@@ -114,6 +114,7 @@ class MssqlSource(SqlSource):
     row_value_comparison = False
     integer_types = frozenset({"TINYINT", "SMALLINT", "INT", "BIGINT"})
     max_parameters = 2000  # a statement takes at most 2,100
+    number_types = frozenset({"DECIMAL", "NUMERIC", "MONEY", "SMALLMONEY", "FLOAT", "REAL"})
 
     def __init__(self, name: str, config: Config, limits: BatchLimits) -> None:
         super().__init__(name, config, limits)
@@ -367,6 +368,14 @@ class MssqlSource(SqlSource):
             schema,
         )
         return [row[0] for row in rows]
+
+    def all_tables(self, connection: Any) -> list[tuple[str, str, bool]]:
+        return self._rows(
+            connection,
+            "SELECT s.name, o.name, CASE WHEN o.type = 'V' THEN 1 ELSE 0 END"
+            " FROM sys.objects o JOIN sys.schemas s ON s.schema_id = o.schema_id"
+            " WHERE o.type IN ('U', 'V') AND o.is_ms_shipped = 0",
+        )
 
     def columns(self, connection: Any, schema: str, table: str) -> list[SqlColumn]:
         rows = self._rows(

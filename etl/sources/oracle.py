@@ -45,7 +45,7 @@ class Table(SqlTable):
 
 class Config(SqlSourceConfig):
     type: Literal["oracle"]
-    tables: dict[str, Table]
+    tables: dict[str, Table] = {}
     dsn: str
     """Easy Connect string: `host:1521/service`, or `tcps://host:2484/service` for TLS."""
     user: str
@@ -337,6 +337,16 @@ class OracleSource(SqlSource):
         )
         return [row[0] for row in rows]
 
+    def all_tables(self, connection: Any) -> list[tuple[str, str, bool]]:
+        return self._rows(
+            connection,
+            "SELECT OWNER, TABLE_NAME, 0 FROM ALL_TABLES WHERE OWNER NOT IN"
+            " (SELECT USERNAME FROM ALL_USERS WHERE ORACLE_MAINTAINED = 'Y')"
+            " UNION ALL SELECT OWNER, VIEW_NAME, 1 FROM ALL_VIEWS WHERE OWNER NOT IN"
+            " (SELECT USERNAME FROM ALL_USERS WHERE ORACLE_MAINTAINED = 'Y')",
+            {},
+        )
+
     def columns(self, connection: Any, schema: str, table: str) -> list[SqlColumn]:
         rows = self._rows(
             connection,
@@ -389,6 +399,8 @@ class OracleSource(SqlSource):
         return list(indexes.values())
 
     # --- types ------------------------------------------------------------------------
+
+    number_types = frozenset({"NUMBER", "FLOAT", "BINARY_FLOAT", "BINARY_DOUBLE"})
 
     def is_integer(self, column: SqlColumn) -> bool:
         return column.type in {"NUMBER", "INTEGER"} and column.scale is not None and column.scale <= 0

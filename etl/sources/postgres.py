@@ -41,7 +41,7 @@ class Table(SqlTable):
 
 class Config(SqlSourceConfig):
     type: Literal["postgres"]
-    tables: dict[str, Table]
+    tables: dict[str, Table] = {}
     dsn: str
     """libpq connection string or URI (`host=... dbname=... user=...`); use ${secret:..} for the password."""
 
@@ -63,6 +63,7 @@ class PostgresSource(SqlSource):
     engine = "PostgreSQL"
     row_value_comparison = True
     integer_types = frozenset({"INT2", "INT4", "INT8"})
+    number_types = frozenset({"NUMERIC", "FLOAT4", "FLOAT8"})
     records_by_driver = True
 
     def __init__(self, name: str, config: Config, limits: BatchLimits) -> None:
@@ -405,6 +406,13 @@ class PostgresSource(SqlSource):
             [schema],
         ).fetchall()
         return [row[0] for row in rows]
+
+    def all_tables(self, connection: Any) -> list[tuple[str, str, bool]]:
+        return connection.execute(
+            "SELECT table_schema, table_name, table_type = 'VIEW' FROM information_schema.tables"
+            " WHERE table_schema NOT IN ('pg_catalog', 'information_schema')"
+            " AND table_schema NOT LIKE 'pg\\_%'"
+        ).fetchall()
 
     def columns(self, connection: Any, schema: str, table: str) -> list[SqlColumn]:
         rows = connection.execute(

@@ -26,7 +26,15 @@ from etl.records import Batch, Json, Partition, Reject
 from etl.redact import RedactedRepr
 from etl.settings_types import Integer, described
 from etl.sources import sqlnested
-from etl.sources.base import BatchLimits, Catalogue, ChangeCapture, SourceTable
+from etl.sources.base import (
+    MAX_PARTITIONS,
+    BatchLimits,
+    Catalogue,
+    ChangeCapture,
+    SourceTable,
+    TableName,
+    TableSelection,
+)
 from etl.sources.rowrecords import RecordMaker, record_maker
 from etl.sources.sqltypes import (
     Converter,
@@ -128,16 +136,44 @@ class SqlTable(SourceTable):
         return self
 
 
+class DmsTableMapping(BaseModel):
+    """An AWS DMS table-mapping document used as the mappings of this source (docs/mapping.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mapping: str
+    """The DMS JSON document, relative to the job file."""
+    target: str
+    """The DynamoDB target of the job its object-mapping rules write."""
+    partitions: Integer = Field(default=1, ge=1, le=MAX_PARTITIONS)
+
+
 class SqlSourceConfig(RedactedRepr, BaseModel):
     """Settings every relational source shares; each engine adds its connection settings."""
 
     model_config = ConfigDict(extra="forbid")
 
-    tables: dict[str, SqlTable]
+    tables: dict[str, SqlTable] = {}
+    select: list[TableSelection] = []
+    """Tables picked by patterns when the job starts; a table also under `tables` keeps its own entry."""
+    dms: DmsTableMapping | None = None
+    """Tables picked and mapped by an AWS DMS table-mapping document when the job starts."""
     consistent: bool = True
     """Read every partition of the run at one point in time (snapshot / SCN) where the engine can."""
     page_rows: Integer = Field(default=100_000, ge=1)
     """Rows per keyset page: a query reads at most this many; the next starts after its last key."""
+
+    def add_table(self, name: str, mapping: str, partitions: int) -> SqlTable:
+        """Add a table picked when the job starts (by `select` or `dms`) and return its entry."""
+        self.tables[name] = SqlTable(mapping=mapping, partitions=partitions)
+        return self.tables[name]
+
+    @model_validator(mode="after")
+    def _some_tables(self) -> SqlSourceConfig:
+        if "tables" not in self.model_fields_set and not self.select and self.dms is None:
+            raise ValueError("name the tables to read: `tables`, `select` (patterns) or `dms` "
+                             "(a DMS document)")
+        return self
 
 
 @dataclass(frozen=True)
@@ -252,6 +288,8 @@ class SqlSource:
     """Whether `(a, b) > (x, y)` is valid SQL; otherwise it is expanded."""
     integer_types: ClassVar[frozenset[str]] = frozenset()
     """Type names whose key ranges are split arithmetically (min/max) instead of by quantiles."""
+    number_types: ClassVar[frozenset[str]] = frozenset()
+    """Other type names whose values are numbers (decimals, floats), as the catalogue spells them."""
     pseudo_columns: ClassVar[frozenset[str]] = frozenset()
     """Names accepted as `watermark:` without being table columns (ORA_ROWSCN)."""
     records_by_driver: ClassVar[bool] = False
@@ -388,6 +426,10 @@ class SqlSource:
         """A few table names that do exist, for the message when a configured one does not."""
         return []
 
+    def all_tables(self, connection: Any) -> list[tuple[str, str, bool]]:
+        """(schema, table, is a view) of every table and view outside the system schemas."""
+        raise NotImplementedError
+
     # --- the Source protocol --------------------------------------------------------------
 
     def check(self) -> None:
@@ -500,9 +542,18 @@ class SqlSource:
         """The table's columns as the catalogue lists them (records carry exactly these names)."""
         meta = self.describe(table)
         where = f"{meta.schema}.{meta.table}" if meta.schema else meta.table
+        numbers = frozenset(column.name for column in meta.columns
+                            if self.is_integer(column) or column.type in self.number_types)
         names = (*(column.name for column in meta.columns), *sqlnested.field_names(self, table))
-        return Catalogue(names,
-                         f"{self.engine} table {where} of source {self.name!r}", self.names_column)
+        return Catalogue(names, f"{self.engine} table {where} of source {self.name!r}", self.names_column,
+                         numbers, meta.key)
+
+    def table_names(self) -> list[TableName]:
+        """Every table and view this user can read outside the system schemas, sorted: what table
+        patterns and AWS DMS selection rules are matched against."""
+        with self._catalog_lock:
+            found = self.all_tables(self._metadata_connection())
+        return sorted(TableName(str(schema), str(table), bool(view)) for schema, table, view in found)
 
     def sample(self, table: str, n: int) -> list[dict]:
         records: list[dict] = []

@@ -323,6 +323,37 @@ class DescribingCursor:
         pass
 
 
+class _Recorder:
+    """A DB-API connection that keeps the SQL it is given and has no rows."""
+
+    def __init__(self) -> None:
+        self.statements: list[str] = []
+
+    def cursor(self):
+        return self
+
+    def execute(self, sql, *params):
+        self.statements.append(sql)
+        return self
+
+    def fetchall(self):
+        return []
+
+    def close(self):
+        pass
+
+
+@pytest.mark.parametrize("dialect", ["postgres", "oracle", "tsql"])
+def test_the_table_listing_for_patterns_is_one_statement_of_the_dialect_over_tables_and_views(dialect):
+    connection = _Recorder()
+    assert sources()[dialect].all_tables(connection) == []
+    (sql,) = connection.statements
+    tree = sqlglot.parse_one(sql, read=dialect)
+    named = {table.name.lower() for table in tree.find_all(exp.Table)}
+    assert named == {"postgres": {"tables"}, "oracle": {"all_tables", "all_views", "all_users"},
+                     "tsql": {"objects", "schemas"}}[dialect]
+
+
 def test_query_columns_are_typed_as_each_catalog_types_table_columns():
     import oracledb
 
