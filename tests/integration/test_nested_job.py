@@ -14,141 +14,11 @@ import pytest
 
 from tests.conftest import DYNAMODB_ENDPOINT
 from tests.integration.chinook import load_chinook
-from tests.integration.run_helpers import dynamo_count, pg_scalar, run_cli, saved_report
+from tests.integration.run_helpers import ROOT, dynamo_count, pg_scalar, run_cli, saved_report
 
 pytestmark = pytest.mark.integration
 
-ARTIST_MAPPING = """\
-version: 1
-source:
-  key: [artist_id]
-targets:
-  pg: postgres
-  dynamo: dynamodb
-outputs:
-  - target: dynamo
-    table: {table}
-    key: [pk, sk]
-    columns:
-      pk: {{template: "ARTIST#{{artist_id}}"}}
-      sk: {{const: PROFILE}}
-      name: name
-      albums: {{from: albums, type: list}}
-  - target: dynamo
-    table: {table}
-    explode: albums[]
-    key: [pk, sk]
-    columns:
-      pk: {{template: "ARTIST#{{$root.artist_id}}"}}
-      sk: {{template: "ALBUM#{{album_id}}"}}
-      title: title
-      tracks: {{from: tracks, type: list}}
-  - target: dynamo
-    table: {table}
-    explode: albums[].tracks[]
-    key: [pk, sk]
-    columns:
-      pk: {{template: "ARTIST#{{$root.artist_id}}"}}
-      sk: {{template: "TRACK#{{$parent.album_id}}#{{track_id}}"}}
-      name: name
-      milliseconds: {{from: milliseconds, type: int}}
-      unit_price: {{from: unit_price, type: "decimal(10,2)", required: true}}
-  - target: pg
-    table: artists
-    key: [artist_id]
-    columns:
-      artist_id: {{from: artist_id, type: int}}
-      name: name
-      albums: {{from: albums, type: json}}
-  - target: pg
-    table: albums
-    explode: albums[]
-    parent: artists
-    key: [album_id]
-    columns:
-      album_id: {{from: album_id, type: int}}
-      title: title
-  - target: pg
-    table: tracks
-    explode: albums[].tracks[]
-    parent: albums
-    key: [track_id]
-    columns:
-      track_id: {{from: track_id, type: int}}
-      name: name
-      composer: composer
-      unit_price: {{from: unit_price, type: "decimal(10,2)", required: true}}
-"""
 
-CUSTOMER_MAPPING = """\
-version: 1
-source:
-  key: [customer_id]
-targets:
-  pg: postgres
-  dynamo: dynamodb
-outputs:
-  - target: dynamo
-    table: {table}
-    key: [pk, sk]
-    columns:
-      pk: {{template: "CUSTOMER#{{customer_id}}"}}
-      sk: {{const: PROFILE}}
-      last_name: last_name
-      invoices: {{from: invoices, type: list}}
-  - target: dynamo
-    table: {table}
-    explode: invoices[]
-    key: [pk, sk]
-    columns:
-      pk: {{template: "CUSTOMER#{{$root.customer_id}}"}}
-      sk: {{template: "INVOICE#{{invoice_date:%Y-%m-%d}}#{{invoice_id}}"}}
-      total: {{from: total, type: "decimal(10,2)", required: true}}
-      lines: {{from: lines, type: list}}
-  - target: pg
-    table: customers
-    key: [customer_id]
-    columns:
-      customer_id: {{from: customer_id, type: int}}
-      last_name: last_name
-      invoices: {{from: invoices, type: json}}
-  - target: pg
-    table: invoices
-    explode: invoices[]
-    parent: customers
-    key: [invoice_id]
-    columns:
-      invoice_id: {{from: invoice_id, type: int}}
-      invoice_date: {{from: invoice_date, type: timestamp(0), required: true}}
-      total: {{from: total, type: "decimal(10,2)", required: true}}
-  - target: pg
-    table: invoice_lines
-    explode: invoices[].lines[]
-    parent: invoices
-    key: [invoice_line_id]
-    columns:
-      invoice_line_id: {{from: invoice_line_id, type: int}}
-      track_id: {{from: track_id, type: int, required: true}}
-      unit_price: {{from: unit_price, type: "decimal(10,2)", required: true}}
-      quantity: {{from: quantity, type: int, required: true}}
-"""
-
-SALES_MAPPING = """\
-version: 1
-source:
-  key: [invoice_line_id]
-targets:
-  pg: postgres
-outputs:
-  - target: pg
-    table: sales
-    key: [invoice_line_id]
-    columns:
-      invoice_line_id: {from: invoice_line_id, type: int}
-      customer_id: {from: customer_id, type: int, required: true}
-      genre: genre
-      amount: {from: amount, type: "decimal(12,2)", required: true}
-"""
 SALES_QUERY = (
     "SELECT l.invoice_line_id, i.customer_id, g.name AS genre, l.unit_price * l.quantity AS amount"
     " FROM invoice_line l JOIN invoice i USING (invoice_id) JOIN track t USING (track_id)"
@@ -157,9 +27,9 @@ SALES_QUERY = (
 
 
 def nested_job(folder: Path, dsn: str, table: str, *, incremental: bool = False) -> Path:
-    (folder / "artist.yaml").write_text(ARTIST_MAPPING.format(table=table))
-    (folder / "customer.yaml").write_text(CUSTOMER_MAPPING.format(table=table))
-    (folder / "sales.yaml").write_text(SALES_MAPPING)
+    for name in ("chinook_artists", "chinook_customer_invoices", "chinook_sales"):
+        text = (ROOT / "mappings" / f"{name}.yaml").read_text()
+        (folder / f"{name}.yaml").write_text(text.replace("table: chinook_music", f"table: {table}"))
     job = folder / "nested.yaml"
     job.write_text(textwrap.dedent(f"""\
         version: 1
@@ -172,7 +42,7 @@ def nested_job(folder: Path, dsn: str, table: str, *, incremental: bool = False)
             page_rows: 50
             tables:
               artist:
-                mapping: artist.yaml
+                mapping: chinook_artists.yaml
                 partitions: 3
                 children:
                   albums:
@@ -181,7 +51,7 @@ def nested_job(folder: Path, dsn: str, table: str, *, incremental: bool = False)
                     children:
                       tracks: {{table: track, parent_key: [album_id]}}
               customer:
-                mapping: customer.yaml
+                mapping: chinook_customer_invoices.yaml
                 partitions: 2
                 children:
                   invoices:
@@ -190,7 +60,7 @@ def nested_job(folder: Path, dsn: str, table: str, *, incremental: bool = False)
                     children:
                       lines: {{table: invoice_line, parent_key: [invoice_id]}}
               sales:
-                mapping: sales.yaml
+                mapping: chinook_sales.yaml
                 partitions: 2
                 key: [invoice_line_id]
                 query: "{SALES_QUERY}"
