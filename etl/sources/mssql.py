@@ -141,11 +141,21 @@ class MssqlSource(SqlSource):
 
     # --- connections ------------------------------------------------------------------
 
+    def connection_string(self) -> str:
+        """The configured ODBC string; with MARS (Multiple Active Result Sets) when a table has
+        `children:`, whose streams are read at once over one connection, in one snapshot
+        (`MARS_Connection=yes`: ODBC Driver 18 and FreeTDS's ODBC driver both take it)."""
+        text = connection_string(self.config)
+        nested = any(options.children for options in self.config.tables.values())
+        if nested and "mars_connection" not in text.lower():
+            text += ";MARS_Connection=yes"
+        return text
+
     def connect(self) -> Any:
         config = self.config
         try:
             connection = pyodbc.connect(
-                connection_string(config), timeout=config.login_timeout, autocommit=False
+                self.connection_string(), timeout=config.login_timeout, autocommit=False
             )
         except pyodbc.Error as error:
             secrets = [config.password.get_secret_value() if config.password else None]
@@ -299,7 +309,7 @@ class MssqlSource(SqlSource):
             order = [positions[len(key)], *positions[: len(key)]]
 
             def batches() -> Iterator[Batch]:
-                for chunk in self._pages(connection, plan, page, order, None):
+                for chunk in self.pages(connection, plan, page, order, None):
                     batch = self._tracked_batch(meta, plan, chunk, positions)
                     last = int(chunk[-1][positions[len(key)]])
                     batch.resume_after = {"method": method, "version": max(stored, last - 1)}
@@ -374,10 +384,19 @@ class MssqlSource(SqlSource):
             " c.is_nullable FROM sys.columns c WHERE c.object_id = OBJECT_ID(?) ORDER BY c.column_id",
             self._object(schema, table),
         )
-        return [
-            SqlColumn(name, kind, precision, scale, None if length == -1 else length, bool(nullable))
-            for name, kind, precision, scale, length, nullable in rows
-        ]
+        return _sql_columns(rows)
+
+    def query_columns(self, connection: Any, query: str) -> list[SqlColumn]:
+        """The result's columns as SQL Server describes them without running the query
+        (sys.dm_exec_describe_first_result_set), typed as sys.columns types them."""
+        rows = self._rows(
+            connection,
+            "SELECT name, UPPER(TYPE_NAME(system_type_id)), precision, scale, max_length, is_nullable"
+            " FROM sys.dm_exec_describe_first_result_set(?, NULL, 0) WHERE is_hidden = 0"
+            " ORDER BY column_ordinal",
+            query,
+        )
+        return _sql_columns(rows)
 
     def _indexes(self, connection: Any, schema: str, table: str, condition: str) -> list[list[str]]:
         rows = self._rows(
@@ -551,6 +570,14 @@ def endpoints(config: Config) -> list[security.Endpoint]:
             setting=setting,
             origin="Address" if address else "",
         )
+    ]
+
+
+def _sql_columns(rows: list[tuple]) -> list[SqlColumn]:
+    """(name, type, precision, scale, max_length, is_nullable) rows -> columns (-1: MAX, unbounded)."""
+    return [
+        SqlColumn(name, kind, precision, scale, None if length == -1 else length, bool(nullable))
+        for name, kind, precision, scale, length, nullable in rows
     ]
 
 

@@ -64,6 +64,19 @@ _SIZE = re.compile(r"\((\d+)\)")
 _SCN_TOO_OLD = {1555, 8180, 8181, 30052}
 """ORA-01555 snapshot too old, ORA-08180 no snapshot found, ORA-08181 not a valid SCN, ORA-30052
 invalid lower limit snapshot expression (a flashback version query older than undo holds)."""
+_DESCRIBED_TYPES = {
+    "VARCHAR": "VARCHAR2",
+    "NVARCHAR": "NVARCHAR2",
+    "TIMESTAMP_TZ": "TIMESTAMP WITH TIME ZONE",
+    "TIMESTAMP_LTZ": "TIMESTAMP WITH LOCAL TIME ZONE",
+    "INTERVAL_DS": "INTERVAL DAY TO SECOND",
+    "INTERVAL_YM": "INTERVAL YEAR TO MONTH",
+    "LONG_NVARCHAR": "LONG",
+    "BINARY_DOUBLE": "BINARY_DOUBLE",
+    "BINARY_FLOAT": "BINARY_FLOAT",
+    "BINARY_INTEGER": "BINARY_INTEGER",
+}
+"""python-oracledb's DB_TYPE_* names (a query's description) -> ALL_TAB_COLUMNS.DATA_TYPE names."""
 _LOBS = {"CLOB", "NCLOB", "BLOB", "LONG", "LONG RAW", "XMLTYPE", "BFILE", "JSON"}
 _TEXT_TIMESTAMP = 'YYYY-MM-DD"T"HH24:MI:SS.FF9'
 
@@ -164,6 +177,8 @@ class OracleSource(SqlSource):
 
     def from_clause(self, meta: Any, at: Json) -> str:
         table = self.qualified(meta)
+        if meta.query is not None:  # a derived table takes no flashback clause: the query says its own
+            return table
         return table if at is None else f"{table} AS OF SCN {int(at)}"
 
     def select_sql(
@@ -340,6 +355,24 @@ class OracleSource(SqlSource):
             {"s": schema, "t": table},
         )
         return [oracle_column(*row) for row in rows]
+
+    def query_columns(self, connection: Any, query: str) -> list[SqlColumn]:
+        """The result's columns from the statement's description (`WHERE 1 = 0`: no row read), named
+        as ALL_TAB_COLUMNS names their types; a timestamp of unknown precision counts as 9 digits."""
+        cursor = connection.cursor()
+        try:
+            cursor.execute(f"SELECT * FROM ({query}) WHERE 1 = 0")
+            description = list(cursor.description)
+        finally:
+            cursor.close()
+        columns = []
+        for name, kind, _display, size, precision, scale, _null_ok in description:
+            base = kind.name.removeprefix("DB_TYPE_")
+            base = _DESCRIBED_TYPES.get(base, base.replace("_", " "))
+            if base.startswith("TIMESTAMP") and scale is None:
+                scale = 9
+            columns.append(oracle_column(name, base, precision, scale, size, "Y"))
+        return columns
 
     def primary_key(self, connection: Any, schema: str, table: str) -> list[str]:
         rows = self._rows(

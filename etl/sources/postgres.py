@@ -78,6 +78,10 @@ class PostgresSource(SqlSource):
         """PostgreSQL folds unquoted identifiers to lower case (`Composer` names `composer`)."""
         return written.lower() == column
 
+    def user_sql(self, text: str) -> str:
+        """psycopg reads `%` in a statement with parameters as a placeholder: a literal one is `%%`."""
+        return text.replace("%", "%%")
+
     def connect(self) -> psycopg.Connection:
         settings = _settings(self.config.dsn)
         try:
@@ -327,7 +331,9 @@ class PostgresSource(SqlSource):
         states = {tuple(record.values()): state for record, state in
                   zip(self._canonical_keys(connection, meta, list(pending)), pending.values(), strict=True)}
         where = self.config.tables[meta.name].where
-        plan = self.read_plan(meta, fields, [f"CASE WHEN ({where}) THEN 1 ELSE 0 END" if where else "1"])
+        plan = self.read_plan(
+            meta, fields, [f"CASE WHEN ({self.user_sql(where)}) THEN 1 ELSE 0 END" if where else "1"]
+        )
         alive = [key for key, state in pending.items() if state != "delete"]
         rows = []
         if alive:
@@ -417,6 +423,22 @@ class PostgresSource(SqlSource):
             [schema, table],
         ).fetchall()
         return [SqlColumn(*row) for row in rows]
+
+    def query_columns(self, connection: Any, query: str) -> list[SqlColumn]:
+        """The result's columns from the server's row description (no row read), typed by pg_type
+        as information_schema's udt_name would type them (INT4, NUMERIC, _TEXT...)."""
+        description = connection.execute(f"SELECT * FROM ({query}) etl_q LIMIT 0").description
+        names = dict(
+            connection.execute(
+                "SELECT oid, upper(typname) FROM pg_type WHERE oid = ANY(%s)",
+                [sorted({column.type_code for column in description})],
+            ).fetchall()
+        )
+        return [
+            SqlColumn(column.name, names[column.type_code], column.precision, column.scale,
+                      column.display_size if names[column.type_code] in {"VARCHAR", "BPCHAR"} else None)
+            for column in description
+        ]
 
     def primary_key(self, connection: Any, schema: str, table: str) -> list[str]:
         keys = self._index_columns(connection, schema, table, "i.indisprimary")

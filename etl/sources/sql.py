@@ -25,6 +25,7 @@ from etl.errors import ConnectionFailed, EtlError, did_you_mean
 from etl.records import Batch, Json, Partition, Reject
 from etl.redact import RedactedRepr
 from etl.settings_types import Integer, described
+from etl.sources import sqlnested
 from etl.sources.base import (
     MAX_PARTITIONS,
     BatchLimits,
@@ -54,6 +55,26 @@ DEFAULT_OVERLAP_SECONDS = 600
 """`overlap:` of a date/time watermark when the job does not set it (docs/relational.md)."""
 
 
+class SqlChild(BaseModel):
+    """A child table read with its parent (docs/relational.md, "Nested records"): its rows whose
+    `parent_key` equals a parent row's key become a list field of that parent's record."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    table: str
+    """The child table: `name` or `schema.name`, found as a source table is."""
+    parent_key: list[str] = Field(min_length=1)
+    """The child's columns that hold its parent's key, in the order of the parent's `key`."""
+    key: list[str] | None = None
+    """Columns that order the rows of one parent (and identify them under it, for its own children);
+    default: the primary key, else a NOT NULL unique index."""
+    where: str | None = None
+    """A filter in the source's dialect on the child's own columns: rows it rejects are left out."""
+    schema_: str | None = Field(default=None, alias="schema")
+    children: dict[str, SqlChild] = Field(default_factory=dict)
+    """This child's own children, read the same way (any depth)."""
+
+
 class SqlTable(SourceTable):
     """Options for one table of a relational source."""
 
@@ -78,6 +99,11 @@ class SqlTable(SourceTable):
     """No longer read: refused with a hint (an incremental run keeps its own position)."""
     schema_: str | None = Field(default=None, alias="schema")
     """Schema (owner) of the table; default: the part before the first dot, else the user's default."""
+    children: dict[str, SqlChild] = Field(default_factory=dict)
+    """Child tables read with this one: field name in the record -> child (docs/relational.md)."""
+    query: str | None = None
+    """A SELECT in the source's dialect read instead of a table (a join that is not parent/child);
+    needs `key:`, columns its result set holds that identify each row."""
 
     @field_validator("since", mode="before")
     @classmethod
@@ -96,6 +122,17 @@ class SqlTable(SourceTable):
             raise described("`changes: watermark` needs `watermark:`, the column that grows on every change")
         if self.overlap is not None and self.changes != "watermark":
             raise described("`overlap:` is a setting of `changes: watermark` only")
+        if self.children and self.changes is not None:
+            raise described(
+                f"`changes: {self.changes}` cannot be used on a table with `children:`: a changed child row"
+                " must re-emit its parent's whole record, which no change method can tell; remove `changes:`"
+                " (and `watermark:`): an incremental run then reads the table and its children again"
+            )
+        if self.query is not None:
+            if not self.key:
+                raise described("a `query:` table needs `key:`, columns of its result that identify each row")
+            if self.changes is not None or self.schema_ is not None:
+                raise described("a `query:` table takes no `changes:`, `watermark:` or `schema:`")
         return self
 
 
@@ -166,6 +203,8 @@ class TableMeta:
     """Exact name in the catalog."""
     columns: tuple[SqlColumn, ...]
     key: tuple[str, ...]
+    query: str | None = None
+    """The SELECT of a `query:` table, read as a derived table instead of `schema.table`."""
 
     def column(self, name: str) -> SqlColumn:
         for column in self.columns:
@@ -198,6 +237,12 @@ class ReadPlan:
 
     def __post_init__(self) -> None:
         self.make_record = record_maker(self.names)
+
+    def row_size(self, row: Sequence, measured: list[int] | list[str] | None = None) -> int:
+        """Bytes a driver row is taken to hold: the fixed widths and its unbounded values' sizes."""
+        if measured is None:
+            measured = self.fields(self.measured + self.measured_objects)
+        return self.fixed_width + sum(_size(row[i]) for i in measured)
 
     def fields(self, positions: list[int]) -> list[int] | list[str]:
         """How to index a driver row for these positions: the position, or the name (`by_name`)."""
@@ -274,10 +319,20 @@ class SqlSource:
     def placeholder(self, index: int) -> str:
         return "%s"
 
+    def user_sql(self, text: str) -> str:
+        """SQL text from the job file (`where:`, `query:`) as it goes into a statement with bound
+        parameters (PostgreSQL doubles `%`, which psycopg would take for a placeholder)."""
+        return text
+
+    def new_params(self) -> Params:
+        return Params(self.placeholder)
+
     def bind(self, params: Params) -> Any:
         return params.values
 
     def qualified(self, meta: TableMeta) -> str:
+        if meta.query is not None:
+            return f"({self.user_sql(meta.query)}) {self.quote('etl_q')}"
         table = self.quote(meta.table)
         return f"{self.quote(meta.schema)}.{table}" if meta.schema else table
 
@@ -363,6 +418,10 @@ class SqlSource:
         """Column lists of unique indexes or constraints (without expressions or predicates)."""
         raise NotImplementedError
 
+    def query_columns(self, connection: Any, query: str) -> list[SqlColumn]:
+        """The columns of a `query:` table's result set, typed as the catalog would type them."""
+        raise NotImplementedError
+
     def some_tables(self, connection: Any, schema: str | None) -> list[str]:
         """A few table names that do exist, for the message when a configured one does not."""
         return []
@@ -376,6 +435,7 @@ class SqlSource:
     def check(self) -> None:
         for table in self.config.tables:
             self.describe(table)
+            sqlnested.tree(self, table, None)  # every child table, its key and `parent_key`
             self.change_capture(table)  # a `changes:` method the table cannot have stops here
 
     def plan(self, table: str, partitions: int) -> list[Partition]:
@@ -384,6 +444,8 @@ class SqlSource:
             at = self._point(self._metadata_connection())
             connection = self.planning_connection()
             self._refuse_null_keys(connection, meta, at)
+            if meta.query is not None:
+                self._refuse_repeated_keys(connection, meta, at)
             cuts = self._cuts(connection, meta, partitions, at) if partitions > 1 else []
         bounds = [None, *cuts, None]
         extras = {} if at is None else {"at": at}
@@ -411,19 +473,23 @@ class SqlSource:
         connection = self.connect()
         try:
             self.begin_read(connection, lower.get("at"))
-            pages = self._pages(
+            pages = self.pages(
                 connection,
                 plan,
                 lambda last: self.page_query(meta, plan, partition, last, page_rows),
                 plan.fields(plan.key_positions),
                 after,
             )
+            root = sqlnested.tree(self, partition.table, fields)
+            if root.children:
+                yield from sqlnested.read_nested(self, connection, root, partition, after, plan, pages)
+                return
             for chunk in pages:
                 yield self.to_batch(meta, plan, chunk)
         finally:
             connection.close()
 
-    def _pages(
+    def pages(
         self,
         connection: Any,
         plan: ReadPlan,
@@ -478,8 +544,8 @@ class SqlSource:
         where = f"{meta.schema}.{meta.table}" if meta.schema else meta.table
         numbers = frozenset(column.name for column in meta.columns
                             if self.is_integer(column) or column.type in self.number_types)
-        return Catalogue(tuple(column.name for column in meta.columns),
-                         f"{self.engine} table {where} of source {self.name!r}", self.names_column,
+        names = (*(column.name for column in meta.columns), *sqlnested.field_names(self, table))
+        return Catalogue(names, f"{self.engine} table {where} of source {self.name!r}", self.names_column,
                          numbers, meta.key)
 
     def table_names(self) -> list[TableName]:
@@ -573,7 +639,7 @@ class SqlSource:
         match = " AND ".join(
             f"{alias}.{self.quote(name)} = v.{names[index + 1]}" for index, name in enumerate(meta.key)
         )
-        where = f"({options.where}) AND " if options.where else ""
+        where = f"({self.user_sql(options.where)}) AND " if options.where else ""
         missing: list[Json] = []
         with self._catalog_lock:
             connection = self._metadata_connection()
@@ -691,7 +757,7 @@ class SqlSource:
             scan = self.mark_scan(connection, meta, method, start)
             connection.commit()  # what mark_scan read stays before the snapshot the rows are read in
             self.begin_read(connection, scan.at)
-            kept = f"CASE WHEN ({options.where}) THEN 1 ELSE 0 END" if options.where else "1"
+            kept = f"CASE WHEN ({self.user_sql(options.where)}) THEN 1 ELSE 0 END" if options.where else "1"
             plan = self.read_plan(meta, fields, [scan.mark, kept])
             mark_at, kept_at = plan.extra_positions
             order = [mark_at, *plan.key_positions]
@@ -714,7 +780,7 @@ class SqlSource:
 
             def batches() -> Iterator[Batch]:
                 nonlocal reached
-                for chunk in self._pages(connection, plan, page, order, None):
+                for chunk in self.pages(connection, plan, page, order, None):
                     batch = self._change_batch(meta, plan, chunk, kept_at, mark_at, method)
                     reached = _later(start, _capped(self.mark_value(method, chunk[-1][mark_at]), scan.cap))
                     batch.resume_after = {"method": method, "from": encode_value(reached)}
@@ -788,9 +854,41 @@ class SqlSource:
                 f"source {self.name!r}: table {table!r} is not configured",
                 hint=f"configured tables: {', '.join(self.config.tables) or 'none'}",
             )
-        schema, bare = options.schema_, table
-        if schema is None and "." in table:
-            schema, bare = table.split(".", 1)
+        if options.query is not None:
+            return self._introspect_query(connection, table, options)
+        meta = self._introspect_table(connection, table, table, options.schema_, options.key)
+        if options.watermark and options.watermark.lower() not in {c.name.lower() for c in meta.columns}:
+            if options.watermark.upper() not in self.pseudo_columns:
+                raise EtlError(
+                    f"{self.engine} source {self.name!r}, table {table!r}: watermark column"
+                    f" {options.watermark!r} does not exist",
+                    hint=f"columns: {', '.join(column.name for column in meta.columns)}",
+                )
+        return meta
+
+    def _introspect_query(self, connection: Any, table: str, options: SqlTable) -> TableMeta:
+        """A `query:` table: the columns of its result set, and the declared key."""
+        query = (options.query or "").strip().rstrip(";")
+        columns = tuple(self.query_columns(connection, query))
+        by_lower = {column.name.lower(): column.name for column in columns}
+        key = self._key(connection, table, "", "", columns, by_lower, options.key)
+        return TableMeta(table, None, table, columns, tuple(key), query)
+
+    def describe_child(self, name: str, child: SqlChild) -> TableMeta:
+        """Columns and key of a child table (cached under `name`, its path: `artist.albums`)."""
+        with self._catalog_lock:
+            if name not in self._metas:
+                self._metas[name] = self._introspect_table(
+                    self._metadata_connection(), name, child.table, child.schema_, child.key
+                )
+            return self._metas[name]
+
+    def _introspect_table(
+        self, connection: Any, table: str, written: str, schema: str | None, configured: list[str] | None
+    ) -> TableMeta:
+        bare = written
+        if schema is None and "." in written:
+            schema, bare = written.split(".", 1)
         found = self._resolve(connection, schema, bare)
         if found is None:
             some = self.some_tables(connection, schema)
@@ -802,7 +900,7 @@ class SqlSource:
         schema, bare = found
         columns = tuple(self.columns(connection, schema, bare))
         by_lower = {column.name.lower(): column.name for column in columns}
-        key = self._key(connection, table, schema, bare, columns, by_lower)
+        key = self._key(connection, table, schema, bare, columns, by_lower, configured)
         inexact = [name for name in key if not self.exact_key(next(c for c in columns if c.name == name))]
         if inexact:
             raise EtlError(
@@ -810,13 +908,6 @@ class SqlSource:
                 " hold more precision than Python keeps (sub-microsecond time), so pages could repeat rows",
                 hint="set `key:` to columns of another type",
             )
-        if options.watermark and options.watermark.lower() not in by_lower:
-            if options.watermark.upper() not in self.pseudo_columns:
-                raise EtlError(
-                    f"{self.engine} source {self.name!r}, table {table!r}: watermark column"
-                    f" {options.watermark!r} does not exist",
-                    hint=f"columns: {', '.join(column.name for column in columns)}",
-                )
         return TableMeta(table, schema, bare, columns, tuple(key))
 
     def _resolve(self, connection: Any, schema: str | None, table: str) -> tuple[str, str] | None:
@@ -845,8 +936,8 @@ class SqlSource:
         bare: str,
         columns: tuple[SqlColumn, ...],
         by_lower: dict[str, str],
+        configured: list[str] | None,
     ) -> list[str]:
-        configured = self.config.tables[table].key
         if configured:
             missing = [name for name in configured if name.lower() not in by_lower]
             if missing:
@@ -916,14 +1007,7 @@ class SqlSource:
         """One keyset page of a partition: rows after `after`, in key order, at most `limit`."""
         params = Params(self.placeholder)
         lower = partition.lower or {}
-        conditions = self._filters(meta, params)
-        first = self.quote(meta.key[0])
-        if lower.get("key") is not None:
-            conditions.append(f"{first} >= {params.add(decode_key(lower['key'])[0])}")
-        if partition.upper is not None:
-            conditions.append(f"{first} < {params.add(decode_key(partition.upper)[0])}")
-        if after is not None:
-            conditions.append(self.after_condition([self.quote(name) for name in meta.key], after, params))
+        conditions = [*self._filters(meta, params), *self.range_conditions(meta, partition, after, params)]
         # A key column selected converted under its own name is selected again raw at the end of
         # the list; ORDER BY its name would be ambiguous (or sort the converted text), so the raw
         # one is named by its place in the select list.
@@ -935,6 +1019,21 @@ class SqlSource:
             ", ".join(plan.expressions), self.from_clause(meta, lower.get("at")), conditions, order, limit
         )
         return sql, params
+
+    def range_conditions(
+        self, meta: TableMeta, partition: Partition, after: tuple | None, params: Params
+    ) -> list[str]:
+        """The partition's range on the first key column, and the rows after `after` (a whole key)."""
+        lower = partition.lower or {}
+        first = self.quote(meta.key[0])
+        conditions = []
+        if lower.get("key") is not None:
+            conditions.append(f"{first} >= {params.add(decode_key(lower['key'])[0])}")
+        if partition.upper is not None:
+            conditions.append(f"{first} < {params.add(decode_key(partition.upper)[0])}")
+        if after is not None:
+            conditions.append(self.after_condition([self.quote(name) for name in meta.key], after, params))
+        return conditions
 
     def after_condition(self, keys: list[str], after: Sequence[Any], params: Params) -> str:
         """Rows strictly after a key: `(a, b) > (x, y)`, or its expansion without row values."""
@@ -951,7 +1050,7 @@ class SqlSource:
 
     def _filters(self, meta: TableMeta, params: Params) -> list[str]:
         options = self.config.tables[meta.name]
-        return [f"({options.where})"] if options.where else []
+        return [f"({self.user_sql(options.where)})"] if options.where else []
 
     def _watermark_sql(self, meta: TableMeta) -> str:
         name = self.config.tables[meta.name].watermark or ""
@@ -999,6 +1098,25 @@ class SqlSource:
                 f"{self.engine} source {self.name!r}, table {meta.name!r}: {count} rows have NULL in key"
                 f" column(s) {', '.join(nullable)}; they cannot be read in key order",
                 hint="choose `key:` columns that are never NULL",
+            )
+
+    def _refuse_repeated_keys(self, connection: Any, meta: TableMeta, at: Json) -> None:
+        """A `query:` table's `key:` must identify its rows: keyset pages would skip repeated keys."""
+        params = Params(self.placeholder)
+        conditions = self._filters(meta, params)
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        keys = ", ".join(self.quote(name) for name in meta.key)
+        sql = (
+            f"SELECT COUNT(*) FROM (SELECT {keys} FROM {self.from_clause(meta, at)}{where}"
+            f" GROUP BY {keys} HAVING COUNT(*) > 1) {self.quote('etl_d')}"
+        )
+        ((count,),) = self._query(connection, sql, params)
+        if count:
+            raise EtlError(
+                f"{self.engine} source {self.name!r}, query table {meta.name!r}: {count} values of `key:`"
+                f" [{', '.join(meta.key)}] occur in more than one row of the query's result",
+                hint="declare `key:` columns that identify each row of the result (add the joined"
+                " tables' keys)",
             )
 
     def _cuts(self, connection: Any, meta: TableMeta, partitions: int, at: Json) -> list[Any]:
@@ -1059,7 +1177,7 @@ class SqlSource:
         size = 0
         measured = plan.fields(plan.measured + plan.measured_objects)
         for row in rows:
-            row_size = plan.fixed_width + sum(_size(row[i]) for i in measured)
+            row_size = plan.row_size(row, measured)
             if chunk and (size + row_size > self.limits.bytes or len(chunk) >= rows_per_batch):
                 yield chunk
                 chunk, size = [], 0
@@ -1076,6 +1194,16 @@ class SqlSource:
         the driver built it, `ReadPlan.by_name`).
         """
         last = tuple(rows[-1][index] for index in plan.fields(plan.key_positions))
+        records, failed = self.convert_rows(meta, plan, rows)
+        if failed:
+            records = [record for index, record in enumerate(records) if index not in failed]
+        return Batch(records, encode_key(last), list(failed.values()))
+
+    def convert_rows(
+        self, meta: TableMeta, plan: ReadPlan, rows: list
+    ) -> tuple[list[dict], dict[int, Reject]]:
+        """Driver rows -> one record each (canonical values), and the rejects by row index of those
+        whose value could not be converted (their records are left as they are)."""
         names = plan.names
         records = rows if plan.by_name else list(map(plan.make_record, rows))
         failed: dict[int, Reject] = {}
@@ -1094,21 +1222,34 @@ class SqlSource:
                 except (ValueRejected, ValueError, TypeError, ArithmeticError) as error:
                     if index not in failed:
                         failed[index] = self._reject(meta, plan, rows[index], name, value, error)
-        if failed:
-            records = [record for index, record in enumerate(records) if index not in failed]
-        return Batch(records, encode_key(last), list(failed.values()))
+        return records, failed
+
+    def child_reject(
+        self, meta: TableMeta, plan: ReadPlan, row: Sequence, problem: tuple[str, Reject]
+    ) -> Reject:
+        """The reject of a parent record (`row`) for a value of a child row at `problem` (its path
+        in the record, `invoices[2].lines[0]`, and the child's reject)."""
+        path, child = problem
+        return self._reject_row(meta, plan, row, f"{path}: {child.reason}", f"{path}.{child.field_path}",
+                                child.value_type)
 
     def _reject(
         self, meta: TableMeta, plan: ReadPlan, row: Sequence, column: str, value: Any, error: Exception
+    ) -> Reject:
+        return self._reject_row(meta, plan, row, f"column {column}: {_reason(error)}", column,
+                                type(value).__name__)
+
+    def _reject_row(
+        self, meta: TableMeta, plan: ReadPlan, row: Sequence, reason: str, path: str, value_type: str | None
     ) -> Reject:
         raw_key = [row[index] for index in plan.fields(plan.key_positions)]
         return Reject(
             table=meta.name,
             source_key=_key_text(meta.key, raw_key),
-            reason=f"column {column}: {_reason(error)}",
+            reason=reason,
             stage="extract",
-            field_path=column,
-            value_type=type(value).__name__,
+            field_path=path,
+            value_type=value_type,
         )
 
     def _count_loss(self, meta: TableMeta, column: str, reason: str) -> None:

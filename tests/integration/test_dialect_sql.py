@@ -15,6 +15,7 @@ import psycopg
 import pytest
 import sqlglot
 
+from etl.errors import EtlError
 from etl.sources import mssql, oracle
 from etl.sources.base import BatchLimits
 from etl.sources.postgres import Config as PostgresConfig
@@ -102,6 +103,13 @@ def on_postgres(source_class, types: dict, dialect: str, dsn: str, log: list[str
     `rewrite(sql)` replaces clauses sqlglot cannot parse before the rest is parsed and run."""
     catalog = PostgresSource("catalog", PostgresConfig(type="postgres", dsn=dsn, tables={}), BatchLimits())
 
+    def typed(found: list[SqlColumn]) -> list[SqlColumn]:
+        columns = []
+        for column in found:
+            kind, precision, scale = types[column.type]
+            columns.append(SqlColumn(column.name, kind, precision, scale, column.length, column.nullable))
+        return columns
+
     class OnPostgres(source_class):
         def connect(self):
             return TranspilingConnection(dsn, dialect, log, rewrite)
@@ -113,11 +121,10 @@ def on_postgres(source_class, types: dict, dialect: str, dsn: str, log: list[str
             return "public"
 
         def columns(self, connection, schema, table):
-            columns = []
-            for column in catalog.columns(connection.raw, schema, table):
-                kind, precision, scale = types[column.type]
-                columns.append(SqlColumn(column.name, kind, precision, scale, column.length, column.nullable))
-            return columns
+            return typed(catalog.columns(connection.raw, schema, table))
+
+        def query_columns(self, connection, query):
+            return typed(catalog.query_columns(connection.raw, query))
 
         def primary_key(self, connection, schema, table):
             return catalog.primary_key(connection.raw, schema, table)
@@ -238,3 +245,80 @@ def test_resume_after_a_batch_continues_with_the_next_row(chinook, dialect):
     assert set(rest).isdisjoint(seen)
     assert len(set(seen + rest)) == 8715
     assert rest == sorted(rest)
+
+
+ARTIST_TREE = {
+    "children": {
+        "albums": {
+            "table": "album",
+            "parent_key": ["artist_id"],
+            "where": "album_id <> 5",
+            "children": {"tracks": {"table": "track", "parent_key": ["album_id"]}},
+        }
+    }
+}
+
+
+@pytest.mark.parametrize("dialect", ["oracle", "tsql"])
+def test_child_streams_nest_albums_and_tracks_under_artists(chinook, dialect):
+    log: list[str] = []
+    source = SOURCES[dialect](chinook, log, {"artist": {"mapping": "m.yaml", **ARTIST_TREE}}, page_rows=70)
+    with psycopg.connect(chinook) as connection:
+        expected: dict = {artist: {} for (artist,) in connection.execute("SELECT artist_id FROM artist")}
+        for album, artist in connection.execute("SELECT album_id, artist_id FROM album WHERE album_id <> 5"):
+            expected[artist][album] = []
+        for track, album in connection.execute(
+            "SELECT track_id, album_id FROM track WHERE album_id <> 5 ORDER BY track_id"
+        ):
+            expected[next(a for a, albums in expected.items() if album in albums)][album].append(track)
+    for partitions in (1, 4):
+        got = {}
+        for partition in source.plan("artist", partitions):
+            for batch in source.read(partition):
+                assert batch.rejects == []
+                for record in batch.records:
+                    got[_plain(record["artist_id"])] = {
+                        _plain(album["album_id"]): [_plain(track["track_id"]) for track in album["tracks"]]
+                        for album in record["albums"]
+                    }
+        assert got == expected, partitions
+        assert sum(map(len, got.values())) == 346
+        assert sum(len(tracks) for albums in got.values() for tracks in albums.values()) == 3503 - 15
+    # The track stream: joined to its album and artist as derived tables, ordered by their keys.
+    tracks = [sql for sql in log if "etl_a1" in sql]
+    assert tracks and all("JOIN (SELECT" in sql for sql in tracks)
+    # Resume: the second batch's last artist, then the rest; children come with their parent.
+    (partition,) = source.plan("artist", 1)
+    batches = source.read(partition)
+    first, second = next(batches), next(batches)
+    batches.close()
+    rest = [r for batch in source.read(partition, resume_after=second.resume_after) for r in batch.records]
+    ids = [_plain(r["artist_id"]) for r in first.records + second.records + rest]
+    assert ids == sorted(expected)
+    assert sum(len(a["tracks"]) for r in first.records + second.records + rest for a in r["albums"]) == 3488
+
+
+LINES_QUERY = (
+    "SELECT l.invoice_line_id, i.customer_id, l.unit_price * l.quantity AS amount"
+    " FROM invoice_line l JOIN invoice i ON i.invoice_id = l.invoice_id"
+)
+
+
+@pytest.mark.parametrize("dialect", ["oracle", "tsql"])
+def test_query_table_read_by_its_key_and_refused_when_the_key_repeats(chinook, dialect):
+    log: list[str] = []
+    tables = {
+        "lines": {"mapping": "m.yaml", "query": LINES_QUERY, "key": ["invoice_line_id"]},
+        "by_customer": {"mapping": "m.yaml", "query": LINES_QUERY, "key": ["customer_id"]},
+    }
+    source = SOURCES[dialect](chinook, log, tables, page_rows=700)
+    for partitions in (1, 3):
+        amounts = {}
+        for partition in source.plan("lines", partitions):
+            for batch in source.read(partition):
+                amounts |= {_plain(r["invoice_line_id"]): r["amount"] for r in batch.records}
+        assert len(amounts) == 2240 and sorted(amounts) == list(range(1, 2241))
+        assert sum(amounts.values()) == Decimal("2328.60")
+    assert any("GROUP BY" in sql and "HAVING COUNT(*) > 1" in sql for sql in log)
+    with pytest.raises(EtlError, match=r"59 values of `key:` \[customer_id\] occur in more than one row"):
+        source.plan("by_customer", 2)

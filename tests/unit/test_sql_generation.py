@@ -256,6 +256,73 @@ def test_rowversion_needs_a_rowversion_column_and_overlap_needs_a_watermark():
         mssql.Config(type="mssql", server="h", tables={"t": table})
 
 
+NESTED = {"invoices": {"table": "invoice", "parent_key": ["customer_id"],
+                       "children": {"lines": {"table": "invoice_line", "parent_key": ["invoice_id"]}}}}
+
+
+def test_a_table_with_children_refuses_every_change_method_at_load_time(tmp_path):
+    for config, method in [
+        (lambda tables: postgres.Config(type="postgres", dsn="x", tables=tables), "logical"),
+        (lambda tables: oracle.Config(type="oracle", dsn="h/s", user="u", password="p", tables=tables),
+         "scn"),
+        (lambda tables: mssql.Config(type="mssql", server="h", tables=tables), "change_tracking"),
+    ]:
+        with pytest.raises(ValidationError, match=f"`changes: {method}` cannot be used on a table with"):
+            config({"customer": {"mapping": "m", "changes": method, "children": NESTED}})
+        with pytest.raises(ValidationError, match="`changes: watermark` cannot be used on a table with"):
+            config({"customer": {"mapping": "m", "watermark": "updated", "children": NESTED}})
+    (tmp_path / "m.yaml").write_text("{}\n")
+    job = tmp_path / "job.yaml"
+    job.write_text(
+        "version: 1\nname: pg-job\nsources:\n  pg:\n    type: postgres\n    dsn: host=x\n    tables:\n"
+        "      customer:\n        mapping: m.yaml\n        changes: logical\n        children:\n"
+        "          invoices: {table: invoice, parent_key: [customer_id]}\n"
+        "targets:\n  out: {type: postgres, dsn: host=y}\n"
+    )
+    with pytest.raises(JobFileError) as refused:
+        load_job(job, environ={}, secrets={})
+    assert str(refused.value).replace(str(job), "job.yaml").startswith(
+        "job.yaml:9:9: sources.pg.tables.customer: `changes: logical` cannot be used on a table with"
+        " `children:`: a changed child row must re-emit its parent's whole record"
+    )
+
+
+def test_child_and_query_options_are_checked():
+    with pytest.raises(ValidationError, match="parent_key"):
+        postgres.Config(type="postgres", dsn="x",
+                        tables={"c": {"mapping": "m", "children": {"i": {"table": "i"}}}})
+    with pytest.raises(ValidationError, match="takes no `changes:`, `watermark:` or `schema:`"):
+        postgres.Config(type="postgres", dsn="x",
+                        tables={"q": {"mapping": "m", "query": "SELECT 1 AS a", "key": ["a"], "schema": "s"}})
+
+
+def test_sql_server_asks_for_mars_only_when_a_table_has_children():
+    plain = mssql.MssqlSource("s", mssql.Config(type="mssql", server="h", tables={"t": {"mapping": "m"}}),
+                              BatchLimits())
+    nested = mssql.MssqlSource(
+        "s", mssql.Config(type="mssql", server="h", tables={"c": {"mapping": "m", "children": NESTED}}),
+        BatchLimits(),
+    )
+    assert "MARS" not in plain.connection_string()
+    assert nested.connection_string() == mssql.connection_string(nested.config) + ";MARS_Connection=yes"
+
+
+class DescribingCursor:
+    """A DB-API cursor that records its statement and describes a result without rows."""
+
+    def __init__(self, description, log):
+        self.description, self._log = description, log
+
+    def execute(self, sql, params=()):
+        self._log.append((sql, tuple(params)))
+
+    def fetchall(self):
+        return []
+
+    def close(self):
+        pass
+
+
 class _Recorder:
     """A DB-API connection that keeps the SQL it is given and has no rows."""
 
@@ -285,3 +352,40 @@ def test_the_table_listing_for_patterns_is_one_statement_of_the_dialect_over_tab
     named = {table.name.lower() for table in tree.find_all(exp.Table)}
     assert named == {"postgres": {"tables"}, "oracle": {"all_tables", "all_views", "all_users"},
                      "tsql": {"objects", "schemas"}}[dialect]
+
+
+def test_query_columns_are_typed_as_each_catalog_types_table_columns():
+    import oracledb
+
+    log = []
+    description = [
+        ("LINE_ID", oracledb.DB_TYPE_NUMBER, 11, 22, 10, 0, False),
+        ("NAME", oracledb.DB_TYPE_VARCHAR, 200, 200, None, None, True),
+        ("AT", oracledb.DB_TYPE_TIMESTAMP_TZ, 40, 13, 0, 9, True),
+        ("SEEN", oracledb.DB_TYPE_TIMESTAMP, 30, 11, 0, None, True),
+        ("NOTE", oracledb.DB_TYPE_CLOB, None, None, None, None, True),
+        ("RATIO", oracledb.DB_TYPE_BINARY_DOUBLE, 127, None, None, None, True),
+    ]
+    connection = type("Connection", (), {"cursor": lambda self: DescribingCursor(description, log)})()
+    source = sources()["oracle"]
+    columns = source.query_columns(connection, "SELECT l.line_id, ... FROM lines l")
+    assert log == [("SELECT * FROM (SELECT l.line_id, ... FROM lines l) WHERE 1 = 0", ())]
+    assert columns == [
+        SqlColumn("LINE_ID", "NUMBER", 10, 0, 22, True),
+        SqlColumn("NAME", "VARCHAR2", None, None, 200, True),
+        SqlColumn("AT", "TIMESTAMP WITH TIME ZONE", 0, 9, 13, True),
+        SqlColumn("SEEN", "TIMESTAMP", 0, 9, 11, True),
+        SqlColumn("NOTE", "CLOB", None, None, None, True),
+        SqlColumn("RATIO", "BINARY_DOUBLE", None, None, None, True),
+    ]
+    # SQL Server describes the query without running it; the statement is T-SQL sqlglot accepts.
+    rows = [("line_id", "INT", 10, 0, 4, False), ("name", "NVARCHAR", 0, 0, -1, True)]
+    cursor = DescribingCursor(None, log)
+    cursor.fetchall = lambda: rows
+    mssql_source = sources()["tsql"]
+    connection = type("Connection", (), {"cursor": lambda self: cursor})()
+    assert mssql_source.query_columns(connection, "SELECT line_id, name FROM dbo.lines") == [
+        SqlColumn("line_id", "INT", 10, 0, 4, False), SqlColumn("name", "NVARCHAR", 0, 0, None, True)]
+    sql, params = log[-1]
+    assert params == ("SELECT line_id, name FROM dbo.lines",)
+    sqlglot.parse_one(sql, read="tsql")
