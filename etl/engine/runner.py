@@ -402,6 +402,11 @@ def _run_incremental(job: Job, options: RunOptions, resources: JobResources, sto
     if report.status != SUCCEEDED:
         save_verdict(store, job.name, verdict, LOADED, report.message)
         return _finish(report, started)
+    if not (job.validation.after_run if options.validate is None else options.validate):
+        report.status = UNPROVEN
+        report.message = "the changes are applied, but this run did not validate the targets"
+        report.hint = f"run `python -m etl.run {shown} --validate-only` to prove them"
+        return _finish(report, started)
     return _validate(report, job, options, resources, store, verdict, not options.only, started_at, started)
 
 
