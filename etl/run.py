@@ -76,6 +76,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--lease-ttl", type=_positive, metavar="SECONDS", default=60,
                    help="how long the job's lease outlives a run that dies without releasing it "
                    "(renewed every third of it while the run lives; default 60)")
+    mode.add_argument("--profile", action="store_true",
+                      help="read every record through the mappings and the targets' checks, write nothing, "
+                      "and report what a run would reject and why; exit 1 when it would reject any "
+                      "(docs/mapping.md)")
+    p.add_argument("--profile-sample", type=_positive, metavar="N",
+                   help="with --profile (implied): only the first N records of each table")
+    mode.add_argument("--scaffold", metavar="SOURCE.TABLE",
+                      help="print a mapping proposal for a table of the job's sources (docs/mapping.md)")
+    p.add_argument("--sample", type=_positive, metavar="N", default=1000,
+                   help="with --scaffold: documents sampled from a MongoDB collection (default 1000)")
+    p.add_argument("--output", metavar="FILE",
+                   help="with --scaffold/--scaffold-job: write here instead of stdout (never overwritten)")
     p.add_argument("--debug", action="store_true", help="debug logging and tracebacks")
     from etl.restore.cli import add_arguments as add_restore_arguments
 
@@ -137,6 +149,14 @@ def _main(args: argparse.Namespace, trail) -> int:
                            "--shard or --validate-only")
     job = load_job(args.job)
     trail.job_loaded(job)
+    if args.profile or args.profile_sample:
+        from etl.engine.profile import run_profile
+
+        return run_profile(job, only=only, sample=args.profile_sample)
+    if args.scaffold:
+        from etl.mapping.scaffold import run_scaffold
+
+        return run_scaffold(job, args.scaffold, sample=args.sample, output=args.output)
     if args.plan:
         print_plan(job, only=only, shard=shard)
         return EXIT_OK

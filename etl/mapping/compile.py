@@ -254,6 +254,14 @@ def _label(column: ColumnSpec) -> str:
     return column.name
 
 
+def key_size(value: Any) -> int:
+    """The bytes of a key value that count against a target's key size limit (text as UTF-8, bytes as
+    they are; numbers are bounded by their digits instead and count 0)."""
+    if isinstance(value, str):
+        return len(value.encode("utf-8"))
+    return len(value) if isinstance(value, bytes) else 0
+
+
 def _key_guard(fn: ColumnFn, name: str, position: int, rules: TargetRules) -> ColumnFn:
     """Refuse a null key value, and, where the target limits key sizes (DynamoDB), key values above
     those limits and empty text."""
@@ -265,13 +273,7 @@ def _key_guard(fn: ColumnFn, name: str, position: int, rules: TargetRules) -> Co
         if value is None:
             raise RowProblem(name, f"key column `{name}` is null", None)
         if limit is not None:
-            size = (
-                len(value.encode("utf-8"))
-                if isinstance(value, str)
-                else len(value)
-                if isinstance(value, bytes)
-                else 0
-            )
+            size = key_size(value)
             if size > limit:
                 raise RowProblem(
                     name, f"key attribute `{name}` is {size} bytes; {engine} allows {limit}", type_name(value)

@@ -24,6 +24,18 @@ DROP: Any = type("Drop", (), {"__repr__": lambda self: "DROP"})()
 Transform = Callable[[Any], Any]
 
 
+PII_NAME_PARTS = ("email", "mail", "phone", "mobile", "ssn", "name", "birth", "dob", "address", "passport")
+"""Parts of field names that suggest personal data: reports and proposals show such fields' types,
+never their values."""
+
+
+def looks_like_pii(name: str) -> bool:
+    """Whether a field's name suggests it holds personal data (`email`, `home_phone`, `LastName`, `ssn`,
+    `birth_date`)."""
+    lowered = name.lower()
+    return any(part in lowered for part in PII_NAME_PARTS)
+
+
 class PiiError(Exception):
     """A PII transform could not apply; the field is removed from the record kept for the reject."""
 

@@ -71,6 +71,16 @@ class WriteResult:
     """Rows the target refused or that failed after every retry (stage="load"), with the reason."""
 
 
+@dataclass
+class CheckResult:
+    """What a sink's `check` finds in a batch without writing it (`--profile`, etl/engine/profile.py)."""
+
+    rejects: list[Reject] = field(default_factory=list)
+    """The rejects `write` would make of the batch before sending anything (stage="load")."""
+    sizes: dict[str, dict[str, tuple[int, int]]] = field(default_factory=dict)
+    """Per target table, what the engine limits by size: measure -> (largest seen, limit)."""
+
+
 class Sink(Protocol):
     name: str
     replaces_children: bool
@@ -87,6 +97,11 @@ class Sink(Protocol):
         Writing the same batch twice leaves the target unchanged. Nothing is dropped silently:
         every row is either counted in `loaded` or returned in `rejects`.
         """
+
+    def check(self, tables: Sequence[TableSpec], batch: Mapping[str, TableRows]) -> CheckResult:
+        """The checks `write` makes of every value before sending it (encoding, types, sizes), with
+        the same rejects, writing nothing and creating nothing; `tables` are the specs of `batch`."""
+        ...
 
     def delete(self, table: TableSpec, keys: Sequence[dict]) -> int:
         """Delete rows by key (differential runs); returns how many were deleted."""

@@ -33,10 +33,11 @@ from etl.errors import ConnectionFailed, EtlError, RuntimeFailure
 from etl.records import Reject, TableRows, TableSpec
 from etl.redact import RedactedRepr, redact
 from etl.settings_types import Integer
-from etl.sinks.base import NameLimits, TargetRules, WriteResult, column_form
+from etl.sinks.base import CheckResult, NameLimits, TargetRules, WriteResult, column_form
 from etl.sinks.coltypes import ColumnType, parse_type
 from etl.sinks.dynamodb_scan import install_scan
 from etl.sinks.dynamodb_values import (
+    MAX_ITEM_BYTES,
     STORED_FORM_TYPES,
     AttributeValue,
     ItemRejected,
@@ -228,8 +229,7 @@ class DynamoDBSink:
 
     def prepare(self, tables: Sequence[TableSpec]) -> None:
         for spec in tables:
-            columns = {column.name: parse_type(column.type) for column in spec.columns}
-            self._tables[spec.table] = _Table(spec, columns)
+            columns = self._register(spec).columns
             existing = self._describe(spec.table)
             if existing is None:
                 if self.config.create != "if_missing":
@@ -240,6 +240,23 @@ class DynamoDBSink:
                 existing = self._create(spec, columns)
             if existing is not None:
                 self._check_key_schema(spec, columns, existing)
+
+    def _register(self, spec: TableSpec) -> _Table:
+        table = _Table(spec, {column.name: parse_type(column.type) for column in spec.columns})
+        self._tables[spec.table] = table
+        return table
+
+    def check(self, tables: Sequence[TableSpec], batch: Mapping[str, TableRows]) -> CheckResult:
+        """Encode every item as `write` does (keys, numbers, the 400 KB item size) and send nothing."""
+        result = CheckResult()
+        for spec in tables:
+            if spec.table in batch:
+                table = self._register(spec)
+                entries, rejects = self._encoded(table, _latest_by_key(table, batch[spec.table]))
+                result.rejects.extend(rejects)
+                largest = max((entry.size for entry in entries), default=0)
+                result.sizes[spec.table] = {"item bytes": (largest, MAX_ITEM_BYTES)}
+        return result
 
     def _describe(self, table: str) -> dict | None:
         try:
@@ -374,7 +391,18 @@ class DynamoDBSink:
         return result
 
     def _encode_and_write(self, table_name: str, rows: list[tuple[dict, str]]) -> tuple[int, list[Reject]]:
-        table = self._tables[table_name]
+        entries, rejects = self._encoded(self._tables[table_name], rows)
+        batched = not self.config.insert_only and self._tables[table_name].spec.condition is None
+        write_chunk = self._write_chunk if batched else self._put_each_if_new
+        written = 0
+        for chunk in _chunks(entries):
+            chunk_written, chunk_rejects = write_chunk(table_name, chunk)
+            written += chunk_written
+            rejects.extend(chunk_rejects)
+        return written, rejects
+
+    def _encoded(self, table: _Table, rows: list[tuple[dict, str]]) -> tuple[list[_Entry], list[Reject]]:
+        """Each row as the item it becomes, or the reject of a row DynamoDB could not store."""
         rejects: list[Reject] = []
         entries = []
         condition = table.spec.condition
@@ -393,13 +421,7 @@ class DynamoDBSink:
                 continue
             entries.append(_Entry(_key_id(item, table.spec.key), item, row, source_key, size,
                                   json_item(item) if batched else "", values))
-        write_chunk = self._write_chunk if batched else self._put_each_if_new
-        written = 0
-        for chunk in _chunks(entries):
-            chunk_written, chunk_rejects = write_chunk(table_name, chunk)
-            written += chunk_written
-            rejects.extend(chunk_rejects)
-        return written, rejects
+        return entries, rejects
 
     def _write_chunk(self, table_name: str, entries: list[_Entry]) -> tuple[int, list[Reject]]:
         """Write one chunk until every item is written or rejected; returns (written, rejects)."""

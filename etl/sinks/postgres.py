@@ -34,7 +34,7 @@ from etl.records import ColumnRows, Reject, TableRows, TableSpec, nested_path
 from etl.redact import RedactedRepr
 from etl.settings_types import Integer
 from etl.sinks import jsontext
-from etl.sinks.base import NameLimits, TargetRules, WriteResult, column_form
+from etl.sinks.base import CheckResult, NameLimits, TargetRules, WriteResult, column_form
 from etl.sinks.coltypes import ColumnType, parse_type
 from etl.sinks.iam_token import IamTokenSource
 from etl.sinks.postgres_types import (
@@ -45,6 +45,7 @@ from etl.sinks.postgres_types import (
     column_adapter,
     compatible_udts,
     ddl_type,
+    planned_column,
 )
 from etl.sinks.retry import Backoff
 
@@ -257,6 +258,33 @@ class PostgresSink:
             self._discard(connection)
             raise
         self._release(connection)
+
+    def check(self, tables: Sequence[TableSpec], batch: Mapping[str, TableRows]) -> CheckResult:
+        """Adapt every value as `write` does, against the table's columns (as they would be created when
+        it does not exist yet); reads the catalogue, writes nothing."""
+        result = CheckResult()
+        connection = self._acquire()
+        try:
+            for spec in tables:
+                if spec.table not in self._tables:
+                    existing = self._existing_columns(connection.conn, spec.table) or {
+                        column.name: planned_column(column.name, parse_type(column.type))
+                        for column in spec.columns}
+                    missing = [column.name for column in spec.columns if column.name not in existing]
+                    if missing:
+                        raise EtlError(f"PostgreSQL table {self.config.db_schema}.{spec.table} has no column "
+                                       f"{missing[0]!r} (the mapping writes it)",
+                                       hint="add the column, or remove it from the mapping")
+                    self._register(spec, existing, False)
+            connection.conn.rollback()
+        finally:
+            self._release(connection)
+        for spec in tables:
+            if spec.table in batch:
+                table = self._tables[spec.table]
+                columns, rows, source_keys = _columns(table, batch[spec.table], result.rejects)
+                self._adapt(table, columns, rows, source_keys, result.rejects)
+        return result
 
     def _lock_for_prepare(self, conn: psycopg.Connection, tables: Sequence[str]) -> None:
         """Serialise preparing the same tables across shards, workers and processes: a

@@ -70,6 +70,29 @@ def compatible_udts(column: ColumnType) -> set[str]:
     return _COMPATIBLE[column.name]
 
 
+_UDT = {"string": "text", "int": "int8", "decimal": "numeric", "float": "float8", "bool": "bool",
+        "date": "date", "time": "time", "timestamp": "timestamp", "timestamptz": "timestamptz",
+        "uuid": "uuid", "bytes": "bytea", "json": "jsonb"}
+
+
+def planned_column(name: str, column: ColumnType) -> TargetColumn:
+    """The column `ddl_type` creates, as information_schema would then describe it: what values are
+    checked against before the table exists (`--profile`)."""
+    if column.name in ("list", "set"):
+        if column.element is None:
+            return TargetColumn(name, "jsonb")
+        element = planned_column(name, column.element)
+        return TargetColumn(name, "_" + element.udt, element.numeric_scale, element.numeric_precision,
+                            element.datetime_precision)
+    udt = "varchar" if column.name == "string" and column.args else _UDT[column.name]
+    if column.name == "decimal" and column.args:
+        scale = column.args[1] if len(column.args) > 1 else 0
+        return TargetColumn(name, udt, scale, column.args[0])
+    if column.is_timestamp:
+        return TargetColumn(name, udt, datetime_precision=column.args[0] if column.args else 6)
+    return TargetColumn(name, udt)
+
+
 @dataclass(frozen=True)
 class TargetColumn:
     """A column as it exists in the target table (from information_schema.columns)."""
