@@ -3,7 +3,8 @@
 A sink module (``etl/sinks/<type>.py``) defines:
   * ``Config``: a pydantic model (``extra="forbid"``) of its section in the job file, with
     ``type: Literal["<type>"]``;
-  * ``open_sink(name, config) -> Sink``.
+  * ``open_sink(name, config) -> Sink``;
+  * ``describe_type(column: ColumnType) -> str``: how values of a mapping type are stored there.
 """
 
 from __future__ import annotations

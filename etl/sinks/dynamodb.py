@@ -41,6 +41,7 @@ from etl.sinks.dynamodb_values import (
     STORED_FORM_TYPES,
     AttributeValue,
     ItemRejected,
+    attribute_type,
     decode_item,
     encode_item,
     encode_item_sized,
@@ -713,6 +714,11 @@ def _make_client(config: Config) -> Any:
         ),
         **credentials,
     )
+
+
+def describe_type(column: ColumnType) -> str:
+    """How a mapping type is stored here (`--scaffold` comments): its attribute type."""
+    return attribute_type(column)
 
 
 def open_sink(name: str, config: Config) -> DynamoDBSink:

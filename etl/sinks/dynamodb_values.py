@@ -102,6 +102,18 @@ def _timestamp_text(value: dt.datetime, aware: bool) -> str:
     return value.isoformat(timespec="microseconds")
 
 
+_ATTRIBUTE_TYPES = {
+    "string": "S", "int": "N", "decimal": "N", "float": "N", "bool": "BOOL", "date": "S (ISO 8601 date)",
+    "time": "S (ISO 8601 time)", "timestamp": "S (ISO 8601)", "timestamptz": "S (ISO 8601, UTC)",
+    "uuid": "S", "bytes": "B", "json": "M, L or a scalar", "list": "L", "set": "SS, NS or BS",
+}
+
+
+def attribute_type(column: ColumnType) -> str:
+    """The DynamoDB attribute type values of a mapping type are stored as, for proposals."""
+    return _ATTRIBUTE_TYPES[column.name]
+
+
 def encode_value(value: Any, column: ColumnType | None, path: str) -> AttributeValue:
     """Encode one value; `column` steers scalars (timestamps to ISO text, floats exactly)."""
     try:

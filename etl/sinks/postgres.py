@@ -741,5 +741,10 @@ def _reject(spec: TableSpec, source_key: str, row: dict, reason: str, field_path
                   value_type=value_type, record=row, target=f"{spec.target}.{spec.table}")
 
 
+def describe_type(column: ColumnType) -> str:
+    """How a mapping type is stored here (`--scaffold` comments): the column type the sink creates."""
+    return ddl_type(column)
+
+
 def open_sink(name: str, config: Config) -> PostgresSink:
     return PostgresSink(name, config)

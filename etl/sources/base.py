@@ -8,8 +8,8 @@ A source module (``etl/sources/<type>.py``) defines:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -56,6 +56,8 @@ class Catalogue:
     """The columns whose values are numbers (integers, decimals, floats)."""
     key: tuple[str, ...] = ()
     """The columns that identify a row, as the source reads the table."""
+    types: Mapping[str, str] = field(default_factory=dict)
+    """Per column, the mapping type that holds its values without loss (`SqlSource.mapping_type`)."""
 
 
 class TableName(NamedTuple):

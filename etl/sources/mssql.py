@@ -34,6 +34,7 @@ from etl.sources.sqltypes import (
     MONEY_SCALE,
     Converter,
     datetimeoffset,
+    decimal_type,
     decimal_with_scale,
     naive_timestamp,
     parse_timestamp,
@@ -471,10 +472,28 @@ class MssqlSource(SqlSource):
             return sql_variant
         return None
 
+    def mapping_type(self, column: SqlColumn) -> str:
+        kind, scale = column.type, column.scale
+        if kind in {"DECIMAL", "NUMERIC"}:
+            return decimal_type(column.precision, scale or 0)
+        if kind in {"DATETIME2", "DATETIMEOFFSET"}:
+            zone = "tz" if kind == "DATETIMEOFFSET" else ""
+            return f"timestamp{zone}({min(7 if scale is None else scale, 6)})"
+        return _MAPPING_TYPES.get(kind, "string")
+
     def width(self, column: SqlColumn) -> int | None:
         if column.type in {"TEXT", "NTEXT", "IMAGE", "XML", "SQL_VARIANT"}:
             return None
         return column.length
+
+
+_MAPPING_TYPES = {
+    "TINYINT": "int", "SMALLINT": "int", "INT": "int", "BIGINT": "int", "MONEY": "decimal(19,4)",
+    "SMALLMONEY": "decimal(10,4)", "FLOAT": "float", "REAL": "float", "BIT": "bool", "DATE": "date",
+    "TIME": "time", "DATETIME": "timestamp(3)", "SMALLDATETIME": "timestamp(0)", "UNIQUEIDENTIFIER": "uuid",
+    "BINARY": "bytes", "VARBINARY": "bytes", "IMAGE": "bytes", "TIMESTAMP": "int", "SQL_VARIANT": "json",
+}
+"""sys.types names -> mapping types (`MssqlSource.mapping_type`); the rest are text."""
 
 
 def _naive_text_timestamp(text: str) -> Any:

@@ -23,6 +23,7 @@ from etl.sources.base import BatchLimits, ChangeCapture
 from etl.sources.sql import MarkScan, Params, SqlColumn, SqlSource, SqlSourceConfig, SqlTable, TableMeta
 from etl.sources.sqltypes import (
     Converter,
+    decimal_type,
     decimal_with_scale,
     parse_timestamp,
     raw_guid,
@@ -77,6 +78,11 @@ _DESCRIBED_TYPES = {
     "BINARY_INTEGER": "BINARY_INTEGER",
 }
 """python-oracledb's DB_TYPE_* names (a query's description) -> ALL_TAB_COLUMNS.DATA_TYPE names."""
+_MAPPING_TYPES = {
+    "FLOAT": "decimal", "BINARY_FLOAT": "float", "BINARY_DOUBLE": "float", "DATE": "timestamp(0)",
+    "RAW": "bytes", "BLOB": "bytes", "LONG RAW": "bytes", "JSON": "json",
+}
+"""ALL_TAB_COLUMNS.DATA_TYPE -> mapping types (`OracleSource.mapping_type`); the rest are text."""
 _LOBS = {"CLOB", "NCLOB", "BLOB", "LONG", "LONG RAW", "XMLTYPE", "BFILE", "JSON"}
 _TEXT_TIMESTAMP = 'YYYY-MM-DD"T"HH24:MI:SS.FF9'
 
@@ -444,6 +450,19 @@ class OracleSource(SqlSource):
 
     def width(self, column: SqlColumn) -> int | None:
         return column.length
+
+    def mapping_type(self, column: SqlColumn) -> str:
+        kind, scale = column.type, column.scale
+        if kind in {"NUMBER", "INTEGER"}:
+            if scale is not None and scale <= 0 and column.precision is not None and column.precision <= 18:
+                return "int"
+            return decimal_type(column.precision, scale)
+        if kind.startswith("TIMESTAMP"):
+            zoned = "TIME ZONE" in kind
+            return f"timestamp{'tz' if zoned else ''}({min(6 if scale is None else scale, 6)})"
+        if kind == "RAW" and column.length == 16:
+            return "uuid"
+        return _MAPPING_TYPES.get(kind, "string")
 
 
 def _naive_text_timestamp(text: str) -> Any:

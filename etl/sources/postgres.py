@@ -27,7 +27,7 @@ from etl.records import Batch, Json
 from etl.sources.base import BatchLimits, ChangeCapture
 from etl.sources.rowrecords import RecordMaker
 from etl.sources.sql import SqlColumn, SqlSource, SqlSourceConfig, SqlTable, TableMeta, last_at_final
-from etl.sources.sqltypes import Converter, iso_interval, json_loads_exact
+from etl.sources.sqltypes import Converter, decimal_type, iso_interval, json_loads_exact
 
 log = logging.getLogger(__name__)
 
@@ -480,6 +480,17 @@ class PostgresSource(SqlSource):
             return json_loads_exact
         return None
 
+    def mapping_type(self, column: SqlColumn) -> str:
+        if column.type.startswith("_"):
+            element = self.mapping_type(SqlColumn(column.name, column.type[1:], column.precision,
+                                                  column.scale))
+            return f"list({element})" if element != "json" else "list"
+        if column.type == "NUMERIC":
+            return decimal_type(column.precision, column.scale)
+        if column.type in {"TIMESTAMP", "TIMESTAMPTZ"}:
+            return f"{column.type.lower()}({6 if column.scale is None else column.scale})"
+        return _MAPPING_TYPES.get(column.type, "string")
+
     def width(self, column: SqlColumn) -> int | None:
         if column.type in {"TEXT", "BYTEA", "JSON", "JSONB", "XML"} or column.type.startswith("_"):
             return None
@@ -487,6 +498,13 @@ class PostgresSource(SqlSource):
 
     def holds_objects(self, column: SqlColumn) -> bool:
         return column.type.startswith("_")
+
+
+_MAPPING_TYPES = {
+    "INT2": "int", "INT4": "int", "INT8": "int", "FLOAT4": "float", "FLOAT8": "float", "BOOL": "bool",
+    "DATE": "date", "TIME": "time", "UUID": "uuid", "BYTEA": "bytes", "JSON": "json", "JSONB": "json",
+}
+"""udt names -> mapping types; the rest (text, varchar, interval as ISO text, ...) are strings."""
 
 
 def decoded_columns(text: str) -> dict[str, str | None]:

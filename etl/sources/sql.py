@@ -355,6 +355,11 @@ class SqlSource:
         """Driver value -> canonical value for this column; None when the driver's value is canonical."""
         return None
 
+    def mapping_type(self, column: SqlColumn) -> str:
+        """The mapping type (docs/mapping.md, "Types and casts") that holds this column's canonical values
+        without loss, for `--scaffold`; text for a type the engine module does not name."""
+        return "string"
+
     def is_integer(self, column: SqlColumn) -> bool:
         """Whether key ranges on this column are split arithmetically (min/max) instead of by NTILE."""
         return column.type in self.integer_types
@@ -545,8 +550,9 @@ class SqlSource:
         numbers = frozenset(column.name for column in meta.columns
                             if self.is_integer(column) or column.type in self.number_types)
         names = (*(column.name for column in meta.columns), *sqlnested.field_names(self, table))
+        types = {column.name: self.mapping_type(column) for column in meta.columns}
         return Catalogue(names, f"{self.engine} table {where} of source {self.name!r}", self.names_column,
-                         numbers, meta.key)
+                         numbers, meta.key, types)
 
     def table_names(self) -> list[TableName]:
         """Every table and view this user can read outside the system schemas, sorted: what table

@@ -43,6 +43,14 @@ class Truncated(Exception):
 # --- large objects and text -------------------------------------------------------------
 
 
+def decimal_type(precision: int | None, scale: int | None) -> str:
+    """The mapping type of an exact number column: `decimal(p,s)` when its precision fits DynamoDB's 38
+    digits (and the mapping's), unconstrained `decimal` otherwise."""
+    if precision is not None and 1 <= precision <= 38 and scale is not None and 0 <= scale <= precision:
+        return f"decimal({precision},{scale})"
+    return "decimal"
+
+
 def read_lob(value: Any) -> Any:
     """oracledb LOB objects (CLOB, NCLOB, BLOB) are read whole; str/bytes pass through."""
     read = getattr(value, "read", None)
