@@ -87,7 +87,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--sample", type=_positive, metavar="N", default=1000,
                    help="with --scaffold: documents sampled from a MongoDB collection (default 1000)")
     p.add_argument("--output", metavar="FILE",
-                   help="with --scaffold/--scaffold-job: write here instead of stdout (never overwritten)")
+                   help="with --scaffold: write here instead of stdout (never overwritten)")
+    mode.add_argument("--scaffold-job", metavar="SOURCE_TYPE",
+                      help="write a new job file, named by the job argument (it must not exist), for a "
+                      "source of this type: mongo, mongodump, postgres, oracle or mssql")
     p.add_argument("--debug", action="store_true", help="debug logging and tracebacks")
     from etl.restore.cli import add_arguments as add_restore_arguments
 
@@ -147,6 +150,10 @@ def _main(args: argparse.Namespace, trail) -> int:
     if args.limit is not None and (args.shard or args.validate_only):
         raise JobFileError("--limit is a quick try of the whole job; it cannot be combined with "
                            "--shard or --validate-only")
+    if args.scaffold_job:
+        from etl.job_skeleton import write_job_skeleton
+
+        return write_job_skeleton(args.job, args.scaffold_job)
     job = load_job(args.job)
     trail.job_loaded(job)
     if args.profile or args.profile_sample:

@@ -81,11 +81,11 @@ class Field:
     @property
     def mapping_type(self) -> str:
         """The type that holds every value seen: one kind's type, `decimal` for mixed numbers, `json`
-        (any value, kept as it is) for anything else."""
+        (any value, kept as it is) for anything else, and for a field seen only null."""
         types = {_OBSERVED_TYPES.get(kind, "json") for kind in self.kinds}
         if len(types) == 1:
             return types.pop()
-        if types <= _NUMBERS:
+        if types and types <= _NUMBERS:
             return "decimal"
         return "json"
 

@@ -72,6 +72,14 @@ class MongoTable(SampledTable):
 DEFAULT_TIMEOUT_MS = 10_000
 
 
+JOB_SKELETON = """\
+    type: mongo
+    uri: ${env:ETL_SOURCE_URI}            # or ${secret:name#key}; mongodb://user@host:27017/?tls=true
+    database: ${env:ETL_SOURCE_DATABASE}
+"""
+"""This source's section of a new job file (`--scaffold-job mongo`), indented under its name."""
+
+
 class Config(RedactedRepr, BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -53,6 +53,14 @@ class MongodumpTable(SampledTable):
     """One dumped collection (the key in `tables` is the collection name)."""
 
 
+JOB_SKELETON = """\
+    type: mongodump
+    path: ${env:ETL_SOURCE_DUMP}          # mongodump's --out folder, holding <database>/*.bson
+    database: ${env:ETL_SOURCE_DATABASE}
+"""
+"""This source's section of a new job file (`--scaffold-job mongodump`), indented under its name."""
+
+
 class Config(RedactedRepr, BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -58,6 +58,16 @@ class Table(SqlTable):
     `watermark:` names) or `change_tracking` (CHANGETABLE; deletes included)."""
 
 
+JOB_SKELETON = """\
+    type: mssql
+    server: ${env:ETL_SOURCE_SERVER}
+    database: ${env:ETL_SOURCE_DATABASE}
+    user: ${env:ETL_SOURCE_USER}
+    password: ${env:ETL_SOURCE_PASSWORD}  # or ${secret:name#password}
+"""
+"""This source's section of a new job file (`--scaffold-job mssql`), indented under its name."""
+
+
 class Config(SqlSourceConfig):
     type: Literal["mssql"]
     tables: dict[str, Table] = {}

@@ -44,6 +44,15 @@ class Table(SqlTable):
     deletes by a flashback version query."""
 
 
+JOB_SKELETON = """\
+    type: oracle
+    dsn: ${env:ETL_SOURCE_DSN}            # host:1521/service_name
+    user: ${env:ETL_SOURCE_USER}
+    password: ${env:ETL_SOURCE_PASSWORD}  # or ${secret:name#password}
+"""
+"""This source's section of a new job file (`--scaffold-job oracle`), indented under its name."""
+
+
 class Config(SqlSourceConfig):
     type: Literal["oracle"]
     tables: dict[str, Table] = {}

@@ -39,6 +39,13 @@ class Table(SqlTable):
     """`watermark` (with `watermark:`), or `logical`: logical decoding through a replication slot."""
 
 
+JOB_SKELETON = """\
+    type: postgres
+    dsn: ${env:ETL_SOURCE_DSN}            # or ${secret:name#dsn}; host=... dbname=... user=...
+"""
+"""This source's section of a new job file (`--scaffold-job postgres`), indented under its name."""
+
+
 class Config(SqlSourceConfig):
     type: Literal["postgres"]
     tables: dict[str, Table] = {}
