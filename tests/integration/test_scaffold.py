@@ -71,6 +71,17 @@ def job_file(folder: Path, source: str, dsn: str, tables: str, name: str) -> Pat
     return path
 
 
+def plan_and_run(job: Path) -> tuple[int, int, int]:
+    """`--plan` the job (exit 0) and run it (exit 0: moved and validated equal); returns the run's
+    (extracted, loaded, rejected)."""
+    planned = run_cli(job, "--plan")
+    assert planned.returncode == 0, planned.stdout + planned.stderr
+    run = run_cli(job)
+    assert run.returncode == 0, run.stdout + run.stderr
+    counts = saved_report(run.stdout)["tables"][0]
+    return counts["extracted"], counts["loaded"], counts["rejected"]
+
+
 def test_scaffold_of_documents_runs_and_validates_equal(tmp_path, mongo_db, pg_database,
                                                         dynamodb_table_prefix):
     mongo_db[f"{dynamodb_table_prefix}_people"].insert_many(people())
@@ -95,15 +106,11 @@ def test_scaffold_of_documents_runs_and_validates_equal(tmp_path, mongo_db, pg_d
 
     job = job_file(tmp_path, source, pg_database, f"{collection}: {{mapping: people.yaml}}",
                    "people_job.yaml")
-    planned = run_cli(job, "--plan")
-    assert planned.returncode == 0, planned.stdout + planned.stderr
-    run = run_cli(job)
-    assert run.returncode == 0, run.stdout + run.stderr
-    counts = saved_report(run.stdout)["tables"][0]
-    assert (counts["extracted"], counts["loaded"], counts["rejected"]) == (12, 12, 0)
+    assert plan_and_run(job) == (12, 12, 0)
 
 
-def test_scaffold_of_a_chinook_table_runs_and_validates_equal(tmp_path, pg_database, dynamodb_table_prefix):
+def test_scaffold_of_a_chinook_table_runs_and_validates_equal(tmp_path, pg_database,
+                                                              dynamodb_table_prefix):
     load_chinook(pg_database)
     source = f'    type: postgres\n    dsn: "{pg_database}"'
     empty = job_file(tmp_path, source, pg_database, "", "scaffold.yaml")
@@ -120,9 +127,4 @@ def test_scaffold_of_a_chinook_table_runs_and_validates_equal(tmp_path, pg_datab
     assert '      pk: {template: "INVOICE#{invoice_id}"}  # S; from the key' in lines
 
     job = job_file(tmp_path, source, pg_database, "invoice: {mapping: invoice.yaml}", "invoice_job.yaml")
-    planned = run_cli(job, "--plan")
-    assert planned.returncode == 0, planned.stdout + planned.stderr
-    run = run_cli(job)
-    assert run.returncode == 0, run.stdout + run.stderr
-    counts = saved_report(run.stdout)["tables"][0]
-    assert (counts["extracted"], counts["loaded"], counts["rejected"]) == (412, 412, 0)
+    assert plan_and_run(job) == (412, 412, 0)

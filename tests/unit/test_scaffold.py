@@ -20,24 +20,25 @@ from etl.sources.sql import SqlColumn
 from tests.unit.test_mssql_types import source_and_table as mssql_table
 from tests.unit.test_oracle_types import source_and_table as oracle_table
 
+ORACLE_TYPES = {
+    "ID": "int", "AMOUNT": "decimal(10,2)", "RATIO": "decimal", "NOTE": "string", "PHOTO": "bytes",
+    "CODE": "string", "GUID": "uuid", "TAKEN": "timestamp(6)", "SEEN": "timestamptz(6)",
+    "BORN": "timestamp(0)", "WEIGHT": "float", "TERM": "string", "STAY": "string", "NICK": "string",
+}
+SQL_SERVER_TYPES = {
+    "Id": "uuid", "Total": "decimal(10,2)", "Fee": "decimal(19,4)", "Score": "float", "Active": "bool",
+    "Created": "timestamp(3)", "Measured": "timestamp(6)", "Seen": "timestamptz(6)", "Day": "date",
+    "At": "time", "Code": "string", "Notes": "string", "Scan": "bytes", "Version": "int",
+    "Doc": "string", "Extra": "json",
+}
 
-def test_oracle_columns_map_to_loss_free_types():
-    source, meta = oracle_table()
-    assert {column.name: source.mapping_type(column) for column in meta.columns} == {
-        "ID": "int", "AMOUNT": "decimal(10,2)", "RATIO": "decimal", "NOTE": "string", "PHOTO": "bytes",
-        "CODE": "string", "GUID": "uuid", "TAKEN": "timestamp(6)", "SEEN": "timestamptz(6)",
-        "BORN": "timestamp(0)", "WEIGHT": "float", "TERM": "string", "STAY": "string", "NICK": "string",
-    }
 
-
-def test_sql_server_columns_map_to_loss_free_types():
-    source, meta = mssql_table()
-    assert {column.name: source.mapping_type(column) for column in meta.columns} == {
-        "Id": "uuid", "Total": "decimal(10,2)", "Fee": "decimal(19,4)", "Score": "float", "Active": "bool",
-        "Created": "timestamp(3)", "Measured": "timestamp(6)", "Seen": "timestamptz(6)", "Day": "date",
-        "At": "time", "Code": "string", "Notes": "string", "Scan": "bytes", "Version": "int",
-        "Doc": "string", "Extra": "json",
-    }
+@pytest.mark.parametrize(("source_and_table", "expected"),
+                         [(oracle_table, ORACLE_TYPES), (mssql_table, SQL_SERVER_TYPES)],
+                         ids=["oracle", "mssql"])
+def test_catalogue_columns_map_to_loss_free_types(source_and_table, expected):
+    source, meta = source_and_table()
+    assert {column.name: source.mapping_type(column) for column in meta.columns} == expected
 
 
 def test_postgres_columns_map_to_loss_free_types():
