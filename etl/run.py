@@ -110,8 +110,11 @@ def _reported(args: argparse.Namespace, trail) -> int:
         return error.exit_code
     except KeyboardInterrupt as error:
         trail.failed(error)
-        print(f"error: interrupted; run `python -m etl.run {args.job} --resume` to continue from the last "
-              "checkpoints", file=sys.stderr)
+        from etl.engine.command_line import rerun_command
+
+        selected = {"only": _only(args), "shard": args.shard, "incremental": args.incremental}
+        print(f"error: interrupted; run `{rerun_command(args.job, selected)} --resume` to continue from the "
+              "last checkpoints", file=sys.stderr)
         return EXIT_RUNTIME
     except Exception as error:  # a defect: say so, keep secrets out, traceback only with --debug
         trail.failed(error)
@@ -130,7 +133,7 @@ def _main(args: argparse.Namespace, trail) -> int:
     from etl.engine.plan import Shard
     from etl.job import load_job
 
-    only = tuple(name.strip() for value in args.only for name in value.split(",") if name.strip())
+    only = _only(args)
     shard = Shard.parse(args.shard) if args.shard else None
     if args.limit is not None and (args.shard or args.validate_only):
         raise JobFileError("--limit is a quick try of the whole job; it cannot be combined with "
@@ -149,6 +152,11 @@ def _main(args: argparse.Namespace, trail) -> int:
     trail.report(report)
     print_report(report)
     return report.exit_code
+
+
+def _only(args: argparse.Namespace) -> tuple[str, ...]:
+    """`--only a,b --only c`: the tables named, in order."""
+    return tuple(name.strip() for value in args.only for name in value.split(",") if name.strip())
 
 
 def _run(job, args: argparse.Namespace, only: tuple[str, ...], shard):
@@ -198,22 +206,24 @@ def print_plan(job, *, only: tuple[str, ...] = (), shard=None, stream: IO[str] |
     owned = f", this shard runs {len(plan.owned)}" if shard else ""
     print(f"job {job.name}: {len(plan.tables)} source tables, {partitions} partitions{owned}; "
           f"parallelism {job.parallelism}, executor {job.executor.type}", file=stream)
+    # What checking the mappings found comes first, not after pages of previews (errors raised before).
+    for table in plan.tables:
+        for warning in resources.source_fits[table.key].warnings:
+            print(f"warning: {table.key}: {redact(warning)}", file=stream)
     for table in plan.tables:
         mapping = resources.mapping(table.source, table.table)
         targets = ", ".join(f"{s.target}.{s.table}" for s in mapping.tables)
         print(f"\n{table.key}  (mapping {table.mapping} -> {targets})", file=stream)
-        for p in table.partitions:
-            mark = "" if p.id in plan.owned else "  (other shard)"
-            print(f"  partition {p.index}/{p.count}: from {_bound(p.lower)} to {_bound(p.upper)}{mark}",
-                  file=stream)
-        fit = resources.source_fits[table.key]
-        kind = "columns" if fit.checked == "catalogue" else "fields"
-        unused = ", ".join(fit.unused) or "none"
-        print(f"  source {kind} no output uses ({fit.checked}): {unused}", file=stream)
-        for warning in fit.warnings:
-            print(f"  warning: {redact(warning)}", file=stream)
         source = resources.open_source(table.source)
         try:
+            for p in table.partitions:
+                mark = "" if p.id in plan.owned else "  (other shard)"
+                lower, upper = _key_range(source, p)
+                print(f"  partition {p.index}/{p.count}: from {lower} to {upper}{mark}", file=stream)
+            fit = resources.source_fits[table.key]
+            kind = "columns" if fit.checked == "catalogue" else "fields"
+            unused = ", ".join(fit.unused) or "none"
+            print(f"  source {kind} no output uses ({fit.checked}): {unused}", file=stream)
             sample = source.sample(table.table, PLAN_SAMPLE)
             for record in sample:
                 key = source.key_text(table.table, record)
@@ -234,8 +244,16 @@ def print_plan(job, *, only: tuple[str, ...] = (), shard=None, stream: IO[str] |
             source.close()
 
 
+def _key_range(source, partition) -> tuple[str, str]:
+    """A partition's bounds as keys (`id=1001`: from inclusive, to exclusive) where the source can
+    say (`key_range`), else as the source encoded them."""
+    key_range = getattr(source, "key_range", None)
+    bounds = key_range(partition) if key_range is not None else (partition.lower, partition.upper)
+    return _bound(bounds[0]), _bound(bounds[1])
+
+
 def _bound(value: object) -> str:
-    """A partition bound as the source encoded it (None: unbounded)."""
+    """A bound as text (None: unbounded)."""
     if value is None:
         return "(unbounded)"
     return redact(value if isinstance(value, str) else json.dumps(value, default=str))

@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from etl.errors import JobFileError
+from etl.errors import JobFileError, did_you_mean
 from etl.records import Json, Partition
 
 PLAN_STATE_KEY = "plan"
@@ -99,8 +99,9 @@ def select_tables(available: Iterable[tuple[str, str]], only: Iterable[str] | No
     for name in only:
         matches = [(s, t) for s, t in pairs if name in (t, f"{s}.{t}")]
         if not matches:
+            names = [t for _, t in pairs] + [f"{s}.{t}" for s, t in pairs]
             raise JobFileError(
-                f"--only {name!r}: no such source table in the job",
+                f"--only {name!r}: no such source table in the job{did_you_mean(name, names)}",
                 hint="the job's tables are " + ", ".join(f"{s}.{t}" for s, t in pairs),
             )
         chosen.update(matches)

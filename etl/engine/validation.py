@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -140,9 +141,9 @@ def _target_rows(resources: JobResources, spec: TableSpec) -> Iterator[dict]:
         sink.close()
 
 
-def _targets(resources: JobResources, only: Sequence[str] | None) -> list[_Target]:
+def _targets(resources: JobResources, only: Sequence[str] | None, keep_open: ExitStack) -> list[_Target]:
     pairs = select_tables(resources.source_tables(), only)
-    planned, _ = plan_tables(resources, pairs)
+    planned, _ = plan_tables(resources, pairs, keep_open=keep_open)
     grouped: dict[tuple[str, str], tuple[TableSpec, list[TablePlan]]] = {}
     for table in planned:
         for spec in resources.mapping(table.source, table.table).tables:
@@ -169,8 +170,11 @@ def validate_job(job: Job, only: Sequence[str] | None = None, *,
     as rejected (`etl.engine.refused`). None reads it from the state store."""
     resources = resources or JobResources(job)
     settings = job.validation
-    targets = _targets(resources, only)
     refused = _refused(resources, generation)
+    # The planning sources stay open until both passes have read every partition: a PostgreSQL
+    # partition imports the snapshot they exported, which ends when they close.
+    planning = ExitStack()
+    targets = _targets(resources, only, planning)
 
     started = time.monotonic()
 
@@ -188,7 +192,7 @@ def validate_job(job: Job, only: Sequence[str] | None = None, *,
                  result.rows_source, result.difference_count, time.monotonic() - started)
         return result
 
-    with ThreadPoolExecutor(max(1, job.parallelism), thread_name_prefix="validate") as pool:
+    with planning, ThreadPoolExecutor(max(1, job.parallelism), thread_name_prefix="validate") as pool:
         # Pass 1: the sources (each read once for all its target tables) beside every target's read-back.
         counts: dict[str, SourceCount] = {}
         pending_sources = pool.submit(_source_checksums, resources, targets, counts, refused)

@@ -291,6 +291,12 @@ class MongoSource:
     def key_text(self, table: str, record: dict) -> str:
         return bson_values.key_text(record)
 
+    def key_range(self, partition: Partition) -> tuple[str | None, str | None]:
+        """The partition's `_id` bounds as key text (`_id=ObjectId('…')`; None: unbounded)."""
+        return tuple(  # type: ignore[return-value]
+            None if bound is None else bson_values.key_text({"_id": bson_values.id_from_json(bound)})
+            for bound in (partition.lower, partition.upper))
+
     def count(self, table: str) -> int | None:
         self._require(table)
         settings = self._table(table)

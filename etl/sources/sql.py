@@ -337,6 +337,15 @@ class SqlSource:
         finally:
             connection.close()
 
+    def key_range(self, partition: Partition) -> tuple[str | None, str | None]:
+        """The partition's bounds as key text (`InvoiceId=1001`; None: unbounded), for people: its
+        encoded bounds also carry the run's snapshot id or SCN, which says nothing about the range."""
+        first = self.describe(partition.table).key[0]
+        lower = (partition.lower or {}).get("key")
+        return tuple(  # type: ignore[return-value]
+            None if bound is None else _key_text([first], decode_key(bound)[:1])
+            for bound in (lower, partition.upper))
+
     def key_text(self, table: str, record: dict) -> str:
         # Called once per record: skip the catalog lock once the table is described, and the
         # generator and join for the common one-column key (same text as `_key_text`).
