@@ -27,6 +27,15 @@ PLAN_ROWS = 3
 """Rows shown per target table and record by --plan."""
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("etl")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "(not installed)"
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -46,8 +55,13 @@ def parser() -> argparse.ArgumentParser:
         "proven equal), 1 validation found differences, 2 bad job or mapping file, 3 runtime failure, "
         "4 unproven (a --limit try, or a run without validation)",
     )
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     p.add_argument("job", help="the job file (YAML)")
     mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_true",
+                      help="reach every source, target and state store with the job's settings and say what "
+                      "was found (server version, tables, privileges); write nothing; exit 3 when something "
+                      "cannot be reached or lacks what a run needs")
     mode.add_argument("--plan", action="store_true",
                       help="print tables, partitions and the first mapped records beside their source "
                       "records; write nothing")
@@ -143,6 +157,10 @@ def _main(args: argparse.Namespace, trail) -> int:
     if args.plan:
         print_plan(job, only=only, shard=shard)
         return EXIT_OK
+    if args.check:
+        from etl.engine.check import check_job, print_check
+
+        return print_check(job, check_job(job), sys.stdout)
     if args.validate_only:
         from etl.engine.validation import validation_report
 

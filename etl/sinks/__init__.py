@@ -11,5 +11,16 @@ SINK_TYPES = {
 }
 
 
+CHECK_MODULES = {
+    "dynamodb": "etl.sinks.dynamodb_check",
+    "postgres": "etl.sinks.postgres_check",
+}
+"""`--check` probes: `probe(sink, tables) -> [(line, ok)]`."""
+
+
 def module_for(sink_type: str) -> ModuleType:
     return importlib.import_module(SINK_TYPES[sink_type])
+
+
+def check_module_for(sink_type: str) -> ModuleType:
+    return importlib.import_module(CHECK_MODULES[sink_type])

@@ -105,3 +105,10 @@ def test_a_password_in_a_wrong_dsn_never_appears(tmp_path, debug):
     assert PASSWORD not in output
     assert "error: " in result.stderr
     assert ("Traceback" in output) is debug
+
+
+def test_version_prints_the_installed_version():
+    from importlib.metadata import version
+
+    result = run("--version")
+    assert (result.returncode, result.stdout) == (0, f"python -m etl.run {version('etl')}\n")
