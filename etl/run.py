@@ -168,6 +168,11 @@ def _main(args: argparse.Namespace, trail) -> int:
     else:
         report = _run(job, args, only, shard)
     trail.report(report)
+    if job.metrics.cloudwatch_emf:
+        from etl.report.metrics import emf_lines
+
+        for line in emf_lines(report, job.metrics.namespace):
+            print(line, file=sys.stderr, flush=True)
     print_report(report)
     return report.exit_code
 
@@ -181,14 +186,32 @@ def _run(job, args: argparse.Namespace, only: tuple[str, ...], shard):
     from etl.engine.runner import RunOptions, run_job
     from etl.report.progress import TableProgress
 
-    with TableProgress.for_stream(sys.stderr) as progress:
+    with TableProgress.for_stream(sys.stderr) as bars:
+        progress = bars if bars is not None else _progress_lines(job)
         options = RunOptions(resume=args.resume, full_refresh=args.full_refresh, only=only, limit=args.limit,
                              incremental=args.incremental or args.follow, follow=args.follow,
                              poll_seconds=args.poll,
                              shard=shard, lease_ttl=args.lease_ttl,
-                             on_plan=progress.start if progress else None,
-                             on_progress=progress.advance if progress else None)
-        return run_job(job, options)
+                             on_plan=progress.start, on_progress=progress.advance)
+        try:
+            return run_job(job, options)
+        finally:
+            if bars is None:
+                progress.finish()
+
+
+def _progress_lines(job):
+    """Without a terminal: JSON progress lines (`progress.every_seconds`), totals from the sources'
+    estimates."""
+    from etl.engine.estimates import table_estimates
+    from etl.engine.resources import JobResources
+    from etl.report.progress_lines import ProgressLines, progress_message
+
+    resources = JobResources(job)
+    progress_log = logging.getLogger("etl.progress")
+    return ProgressLines(job.progress.every_seconds,
+                         lambda line: progress_log.info(progress_message(line), extra=line),
+                         totals=lambda plan: table_estimates(resources, plan))
 
 
 def print_report(report, stream: IO[str] | None = None) -> None:
