@@ -183,11 +183,14 @@ def _only(args: argparse.Namespace) -> tuple[str, ...]:
 
 
 def _run(job, args: argparse.Namespace, only: tuple[str, ...], shard):
+    from etl.engine.estimates import table_estimates
+    from etl.engine.resources import JobResources
     from etl.engine.runner import RunOptions, run_job
-    from etl.report.progress import TableProgress
+    from etl.report.live import LiveDisplay
 
-    with TableProgress.for_stream(sys.stderr) as bars:
-        progress = bars if bars is not None else _progress_lines(job)
+    resources = JobResources(job)
+    with LiveDisplay.for_stream(sys.stderr, lambda plan: table_estimates(resources, plan)) as bars:
+        progress = bars if bars is not None else _progress_lines(job, resources)
         options = RunOptions(resume=args.resume, full_refresh=args.full_refresh, only=only, limit=args.limit,
                              incremental=args.incremental or args.follow, follow=args.follow,
                              poll_seconds=args.poll,
@@ -200,14 +203,12 @@ def _run(job, args: argparse.Namespace, only: tuple[str, ...], shard):
                 progress.finish()
 
 
-def _progress_lines(job):
+def _progress_lines(job, resources):
     """Without a terminal: JSON progress lines (`progress.every_seconds`), totals from the sources'
     estimates."""
     from etl.engine.estimates import table_estimates
-    from etl.engine.resources import JobResources
     from etl.report.progress_lines import ProgressLines, progress_message
 
-    resources = JobResources(job)
     progress_log = logging.getLogger("etl.progress")
     return ProgressLines(job.progress.every_seconds,
                          lambda line: progress_log.info(progress_message(line), extra=line),

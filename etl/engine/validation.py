@@ -28,7 +28,7 @@ from etl.checksum import (
     validate_table,
 )
 from etl.checksum.results import json_value, key_text
-from etl.engine import faults
+from etl.engine import faults, validation_progress
 from etl.engine.plan import TablePlan, select_tables
 from etl.engine.planning import plan_tables
 from etl.engine.refused import Refused
@@ -88,6 +88,8 @@ def _mapped_batches(resources: JobResources, table: TablePlan,
         for partition in table.partitions:
             for batch in source.read(partition, fields=mapping.fields):
                 read += len(batch.records) + len(batch.rejects)
+                if counts is not None:  # the first pass
+                    validation_progress.advanced(validation_progress.SOURCE, table.key, batch.extracted)
                 if pending and batch.records:
                     found = present(pending, batch.records)
                     pending = [path for path in pending if path.id not in found]
@@ -132,11 +134,15 @@ def _source_checksums(
     return sums
 
 
-def _target_rows(resources: JobResources, spec: TableSpec) -> Iterator[dict]:
+def _target_rows(resources: JobResources, spec: TableSpec, announce: bool = False) -> Iterator[dict]:
     sink = resources.open_sink(spec.target)
     settings = resources.job.validation
     try:
-        yield from sink.read_back(spec, segments=settings.segments, consistent=settings.consistent_reads)
+        rows = sink.read_back(spec, segments=settings.segments, consistent=settings.consistent_reads)
+        if announce:  # the first pass
+            name = f"{spec.target}.{spec.table}"
+            rows = validation_progress.counted(rows, validation_progress.TARGET, name)
+        yield from rows
     finally:
         sink.close()
 
@@ -197,7 +203,7 @@ def validate_job(job: Job, only: Sequence[str] | None = None, *,
         counts: dict[str, SourceCount] = {}
         pending_sources = pool.submit(_source_checksums, resources, targets, counts, refused)
         target_sums = {(target.spec.target, target.spec.table): pool.submit(
-            checksum_side, partial(_target_rows, resources, target.spec), target.spec,
+            checksum_side, partial(_target_rows, resources, target.spec, True), target.spec,
             buckets=settings.buckets, tolerances=settings.tolerances) for target in targets}
         source_sums = pending_sources.result()
         for future in target_sums.values():
