@@ -25,6 +25,8 @@ def probe(sink: DynamoDBSink, tables: Sequence[TableSpec]) -> list[tuple[str, bo
             continue
         keys = ", ".join(f"{k['AttributeName']} ({k['KeyType'].lower()})" for k in table.get("KeySchema", []))
         status = table.get("TableStatus", "UNKNOWN")
+        scope = sink.config.scopes.get(spec.table)
+        shared = f"; validation reads only the items whose {scope.describe()}" if scope is not None else ""
         found.append((f"table {spec.table}: {status.lower()}, key {keys}, about "
-                      f"{table.get('ItemCount', 0):,} items", status in {"ACTIVE", "UPDATING"}))
+                      f"{table.get('ItemCount', 0):,} items{shared}", status in {"ACTIVE", "UPDATING"}))
     return found
