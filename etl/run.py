@@ -13,6 +13,8 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from contextlib import contextmanager
+from functools import partial
 from typing import IO
 
 from etl.errors import EtlError, JobFileError
@@ -164,7 +166,8 @@ def _main(args: argparse.Namespace, trail) -> int:
     if args.validate_only:
         from etl.engine.validation import validation_report
 
-        report = validation_report(job, only)
+        with _progress(job):
+            report = validation_report(job, only)
     else:
         report = _run(job, args, only, shard)
     trail.report(report)
@@ -183,36 +186,40 @@ def _only(args: argparse.Namespace) -> tuple[str, ...]:
 
 
 def _run(job, args: argparse.Namespace, only: tuple[str, ...], shard):
-    from etl.engine.estimates import table_estimates
-    from etl.engine.resources import JobResources
     from etl.engine.runner import RunOptions, run_job
-    from etl.report.live import LiveDisplay
 
-    resources = JobResources(job)
-    with LiveDisplay.for_stream(sys.stderr, lambda plan: table_estimates(resources, plan)) as bars:
-        progress = bars if bars is not None else _progress_lines(job, resources)
+    with _progress(job) as progress:
         options = RunOptions(resume=args.resume, full_refresh=args.full_refresh, only=only, limit=args.limit,
                              incremental=args.incremental or args.follow, follow=args.follow,
                              poll_seconds=args.poll,
                              shard=shard, lease_ttl=args.lease_ttl,
                              on_plan=progress.start, on_progress=progress.advance)
-        try:
-            return run_job(job, options)
-        finally:
-            if bars is None:
-                progress.finish()
+        return run_job(job, options)
 
 
-def _progress_lines(job, resources):
-    """Without a terminal: JSON progress lines (`progress.every_seconds`), totals from the sources'
-    estimates."""
+@contextmanager
+def _progress(job):
+    """On a terminal the live display; otherwise JSON progress lines (`progress.every_seconds`).
+    Either follows validation too. Totals come from the sources' estimates."""
     from etl.engine.estimates import table_estimates
-    from etl.report.progress_lines import ProgressLines, progress_message
+    from etl.engine.resources import JobResources
+    from etl.report.live import LiveDisplay
+    from etl.report.progress_lines import ProgressLines, check_message, progress_message
 
-    progress_log = logging.getLogger("etl.progress")
-    return ProgressLines(job.progress.every_seconds,
-                         lambda line: progress_log.info(progress_message(line), extra=line),
-                         totals=lambda plan: table_estimates(resources, plan))
+    resources = JobResources(job)
+    totals = partial(table_estimates, resources)
+    with LiveDisplay.for_stream(sys.stderr, totals) as display:
+        if display is not None:
+            yield display
+            return
+        progress_log = logging.getLogger("etl.progress")
+
+        def emit(line: dict) -> None:
+            message = progress_message(line) if line["event"] == "progress" else check_message(line)
+            progress_log.info(message, extra=line)
+
+        with ProgressLines(job.progress.every_seconds, emit, totals=totals).watching() as lines:
+            yield lines
 
 
 def print_report(report, stream: IO[str] | None = None) -> None:

@@ -29,7 +29,7 @@ def test_progress_lines_and_emf_lines_of_a_run(tmp_path, pg_database):
     result = run_cli(job)
     assert result.returncode == 0, result.stdout + result.stderr
     lines = stderr_json(result.stderr)
-    progress = [line for line in lines if line.get("logger") == "etl.progress"]
+    progress = [line for line in lines if line.get("event") == "progress"]
     # an hour between lines: none during this short load, then the last line of each table
     assert [{k: v for k, v in line.items() if k not in TIMED | {"time"}} for line in progress] == [
         {"level": "info", "logger": "etl.progress", "event": "progress", "table": "src.patients",
@@ -42,6 +42,11 @@ def test_progress_lines_and_emf_lines_of_a_run(tmp_path, pg_database):
          "records": 500, "total": 500, "rejected": 0, "eta_seconds": None, "done": True},
     ]
     assert all(line["rate_per_second"] > 0 and line["elapsed_seconds"] >= 0 for line in progress)
+    # validation's last line per table and side: the rows each side read
+    checked = [line for line in lines if line.get("event") == "validation progress"]
+    assert sorted((line["side"], line["table"], line["rows"], line["done"]) for line in checked) == [
+        ("source", "src.patients", 3000, True), ("source", "src.visits", 500, True),
+        ("target", "pg.patients_out", 3000, True), ("target", "pg.visits_out", 500, True)]
     metrics = [line for line in lines if "_aws" in line]
     assert [(m["_aws"]["CloudWatchMetrics"][0]["Namespace"], m["_aws"]["CloudWatchMetrics"][0]["Dimensions"])
             for m in metrics] == [("ETL/Test", [["Job"]]), ("ETL/Test", [["Job", "Table"]]),
@@ -71,7 +76,7 @@ def test_a_line_per_committed_batch_when_every_batch_is_due(tmp_path, pg_databas
     job = source_job(tmp_path, pg_database, patients=600, visits=0, extra="progress: {every_seconds: 0}\n")
     result = run_cli(job, "--only", "patients")
     assert result.returncode == 0, result.stdout + result.stderr
-    progress = [line for line in stderr_json(result.stderr) if line.get("logger") == "etl.progress"]
+    progress = [line for line in stderr_json(result.stderr) if line.get("event") == "progress"]
     assert [(line["records"], line["done"]) for line in progress] == [
         (100, False), (200, False), (300, False), (400, False), (500, False), (600, False), (600, True)]
     assert "_aws" not in result.stderr  # metrics are off unless the job file turns them on

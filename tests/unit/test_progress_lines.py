@@ -5,7 +5,7 @@ from __future__ import annotations
 from etl.engine.accounting import Counts
 from etl.engine.plan import Plan, TablePlan
 from etl.records import Partition
-from etl.report.progress_lines import ProgressLines, progress_message
+from etl.report.progress_lines import ProgressLines, check_message, progress_message
 
 
 class Clock:
@@ -69,3 +69,21 @@ def test_tables_of_other_shards_get_no_lines_and_a_table_without_batches_ends_at
     progress.finish()
     assert lines == [{"event": "progress", "table": "src.visits", "records": 0, "total": None, "rejected": 0,
                       "rate_per_second": 0.0, "eta_seconds": None, "elapsed_seconds": 0.0, "done": True}]
+
+
+def test_validation_lines_every_n_seconds_per_table_and_side_then_a_last_one_each():
+    clock, lines = Clock(), []
+    progress = ProgressLines(10, lines.append, clock=clock)
+    progress.validating("source", "src.patients", 1000)  # its first announcement: the line's start
+    clock.now = 105.0
+    progress.validating("source", "src.patients", 1000)
+    progress.validating("target", "pg.patients", 500)
+    clock.now = 112.0
+    progress.validating("source", "src.patients", 1000)
+    assert lines == [{"event": "validation progress", "side": "source", "table": "src.patients", "rows": 3000,
+                      "rate_per_second": 250.0, "elapsed_seconds": 12.0, "done": False}]
+    assert check_message(lines[0]) == "validating src.patients (source): 3,000 rows read, 250.0/s"
+    progress.finish()
+    assert [check_message(line) for line in lines[1:]] == [
+        "validating src.patients (source): 3,000 rows read, 250.0/s, done",
+        "validating pg.patients (target): 500 rows read, done"]
