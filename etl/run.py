@@ -245,6 +245,7 @@ def print_plan(job, *, only: tuple[str, ...] = (), shard=None, stream: IO[str] |
 
     Source records are shown with the mapping's `pii:` transforms already applied.
     """
+    from etl.engine.plan import key_range
     from etl.engine.planning import plan_job
     from etl.engine.resources import JobResources
 
@@ -267,7 +268,7 @@ def print_plan(job, *, only: tuple[str, ...] = (), shard=None, stream: IO[str] |
         try:
             for p in table.partitions:
                 mark = "" if p.id in plan.owned else "  (other shard)"
-                lower, upper = _key_range(source, p)
+                lower, upper = (_bound(b) for b in key_range(source, p))
                 print(f"  partition {p.index}/{p.count}: from {lower} to {upper}{mark}", file=stream)
             fit = resources.source_fits[table.key]
             kind = "columns" if fit.checked == "catalogue" else "fields"
@@ -293,19 +294,9 @@ def print_plan(job, *, only: tuple[str, ...] = (), shard=None, stream: IO[str] |
             source.close()
 
 
-def _key_range(source, partition) -> tuple[str, str]:
-    """A partition's bounds as keys (`id=1001`: from inclusive, to exclusive) where the source can
-    say (`key_range`), else as the source encoded them."""
-    key_range = getattr(source, "key_range", None)
-    bounds = key_range(partition) if key_range is not None else (partition.lower, partition.upper)
-    return _bound(bounds[0]), _bound(bounds[1])
-
-
-def _bound(value: object) -> str:
-    """A bound as text (None: unbounded)."""
-    if value is None:
-        return "(unbounded)"
-    return redact(value if isinstance(value, str) else json.dumps(value, default=str))
+def _bound(text: str | None) -> str:
+    """A bound as printed (None: unbounded)."""
+    return "(unbounded)" if text is None else redact(text)
 
 
 def _show(value: object) -> str:

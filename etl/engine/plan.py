@@ -7,6 +7,7 @@ sampled bounds). Only `--full-refresh` or a changed partition count makes a new 
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -106,6 +107,17 @@ def select_tables(available: Iterable[tuple[str, str]], only: Iterable[str] | No
             )
         chosen.update(matches)
     return [pair for pair in pairs if pair in chosen]
+
+
+def key_range(source: object, partition: Partition) -> tuple[str | None, str | None]:
+    """A partition's bounds as keys for people (`id=1001`: from inclusive, to exclusive; None:
+    unbounded) where its source can say (`key_range`), else as the source encoded them."""
+    described = getattr(source, "key_range", None)
+    if described is not None:
+        return described(partition)
+    return tuple(  # type: ignore[return-value]
+        None if bound is None else bound if isinstance(bound, str) else json.dumps(bound, default=str)
+        for bound in (partition.lower, partition.upper))
 
 
 def assign_shard(tables: Iterable[TablePlan], shard: Shard | None) -> frozenset[str]:
