@@ -1,7 +1,7 @@
 """The HTML that Jupyter shows for validation and restore-verification results, rendered by headless
 Chromium: the summary table must be visible, failing rows red and passing rows green.
 
-Chromium (Debian package `chromium`, installed by scripts/setup.sh) draws the page to a PNG; the
+Chromium (Debian package `chromium`, installed by scripts/setup.sh --tests) draws the page to a PNG; the
 test finds the text lines drawn in each colour. Without Chromium the test is skipped, saying so;
 tests/unit/test_api_results.py still checks that the same HTML is well-formed and holds the table.
 """

@@ -15,8 +15,8 @@ from tests.integration.run_helpers import ROOT, command, environment
 from tests.integration.test_mapping_checks import people, people_job
 
 TMUX = shutil.which("tmux")
-pytestmark = [pytest.mark.integration,
-              pytest.mark.skipif(TMUX is None, reason="tmux is not installed (scripts/setup.sh installs it)")]
+pytestmark = [pytest.mark.integration, pytest.mark.skipif(
+    TMUX is None, reason="tmux is not installed (scripts/setup.sh --tests installs it)")]
 
 WIDTH, HEIGHT = 160, 50
 
