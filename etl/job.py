@@ -37,7 +37,7 @@ from pydantic import (
 from etl import security
 from etl.audit import AuditConfig
 from etl.checksum.tolerances import Tolerances
-from etl.errors import JobFileError
+from etl.errors import JobFileError, did_you_mean
 from etl.interpolate import InterpolationError, Interpolator, SecretSource
 from etl.redact import RedactedRepr, is_secret_name, passwords_in, redact
 from etl.settings_types import DESCRIBED, Integer, refuse_boolean
@@ -284,7 +284,9 @@ class Restore(RedactedRepr, BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    engine: Literal["sqlserver", "oracle", "postgresql", "mongodb"]
+    engine: str
+    """postgres, mssql, oracle or mongo, as sources name them (postgresql, sqlserver and mongodb
+    are accepted too and read as those)."""
     history: Annotated[list[str], BeforeValidator(_as_list)] = Field(default_factory=list)
     """Backup metadata exports, backup folders or mongodump folders, relative to the job file."""
     wal_archive: str | None = None
@@ -306,6 +308,16 @@ class Restore(RedactedRepr, BaseModel):
     """Read mismatched buckets from `source` too and name the differing rows (only meaningful while
     `source` is still at the restore point, e.g. frozen for cut-over)."""
     buckets: Integer = Field(default=256, ge=1, le=1_000_000)
+
+    @field_validator("engine")
+    @classmethod
+    def _engine_name(cls, value: str) -> str:
+        from etl.restore.engines import ENGINES, NAMES, get_engine
+
+        if value not in NAMES:
+            raise ValueError(f"unknown backup engine {value!r}; use one of {', '.join(ENGINES)}"
+                             + did_you_mean(value, NAMES))
+        return get_engine(value).name
 
 
 class JobFile(BaseModel):
@@ -856,10 +868,16 @@ def _section_config(
 def _mapping_problems(job_path: Path, sources: dict[str, Any], doc: _Document) -> list[Problem]:
     problems = []
     for source_name, config in sources.items():
-        for table_name, table in (getattr(config, "tables", None) or {}).items():
-            mapping = getattr(table, "mapping", None)
+        places: list[tuple[tuple, Any]] = [
+            (("sources", source_name, "tables", table_name, "mapping"), getattr(table, "mapping", None))
+            for table_name, table in (getattr(config, "tables", None) or {}).items()
+        ]
+        places += [(("sources", source_name, "select", index, "mapping"), selection.mapping)
+                   for index, selection in enumerate(getattr(config, "select", None) or [])]
+        if getattr(config, "dms", None) is not None:
+            places.append((("sources", source_name, "dms", "mapping"), config.dms.mapping))
+        for path, mapping in places:
             if isinstance(mapping, str) and not (job_path.parent / mapping).is_file():
-                path = ("sources", source_name, "tables", table_name, "mapping")
                 line, column = doc.position(path)
                 what = f"mapping file '{mapping}' does not exist"
                 if (job_path.parent / mapping).is_dir():
@@ -977,12 +995,18 @@ def load_job(
     return job
 
 
+_PICKING = ("select", "dms")
+"""Source settings that pick tables when a job starts: part of the hash only when a job uses them,
+so a job that does not hashes as it did before they existed."""
+
+
 def _content_hash(configs: dict[str, dict[str, Any]], validation: Validation) -> str:
     """SHA-256 of what decides the targets' content, but the tables (each table is fingerprinted on
     its own with its mapping): the sources' and targets' settings, passwords and secrets redacted
     out before hashing, and the validation tolerances."""
     content = {
-        section: {name: {k: v for k, v in config.model_dump(mode="json").items() if k != "tables"}
+        section: {name: {k: v for k, v in config.model_dump(mode="json").items()
+                          if k != "tables" and not (k in _PICKING and not v)}
                   for name, config in entries.items()}
         for section, entries in configs.items()
     }

@@ -135,6 +135,18 @@ class Column:
 
 
 @dataclass(frozen=True)
+class WriteCondition:
+    """A condition every write of a DynamoDB table must meet (an AWS DMS `condition-expression`)."""
+
+    expression: str
+    """DynamoDB condition-expression text, e.g. `attribute_not_exists(Version) or Version < :v`."""
+    names: tuple[tuple[str, str], ...] = ()
+    """(placeholder, attribute name) pairs: `#n` -> `Name`."""
+    values: tuple[str, ...] = ()
+    """Value placeholders (`:v`); each row carries its value under that name (not an attribute)."""
+
+
+@dataclass(frozen=True)
 class TableSpec:
     """What a mapping writes into one target table; sinks create and check tables from it."""
 
@@ -151,6 +163,9 @@ class TableSpec:
     """For a child table: the columns that hold the parent's key, named like the parent's key columns.
     They are part of `key` when the child is keyed by (parent key, ordinal); a child with a key of its
     own (e.g. invoice_id) carries them as plain columns."""
+    condition: WriteCondition | None = None
+    """DynamoDB: a write that does not meet it is refused and rejected (unless the item there is
+    already the one written)."""
 
     def column(self, name: str) -> Column:
         for column in self.columns:

@@ -79,7 +79,31 @@ def against_catalogue(mapping: CompiledMapping, catalogue: Catalogue, key: str) 
             hint=f"columns are matched exactly as the catalogue spells them: {', '.join(names)}; mark a "
             "column `optional: true` only if this source may lack it",
         )
-    return SourceFit(key, "catalogue", tuple(sorted(exact - _used(mapping, exact))))
+    unused = exact - _used(mapping, exact)
+    return SourceFit(key, "catalogue", tuple(sorted(unused)), _dropped(mapping, unused, catalogue))
+
+
+def _dropped(mapping: CompiledMapping, unused: set[str], catalogue: Catalogue) -> tuple[str, ...]:
+    """Columns no output reads and nothing lists (`source.ignore`, a DMS rule's exclude-columns):
+    a warning, since their values reach no target; an error for a DMS map-record-to-record rule,
+    which copies every column it does not exclude (DMS semantics etl cannot honour without the
+    columns: `copy-columns`, or the whole DMS document given to the source)."""
+    outputs = mapping.spec.outputs
+    listed = set(mapping.spec.ignored).union(*(output.dms_excluded for output in outputs))
+    dropped = sorted(unused - listed)
+    if not dropped:
+        return ()
+    copying = [output for output in outputs if output.dms_copies]
+    if copying:
+        node = copying[0].node
+        raise MappingError(
+            f"{node.where}: {node.path}: the DMS map-record-to-record rule leaves column(s) "
+            f"{', '.join(dropped)} of {catalogue.described} neither copied nor excluded; DMS would copy them",
+            hint="list them under `copy-columns` (name: type) or `exclude-columns`, or give the whole DMS "
+            "document to the source (`dms:` in the job file), which copies every column",
+        )
+    return (f"source columns no output reads and `source.ignore` does not list: {', '.join(dropped)};"
+            " their values reach no target",)
 
 
 def against_sample(mapping: CompiledMapping, records: list[dict], key: str) -> SourceFit:

@@ -20,6 +20,7 @@ from etl import state as state_registry
 from etl.errors import JobFileError
 from etl.job import Job
 from etl.mapping import CompiledMapping, MappingSpec, compile_mapping, load_mapping, parse_mapping
+from etl.mapping.dms_document import DmsDocument, TableColumns
 from etl.records import TableSpec
 from etl.sinks.base import Sink
 from etl.sinks.deadletter import DeadLetterStore
@@ -39,9 +40,22 @@ class MappingText:
     file: str
     text: str
     resolved: dict[str, str]
+    dms: DmsTable | None = None
+    """For a table an AWS DMS document maps: the table's columns and the target (the document
+    alone does not say which columns a rule copies)."""
 
     def load(self) -> MappingSpec:
+        if self.dms is not None:
+            return DmsDocument(self.text, self.file).spec(self.dms.columns, self.dms.target)
         return parse_mapping(self.text, self.file, resolve=lambda text, where: self.resolved[text])
+
+
+@dataclass(frozen=True)
+class DmsTable:
+    """A table selected by an AWS DMS document: its catalogue entry and the DynamoDB target."""
+
+    columns: TableColumns
+    target: str
 
 
 class JobResources:
@@ -52,15 +66,29 @@ class JobResources:
         self._specs: dict[str, MappingSpec] = {}
         self._mappings: dict[str, CompiledMapping] = {}
         self._lock = threading.RLock()
+        self._expanded = mapping_texts is not None
+        """Patterns and DMS selections are expanded on the driver; a worker gets the expanded job."""
         self.source_fits: dict[str, Any] = {}
         """`source.table` -> its mapping checked against the source (`etl.engine.mapcheck.SourceFit`)."""
 
     # -- configuration lookups ----------------------------------------------------------------
     def source_tables(self) -> list[tuple[str, str]]:
-        """(source, table) of every table the job names, in job-file order."""
+        """(source, table) of every table the job names, in job-file order; tables picked by
+        patterns or an AWS DMS document are listed from their source once, when first asked."""
+        self._expand()
         return [(name, table) for name, config in self.job.sources.items() for table in config.tables]
 
+    def _expand(self) -> None:
+        with self._lock:
+            if not self._expanded:
+                from etl.engine.selection import expand_tables
+
+                expand_tables(self)
+                self._expanded = True
+
     def table_config(self, source: str, table: str):
+        if table not in self.job.sources[source].tables:
+            self._expand()
         return self.job.sources[source].tables[table]
 
     def spec(self, source: str, table: str) -> MappingSpec:
@@ -110,8 +138,11 @@ class JobResources:
             key = f"{source}.{table}"
             settings = self.table_config(source, table).model_dump(mode="json", exclude={"partitions"})
             mapping = self.mapping_texts[key]
-            contents[key] = json.dumps({"settings": settings, "mapping": mapping.text,
-                                        "resolved": sorted(mapping.resolved.items())}, sort_keys=True)
+            content = {"settings": settings, "mapping": mapping.text,
+                       "resolved": sorted(mapping.resolved.items())}
+            if mapping.dms is not None:  # the columns a DMS rule copies are part of what it means
+                content["dms"] = [mapping.dms.target, mapping.dms.columns.columns, mapping.dms.columns.key]
+            contents[key] = json.dumps(content, sort_keys=True)
         return contents
 
     def table_specs(self, target: str, keys: list[tuple[str, str]]) -> list[TableSpec]:

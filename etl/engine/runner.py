@@ -187,7 +187,9 @@ def _run_leased(job: Job, options: RunOptions, resources: JobResources, store: S
         report.status = NOTHING_TO_DO
         report.message = (f"job {job.name} has already finished and its targets were proven equal to its "
                           f"sources at {verdict.proven_at}")
-        report.hint = "run with --full-refresh to move every record again"
+        report.hint = (f"changes made at the sources since then are applied by `python -m etl.run "
+                       f"{_shown_path(job.path)} --incremental`" if job.incremental
+                       else "run with --full-refresh to move every record again")
         report.tables = _table_reports(plan, checkpoints, [])
         return _finish(report, started)
 

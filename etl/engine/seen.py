@@ -95,8 +95,9 @@ def judge_reads(report: RunReport, plan: Plan, resources: JobResources, checkpoi
     succeeded when a table's records lacked a mapped path (not for `--limit` tries)."""
     for table in report.tables:
         fit = resources.source_fits.get(table.table)
+        kind = "catalogue" if fit is not None and fit.checked == "catalogue" else "sample"
         for warning in fit.warnings if fit is not None else ():
-            table.warnings[f"sample: {warning}"] = 1
+            table.warnings[f"{kind}: {warning}"] = 1
     if report.status != SUCCEEDED or report.options.get("limit") is not None:
         return
     unseen = unseen_paths(plan, lambda source, table: resources.mapping(source, table).reads, checkpoints,

@@ -101,6 +101,8 @@ def columnar_plan(spec: MappingSpec, row_columns: list[list[tuple[str, ColumnFn]
     for output, compiled in zip(spec.outputs, row_columns, strict=True):
         if output.explode or output.parent is not None or output.where is not None:
             return None
+        if output.nulls == "omit" or output.condition is not None:
+            return None
         columns = []
         for column, (name, row_fn) in zip(output.columns, compiled, strict=True):
             flat = _flat_column(column, row_fn, key=name in output.key,

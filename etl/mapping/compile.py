@@ -69,6 +69,8 @@ class _Output:
     ordinal: str | None
     key: tuple[str, ...]
     children: list[_Output]
+    omit: bool = False
+    """`nulls: omit`: null values are left out of the row (the item has no such attribute)."""
 
 
 def _empty(column: ColumnSpec, field_path: str) -> Callable[[Any], Any]:
@@ -91,7 +93,9 @@ def _empty(column: ColumnSpec, field_path: str) -> Callable[[Any], Any]:
     return lambda value: None
 
 
-def _column_fn(column: ColumnSpec, rest_used: frozenset[str]) -> ColumnFn:
+def _column_fn(column: ColumnSpec, rest_used: frozenset[str], omit: bool = False) -> ColumnFn:
+    """`omit` (an output with `nulls: omit`): a template with a null field, and a null member of a
+    map or of the remaining fields, are left out (None for the column) instead of rejected or kept."""
     cast = make_cast(column.type, rounding=column.rounding, tz=column.tz, items=column.items)
     label = _label(column)
     on_empty = _empty(column, label)
@@ -114,14 +118,14 @@ def _column_fn(column: ColumnSpec, rest_used: frozenset[str]) -> ColumnFn:
         return lambda ctx: value
     if column.kind == "template":
         assert column.template is not None
-        render = compile_template(column.template)
+        render = compile_template(column.template, null_gives_none=omit)
 
         def fill(ctx: tuple) -> Any:
             try:
                 text = render(ctx)
             except TemplateValueError as exc:
                 raise RowProblem(exc.path, f"column `{column.name}`: {exc.reason}", exc.value_type) from None
-            return text if column.type.base == "string" else finish(text)
+            return text if column.type.base == "string" or text is None else finish(text)
 
         return fill
     if column.kind == "expr":
@@ -139,15 +143,19 @@ def _column_fn(column: ColumnSpec, rest_used: frozenset[str]) -> ColumnFn:
         return compute
     if column.kind == "map":
         assert column.map_tree is not None
-        build = _map_fn(column.map_tree)
+        build = _map_fn(column.map_tree, omit)
         return lambda ctx: build(ctx)
     if column.kind == "rest":
-        skip = column.exclude | rest_used
+        skip = column.exclude if column.rest_all else column.exclude | rest_used
 
         def remaining(ctx: tuple) -> Any:
             record = ctx[0]
             try:
-                return {name: to_plain(value) for name, value in record.items() if name not in skip}
+                return {
+                    name: to_plain(value)
+                    for name, value in record.items()
+                    if name not in skip and not (omit and value is None)
+                }
             except CastError as exc:
                 problem = exc
             for name, value in record.items():  # find the field at fault, to name it
@@ -219,12 +227,20 @@ def _read_fn(
     return read_field
 
 
-def _map_fn(tree: dict[str, Any]) -> ColumnFn:
+def _map_fn(tree: dict[str, Any], omit: bool = False) -> ColumnFn:
+    """A map column's builder; with `omit`, null members are left out and a map left empty is null."""
     members = [
-        (name, _map_fn(value) if isinstance(value, dict) else _column_fn(value, frozenset()))
+        (name, _map_fn(value, omit) if isinstance(value, dict) else _column_fn(value, frozenset(), omit))
         for name, value in tree.items()
     ]
-    return lambda ctx: {name: member(ctx) for name, member in members}
+    if not omit:
+        return lambda ctx: {name: member(ctx) for name, member in members}
+
+    def build(ctx: tuple) -> dict | None:
+        built = {name: value for name, member in members if (value := member(ctx)) is not None}
+        return built or None
+
+    return build
 
 
 def _cast_problem(label: str, type_text: str, exc: CastError) -> RowProblem:
@@ -329,13 +345,16 @@ class CompiledMapping:
         own_levels = output.explode[parent_depth:]
         used = _top_fields(0, [p for c in output.columns if c.kind != "rest" for p in c.paths()]) or set()
         columns = []
+        omit = output.nulls == "omit"
         for column in output.columns:
-            fn = _column_fn(column, frozenset(used))
+            fn = _column_fn(column, frozenset(used), omit and column.name not in shape.key)
             if column.name in shape.key:
                 fn = _key_guard(
                     fn, column.name, shape.key.index(column.name), output.target_kind == "dynamodb"
                 )
             columns.append((column.name, fn))
+        for column in output.condition_values:  # carried by each row under the placeholder's name
+            columns.append((column.name, _column_fn(column, frozenset(), omit)))
         return _Output(
             table=(output.target, output.table),
             columns=columns,
@@ -346,6 +365,7 @@ class CompiledMapping:
             ordinal=shape.ordinal,
             key=shape.key,
             children=[],
+            omit=omit,
         )
 
     def _fields(self, spec: MappingSpec) -> list[str] | None:
@@ -540,6 +560,8 @@ def _build_row(output: _Output, ctx: tuple, parent_values: tuple, ordinal: int |
             row[name] = fn(ctx)
     else:
         row = {name: fn(ctx) for name, fn in output.columns}
+    if output.omit:
+        row = {name: value for name, value in row.items() if value is not None}
     emitted.append((output.table, row))
     if output.children:
         values = tuple(row[name] for name in output.key)

@@ -1,17 +1,26 @@
-"""AWS DMS object-mapping rules, written in YAML, translated into ordinary outputs.
+"""AWS DMS object-mapping rules translated into ordinary outputs.
 
 The rule keys are DMS's own (https://docs.aws.amazon.com/dms/latest/userguide/CHAP_Target.DynamoDB.html,
 "Using object mapping to migrate data to DynamoDB"): `rule-action` map-record-to-record or
 map-record-to-document, `target-table-name`, and `mapping-parameters` with partition-key-name,
-sort-key-name, exclude-columns and attribute-mappings (scalar `${column}` templates and
-`dynamodb-map` documents). DMS copies a relational table's remaining columns implicitly; a
-mapping's columns must be known before data moves, so map-record-to-record lists them under
-`copy-columns` (name: type). Every translated node keeps its place in the file for errors.
+sort-key-name, exclude-columns and attribute-mappings (scalar `${column}` templates, JSON-string
+templates with literal braces, and `dynamodb-map` documents). DMS leaves NULL source values out of
+DynamoDB items, so a translated output has `nulls: omit`.
+
+DMS copies a table's remaining columns implicitly. When the table's columns are known (a whole DMS
+document given to a relational source: `etl/mapping/dms_document.py` passes the catalogue's
+columns), map-record-to-record copies every column not excluded and map-record-to-document puts
+every column not excluded in `_doc`. A single rule written in a YAML mapping has no catalogue:
+map-record-to-record lists the columns to copy under `copy-columns` (name: type), and the engine
+refuses a rule that leaves a column of the source neither copied nor excluded. Every translated
+node keeps its place in the file for errors.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from etl.mapping.located import Node
@@ -28,13 +37,35 @@ DMS_KEYS = frozenset(
     }
 )
 PARAMETER_KEYS = frozenset(
-    {"partition-key-name", "sort-key-name", "exclude-columns", "attribute-mappings", "copy-columns"}
+    {"partition-key-name", "sort-key-name", "exclude-columns", "attribute-mappings", "copy-columns",
+     "condition-expression"}
 )
+CONDITION_KEYS = frozenset({"expression", "expression-attribute-values", "expression-attribute-names"})
+_VALUE_NAME = re.compile(r":[A-Za-z0-9_]+")
+_NAME_NAME = re.compile(r"#[A-Za-z0-9_]+")
 ATTRIBUTE_KEYS = frozenset({"target-attribute-name", "attribute-type", "attribute-sub-type", "value"})
 _SINGLE = re.compile(r"^\$\{([^}:]+)\}$")
-_FIELD = re.compile(r"\$\{([^}:]+)\}")
+_PIECE = re.compile(r"(\$\{[^}]*\})|([{}])")
 DOC_ATTRIBUTE = "_doc"
 """DMS's name for the map attribute of map-record-to-document."""
+
+
+@dataclass(frozen=True)
+class SourceColumn:
+    """A column of the source table as a DMS rule sees it."""
+
+    column: str
+    """The name the records carry."""
+    attribute: str
+    """The attribute it becomes when copied (after DMS column transformation rules)."""
+    number: bool = False
+    """Whether the column holds numbers (a key attribute read from it is a DynamoDB number)."""
+
+
+def dms_template(text: str) -> str:
+    """A DMS value as a template: only `${column}` names a column; every other brace is literal
+    (`{"Name":"${FirstName}"}` is JSON text), so it is doubled for the template language."""
+    return _PIECE.sub(lambda match: match.group(1) or match.group(2) * 2, text)
 
 
 def _like(node: Node, value: Any, path: str | None = None) -> Node:
@@ -59,7 +90,8 @@ def _scalar(node: Node, value_node: Node, sub_type: str) -> Node:
         return _column(
             node, **{"from": _like(value_node, single.group(1))}, type="decimal" if number else "string"
         )
-    return _column(node, template=value_node, type="decimal" if number else "string")
+    template = _like(value_node, dms_template(text))
+    return _column(node, template=template, type="decimal" if number else "string")
 
 
 def _document(node: Node) -> Node:
@@ -87,8 +119,65 @@ def _document(node: Node) -> Node:
     )
 
 
-def translate_dms(node: Node) -> dict[str, Node]:
-    """Output options (table, key, columns) equivalent to one DMS object-mapping rule."""
+def _condition(node: Node) -> Node:
+    """A DMS `condition-expression` as {expression, names: {#n: attribute}, values: {:v: column}}:
+    every placeholder the expression uses must be defined, as DynamoDB refuses it otherwise."""
+    options = node.check_keys(CONDITION_KEYS, "condition-expression")
+    if "expression" not in options:
+        raise node.error(
+            "the condition-expression has no `expression`", 'add "expression": "attribute_not_exists(id)"'
+        )
+    expression = options["expression"].expect_str("expression")
+    pairs: dict[str, dict[str, Node]] = {"expression-attribute-names": {}, "expression-attribute-values": {}}
+    for kind, found in pairs.items():
+        for item in options[kind].expect_list(kind) if kind in options else []:
+            entry = item.check_keys(frozenset({"name", "value"}), f"an entry of {kind}")
+            if "name" not in entry or "value" not in entry:
+                raise item.error(
+                    f"an entry of {kind} has a `name` and a `value`", 'write {"name": ..., "value": ...}'
+                )
+            found[entry["name"].expect_str("name")] = entry["value"]
+    names, values = pairs["expression-attribute-names"], pairs["expression-attribute-values"]
+    for pattern, defined, kind in ((_NAME_NAME, names, "names"), (_VALUE_NAME, values, "values")):
+        undefined = sorted(set(pattern.findall(expression)) - set(defined))
+        if undefined:
+            raise options["expression"].error(
+                f"`{undefined[0]}` is not defined in expression-attribute-{kind}",
+                f"add {{\"name\": \"{undefined[0]}\", \"value\": ...}}",
+            )
+    columns = {}
+    for placeholder, value in values.items():
+        tagged = value.value
+        if not (isinstance(tagged, dict) and len(tagged) == 1 and next(iter(tagged)) in ("S", "N")):
+            raise value.error(
+                'a condition value is {"S": ...} or {"N": ...}', 'write {"N": "${version}"}'
+            )
+        ((tag, inner),) = tagged.items()
+        kind = "decimal" if tag == "N" else "string"
+        columns[placeholder] = (
+            _scalar(value, inner, "number" if tag == "N" else "string")
+            if "${" in str(inner.value)
+            else _column(value, const=inner, type=kind)
+        )
+    return _like(node, {
+        "expression": options["expression"],
+        "names": _like(
+            node, {name: _like(item, item.expect_str("an attribute name")) for name, item in names.items()}
+        ),
+        "values": _like(node, columns),
+    })
+
+
+def translate_dms(node: Node, columns: Sequence[SourceColumn] | None = None) -> dict[str, Node]:
+    """Output options (table, key, columns, nulls) equivalent to one DMS object-mapping rule.
+
+    `columns`: the source table's columns when known; then the rule copies (or puts in `_doc`)
+    every column it does not exclude, as DMS does."""
+    if isinstance(node.value, dict) and "rules" in node.value:
+        raise node.error(
+            "a whole DMS table-mapping document is not one rule",
+            "give the document to the source in the job file: `dms: {mapping: <file>.json, target: <name>}`",
+        )
     rule = node.check_keys(DMS_KEYS, "a DMS rule")
     if "rule-type" in rule and rule["rule-type"].value != "object-mapping":
         raise rule["rule-type"].error(
@@ -112,8 +201,7 @@ def translate_dms(node: Node) -> dict[str, Node]:
         [parameters["sort-key-name"]] if "sort-key-name" in parameters else []
     )
     key = [item.expect_str("a key attribute name") for item in key_nodes]
-    columns: dict[str, Node] = {}
-    used: set[str] = set()
+    columns_out: dict[str, Node] = {}
     for mapping in (
         parameters["attribute-mappings"].expect_list("attribute-mappings")
         if "attribute-mappings" in parameters
@@ -127,13 +215,12 @@ def translate_dms(node: Node) -> dict[str, Node]:
         kind = options["attribute-type"].value
         sub_type = options["attribute-sub-type"].value if "attribute-sub-type" in options else "string"
         value = options["value"]
-        used.update(_FIELD.findall(str(value.plain())))
         if kind == "scalar":
             if sub_type not in ("string", "number"):
                 raise options["attribute-sub-type"].error(
                     "scalar sub-types are string and number", "write `attribute-sub-type: string`"
                 )
-            columns[name] = _scalar(mapping, value, sub_type)
+            columns_out[name] = _scalar(mapping, value, sub_type)
         elif kind == "document":
             if sub_type != "dynamodb-map":
                 raise mapping.error(
@@ -146,15 +233,18 @@ def translate_dms(node: Node) -> dict[str, Node]:
                 raise value.error(
                     "a dynamodb-map value is a map", 'write `value: {M: {Name: {S: "${Name}"}}}`'
                 )
-            columns[name] = _column(mapping, map=document)
+            columns_out[name] = _column(mapping, map=document)
         else:
             raise options["attribute-type"].error(
                 "attribute-type is scalar or document", "write `attribute-type: scalar`"
             )
+    by_attribute = {column.attribute: column for column in columns or ()}
     for key_name, key_node in zip(key, key_nodes, strict=True):
-        if key_name not in columns:
-            columns[key_name] = _column(key_node, **{"from": _like(key_node, key_name)}, type="string")
-            used.add(key_name)
+        if key_name not in columns_out:
+            source = by_attribute.get(key_name)
+            read = source.column if source else key_name
+            kind = "decimal" if source and source.number else "string"
+            columns_out[key_name] = _column(key_node, **{"from": _like(key_node, read)}, type=kind)
     excluded = (
         [
             item.expect_str("a column name")
@@ -163,26 +253,45 @@ def translate_dms(node: Node) -> dict[str, Node]:
         if "exclude-columns" in parameters
         else []
     )
+    copy_types = (
+        parameters["copy-columns"].expect_dict("copy-columns") if "copy-columns" in parameters else {}
+    )
     if action == "map-record-to-record":
-        for name, type_node in (
-            parameters["copy-columns"].expect_dict("copy-columns").items()
-            if "copy-columns" in parameters
-            else []
-        ):
-            if name in excluded or name in columns:
+        if columns is None:
+            copies = [(name, name, type_node) for name, type_node in copy_types.items()]
+        else:
+            copies = [
+                (column.attribute, column.column, copy_types.get(column.column, _like(node, "json")))
+                for column in columns
+            ]
+        for attribute, read, type_node in copies:
+            if read in excluded or attribute in columns_out:
                 continue
-            columns[name] = _column(type_node, **{"from": _like(type_node, name)}, type=type_node)
+            columns_out[attribute] = _column(type_node, **{"from": _like(type_node, read)}, type=type_node)
     else:
         if "copy-columns" in parameters:
             raise parameters["copy-columns"].error(
                 "copy-columns belongs to map-record-to-record",
-                "map-record-to-document keeps the remaining columns in _doc",
+                "map-record-to-document keeps every column not excluded in _doc",
             )
-        columns[DOC_ATTRIBUTE] = _column(
-            node, rest=True, exclude=_like(node, [_like(node, name) for name in sorted(used | set(excluded))])
-        )
+        if columns is None:
+            columns_out[DOC_ATTRIBUTE] = _column(
+                node, rest=_like(node, "all"), exclude=_like(node, [_like(node, name) for name in excluded])
+            )
+        else:
+            members = {
+                column.attribute: _column(node, **{"from": _like(node, column.column)}, type="json")
+                for column in columns
+                if column.column not in excluded
+            }
+            if members:
+                columns_out[DOC_ATTRIBUTE] = _column(node, map=_like(node, members))
+    extra = {"condition": _condition(parameters["condition-expression"])} if (
+        "condition-expression" in parameters) else {}
     return {
+        **extra,
         "table": rule["target-table-name"],
         "key": _like(key_nodes[0], [_like(item, item.value) for item in key_nodes]),
-        "columns": _like(node, columns, f"{node.path}.mapping-parameters"),
+        "columns": _like(node, columns_out, f"{node.path}.mapping-parameters"),
+        "nulls": _like(node, "omit"),
     }

@@ -21,14 +21,19 @@ from etl.mapping.paths import MISSING, Path, PathSyntaxError, parse_path
 from etl.mapping.pii import MASK_MAX_KEEP, PiiRule, SecretKey, drop, hmac_sha256, mask, redact, year_only
 from etl.mapping.template import Template, TemplateError, parse_template
 from etl.mapping.types import ALL_TYPE_WORDS, DYNAMODB_KEY_TYPES, CastError, ColumnType, make_cast, parse_type
+from etl.records import WriteCondition
 
 Resolve = Callable[[str, str], str]
 
 TARGET_KINDS = ("dynamodb", "postgres")
 TOP_KEYS = frozenset({"version", "description", "source", "targets", "where", "pii", "outputs"})
 OUTPUT_KEYS = frozenset(
-    {"target", "table", "key", "columns", "explode", "parent", "where", "description", "dms"}
+    {"target", "table", "key", "columns", "explode", "parent", "where", "description", "dms", "nulls",
+     "condition"}
 )
+NULLS = ("null", "omit")
+"""What a null value of a non-key column becomes: a NULL attribute (`null`, the default) or no
+attribute at all (`omit`, what AWS DMS does on DynamoDB targets)."""
 SOURCE_KINDS = ("from", "const", "template", "expr", "map", "rest", "flatten")
 COLUMN_OPTIONS = frozenset(
     {"type", "default", "required", "optional", "round", "tz", "items", "prefix", "fields", "exclude"}
@@ -58,6 +63,8 @@ class ColumnSpec:
     map_tree: dict[str, Any] | None = None
     """For `map`: name -> ColumnSpec or nested dict."""
     exclude: frozenset[str] = frozenset()
+    rest_all: bool = False
+    """`rest: all`: every field not excluded, also those other columns read (DMS's `_doc`)."""
     default: Any = MISSING
     required: bool = False
     rounding: str | None = None
@@ -111,6 +118,17 @@ class OutputSpec:
     parent: str | None = None
     where: Any = None
     key_declared: bool = True
+    dms_copies: bool = False
+    """Made from a DMS map-record-to-record rule: DMS would copy every column it does not exclude."""
+    dms_excluded: frozenset[str] = frozenset()
+    """The `exclude-columns` of the DMS rule this output was made from."""
+    condition: WriteCondition | None = None
+    """A DynamoDB condition every write must meet (a DMS `condition-expression`)."""
+    condition_values: list[ColumnSpec] = field(default_factory=list)
+    """The condition's value placeholders (`:v`) as columns: each row carries them, not as attributes."""
+    nulls: str = "null"
+    """`null`: a null value is written as NULL; `omit`: the attribute is left out of the item (a null
+    inside a template or a map leaves out that attribute or member)."""
 
 
 @dataclass
@@ -126,6 +144,8 @@ class MappingSpec:
     description: str | None = None
     root: Node | None = field(default=None, repr=False, compare=False)
     """The file's top node: where `where:`, `pii:` and `source.key` are written."""
+    ignored: tuple[str, ...] = ()
+    """`source.ignore`: source columns no output reads on purpose."""
 
 
 def load_mapping(path: str | FilePath, *, resolve: Resolve | None = None) -> MappingSpec:
@@ -151,7 +171,17 @@ def load_mapping(path: str | FilePath, *, resolve: Resolve | None = None) -> Map
 
 def parse_mapping(text: str, file: str = "<mapping>", *, resolve: Resolve | None = None) -> MappingSpec:
     """Validate mapping text (what load_mapping does after reading the file)."""
-    root = load_nodes(text, file)
+    return spec_from_nodes(load_nodes(text, file), file, resolve=resolve)
+
+
+def spec_from_nodes(root: Node, file: str, *, resolve: Resolve | None = None) -> MappingSpec:
+    """Validate a mapping document already read into located nodes (a YAML file, or outputs made
+    from an AWS DMS document by `etl.mapping.dms_document`)."""
+    if isinstance(root.value, dict) and "rules" in root.value:
+        raise root.error(
+            "this is an AWS DMS table-mapping document, not a mapping file",
+            "give it to the source in the job file: `dms: {mapping: <file>.json, target: <DynamoDB target>}`",
+        )
     top = root.check_keys(TOP_KEYS, "a mapping file")
     if "version" in top and top["version"].value != 1:
         raise top["version"].error("only `version: 1` exists", "write `version: 1`")
@@ -173,6 +203,7 @@ def parse_mapping(text: str, file: str = "<mapping>", *, resolve: Resolve | None
         pii=_pii(top["pii"], resolve) if "pii" in top else [],
         description=str(top["description"].value) if "description" in top else None,
         root=root,
+        ignored=_ignored(top["source"]) if "source" in top else (),
     )
     outputs_node = top["outputs"]
     if not outputs_node.expect_list("outputs"):
@@ -211,8 +242,16 @@ def _targets(node: Node) -> dict[str, str]:
     return targets
 
 
+def _ignored(node: Node) -> tuple[str, ...]:
+    """`source.ignore`: columns of the source no output reads on purpose (no warning for them)."""
+    options = node.expect_dict("source")
+    if "ignore" not in options:
+        return ()
+    return tuple(item.expect_str("a column name") for item in options["ignore"].expect_list("source.ignore"))
+
+
 def _source(node: Node) -> list[str]:
-    options = node.check_keys(frozenset({"key"}), "source")
+    options = node.check_keys(frozenset({"key", "ignore"}), "source")
     if "key" not in options:
         return []
     key_node = options["key"]
@@ -332,13 +371,18 @@ def _pii(node: Node, resolve: Resolve | None) -> list[PiiRule]:
 def _output(node: Node, targets: dict[str, str]) -> OutputSpec:
     options = node.check_keys(OUTPUT_KEYS, "an output")
     if "dms" in options:
-        extra = set(options) - {"dms", "target", "description", "where"}
+        if "target" in options and targets.get(options["target"].value) == "postgres":
+            raise options["dms"].error(
+                "AWS DMS object-mapping rules describe DynamoDB items; this output's target is PostgreSQL",
+                "write `table`, `key` and `columns` for a PostgreSQL output",
+            )
+        extra = set(options) - {"dms", "target", "description", "where", "nulls"}
         if extra:
             raise options[sorted(extra)[0]].error(
-                "a `dms:` output takes only target, where and description",
+                "a `dms:` output takes only target, where, nulls and description",
                 "move columns into the DMS rule's attribute-mappings",
             )
-        options = {**options, **translate_dms(options["dms"])}
+        options = {**translate_dms(options["dms"]), **options}
     for required in ("target", "table", "columns"):
         if required not in options:
             raise node.error(f"the output has no `{required}:`", _OUTPUT_HINTS[required])
@@ -399,8 +443,59 @@ def _output(node: Node, targets: dict[str, str]) -> OutputSpec:
         parent=options["parent"].expect_str("parent") if "parent" in options else None,
         where=_expression(options["where"], scopes=scopes) if "where" in options else None,
         key_declared=key_declared,
+        nulls=_nulls(options["nulls"], kind) if "nulls" in options else "null",
     )
+    if "condition" in options:
+        _condition(output, options["condition"], scopes)
+    if "dms" in options:
+        rule = options["dms"].value
+        parameters = rule["mapping-parameters"].value
+        output.dms_copies = rule["rule-action"].value == "map-record-to-record"
+        if "exclude-columns" in parameters:
+            output.dms_excluded = frozenset(item.value for item in parameters["exclude-columns"].value)
     return output
+
+
+def _condition(output: OutputSpec, node: Node, scopes: int) -> None:
+    """`condition: {expression, names: {#n: attribute}, values: {:v: column}}` on a DynamoDB output
+    (also what a DMS condition-expression becomes): every write must meet it."""
+    if output.target_kind != "dynamodb":
+        raise node.error("a condition applies to DynamoDB writes", "remove it")
+    parts = node.check_keys(frozenset({"expression", "names", "values"}), "condition")
+    if "expression" not in parts:
+        raise node.error("the condition has no `expression`",
+                         "write e.g. `expression: attribute_not_exists(pk)`")
+    expression = parts["expression"].expect_str("expression")
+    names = {name: item.expect_str("an attribute name")
+             for name, item in (parts["names"].expect_dict("names") if "names" in parts else {}).items()}
+    values = parts["values"].expect_dict("values") if "values" in parts else {}
+    placeholders = ((r"#[A-Za-z0-9_]+", names, "names"), (r":[A-Za-z0-9_]+", values, "values"))
+    for pattern, defined, kind in placeholders:
+        undefined = sorted(set(re.findall(pattern, expression)) - set(defined))
+        if undefined:
+            raise parts["expression"].error(f"`{undefined[0]}` is not defined under `{kind}`",
+                                            f"add `{undefined[0]}` to the condition's `{kind}`")
+    for placeholder, value_node in values.items():
+        if not re.fullmatch(r":[A-Za-z0-9_]+", placeholder):
+            raise value_node.error(f"`{placeholder}` is not a value placeholder", "write e.g. `:version`")
+        (column,) = _columns("condition_value", value_node, scopes)
+        column.name = placeholder
+        output.condition_values.append(column)
+    output.condition = WriteCondition(expression, tuple(sorted(names.items())),
+                                      tuple(column.name for column in output.condition_values))
+
+
+def _nulls(node: Node, kind: str) -> str:
+    if node.value is None:  # YAML reads a bare `null` as nothing
+        return "null"
+    if node.value not in NULLS:
+        raise node.error("`nulls` is `null` or `omit`", "write `nulls: omit` to leave null attributes out")
+    if node.value == "omit" and kind != "dynamodb":
+        raise node.error(
+            "`nulls: omit` applies to DynamoDB outputs: a PostgreSQL row has every column",
+            "remove it; a null value is stored as NULL",
+        )
+    return node.value
 
 
 _OUTPUT_HINTS = {
@@ -472,10 +567,12 @@ def _columns(name: str, node: Node, scopes: int) -> list[ColumnSpec]:
     elif kind == "map":
         column.map_tree = _map_tree(source, scopes)
     elif kind == "rest":
-        if source.value is not True:
+        if source.value not in (True, "all"):
             raise source.error(
-                "write `rest: true` for the remaining fields", "list fields to leave out under `exclude:`"
+                "write `rest: true` for the fields no other column reads, `rest: all` for every field",
+                "list fields to leave out under `exclude:`",
             )
+        column.rest_all = source.value == "all"
         if scopes != 1:
             raise source.error(
                 "`rest` reads the remaining top-level fields of the record",

@@ -116,10 +116,16 @@ def table_specs(spec: MappingSpec) -> list[TableSpec]:
                 tuple(columns),
                 output.parent,
                 tuple(column.name for column in shape.parent_columns),
+                output.condition,
             )
             for column in columns:
                 first_output[(*ident, column.name)] = output
             continue
+        if merged[ident].condition != output.condition:
+            raise output.node.error(
+                f"table `{output.table}` is written with another condition-expression by an earlier output",
+                "every item type of one table is written under one condition",
+            )
         existing = {column.name: column for column in merged[ident].columns}
         added = []
         for column in columns:
@@ -147,6 +153,7 @@ def table_specs(spec: MappingSpec) -> list[TableSpec]:
             tuple(existing[c.name] for c in table.columns) + tuple(added),
             table.parent,
             table.parent_key,
+            table.condition,
         )
     result = []
     for ident, table in merged.items():
@@ -159,6 +166,7 @@ def table_specs(spec: MappingSpec) -> list[TableSpec]:
             for column in table.columns
         )
         result.append(
-            TableSpec(table.target, table.table, table.key, columns, table.parent, table.parent_key)
+            TableSpec(table.target, table.table, table.key, columns, table.parent, table.parent_key,
+                      table.condition)
         )
     return result

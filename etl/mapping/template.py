@@ -112,8 +112,9 @@ def _formatter(path: str, fmt: str | None) -> Callable[[Any], str]:
     return render
 
 
-def compile_template(template: Template) -> Callable[[tuple], str]:
-    """A closure rendering the template from a scope tuple."""
+def compile_template(template: Template, *, null_gives_none: bool = False) -> Callable[[tuple], str | None]:
+    """A closure rendering the template from a scope tuple. A missing or null field is an error, or,
+    with `null_gives_none`, makes the whole value None (AWS DMS leaves NULL data out of DynamoDB)."""
     steps = [
         (part.literal, make_getter(part.path), _formatter(part.path.text, part.format), part.path.text)
         if part.path is not None
@@ -121,13 +122,15 @@ def compile_template(template: Template) -> Callable[[tuple], str]:
         for part in template.parts
     ]
 
-    def render(ctx: tuple) -> str:
+    def render(ctx: tuple) -> str | None:
         out = []
         for literal, getter, fmt, path in steps:
             out.append(literal)
             if getter is not None:
                 value = getter(ctx)
                 if value is None or value is MISSING:
+                    if null_gives_none:
+                        return None
                     raise TemplateValueError(
                         path, f"template field `{path}` is {'missing' if value is MISSING else 'null'}", None
                     )

@@ -11,8 +11,9 @@ def _number(value: int) -> str:
 
 
 def _table_row(t: TableReport, *, bold: bool = False) -> str:
+    partitions = f"{t.partitions_done}/{t.partitions}" if t.partitions else "-"  # "-": changes applied
     cells = [t.table, _number(t.extracted), _number(t.loaded), _number(t.rejected), _number(t.filtered),
-             f"{t.partitions_done}/{t.partitions}", f"{t.seconds:.1f} s", f"{t.rows_per_second:,.0f}"]
+             partitions, f"{t.seconds:.1f} s", f"{t.rows_per_second:,.0f}"]
     if bold:
         cells = [f"**{c}**" for c in cells]
     return "| " + " | ".join(cells) + " |"

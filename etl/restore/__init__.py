@@ -13,8 +13,11 @@ from etl.restore.chain import (
     RestorePlan,
     SystemMismatch,
     TargetNotCovered,
+    UnreadableInput,
     WrongOrder,
 )
+from etl.restore.engine import RestoreEngine
+from etl.restore.engines import ENGINES, get_engine
 from etl.restore.verify import (
     RestoreVerification,
     SegmentCheck,
@@ -27,6 +30,7 @@ from etl.restore.verify import (
 )
 
 __all__ = [
+    "ENGINES",
     "Backup",
     "BrokenChain",
     "Chain",
@@ -35,15 +39,18 @@ __all__ = [
     "Kind",
     "LineageMismatch",
     "PositionGap",
+    "RestoreEngine",
     "RestorePlan",
     "RestoreVerification",
     "SegmentCheck",
     "SystemMismatch",
     "TableCheck",
     "TargetNotCovered",
+    "UnreadableInput",
     "WrongOrder",
     "compose_over_bases",
     "differential_manifest",
+    "get_engine",
     "load_chain",
     "manifest_at",
     "manifest_for_plan",

@@ -7,8 +7,10 @@ job's relational source modules, so a manifest taken at backup time and the rest
 are read and encoded alike.
 
 Exit codes follow the command's: 0 done (and, for --verify-restore, exact), 1 the restored
-database differs from the manifest, 2 a restore option or section that cannot work, 3 a chain
-error (ChainError), an unreadable manifest or an unreachable database.
+database differs from the manifest (or a backup's files differ from its backup_manifest), 2 a
+restore option or section that cannot work, or an input that cannot be read (a backup history,
+backup folder, backup_manifest or restore point: UnreadableInput), 3 a chain error (ChainError),
+an unreadable checksum manifest or an unreachable database.
 """
 
 from __future__ import annotations
@@ -19,18 +21,17 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
-
-from bson.timestamp import Timestamp
+from typing import IO, TYPE_CHECKING, Any
 
 from etl.checksum import Manifest, ManifestError, TableManifest, Tolerances
 from etl.checksum.results import key_text
 from etl.errors import EtlError
 from etl.files import make_folder, write_private
 from etl.records import Column, TableSpec
-from etl.restore import mongo, postgres
-from etl.restore.api import load_chain, plan_restore, to_position
-from etl.restore.chain import Chain, RestorePlan
+from etl.restore.api import load_chain, plan_restore
+from etl.restore.chain import Chain, RestorePlan, Target, UnreadableInput
+from etl.restore.engine import RestoreEngine
+from etl.restore.engines import get_engine
 from etl.restore.verify import (
     RestoreVerification,
     compose_over_bases,
@@ -41,12 +42,15 @@ from etl.restore.verify import (
 )
 from etl.sources.sqltypes import decode_key
 
+if TYPE_CHECKING:
+    from etl.audit import AuditTrail
+    from etl.job import Job, RestoreDatabase
+    from etl.sources.sql import SqlSource
+
 EXIT_OK, EXIT_DIFFERENCES = 0, 1
 FIRST_KEYS = 5
 """Differing and drifted keys printed per table; the result file lists them all (up to
 `validation.max_differences`)."""
-POSITION_NAMES = {"sqlserver": "lsn", "oracle": "scn", "postgresql": "lsn", "mongodb": "ts"}
-"""How a manifest's `position` names the engine's position."""
 RELATIONAL_SOURCES = ("postgres", "mssql", "oracle")
 _BACKUP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
 _SEGMENT_KEY_TYPES = (str, int)
@@ -94,6 +98,12 @@ def add_arguments(parser: argparse.ArgumentParser, mode: argparse._MutuallyExclu
         help="with --restore-plan: check this sequence of backups instead of planning one",
     )
     parser.add_argument(
+        "--json",
+        action="store_true",
+        help="with --restore-plan: print the plan as one JSON object (steps, notes, warnings and "
+        "every unused backup with why)",
+    )
+    parser.add_argument(
         "--position",
         metavar="POSITION",
         help="with --take-manifest: the backup's position (LSN, SCN, oplog SECONDS:INCREMENT); "
@@ -117,14 +127,14 @@ def command_name(args: argparse.Namespace) -> str:
     )
 
 
-def run(args: argparse.Namespace, trail: Any, stream: IO[str]) -> int:
+def run(args: argparse.Namespace, trail: AuditTrail, stream: IO[str]) -> int:
     """Check the options, load the job and run one restore command; its audit record names it."""
     from etl.job import load_job
 
     trail.record.command = command_name(args)
     trail.record.options = {
         name: getattr(args, name)
-        for name in ("point", "sequence", "position", "base", "take_manifest")
+        for name in ("point", "sequence", "position", "base", "take_manifest", "json")
         if getattr(args, name)
     }
     _check_options(args)
@@ -138,7 +148,7 @@ def run(args: argparse.Namespace, trail: Any, stream: IO[str]) -> int:
     _audit_databases(job, trail)
     if args.restore_plan:
         sequence = [n.strip() for n in args.sequence.split(",") if n.strip()] if args.sequence else None
-        print_restore_plan(job, args.point, sequence, stream)
+        print_restore_plan(job, args.point, sequence, stream, as_json=args.json)
         return EXIT_OK
     if args.take_manifest:
         take_manifest(job, args.take_manifest, position=args.position, base=args.base, stream=stream)
@@ -148,7 +158,7 @@ def run(args: argparse.Namespace, trail: Any, stream: IO[str]) -> int:
     return EXIT_OK if result.exact else EXIT_DIFFERENCES
 
 
-def _audit_databases(job: Any, trail: Any) -> None:
+def _audit_databases(job: Job, trail: AuditTrail) -> None:
     """Which databases the command reads: a job source or target by name, a DSN by host and database."""
     from etl.audit import describe_endpoint
 
@@ -177,6 +187,7 @@ def _check_options(args: argparse.Namespace) -> None:
         option
         for option, allowed, given in (
             ("--sequence", args.restore_plan, args.sequence),
+            ("--json", args.restore_plan, args.json),
             ("--position", args.take_manifest, args.position),
             ("--base", args.take_manifest, args.base),
             ("--point", not args.take_manifest, args.point),
@@ -186,70 +197,21 @@ def _check_options(args: argparse.Namespace) -> None:
     if misplaced:
         raise RestoreCommandError(
             f"{', '.join(misplaced)} does not apply to --{command_name(args)}",
-            hint="--sequence goes with --restore-plan; --position and --base with "
+            hint="--sequence and --json go with --restore-plan; --position and --base with "
             "--take-manifest; --point with --restore-plan and --verify-restore",
         )
-
-
-# --------------------------------------------------------------------------- points and positions
-
-
-def parse_point(engine: str, value: Any) -> int | datetime | None:
-    """A restore point from the job file or the command line on the chain's number line."""
-    if value is None or value == "latest":
-        return None
-    if isinstance(value, bool):
-        raise RestoreCommandError(f"{engine}: restore point {value} is not a position nor a time")
-    if engine == "mongodb" and re.fullmatch(r"\d+", str(value).strip()):
-        # YAML 1.1 reads an unquoted 1700000000:7 as a base-60 integer
-        raise RestoreCommandError(
-            f"mongodb: restore point {value} is not an oplog timestamp",
-            hint='write it as quoted text "SECONDS:INCREMENT", e.g. point: "1700000000:7"',
-        )
-    if isinstance(value, int | datetime):
-        return to_position(engine, value)
-    text = str(value).strip()
-    if re.fullmatch(r"\d+", text):
-        return int(text)
-    if engine == "postgresql" and "/" in text:
-        return postgres.parse_lsn(text)
-    if engine == "mongodb" and (match := re.fullmatch(r"(\d+):(\d+)", text)):
-        return mongo.position(Timestamp(int(match.group(1)), int(match.group(2))))
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        raise RestoreCommandError(
-            f"{engine}: restore point {text!r} is neither a position nor a time",
-            hint={
-                "postgresql": "give an LSN like 0/3000060",
-                "mongodb": "give an oplog SECONDS:INCREMENT",
-            }.get(engine, "give an LSN or SCN as a number")
-            + ", an ISO time, or 'latest'",
-        ) from None
-
-
-def format_point(engine: str, point: int | datetime | None) -> str:
-    if point is None:
-        return "the latest point"
-    if isinstance(point, datetime):
-        return point.isoformat(sep=" ")
-    if engine == "postgresql":
-        return postgres.format_lsn(point)
-    if engine == "mongodb":
-        ts = mongo.timestamp(point)
-        return f"{ts.time}:{ts.inc}"
-    return str(point)
-
-
-def manifest_position(engine: str, point: int) -> dict[str, str]:
-    """How a manifest records a position: one name per engine, the engine's notation."""
-    return {POSITION_NAMES[engine]: format_point(engine, point)}
 
 
 # --------------------------------------------------------------------------- --restore-plan
 
 
-def load_history(job: Any) -> Chain:
+def restore_point(job: Job, point_text: str | None) -> Target:
+    """`--point`, else `restore.point`, on the engine's number line."""
+    given = point_text if point_text is not None else job.restore.point
+    return get_engine(job.restore.engine).parse_point(given)
+
+
+def load_history(job: Job) -> Chain:
     section = job.restore
     if not section.history:
         raise RestoreCommandError(
@@ -266,28 +228,36 @@ def load_history(job: Any) -> Chain:
 
 
 def print_restore_plan(
-    job: Any, point_text: str | None, sequence: list[str] | None, stream: IO[str]
-) -> RestorePlan:
-    """Print the restore sequence (or raise the ChainError naming the backups that break it)."""
-    section = job.restore
-    point = parse_point(section.engine, point_text if point_text is not None else section.point)
+    job: Job, point_text: str | None, sequence: list[str] | None, stream: IO[str], *, as_json: bool = False
+) -> list[RestorePlan]:
+    """Print the restore sequence, one per database when the history holds several (or raise the
+    ChainError naming the backups that break it)."""
+    section, engine = job.restore, get_engine(job.restore.engine)
+    point = restore_point(job, point_text)
     chain = load_history(job)
-    plan = plan_restore(chain, point, sequence=sequence)
+    chains = [chain] if sequence else chain.clusters()
+    plans = [plan_restore(one, point, sequence=sequence) for one in chains]
+    if as_json:
+        shown = [plan.to_json() | {"checked": sequence is not None} for plan in plans]
+        print(json.dumps(shown[0] if len(shown) == 1 else {"plans": shown}, indent=2), file=stream)
+        return plans
     verb = "checked sequence" if sequence else "restore plan"
-    print(
-        f"{verb} for {section.engine} to {format_point(section.engine, point)}: {len(plan.steps)} backups, "
-        f"reaching {chain.format_position(plan.reaches)}",
-        file=stream,
-    )
-    for line in plan.describe().splitlines():
-        print(f"  {line}", file=stream)
-    return plan
+    for plan in plans:
+        database = f" database {plan.steps[0].system}" if len(plans) > 1 else ""
+        print(
+            f"{verb} for {section.engine}{database} to {engine.format_point(point)}: "
+            f"{len(plan.steps)} backups, reaching {chain.format_position(plan.reaches)}",
+            file=stream,
+        )
+        for line in plan.describe().splitlines():
+            print(f"  {line}", file=stream)
+    return plans
 
 
 # --------------------------------------------------------------------------- reading tables
 
 
-def open_reader(job: Any, side: str, tables: Mapping[str, Mapping[str, Any]]) -> Any:
+def open_reader(job: Job, side: str, tables: Mapping[str, Mapping[str, Any]]) -> SqlSource:
     """A relational source reading `tables` (name -> {key, schema}) from `restore.<side>`."""
     from etl import sources
     from etl.sources.sql import SqlTable
@@ -340,7 +310,8 @@ def open_reader(job: Any, side: str, tables: Mapping[str, Mapping[str, Any]]) ->
             options = {
                 n: t.model_copy(update={"schema_": t.schema_ or target.db_schema}) for n, t in options.items()
             }
-        config = Config(type="postgres", dsn=dsn, tables=options)
+        tables = {n: t.model_dump(by_alias=True, exclude_none=True) for n, t in options.items()}
+        config = Config(type="postgres", dsn=dsn, tables=tables)  # the postgres module's own table model
         module, name = sources.module_for("postgres"), f"restore-{side}"
     return module.open_source(name, config, job.batch.limits())
 
@@ -349,7 +320,7 @@ def _names(configs: Mapping[str, Any], types: tuple[str, ...]) -> str:
     return ", ".join(name for name, config in configs.items() if config.type in types) or "none"
 
 
-def configured_tables(job: Any) -> dict[str, dict[str, Any]]:
+def configured_tables(job: Job) -> dict[str, dict[str, Any]]:
     """`restore.tables`, else the tables `restore.source` is configured with as a job source."""
     section = job.restore
     if section.tables:
@@ -369,11 +340,11 @@ def configured_tables(job: Any) -> dict[str, dict[str, Any]]:
     )
 
 
-def _schema(database: Any) -> str | None:
+def _schema(database: RestoreDatabase | None) -> str | None:
     return None if database is None else database.schema_
 
 
-def table_spec(reader: Any, table: str) -> TableSpec:
+def table_spec(reader: SqlSource, table: str) -> TableSpec:
     """The table's columns with the engine's type names (which decide float/number encoding)."""
     meta = reader.describe(table)
     return TableSpec(
@@ -381,7 +352,7 @@ def table_spec(reader: Any, table: str) -> TableSpec:
     )
 
 
-def row_source(reader: Any, table: str, partitions: list) -> Callable[[], Iterator[dict]]:
+def row_source(reader: SqlSource, table: str, partitions: list) -> Callable[[], Iterator[dict]]:
     """Every row of the table (rows with a value that has no exact canonical form are an error)."""
 
     def rows() -> Iterator[dict]:
@@ -398,7 +369,7 @@ def row_source(reader: Any, table: str, partitions: list) -> Callable[[], Iterat
     return rows
 
 
-def segment_boundaries(reader: Any, table: str, segments: int, stream: IO[str]) -> list[list]:
+def segment_boundaries(reader: SqlSource, table: str, segments: int, stream: IO[str]) -> list[list]:
     """Boundaries at the source's own partition cuts of the first key column (int or text keys)."""
     cuts = [decode_key(p.upper)[0] for p in reader.plan(table, segments)[:-1] if p.upper is not None]
     if any(not isinstance(c, _SEGMENT_KEY_TYPES) or isinstance(c, bool) for c in cuts):
@@ -414,16 +385,19 @@ def segment_boundaries(reader: Any, table: str, segments: int, stream: IO[str]) 
 # --------------------------------------------------------------------------- --take-manifest
 
 
-def manifest_folder(job: Any) -> Path:
+def manifest_folder(job: Job) -> Path:
     return job.resolve_path(job.restore.manifests)
 
 
-def load_manifests(job: Any) -> dict[str, Manifest]:
+def load_manifests(job: Job) -> dict[str, Manifest]:
     """Every manifest of the folder, by backup name (the file's stem)."""
     folder = manifest_folder(job)
-    found = (
-        {path.stem: Manifest.load(path) for path in sorted(folder.glob("*.json"))} if folder.is_dir() else {}
-    )
+    found = {}
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            found[path.stem] = Manifest.load(path)
+        except ManifestError as error:  # an input that cannot be read, like a bad job file
+            raise UnreadableInput(error.message, hint=error.hint) from None
     if not found:
         raise ManifestError(
             f"no checksum manifests in {folder}",
@@ -433,7 +407,7 @@ def load_manifests(job: Any) -> dict[str, Manifest]:
 
 
 def take_manifest(
-    job: Any, name: str, *, position: str | None = None, base: str | None = None, stream: IO[str]
+    job: Job, name: str, *, position: str | None = None, base: str | None = None, stream: IO[str]
 ) -> Manifest:
     """Checksum `restore.source` now and save `<manifests>/<name>.json` (differential against `base`)."""
     section = job.restore
@@ -462,8 +436,9 @@ def take_manifest(
     taken_at = datetime.now(UTC).isoformat()
     reader = open_reader(job, "source", tables)
     try:
-        at = _position(section.engine, position, reader)
-        manifest = Manifest(position=manifest_position(section.engine, at), taken_at=taken_at)
+        engine = get_engine(section.engine)
+        at = _position(engine, position, reader)
+        manifest = Manifest(position=engine.manifest_position(at), taken_at=taken_at)
         for table in tables:
             manifest.add(_table_manifest(job, reader, table, base_manifest, stream))
     finally:
@@ -478,34 +453,26 @@ def take_manifest(
     return manifest
 
 
-def _position(engine: str, given: str | None, reader: Any) -> int:
+def _position(engine: RestoreEngine, given: str | None, reader: SqlSource) -> int:
     if given is not None:
-        point = parse_point(engine, given)
+        point = engine.parse_point(given)
         if not isinstance(point, int):
             raise RestoreCommandError(
                 f"--position {given!r} is a time; a manifest records a position",
                 hint="give the backup's LSN, SCN or oplog SECONDS:INCREMENT",
             )
         return point
-    if engine == "postgresql" and reader.config.type == "postgres":
-        # https://www.postgresql.org/docs/15/functions-admin.html (Backup Control Functions)
-        connection = reader.connect()
-        try:
-            (lsn,) = connection.execute(
-                "SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()"
-                " ELSE pg_current_wal_lsn() END::text"
-            ).fetchone()
-        finally:
-            connection.close()
-        return postgres.parse_lsn(lsn)
-    raise RestoreCommandError(
-        f"--take-manifest needs --position for {engine} backups",
-        hint="give the backup's position (e.g. its last LSN or checkpoint SCN)",
-    )
+    current = engine.current_position(reader)
+    if current is None:
+        raise RestoreCommandError(
+            f"--take-manifest needs --position for {engine.name} backups",
+            hint="give the backup's position (e.g. its last LSN or checkpoint SCN)",
+        )
+    return current
 
 
 def _table_manifest(
-    job: Any, reader: Any, table: str, base: Manifest | None, stream: IO[str]
+    job: Job, reader: SqlSource, table: str, base: Manifest | None, stream: IO[str]
 ) -> TableManifest:
     spec = table_spec(reader, table)
     before = base.tables.get(table) if base is not None else None
@@ -580,14 +547,15 @@ class _Instant:
         return self.at.isoformat()
 
 
-def composed_manifest(job: Any, point_text: str | None) -> tuple[Manifest, str]:
+def composed_manifest(job: Job, point_text: str | None) -> tuple[Manifest, str]:
     """The manifest of the restore point and what it was composed from: over the restore plan's
     data backups when there is a history, else the manifest taken at the point (or the latest)."""
-    section = job.restore
-    point = parse_point(section.engine, point_text if point_text is not None else section.point)
+    section, engine = job.restore, get_engine(job.restore.engine)
+    point = restore_point(job, point_text)
+    history = load_history(job) if section.history else None  # an unreadable history before the manifests
     manifests = load_manifests(job)
-    if section.history:
-        plan = plan_restore(load_history(job), point)
+    if history is not None:
+        plan = plan_restore(history, point)
         names = [step.name for step in plan.steps if step.is_data]
         return manifest_for_plan(plan, manifests), f"manifests of {', '.join(names)}"
     if point is None:
@@ -598,12 +566,11 @@ def composed_manifest(job: Any, point_text: str | None) -> tuple[Manifest, str]:
             "without restore.history the restore point must be a position, not a time",
             hint="give the LSN/SCN/oplog position the manifest was taken at",
         )
-    return manifest_at(
-        manifests.values(), manifest_position(section.engine, point)
-    ), f"manifest at {format_point(section.engine, point)}"
+    return manifest_at(manifests.values(), engine.manifest_position(point)), \
+        f"manifest at {engine.format_point(point)}"
 
 
-def verify_restored(job: Any, point_text: str | None, stream: IO[str]) -> RestoreVerification:
+def verify_restored(job: Job, point_text: str | None, stream: IO[str]) -> RestoreVerification:
     """Verify `restore.restored` against the composed manifest; print and save the result."""
     section = job.restore
     manifest, composed_from = composed_manifest(job, point_text)
@@ -711,7 +678,7 @@ def print_verification(
         print(f"  {name}: restored but not in the manifest", file=stream)
 
 
-def _exists(reader: Any, table: str) -> bool:
+def _exists(reader: SqlSource, table: str) -> bool:
     """Whether the restored database has the table (a missing one is a difference, not an error)."""
     try:
         reader.describe(table)
@@ -771,7 +738,7 @@ def verification_json(result: RestoreVerification, composed_from: str, manifest:
     }
 
 
-def save_verification(job: Any, result: RestoreVerification, composed_from: str, manifest: Manifest) -> Path:
+def save_verification(job: Job, result: RestoreVerification, composed_from: str, manifest: Manifest) -> Path:
     folder = job.resolve_path(job.report.dir)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
     path = folder / f"restore-verification-{job.name}-{stamp}.json"

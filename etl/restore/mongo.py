@@ -18,19 +18,22 @@ nothing shows whether entries existed between two timestamps that do not touch.
 from __future__ import annotations
 
 import gzip
+import re
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import bson
 from bson.errors import BSONError
 from bson.timestamp import Timestamp
 
-from etl.restore.chain import Backup, Chain, ChainError, Kind
+from etl.restore.chain import Backup, Chain, Kind, UnreadableInput
+from etl.restore.engine import RestoreEngine, Source
 
+ENGINE = "mongo"
 _OPLOG_FILES = ("oplog.bson", "oplog.bson.gz", "local/oplog.rs.bson", "local/oplog.rs.bson.gz")
 
 
@@ -68,22 +71,23 @@ def read_oplog_range(path: str | Path) -> OplogRange:
             for entry in _entries(handle, path):
                 ts = entry.get("ts")
                 if not isinstance(ts, Timestamp):
-                    raise ChainError(f"{path}: oplog entry {entries + 1} has no Timestamp ts",
-                                     hint="is this an oplog dump (local.oplog.rs)?")
+                    raise UnreadableInput(f"{path}: oplog entry {entries + 1} has no Timestamp ts",
+                                          hint="is this an oplog dump (local.oplog.rs)?")
                 if last is not None and ts < last:
-                    raise ChainError(f"{path}: oplog entry {entries + 1} at {ts} comes after {last}: "
-                                     "entries are out of order", hint="dump the oplog sorted by ts")
+                    raise UnreadableInput(f"{path}: oplog entry {entries + 1} at {ts} comes after {last}: "
+                                          "entries are out of order", hint="dump the oplog sorted by ts")
                 first = first or ts
                 last = ts
                 entries += 1
     except (EOFError, zlib.error, gzip.BadGzipFile) as error:
-        raise ChainError(f"{path}: damaged gzip data ({error})",
-                         hint="the dump file is truncated or corrupt") from None
+        raise UnreadableInput(f"{path}: damaged gzip data ({error})",
+                              hint="the dump file is truncated or corrupt") from None
     except OSError as error:
-        raise ChainError(f"cannot read oplog {path}: {error.strerror or error}") from error
+        raise UnreadableInput(f"cannot read oplog {path}: {error.strerror or error}") from error
     if first is None or last is None:
-        raise ChainError(f"{path} holds no oplog entries, so the dump's point in time is unknown",
-                         hint="dump with --oplog while writes happen, or add an oplog slice that covers it")
+        raise UnreadableInput(f"{path} holds no oplog entries, so the dump's point in time is unknown",
+                              hint="dump with --oplog while writes happen, or add an oplog slice that "
+                              "covers it")
     return OplogRange(path, first, last, entries)
 
 
@@ -95,8 +99,8 @@ def _entries(handle: IO[bytes], path: Path) -> Iterator[dict]:
     try:
         yield from bson.decode_file_iter(handle)
     except BSONError as error:
-        raise ChainError(f"{path}: damaged BSON ({error})",
-                         hint="the dump file is truncated or corrupt") from error
+        raise UnreadableInput(f"{path}: damaged BSON ({error})",
+                              hint="the dump file is truncated or corrupt") from error
 
 
 def backup_from_dump(folder: str | Path, *, name: str | None = None) -> Backup:
@@ -104,8 +108,9 @@ def backup_from_dump(folder: str | Path, *, name: str | None = None) -> Backup:
     folder = Path(folder)
     oplog = next((folder / f for f in _OPLOG_FILES if (folder / f).is_file()), None)
     if oplog is None:
-        raise ChainError(f"{folder}: no oplog.bson or local/oplog.rs.bson, so its point in time is unknown",
-                         hint="take dumps with mongodump --oplog")
+        raise UnreadableInput(f"{folder}: no oplog.bson or local/oplog.rs.bson, so its point in time is "
+                              "unknown",
+                              hint="take dumps with mongodump --oplog")
     span = read_oplog_range(oplog)
     has_data = any(p.suffix in (".bson", ".gz") and p.parent != folder and p.parent.name != "local"
                    for p in folder.rglob("*.bson*"))
@@ -121,7 +126,7 @@ def backup_from_dump(folder: str | Path, *, name: str | None = None) -> Backup:
 
 def chain_from_dumps(folders: Iterable[str | Path]) -> Chain:
     """A Chain from mongodump folders (full dumps with --oplog, and oplog slices)."""
-    return Chain("mongodb", sorted((backup_from_dump(f) for f in folders), key=lambda b: b.start),
+    return Chain(ENGINE, sorted((backup_from_dump(f) for f in folders), key=lambda b: b.start),
                  format_position=format_position)
 
 
@@ -139,3 +144,34 @@ def oplog_gaps(chain: Chain) -> list[tuple[Backup, Backup]]:
             reach = backup
     return gaps
 
+
+
+class Mongo(RestoreEngine):
+    """MongoDB: mongodump folders with oplogs; oplog timestamps as positions (SECONDS:INCREMENT)."""
+
+    name = ENGINE
+    aliases = ("mongodb",)
+    position_name = "ts"
+    point_hint = "give an oplog SECONDS:INCREMENT"
+
+    def load_history(self, sources: Sequence[Source], *, wal_archive: str | Path | None = None,
+                     verify_files: bool = False) -> Chain:
+        if not sources or not all(isinstance(s, str | Path) for s in sources):
+            raise self.cannot_read(sources, "mongodump folders")
+        return chain_from_dumps([Path(str(s)) for s in sources])
+
+    def native_position(self, value: Any) -> int | None:
+        return position(value) if isinstance(value, Timestamp) else None
+
+    def parse_position(self, text: str) -> int | None:
+        if re.fullmatch(r"\d+", text):
+            # YAML 1.1 reads an unquoted 1700000000:7 as a base-60 integer
+            raise UnreadableInput(f"{ENGINE}: restore point {text} is not an oplog timestamp",
+                                  hint='write it as quoted text "SECONDS:INCREMENT", '
+                                  'e.g. point: "1700000000:7"')
+        match = re.fullmatch(r"(\d+):(\d+)", text)
+        return position(Timestamp(int(match.group(1)), int(match.group(2)))) if match else None
+
+    def format_position(self, position_: int) -> str:
+        ts = timestamp(position_)
+        return f"{ts.time}:{ts.inc}"

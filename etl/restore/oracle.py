@@ -24,16 +24,15 @@ is needed). Planning covers one redo thread (single-instance databases).
 
 from __future__ import annotations
 
-import csv
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from etl.errors import EtlError
-from etl.inputs import json_rows, parse_json, read_text, whole_number
-from etl.restore.chain import Backup, Chain, ChainError, Kind, first_present
+from etl.inputs import csv_rows, json_rows, parse_json, read_text, whole_number
+from etl.restore.chain import Backup, Chain, ChainError, Kind, UnreadableInput, first_present
+from etl.restore.engine import RestoreEngine, Source
 
 VIEW_QUERIES = {
     "v$backup_set": "SELECT s.SET_STAMP, s.SET_COUNT, s.BACKUP_TYPE, s.INCREMENTAL_LEVEL, s.COMPLETION_TIME,"
@@ -60,9 +59,9 @@ def chain_from_views(backup_sets: Iterable[Mapping[str, Any]], datafiles: Iterab
             continue  # the control file copy travels with the set; it does not move positions
         backup_set = sets.get(_set_key(row))
         if backup_set is None:
-            raise ChainError(f"V$BACKUP_DATAFILE row for file {_int(row, 'FILE#')} names backup set "
-                             f"{_set_key(row)}, which is not in V$BACKUP_SET",
-                             hint="export both views from the same control file or catalog")
+            raise UnreadableInput(f"V$BACKUP_DATAFILE row for file {_int(row, 'FILE#')} names backup set "
+                                  f"{_set_key(row)}, which is not in V$BACKUP_SET",
+                                  hint="export both views from the same control file or catalog")
         name = _group_name(backup_set)
         groups[name].append(row)
         set_of_group[name] = backup_set
@@ -96,15 +95,17 @@ def load_views(folder: str | Path) -> Chain:
     folder = Path(folder)
     tables = {view: _read_rows(folder, view) for view in VIEW_QUERIES}
     if tables["v$backup_set"] is None or tables["v$backup_datafile"] is None:
-        raise EtlError(f"{folder}: needs v$backup_set.csv (or .json) and v$backup_datafile.csv (or .json)",
-                       hint="export the views with the queries in etl.restore.oracle.VIEW_QUERIES")
+        raise UnreadableInput(f"{folder}: needs v$backup_set.csv (or .json) and v$backup_datafile.csv "
+                              "(or .json)",
+                              hint="export the views with the queries in etl.restore.oracle.VIEW_QUERIES")
     try:
         return chain_from_views(tables["v$backup_set"], tables["v$backup_datafile"],
                                 tables["v$backup_redolog"] or [])
     except ChainError as error:
-        if type(error) is not ChainError:
+        if type(error) is not UnreadableInput:
             raise  # a chain rule (BrokenChain, ...) names the backups
-        raise ChainError(f"{folder}: {error.message.removeprefix('oracle: ')}", hint=error.hint) from None
+        message = error.message.removeprefix("oracle: ")
+        raise UnreadableInput(f"{folder}: {message}", hint=error.hint) from None
 
 
 def read_views(connection: Any) -> Chain:
@@ -122,10 +123,11 @@ def _read_rows(folder: Path, view: str) -> list[dict] | None:
     for suffix in (".json", ".csv"):
         path = folder / f"{view}{suffix}"
         if path.exists():
-            text = read_text(path, f"{view.upper()} export")
+            text = read_text(path, f"{view.upper()} export", error=UnreadableInput)
             if suffix == ".csv":
-                return list(csv.DictReader(text.splitlines()))
-            return json_rows(parse_json(text, path), path, view.upper())
+                return csv_rows(text, path, error=UnreadableInput)
+            data = parse_json(text, path, error=UnreadableInput)
+            return json_rows(data, path, view.upper(), error=UnreadableInput)
     return None
 
 
@@ -136,9 +138,9 @@ def _data_backup(name: str, backup_set: dict, rows: list[dict],
     fuzzy = [_int(r, "ABSOLUTE_FUZZY_CHANGE#", default=0) for r in rows]
     incarnations = {_int(r, "RESETLOGS_CHANGE#") for r in rows}
     if len(incarnations) > 1:
-        raise ChainError(f"oracle: backup {name} holds datafiles of incarnations "
-                         f"{sorted(incarnations)} (RESETLOGS_CHANGE#)",
-                         hint="a backup must come from one incarnation; check the export")
+        raise UnreadableInput(f"oracle: backup {name} holds datafiles of incarnations "
+                              f"{sorted(incarnations)} (RESETLOGS_CHANGE#)",
+                              hint="a backup must come from one incarnation; check the export")
     incarnation = f"incarnation {incarnations.pop()}"
     since = {_int(r, "FILE#"): _int(r, "INCREMENTAL_CHANGE#", default=0) for r in rows}
     details: dict[str, Any] = {"files": sorted(since), "level": level}
@@ -175,7 +177,9 @@ def _level(backup_set: dict, rows: list[dict]) -> int | None:
     value = first_present(rows[0], "INCREMENTAL_LEVEL")
     if value is None:
         value = first_present(backup_set, "INCREMENTAL_LEVEL")
-    return None if value is None else whole_number(value, "oracle", "INCREMENTAL_LEVEL", error=ChainError)
+    if value is None:
+        return None
+    return whole_number(value, "oracle", "INCREMENTAL_LEVEL", error=UnreadableInput)
 
 
 def _set_key(row: Mapping[str, Any]) -> tuple[int, int]:
@@ -192,9 +196,9 @@ def _int(row: dict, column: str, default: int | None = None) -> int:
     if value is None:
         if default is not None:
             return default
-        raise ChainError(f"oracle: a row has no {column}: {sorted(row)}",
-                         hint=f"export {column} with the queries in etl.restore.oracle.VIEW_QUERIES")
-    return whole_number(value, "oracle", column, error=ChainError)
+        raise UnreadableInput(f"oracle: a row has no {column}: {sorted(row)}",
+                              hint=f"export {column} with the queries in etl.restore.oracle.VIEW_QUERIES")
+    return whole_number(value, "oracle", column, error=UnreadableInput)
 
 
 def _date(value: Any) -> datetime | None:
@@ -203,9 +207,22 @@ def _date(value: Any) -> datetime | None:
     try:
         return datetime.fromisoformat(str(value))
     except ValueError as error:
-        raise ChainError(f"oracle: date {value!r} is not ISO 8601",
-                         hint="export dates with TO_CHAR(col, 'YYYY-MM-DD\"T\"HH24:MI:SS')") from error
+        raise UnreadableInput(f"oracle: date {value!r} is not ISO 8601",
+                              hint="export dates with TO_CHAR(col, 'YYYY-MM-DD\"T\"HH24:MI:SS')") from error
 
 
 def _sortable(value: datetime | None) -> datetime:
     return value or datetime.min
+
+
+class Oracle(RestoreEngine):
+    """Oracle RMAN: the V$BACKUP_* views exported to a folder; SCN positions."""
+
+    name = "oracle"
+    position_name = "scn"
+
+    def load_history(self, sources: Sequence[Source], *, wal_archive: str | Path | None = None,
+                     verify_files: bool = False) -> Chain:
+        if len(sources) != 1 or not isinstance(sources[0], str | Path):
+            raise self.cannot_read(sources, "one folder of exported views")
+        return load_views(sources[0])

@@ -18,24 +18,27 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import google_crc32c
 
 from etl.errors import EtlError
 from etl.inputs import parse_json, read_text, whole_number
-from etl.restore.chain import Backup, Chain, ChainError, Kind, PositionGap
+from etl.restore.chain import Backup, BrokenChain, Chain, ChainError, Kind, PositionGap, UnreadableInput
+from etl.restore.engine import RestoreEngine, Source
 
+ENGINE = "postgres"
 DEFAULT_SEGMENT_SIZE = 16 * 1024 * 1024
 """wal_segment_size unless initdb --wal-segsize chose another."""
 
 _NOT_IN_MANIFEST = {"backup_manifest", "pg_wal", "postgresql.auto.conf", "recovery.signal", "standby.signal"}
 _SEGMENT = re.compile(r"^[0-9A-F]{24}$")
-_CHECKSUM_LINE = '\n"Manifest-Checksum"'
 _HASHES = {"SHA224": "sha224", "SHA256": "sha256", "SHA384": "sha384", "SHA512": "sha512"}
 
 
@@ -45,10 +48,16 @@ class BackupDamaged(EtlError):
     exit_code = 1
 
 
+class MalformedManifest(BackupDamaged, UnreadableInput):
+    """A backup_manifest that is missing or breaks a rule of its format (a bad input: exit 2)."""
+
+    exit_code = 2
+
+
 def parse_lsn(text: str) -> int:
     """`0/3000028` -> 50331688."""
     if not isinstance(text, str):
-        raise ChainError(f"{text!r} is not a PostgreSQL LSN", hint="write LSNs as X/Y in hex")
+        raise UnreadableInput(f"{text!r} is not a PostgreSQL LSN", hint="write LSNs as X/Y in hex")
     high, _, low = text.partition("/")
     try:
         high_part, low_part = int(high, 16), int(low, 16)
@@ -56,7 +65,7 @@ def parse_lsn(text: str) -> int:
             raise ValueError(text)
         return (high_part << 32) | low_part
     except ValueError:
-        raise ChainError(f"{text!r} is not a PostgreSQL LSN", hint="write LSNs as X/Y in hex") from None
+        raise UnreadableInput(f"{text!r} is not a PostgreSQL LSN", hint="write LSNs as X/Y in hex") from None
 
 
 def format_lsn(position: int) -> str:
@@ -88,78 +97,191 @@ class BackupManifest:
     wal_ranges: list[WalRange]
 
 
+_MANIFEST_FIELDS = ("PostgreSQL-Backup-Manifest-Version", "System-Identifier", "Files", "WAL-Ranges",
+                    "Manifest-Checksum")
+_FILE_FIELDS = ("Path", "Encoded-Path", "Size", "Last-Modified", "Checksum-Algorithm", "Checksum")
+_WAL_RANGE_FIELDS = ("Timeline", "Start-LSN", "End-LSN")
+_CHECKSUM_BYTES = {"NONE": 0, "CRC32C": 4, "SHA224": 28, "SHA256": 32, "SHA384": 48, "SHA512": 64}
+_HEX = re.compile(r"^(?:[0-9a-fA-F]{2})*$")
+
+
+class _Object(list):
+    """A JSON object as its (name, value) pairs in order, told apart from an array."""
+
+
+def _damaged(path: Path, place: str, rule: str) -> BackupDamaged:
+    return MalformedManifest(f"{path}: {place}: {rule}",
+                         hint="pg_verifybackup refuses this manifest too; take the backup again or restore "
+                         "the original backup_manifest")
+
+
 def read_manifest(path: str | Path) -> BackupManifest:
-    """Parse a backup_manifest and check its Manifest-Checksum."""
+    """Parse a backup_manifest by pg_verifybackup's rules (src/common/parse_manifest.c and
+    src/bin/pg_verifybackup): each broken rule is a BackupDamaged naming the rule and the place."""
     path = Path(path)
     try:
         raw = path.read_bytes()
     except OSError as error:
-        raise BackupDamaged(f"cannot read {path}: {error.strerror}") from error
-    text = raw.decode("utf-8", errors="replace")
-    cut = text.rfind(_CHECKSUM_LINE)
-    if cut < 0:
-        raise BackupDamaged(f"{path}: no Manifest-Checksum line", hint="is this a backup_manifest file?")
-    data = parse_json(text, path, error=BackupDamaged)
-    if not isinstance(data, dict):
-        raise BackupDamaged(f"{path}: not a JSON object", hint="is this a backup_manifest file?")
-    actual = hashlib.sha256(raw[: len(text[: cut + 1].encode("utf-8"))]).hexdigest()
-    if actual != data.get("Manifest-Checksum"):
-        raise BackupDamaged(f"{path}: Manifest-Checksum is {data.get('Manifest-Checksum')} but the manifest "
-                            f"text hashes to {actual}: the manifest was changed",
-                            hint="take the backup again or restore the original backup_manifest")
+        raise MalformedManifest(f"cannot read {path}: {error.strerror or error}") from None
     try:
-        return _parse_manifest(data, path)
-    except ChainError as error:
-        if isinstance(error, BackupDamaged):
-            raise
-        raise BackupDamaged(f"{path}: {error.message}", hint=error.hint) from None
-
-
-def _parse_manifest(data: dict, path: Path) -> BackupManifest:
-    """The fields of a checksum-verified manifest, each checked for its type."""
-    version = whole_number(data.get("PostgreSQL-Backup-Manifest-Version", 0), str(path),
-                           "PostgreSQL-Backup-Manifest-Version", error=BackupDamaged)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise _damaged(path, f"byte offset {error.start}", "not UTF-8 text") from None
+    pairs = parse_json(text, path, error=MalformedManifest, object_pairs_hook=_Object)
+    if not isinstance(pairs, _Object):
+        raise _damaged(path, "top level", f"unexpected {_json_type(pairs)}: the manifest must be an object")
+    fields = _fields(pairs, path, "top level", _MANIFEST_FIELDS, "unrecognized top-level field")
+    if not pairs or pairs[0][0] != "PostgreSQL-Backup-Manifest-Version":
+        raise _damaged(path, "top level", "expected version indicator (PostgreSQL-Backup-Manifest-Version "
+                       "must be the first field)")
+    if pairs[-1][0] != "Manifest-Checksum":
+        rule = "manifest has no checksum" if "Manifest-Checksum" not in fields else \
+            "Manifest-Checksum must be the last field"
+        raise _damaged(path, "top level", rule)
+    version = _integer(fields["PostgreSQL-Backup-Manifest-Version"], path,
+                       "PostgreSQL-Backup-Manifest-Version", "manifest version not an integer")
     if version not in (1, 2):
-        raise BackupDamaged(f"{path}: manifest version {version} is not 1 or 2")
+        raise _damaged(path, "PostgreSQL-Backup-Manifest-Version", f"unexpected manifest version {version}")
+    system = fields.get("System-Identifier")
+    if system is not None:
+        system = _integer(system, path, "System-Identifier", "manifest system identifier not an integer")
+        if version == 1:
+            raise _damaged(path, "System-Identifier", "a version 1 manifest has no System-Identifier")
+    elif version == 2:
+        raise _damaged(path, "top level", "a version 2 manifest needs System-Identifier")
     files = [_manifest_file(entry, path, number)
-             for number, entry in enumerate(_list(data, "Files", path), start=1)]
-    ranges = []
-    for number, entry in enumerate(_list(data, "WAL-Ranges", path), start=1):
-        where = f"{path}: WAL-Ranges entry {number}"
-        if not isinstance(entry, dict) or not {"Timeline", "Start-LSN", "End-LSN"} <= entry.keys():
-            raise BackupDamaged(f"{where}: needs Timeline, Start-LSN and End-LSN")
-        ranges.append(WalRange(whole_number(entry["Timeline"], where, "Timeline", error=BackupDamaged),
-                               parse_lsn(entry["Start-LSN"]), parse_lsn(entry["End-LSN"])))
-    system = data.get("System-Identifier")
-    return BackupManifest(version, None if system is None else
-                          whole_number(system, str(path), "System-Identifier", error=BackupDamaged),
-                          files, ranges)
+             for number, entry in enumerate(_array(fields, "Files", path), start=1)]
+    seen: dict[str, int] = {}
+    for number, entry in enumerate(files, start=1):
+        if entry.path in seen:
+            raise _damaged(path, f"Files entry {number} ({entry.path})",
+                           f"duplicate path name (also Files entry {seen[entry.path]})")
+        seen[entry.path] = number
+    ranges = [_wal_range(entry, path, number)
+              for number, entry in enumerate(_array(fields, "WAL-Ranges", path), start=1)]
+    _check_manifest_checksum(raw, fields["Manifest-Checksum"], path)
+    return BackupManifest(version, system, files, ranges)
 
 
-def _list(data: dict, key: str, path: Path) -> list:
-    value = data.get(key, [])
-    if not isinstance(value, list):
-        raise BackupDamaged(f"{path}: {key} is {type(value).__name__}, not a list")
+def _json_type(value: object) -> str:
+    if isinstance(value, _Object):
+        return "object"
+    return "array" if isinstance(value, list) else "scalar"
+
+
+def _shown(value: object) -> str:
+    return _json_type(value) if isinstance(value, list) else json.dumps(value)
+
+
+def _fields(pairs: list, path: Path, place: str, allowed: tuple[str, ...], unknown: str) -> dict:
+    fields: dict = {}
+    for name, value in pairs:
+        if name not in allowed:
+            raise _damaged(path, place, f"{unknown} {name!r}")
+        if name in fields:
+            raise _damaged(path, place, f"duplicate field {name!r}")
+        fields[name] = value
+    return fields
+
+
+def _array(fields: dict, name: str, path: Path) -> list:
+    """`Files` and `WAL-Ranges`: arrays of objects."""
+    if name not in fields:
+        raise _damaged(path, "top level", f"no {name} array")
+    value = fields[name]
+    if not isinstance(value, list) or isinstance(value, _Object):
+        raise _damaged(path, name, f"unexpected {_json_type(value)}: {name} must be an array")
+    for number, entry in enumerate(value, start=1):
+        if not isinstance(entry, _Object):
+            raise _damaged(path, f"{name} entry {number}", f"unexpected {_json_type(entry)}: "
+                           "each entry must be an object")
     return value
 
 
-def _manifest_file(entry: object, path: Path, number: int) -> ManifestFile:
-    where = f"{path}: Files entry {number}"
-    if not isinstance(entry, dict):
-        raise BackupDamaged(f"{where} is not an object")
-    try:
-        name = entry["Path"] if "Path" in entry else bytes.fromhex(entry["Encoded-Path"]).decode()
-    except (KeyError, TypeError, ValueError):
-        raise BackupDamaged(f"{where}: no Path, and no hex Encoded-Path of UTF-8 text") from None
-    algorithm, checksum = entry.get("Checksum-Algorithm", "NONE"), entry.get("Checksum")
-    if not isinstance(name, str) or not name or "\0" in name:
-        raise BackupDamaged(f"{where}: Path {name!r} is not a file name")
-    if not isinstance(algorithm, str) or not (checksum is None or isinstance(checksum, str)):
-        raise BackupDamaged(f"{where} ({name}): Checksum-Algorithm and Checksum must be text")
-    if "Size" not in entry:
-        raise BackupDamaged(f"{where} ({name}): no Size")
-    return ManifestFile(path=name, size=whole_number(entry["Size"], where, "Size", error=BackupDamaged),
-                        algorithm=algorithm, checksum=checksum)
+def _integer(value: object, path: Path, place: str, rule: str) -> int:
+    """A JSON number or digit string holding a non-negative whole number (strtoul's input)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        return int(value)
+    raise _damaged(path, place, f"{rule}: {_shown(value)}")
+
+
+def _manifest_file(entry: list, path: Path, number: int) -> ManifestFile:
+    where = f"Files entry {number}"
+    fields = _fields(entry, path, where, _FILE_FIELDS, "unexpected file field")
+    for name, value in fields.items():
+        if isinstance(value, list):
+            raise _damaged(path, where, f"{name}: unexpected {_json_type(value)}")
+    if "Path" in fields and "Encoded-Path" in fields:
+        raise _damaged(path, where, "both path name and encoded path name")
+    if "Encoded-Path" in fields:
+        encoded = fields["Encoded-Path"]
+        try:
+            name = bytes.fromhex(encoded).decode("utf-8") \
+                if isinstance(encoded, str) and _HEX.match(encoded) else None
+        except UnicodeDecodeError:
+            name = None
+        if name is None:
+            raise _damaged(path, where, f"could not decode file name {encoded!r}")
+    elif "Path" in fields:
+        name = fields["Path"]
+    else:
+        raise _damaged(path, where, "missing path name")
+    parts = name.split("/") if isinstance(name, str) else []
+    if not isinstance(name, str) or not name or "\0" in name or name.startswith("/") or ".." in parts:
+        raise _damaged(path, where, f"path name {name!r} is not a relative file name")
+    where = f"Files entry {number} ({name})"
+    if "Size" not in fields:
+        raise _damaged(path, where, "missing size")
+    size = _integer(fields["Size"], path, where, "file size is not an integer")
+    algorithm, checksum = fields.get("Checksum-Algorithm"), fields.get("Checksum")
+    if algorithm is None and checksum is not None:
+        raise _damaged(path, where, "checksum without algorithm")
+    if algorithm is not None and (not isinstance(algorithm, str) or algorithm.upper() not in _CHECKSUM_BYTES):
+        raise _damaged(path, where, f"unrecognized checksum algorithm: {json.dumps(algorithm)}")
+    algorithm = "NONE" if algorithm is None else algorithm.upper()
+    if checksum is not None and (not isinstance(checksum, str) or not _HEX.match(checksum)):
+        raise _damaged(path, where, f"invalid checksum: {json.dumps(checksum)}")
+    length = len(checksum or "") // 2
+    if length != _CHECKSUM_BYTES[algorithm]:
+        raise _damaged(path, where, f"{algorithm} checksum of {length} bytes, "
+                       f"expected {_CHECKSUM_BYTES[algorithm]}")
+    return ManifestFile(path=name, size=size, algorithm=algorithm,
+                        checksum=checksum.lower() if checksum else None)
+
+
+def _wal_range(entry: list, path: Path, number: int) -> WalRange:
+    where = f"WAL-Ranges entry {number}"
+    fields = _fields(entry, path, where, _WAL_RANGE_FIELDS, "unexpected WAL range field")
+    for name, rule in (("Timeline", "missing timeline"), ("Start-LSN", "missing start LSN"),
+                       ("End-LSN", "missing end LSN")):
+        if name not in fields:
+            raise _damaged(path, where, rule)
+    timeline = _integer(fields["Timeline"], path, where, "timeline is not an integer")
+    lsns = []
+    for name, rule in (("Start-LSN", "could not parse start LSN"), ("End-LSN", "could not parse end LSN")):
+        try:
+            lsns.append(parse_lsn(fields[name]))
+        except ChainError:
+            raise _damaged(path, where, f"{rule}: {_shown(fields[name])}") from None
+    return WalRange(timeline, lsns[0], lsns[1])
+
+
+def _check_manifest_checksum(raw: bytes, expected: object, path: Path) -> None:
+    """The SHA-256 of every byte up to and including the newline before the last line."""
+    if raw.count(b"\n") < 2:
+        raise _damaged(path, "the manifest text", "expected at least 2 lines")
+    if not raw.endswith(b"\n"):
+        raise _damaged(path, "the last line", "last line not newline-terminated")
+    penultimate = raw.rindex(b"\n", 0, len(raw) - 1)
+    if not isinstance(expected, str) or len(expected) != 64 or not _HEX.match(expected):
+        raise _damaged(path, "Manifest-Checksum", f"invalid manifest checksum: {json.dumps(expected)}")
+    actual = hashlib.sha256(raw[: penultimate + 1]).hexdigest()
+    if actual != expected.lower():
+        raise BackupDamaged(f"{path}: Manifest-Checksum: manifest checksum mismatch: the manifest says "
+                            f"{expected} but its text hashes to {actual}: the manifest was changed",
+                            hint="take the backup again or restore the original backup_manifest")
 
 
 def file_checksum(path: Path, algorithm: str) -> str | None:
@@ -239,24 +361,24 @@ class BackupLabel:
 
 def read_backup_label(path: str | Path) -> BackupLabel:
     fields: dict[str, str] = {}
-    for line in read_text(path, "backup_label", error=ChainError).splitlines():
+    for line in read_text(path, "backup_label", error=UnreadableInput).splitlines():
         name, _, value = line.partition(": ")
         fields[name.strip()] = value.strip()
     start = fields.get("START WAL LOCATION", "").split(" ")[0]
     if not start:
-        raise ChainError(f"{path}: no START WAL LOCATION line", hint="is this a backup_label file?")
+        raise UnreadableInput(f"{path}: no START WAL LOCATION line", hint="is this a backup_label file?")
     incremental = fields.get("INCREMENTAL FROM LSN")
     try:
         start_lsn = parse_lsn(start)
         incremental_from_lsn = parse_lsn(incremental) if incremental else None
     except ChainError as error:
-        raise ChainError(f"{path}: {error.message}", hint=error.hint) from None
+        raise UnreadableInput(f"{path}: {error.message}", hint=error.hint) from None
     return BackupLabel(start_lsn=start_lsn,
                        timeline=whole_number(fields.get("START TIMELINE", "1"), str(path), "START TIMELINE",
-                                             error=ChainError),
+                                             error=UnreadableInput),
                        incremental_from_lsn=incremental_from_lsn,
                        incremental_from_tli=whole_number(fields["INCREMENTAL FROM TLI"], str(path),
-                                                         "INCREMENTAL FROM TLI", error=ChainError)
+                                                         "INCREMENTAL FROM TLI", error=UnreadableInput)
                        if "INCREMENTAL FROM TLI" in fields else None,
                        label=fields.get("LABEL", ""))
 
@@ -270,10 +392,10 @@ def system_identifier(folder: Path, manifest: BackupManifest) -> int:
         with control.open("rb") as handle:
             head = handle.read(8)
     except OSError as error:
-        raise ChainError(f"cannot read {control} for the system identifier: {error.strerror}",
-                         hint="a version 1 backup_manifest needs global/pg_control") from None
+        raise UnreadableInput(f"cannot read {control} for the system identifier: {error.strerror}",
+                              hint="a version 1 backup_manifest needs global/pg_control") from None
     if len(head) < 8:
-        raise ChainError(f"{control}: {len(head)} bytes, too short for a system identifier")
+        raise UnreadableInput(f"{control}: {len(head)} bytes, too short for a system identifier")
     return int.from_bytes(head, "little")
 
 
@@ -283,7 +405,8 @@ def backup_from_folder(folder: str | Path, *, name: str | None = None, verify: b
     manifest = verify_backup_folder(folder) if verify else read_manifest(folder / "backup_manifest")
     label = read_backup_label(folder / "backup_label")
     if not manifest.wal_ranges:
-        raise ChainError(f"{folder}/backup_manifest: no WAL-Ranges", hint="was the manifest cut short?")
+        raise MalformedManifest(f"{folder}/backup_manifest: no WAL-Ranges",
+                                hint="was the manifest cut short?")
     wal_end = max(r.end for r in manifest.wal_ranges)
     incremental = label.incremental_from_lsn is not None
     # With -X stream/fetch the backup carries the WAL to its end LSN; without, replay starts at
@@ -304,17 +427,43 @@ def backup_from_folder(folder: str | Path, *, name: str | None = None, verify: b
 
 
 def _link_incrementals(backups: list[Backup]) -> list[Backup]:
-    """Name each incremental's base: the backup starting at its INCREMENTAL FROM LSN (the
-    timelines are checked when the chain is planned, so a mismatch is reported as one)."""
-    by_start = {b.details["start_lsn"]: b.name for b in backups}
+    """Name each incremental's base, whatever order the folders are listed in: the backups of the
+    same system whose start LSN is its INCREMENTAL FROM LSN on its INCREMENTAL FROM TLI. Backups at
+    that point with one end (an incremental and its pg_combinebackup output) are equal bases; ones
+    that differ are ambiguous. Without a match of the same system and timeline, a match of another
+    timeline or system is named so that planning reports the mismatch."""
     linked = []
     for b in backups:
         if b.kind is Kind.INCREMENTAL:
-            base = by_start.get(format_lsn(b.start))
-            missing = None if base else f"a backup starting at {format_lsn(b.start)} on {b.lineage_start}"
-            b = replace(b, base=base, missing_base=missing)
+            b = _link(b, backups)
         linked.append(b)
     return linked
+
+
+def _link(incremental: Backup, backups: list[Backup]) -> Backup:
+    at_lsn = [b for b in backups
+              if b is not incremental and b.details["start_lsn"] == format_lsn(incremental.start)]
+    same_system = [b for b in at_lsn if b.system == incremental.system]
+    for matches in ([b for b in same_system if b.ends_on == incremental.lineage_start], same_system, at_lsn):
+        if matches:
+            break
+    else:
+        others = sorted(f"{b.name} at {b.details['start_lsn']} on {b.ends_on}" for b in backups
+                        if b.system == incremental.system and b is not incremental)
+        missing = (f"a backup of system {incremental.system} starting at {format_lsn(incremental.start)} on "
+                   f"{incremental.lineage_start} (candidates of that system start: "
+                   f"{', '.join(others) or 'none'})")
+        return replace(incremental, base=None, missing_base=missing)
+    matches = sorted(matches, key=lambda b: (b.kind is not Kind.INCREMENTAL, b.name))
+    if len({(b.system, b.ends_on, b.details["end_lsn"]) for b in matches}) > 1:
+        shown = ", ".join(f"{b.name} (system {b.system}, {b.ends_on}, ends at {b.details['end_lsn']})"
+                          for b in matches)
+        raise BrokenChain(f"{ENGINE}: incremental {incremental.name} is taken from "
+                          f"{format_lsn(incremental.start)} on {incremental.lineage_start}, where "
+                          f"{len(matches)} different backups start: {shown}; its base cannot be told",
+                          hint="keep only the backup the incremental was taken against in the history")
+    return replace(incremental, base=matches[0].name, base_alternatives=tuple(b.name for b in matches[1:]),
+                   missing_base=None)
 
 
 def segment_name(timeline: int, position: int, segment_size: int = DEFAULT_SEGMENT_SIZE) -> str:
@@ -336,7 +485,7 @@ def wal_archive_logs(archive: str | Path, segment_size: int = DEFAULT_SEGMENT_SI
     try:
         names = sorted(n for n in os.listdir(archive) if _SEGMENT.match(n))
     except OSError as error:
-        raise ChainError(f"cannot list WAL archive {archive}: {error.strerror}") from error
+        raise UnreadableInput(f"cannot list WAL archive {archive}: {error.strerror}") from error
     runs: list[tuple[int, int, int, str, str]] = []  # timeline, start, end, first name, last name
     for name in names:
         timeline, start = _segment_start(name, segment_size)
@@ -355,7 +504,7 @@ def chain_from_folders(backups: Iterable[str | Path], wal_archive: str | Path | 
     """A Chain from backup folders (full and PostgreSQL 17 incremental) and an optional WAL archive."""
     data = _link_incrementals([backup_from_folder(folder, verify=verify) for folder in backups])
     logs = wal_archive_logs(wal_archive, segment_size) if wal_archive is not None else []
-    return Chain("postgresql", data + logs, format_position=format_lsn)
+    return Chain(ENGINE, data + logs, format_position=format_lsn)
 
 
 @dataclass
@@ -375,7 +524,10 @@ class WalCoverage:
 def wal_coverage(archive: str | Path, timeline: int, start: int, end: int,
                  segment_size: int = DEFAULT_SEGMENT_SIZE) -> WalCoverage:
     """The segments needed to replay `start`..`end` that the archive lacks (by file name)."""
-    present = {n for n in os.listdir(archive) if _SEGMENT.match(n)}
+    try:
+        present = {n for n in os.listdir(archive) if _SEGMENT.match(n)}
+    except OSError as error:
+        raise UnreadableInput(f"cannot list WAL archive {archive}: {error.strerror or error}") from None
     coverage = WalCoverage(timeline, start, end)
     position = start - start % segment_size
     while position <= end:
@@ -395,3 +547,46 @@ def require_wal_coverage(archive: str | Path, timeline: int, start: int, end: in
         raise PositionGap(f"WAL archive {archive} lacks {len(coverage.missing)} segment(s) needed for "
                          f"{format_lsn(start)}..{format_lsn(end)} on timeline {timeline}: {shown}",
                           hint="recover the missing WAL files, or restore to a point before the first one")
+
+
+class Postgres(RestoreEngine):
+    """PostgreSQL: plain-format backup folders (backup_label, backup_manifest) and a WAL archive;
+    WAL LSN positions written X/Y."""
+
+    name = ENGINE
+    aliases = ("postgresql",)
+    verifies_files = True
+    point_hint = "give an LSN like 0/3000060"
+
+    def load_history(self, sources: Sequence[Source], *, wal_archive: str | Path | None = None,
+                     verify_files: bool = False) -> Chain:
+        if not sources or not all(isinstance(s, str | Path) for s in sources):
+            raise self.cannot_read(sources, "backup folders (and a WAL archive)")
+        return chain_from_folders([Path(str(s)) for s in sources], wal_archive, verify=verify_files)
+
+    def verify_files(self, folder: str | Path) -> BackupManifest:
+        return verify_backup_folder(folder)
+
+    def native_position(self, value: Any) -> int | None:
+        return parse_lsn(value) if isinstance(value, str) else None
+
+    def parse_position(self, text: str) -> int | None:
+        return parse_lsn(text) if "/" in text else super().parse_position(text)
+
+    def format_position(self, position: int) -> str:
+        return format_lsn(position)
+
+    def current_position(self, reader: Any) -> int | None:
+        """The source's current WAL LSN (the replay LSN on a standby), when it is PostgreSQL:
+        https://www.postgresql.org/docs/15/functions-admin.html (Backup Control Functions)."""
+        if reader.config.type != "postgres":
+            return None
+        connection = reader.connect()
+        try:
+            (lsn,) = connection.execute(
+                "SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()"
+                " ELSE pg_current_wal_lsn() END::text"
+            ).fetchone()
+        finally:
+            connection.close()
+        return parse_lsn(lsn)

@@ -143,7 +143,9 @@ class _Entry:
     size: int
     """Bytes by DynamoDB's item size rules."""
     wire: str = ""
-    """The item as BatchWriteItem's JSON carries it (`json_item`); empty for insert_only writes."""
+    """The item as BatchWriteItem's JSON carries it (`json_item`); empty for conditional writes."""
+    values: dict[str, AttributeValue] | None = None
+    """The values of the table's condition placeholders (`:v`) for this item."""
 
 
 @dataclass
@@ -370,16 +372,22 @@ class DynamoDBSink:
         table = self._tables[table_name]
         rejects: list[Reject] = []
         entries = []
-        batched = not self.config.insert_only
+        condition = table.spec.condition
+        batched = not self.config.insert_only and condition is None
         for row, source_key in rows:
             try:
-                item, size = encode_item_sized(row, table.columns, table.spec.key)
+                values = None
+                attributes = row
+                if condition is not None:  # the placeholders' values ride in the row; they are no attributes
+                    attributes = {name: value for name, value in row.items() if name not in condition.values}
+                    values = {name: encode_value(row.get(name), None, name) for name in condition.values}
+                item, size = encode_item_sized(attributes, table.columns, table.spec.key)
             except ItemRejected as problem:
                 rejects.append(_reject(table.spec, source_key, row, problem.reason, problem.field_path,
                                        problem.value_type))
                 continue
             entries.append(_Entry(_key_id(item, table.spec.key), item, row, source_key, size,
-                                  json_item(item) if batched else ""))
+                                  json_item(item) if batched else "", values))
         write_chunk = self._write_chunk if batched else self._put_each_if_new
         written = 0
         for chunk in _chunks(entries):
@@ -443,9 +451,20 @@ class DynamoDBSink:
         return written, rejects
 
     def _put_each_if_new(self, table_name: str, entries: list[_Entry]) -> tuple[int, list[Reject]]:
-        """insert_only: PutItem with attribute_not_exists; an equal existing item counts as written
-        (a replayed batch), a different one is rejected."""
+        """Conditional writes, one PutItem each: insert_only (attribute_not_exists) and the table's
+        condition-expression. A write the condition refuses counts as written when the item there is
+        the one being written (a replayed batch); otherwise it is rejected, never dropped."""
         spec = self._tables[table_name].spec
+        conditions, names = [], {}
+        if self.config.insert_only:
+            conditions.append("attribute_not_exists(#etl_key)")
+            names["#etl_key"] = spec.key[0]
+        if spec.condition is not None:
+            conditions.append(f"({spec.condition.expression})")
+            names.update(spec.condition.names)
+        refusal = ("an item with this key already exists and differs (insert_only)" if spec.condition is None
+                   else f"the table's condition-expression `{spec.condition.expression}` refused the write"
+                   " and the item there differs")
         written, rejects = 0, []
         for entry in entries:
             attempt = 1
@@ -454,9 +473,10 @@ class DynamoDBSink:
                     self._client.put_item(
                         TableName=table_name,
                         Item=entry.item,
-                        ConditionExpression="attribute_not_exists(#k)",
-                        ExpressionAttributeNames={"#k": spec.key[0]},
+                        ConditionExpression=" AND ".join(conditions),
                         ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                        **({"ExpressionAttributeNames": names} if names else {}),
+                        **({"ExpressionAttributeValues": entry.values} if entry.values else {}),
                     )
                     written += 1
                     break
@@ -467,9 +487,7 @@ class DynamoDBSink:
                         if decode_item(old, {}) == decode_item(entry.item, {}):
                             written += 1
                         else:
-                            rejects.append(_reject(spec, entry.source_key, entry.row,
-                                                   "an item with this key already exists and differs"
-                                                   " (insert_only)"))
+                            rejects.append(_reject(spec, entry.source_key, entry.row, refusal))
                         break
                     status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
                     if code not in RETRYABLE_CODES and status < 500:

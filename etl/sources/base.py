@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -52,6 +52,39 @@ class Catalogue:
     names_column: Callable[[str, str], bool]
     """`names_column(written, column)`: whether the engine takes the unquoted identifier `written`
     for `column` (PostgreSQL folds it to lower case, Oracle to upper case, SQL Server ignores case)."""
+    numbers: frozenset[str] = frozenset()
+    """The columns whose values are numbers (integers, decimals, floats)."""
+    key: tuple[str, ...] = ()
+    """The columns that identify a row, as the source reads the table."""
+
+
+class TableName(NamedTuple):
+    """A table or view (or collection) a source lists (`table_names()`)."""
+
+    schema: str
+    """Empty for a source without schemas (a MongoDB database's collections)."""
+    table: str
+    view: bool = False
+
+    @property
+    def full(self) -> str:
+        """The name patterns match and the job calls the table: `schema.table`, or `table`."""
+        return f"{self.schema}.{self.table}" if self.schema else self.table
+
+
+class TableSelection(BaseModel):
+    """Tables picked by name patterns, each mapped with one mapping template (docs/job-files.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    include: list[str] = Field(min_length=1)
+    """Globs (`*`, `?`, `[...]`) matched against `schema.table` (a MongoDB collection's name),
+    exactly as the source spells them."""
+    exclude: list[str] = []
+    """Globs of tables to leave out of those included."""
+    mapping: str
+    """A mapping file applied to each matched table, with `$(schema)` and `$(table)` replaced."""
+    partitions: Integer = Field(default=1, ge=1, le=MAX_PARTITIONS)
 
 
 @dataclass(frozen=True)
@@ -95,6 +128,8 @@ class Source(Protocol):
 
     # Relational sources also offer `catalogue(table) -> Catalogue`: the engine checks a mapping's
     # source paths against it before data moves; sources without it are checked against `sample`.
+    # They also offer `table_names() -> list[TableName]`, every table and view the user can
+    # read outside the system schemas, for table selection by pattern and AWS DMS selection rules.
 
     def close(self) -> None: ...
 

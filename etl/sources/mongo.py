@@ -29,7 +29,7 @@ from etl.records import Batch, Json, Partition, Reject
 from etl.redact import RedactedRepr
 from etl.settings_types import Integer, described
 from etl.sources import bson_values, mongo_changes, mongo_keys
-from etl.sources.base import BatchLimits, ChangeCapture, SampledTable
+from etl.sources.base import BatchLimits, ChangeCapture, SampledTable, TableName, TableSelection
 from etl.sources.mongo_ranges import range_filters
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,9 @@ class Config(RedactedRepr, BaseModel):
     uri: str
     """Connection string; put the password in `${secret:...}`, never in the job file."""
     database: str
-    tables: dict[str, MongoTable]
+    tables: dict[str, MongoTable] = {}
+    select: list[TableSelection] = []
+    """Collections picked by name patterns when the job starts (docs/job-files.md)."""
     server_selection_timeout_ms: Integer = Field(default=DEFAULT_TIMEOUT_MS, ge=1)
     """How long to wait for a reachable server before failing (also bounds `check`). Written here it
     wins; else the URI's `serverSelectionTimeoutMS`; else 10 s (`timeout_ms`)."""
@@ -88,6 +90,17 @@ class Config(RedactedRepr, BaseModel):
     tls_ca_file: str | None = None
     tls_certificate_key_file: str | None = None
     tls_allow_invalid_hostnames: bool = False
+
+    @model_validator(mode="after")
+    def _some_tables(self) -> Config:
+        if "tables" not in self.model_fields_set and not self.select:
+            raise ValueError("name the collections to read: `tables` or `select` (patterns)")
+        return self
+
+    def add_table(self, name: str, mapping: str, partitions: int) -> MongoTable:
+        """Add a collection picked when the job starts (by `select`) and return its entry."""
+        self.tables[name] = MongoTable(mapping=mapping, partitions=partitions)
+        return self.tables[name]
 
     @field_validator("uri")
     @classmethod
@@ -236,6 +249,12 @@ class MongoSource:
         self._change_modes: dict[str, str] = {}
 
     # -- Source protocol ---------------------------------------------------------------------
+
+    def table_names(self) -> list[TableName]:
+        """The database's collections (views included, as views), sorted, for `select` patterns."""
+        found = self._guard(lambda: list(self.database.list_collections()))
+        return sorted(TableName("", entry["name"], entry.get("type") == "view") for entry in found
+                      if not entry["name"].startswith("system."))
 
     def check(self) -> None:
         existing = set(self._guard(self.database.list_collection_names))

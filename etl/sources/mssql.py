@@ -9,6 +9,7 @@ DATETIME2(7)/TIME(7) have 100 ns ticks, SQL_VARIANT has no ODBC type at all.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
 import pyodbc
@@ -16,10 +17,19 @@ from pydantic import Field, SecretStr, model_validator
 
 from etl import security
 from etl.errors import EtlError
-from etl.records import Json
+from etl.records import Batch, Json
 from etl.settings_types import Integer
-from etl.sources.base import BatchLimits
-from etl.sources.sql import Params, SqlColumn, SqlSource, SqlSourceConfig, SqlTable
+from etl.sources.base import BatchLimits, ChangeCapture
+from etl.sources.sql import (
+    MarkScan,
+    Params,
+    SqlColumn,
+    SqlSource,
+    SqlSourceConfig,
+    SqlTable,
+    TableMeta,
+    last_at_final,
+)
 from etl.sources.sqltypes import (
     MONEY_SCALE,
     Converter,
@@ -35,14 +45,21 @@ from etl.sources.sqltypes import (
     uniqueidentifier,
 )
 
-__all__ = ["Config", "MssqlSource", "SqlTable", "open_source", "connection_string"]
+__all__ = ["Config", "MssqlSource", "SqlTable", "Table", "open_source", "connection_string"]
 
 SQL_SS_TIMESTAMPOFFSET = -155
 """ODBC type code of DATETIMEOFFSET (msodbcsql's sqlncli.h)."""
 
 
+class Table(SqlTable):
+    changes: Literal["watermark", "rowversion", "change_tracking"] | None = None
+    """`watermark` (with `watermark:`), `rowversion` (the table's rowversion column, or the one
+    `watermark:` names) or `change_tracking` (CHANGETABLE; deletes included)."""
+
+
 class Config(SqlSourceConfig):
     type: Literal["mssql"]
+    tables: dict[str, Table] = {}
     dsn: SecretStr | None = None
     """A complete ODBC connection string; when given, the settings below are not used."""
     driver: str = "ODBC Driver 18 for SQL Server"
@@ -96,6 +113,8 @@ class MssqlSource(SqlSource):
     engine = "SQL Server"
     row_value_comparison = False
     integer_types = frozenset({"TINYINT", "SMALLINT", "INT", "BIGINT"})
+    max_parameters = 2000  # a statement takes at most 2,100
+    number_types = frozenset({"DECIMAL", "NUMERIC", "MONEY", "SMALLMONEY", "FLOAT", "REAL"})
 
     def __init__(self, name: str, config: Config, limits: BatchLimits) -> None:
         super().__init__(name, config, limits)
@@ -161,6 +180,148 @@ class MssqlSource(SqlSource):
                 ) from None
             raise
 
+    # --- incremental runs -------------------------------------------------------------
+
+    def capture(self, meta: TableMeta, method: str) -> ChangeCapture:
+        if method == "rowversion":
+            column = self._rowversion_column(meta)
+            return ChangeCapture(f"rowversion {column} (below MIN_ACTIVE_ROWVERSION())", deletes=False)
+        if method == "change_tracking":
+            return ChangeCapture("change tracking (CHANGETABLE)", deletes=True)
+        return super().capture(meta, method)
+
+    def _rowversion_column(self, meta: TableMeta) -> str:
+        named = self.config.tables[meta.name].watermark
+        found = [
+            c.name
+            for c in meta.columns
+            if c.type == "TIMESTAMP" and (named is None or self.names_column(named, c.name))
+        ]
+        if not found:
+            raise EtlError(
+                f"SQL Server source {self.name!r}, table {meta.name!r}: `changes: rowversion` needs a"
+                f" rowversion column{f' named {named!r}' if named else ''}",
+                hint="add one (ALTER TABLE ... ADD row_version rowversion) or use `changes: change_tracking`",
+            )
+        return found[0]
+
+    def _min_active_rowversion(self, connection: Any) -> int:
+        """Every rowversion below it belongs to a committed row version: a transaction still open
+        holds at least this one (docs: MIN_ACTIVE_ROWVERSION)."""
+        ((value,),) = self._query(connection, "SELECT MIN_ACTIVE_ROWVERSION()", Params(self.placeholder))
+        return int.from_bytes(value, "big")
+
+    def mark_start(self, connection: Any, meta: TableMeta, method: str) -> Any:
+        return self._min_active_rowversion(connection)
+
+    def mark_scan(self, connection: Any, meta: TableMeta, method: str, start: Any) -> MarkScan:
+        if method != "rowversion":
+            return super().mark_scan(connection, meta, method, start)
+        bound = self._min_active_rowversion(connection)
+        return MarkScan(self.quote(self._rowversion_column(meta)), start, high=bound, final=bound)
+
+    def mark_parameter(self, method: str, value: Any) -> Any:
+        return value.to_bytes(8, "big") if method == "rowversion" else value
+
+    def mark_value(self, method: str, value: Any) -> Any:
+        return int.from_bytes(value, "big") if method == "rowversion" else value
+
+    def key_parameter(self, column: SqlColumn, value: Any) -> Any:
+        return value.to_bytes(8, "big") if column.type == "TIMESTAMP" else value
+
+    def _versions(self, connection: Any, meta: TableMeta) -> tuple[int, int]:
+        """CHANGE_TRACKING_CURRENT_VERSION() and the table's CHANGE_TRACKING_MIN_VALID_VERSION."""
+        params = Params(self.placeholder)
+        sql = (
+            "SELECT CHANGE_TRACKING_CURRENT_VERSION(),"
+            f" CHANGE_TRACKING_MIN_VALID_VERSION(OBJECT_ID({params.add(self.qualified(meta))}))"
+        )
+        ((current, minimum),) = self._query(connection, sql, params)
+        if current is None or minimum is None:
+            raise EtlError(
+                f"SQL Server source {self.name!r}, table {meta.name!r}: change tracking is not enabled"
+                f" on the {'database' if current is None else 'table'}",
+                hint="ALTER DATABASE ... SET CHANGE_TRACKING = ON (CHANGE_RETENTION = 7 DAYS);"
+                " ALTER TABLE ... ENABLE CHANGE_TRACKING",
+            )
+        return int(current), int(minimum)
+
+    def log_position(self, meta: TableMeta, method: str) -> Json:
+        with self._catalog_lock:
+            current, _ = self._versions(self._metadata_connection(), meta)
+        return {"method": method, "version": current}
+
+    def log_changes(
+        self, meta: TableMeta, method: str, position: dict, fields: Sequence[str] | None, wait_ms: int
+    ) -> Iterator[Batch]:
+        """The net changes after the stored version (one row per key, its last operation), joined
+        to the rows as they are now; a key whose row is gone or no longer matches `where:` is a
+        delete. Read in one SNAPSHOT transaction (with `consistent`) in (version, key) pages."""
+        stored = int(position["version"])
+        connection = self.connect()
+        try:
+            self.begin_read(connection, None)
+            current, minimum = self._versions(connection, meta)
+            if stored < minimum:
+                raise EtlError(
+                    f"SQL Server source {self.name!r}, table {meta.name!r}: the changes after version"
+                    f" {stored} are no longer kept (the oldest change tracking still has is {minimum})",
+                    hint="run a full load again (without --incremental), and catch up more often than"
+                    " the database's CHANGE_RETENTION",
+                )
+            key = [self.quote(name) for name in meta.key]
+            outer = [self.quote(f"etl_k{i}") for i in range(len(key))]
+            version, operation, found = (self.quote(name) for name in ("etl_v", "etl_op", "etl_found"))
+            plan = self.read_plan(meta, fields, [*outer, version, operation, found])
+            where = self.config.tables[meta.name].where
+            table = self.qualified(meta)
+
+            def page(after: tuple | None) -> tuple[str, Params]:
+                params = Params(self.placeholder)
+                joined = f"(SELECT * FROM {table} WHERE ({where}))" if where else table
+                inner = (
+                    f"SELECT t.*, {', '.join(f'ct.{k} AS {o}' for k, o in zip(key, outer, strict=True))},"
+                    f" ct.SYS_CHANGE_VERSION AS {version}, ct.SYS_CHANGE_OPERATION AS {operation},"
+                    f" CASE WHEN t.{key[0]} IS NULL THEN 0 ELSE 1 END AS {found}"
+                    f" FROM CHANGETABLE(CHANGES {table}, {params.add(stored)}) AS ct"
+                    f" LEFT JOIN {joined} AS t ON "
+                    + " AND ".join(f"t.{k} = ct.{k}" for k in key)
+                )
+                conditions = [f"{version} <= {params.add(current)}"]
+                if after is not None:
+                    conditions.append(self.after_condition([version, *outer], after, params))
+                order = ", ".join([version, *outer])
+                columns = ", ".join(plan.expressions)
+                sql = self.select_sql(columns, f"({inner}) AS c", conditions, order, self.config.page_rows)
+                return sql, params
+
+            positions = plan.extra_positions
+            order = [positions[len(key)], *positions[: len(key)]]
+
+            def batches() -> Iterator[Batch]:
+                for chunk in self._pages(connection, plan, page, order, None):
+                    batch = self._tracked_batch(meta, plan, chunk, positions)
+                    last = int(chunk[-1][positions[len(key)]])
+                    batch.resume_after = {"method": method, "version": max(stored, last - 1)}
+                    yield batch
+
+            yield from last_at_final(batches(), lambda: {"method": method, "version": current}, position)
+        finally:
+            connection.close()
+
+    def _tracked_batch(self, meta: TableMeta, plan: Any, rows: list, positions: list[int]) -> Batch:
+        width = len(meta.key)
+        operation_at, found_at = positions[width + 1], positions[width + 2]
+        present = [row for row in rows if row[found_at] and row[operation_at] != "D"]
+        gone = [tuple(row[p] for p in positions[:width]) for row in rows
+                if not (row[found_at] and row[operation_at] != "D")]
+        batch = self.to_batch(meta, plan, present) if present else Batch([], None)
+        batch.deletes = self.key_records(meta, gone)
+        inserts = sum(1 for row in present if row[operation_at] == "I")
+        kinds = {"insert": inserts, "update": len(present) - inserts, "delete": len(gone)}
+        batch.kinds = {kind: count for kind, count in kinds.items() if count}
+        return batch
+
     # --- catalog ----------------------------------------------------------------------
 
     def _rows(self, connection: Any, sql: str, *params: Any) -> list[tuple]:
@@ -197,6 +358,14 @@ class MssqlSource(SqlSource):
             schema,
         )
         return [row[0] for row in rows]
+
+    def all_tables(self, connection: Any) -> list[tuple[str, str, bool]]:
+        return self._rows(
+            connection,
+            "SELECT s.name, o.name, CASE WHEN o.type = 'V' THEN 1 ELSE 0 END"
+            " FROM sys.objects o JOIN sys.schemas s ON s.schema_id = o.schema_id"
+            " WHERE o.type IN ('U', 'V') AND o.is_ms_shipped = 0",
+        )
 
     def columns(self, connection: Any, schema: str, table: str) -> list[SqlColumn]:
         rows = self._rows(

@@ -10,6 +10,7 @@ and one SCN captured at plan time so every partition reads the same committed st
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any, Literal
 
 import oracledb
@@ -18,8 +19,8 @@ from pydantic import Field, SecretStr
 from etl import security
 from etl.errors import EtlError
 from etl.records import Json
-from etl.sources.base import BatchLimits
-from etl.sources.sql import Params, SqlColumn, SqlSource, SqlSourceConfig, SqlTable
+from etl.sources.base import BatchLimits, ChangeCapture
+from etl.sources.sql import MarkScan, Params, SqlColumn, SqlSource, SqlSourceConfig, SqlTable, TableMeta
 from etl.sources.sqltypes import (
     Converter,
     decimal_with_scale,
@@ -33,11 +34,18 @@ from etl.sources.sqltypes import (
     year_month_interval,
 )
 
-__all__ = ["Config", "OracleSource", "SqlTable", "open_source"]
+__all__ = ["Config", "OracleSource", "SqlTable", "Table", "open_source"]
+
+
+class Table(SqlTable):
+    changes: Literal["watermark", "scn"] | None = None
+    """`watermark` (with `watermark:`), or `scn`: rows whose ORA_ROWSCN is past the stored SCN, and
+    deletes by a flashback version query."""
 
 
 class Config(SqlSourceConfig):
     type: Literal["oracle"]
+    tables: dict[str, Table] = {}
     dsn: str
     """Easy Connect string: `host:1521/service`, or `tcps://host:2484/service` for TLS."""
     user: str
@@ -53,8 +61,9 @@ class Config(SqlSourceConfig):
 
 
 _SIZE = re.compile(r"\((\d+)\)")
-_SCN_TOO_OLD = {1555, 8180, 8181}
-"""ORA-01555 snapshot too old, ORA-08180 no snapshot found, ORA-08181 not a valid SCN."""
+_SCN_TOO_OLD = {1555, 8180, 8181, 30052}
+"""ORA-01555 snapshot too old, ORA-08180 no snapshot found, ORA-08181 not a valid SCN, ORA-30052
+invalid lower limit snapshot expression (a flashback version query older than undo holds)."""
 _LOBS = {"CLOB", "NCLOB", "BLOB", "LONG", "LONG RAW", "XMLTYPE", "BFILE", "JSON"}
 _TEXT_TIMESTAMP = 'YYYY-MM-DD"T"HH24:MI:SS.FF9'
 
@@ -203,7 +212,8 @@ class OracleSource(SqlSource):
                 raise EtlError(
                     f"Oracle source {self.name!r}: the plan's SCN is no longer readable"
                     f" (ORA-{code:05d}: undo data for that point in time is gone)",
-                    hint="plan the job again so that it reads at a new SCN, or raise UNDO_RETENTION",
+                    hint="plan the job again so that it reads at a new SCN (a catch-up: run a full load),"
+                    " or raise UNDO_RETENTION",
                 ) from None
             raise
 
@@ -219,6 +229,65 @@ class OracleSource(SqlSource):
             return int(scn)
         finally:
             cursor.close()
+
+    # --- incremental runs -------------------------------------------------------------
+
+    def capture(self, meta: TableMeta, method: str) -> ChangeCapture:
+        if method == "scn":
+            return ChangeCapture("scn (ORA_ROWSCN; deletes by flashback version query)", deletes=True)
+        return super().capture(meta, method)
+
+    def mark_start(self, connection: Any, meta: TableMeta, method: str) -> Any:
+        return self.consistency_point(connection) + 1
+
+    def mark_scan(self, connection: Any, meta: TableMeta, method: str, start: Any) -> MarkScan:
+        """Rows AS OF the current SCN whose ORA_ROWSCN is at or past the stored one. ORA_ROWSCN is the
+        commit SCN of the row (of its block without ROWDEPENDENCIES: then later, never earlier), so
+        a row committed after the read's SCN is not visible to it and has a later ORA_ROWSCN."""
+        if method != "scn":
+            return super().mark_scan(connection, meta, method, start)
+        scn = self.consistency_point(connection)
+        return MarkScan("ORA_ROWSCN", start, at=scn, final=scn + 1)
+
+    def mark_value(self, method: str, value: Any) -> Any:
+        return int(value) if method == "scn" else value
+
+    def mark_deletes(
+        self, connection: Any, meta: TableMeta, method: str, start: Any, scan: MarkScan
+    ) -> Iterator[list[dict]]:
+        """Keys with a delete version (VERSIONS_OPERATION 'D') between the stored SCN and the read's,
+        whose row does not exist at the read's SCN (a key deleted and inserted again is a change the
+        scan has read). Undo must still hold that range, as for `AS OF SCN`."""
+        if method != "scn":
+            return
+        key = [self.quote(name) for name in meta.key]
+        params = Params(self.placeholder)
+        table = self.qualified(meta)
+        low, high = int(start), int(scan.at)
+        sql = (
+            f"SELECT DISTINCT {', '.join(f'v.{k}' for k in key)}"
+            f" FROM {table} VERSIONS BETWEEN SCN {low} AND {high} v"
+            f" WHERE v.VERSIONS_OPERATION = 'D' AND v.VERSIONS_STARTSCN >= {params.add(low)}"
+            f" AND NOT EXISTS (SELECT 1 FROM {table} AS OF SCN {high} t WHERE "
+            + " AND ".join(f"t.{k} = v.{k}" for k in key)
+            + f") ORDER BY {', '.join(str(i + 1) for i in range(len(key)))}"
+        )
+        cursor = self.open_cursor(connection, self.limits.records)
+        try:
+            self.execute(cursor, sql, params)
+            while rows := cursor.fetchmany(self.limits.records):
+                yield self.key_records(meta, rows)
+        finally:
+            cursor.close()
+
+    def key_parameter(self, column: SqlColumn, value: Any) -> Any:
+        return value.bytes if column.type == "RAW" and column.length == 16 else value
+
+    def values_table(self, rows: list[list[str]], names: list[str]) -> str:
+        """No VALUES list before Oracle 23: one SELECT ... FROM DUAL per row, UNION ALL."""
+        first = ", ".join(f"{value} AS {name}" for value, name in zip(rows[0], names, strict=True))
+        rest = "".join(f" UNION ALL SELECT {', '.join(row)} FROM DUAL" for row in rows[1:])
+        return f"(SELECT {first} FROM DUAL{rest}) v"
 
     # --- catalog ----------------------------------------------------------------------
 
@@ -252,6 +321,16 @@ class OracleSource(SqlSource):
             {"s": schema},
         )
         return [row[0] for row in rows]
+
+    def all_tables(self, connection: Any) -> list[tuple[str, str, bool]]:
+        return self._rows(
+            connection,
+            "SELECT OWNER, TABLE_NAME, 0 FROM ALL_TABLES WHERE OWNER NOT IN"
+            " (SELECT USERNAME FROM ALL_USERS WHERE ORACLE_MAINTAINED = 'Y')"
+            " UNION ALL SELECT OWNER, VIEW_NAME, 1 FROM ALL_VIEWS WHERE OWNER NOT IN"
+            " (SELECT USERNAME FROM ALL_USERS WHERE ORACLE_MAINTAINED = 'Y')",
+            {},
+        )
 
     def columns(self, connection: Any, schema: str, table: str) -> list[SqlColumn]:
         rows = self._rows(
@@ -287,6 +366,8 @@ class OracleSource(SqlSource):
         return list(indexes.values())
 
     # --- types ------------------------------------------------------------------------
+
+    number_types = frozenset({"NUMBER", "FLOAT", "BINARY_FLOAT", "BINARY_DOUBLE"})
 
     def is_integer(self, column: SqlColumn) -> bool:
         return column.type in {"NUMBER", "INTEGER"} and column.scale is not None and column.scale <= 0

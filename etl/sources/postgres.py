@@ -8,8 +8,13 @@ the snapshot that every partition of a run imports (`pg_export_snapshot`, Postgr
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import itertools
 import logging
+import re
+import time
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal
 
 import psycopg
@@ -17,19 +22,26 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from etl import security
-from etl.records import Json
-from etl.sources.base import BatchLimits
+from etl.errors import EtlError
+from etl.records import Batch, Json
+from etl.sources.base import BatchLimits, ChangeCapture
 from etl.sources.rowrecords import RecordMaker
-from etl.sources.sql import Params, SqlColumn, SqlSource, SqlSourceConfig, SqlTable
+from etl.sources.sql import Params, SqlColumn, SqlSource, SqlSourceConfig, SqlTable, TableMeta, last_at_final
 from etl.sources.sqltypes import Converter, iso_interval, json_loads_exact
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Config", "PostgresSource", "SqlTable", "open_source"]
+__all__ = ["Config", "PostgresSource", "SqlTable", "Table", "open_source"]
+
+
+class Table(SqlTable):
+    changes: Literal["watermark", "logical"] | None = None
+    """`watermark` (with `watermark:`), or `logical`: logical decoding through a replication slot."""
 
 
 class Config(SqlSourceConfig):
     type: Literal["postgres"]
+    tables: dict[str, Table] = {}
     dsn: str
     """libpq connection string or URI (`host=... dbname=... user=...`); use ${secret:..} for the password."""
 
@@ -37,6 +49,9 @@ class Config(SqlSourceConfig):
 _SESSION = "-c TimeZone=UTC -c IntervalStyle=iso_8601"
 _cursor_names = itertools.count()
 _SELECTED_AS_TEXT = frozenset({"INTERVAL", "JSON", "JSONB", "BPCHAR"})
+_DROP_SLOT = "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = %s"
+_TIME_MARKS = frozenset({"TIMESTAMP", "TIMESTAMPTZ", "DATE"})
+"""Watermark column types that `transactions_start` bounds (a transaction's start is a time)."""
 
 
 def endpoints(config: Config) -> list[security.Endpoint]:
@@ -48,6 +63,7 @@ class PostgresSource(SqlSource):
     engine = "PostgreSQL"
     row_value_comparison = True
     integer_types = frozenset({"INT2", "INT4", "INT8"})
+    number_types = frozenset({"NUMERIC", "FLOAT4", "FLOAT8"})
     records_by_driver = True
 
     version_sql = "SHOW server_version"
@@ -62,6 +78,7 @@ class PostgresSource(SqlSource):
         super().__init__(name, config, limits)
         self.config: Config = config
         self._exporter: psycopg.Connection | None = None
+        self._sees_all_sessions: bool | None = None
 
     # --- connections ------------------------------------------------------------------
 
@@ -128,6 +145,254 @@ class PostgresSource(SqlSource):
             ((select,),) = self._query(self._metadata_connection(), query, params)
         return bool(select)
 
+    # --- incremental runs -------------------------------------------------------------
+
+    def bounds_by_transactions(self, meta: Any) -> bool:
+        """A date/time watermark, and a user who sees every session's transaction start (members of
+        pg_read_all_stats; others see only their own sessions'): else the overlap alone bounds it."""
+        if self._watermark_type(meta) not in _TIME_MARKS:
+            return False
+        if self._sees_all_sessions is None:
+            with self._catalog_lock:
+                ((self._sees_all_sessions,),) = self._metadata_connection().execute(
+                    "SELECT pg_has_role('pg_read_all_stats', 'MEMBER')"
+                ).fetchall()
+        label = f"{meta.name}: watermark bounded by the overlap only (no pg_read_all_stats)"
+        if not self._sees_all_sessions and not self.warnings[label]:  # said once per table
+            log.warning("PostgreSQL source %r: %s", self.name, label)
+            self.warnings[label] += 1
+        return bool(self._sees_all_sessions)
+
+    def transactions_start(self, connection: Any, meta: Any) -> Any:
+        """The start of the oldest transaction of this database still in progress, this statement's
+        own included, as the watermark column's type (UTC). A row a transaction writes later carries
+        `now()` (its start) or later, so a position at or before this value misses none of them:
+        docs/relational.md, "`watermark`: late commits and the overlap"."""
+        if not self.bounds_by_transactions(meta):
+            return None
+        ((start,),) = connection.execute(
+            sql.SQL(
+                "SELECT CAST(min(xact_start) AS {}) FROM pg_stat_activity"
+                " WHERE datname = current_database()"
+                " AND backend_type = 'client backend'"  # autovacuum and the like write no rows
+            ).format(sql.Identifier((self._watermark_type(meta) or "").lower()))
+        ).fetchall()
+        return start
+
+    def capture(self, meta: TableMeta, method: str) -> ChangeCapture:
+        if method == "logical":
+            slot = self.slot_name(meta.name)
+            return ChangeCapture(f"logical decoding (slot {slot}, test_decoding)", deletes=True)
+        return super().capture(meta, method)
+
+    def slot_name(self, table: str) -> str:
+        """The replication slot of `table`: `etl_<source>_<table>` in the letters a slot name may hold,
+        cut to fit 63 characters with a hash of the whole."""
+        name = re.sub(r"[^a-z0-9_]", "_", f"etl_{self.name}_{table}".lower())
+        if len(name) > 63:
+            name = f"{name[:54]}_{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+        return name
+
+    def log_position(self, meta: TableMeta, method: str) -> Json:
+        """A new logical replication slot for the table (an earlier one of the same name is dropped):
+        it keeps every change committed from its consistent point on, which is before the full load
+        that follows reads its snapshot."""
+        slot = self.slot_name(meta.name)
+        with self._catalog_lock:
+            connection = self._metadata_connection()
+            try:
+                connection.execute(_DROP_SLOT, [slot])
+                ((lsn,),) = connection.execute(
+                    "SELECT lsn::text FROM pg_create_logical_replication_slot(%s, 'test_decoding')", [slot]
+                ).fetchall()
+            except (psycopg.errors.ObjectNotInPrerequisiteState, psycopg.errors.InsufficientPrivilege,
+                    psycopg.errors.ConfigurationLimitExceeded, psycopg.errors.ObjectInUse) as error:
+                raise EtlError(
+                    f"PostgreSQL source {self.name!r}, table {meta.name!r}: cannot create the replication"
+                    f" slot {slot!r}: {' '.join(str(error).split())}",
+                    hint="logical decoding needs wal_level = logical, a free slot (max_replication_slots)"
+                    " and a user with REPLICATION; or use `changes: watermark`",
+                ) from None
+        return {"method": method, "slot": slot, "lsn": lsn}
+
+    def drop_slot(self, table: str) -> bool:
+        """Drop the table's replication slot once incremental runs are over (after the switch):
+        a slot nobody reads keeps all WAL since its position on the server's disk."""
+        with self._catalog_lock:
+            rows = self._metadata_connection().execute(_DROP_SLOT, [self.slot_name(table)]).fetchall()
+        return bool(rows)
+
+    def log_changes(
+        self, meta: TableMeta, method: str, position: dict, fields: Sequence[str] | None, wait_ms: int
+    ) -> Iterator[Batch]:
+        """The table's changes decoded from the slot after the stored LSN: the slot is first moved
+        on to that LSN (the engine stored it, so what precedes is committed in the targets), then its
+        pending changes are peeked — not consumed: until the next call confirms them, a crash loses
+        nothing. The last state of each key in a batch decides: a key deleted last is a delete, any
+        other is read from the table as it is now (gone, or outside `where:`: a delete)."""
+        slot, stored = position["slot"], position["lsn"]
+        position_of_call = position
+        connection = self.connect()
+        connection.autocommit = True
+        try:
+            lost = "is gone"
+            try:
+                moved = connection.execute(
+                    "SELECT pg_replication_slot_advance(slot_name, greatest(%s::pg_lsn, confirmed_flush_lsn))"
+                    " FROM pg_replication_slots WHERE slot_name = %s",
+                    [stored, slot],
+                ).fetchall()
+            except psycopg.errors.ObjectNotInPrerequisiteState as error:  # invalidated: its WAL is gone
+                moved, lost = [], f"can no longer be read ({' '.join(str(error).split())})"
+            if not moved:
+                raise EtlError(
+                    f"PostgreSQL source {self.name!r}, table {meta.name!r}: replication slot {slot!r} {lost}",
+                    hint="run a full load again (without --incremental): it creates a new slot",
+                )
+            ((prefix,),) = connection.execute(  # how test_decoding names the table
+                "SELECT format('table %%s.%%s: ', quote_ident(%s), quote_ident(%s))",
+                [meta.schema, meta.table],
+            ).fetchall()
+            events = self._decoded(connection, slot, prefix, wait_ms)
+            reached = {"lsn": stored}  # the last commit decoded, of any table: the slot may move past it
+
+            def position(lsn: str) -> dict:
+                return {"method": method, "slot": slot, "lsn": lsn}
+
+            yield from last_at_final(
+                self._logical_batches(connection, meta, fields, events, position, reached),
+                lambda: position(reached["lsn"]),
+                position_of_call,
+            )
+        finally:
+            connection.close()
+
+    def _decoded(self, connection: Any, slot: str, prefix: str, wait_ms: int) -> Iterator[tuple]:
+        """(kind, key values as text, commit LSN or None, commit time) of the table's changes and of
+        every commit, streamed from the slot's pending changes."""
+        deadline = time.monotonic() + wait_ms / 1000
+        while True:
+            seen = False
+            name = f"etl_decode_{next(_cursor_names)}"
+            with connection.transaction(), connection.cursor(name=name) as cursor:
+                cursor.itersize = self.limits.records
+                cursor.execute(
+                    "SELECT lsn::text, data FROM pg_logical_slot_peek_changes(%s, NULL, NULL,"
+                    " 'include-xids', '0', 'include-timestamp', '1', 'skip-empty-xacts', '1')",
+                    [slot],
+                )
+                for lsn, data in cursor:
+                    seen = True
+                    if data.startswith("COMMIT"):
+                        at = dt.datetime.fromisoformat(data.partition("(at ")[2].rstrip(")"))
+                        yield ("commit", None, lsn, at.astimezone(dt.UTC).isoformat())
+                    elif data.startswith(prefix):
+                        kind, _, tuple_text = data[len(prefix):].partition(": ")
+                        yield (kind, tuple_text, None, None)
+            if seen or time.monotonic() >= deadline:
+                return
+            time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+
+    def _logical_batches(
+        self, connection: Any, meta: TableMeta, fields: Sequence[str] | None, events: Iterator[tuple],
+        position: Callable[[str], dict], reached: dict,
+    ) -> Iterator[Batch]:
+        """Batches of at most `limits.records` keys; each resumes after the last commit fully decoded
+        before it ends (a transaction cut by a batch is decoded again after a crash: harmless)."""
+        pending: dict[tuple, str] = {}  # key as text -> insert / update / delete: its last state
+        at = None
+        for kind, tuple_text, lsn, commit_at in events:
+            if kind == "commit":
+                reached["lsn"], at = lsn, commit_at
+                continue
+            for key, state in self._key_states(meta, kind, tuple_text):
+                pending[key] = "insert" if state == "update" and pending.get(key) == "insert" else state
+            if len(pending) >= self.limits.records:
+                yield self._logical_batch(connection, meta, fields, pending, position(reached["lsn"]), at)
+                pending = {}
+        if pending:
+            yield self._logical_batch(connection, meta, fields, pending, position(reached["lsn"]), at)
+
+    def _key_states(self, meta: TableMeta, kind: str, tuple_text: str) -> list[tuple[tuple, str]]:
+        """The keys one decoded change touches: an UPDATE that changed the key deletes the old one."""
+        if kind == "INSERT":
+            return [(self._decoded_key(meta, tuple_text), "insert")]
+        if kind == "DELETE":
+            return [(self._decoded_key(meta, tuple_text), "delete")]
+        if tuple_text.startswith("old-key: "):
+            old, _, new = tuple_text[len("old-key: "):].partition(" new-tuple: ")
+            old_key, new_key = self._decoded_key(meta, old), self._decoded_key(meta, new)
+            return [(new_key, "update")] if old_key == new_key else [(old_key, "delete"), (new_key, "update")]
+        return [(self._decoded_key(meta, tuple_text), "update")]
+
+    def _decoded_key(self, meta: TableMeta, tuple_text: str) -> tuple:
+        values = decoded_columns(tuple_text)
+        missing = [name for name in meta.key if name not in values]
+        if missing:
+            raise EtlError(
+                f"PostgreSQL source {self.name!r}, table {meta.name!r}: decoded changes do not carry key"
+                f" column(s) {', '.join(missing)} (the table's replica identity does not hold them)",
+                hint="ALTER TABLE ... REPLICA IDENTITY USING INDEX <unique index on the key> (or FULL)",
+            )
+        return tuple(values[name] for name in meta.key)
+
+    def _logical_batch(
+        self, connection: Any, meta: TableMeta, fields: Sequence[str] | None, pending: dict[tuple, str],
+        resume_after: dict, at: str | None,
+    ) -> Batch:
+        """Records of the keys not deleted last, read as they are now; key records of the others and
+        of those gone since or outside `where:`."""
+        states = {tuple(record.values()): state for record, state in
+                  zip(self._canonical_keys(connection, meta, list(pending)), pending.values(), strict=True)}
+        where = self.config.tables[meta.name].where
+        plan = self.read_plan(meta, fields, [f"CASE WHEN ({where}) THEN 1 ELSE 0 END" if where else "1"])
+        alive = [key for key, state in pending.items() if state != "delete"]
+        rows = []
+        if alive:
+            columns = ", ".join(self.quote(name) for name in meta.key)
+            values, params = self._typed_keys(meta, alive)
+            rows = connection.execute(
+                f"SELECT {', '.join(plan.expressions)} FROM {self.qualified(meta)}"  # noqa: S608 - quoted names
+                f" WHERE ({columns}) IN (SELECT * FROM {values})",
+                params,
+            ).fetchall()
+        kept_at = plan.extra_positions[0]
+        kept_rows = [row for row in rows if row[kept_at]]
+        batch = self.to_batch(meta, plan, kept_rows) if kept_rows else Batch([], None)
+        key_at = [plan.names.index(name) for name in meta.key]
+        found = self.key_records(meta, [tuple(row[i] for i in key_at) for row in rows])
+        kept = {tuple(key.values()) for key, row in zip(found, rows, strict=True) if row[kept_at]}
+        batch.deletes = [dict(zip(meta.key, key, strict=True)) for key in states if key not in kept]
+        inserts = sum(1 for key in kept if states.get(key) == "insert")
+        kinds = {"insert": inserts, "update": len(kept) - inserts, "delete": len(batch.deletes)}
+        batch.kinds = {kind: count for kind, count in kinds.items() if count}
+        batch.resume_after = resume_after
+        batch.at = at
+        return batch
+
+    def _typed_keys(self, meta: TableMeta, keys: list[tuple]) -> tuple[str, list]:
+        """Keys as test_decoding prints them -> a derived table of the key columns' own types (the
+        server parses its own text: exact for every type)."""
+        casts = ", ".join(
+            f"CAST(v.k{index} AS {sql.Identifier(meta.column(name).type.lower()).as_string(None)})"
+            f" AS {self.quote(name)}"
+            for index, name in enumerate(meta.key)
+        )
+        rows = ", ".join("(" + ", ".join(["%s::text"] * len(meta.key)) + ")" for _ in keys)
+        names = ", ".join(f"k{index}" for index in range(len(meta.key)))
+        return f"(SELECT {casts} FROM (VALUES {rows}) AS v({names})) AS k", [v for key in keys for v in key]
+
+    def _canonical_keys(self, connection: Any, meta: TableMeta, keys: list[tuple]) -> list[dict]:
+        """Keys as test_decoding prints them -> key records, as a read of the table would make them."""
+        values, params = self._typed_keys(meta, keys)
+        expressions = ", ".join(self.column_expression(meta.column(name)) for name in meta.key)
+        rows = connection.execute(f"SELECT {expressions} FROM {values}", params).fetchall()  # noqa: S608
+        return self.key_records(meta, rows)
+
+    def _watermark_type(self, meta: Any) -> str | None:
+        name = self.config.tables[meta.name].watermark or ""
+        return next((column.type for column in meta.columns if column.name.lower() == name.lower()), None)
+
     def close(self) -> None:
         if self._exporter is not None:
             self._exporter.close()
@@ -153,6 +418,13 @@ class PostgresSource(SqlSource):
             [schema],
         ).fetchall()
         return [row[0] for row in rows]
+
+    def all_tables(self, connection: Any) -> list[tuple[str, str, bool]]:
+        return connection.execute(
+            "SELECT table_schema, table_name, table_type = 'VIEW' FROM information_schema.tables"
+            " WHERE table_schema NOT IN ('pg_catalog', 'information_schema')"
+            " AND table_schema NOT LIKE 'pg\\_%'"
+        ).fetchall()
 
     def columns(self, connection: Any, schema: str, table: str) -> list[SqlColumn]:
         rows = connection.execute(
@@ -211,6 +483,44 @@ class PostgresSource(SqlSource):
 
     def holds_objects(self, column: SqlColumn) -> bool:
         return column.type.startswith("_")
+
+
+def decoded_columns(text: str) -> dict[str, str | None]:
+    """test_decoding's tuple text -> {column: value text} (None for null). Columns are
+    `name[type]:value`, separated by spaces: a name is quoted like an identifier when it needs to
+    be, a type ends at the first `]:`, a value is quoted with '' for a quote unless it is a bare
+    word (numbers, booleans, null, unchanged-toast-datum). PostgreSQL's contrib/test_decoding.c."""
+    columns: dict[str, str | None] = {}
+    position = 0
+    while position < len(text):
+        if text[position] == '"':
+            name, position = _quoted(text, position)
+        else:
+            end = text.index("[", position)
+            name, position = text[position:end], end
+        position = text.index("]:", position) + 2
+        value: str | None
+        if text.startswith("'", position):
+            value, position = _quoted(text, position)
+        else:
+            end = text.find(" ", position)
+            end = len(text) if end < 0 else end
+            value = None if text[position:end] == "null" else text[position:end]
+            position = end
+        columns[name] = value
+        position += 1  # the space between columns
+    return columns
+
+
+def _quoted(text: str, start: int) -> tuple[str, int]:
+    """The text quoted by the character at `start` (doubled inside), and where it ends."""
+    quote = text[start]
+    end = start + 1
+    while True:
+        end = text.index(quote, end)
+        if not text.startswith(quote * 2, end):
+            return text[start + 1 : end].replace(quote * 2, quote), end + 1
+        end += 2
 
 
 def _settings(dsn: str) -> dict[str, Any]:

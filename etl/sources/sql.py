@@ -9,6 +9,7 @@ text taken from the user is a table's `where:` filter, which the job file's auth
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 from collections import Counter
@@ -18,13 +19,21 @@ from decimal import Decimal
 from operator import itemgetter
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from etl.errors import ConnectionFailed, EtlError, did_you_mean
 from etl.records import Batch, Json, Partition, Reject
 from etl.redact import RedactedRepr
-from etl.settings_types import Integer
-from etl.sources.base import BatchLimits, Catalogue, SourceTable
+from etl.settings_types import Integer, described
+from etl.sources.base import (
+    MAX_PARTITIONS,
+    BatchLimits,
+    Catalogue,
+    ChangeCapture,
+    SourceTable,
+    TableName,
+    TableSelection,
+)
 from etl.sources.rowrecords import RecordMaker, record_maker
 from etl.sources.sqltypes import (
     Converter,
@@ -38,6 +47,12 @@ from etl.sources.sqltypes import (
 
 log = logging.getLogger(__name__)
 
+MARK_METHODS = frozenset({"watermark", "rowversion", "scn"})
+"""Change methods that read the rows whose change mark (a column, rowversion or ORA_ROWSCN) is at or
+after a stored value; the others read the engine's own record of changes (`log_changes`)."""
+DEFAULT_OVERLAP_SECONDS = 600
+"""`overlap:` of a date/time watermark when the job does not set it (docs/relational.md)."""
+
 
 class SqlTable(SourceTable):
     """Options for one table of a relational source."""
@@ -48,12 +63,52 @@ class SqlTable(SourceTable):
     """Columns that identify a row, in order; default: the primary key, else a NOT NULL unique index."""
     where: str | None = None
     """A filter in the source's own SQL dialect, ANDed to every query (written by the job's author)."""
+    changes: str | None = None
+    """How incremental runs find changes (docs/relational.md): `watermark` on every engine, PostgreSQL
+    `logical`, SQL Server `rowversion` / `change_tracking`, Oracle `scn`; each engine's table options
+    narrow it to its own methods. Default: `watermark` when `watermark:` is set, else none (an
+    incremental run reads the whole table again)."""
     watermark: str | None = None
-    """A column that grows on every change (or ORA_ROWSCN / a rowversion) for differential runs."""
+    """The column `changes: watermark` reads (grows on every change: `updated_at`); with
+    `changes: rowversion`, the rowversion column (default: the table's one)."""
+    overlap: float | None = Field(default=None, ge=0)
+    """`changes: watermark`: how far before the stored watermark each incremental read starts, in
+    seconds for date/time columns (default 600), in the column's own units for numbers (default 0)."""
     since: Json = None
-    """Read only rows whose watermark is greater than this (a value `high_watermark` returned)."""
+    """No longer read: refused with a hint (an incremental run keeps its own position)."""
     schema_: str | None = Field(default=None, alias="schema")
     """Schema (owner) of the table; default: the part before the first dot, else the user's default."""
+
+    @field_validator("since", mode="before")
+    @classmethod
+    def _refuse_since(cls, value: Any) -> Any:
+        raise described(
+            "`since:` is no longer read: a full read of a slice was validated against the whole target;"
+            " catch up with an incremental run instead: python -m etl.run job.yaml --incremental"
+            " (set `changes:`/`watermark:` on the table, docs/relational.md)"
+        )
+
+    @model_validator(mode="after")
+    def _method_needs(self) -> SqlTable:
+        if self.changes is None and self.watermark is not None:
+            self.changes = "watermark"
+        if self.changes == "watermark" and self.watermark is None:
+            raise described("`changes: watermark` needs `watermark:`, the column that grows on every change")
+        if self.overlap is not None and self.changes != "watermark":
+            raise described("`overlap:` is a setting of `changes: watermark` only")
+        return self
+
+
+class DmsTableMapping(BaseModel):
+    """An AWS DMS table-mapping document used as the mappings of this source (docs/mapping.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mapping: str
+    """The DMS JSON document, relative to the job file."""
+    target: str
+    """The DynamoDB target of the job its object-mapping rules write."""
+    partitions: Integer = Field(default=1, ge=1, le=MAX_PARTITIONS)
 
 
 class SqlSourceConfig(RedactedRepr, BaseModel):
@@ -61,11 +116,27 @@ class SqlSourceConfig(RedactedRepr, BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    tables: dict[str, SqlTable]
+    tables: dict[str, SqlTable] = {}
+    select: list[TableSelection] = []
+    """Tables picked by patterns when the job starts; a table also under `tables` keeps its own entry."""
+    dms: DmsTableMapping | None = None
+    """Tables picked and mapped by an AWS DMS table-mapping document when the job starts."""
     consistent: bool = True
     """Read every partition of the run at one point in time (snapshot / SCN) where the engine can."""
     page_rows: Integer = Field(default=100_000, ge=1)
     """Rows per keyset page: a query reads at most this many; the next starts after its last key."""
+
+    def add_table(self, name: str, mapping: str, partitions: int) -> SqlTable:
+        """Add a table picked when the job starts (by `select` or `dms`) and return its entry."""
+        self.tables[name] = SqlTable(mapping=mapping, partitions=partitions)
+        return self.tables[name]
+
+    @model_validator(mode="after")
+    def _some_tables(self) -> SqlSourceConfig:
+        if "tables" not in self.model_fields_set and not self.select and self.dms is None:
+            raise ValueError("name the tables to read: `tables`, `select` (patterns) or `dms` "
+                             "(a DMS document)")
+        return self
 
 
 @dataclass(frozen=True)
@@ -112,6 +183,8 @@ class ReadPlan:
     converters: list[Converter | None]
     key_positions: list[int]
     fixed_width: int
+    extra_positions: list[int] = field(default_factory=list)
+    """Where the `extra` expressions of `SqlSource.read_plan` sit in a row (after the record's)."""
     measured: list[int] = field(default_factory=list)
     """Positions of unbounded columns whose size is measured per row (str/bytes: their len)."""
     measured_objects: list[int] = field(default_factory=list)
@@ -129,6 +202,24 @@ class ReadPlan:
     def fields(self, positions: list[int]) -> list[int] | list[str]:
         """How to index a driver row for these positions: the position, or the name (`by_name`)."""
         return [self.names[position] for position in positions] if self.by_name else positions
+
+
+@dataclass(frozen=True)
+class MarkScan:
+    """One `changes` read of a mark method, planned before the read's own transaction begins."""
+
+    mark: str
+    """SQL of the mark: the watermark column, the rowversion column, ORA_ROWSCN."""
+    low: Any
+    """Rows with mark >= low are read (None: every row)."""
+    high: Any = None
+    """Only rows with mark < high are read (SQL Server's MIN_ACTIVE_ROWVERSION()); None: no bound."""
+    at: Json = None
+    """Where the read happens (`from_clause`/`begin_read`: Oracle's SCN)."""
+    cap: Any = None
+    """A position stored by this read never passes it (the start of the oldest transaction in progress)."""
+    final: Any = None
+    """The position once every row is read; None: the highest mark read, capped by `cap`."""
 
 
 class Params:
@@ -152,6 +243,8 @@ class SqlSource:
     """Whether `(a, b) > (x, y)` is valid SQL; otherwise it is expanded."""
     integer_types: ClassVar[frozenset[str]] = frozenset()
     """Type names whose key ranges are split arithmetically (min/max) instead of by quantiles."""
+    number_types: ClassVar[frozenset[str]] = frozenset()
+    """Other type names whose values are numbers (decimals, floats), as the catalogue spells them."""
     pseudo_columns: ClassVar[frozenset[str]] = frozenset()
     """Names accepted as `watermark:` without being table columns (ORA_ROWSCN)."""
     records_by_driver: ClassVar[bool] = False
@@ -274,11 +367,16 @@ class SqlSource:
         """A few table names that do exist, for the message when a configured one does not."""
         return []
 
+    def all_tables(self, connection: Any) -> list[tuple[str, str, bool]]:
+        """(schema, table, is a view) of every table and view outside the system schemas."""
+        raise NotImplementedError
+
     # --- the Source protocol --------------------------------------------------------------
 
     def check(self) -> None:
         for table in self.config.tables:
             self.describe(table)
+            self.change_capture(table)  # a `changes:` method the table cannot have stops here
 
     def plan(self, table: str, partitions: int) -> list[Partition]:
         meta = self.describe(table)
@@ -308,32 +406,20 @@ class SqlSource:
         meta = self.describe(partition.table)
         plan = self.read_plan(meta, fields)
         after = decode_key(resume_after) if resume_after is not None else None
-        rows_per_batch = self._rows_per_batch(plan)
         page_rows = self.config.page_rows
-        fetch_rows = min(rows_per_batch, page_rows)
         lower = partition.lower or {}
         connection = self.connect()
         try:
             self.begin_read(connection, lower.get("at"))
-            while True:
-                sql, params = self.page_query(meta, plan, partition, after, page_rows)
-                cursor = self.open_cursor(connection, fetch_rows)
-                try:
-                    if plan.by_name:
-                        self.records_cursor(cursor, plan.make_record)
-                    key_fields = plan.fields(plan.key_positions)
-                    self.execute(cursor, sql, params)
-                    seen = 0
-                    while rows := cursor.fetchmany(fetch_rows):
-                        seen += len(rows)
-                        # Before the batches go out: their records may be the rows themselves.
-                        after = tuple(rows[-1][index] for index in key_fields)
-                        for chunk in self._split_by_bytes(rows, plan, rows_per_batch):
-                            yield self.to_batch(meta, plan, chunk)
-                finally:
-                    cursor.close()
-                if seen < page_rows:
-                    return
+            pages = self._pages(
+                connection,
+                plan,
+                lambda last: self.page_query(meta, plan, partition, last, page_rows),
+                plan.fields(plan.key_positions),
+                after,
+            )
+            for chunk in pages:
+                yield self.to_batch(meta, plan, chunk)
         finally:
             connection.close()
 
@@ -345,6 +431,37 @@ class SqlSource:
         return tuple(  # type: ignore[return-value]
             None if bound is None else _key_text([first], decode_key(bound)[:1])
             for bound in (lower, partition.upper))
+
+    def _pages(
+        self,
+        connection: Any,
+        plan: ReadPlan,
+        page: Callable[[tuple | None], tuple[str, Params]],
+        order: list[int] | list[str],
+        after: tuple | None,
+    ) -> Iterator[list]:
+        """Chunks of driver rows (one batch each) of keyset pages: `page(after)` is the query of the
+        rows after `after` (the values at `order` of the previous page's last row), in that order."""
+        rows_per_batch = self._rows_per_batch(plan)
+        page_rows = self.config.page_rows
+        fetch_rows = min(rows_per_batch, page_rows)
+        while True:
+            sql, params = page(after)
+            cursor = self.open_cursor(connection, fetch_rows)
+            try:
+                if plan.by_name:
+                    self.records_cursor(cursor, plan.make_record)
+                self.execute(cursor, sql, params)
+                seen = 0
+                while rows := cursor.fetchmany(fetch_rows):
+                    seen += len(rows)
+                    # Before the batches go out: their records may be the rows themselves.
+                    after = tuple(rows[-1][index] for index in order)
+                    yield from self._split_by_bytes(rows, plan, rows_per_batch)
+            finally:
+                cursor.close()
+            if seen < page_rows:
+                return
 
     def key_text(self, table: str, record: dict) -> str:
         # Called once per record: skip the catalog lock once the table is described, and the
@@ -396,8 +513,18 @@ class SqlSource:
         """The table's columns as the catalogue lists them (records carry exactly these names)."""
         meta = self.describe(table)
         where = f"{meta.schema}.{meta.table}" if meta.schema else meta.table
+        numbers = frozenset(column.name for column in meta.columns
+                            if self.is_integer(column) or column.type in self.number_types)
         return Catalogue(tuple(column.name for column in meta.columns),
-                         f"{self.engine} table {where} of source {self.name!r}", self.names_column)
+                         f"{self.engine} table {where} of source {self.name!r}", self.names_column,
+                         numbers, meta.key)
+
+    def table_names(self) -> list[TableName]:
+        """Every table and view this user can read outside the system schemas, sorted: what table
+        patterns and AWS DMS selection rules are matched against."""
+        with self._catalog_lock:
+            found = self.all_tables(self._metadata_connection())
+        return sorted(TableName(str(schema), str(table), bool(view)) for schema, table, view in found)
 
     def sample(self, table: str, n: int) -> list[dict]:
         records: list[dict] = []
@@ -412,32 +539,275 @@ class SqlSource:
             self._meta_connection.close()
             self._meta_connection = None
 
-    # --- differential extraction ------------------------------------------------------------
+    # --- incremental runs (ChangeSource, etl/sources/base.py) -------------------------------
 
-    def high_watermark(self, table: str) -> Json:
-        """The largest watermark (tagged JSON), at the run's SCN/snapshot where there is one.
-
-        Take it when the run starts and give it as `since:` to the next run: rows that change
-        while this run reads are read again next time (sinks are idempotent), none are missed.
-        """
+    def change_capture(self, table: str) -> ChangeCapture | None:
         meta = self.describe(table)
+        method = self.config.tables[table].changes
+        return None if method is None else self.capture(meta, method)
+
+    def capture(self, meta: TableMeta, method: str) -> ChangeCapture:
+        """How `method` finds changes of `meta`; engines add their own methods."""
+        if method != "watermark":
+            raise EtlError(
+                f"{self.engine} source {self.name!r}, table {meta.name!r}: `changes: {method}` is not"
+                f" a method of {self.engine}",
+                hint="use `changes: watermark` with `watermark: <column that grows on every change>`",
+            )
+        options = self.config.tables[meta.name]
+        overlap = self._overlap(meta)
+        unit = " s" if self._time_mark(meta) else ""
+        # The name is stored with the position (a new name asks for a full refresh): only settings.
+        return ChangeCapture(f"watermark {options.watermark} (overlap {overlap}{unit})", deletes=False)
+
+    def change_position(self, table: str) -> Json:
+        meta = self.describe(table)
+        method = self._method(meta)
+        if method not in MARK_METHODS:
+            return self.log_position(meta, method)
         with self._catalog_lock:
-            at = self._point(self._metadata_connection())
-            return self._high_watermark(self.planning_connection(), meta, at)
+            connection = self._metadata_connection()
+            start = self.mark_start(connection, meta, method)
+            if method == "watermark":
+                cap = self.transactions_start(connection, meta)  # before the MAX: see _capped
+                ((high,),) = self._query(
+                    connection, self.aggregate_sql(f"MAX({self._watermark_sql(meta)})", meta, None, []),
+                    Params(self.placeholder),
+                )
+                start = _capped(high, cap)
+        return {"method": method, "from": None if start is None else encode_value(start)}
 
-    def keys(self, table: str) -> Iterator[tuple]:
-        """Every key at the source, in key order, as canonical values."""
+    def changes(
+        self, table: str, position: Json, *, fields: Sequence[str] | None = None, wait_ms: int = 0
+    ) -> Iterator[Batch]:
         meta = self.describe(table)
-        for batch in self.read(Partition(self.name, table, 0, 1), fields=()):
-            for record in batch.records:
-                yield tuple(record[name] for name in meta.key)
+        method = self._method(meta)
+        if not isinstance(position, dict) or position.get("method") != method:
+            made = position.get("method") if isinstance(position, dict) else None
+            raise EtlError(
+                f"{self.engine} source {self.name!r}, table {meta.name!r}: the stored change position was"
+                f" made by `changes: {made}`, the table now says `changes: {method}`",
+                hint="run a full load again (without --incremental) to start from a new position",
+            )
+        if method in MARK_METHODS:
+            return self._mark_changes(meta, method, position, fields)
+        return self.log_changes(meta, method, position, fields, wait_ms)
 
-    def deleted_keys(self, table: str, target_keys: Iterable[Sequence]) -> list[tuple]:
-        """Keys present in `target_keys` but no longer at the source: deletes to apply to the target."""
-        remaining = {tuple(key) for key in target_keys}
-        for key in self.keys(table):
-            remaining.discard(key)
-        return list(remaining)
+    def key_of(self, table: str, record: dict) -> Json:
+        meta = self._metas.get(table) or self.describe(table)
+        return encode_key([record[name] for name in meta.key])
+
+    def missing_keys(self, table: str, keys: Sequence[Json]) -> list[Json]:
+        """One query per 1,000 keys (fewer where the engine bounds parameters): the keys as a derived
+        table, each with its index, those with NOT EXISTS a row of that key that matches `where:`.
+        The keys come back as given, in the order given: nothing is converted on the way back."""
+        meta = self.describe(table)
+        options = self.config.tables[table]
+        width = len(meta.key)
+        per_query = max(1, min(1000, self.max_parameters // width))
+        names = [self.quote("etl_i"), *(self.quote(f"etl_k{i}") for i in range(width))]
+        alias = self.quote("etl_t")
+        match = " AND ".join(
+            f"{alias}.{self.quote(name)} = v.{names[index + 1]}" for index, name in enumerate(meta.key)
+        )
+        where = f"({options.where}) AND " if options.where else ""
+        missing: list[Json] = []
+        with self._catalog_lock:
+            connection = self._metadata_connection()
+            for start in range(0, len(keys), per_query):
+                chunk = keys[start : start + per_query]
+                params = Params(self.placeholder)
+                rows = [
+                    [str(index), *(params.add(self.key_parameter(meta.column(name), value))
+                                   for name, value in zip(meta.key, decode_key(key), strict=True))]
+                    for index, key in enumerate(chunk)
+                ]
+                sql = (
+                    f"SELECT v.{names[0]} FROM {self.values_table(rows, names)}"
+                    f" WHERE NOT EXISTS (SELECT 1 FROM {self.qualified(meta)} {alias} WHERE {where}{match})"
+                    f" ORDER BY 1"
+                )
+                missing.extend(chunk[int(index)] for (index,) in self._query(connection, sql, params))
+        return missing
+
+    # dialect: incremental runs
+
+    max_parameters: ClassVar[int] = 30_000
+    """Bound parameters one statement may carry (SQL Server: 2,100)."""
+
+    def values_table(self, rows: list[list[str]], names: list[str]) -> str:
+        """A derived table `v` of literal rows (SQL fragments) with columns `names`."""
+        values = ", ".join(f"({', '.join(row)})" for row in rows)
+        return f"(VALUES {values}) AS v({', '.join(names)})"
+
+    def key_parameter(self, column: SqlColumn, value: Any) -> Any:
+        """A canonical key value as the driver binds it for comparison with `column`."""
+        return value
+
+    def bounds_by_transactions(self, meta: TableMeta) -> bool:
+        """Whether `transactions_start` can bound a watermark of `meta` (PostgreSQL, date/time column)."""
+        return False
+
+    def transactions_start(self, connection: Any, meta: TableMeta) -> Any:
+        """A value of the watermark's type at or before the start of every transaction in progress
+        now and of this statement (so of every later one), or None where the engine cannot tell."""
+        return None
+
+    def mark_start(self, connection: Any, meta: TableMeta, method: str) -> Any:
+        """Where `change_position` starts a mark method other than `watermark` (rowversion, SCN)."""
+        return None
+
+    def mark_scan(self, connection: Any, meta: TableMeta, method: str, start: Any) -> MarkScan:
+        """The read of one `changes` call from `start`, planned before its transaction begins."""
+        assert method == "watermark"
+        mark = self._watermark_sql(meta)
+        return MarkScan(mark, self._minus_overlap(meta, start), cap=self.transactions_start(connection, meta))
+
+    def log_position(self, meta: TableMeta, method: str) -> Json:
+        """`change_position` of a method that reads the engine's log (logical decoding, change tracking)."""
+        raise NotImplementedError(method)
+
+    def log_changes(
+        self, meta: TableMeta, method: str, position: dict, fields: Sequence[str] | None, wait_ms: int
+    ) -> Iterator[Batch]:
+        raise NotImplementedError(method)
+
+    # shared by the mark methods
+
+    def _method(self, meta: TableMeta) -> str:
+        capture = self.change_capture(meta.name)
+        if capture is None:
+            raise EtlError(
+                f"{self.engine} source {self.name!r}, table {meta.name!r}: no `changes:` method is set",
+                hint="set `changes:` (and `watermark:`) on the table, see docs/relational.md",
+            )
+        return self.config.tables[meta.name].changes or ""
+
+    def _time_mark(self, meta: TableMeta) -> bool:
+        name = self.config.tables[meta.name].watermark or ""
+        column = next((c for c in meta.columns if c.name.lower() == name.lower()), None)
+        return column is not None and self.is_time(column)
+
+    def is_time(self, column: SqlColumn) -> bool:
+        """Whether the column holds dates or timestamps (its overlap is in seconds)."""
+        return "DATE" in column.type or "TIME" in column.type
+
+    def _overlap(self, meta: TableMeta) -> float:
+        overlap = self.config.tables[meta.name].overlap
+        if overlap is None:
+            return DEFAULT_OVERLAP_SECONDS if self._time_mark(meta) else 0
+        return int(overlap) if overlap == int(overlap) else overlap
+
+    def _minus_overlap(self, meta: TableMeta, start: Any) -> Any:
+        overlap = self._overlap(meta)
+        if start is None or not overlap:
+            return start
+        if isinstance(start, dt.date):
+            return start - dt.timedelta(seconds=overlap)
+        if isinstance(start, float):
+            return start - overlap
+        if isinstance(start, int) and isinstance(overlap, int):
+            return start - overlap
+        if isinstance(start, int | Decimal):
+            return Decimal(start) - Decimal(str(overlap))
+        raise EtlError(
+            f"{self.engine} source {self.name!r}, table {meta.name!r}: `overlap:` cannot be subtracted"
+            f" from a watermark of type {type(start).__name__}",
+            hint="remove `overlap:` or choose a date/time or number watermark column",
+        )
+
+    def _mark_changes(
+        self, meta: TableMeta, method: str, position: dict, fields: Sequence[str] | None
+    ) -> Iterator[Batch]:
+        """Rows whose mark is at or after the stored one, in (mark, key) order, in keyset pages; rows
+        that no longer match `where:` are deletes. Each batch stores where the next read must start."""
+        options = self.config.tables[meta.name]
+        start = decode_value(position.get("from"))
+        connection = self.connect()
+        try:
+            scan = self.mark_scan(connection, meta, method, start)
+            connection.commit()  # what mark_scan read stays before the snapshot the rows are read in
+            self.begin_read(connection, scan.at)
+            kept = f"CASE WHEN ({options.where}) THEN 1 ELSE 0 END" if options.where else "1"
+            plan = self.read_plan(meta, fields, [scan.mark, kept])
+            mark_at, kept_at = plan.extra_positions
+            order = [mark_at, *plan.key_positions]
+
+            def page(after: tuple | None) -> tuple[str, Params]:
+                params = Params(self.placeholder)
+                conditions = []
+                if scan.low is not None:
+                    conditions.append(f"{scan.mark} >= {params.add(self.mark_parameter(method, scan.low))}")
+                if scan.high is not None:
+                    conditions.append(f"{scan.mark} < {params.add(self.mark_parameter(method, scan.high))}")
+                if after is not None:
+                    columns = [scan.mark, *(self.quote(name) for name in meta.key)]
+                    conditions.append(self.after_condition(columns, after, params))
+                orders = ", ".join(str(position + 1) for position in order)
+                columns, from_ = ", ".join(plan.expressions), self.from_clause(meta, scan.at)
+                return self.select_sql(columns, from_, conditions, orders, self.config.page_rows), params
+
+            reached = start
+
+            def batches() -> Iterator[Batch]:
+                nonlocal reached
+                for chunk in self._pages(connection, plan, page, order, None):
+                    batch = self._change_batch(meta, plan, chunk, kept_at, mark_at, method)
+                    reached = _later(start, _capped(self.mark_value(method, chunk[-1][mark_at]), scan.cap))
+                    batch.resume_after = {"method": method, "from": encode_value(reached)}
+                    yield batch
+                if scan.final is None and reached == start:  # nothing past the start: the cap may move it on
+                    reached = _later(start, scan.cap)
+                for deleted in self.mark_deletes(connection, meta, method, start, scan):
+                    yield Batch([], {"method": method, "from": encode_value(reached)}, deletes=deleted,
+                                kinds={"delete": len(deleted)})
+
+            def final() -> Json:
+                end = scan.final if scan.final is not None else reached
+                return {"method": method, "from": None if end is None else encode_value(end)}
+
+            yield from last_at_final(batches(), final, position)
+        finally:
+            connection.close()
+
+    def mark_deletes(
+        self, connection: Any, meta: TableMeta, method: str, start: Any, scan: MarkScan
+    ) -> Iterator[list[dict]]:
+        """Key records of rows deleted since `start` (Oracle's flashback version query), in batches
+        of at most `limits.records`, read after the scan in its transaction; none by default."""
+        return iter(())
+
+    def key_records(self, meta: TableMeta, rows: Iterable[Sequence]) -> list[dict]:
+        """Raw key values as the driver returns them (in key order) -> key records of canonical values."""
+        converters = [self.converter(meta.column(name)) for name in meta.key]
+        return [
+            {
+                name: value if convert is None or value is None else convert(value)
+                for name, convert, value in zip(meta.key, converters, row, strict=True)
+            }
+            for row in rows
+        ]
+
+    def mark_parameter(self, method: str, value: Any) -> Any:
+        """A stored mark value as the driver binds it (a rowversion's 8 bytes)."""
+        return value
+
+    def mark_value(self, method: str, value: Any) -> Any:
+        """A mark as the driver returns it -> the value positions store (int for a rowversion)."""
+        return value
+
+    def _change_batch(
+        self, meta: TableMeta, plan: ReadPlan, rows: list, kept_at: int, mark_at: int, method: str
+    ) -> Batch:
+        kept = [row for row in rows if row[kept_at]]
+        batch = self.to_batch(meta, plan, kept) if kept else Batch([], None)
+        key_at = [plan.names.index(name) for name in meta.key]  # the record's key fields, converted below
+        batch.deletes = self.key_records(meta, [[row[i] for i in key_at] for row in rows if not row[kept_at]])
+        batch.kinds = {"upsert": len(kept)} | ({"delete": len(batch.deletes)} if batch.deletes else {})
+        last = self.mark_value(method, rows[-1][mark_at])
+        if isinstance(last, dt.datetime) and last.tzinfo is not None:
+            batch.at = last.astimezone(dt.UTC).isoformat()
+        return batch
 
     # --- introspection --------------------------------------------------------------------
 
@@ -539,7 +909,9 @@ class SqlSource:
 
     # --- SQL building ---------------------------------------------------------------------
 
-    def read_plan(self, meta: TableMeta, fields: Sequence[str] | None) -> ReadPlan:
+    def read_plan(self, meta: TableMeta, fields: Sequence[str] | None, extra: Sequence[str] = ()) -> ReadPlan:
+        """What to select for `fields` (None: every column) and the key; `extra` SQL expressions are
+        selected after them, raw, at `ReadPlan.extra_positions` (never part of the record)."""
         wanted = None if fields is None else {*fields, *meta.key}
         chosen = [c for c in meta.columns if wanted is None or c.name in wanted]
         names = [c.name for c in chosen]
@@ -556,6 +928,8 @@ class SqlSource:
                 expressions.append(self.quote(name))
                 position = len(expressions) - 1
             key_positions.append(position)
+        extra_positions = list(range(len(expressions), len(expressions) + len(extra)))
+        expressions.extend(extra)
         widths = [self.width(c) for c in chosen]
         converters = [self.converter(c) for c in chosen]
         return ReadPlan(
@@ -563,10 +937,12 @@ class SqlSource:
             expressions=expressions,
             converters=converters,
             key_positions=key_positions,
+            extra_positions=extra_positions,
             fixed_width=sum(width for width in widths if width is not None),
             measured=[i for i, w in enumerate(widths) if w is None and not self.holds_objects(chosen[i])],
             measured_objects=[i for i, w in enumerate(widths) if w is None and self.holds_objects(chosen[i])],
             by_name=self.records_by_driver
+            and not extra
             and len(expressions) == len(names)
             and all(converters[position] is None for position in key_positions),
         )
@@ -612,11 +988,7 @@ class SqlSource:
 
     def _filters(self, meta: TableMeta, params: Params) -> list[str]:
         options = self.config.tables[meta.name]
-        conditions = [f"({options.where})"] if options.where else []
-        if options.watermark and options.since is not None:
-            mark = self._watermark_sql(meta)
-            conditions.append(f"{mark} > {params.add(decode_value(options.since))}")
-        return conditions
+        return [f"({options.where})"] if options.where else []
 
     def _watermark_sql(self, meta: TableMeta) -> str:
         name = self.config.tables[meta.name].watermark or ""
@@ -646,13 +1018,6 @@ class SqlSource:
             return list(cursor.fetchall())
         finally:
             cursor.close()
-
-    def _high_watermark(self, connection: Any, meta: TableMeta, at: Json) -> Json:
-        params = Params(self.placeholder)
-        conditions = self._filters(meta, params)
-        sql = self.aggregate_sql(f"MAX({self._watermark_sql(meta)})", meta, at, conditions)
-        ((value,),) = self._query(connection, sql, params)
-        return None if value is None else encode_value(value)
 
     def aggregate_sql(self, expression: str, meta: TableMeta, at: Json, conditions: list[str]) -> str:
         where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
@@ -803,6 +1168,37 @@ class SqlSource:
             f"cannot connect to {self.engine} source {self.name!r} at {where}: {detail}",
             hint="check that the server is running and reachable, and the user name and password",
         )
+
+
+def last_at_final(batches: Iterator[Batch], final: Callable[[], Json], start: Json) -> Iterator[Batch]:
+    """`batches` of one `changes` call, each holding the position reached after it, except the last,
+    which holds `final()`: the position once every change is read. When there was no batch but the
+    position moved on, one empty batch carries it, so the next call starts there."""
+    held: Batch | None = None
+    for batch in batches:
+        if held is not None:
+            yield held
+        held = batch
+    end = final()
+    if held is not None:
+        held.resume_after = end
+        yield held
+    elif end != start:
+        yield Batch([], end)
+
+
+def _capped(value: Any, cap: Any) -> Any:
+    """The smaller of a mark read and the cap, either of which may be None (unknown)."""
+    if value is None or cap is None:
+        return cap if value is None else value
+    return min(value, cap)
+
+
+def _later(start: Any, mark: Any) -> Any:
+    """A position never moves back: the later of the stored start and a new mark."""
+    if start is None or mark is None:
+        return mark if start is None else start
+    return max(start, mark)
 
 
 def _column_bytes(rows: list, value: Callable[[Any], Any]) -> int:

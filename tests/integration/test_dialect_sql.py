@@ -28,14 +28,17 @@ pytestmark = pytest.mark.integration
 class TranspilingCursor:
     """A DB-API cursor that accepts Oracle/T-SQL text, parses it with sqlglot and runs it on PostgreSQL."""
 
-    def __init__(self, cursor: psycopg.Cursor, dialect: str, log: list[str]) -> None:
+    def __init__(self, cursor: psycopg.Cursor, dialect: str, log: list[str], rewrite=None) -> None:
         self._cursor = cursor
         self._dialect = dialect
         self._log = log
+        self._rewrite = rewrite
         self.arraysize = 100
         self.prefetchrows = 2
 
     def execute(self, sql: str, params=None, **driver_options) -> None:
+        if self._rewrite is not None:  # engine-only clauses sqlglot cannot parse (see its caller)
+            sql = self._rewrite(sql)
         tree = sqlglot.parse_one(sql, read=self._dialect)  # raises on SQL the dialect does not accept
         self._log.append(sql)
         self._cursor.execute(tree.sql(dialect="postgres"), params or None)
@@ -51,13 +54,25 @@ class TranspilingCursor:
 
 
 class TranspilingConnection:
-    def __init__(self, dsn: str, dialect: str, log: list[str]) -> None:
+    def __init__(self, dsn: str, dialect: str, log: list[str], rewrite=None) -> None:
         self.raw = psycopg.connect(dsn, options="-c TimeZone=UTC")
         self._dialect = dialect
         self._log = log
+        self._rewrite = rewrite
 
     def cursor(self) -> TranspilingCursor:
-        return TranspilingCursor(self.raw.cursor(), self._dialect, self._log)
+        return TranspilingCursor(self.raw.cursor(), self._dialect, self._log, self._rewrite)
+
+    def commit(self) -> None:
+        self.raw.commit()
+
+    @property
+    def autocommit(self) -> bool:
+        return self.raw.autocommit
+
+    @autocommit.setter
+    def autocommit(self, value: bool) -> None:
+        self.raw.autocommit = value
 
     def execute(self, sql: str) -> None:
         self.cursor().execute(sql)
@@ -82,13 +97,14 @@ MSSQL_TYPES = {
 }
 
 
-def on_postgres(source_class, types: dict, dialect: str, dsn: str, log: list[str]):
-    """`source_class` with its connection transpiling to PostgreSQL and its catalog read from there."""
+def on_postgres(source_class, types: dict, dialect: str, dsn: str, log: list[str], rewrite=None):
+    """`source_class` with its connection transpiling to PostgreSQL and its catalog read from there;
+    `rewrite(sql)` replaces clauses sqlglot cannot parse before the rest is parsed and run."""
     catalog = PostgresSource("catalog", PostgresConfig(type="postgres", dsn=dsn, tables={}), BatchLimits())
 
     class OnPostgres(source_class):
         def connect(self):
-            return TranspilingConnection(dsn, dialect, log)
+            return TranspilingConnection(dsn, dialect, log, rewrite)
 
         def find_tables(self, connection, schema, table):
             return catalog.find_tables(connection.raw, schema, table)

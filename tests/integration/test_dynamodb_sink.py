@@ -1,12 +1,13 @@
 """The DynamoDB sink against DynamoDB Local: exact round trips, rejects with reasons, tables from specs."""
 
+import dataclasses
 import datetime as dt
 from decimal import Decimal
 
 import pytest
 
 from etl.errors import EtlError
-from etl.records import Column, TableSpec
+from etl.records import Column, TableSpec, WriteCondition
 from etl.sinks import dynamodb
 from etl.sinks.base import TableRows
 from tests.conftest import DYNAMODB_ENDPOINT
@@ -138,6 +139,30 @@ def test_insert_only_accepts_replays_and_rejects_changes(dynamodb_table_prefix):
         ("_id=3", "an item with this key already exists and differs (insert_only)")]
     kept = by_key(sink.read_back(spec(table)))[("CUSTOMER#1", "INVOICE#2009-01-04#3")]
     assert kept["total"] == Decimal("0.03")
+    sink.close()
+
+
+def test_a_table_condition_accepts_replays_and_rejects_what_it_refuses(dynamodb_table_prefix):
+    table = f"{dynamodb_table_prefix}_cond"
+    condition = WriteCondition("attribute_not_exists(#t) or #t < :total", (("#t", "total"),), (":total",))
+    guarded = dataclasses.replace(spec(table), condition=condition)
+    sink = open_sink()
+    sink.prepare([guarded])
+    rows = [{**invoice(1, n), ":total": Decimal(n) / 100} for n in range(3)]
+    assert sink.write(batch(table, rows)).loaded == {table: 3}
+    replay = sink.write(batch(table, rows))  # the condition fails, but the items there are these
+    assert replay.loaded == {table: 3} and replay.rejects == []
+    higher = invoice(1, 1, total=Decimal("9.00"))
+    lower = invoice(1, 2, total=Decimal("0.01"))
+    result = sink.write(batch(table, [{**higher, ":total": Decimal("9.00")},
+                                      {**lower, ":total": Decimal("0.01")}]))
+    assert result.loaded == {table: 1}
+    assert [(r.source_key, r.reason) for r in result.rejects] == [
+        ("_id=2", "the table's condition-expression `attribute_not_exists(#t) or #t < :total` refused the "
+                  "write and the item there differs")]
+    back = by_key(sink.read_back(guarded, consistent=True))
+    assert back[("CUSTOMER#1", "INVOICE#2009-01-02#1")] == higher  # no `:total` attribute was stored
+    assert back[("CUSTOMER#1", "INVOICE#2009-01-03#2")]["total"] == Decimal("0.02")
     sink.close()
 
 

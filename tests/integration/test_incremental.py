@@ -120,6 +120,12 @@ def test_rounds_of_changes_applied_with_deletes_into_both_targets(tmp_path, mong
         len(originals[1]["visits"]) + len(originals[3]["visits"]) + 2 + len(originals[4]["visits"]))
     assert all(check["ok"] for check in report["validation"])
 
+    # a plain run restates the proof and says how to catch up
+    plain = run_cli(job)
+    assert plain.returncode == 0 and "nothing to do" in plain.stdout
+    assert "changes made at the sources since then are applied by `python -m etl.run" in plain.stdout
+    assert "--incremental`" in plain.stdout
+
     # round 2: nothing changed: nothing applied, still proven
     second = run_cli(job, "--incremental")
     assert second.returncode == 0, second.stdout + second.stderr

@@ -111,13 +111,16 @@ def test_verify_restore_plans_breaks_and_localises_the_changed_row(tmp_path, mon
 
     assert "diff-tue" in shown["history"] and "full-sun" in shown["history"]
     assert shown["plan"] == ("1. full         full-sun\n2. differential diff-tue\n3. log          log-0400\n"
-                             "4. log          log-0500\n")
+                             "4. log          log-0500\nnot used (3):\n"
+                             "  log-0200: superseded by diff-tue, which already reaches 37000000036000001\n"
+                             "  diff-mon: superseded by diff-tue\n"
+                             "  log-0300: superseded by diff-tue, which already reaches 37000000036000001\n")
     assert shown["broken-base"].startswith(
-        "BrokenChain: sqlserver: differential diff-mon is based on full backup_set_uuid "
+        "BrokenChain: mssql: differential diff-mon is based on full backup_set_uuid "
         "11111111-1111-4111-8111-000000000009 at checkpoint_lsn 37000000021500001, "
         "which is not in the history")
     assert shown["broken-gap"].startswith(
-        "PositionGap: sqlserver: gap between log-0200 (ends at 37000000020000001) and log-0400 "
+        "PositionGap: mssql: gap between log-0200 (ends at 37000000020000001) and log-0400 "
         "(starts at 37000000030000001)")
     assert re.fullmatch(r"manifest at LSN [0-9A-F]+/[0-9A-F]+: 1000 rows in 4 segments, saved to "
                         r"patients-manifest.json\n", shown["pg-source"])

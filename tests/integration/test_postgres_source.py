@@ -270,33 +270,6 @@ def test_keys_unique_index_and_errors(pg_database):
         source.close()
 
 
-def test_watermark_and_deleted_keys(pg_database):
-    with psycopg.connect(pg_database, autocommit=True) as connection:
-        connection.execute("CREATE TABLE visit (id int PRIMARY KEY, changed timestamp NOT NULL)")
-        connection.execute(
-            "INSERT INTO visit SELECT i, timestamp '2024-01-01' + i * interval '1 hour'"
-            " FROM generate_series(1, 50) i"
-        )
-    full = source_for(pg_database, {"visit": {"watermark": "changed"}})
-    try:
-        assert len(read_partitions(full, full.plan("visit", 3))) == 50
-        mark = full.high_watermark("visit")
-        assert mark == {"$datetime": "2024-01-03T02:00:00"}
-        assert sorted(full.deleted_keys("visit", [(1,), (49,), (51,), (70,)])) == [(51,), (70,)]
-    finally:
-        full.close()
-    with psycopg.connect(pg_database, autocommit=True) as connection:
-        connection.execute("UPDATE visit SET changed = timestamp '2024-02-01' WHERE id IN (3, 40)")
-        connection.execute("INSERT INTO visit VALUES (51, timestamp '2024-02-02')")
-    changes = source_for(pg_database, {"visit": {"watermark": "changed", "since": mark}})
-    try:
-        plan = changes.plan("visit", 2)
-        assert changes.high_watermark("visit") == {"$datetime": "2024-02-02T00:00:00"}
-        assert sorted(r["id"] for r in read_partitions(changes, plan)) == [3, 40, 51]
-    finally:
-        changes.close()
-
-
 def test_connection_errors_name_the_server_not_the_password(pg_database):
     wrong_user = source_for(pg_database.replace("user=postgres", "user=nobody_here password=Secret-77"), {})
     with pytest.raises(ConnectionFailed) as failure:

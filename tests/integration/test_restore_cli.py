@@ -234,14 +234,14 @@ restore:
     planned = run_cli(job, "--restore-plan", "--point", history["lsn"][2])
     assert planned.returncode == 0, planned.stdout + planned.stderr
     lines = planned.stdout.splitlines()
-    assert lines[0].startswith(f"restore plan for postgresql to {history['lsn'][2]}: 2 backups, reaching ")
+    assert lines[0].startswith(f"restore plan for postgres to {history['lsn'][2]}: 2 backups, reaching ")
     assert lines[1] == "  1. full         base"
     assert lines[2].startswith("  2. log          WAL 000000010000000000000001..")
     beyond = run_cli(job, "--restore-plan", "--point", "0/9000000")
     assert beyond.returncode == 3
     assert beyond.stdout == ""
     wal, reached = lines[2].split("WAL ", 1)[1], lines[0].rsplit(" ", 1)[1]
-    assert beyond.stderr == (f"error: postgresql: nothing after WAL {wal} (ends at {reached}) "
+    assert beyond.stderr == (f"error: postgres: nothing after WAL {wal} (ends at {reached}) "
                              "reaches 0/9000000\n"
                              "  hint: take or add a later log backup, or choose an earlier restore point\n")
 

@@ -22,6 +22,7 @@ MAPPING = """\
 version: 1
 source:
   key: [invoice_line_id]
+  ignore: [invoice_id]
 targets:
   pg: postgres
 outputs:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import json
 import shutil
+from datetime import datetime
 from pathlib import Path
 
 import bson
@@ -18,7 +19,7 @@ from hypothesis import strategies as st
 from etl.checksum.manifest import Manifest, ManifestError, ManifestFileError
 from etl.errors import EtlError
 from etl.restore import mongo, oracle, postgres, sqlserver
-from etl.restore.chain import ChainError
+from etl.restore.chain import ChainError, UnreadableInput
 from tests.unit.test_restore_postgres import write_backup
 from tests.unit.test_restore_verify import FULL
 
@@ -63,7 +64,8 @@ def names_file(call, path):
     try:
         call()
     except EtlError as error:
-        if type(error) in (ChainError, EtlError, ManifestError, ManifestFileError, postgres.BackupDamaged):
+        if type(error) in (ChainError, EtlError, ManifestError, ManifestFileError, postgres.BackupDamaged,
+                           UnreadableInput, postgres.MalformedManifest):
             assert str(path) in str(error), str(error)
         return error
     return None
@@ -89,6 +91,22 @@ def test_sqlserver_headeronly_csv_damage(tmp_path_factory, data):
     path = tmp_path_factory.mktemp("h") / "headeronly.csv"
     path.write_bytes(data)
     names_file(lambda: sqlserver.load_history(path).plan(), path)
+
+
+DBATOOLS = (FIXTURES / "sqlserver" / "dbatools.json").read_bytes()
+MSDB_TEXT = (FIXTURES / "sqlserver" / "msdb_text.csv").read_bytes()
+FORKS = json.loads((FIXTURES / "sqlserver" / "forks.json").read_text())
+
+
+@SETTINGS
+@given(data=st.one_of(damage(DBATOOLS), damage(MSDB_TEXT), edit_json(FORKS),
+                      edit_json(json.loads(DBATOOLS.decode("utf-16")))),
+       target=st.sampled_from([None, 37000000025000001, datetime(2026, 11, 3, 12)]))
+def test_sqlserver_exports_damage(tmp_path_factory, data, target):
+    """dbatools UTF-16 JSON, msdb CSV with text types and US dates, histories with forks."""
+    path = tmp_path_factory.mktemp("h") / ("history.csv" if data[:4] == MSDB_TEXT[:4] else "history.json")
+    path.write_bytes(data)
+    names_file(lambda: sqlserver.load_history(path).plan(target), path)
 
 
 @pytest.mark.parametrize(("data", "message"), [
@@ -194,14 +212,15 @@ def test_postgres_manifest_fields(tmp_path_factory, choice, verify):
 
 @pytest.mark.parametrize(("field", "value", "message"), [
     ("PostgreSQL-Backup-Manifest-Version", None,
-     "PostgreSQL-Backup-Manifest-Version None is not a whole number"),
+     "PostgreSQL-Backup-Manifest-Version: manifest version not an integer: null"),
     ("PostgreSQL-Backup-Manifest-Version", float("inf"),
-     "PostgreSQL-Backup-Manifest-Version inf is not a whole number"),
-    ("System-Identifier", [], "System-Identifier [] is not a whole number"),
-    ("Files", "x", "Files is str, not a list"),
-    ("Files", None, "Files is NoneType, not a list"),
-    ("WAL-Ranges", [{"Timeline": 1, "Start-LSN": None, "End-LSN": "0/1"}], "None is not a PostgreSQL LSN"),
-    ("WAL-Ranges", [{}], "WAL-Ranges entry 1: needs Timeline, Start-LSN and End-LSN"),
+     "PostgreSQL-Backup-Manifest-Version: manifest version not an integer: Infinity"),
+    ("System-Identifier", [], "System-Identifier: manifest system identifier not an integer: array"),
+    ("Files", "x", "Files: unexpected scalar: Files must be an array"),
+    ("Files", None, "Files: unexpected scalar: Files must be an array"),
+    ("WAL-Ranges", [{"Timeline": 1, "Start-LSN": None, "End-LSN": "0/1"}],
+     "WAL-Ranges entry 1: could not parse start LSN: null"),
+    ("WAL-Ranges", [{}], "WAL-Ranges entry 1: missing timeline"),
 ])
 def test_postgres_manifest_pinned(tmp_path, field, value, message):
     folder = backup(tmp_path)
@@ -215,12 +234,12 @@ def test_postgres_manifest_pinned(tmp_path, field, value, message):
 
 
 @pytest.mark.parametrize(("entry", "message"), [
-    ({}, "Files entry 1: no Path, and no hex Encoded-Path of UTF-8 text"),
-    ({"Path": "base/1", "Size": "x"}, "Files entry 1: Size 'x' is not a whole number"),
-    ({"Path": "base/1"}, "Files entry 1 (base/1): no Size"),
-    ({"Path": [], "Size": 1}, "Files entry 1: Path [] is not a file name"),
+    ({}, "Files entry 1: missing path name"),
+    ({"Path": "base/1", "Size": "x"}, 'Files entry 1 (base/1): file size is not an integer: "x"'),
+    ({"Path": "base/1"}, "Files entry 1 (base/1): missing size"),
+    ({"Path": [], "Size": 1}, "Files entry 1: Path: unexpected array"),
     ({"Path": "base/1", "Size": 1, "Checksum-Algorithm": []},
-     "Files entry 1 (base/1): Checksum-Algorithm and Checksum must be text"),
+     "Files entry 1: Checksum-Algorithm: unexpected array"),
 ])
 def test_postgres_manifest_file_entry_pinned(tmp_path, entry, message):
     folder = backup(tmp_path)

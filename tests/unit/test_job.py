@@ -436,7 +436,7 @@ def test_literal_password_is_a_warning_naming_the_line(tmp_path, caplog):
     assert str(
         caught.value
     ) == f"{path}:8:5: sources.mongo.password: unknown key 'password'; valid keys: " + (
-        "type, uri, database, tables, server_selection_timeout_ms, tls, tls_ca_file, "
+        "type, uri, database, tables, select, server_selection_timeout_ms, tls, tls_ca_file, "
         "tls_certificate_key_file, tls_allow_invalid_hostnames"
     )
     warnings = [r.getMessage() for r in caplog.records]
@@ -488,3 +488,37 @@ def test_a_job_pickles_for_dask_and_its_secrets_stay_masked_in_the_receiving_pro
         [sys.executable, "-c", receiver], input=pickle.dumps(job), capture_output=True, timeout=60
     )
     assert result.stdout.decode().strip() == "pw ***", result.stderr.decode()
+
+
+RELATIONAL = """\
+version: 1
+name: erp
+sources:
+  erp:
+    type: postgres
+    dsn: "host=127.0.0.1 dbname=erp"
+{tables}targets:
+  dynamo: {type: dynamodb, endpoint_url: "http://127.0.0.1:8001", region: us-east-1}
+"""
+
+
+def test_a_relational_source_names_its_tables_by_list_pattern_or_dms_document(tmp_path):
+    assert problems(tmp_path, RELATIONAL.replace("{tables}", "")) == (
+        "job.yaml:5:5: sources.erp: name the tables to read: `tables`, `select` (patterns) or `dms` "
+        "(a DMS document)")
+    picked = ("    select: [{include: ['public.*'], exclude: [public.tmp_*],\n"
+              "              mapping: mappings/customers.yaml}]\n"
+              "    dms: {mapping: mappings/customers.yaml, target: dynamo}\n")
+    job = load_job(write(tmp_path, RELATIONAL.replace("{tables}", picked)), environ=ENV, secrets={})
+    config = job.sources["erp"]
+    assert (config.tables, config.select[0].include, config.select[0].exclude, config.select[0].partitions,
+            config.dms.target) == ({}, ["public.*"], ["public.tmp_*"], 1, "dynamo")
+
+
+def test_select_and_dms_mapping_files_must_exist(tmp_path):
+    picked = ("    select: [{include: ['public.*'], mapping: mappings/nope.yaml}]\n"
+              "    dms: {mapping: mappings/rules.json, target: dynamo}\n")
+    assert problems(tmp_path, RELATIONAL.replace("{tables}", picked)) == (
+        "job.yaml has 2 problems:\n"
+        "job.yaml:7:47: sources.erp.select[0].mapping: mapping file 'mappings/nope.yaml' does not exist\n"
+        "job.yaml:8:20: sources.erp.dms.mapping: mapping file 'mappings/rules.json' does not exist")

@@ -57,14 +57,16 @@ def test_map_record_to_record_with_templates_and_a_map_from_several_columns():
     ]
 
 
-def test_map_record_to_document_puts_remaining_columns_in_doc():
+def test_map_record_to_document_puts_every_column_not_excluded_in_doc():
     mapping = compile_mapping(load_mapping(MAPPINGS / "dms_customer_document.yaml"))
     batch = mapping.apply([ROW], key_text)
     assert batch.rows[("dynamo", "customer_docs")].rows == [
         {
             "CustomerName": "Randy,Marsh",
-            "_doc": {
+            "_doc": {  # DMS: every column not excluded, also those the attribute mappings read
                 "CustomerId": 7,
+                "FirstName": "Randy",
+                "LastName": "Marsh",
                 "StoreId": 5,
                 "HomeAddress": "221B Baker St",
                 "HomePhone": "******7890",

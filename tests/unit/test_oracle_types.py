@@ -165,7 +165,9 @@ def test_a_plan_older_than_undo_retention_asks_to_replan():
         source.execute(RaisingCursor(1555), "SELECT 1 FROM DUAL", Params(source.placeholder))
     assert str(failure.value) == (
         "Oracle source 'ora': the plan's SCN is no longer readable (ORA-01555: undo data for that point"
-        " in time is gone)\n  hint: plan the job again so that it reads at a new SCN, or raise UNDO_RETENTION"
+        " in time is gone)\n  hint: plan the job again so that it reads at a new SCN"
+        " (a catch-up: run a full load),"
+        " or raise UNDO_RETENTION"
     )
     with pytest.raises(oracledb.DatabaseError):
         source.execute(RaisingCursor(942), "SELECT 1 FROM MISSING", Params(source.placeholder))

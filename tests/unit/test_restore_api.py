@@ -37,3 +37,14 @@ def test_targets_in_engine_notation():
 def test_unknown_engine():
     with pytest.raises(EtlError, match="unknown backup engine 'db2'"):
         load_chain("db2", FIXTURES)
+
+
+def test_engine_names_and_the_old_names_as_aliases():
+    from etl.restore.engines import ENGINES, get_engine
+
+    assert list(ENGINES) == ["mssql", "oracle", "postgres", "mongo"]
+    for old, new in [("sqlserver", "mssql"), ("postgresql", "postgres"), ("mongodb", "mongo")]:
+        assert get_engine(old) is get_engine(new)
+    assert load_chain("sqlserver", FIXTURES / "sqlserver" / "chain.json").engine == "mssql"
+    assert plan_restore(load_chain("mssql", FIXTURES / "sqlserver" / "chain.json")).names == [
+        "full-sun", "diff-tue", "log-0400", "log-0500"]

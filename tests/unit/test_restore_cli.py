@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from etl.restore import cli
+from etl.restore.chain import UnreadableInput
+from etl.restore.engines import get_engine
 from etl.run import main
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "restore"
@@ -47,10 +49,15 @@ def audit(folder: Path) -> list[dict]:
 def test_plan_to_a_log_position(tmp_path, capsys):
     assert main([str(sqlserver(tmp_path, "chain.json", str(lsn(380)))), "--restore-plan"]) == 0
     assert capsys.readouterr().out == (
-        f"restore plan for sqlserver to {lsn(380)}: 3 backups, reaching {lsn(400)}\n"
+        f"restore plan for mssql to {lsn(380)}: 3 backups, reaching {lsn(400)}\n"
         "  1. full         full-sun\n"
         "  2. differential diff-tue\n"
-        "  3. log          log-0400\n")
+        "  3. log          log-0400\n"
+        "  not used (4):\n"
+        f"    log-0200: superseded by diff-tue, which already reaches {lsn(360)}\n"
+        "    diff-mon: superseded by diff-tue\n"
+        f"    log-0300: superseded by diff-tue, which already reaches {lsn(360)}\n"
+        "    log-0500: after the restore point\n")
     (record,) = audit(tmp_path)
     assert (record["command"], record["exit_code"], record["error"], record["job"]) == \
         ("restore-plan", 0, None, "restore-unit")
@@ -60,55 +67,65 @@ def test_point_on_the_command_line_beats_the_job_file(tmp_path, capsys):
     job = sqlserver(tmp_path, "chain.json", str(lsn(380)))
     assert main([str(job), "--restore-plan", "--point", "latest"]) == 0
     assert capsys.readouterr().out.splitlines() == [
-        f"restore plan for sqlserver to the latest point: 4 backups, reaching {lsn(500)}",
+        f"restore plan for mssql to the latest point: 4 backups, reaching {lsn(500)}",
         "  1. full         full-sun", "  2. differential diff-tue", "  3. log          log-0400",
-        "  4. log          log-0500"]
+        "  4. log          log-0500", "  not used (3):",
+        f"    log-0200: superseded by diff-tue, which already reaches {lsn(360)}",
+        "    diff-mon: superseded by diff-tue",
+        f"    log-0300: superseded by diff-tue, which already reaches {lsn(360)}"]
     assert main([str(job), "--restore-plan", "--point", "2026-11-02T12:00"]) == 0
     assert capsys.readouterr().out.splitlines() == [
-        f"restore plan for sqlserver to 2026-11-02 12:00:00: 3 backups, reaching {lsn(300)}",
-        "  1. full         full-sun", "  2. differential diff-mon", "  3. log          log-0300"]
+        f"restore plan for mssql to 2026-11-02 12:00:00: 3 backups, reaching {lsn(300)}",
+        "  1. full         full-sun", "  2. differential diff-mon", "  3. log          log-0300",
+        "  not used (4):", f"    log-0200: superseded by diff-mon, which already reaches {lsn(260)}",
+        "    diff-tue: after the restore point", "    log-0400: after the restore point",
+        "    log-0500: after the restore point"]
     assert audit(tmp_path)[-1]["options"] == {"point": "2026-11-02T12:00"}
 
 
 def test_restore_headeronly_export_plans_the_same(tmp_path, capsys):
     assert main([str(sqlserver(tmp_path, "headeronly.csv", str(lsn(380)))), "--restore-plan"]) == 0
-    assert capsys.readouterr().out.splitlines()[1:] == [
-        "  1. full         full-sun", "  2. differential diff-tue", "  3. log          log-0400"]
+    assert capsys.readouterr().out.splitlines()[1:5] == [
+        "  1. full         full-sun", "  2. differential diff-tue", "  3. log          log-0400",
+        "  not used (4):"]
 
 
 def test_later_full_by_another_agent_is_the_base(tmp_path, capsys):
     assert main([str(sqlserver(tmp_path, "new_base.json", str(lsn(260)))), "--restore-plan"]) == 0
     assert capsys.readouterr().out.splitlines()[1:] == [
-        "  1. full         vendor-agent-full", "  2. differential diff-mon"]
+        "  1. full         vendor-agent-full", "  2. differential diff-mon", "  not used (3):",
+        f"    log-0200: superseded by vendor-agent-full, which already reaches {lsn(220)}",
+        "    full-sun: superseded by the later full vendor-agent-full",
+        "    log-0300: after the restore point"]
 
 
 def test_checked_sequence(tmp_path, capsys):
     job = sqlserver(tmp_path, "chain.json", str(lsn(390)))
     assert main([str(job), "--restore-plan", "--sequence", "full-sun,diff-mon,log-0300,log-0400"]) == 0
     assert capsys.readouterr().out.splitlines()[0] == \
-        f"checked sequence for sqlserver to {lsn(390)}: 4 backups, reaching {lsn(400)}"
+        f"checked sequence for mssql to {lsn(390)}: 4 backups, reaching {lsn(400)}"
 
 
 @pytest.mark.parametrize(("history", "point", "sequence", "error", "message"), [
     ("log_gap.json", str(lsn(350)), None, "PositionGap",
-     f"sqlserver: gap between log-0200 (ends at {lsn(200)}) and log-0400 (starts at {lsn(300)}): "
+     f"mssql: gap between log-0200 (ends at {lsn(200)}) and log-0400 (starts at {lsn(300)}): "
      f"positions {lsn(200)}..{lsn(300)} are in no backup\n"
      "  hint: find the missing log backup, or restore to a point before the gap\n"),
     ("fork.json", "latest", None, "LineageMismatch",
-     "sqlserver: log-0300 starts on a1b2c3d4-0000-4000-8000-000000000002 but log-0200 ends on "
+     "mssql: log-0300 starts on a1b2c3d4-0000-4000-8000-000000000002 but log-0200 ends on "
      "a1b2c3d4-0000-4000-8000-000000000001\n  hint: use backups of one fork/incarnation/timeline\n"),
     ("other_database.json", "latest", None, "SystemMismatch",
-     "sqlserver: log-0200 belongs to database 7a000000-0000-4000-8000-00000000beef, full-sun to "
+     "mssql: log-0200 belongs to database 7a000000-0000-4000-8000-00000000beef, full-sun to "
      "database 6f9619ff-8b86-d011-b42d-00c04fc964ff\n"
      "  hint: a chain may only hold backups of one database\n"),
     ("copy_only.json", "latest", "copy-for-dev,diff-mon", "CopyOnlyMisuse",
-     "sqlserver: differential diff-mon cannot apply to copy-for-dev: copy-for-dev can be no base "
+     "mssql: differential diff-mon cannot apply to copy-for-dev: copy-for-dev can be no base "
      "(a copy-only full); its base is full-sun\n"),
     ("new_base.json", "latest", "full-sun,diff-mon", "BrokenChain",
-     "sqlserver: differential diff-mon is based on vendor-agent-full (a later full that became the "
+     "mssql: differential diff-mon is based on vendor-agent-full (a later full that became the "
      "new base), not on full-sun\n"),
     ("missing_base.json", "latest", "full-sun,diff-mon", "BrokenChain",
-     "sqlserver: differential diff-mon is based on full backup_set_uuid "
+     "mssql: differential diff-mon is based on full backup_set_uuid "
      f"11111111-1111-4111-8111-000000000009 at checkpoint_lsn {lsn(215)}, which is not in the history "
      f"(the restore reaches full-sun at {lsn(110)})\n"
      "  hint: add the base backup's metadata, or restore without this backup\n"),
@@ -131,7 +148,11 @@ def test_oracle_plans_cumulative_then_differential_links(tmp_path, capsys):
         "restore plan for oracle to the latest point: 5 backups, reaching 9500",
         "  1. full         LVL0_SUN", "  2. differential CUM_TUE", "  3. incremental  DIF_WED",
         "  4. log          archivelog thread 1 sequence 53",
-        "  5. log          archivelog thread 1 sequence 54"]
+        "  5. log          archivelog thread 1 sequence 54", "  not used (4):",
+        "    archivelog thread 1 sequence 50: superseded by CUM_TUE, which already reaches 7000",
+        "    CUM_MON: superseded by CUM_TUE",
+        "    archivelog thread 1 sequence 51: superseded by CUM_TUE, which already reaches 7000",
+        "    archivelog thread 1 sequence 52: superseded by DIF_WED, which already reaches 8000"]
 
 
 def test_oracle_missing_link(tmp_path, capsys):
@@ -215,27 +236,27 @@ def test_restore_modes_exclude_plan_and_each_other(tmp_path, capsys):
     ("oracle", None, None),
 ])
 def test_points_in_each_engines_notation(engine, text, expected):
-    assert cli.parse_point(engine, text) == expected
+    assert get_engine(engine).parse_point(text) == expected
 
 
 def test_a_point_that_is_neither_position_nor_time():
-    with pytest.raises(cli.RestoreCommandError, match="postgresql: restore point 'yesterday' is neither a "
-                                                      "position nor a time"):
-        cli.parse_point("postgresql", "yesterday")
+    with pytest.raises(UnreadableInput, match="postgres: restore point 'yesterday' is neither a "
+                                              "position nor a time"):
+        get_engine("postgresql").parse_point("yesterday")
 
 
 def test_an_unquoted_oplog_timestamp_is_refused(tmp_path, capsys):
     job = job_file(tmp_path, "  engine: mongodb\n  history: dumps\n  point: 1700000000:7\n")
     assert main([str(job), "--restore-plan"]) == 2
     assert capsys.readouterr().err == (
-        "error: mongodb: restore point 102000000007 is not an oplog timestamp\n"
+        "error: mongo: restore point 102000000007 is not an oplog timestamp\n"
         '  hint: write it as quoted text "SECONDS:INCREMENT", e.g. point: "1700000000:7"\n')
 
 
 def test_manifest_positions_are_written_the_engines_way():
-    assert cli.manifest_position("postgresql", 0x3000060) == {"lsn": "0/3000060"}
-    assert cli.manifest_position("mongodb", (1700000000 << 32) | 7) == {"ts": "1700000000:7"}
-    assert cli.manifest_position("oracle", 6000) == {"scn": "6000"}
+    assert get_engine("postgresql").manifest_position(0x3000060) == {"lsn": "0/3000060"}
+    assert get_engine("mongodb").manifest_position((1700000000 << 32) | 7) == {"ts": "1700000000:7"}
+    assert get_engine("oracle").manifest_position(6000) == {"scn": "6000"}
 
 
 def test_change_point_compares_with_aware_and_naive_times():
@@ -310,5 +331,94 @@ def test_mongodump_plan_to_an_oplog_timestamp(tmp_path, capsys):
     job = job_file(tmp_path, f"  engine: mongodb\n  history:{history}\n")
     assert main([str(job), "--restore-plan", "--point", f"{T + 120}:1"]) == 0
     assert capsys.readouterr().out.splitlines() == [
-        f"restore plan for mongodb to {T + 120}:1: 3 backups, reaching Timestamp({T + 200}, 1)",
+        f"restore plan for mongo to {T + 120}:1: 3 backups, reaching Timestamp({T + 200}, 1)",
         "  1. full         dump-sun", "  2. log          oplog-1", "  3. log          oplog-2"]
+
+
+def test_dbatools_history_plan_as_text_and_json(tmp_path, capsys):
+    job = sqlserver(tmp_path, "dbatools.json", "2026-11-06T00:00")
+    assert main([str(job), "--restore-plan"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"restore plan for mssql to 2026-11-06 00:00:00: 4 backups, reaching {lsn(500)}",
+        "  1. full         Clinic_full_sun_1.bak", "  2. differential Clinic_diff_tue.bak",
+        "  3. log          Clinic_log_0400.trn", "  4. log          Clinic_log_0500.trn",
+        f"  note: Clinic_diff_tue.bak: linked to Clinic_full_sun_1.bak by its checkpoint_lsn = "
+        f"database_backup_lsn {lsn(105)} (the history has no differential_base_guid)",
+        "  warning: 2026-11-06T00:00:00 is after the last backup: the plan restores to the end of "
+        f"Clinic_log_0500.trn ({lsn(500)}, 2026-11-04 18:00:00); later changes are in no backup",
+        "  not used (4):",
+        "    Clinic_fg_archive.bak: a file, filegroup or partial backup (type 'file'): "
+        "a database restore does not use it",
+        f"    Clinic_log_0200.trn: superseded by Clinic_diff_tue.bak, which already reaches {lsn(360)}",
+        "    Clinic_diff_mon.bak: superseded by Clinic_diff_tue.bak",
+        f"    Clinic_log_0300.trn: superseded by Clinic_diff_tue.bak, which already reaches {lsn(360)}"]
+    assert main([str(job), "--restore-plan", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [s["name"] for s in data["steps"]] == [
+        "Clinic_full_sun_1.bak", "Clinic_diff_tue.bak", "Clinic_log_0400.trn", "Clinic_log_0500.trn"]
+    assert (data["engine"], data["target"], data["reaches"], data["checked"]) == (
+        "mssql", "2026-11-06T00:00:00", str(lsn(500)), False)
+    assert len(data["warnings"]) == 1 and len(data["notes"]) == 1
+    assert [u["name"] for u in data["unused"]] == [
+        "Clinic_fg_archive.bak", "Clinic_log_0200.trn", "Clinic_diff_mon.bak", "Clinic_log_0300.trn"]
+    assert audit(tmp_path)[-1]["options"] == {"json": True}
+
+
+def test_json_applies_only_to_restore_plan(tmp_path, capsys):
+    assert main([str(sqlserver(tmp_path, "chain.json")), "--verify-restore", "--json"]) == 2
+    assert capsys.readouterr().err.startswith("error: --json does not apply to --verify-restore\n")
+
+
+def test_postgres_history_of_two_clusters_prints_one_plan_each(tmp_path, capsys):
+    from tests.unit.test_restore_postgres import SYSTEM, self_contained
+
+    other = SYSTEM + 1
+    folders = [self_contained(tmp_path / "a-full", "0/2000028", "0/2000100"),
+               self_contained(tmp_path / "b-full", "0/2000028", "0/2000200", system=other),
+               self_contained(tmp_path / "a-inc", "0/4000028", "0/4000100", incremental_from="0/2000028")]
+    job = job_file(tmp_path, "  engine: postgresql\n  history:\n"
+                             + "".join(f"    - {folder}\n" for folder in folders))
+    assert main([str(job), "--restore-plan"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"restore plan for postgres database {SYSTEM} to the latest point: 2 backups, reaching 0/4000100",
+        "  1. full         a-full", "  2. incremental  a-inc",
+        f"restore plan for postgres database {other} to the latest point: 1 backups, reaching 0/2000200",
+        "  1. full         b-full"]
+    assert main([str(job), "--restore-plan", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [[step["name"] for step in plan["steps"]] for plan in data["plans"]] == [
+        ["a-full", "a-inc"], ["b-full"]]
+
+
+@pytest.mark.parametrize("engine", ["mssql", "sqlserver"])
+def test_job_file_engine_by_name_or_old_name(tmp_path, capsys, engine):
+    job = job_file(tmp_path, f"  engine: {engine}\n  history: {FIXTURES / 'sqlserver' / 'chain.json'}\n")
+    assert main([str(job), "--restore-plan"]) == 0
+    assert capsys.readouterr().out.startswith("restore plan for mssql to the latest point: 4 backups")
+
+
+def test_job_file_with_an_unknown_engine(tmp_path, capsys):
+    job = job_file(tmp_path, "  engine: postgre\n  history: x\n")
+    assert main([str(job), "--restore-plan"]) == 2
+    assert "unknown backup engine 'postgre'; use one of mssql, oracle, postgres, mongo; did you mean " \
+           "'postgres'?" in capsys.readouterr().err
+
+
+def test_postgres_incremental_chain_with_a_gap_exits_3_naming_the_candidates(tmp_path, capsys):
+    from tests.unit.test_restore_postgres import SYSTEM, combined_history
+
+    full, inc1, _, _, inc3 = combined_history(tmp_path / "backups")
+    job = job_file(tmp_path, f"  engine: postgres\n  history: [{full}, {inc1}, {inc3}]\n")
+    assert main([str(job), "--restore-plan"]) == 3
+    assert capsys.readouterr().err.startswith(
+        f"error: postgres: incremental inc3 is based on a backup of system {SYSTEM} starting at 0/6000028 on "
+        "timeline 1 (candidates of that system start: full at 0/2000028 on timeline 1, inc1 at 0/4000028 on "
+        "timeline 1), which is not in the history")
+
+
+def test_verify_files_for_an_engine_without_file_checksums(tmp_path, capsys):
+    job = job_file(tmp_path, f"  engine: mssql\n  history: {FIXTURES / 'sqlserver' / 'chain.json'}\n"
+                             "  verify_files: true\n")
+    assert main([str(job), "--restore-plan"]) == 2
+    assert capsys.readouterr().err == ("error: mssql: backups carry no file checksums to verify\n"
+                                       "  hint: leave verify_files out for this engine\n")

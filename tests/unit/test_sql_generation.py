@@ -7,6 +7,8 @@ import sqlglot
 from pydantic import ValidationError
 from sqlglot import exp
 
+from etl.errors import EtlError, JobFileError
+from etl.job import load_job
 from etl.records import Partition
 from etl.sources import mssql, oracle, postgres
 from etl.sources.base import BatchLimits
@@ -187,30 +189,99 @@ def test_odbc_connection_string_escapes_values():
     )
 
 
-def test_differential_reads_filter_on_the_watermark_at_the_planned_scn():
-    tables = {"t": {"mapping": "m", "watermark": "ORA_ROWSCN", "since": 1000, "where": "STATUS = 'A'"}}
-    source = oracle.OracleSource(
-        "s", oracle.Config(type="oracle", dsn="h/s", user="u", password="p", tables=tables), BatchLimits()
-    )
-    table = meta()
-    partition = Partition("s", "t", 0, 1, {"at": 2000}, None)
-    sql, params = source.page_query(table, source.read_plan(table, ["a"]), partition, None, 10)
-    assert sql == (
-        'SELECT "a", "b", "c" FROM "sch"."we""ird]name; DROP TABLE patients; --" AS OF SCN 2000'
-        " WHERE (STATUS = 'A') AND ORA_ROWSCN > :p0"
-        ' ORDER BY "a", "b", "c" FETCH FIRST 10 ROWS ONLY'
-    )
-    assert source.bind(params) == {"p0": 1000}
+def test_since_is_refused_with_the_way_to_catch_up():
+    with pytest.raises(ValidationError) as refused:
+        table = {"mapping": "m", "watermark": "w", "since": 1}
+        postgres.Config(type="postgres", dsn="x", tables={"t": table})
+    assert "`since:` is no longer read" in str(refused.value)
+    assert "python -m etl.run job.yaml --incremental" in str(refused.value)
 
 
-def test_rowversion_watermark_binds_bytes():
-    """`since` from high_watermark of a ROWVERSION column: tagged bytes, bound as binary."""
-    tables = {"t": {"mapping": "m", "watermark": "rv", "since": {"$bytes": "AAAAAAAAB9E="}}}
-    source = mssql.MssqlSource("s", mssql.Config(type="mssql", server="h", tables=tables), BatchLimits())
-    table = TableMeta(
-        "t", "dbo", "T", (SqlColumn("id", "INT", nullable=False), SqlColumn("rv", "TIMESTAMP")), ("id",)
+def test_change_methods_are_those_of_the_engine():
+    with pytest.raises(ValidationError, match="'watermark' or 'logical'"):
+        postgres.Config(type="postgres", dsn="x", tables={"t": {"mapping": "m", "changes": "scn"}})
+    with pytest.raises(ValidationError, match="needs `watermark:`"):
+        oracle.Config(type="oracle", dsn="h/s", user="u", password="p",
+                      tables={"t": {"mapping": "m", "changes": "watermark"}})
+    config = mssql.Config(type="mssql", server="h", tables={"t": {"mapping": "m", "watermark": "ts"}})
+    assert config.tables["t"].changes == "watermark"
+
+
+def test_a_job_file_with_since_says_where_and_how_to_catch_up(tmp_path):
+    (tmp_path / "m.yaml").write_text("{}\n")
+    job = tmp_path / "job.yaml"
+    job.write_text(
+        "version: 1\nname: pg-job\nsources:\n  pg:\n    type: postgres\n    dsn: host=x\n    tables:\n"
+        "      visit: {mapping: m.yaml, watermark: changed, since: {$datetime: '2026-11-01T00:00:00'}}\n"
+        "targets:\n  out: {type: postgres, dsn: host=y}\n"
     )
-    partition = Partition("s", "t", 0, 1)
-    sql, params = source.page_query(table, source.read_plan(table, None), partition, None, 5)
-    assert sql == "SELECT TOP (5) [id], [rv] FROM [dbo].[T] WHERE [rv] > ? ORDER BY [id]"
-    assert params.values == [b"\x00\x00\x00\x00\x00\x00\x07\xd1"]
+    with pytest.raises(JobFileError) as refused:
+        load_job(job, environ={}, secrets={})
+    assert str(refused.value).replace(str(job), "job.yaml") == (
+        "job.yaml:8:59: sources.pg.tables.visit.since: `since:` is no longer read: a full read of a slice"
+        " was validated against the whole target; catch up with an incremental run instead: python -m"
+        " etl.run job.yaml --incremental (set `changes:`/`watermark:` on the table, docs/relational.md)"
+    )
+
+
+def test_test_decoding_tuples_are_parsed_column_by_column():
+    text = (
+        'id[integer]:7 "Odd ""name"" [x]"[character varying]:\'it\'\'s [a]: b\' tags[text[]]:\'{a,b}\''
+        " note[text]:null big[text]:unchanged-toast-datum"
+        " at[timestamp with time zone]:'2026-12-06 15:00:00+00'"
+    )
+    assert postgres.decoded_columns(text) == {
+        "id": "7",
+        'Odd "name" [x]': "it's [a]: b",
+        "tags": "{a,b}",
+        "note": None,
+        "big": "unchanged-toast-datum",
+        "at": "2026-12-06 15:00:00+00",
+    }
+
+
+def test_rowversion_needs_a_rowversion_column_and_overlap_needs_a_watermark():
+    source = mssql.MssqlSource(
+        "s", mssql.Config(type="mssql", server="h", tables={"t": {"mapping": "m", "changes": "rowversion"}}),
+        BatchLimits(),
+    )
+    with pytest.raises(EtlError, match="`changes: rowversion` needs a rowversion column"):
+        source.capture(meta(), "rowversion")
+    versioned = TableMeta("t", "dbo", "T", (*meta().columns, SqlColumn("RowVer", "TIMESTAMP")), ("a",))
+    method = source.capture(versioned, "rowversion").method
+    assert method == "rowversion RowVer (below MIN_ACTIVE_ROWVERSION())"
+    assert source.key_parameter(SqlColumn("RowVer", "TIMESTAMP"), 2001) == b"\x00\x00\x00\x00\x00\x00\x07\xd1"
+    with pytest.raises(ValidationError, match="`overlap:` is a setting of `changes: watermark` only"):
+        table = {"mapping": "m", "changes": "rowversion", "overlap": 5}
+        mssql.Config(type="mssql", server="h", tables={"t": table})
+
+
+class _Recorder:
+    """A DB-API connection that keeps the SQL it is given and has no rows."""
+
+    def __init__(self) -> None:
+        self.statements: list[str] = []
+
+    def cursor(self):
+        return self
+
+    def execute(self, sql, *params):
+        self.statements.append(sql)
+        return self
+
+    def fetchall(self):
+        return []
+
+    def close(self):
+        pass
+
+
+@pytest.mark.parametrize("dialect", ["postgres", "oracle", "tsql"])
+def test_the_table_listing_for_patterns_is_one_statement_of_the_dialect_over_tables_and_views(dialect):
+    connection = _Recorder()
+    assert sources()[dialect].all_tables(connection) == []
+    (sql,) = connection.statements
+    tree = sqlglot.parse_one(sql, read=dialect)
+    named = {table.name.lower() for table in tree.find_all(exp.Table)}
+    assert named == {"postgres": {"tables"}, "oracle": {"all_tables", "all_views", "all_users"},
+                     "tsql": {"objects", "schemas"}}[dialect]
