@@ -66,7 +66,7 @@ class PostgresSource(SqlSource):
     number_types = frozenset({"NUMERIC", "FLOAT4", "FLOAT8"})
     records_by_driver = True
 
-    version_sql = "SHOW server_version"
+    version_sql = "SELECT current_setting('server_version')"
     # reltuples is -1 for a table never vacuumed or analysed (PostgreSQL 14+): the statistics
     # collector's live-row count then, kept as rows are written
     estimate_sql = ("SELECT CASE WHEN c.reltuples >= 0 THEN c.reltuples::bigint ELSE s.n_live_tup END"

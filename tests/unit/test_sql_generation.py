@@ -285,3 +285,17 @@ def test_the_table_listing_for_patterns_is_one_statement_of_the_dialect_over_tab
     named = {table.name.lower() for table in tree.find_all(exp.Table)}
     assert named == {"postgres": {"tables"}, "oracle": {"all_tables", "all_views", "all_users"},
                      "tsql": {"objects", "schemas"}}[dialect]
+
+
+@pytest.mark.parametrize("dialect, catalogue", [
+    ("postgres", {"pg_class", "pg_namespace", "pg_stat_all_tables"}), ("oracle", {"all_tables"}),
+    ("tsql", {"partitions", "tables", "schemas"})])
+def test_version_and_estimate_queries_are_one_select_in_the_engines_dialect(dialect, catalogue):
+    """`--check` and progress totals ask each engine's catalogue; never the table itself."""
+    source = sources()[dialect]
+    version = sqlglot.parse(source.version_sql, read=dialect)
+    assert len(version) == 1 and isinstance(version[0], exp.Select)
+    estimate = source.estimate_sql.format(schema=source.placeholder(0), table=source.placeholder(1))
+    [tree] = sqlglot.parse(estimate, read=dialect)
+    assert isinstance(tree, exp.Select)
+    assert {t.name.lower() for t in tree.find_all(exp.Table)} == catalogue
