@@ -5,11 +5,15 @@ reads the table. Sources without one, or whose estimate fails, give None: no tot
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 
 from etl.engine.plan import Plan
 from etl.engine.resources import JobResources
 
 log = logging.getLogger(__name__)
+
+Totals = Callable[[Plan], Mapping[str, int | None]]
+"""What a progress display calls with the plan: per `source.table`, about how many records it holds."""
 
 
 def table_estimates(resources: JobResources, plan: Plan) -> dict[str, int | None]:

@@ -11,7 +11,7 @@ source table, the rows written into each target table.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO, TYPE_CHECKING
 
@@ -27,12 +27,12 @@ from rich.progress import (
 from rich.text import Text
 
 from etl.engine import validation_progress
+from etl.engine.estimates import Totals
 
 if TYPE_CHECKING:
     from etl.engine.accounting import Counts
     from etl.engine.plan import Plan
 
-Totals = Callable[["Plan"], Mapping[str, int | None]]
 TOTAL = "total"
 
 

@@ -11,19 +11,18 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from etl.engine import validation_progress
+from etl.engine.estimates import Totals
 
 if TYPE_CHECKING:
     from etl.engine.accounting import Counts
     from etl.engine.plan import Plan
 
-Totals = Callable[["Plan"], Mapping[str, int | None]]
-"""Per `source.table`, about how many records it holds (None: the source cannot say cheaply)."""
 
 
 @dataclass
