@@ -20,6 +20,7 @@ from pathlib import Path
 
 from etl.engine import faults
 from etl.engine.accounting import Counts, check_accounting
+from etl.engine.command_line import rerun_command
 from etl.engine.control import ProgressCallback, RunControl
 from etl.engine.execution import Execution
 from etl.engine.gc_pacing import fewer_collections
@@ -576,7 +577,7 @@ def _judge(report: RunReport, job: Job, execution: Execution, control: RunContro
     """Set the report's status from what happened: failures, stops, unfinished partitions, the
     reject policy over everything moved since the last full refresh, then the accounting check."""
     reason = control.stop_reason
-    resume = f"python -m etl.run {_shown_path(job.path)}"
+    resume = rerun_command(_shown_path(job.path), report.options)
     if execution.errors:
         partition, error = execution.errors[0]
         report.status = FAILED
