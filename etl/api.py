@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
     from etl.interpolate import SecretSource
 
-PLAN_COLUMNS = ["table", "partition", "partitions", "lower", "upper", "id"]
+PLAN_COLUMNS = ["table", "partition", "partitions", "from", "to", "lower", "upper", "id"]
 TARGET_TABLE_COLUMNS = ["source_table", "target", "table", "key", "parent", "columns"]
 PROGRESS_COLUMNS = ["seconds", "table", "extracted", "loaded", "rejected", "filtered"]
 SOURCE_KEY = "source_key"
@@ -107,15 +107,25 @@ class MigrationJob:
 
     def plan(self, only: Sequence[str] | None = None) -> pd.DataFrame:
         """Tables x partitions as a run would plan them now (the state store is not touched):
-        one row per partition with its key bounds as the source encodes them (None: unbounded)."""
+        one row per partition with its key range (`from` inclusive, `to` exclusive, as keys are
+        shown: `_id=17`) and its bounds as the source encodes them (`lower`, `upper`); None: unbounded."""
         import pandas as pd
 
+        from etl.engine.plan import key_range
         from etl.engine.planning import plan_job
 
         plan = plan_job(self._job, only=tuple(only or ()))
-        rows = [{"table": table.key, "partition": p.index, "partitions": p.count,
-                 "lower": _bound(p.lower), "upper": _bound(p.upper), "id": p.id}
-                for table in plan.tables for p in table.partitions]
+        rows = []
+        for table in plan.tables:
+            source = self._resources.open_source(table.source)
+            try:
+                for p in table.partitions:
+                    lower, upper = key_range(source, p)
+                    rows.append({"table": table.key, "partition": p.index, "partitions": p.count,
+                                 "from": _bound(lower), "to": _bound(upper), "lower": _bound(p.lower),
+                                 "upper": _bound(p.upper), "id": p.id})
+            finally:
+                source.close()
         return pd.DataFrame(rows, columns=PLAN_COLUMNS)
 
     def preview(self, table: str, n: int = 5) -> MappingPreview:

@@ -220,7 +220,8 @@ class AuditTrail:
     @classmethod
     def for_command(cls, args: Any) -> AuditTrail:
         """The trail of one `python -m etl.run` invocation (its parsed arguments)."""
-        command = "plan" if args.plan else "validate" if args.validate_only else "run"
+        command = ("plan" if args.plan else "check" if getattr(args, "check", False)
+                   else "validate" if args.validate_only else "run")
         options = {name: getattr(args, name) for name in ("only", "limit", "shard", "resume", "full_refresh")
                    if getattr(args, name, None)}
         return cls(args.job, command, options)

@@ -152,6 +152,25 @@ class Report(BaseModel):
     """Folder for run and validation reports, relative to the job file's folder."""
 
 
+class Progress(BaseModel):
+    """`progress:`: what a run says while it moves records when stderr is no terminal (cron, ECS)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    every_seconds: float = Field(default=30.0, ge=0)
+    """A JSON progress line per table at most this often (on its committed batches; 0: on every one),
+    and one per table when the load ends (docs/reports.md)."""
+
+
+class Metrics(BaseModel):
+    """`metrics:`: CloudWatch Embedded Metric Format lines at the end of a run (docs/reports.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cloudwatch_emf: bool = False
+    namespace: str = Field(default="etl", min_length=1, max_length=255, pattern=r"^[A-Za-z0-9 .\-_/#:]+$")
+
+
 class Validation(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -327,6 +346,8 @@ class JobFile(BaseModel):
     validation: Validation = Field(default_factory=Validation)
     report: Report = Field(default_factory=Report)
     audit: AuditConfig = Field(default_factory=AuditConfig)
+    progress: Progress = Field(default_factory=Progress)
+    metrics: Metrics = Field(default_factory=Metrics)
     allow_insecure: bool = False
     """Accept plaintext or unverified connections to other hosts (each run logs a warning)."""
     incremental: bool = False
@@ -352,6 +373,8 @@ class Job(RedactedRepr, BaseModel):
     validation: Validation
     report: Report
     audit: AuditConfig = Field(default_factory=AuditConfig)
+    progress: Progress = Field(default_factory=Progress)
+    metrics: Metrics = Field(default_factory=Metrics)
     allow_insecure: bool = False
     """Plaintext or unverified connections to other hosts are accepted (and warned about)."""
     incremental: bool = False
@@ -958,6 +981,8 @@ def load_job(
         validation=top.validation,
         report=top.report,
         audit=top.audit,
+        progress=top.progress,
+        metrics=top.metrics,
         allow_insecure=top.allow_insecure,
         incremental=top.incremental,
         path=job_path,

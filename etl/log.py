@@ -79,6 +79,18 @@ def _json_handler(stream: IO[str]) -> logging.Handler:
     return handler
 
 
+def terminal_console(stream: IO[str]):
+    """The rich Console the installed terminal handler writes `stream` with, so a live display made on
+    it prints log records above itself instead of through its lines; a new Console if there is none."""
+    from rich.console import Console
+
+    for handler in logging.getLogger().handlers:
+        console = getattr(handler, "console", None)
+        if getattr(handler, "_etl_handler", False) and console is not None and console.file is stream:
+            return console
+    return Console(file=stream)
+
+
 def _terminal_handler(stream: IO[str]) -> logging.Handler:
     from rich.console import Console
     from rich.logging import RichHandler

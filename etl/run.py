@@ -13,6 +13,8 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from contextlib import contextmanager
+from functools import partial
 from typing import IO
 
 from etl.errors import EtlError, JobFileError
@@ -25,6 +27,15 @@ PLAN_SAMPLE = 2
 """Records shown per table by --plan."""
 PLAN_ROWS = 3
 """Rows shown per target table and record by --plan."""
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("etl")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "(not installed)"
 
 
 def _positive(text: str) -> int:
@@ -46,8 +57,13 @@ def parser() -> argparse.ArgumentParser:
         "proven equal), 1 validation found differences, 2 bad job or mapping file, 3 runtime failure, "
         "4 unproven (a --limit try, or a run without validation)",
     )
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     p.add_argument("job", help="the job file (YAML)")
     mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_true",
+                      help="reach every source, target and state store with the job's settings and say what "
+                      "was found (server version, tables, privileges); write nothing; exit 3 when something "
+                      "cannot be reached or lacks what a run needs")
     mode.add_argument("--plan", action="store_true",
                       help="print tables, partitions and the first mapped records beside their source "
                       "records; write nothing")
@@ -125,8 +141,11 @@ def _reported(args: argparse.Namespace, trail) -> int:
         return error.exit_code
     except KeyboardInterrupt as error:
         trail.failed(error)
-        print(f"error: interrupted; run `python -m etl.run {args.job} --resume` to continue from the last "
-              "checkpoints", file=sys.stderr)
+        from etl.engine.command_line import rerun_command
+
+        selected = {"only": _only(args), "shard": args.shard, "incremental": args.incremental}
+        print(f"error: interrupted; run `{rerun_command(args.job, selected)} --resume` to continue from the "
+              "last checkpoints", file=sys.stderr)
         return EXIT_RUNTIME
     except Exception as error:  # a defect: say so, keep secrets out, traceback only with --debug
         trail.failed(error)
@@ -145,7 +164,7 @@ def _main(args: argparse.Namespace, trail) -> int:
     from etl.engine.plan import Shard
     from etl.job import load_job
 
-    only = tuple(name.strip() for value in args.only for name in value.split(",") if name.strip())
+    only = _only(args)
     shard = Shard.parse(args.shard) if args.shard else None
     if args.limit is not None and (args.shard or args.validate_only):
         raise JobFileError("--limit is a quick try of the whole job; it cannot be combined with "
@@ -167,29 +186,67 @@ def _main(args: argparse.Namespace, trail) -> int:
     if args.plan:
         print_plan(job, only=only, shard=shard)
         return EXIT_OK
+    if args.check:
+        from etl.engine.check import check_job, print_check
+
+        return print_check(job, check_job(job), sys.stdout)
     if args.validate_only:
         from etl.engine.validation import validation_report
 
-        report = validation_report(job, only)
+        with _progress(job):
+            report = validation_report(job, only)
     else:
         report = _run(job, args, only, shard)
     trail.report(report)
+    if job.metrics.cloudwatch_emf:
+        from etl.report.metrics import emf_lines
+
+        for line in emf_lines(report, job.metrics.namespace):
+            print(line, file=sys.stderr, flush=True)
     print_report(report)
     return report.exit_code
 
 
+def _only(args: argparse.Namespace) -> tuple[str, ...]:
+    """`--only a,b --only c`: the tables named, in order."""
+    return tuple(name.strip() for value in args.only for name in value.split(",") if name.strip())
+
+
 def _run(job, args: argparse.Namespace, only: tuple[str, ...], shard):
     from etl.engine.runner import RunOptions, run_job
-    from etl.report.progress import TableProgress
 
-    with TableProgress.for_stream(sys.stderr) as progress:
+    with _progress(job) as progress:
         options = RunOptions(resume=args.resume, full_refresh=args.full_refresh, only=only, limit=args.limit,
                              incremental=args.incremental or args.follow, follow=args.follow,
                              poll_seconds=args.poll,
                              shard=shard, lease_ttl=args.lease_ttl,
-                             on_plan=progress.start if progress else None,
-                             on_progress=progress.advance if progress else None)
+                             on_plan=progress.start, on_progress=progress.advance)
         return run_job(job, options)
+
+
+@contextmanager
+def _progress(job):
+    """On a terminal the live display; otherwise JSON progress lines (`progress.every_seconds`).
+    Either follows validation too. Totals come from the sources' estimates."""
+    from etl.engine.estimates import table_estimates
+    from etl.engine.resources import JobResources
+    from etl.report.live import LiveDisplay
+    from etl.report.progress_lines import ProgressLines, check_message, progress_message
+
+    resources = JobResources(job)
+    totals = partial(table_estimates, resources)
+    with LiveDisplay.for_stream(sys.stderr, totals) as display:
+        if display is not None:
+            yield display
+            return
+        progress_log = logging.getLogger("etl.progress")
+
+        def emit(line: dict) -> None:
+            message = progress_message(line) if line["event"] == "progress" else check_message(line)
+            progress_log.info(message, extra=line)
+
+        with ProgressLines(job.progress.every_seconds, emit, totals=totals).watching() as lines:
+            yield lines
 
 
 def print_report(report, stream: IO[str] | None = None) -> None:
@@ -215,6 +272,7 @@ def print_plan(job, *, only: tuple[str, ...] = (), shard=None, stream: IO[str] |
 
     Source records are shown with the mapping's `pii:` transforms already applied.
     """
+    from etl.engine.plan import key_range
     from etl.engine.planning import plan_job
     from etl.engine.resources import JobResources
 
@@ -225,22 +283,24 @@ def print_plan(job, *, only: tuple[str, ...] = (), shard=None, stream: IO[str] |
     owned = f", this shard runs {len(plan.owned)}" if shard else ""
     print(f"job {job.name}: {len(plan.tables)} source tables, {partitions} partitions{owned}; "
           f"parallelism {job.parallelism}, executor {job.executor.type}", file=stream)
+    # What checking the mappings found comes first, not after pages of previews (errors raised before).
+    for table in plan.tables:
+        for warning in resources.source_fits[table.key].warnings:
+            print(f"warning: {table.key}: {redact(warning)}", file=stream)
     for table in plan.tables:
         mapping = resources.mapping(table.source, table.table)
         targets = ", ".join(f"{s.target}.{s.table}" for s in mapping.tables)
         print(f"\n{table.key}  (mapping {table.mapping} -> {targets})", file=stream)
-        for p in table.partitions:
-            mark = "" if p.id in plan.owned else "  (other shard)"
-            print(f"  partition {p.index}/{p.count}: from {_bound(p.lower)} to {_bound(p.upper)}{mark}",
-                  file=stream)
-        fit = resources.source_fits[table.key]
-        kind = "columns" if fit.checked == "catalogue" else "fields"
-        unused = ", ".join(fit.unused) or "none"
-        print(f"  source {kind} no output uses ({fit.checked}): {unused}", file=stream)
-        for warning in fit.warnings:
-            print(f"  warning: {redact(warning)}", file=stream)
         source = resources.open_source(table.source)
         try:
+            for p in table.partitions:
+                mark = "" if p.id in plan.owned else "  (other shard)"
+                lower, upper = (_bound(b) for b in key_range(source, p))
+                print(f"  partition {p.index}/{p.count}: from {lower} to {upper}{mark}", file=stream)
+            fit = resources.source_fits[table.key]
+            kind = "columns" if fit.checked == "catalogue" else "fields"
+            unused = ", ".join(fit.unused) or "none"
+            print(f"  source {kind} no output uses ({fit.checked}): {unused}", file=stream)
             sample = source.sample(table.table, PLAN_SAMPLE)
             for record in sample:
                 key = source.key_text(table.table, record)
@@ -261,11 +321,9 @@ def print_plan(job, *, only: tuple[str, ...] = (), shard=None, stream: IO[str] |
             source.close()
 
 
-def _bound(value: object) -> str:
-    """A partition bound as the source encoded it (None: unbounded)."""
-    if value is None:
-        return "(unbounded)"
-    return redact(value if isinstance(value, str) else json.dumps(value, default=str))
+def _bound(text: str | None) -> str:
+    """A bound as printed (None: unbounded)."""
+    return "(unbounded)" if text is None else redact(text)
 
 
 def _show(value: object) -> str:

@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# Install everything etl, its tests and its demo need on a fresh Debian 12 machine:
-# OS packages (ODBC for pyodbc), the project's virtualenv (.venv) with the test extra.
+# Install what etl and its demo need on a fresh Debian 12 machine, and with `--tests` what the test
+# suite needs too: OS packages (ODBC for pyodbc), the project's virtualenv (.venv) with the test extra.
 # Idempotent and quick when nothing changed. The servers themselves: scripts/services.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# chromium: headless rendering of the notebook HTML in tests/integration/test_html_render.py
-APT_PACKAGES=(unixodbc tdsodbc chromium)
+APT_PACKAGES=(unixodbc tdsodbc)
+if [ "${1:-}" = "--tests" ]; then
+  # chromium: headless rendering of the notebook HTML in tests/integration/test_html_render.py
+  # tmux: the run's terminal display, read back from a real terminal in test_terminal_display.py
+  APT_PACKAGES+=(chromium tmux)
+fi
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
@@ -17,7 +21,9 @@ done
 if (( ${#missing[@]} )); then
   log "installing OS packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get install -y -q "${missing[@]}" >&2 || { apt-get update -q >&2 && apt-get install -y -q "${missing[@]}" >&2; }
+  # no recommended packages: chromium recommends systemd, avahi and more that nothing here uses
+  install=(apt-get install -y -q --no-install-recommends "${missing[@]}")
+  "${install[@]}" >&2 || { apt-get update -q >&2 && "${install[@]}" >&2; }
 fi
 
 if [ ! -x .venv/bin/python ]; then

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/shared_data.sh
 
-scripts/setup.sh
+scripts/setup.sh --tests
 scripts/services.sh up
 if [ "${ETL_KEEP_SERVERS:-0}" != 1 ]; then
   trap 'scripts/services.sh down' EXIT

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import html
 import json
 import uuid
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from etl.checksum.canonical import MISSING
 from etl.errors import ValidationDifferences
+from etl.html_table import html_table
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -316,41 +316,10 @@ class JobValidation:
 
     def _repr_html_(self) -> str:
         colour = {True: "#1a7f37", False: "#cf222e"}
-        header = "".join(
-            f"<th>{html.escape(name)}</th>"
-            for name in [
-                "table",
-                "target",
-                "result",
-                "rows source",
-                "rows target",
-                "missing",
-                "extra",
-                "changed",
-                "tolerances",
-            ]
-        )
-        body = []
-        for t in self.tables:
-            row = t.summary_row()
-            cells = [
-                row["table"],
-                row["target"],
-                "pass" if t.ok else "FAIL",
-                row["rows_source"],
-                row["rows_target"],
-                row["missing"],
-                row["extra"],
-                row["changed"],
-                row["tolerances"],
-            ]
-            body.append(
-                f'<tr style="color:{colour[t.ok]}">'
-                + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells)
-                + "</tr>"
-            )
+        columns = [("table", "table"), ("target", "target"), ("status", "result"),
+                   ("rows_source", "rows source"), ("rows_target", "rows target"), ("missing", "missing"),
+                   ("extra", "extra"), ("changed", "changed"), ("tolerances", "tolerances")]
+        rows = [table.summary_row() for table in self.tables]
         verdict = "all tables equal" if self.ok else "differences found"
-        return (
-            f'<p style="color:{colour[self.ok]};font-weight:bold">{verdict}</p>'
-            f"<table><tr>{header}</tr>{''.join(body)}</table>"
-        )
+        return (f'<p style="color:{colour[self.ok]};font-weight:bold">{verdict}</p>'
+                + html_table(columns, rows, colour=lambda row: colour[row["ok"]]))

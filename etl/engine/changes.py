@@ -18,6 +18,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import cast
 
 from etl.engine import faults
 from etl.engine.accounting import Counts
@@ -26,7 +27,7 @@ from etl.engine.resources import JobResources
 from etl.engine.worker import PartitionWorker
 from etl.errors import EtlError, JobFileError
 from etl.records import Json, Partition
-from etl.sources.base import ChangeCapture, Source
+from etl.sources.base import ChangeCapture, ChangeSource, Source
 from etl.state.base import StateStore
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,11 @@ def capture_of(source: Source, table: str) -> ChangeCapture | None:
     return None if capture is None else capture(table)
 
 
+def changing(source: Source) -> ChangeSource:
+    """`source` as the change source it is once `capture_of` found a way to find its changes."""
+    return cast(ChangeSource, source)
+
+
 def take_positions(job_name: str, resources: JobResources, store: StateStore,
                    pairs: list[tuple[str, str]]) -> None:
     """Store the change position of every table of `pairs` that has none yet: before its full load
@@ -62,7 +68,8 @@ def take_positions(job_name: str, resources: JobResources, store: StateStore,
             capture = capture_of(source, table)
             value: dict[str, Json] = {"method": REREAD if capture is None else capture.method,
                                       "deletes": True if capture is None else capture.deletes,
-                                      "position": None if capture is None else source.change_position(table),
+                                      "position": None if capture is None
+                                      else changing(source).change_position(table),
                                       "taken_at": _now()}
             try:
                 json.dumps(value)
@@ -152,7 +159,7 @@ class ChangeWorker(PartitionWorker):
         partition = Partition(source_name, table, 0, 1)
         self._present, self._pending = set(), []
         kinds: Counter[str] = Counter()
-        for batch in self.source.changes(table, outcome.position, fields=self.mapping.fields):
+        for batch in changing(self.source).changes(table, outcome.position, fields=self.mapping.fields):
             delta = self._commit(partition, batch, outcome.counts)
             applied = Counts(extracted=len(batch.deletes), loaded=len(batch.deletes))
             outcome.counts.add(applied)
@@ -186,7 +193,8 @@ class ChangeWorker(PartitionWorker):
             if any(key is None for _, key in keyed):
                 raise EtlError(f"table {self.ledger.table}: its ledger holds keys its source cannot look up",
                                hint="run with --full-refresh to rebuild the ledger")
-            missing = {_canonical(key) for key in self.source.missing_keys(table, [key for _, key in keyed])}
+            lookups = changing(self.source).missing_keys(table, [key for _, key in keyed])
+            missing = {_canonical(key) for key in lookups}
             gone = [text for text, key in keyed if _canonical(key) in missing]
             if gone:
                 self.rows_deleted += self.ledger.forget(gone).rows_deleted

@@ -69,7 +69,8 @@ def check_preconditions(job: Job, resources: JobResources, store: StateStore, on
         raise JobFileError(f"job {job.name}: {what} changed since its full load; applying changes now would "
                            "mix rows made by two versions of the files",
                            hint=f"run `python -m etl.run {shown_job} --full-refresh`")
-    changing, rereading = [], []
+    changing: list[tuple[str, str, dict]] = []
+    rereading: list[tuple[str, str, dict]] = []
     for source, table in select_tables(resources.source_tables(), only):
         stored = stored_position(store, job.name, f"{source}.{table}", shown_job)
         (rereading if stored.get("method") == REREAD else changing).append((source, table, stored))

@@ -7,11 +7,12 @@ sampled bounds). Only `--full-refresh` or a changed partition count makes a new 
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from etl.errors import JobFileError
+from etl.errors import JobFileError, did_you_mean
 from etl.records import Json, Partition
 
 PLAN_STATE_KEY = "plan"
@@ -99,12 +100,24 @@ def select_tables(available: Iterable[tuple[str, str]], only: Iterable[str] | No
     for name in only:
         matches = [(s, t) for s, t in pairs if name in (t, f"{s}.{t}")]
         if not matches:
+            names = [t for _, t in pairs] + [f"{s}.{t}" for s, t in pairs]
             raise JobFileError(
-                f"--only {name!r}: no such source table in the job",
+                f"--only {name!r}: no such source table in the job{did_you_mean(name, names)}",
                 hint="the job's tables are " + ", ".join(f"{s}.{t}" for s, t in pairs),
             )
         chosen.update(matches)
     return [pair for pair in pairs if pair in chosen]
+
+
+def key_range(source: object, partition: Partition) -> tuple[str | None, str | None]:
+    """A partition's bounds as keys for people (`id=1001`: from inclusive, to exclusive; None:
+    unbounded) where its source can say (`key_range`), else as the source encoded them."""
+    described = getattr(source, "key_range", None)
+    if described is not None:
+        return described(partition)
+    return tuple(  # type: ignore[return-value]
+        None if bound is None else bound if isinstance(bound, str) else json.dumps(bound, default=str)
+        for bound in (partition.lower, partition.upper))
 
 
 def assign_shard(tables: Iterable[TablePlan], shard: Shard | None) -> frozenset[str]:

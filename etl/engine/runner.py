@@ -20,6 +20,7 @@ from pathlib import Path
 
 from etl.engine import faults
 from etl.engine.accounting import Counts, check_accounting
+from etl.engine.command_line import rerun_command
 from etl.engine.control import ProgressCallback, RunControl
 from etl.engine.execution import Execution
 from etl.engine.gc_pacing import fewer_collections
@@ -183,14 +184,7 @@ def _run_leased(job: Job, options: RunOptions, resources: JobResources, store: S
     works, finished = _works(plan, checkpoints)
     report = _new_report(job, options, resources, started_at)
     if not works and verdict is not None and verdict.proven:
-        report.status = NOTHING_TO_DO
-        report.message = (f"job {job.name} has already finished and its targets were proven equal to its "
-                          f"sources at {verdict.proven_at}")
-        report.hint = (f"changes made at the sources since then are applied by `python -m etl.run "
-                       f"{_shown_path(job.path)} --incremental`" if job.incremental
-                       else "run with --full-refresh to move every record again")
-        report.tables = _table_reports(plan, checkpoints, [])
-        return _finish(report, started)
+        return _nothing_to_do(report, job, verdict, plan, checkpoints, started)
 
     execution = Execution()
     if works:
@@ -218,6 +212,13 @@ def _run_leased(job: Job, options: RunOptions, resources: JobResources, store: S
         report.hint = f"run `python -m etl.run {_shown_path(job.path)}` to move and prove every record"
         return _finish(report, started)
     assert verdict is not None
+    return _prove(report, job, options, resources, store, verdict, started_at, started)
+
+
+def _prove(report: RunReport, job: Job, options: RunOptions, resources: JobResources, store: StateStore,
+           verdict: Verdict, started_at: datetime, started: float) -> RunReport:
+    """After a load that adds up: record it, then validate (unless this run may not, or a shard that
+    is not the last to finish leaves the proof to the one that is)."""
     loaded = job_loaded(job, resources, store)
     save_verdict(store, job.name, verdict, LOADED if loaded else LOADING, accounting=_accounting(report))
     validate = job.validation.after_run if options.validate is None else options.validate
@@ -232,8 +233,21 @@ def _run_leased(job: Job, options: RunOptions, resources: JobResources, store: S
                           "finishes last")
         log.info(report.message)
         return _finish(report, started)
-    whole = whole_job or (options.shard is not None and not options.only)
-    return _validate(report, job, options, resources, store, verdict, whole, started_at, started)
+    # a shard that finds every partition done validates the whole job, as the whole job would
+    return _validate(report, job, options, resources, store, verdict, not options.only, started_at, started)
+
+
+def _nothing_to_do(report: RunReport, job: Job, verdict: Verdict, plan: Plan,
+                   checkpoints: dict[str, Checkpoint], started: float) -> RunReport:
+    """Nothing left to move and an earlier run proved the same content: the report restates that proof."""
+    report.status = NOTHING_TO_DO
+    report.message = (f"job {job.name} has already finished and its targets were proven equal to its "
+                      f"sources at {verdict.proven_at}")
+    report.hint = (f"changes made at the sources since then are applied by `python -m etl.run "
+                   f"{_shown_path(job.path)} --incremental`" if job.incremental
+                   else "run with --full-refresh to move every record again")
+    report.tables = _table_reports(plan, checkpoints, [])
+    return _finish(report, started)
 
 
 def _execute(job: Job, options: RunOptions, resources: JobResources, store: StateStore, control: RunControl,
@@ -563,7 +577,7 @@ def _judge(report: RunReport, job: Job, execution: Execution, control: RunContro
     """Set the report's status from what happened: failures, stops, unfinished partitions, the
     reject policy over everything moved since the last full refresh, then the accounting check."""
     reason = control.stop_reason
-    resume = f"python -m etl.run {_shown_path(job.path)}"
+    resume = rerun_command(_shown_path(job.path), report.options)
     if execution.errors:
         partition, error = execution.errors[0]
         report.status = FAILED

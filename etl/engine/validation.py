@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -27,7 +28,7 @@ from etl.checksum import (
     validate_table,
 )
 from etl.checksum.results import json_value, key_text
-from etl.engine import faults
+from etl.engine import faults, validation_progress
 from etl.engine.plan import TablePlan, select_tables
 from etl.engine.planning import plan_tables
 from etl.engine.refused import Refused
@@ -87,6 +88,8 @@ def _mapped_batches(resources: JobResources, table: TablePlan,
         for partition in table.partitions:
             for batch in source.read(partition, fields=mapping.fields):
                 read += len(batch.records) + len(batch.rejects)
+                if counts is not None:  # the first pass
+                    validation_progress.advanced(validation_progress.SOURCE, table.key, batch.extracted)
                 if pending and batch.records:
                     found = present(pending, batch.records)
                     pending = [path for path in pending if path.id not in found]
@@ -131,18 +134,22 @@ def _source_checksums(
     return sums
 
 
-def _target_rows(resources: JobResources, spec: TableSpec) -> Iterator[dict]:
+def _target_rows(resources: JobResources, spec: TableSpec, announce: bool = False) -> Iterator[dict]:
     sink = resources.open_sink(spec.target)
     settings = resources.job.validation
     try:
-        yield from sink.read_back(spec, segments=settings.segments, consistent=settings.consistent_reads)
+        rows = sink.read_back(spec, segments=settings.segments, consistent=settings.consistent_reads)
+        if announce:  # the first pass
+            name = f"{spec.target}.{spec.table}"
+            rows = validation_progress.counted(rows, validation_progress.TARGET, name)
+        yield from rows
     finally:
         sink.close()
 
 
-def _targets(resources: JobResources, only: Sequence[str] | None) -> list[_Target]:
+def _targets(resources: JobResources, only: Sequence[str] | None, keep_open: ExitStack) -> list[_Target]:
     pairs = select_tables(resources.source_tables(), only)
-    planned, _ = plan_tables(resources, pairs)
+    planned, _ = plan_tables(resources, pairs, keep_open=keep_open)
     grouped: dict[tuple[str, str], tuple[TableSpec, list[TablePlan]]] = {}
     for table in planned:
         for spec in resources.mapping(table.source, table.table).tables:
@@ -169,8 +176,11 @@ def validate_job(job: Job, only: Sequence[str] | None = None, *,
     as rejected (`etl.engine.refused`). None reads it from the state store."""
     resources = resources or JobResources(job)
     settings = job.validation
-    targets = _targets(resources, only)
     refused = _refused(resources, generation)
+    # The planning sources stay open until both passes have read every partition: a PostgreSQL
+    # partition imports the snapshot they exported, which ends when they close.
+    planning = ExitStack()
+    targets = _targets(resources, only, planning)
 
     started = time.monotonic()
 
@@ -188,12 +198,12 @@ def validate_job(job: Job, only: Sequence[str] | None = None, *,
                  result.rows_source, result.difference_count, time.monotonic() - started)
         return result
 
-    with ThreadPoolExecutor(max(1, job.parallelism), thread_name_prefix="validate") as pool:
+    with planning, ThreadPoolExecutor(max(1, job.parallelism), thread_name_prefix="validate") as pool:
         # Pass 1: the sources (each read once for all its target tables) beside every target's read-back.
         counts: dict[str, SourceCount] = {}
         pending_sources = pool.submit(_source_checksums, resources, targets, counts, refused)
         target_sums = {(target.spec.target, target.spec.table): pool.submit(
-            checksum_side, partial(_target_rows, resources, target.spec), target.spec,
+            checksum_side, partial(_target_rows, resources, target.spec, True), target.spec,
             buckets=settings.buckets, tolerances=settings.tolerances) for target in targets}
         source_sums = pending_sources.result()
         for future in target_sums.values():

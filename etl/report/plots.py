@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 from etl.files import open_private
 
@@ -118,25 +119,31 @@ def differences_per_segment(verification: RestoreVerification, *,
     labels = [f"{t}#{s}" for t, s in zip(frame["table"], frame["segment"], strict=True)]
     colours = [STATUS_COLOURS[s] for s in frame["status"]]
     axes.bar(labels, frame["mismatched_buckets"], color=colours)
-    for status, colour in STATUS_COLOURS.items():
-        axes.bar([], [], color=colour, label=status)
     axes.set_xlabel("table#segment")
     axes.set_ylabel("mismatched buckets")
     axes.set_title("Mismatched buckets per segment")
-    axes.legend()
+    # one patch per status in its colour (empty bar containers all drew the legend's first colour)
+    axes.legend(handles=[Patch(facecolor=colour, label=status) for status, colour in STATUS_COLOURS.items()])
     axes.yaxis.get_major_locator().set_params(integer=True)
     axes.tick_params(axis="x", labelrotation=45)
     return _done(figure, save_to)
 
 
+SHORT_RUN_SECONDS = 2.0
+"""A run whose batches span less than this, or with fewer than MIN_BATCHES batches in a table, is
+drawn as one bar per table: a rate over two points milliseconds apart says nothing."""
+MIN_BATCHES = 3
+
+
 def rows_per_second(report: RunReport, progress: pd.DataFrame | None = None, *,
                     save_to: str | Path | None = None) -> Figure:
     """Throughput of a run. With `progress` (MigrationJob.progress(): one row per committed batch)
-    a line per table of records extracted per second since the start, batch by batch; without it
-    one bar per table from the report, which keeps only each table's total and duration."""
+    of a run long enough to show a trend, a line per table of records extracted per second since the
+    start, batch by batch; otherwise one bar per table from the report (records/s, labelled with the
+    records and the seconds they took)."""
     figure = _figure()
     axes = figure.add_subplot()
-    if progress is not None and not progress.empty:
+    if _long_enough(progress):
         for table, batches in progress.sort_values("seconds").groupby("table", sort=True):
             seconds = batches["seconds"].tolist()
             done = batches["extracted"].cumsum().tolist()
@@ -149,11 +156,22 @@ def rows_per_second(report: RunReport, progress: pd.DataFrame | None = None, *,
         axes.set_title(f"{report.job}: records per second over the run")
     else:
         names = [t.table for t in report.tables]
-        axes.barh(names, [t.rows_per_second for t in report.tables], color="#0969da")
+        bars = axes.barh(names, [t.rows_per_second for t in report.tables], color="#0969da")
+        axes.bar_label(bars, labels=[f"{t.extracted_this_run:,} records in {t.seconds:,.2f} s"
+                                     for t in report.tables], padding=4)
+        axes.margins(x=0.45)  # room for the labels
+        axes.set_xlim(left=0)
         axes.set_xlabel("records/s (this run)")
         axes.invert_yaxis()
         axes.set_title(f"{report.job}: records per second per table")
     return _done(figure, save_to)
+
+
+def _long_enough(progress: pd.DataFrame | None) -> bool:
+    if progress is None or progress.empty:
+        return False
+    span = progress["seconds"].max() - progress["seconds"].min()
+    return span >= SHORT_RUN_SECONDS and int(progress.groupby("table").size().min()) >= MIN_BATCHES
 
 
 def reject_reasons(report: RunReport, *, top: int = 10, save_to: str | Path | None = None) -> Figure:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from etl.checksum import Manifest, ManifestError, TableManifest, TableValidation, Tolerances, validate_table
 from etl.checksum.results import key_text
 from etl.checksum.rowhash import RowHasher, bucket_of
+from etl.html_table import html_table
 from etl.records import TableSpec
 from etl.restore.chain import BrokenChain, Kind, RestorePlan
 
@@ -228,21 +229,17 @@ class RestoreVerification:
     def _repr_html_(self) -> str:
         verdict = "exact" if self.exact else "ok (drift only)" if self.ok else "differences found"
         colour = STATUS_COLOURS["pass" if self.exact else "drift" if self.ok else "FAIL"]
-        header = "".join(f"<th>{html.escape(name)}</th>" for name in SUMMARY_COLUMNS)
-        body = []
-        for row in (_summary_row(t) for t in self.tables):
-            cells = "".join(f"<td>{html.escape('' if row[c] is None else str(row[c]))}</td>"
-                            for c in SUMMARY_COLUMNS)
-            body.append(f'<tr style="color:{STATUS_COLOURS[row["status"]]}">{cells}</tr>')
+        columns = [(name, name.replace("_", " ")) for name in SUMMARY_COLUMNS]
+        table = html_table(columns, [_summary_row(t) for t in self.tables],
+                           colour=lambda row: STATUS_COLOURS[row["status"]])
         unexpected = "".join(f"<p>{html.escape(name)}: restored but not in the manifest</p>"
                              for name in self.unexpected_tables)
         return (f'<p style="color:{colour};font-weight:bold">restore verified against the manifest at '
-                f"{html.escape(str(self.position))}: {verdict}</p>"
-                f'<table class="etl-summary"><tr>{header}</tr>{"".join(body)}</table>{unexpected}')
+                f"{html.escape(position_text(self.position))}: {verdict}</p>{table}{unexpected}")
 
     def describe(self) -> str:
         """A short text report: one line per table, naming mismatched and drifted segments."""
-        lines = [f"restore verified against the manifest at {self.position}: "
+        lines = [f"restore verified against the manifest at {position_text(self.position)}: "
                  + ("exact" if self.exact else "ok (drift only)" if self.ok else "DIFFERENCES")]
         for t in self.tables:
             state = "missing from the restore" if t.missing_table else \
@@ -252,6 +249,13 @@ class RestoreVerification:
             lines.append(f"  {t.table}: {counts}; {state}{drift}")
         lines += [f"  {name}: restored but not in the manifest" for name in self.unexpected_tables]
         return "\n".join(lines)
+
+
+def position_text(position: Any) -> str:
+    """A manifest's position as people write it: `lsn 0/3000060`, `scn 1234, time ...`."""
+    if isinstance(position, dict):
+        return ", ".join(f"{key} {value}" for key, value in position.items()) or "(no position)"
+    return str(position)
 
 
 SUMMARY_COLUMNS = ["table", "status", "expected_rows", "restored_rows", "segments", "mismatched_segments",

@@ -15,6 +15,13 @@ SINK_TYPES = {
 }
 
 
+CHECK_MODULES = {
+    "dynamodb": "etl.sinks.dynamodb_check",
+    "postgres": "etl.sinks.postgres_check",
+}
+"""`--check` probes: `probe(sink, tables) -> [(line, ok)]`."""
+
+
 def module_for(sink_type: str) -> ModuleType:
     return importlib.import_module(SINK_TYPES[sink_type])
 
@@ -27,3 +34,7 @@ def rules_for(sink_type: str) -> TargetRules:
 def engines_with(capability: str) -> str:
     """The engines whose rules have `capability` set, for messages: `DynamoDB`."""
     return " and ".join(rules_for(kind).engine for kind in SINK_TYPES if getattr(rules_for(kind), capability))
+
+
+def check_module_for(sink_type: str) -> ModuleType:
+    return importlib.import_module(CHECK_MODULES[sink_type])

@@ -36,6 +36,7 @@ from etl.settings_types import Integer
 from etl.sinks.base import CheckResult, NameLimits, TargetRules, WriteResult, column_form
 from etl.sinks.coltypes import ColumnType, parse_type
 from etl.sinks.dynamodb_scan import install_scan
+from etl.sinks.dynamodb_scope import Scope
 from etl.sinks.dynamodb_values import (
     MAX_ITEM_BYTES,
     STORED_FORM_TYPES,
@@ -103,6 +104,9 @@ class Config(RedactedRepr, BaseModel):
     billing: Literal["on_demand"] = "on_demand"
     gsis: dict[str, list[Gsi]] = Field(default_factory=dict)
     """GSIs to create, per table name."""
+    scopes: dict[str, Scope] = Field(default_factory=dict)
+    """Per table shared with other jobs: the items this job owns, the only ones validation reads back
+    (etl/sinks/dynamodb_scope.py)."""
     concurrency: Integer = Field(4, ge=1, le=64)
     """Writer threads."""
     insert_only: bool = False
@@ -580,6 +584,7 @@ class DynamoDBSink:
         pages: queue.Queue = queue.Queue(maxsize=segments * 2)
         stop = threading.Event()
         done = object()
+        scope = self.config.scopes.get(table.table)
 
         def scan(segment: int) -> None:
             try:
@@ -591,6 +596,8 @@ class DynamoDBSink:
                     }
                     if start:
                         request["ExclusiveStartKey"] = start
+                    if scope is not None:
+                        request.update(scope.scan_filter())
                     response = self._scan_page(request)
                     _put(pages, response.get("Items", []), stop)
                     start = response.get("LastEvaluatedKey")

@@ -318,6 +318,24 @@ class MongoSource:
     def key_text(self, table: str, record: dict) -> str:
         return bson_values.key_text(record)
 
+    def key_range(self, partition: Partition) -> tuple[str | None, str | None]:
+        """The partition's `_id` bounds as key text (`_id=ObjectId('…')`; None: unbounded)."""
+        return tuple(  # type: ignore[return-value]
+            None if bound is None else bson_values.key_text({"_id": bson_values.id_from_json(bound)})
+            for bound in (partition.lower, partition.upper))
+
+    def server_version(self) -> str:
+        """The server's version as it reports it (`buildInfo`), for `--check`."""
+        info = self._guard(lambda: self.client.admin.command("buildInfo"))
+        return f"MongoDB {info.get('version', 'unknown version')}"
+
+    def estimate(self, table: str) -> int | None:
+        """About how many documents `table` holds, from the collection's metadata (no scan); None
+        when the table has a `query` filter, which the estimate would ignore."""
+        if self._table(table).query:
+            return None
+        return int(self._guard(self.database[table].estimated_document_count))
+
     def count(self, table: str) -> int | None:
         self._require(table)
         settings = self._table(table)

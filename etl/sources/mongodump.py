@@ -425,6 +425,11 @@ class MongodumpSource:
     def key_text(self, table: str, record: dict) -> str:
         return bson_values.key_text(record)
 
+    def key_range(self, partition: Partition) -> tuple[str | None, str | None]:
+        """A dump is split by byte offsets of its data file, not by key: `byte 1,048,576`."""
+        return tuple(  # type: ignore[return-value]
+            None if not bound else f"byte {bound:,}" for bound in (partition.lower, partition.upper))
+
     def key_of(self, table: str, record: dict) -> Json:
         return mongo_keys.key_json(record["_id"])
 

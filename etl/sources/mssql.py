@@ -123,6 +123,12 @@ def connection_string(config: Config) -> str:
 class MssqlSource(SqlSource):
     engine = "SQL Server"
     row_value_comparison = False
+    version_sql = "SELECT CAST(SERVERPROPERTY('ProductVersion') AS NVARCHAR(128))"
+    # the heap's or clustered index's row counts, kept by the engine (no scan)
+    estimate_sql = ("SELECT SUM(p.rows) FROM sys.partitions AS p"
+                    " JOIN sys.tables AS t ON t.object_id = p.object_id"
+                    " JOIN sys.schemas AS s ON s.schema_id = t.schema_id"
+                    " WHERE s.name = {schema} AND t.name = {table} AND p.index_id IN (0, 1)")
     integer_types = frozenset({"TINYINT", "SMALLINT", "INT", "BIGINT"})
     max_parameters = 2000  # a statement takes at most 2,100
     number_types = frozenset({"DECIMAL", "NUMERIC", "MONEY", "SMALLMONEY", "FLOAT", "REAL"})

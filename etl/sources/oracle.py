@@ -173,6 +173,9 @@ class OracleSource(SqlSource):
     engine = "Oracle"
     row_value_comparison = False
     pseudo_columns = frozenset({"ORA_ROWSCN"})
+    version_sql = "SELECT version FROM product_component_version WHERE ROWNUM = 1"  # readable by PUBLIC
+    # NUM_ROWS of the optimizer statistics: NULL until DBMS_STATS gathered them
+    estimate_sql = "SELECT num_rows FROM all_tables WHERE owner = {schema} AND table_name = {table}"
 
     def __init__(self, name: str, config: Config, limits: BatchLimits) -> None:
         super().__init__(name, config, limits)

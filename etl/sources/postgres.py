@@ -26,7 +26,7 @@ from etl.errors import EtlError
 from etl.records import Batch, Json
 from etl.sources.base import BatchLimits, ChangeCapture
 from etl.sources.rowrecords import RecordMaker
-from etl.sources.sql import SqlColumn, SqlSource, SqlSourceConfig, SqlTable, TableMeta, last_at_final
+from etl.sources.sql import Params, SqlColumn, SqlSource, SqlSourceConfig, SqlTable, TableMeta, last_at_final
 from etl.sources.sqltypes import Converter, decimal_type, iso_interval, json_loads_exact
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,14 @@ class PostgresSource(SqlSource):
     integer_types = frozenset({"INT2", "INT4", "INT8"})
     number_types = frozenset({"NUMERIC", "FLOAT4", "FLOAT8"})
     records_by_driver = True
+
+    version_sql = "SELECT current_setting('server_version')"
+    # reltuples is -1 for a table never vacuumed or analysed (PostgreSQL 14+): the statistics
+    # collector's live-row count then, kept as rows are written
+    estimate_sql = ("SELECT CASE WHEN c.reltuples >= 0 THEN c.reltuples::bigint ELSE s.n_live_tup END"
+                    " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                    " LEFT JOIN pg_stat_all_tables s ON s.relid = c.oid"
+                    " WHERE n.nspname = {schema} AND c.relname = {table}")
 
     def __init__(self, name: str, config: Config, limits: BatchLimits) -> None:
         super().__init__(name, config, limits)
@@ -137,6 +145,16 @@ class PostgresSource(SqlSource):
             connection.rollback()
             self.warnings["snapshot: exported snapshot gone, partition used its own"] += 1
             log.warning("PostgreSQL source %r: exported snapshot is gone; reading a new snapshot", self.name)
+
+    def can_read(self, table: str) -> bool:
+        """Whether this login may read `table` (`--check`)."""
+        meta = self.describe(table)
+        params = Params(self.placeholder)
+        name = params.add(f"{self.quote(meta.schema)}.{self.quote(meta.table)}")
+        query = f"SELECT has_table_privilege({name}, 'SELECT')"
+        with self._catalog_lock:
+            ((select,),) = self._query(self._metadata_connection(), query, params)
+        return bool(select)
 
     # --- incremental runs -------------------------------------------------------------
 

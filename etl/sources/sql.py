@@ -494,6 +494,15 @@ class SqlSource:
         finally:
             connection.close()
 
+    def key_range(self, partition: Partition) -> tuple[str | None, str | None]:
+        """The partition's bounds as key text (`InvoiceId=1001`; None: unbounded), for people: its
+        encoded bounds also carry the run's snapshot id or SCN, which says nothing about the range."""
+        first = self.describe(partition.table).key[0]
+        lower = (partition.lower or {}).get("key")
+        return tuple(  # type: ignore[return-value]
+            None if bound is None else _key_text([first], decode_key(bound)[:1])
+            for bound in (lower, partition.upper))
+
     def pages(
         self,
         connection: Any,
@@ -542,6 +551,34 @@ class SqlSource:
         with self._catalog_lock:
             ((count,),) = self._query(self._metadata_connection(), sql, params)
         return int(count)
+
+    version_sql: ClassVar[str | None] = None
+    """A query whose one value names the server's version (`--check`); None: not asked."""
+    estimate_sql: ClassVar[str | None] = None
+    """A query of the catalogue's row estimate for (schema, table), without reading the table."""
+
+    def server_version(self) -> str | None:
+        """The server's version as it reports it (`--check`), or None where this engine is not asked."""
+        if self.version_sql is None:
+            return None
+        with self._catalog_lock:
+            connection = self._metadata_connection()
+            ((version,),) = self._query(connection, self.version_sql, Params(self.placeholder))
+        return f"{self.engine} {version}"
+
+    def estimate(self, table: str) -> int | None:
+        """About how many rows `table` holds, by the catalogue's statistics (no read of the table; the
+        table's `where` is not applied); None when the engine has no estimate or never gathered one."""
+        if self.estimate_sql is None:
+            return None
+        meta = self.describe(table)
+        params = Params(self.placeholder)
+        sql = self.estimate_sql.format(schema=params.add(meta.schema), table=params.add(meta.table))
+        with self._catalog_lock:
+            rows = self._query(self._metadata_connection(), sql, params)
+        if not rows or rows[0][0] is None or rows[0][0] < 0 or self.config.tables[table].where:
+            return None
+        return int(rows[0][0])
 
     def catalogue(self, table: str) -> Catalogue:
         """The table's columns as the catalogue lists them (records carry exactly these names)."""

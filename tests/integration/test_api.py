@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 
 import pytest
 
@@ -37,6 +38,8 @@ def test_plan_and_preview_show_partitions_and_mapped_rows_with_pii_transformed(d
     assert plan[["table", "partition", "partitions", "id"]].values.tolist() == [
         ["mongo.customers", 0, 2, "mongo.customers#0/2"], ["mongo.customers", 1, 2, "mongo.customers#1/2"]]
     assert plan["lower"][0] is None and plan["upper"][1] is None and plan["upper"][0] == plan["lower"][1]
+    assert plan["from"][0] is None and plan["to"][1] is None and plan["to"][0] == plan["from"][1]
+    assert re.fullmatch(r"_id=\d+", plan["to"][0])  # the key range as keys are shown
 
     preview = job.preview("mongo.customers", 2)
     first, second = documents[0], documents[1]

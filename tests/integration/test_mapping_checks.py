@@ -80,8 +80,12 @@ def test_plan_lists_the_columns_no_output_uses(tmp_path, chinook):
     result = run_cli(job, "--plan")
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
-    assert lines[2] == "chinook.track  (mapping tracks.yaml -> pg.mc_tracks)"
-    assert lines[5] == ("  source columns no output uses (catalogue): "
+    # what checking the mapping warned about comes first, before the table's partitions and previews
+    assert lines[1] == ("warning: chinook.track: source columns no output reads and `source.ignore` does not "
+                        "list: album_id, bytes, genre_id, media_type_id, milliseconds; their values reach no "
+                        "target")
+    assert lines[3] == "chinook.track  (mapping tracks.yaml -> pg.mc_tracks)"
+    assert lines[6] == ("  source columns no output uses (catalogue): "
                         "album_id, bytes, genre_id, media_type_id, milliseconds")
 
 
@@ -153,12 +157,14 @@ def test_plan_prints_the_sample_warning_and_the_fields_no_output_uses(tmp_path, 
     result = run_cli(job, "--plan")
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
-    assert lines[2:6] == [
+    # the warning comes first, before any table's partitions and previews
+    assert lines[1:6] == [
+        f"warning: mongo.people: {mapping}:13:24: mc_people.nickname: path `nick_name` is absent from all 6 "
+        "sampled records; did you mean `nickname`?",
+        "",
         "mongo.people  (mapping people.yaml -> pg.mc_people)",
         "  partition 0/1: from (unbounded) to (unbounded)",
         "  source fields no output uses (sample of 6 records): nickname",
-        f"  warning: {mapping}:13:24: mc_people.nickname: path `nick_name` is absent from all 6 sampled "
-        "records; did you mean `nickname`?",
     ]
 
 

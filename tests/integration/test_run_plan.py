@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.integration.run_helpers import patients, patients_mapping, pg_scalar, run_cli, write_job
@@ -19,8 +21,11 @@ def test_plan_prints_partitions_and_mapped_records_and_writes_nothing(tmp_path, 
     assert lines[0] == "job planned: 1 source tables, 3 partitions; parallelism 2, executor local"
     assert lines[2] == "mongo.patients  (mapping patients.yaml -> pg.patients, pg.visits)"
     assert [line.split(":")[0] for line in lines[3:6]] == [f"  partition {i}/3" for i in range(3)]
-    assert lines[3].startswith("  partition 0/3: from (unbounded) to ")
-    assert lines[5].endswith(" to (unbounded)")
+    # bounds are keys (from inclusive, to exclusive), as the records' keys are shown
+    assert re.fullmatch(r"  partition 0/3: from \(unbounded\) to _id=(\d+)", lines[3])
+    middle = re.fullmatch(r"  partition 1/3: from _id=(\d+) to _id=(\d+)", lines[4])
+    assert middle and lines[3].endswith(f" to _id={middle[1]}") and 1 < int(middle[1]) < int(middle[2]) <= 50
+    assert lines[5] == f"  partition 2/3: from _id={middle[2]} to (unbounded)"
     assert "  source record _id=1:" in lines
     assert "  source record _id=2:" in lines
     assert "  source record _id=3:" not in lines

@@ -122,3 +122,19 @@ def test_a_run_resumed_on_a_stored_plan_reports_each_snapshot_fallback(tmp_path,
     assert saved["tables"][0]["warnings"] == {fallback: 4}
     markdown = Path(report.files[1]).read_text()
     assert f"| chinook.invoice_line | {fallback} | 4 |" in markdown.splitlines()
+
+
+def test_validation_reads_every_partition_in_the_snapshot_it_planned(tmp_path, pg_database, caplog):
+    """Validation plans the source again and keeps that plan's snapshot open until both of its
+    passes have read every partition: no partition falls back to a snapshot of its own (which it
+    did once per partition on every run, its planning source closed before the reads)."""
+    load_chinook(pg_database)
+    job_path = write_job(tmp_path, pg_database)
+    with psycopg.connect(pg_database, autocommit=True) as db:
+        db.execute("CREATE SCHEMA migrated")
+    with caplog.at_level(logging.WARNING):
+        report = run_job(load_job(job_path), RunOptions(validate=True))
+    assert report.status == "succeeded", (report.message, report.hint)
+    assert [(c.table, c.rows_source, c.rows_target, c.ok) for c in report.validation] == [
+        ("lines", 2240, 2240, True)]
+    assert [m for m in caplog.messages if "snapshot" in m] == []

@@ -105,3 +105,30 @@ def test_a_password_in_a_wrong_dsn_never_appears(tmp_path, debug):
     assert PASSWORD not in output
     assert "error: " in result.stderr
     assert ("Traceback" in output) is debug
+
+
+def test_version_prints_the_installed_version():
+    from importlib.metadata import version
+
+    result = run("--version")
+    assert (result.returncode, result.stdout) == (0, f"python -m etl.run {version('etl')}\n")
+
+
+def test_ctrl_c_before_the_run_took_over_hints_the_same_selection(monkeypatch, capsys):
+    """KeyboardInterrupt outside the run's own signal handling (loading, planning): the hint keeps
+    --only and --shard, quoted for the shell."""
+    from etl import run as cli
+
+    class Trail:
+        def failed(self, error):
+            self.error = error
+
+    def interrupted(args, trail):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_main", interrupted)
+    args = cli.parser().parse_args(["my jobs/job.yaml", "--only", "customers,orders", "--shard", "1/4"])
+    assert cli._reported(args, Trail()) == 3
+    assert capsys.readouterr().err == (
+        "error: interrupted; run `python -m etl.run 'my jobs/job.yaml' --only customers --only orders "
+        "--shard 1/4 --resume` to continue from the last checkpoints\n")

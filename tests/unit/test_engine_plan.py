@@ -61,6 +61,11 @@ def test_only_selects_by_table_or_source_dot_table_and_names_the_choices():
         select_tables(pairs, ["invoices"])
     assert caught.value.message == "--only 'invoices': no such source table in the job"
     assert caught.value.hint == "the job's tables are mongo.customers, mongo.orders, pg.dbo.items"
+    with pytest.raises(JobFileError) as caught:
+        select_tables(pairs, ["custmers"])
+    assert caught.value.message == ("--only 'custmers': no such source table in the job; "
+                                    "did you mean 'customers'?")
+    assert caught.value.exit_code == 2
 
 
 def test_a_stored_plan_is_reused_only_for_the_same_partition_count():

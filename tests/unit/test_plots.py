@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
+from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 
 from etl.checksum import JobValidation, Manifest, TableManifest, validate_table
@@ -90,6 +91,29 @@ def test_rows_per_second_without_batches_uses_the_report_per_table():
     figure = plots.rows_per_second(report())
     assert [p.get_width() for p in figure.axes[0].patches] == [15.0]
     assert [t.get_text() for t in figure.axes[0].get_yticklabels()] == ["mongo.customers"]
+    assert [t.get_text() for t in figure.axes[0].texts] == ["60 records in 4.00 s"]
+
+
+def test_a_short_run_is_drawn_per_table_not_as_points_milliseconds_apart():
+    """The demo: two batches 7 ms apart. A line through them would be a rate of nothing."""
+    progress = pd.DataFrame({"seconds": [0.512, 0.519], "table": ["mongo.customers"] * 2,
+                             "extracted": [30, 29], "loaded": [30, 29], "rejected": [0, 0],
+                             "filtered": [0, 0]})
+    axes = plots.rows_per_second(report(), progress).axes[0]
+    assert list(axes.lines) == []
+    assert [p.get_width() for p in axes.patches] == [15.0]
+    assert [t.get_text() for t in axes.texts] == ["60 records in 4.00 s"]
+
+
+def test_the_segment_legend_draws_each_status_in_its_colour():
+    rows = [{"id": i, "name": f"n{i}"} for i in range(300)]
+    manifest = Manifest(position={"lsn": "0/1"}, taken_at="sun")
+    manifest.add(TableManifest.build(SPEC, rows, buckets=8, boundaries=[[100], [200]]))
+    figure = plots.differences_per_segment(verify_restore({"patients": rows[1:]}, manifest, [SPEC]))
+    legend = figure.axes[0].get_legend()
+    drawn = {text.get_text(): to_hex(patch.get_facecolor())
+             for text, patch in zip(legend.get_texts(), legend.get_patches(), strict=True)}
+    assert drawn == {"ok": "#1a7f37", "drift": "#9a6700", "mismatch": "#cf222e"}
 
 
 def test_reject_reasons_ranks_reasons_and_says_when_there_are_none():

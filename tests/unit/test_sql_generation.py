@@ -389,3 +389,17 @@ def test_query_columns_are_typed_as_each_catalog_types_table_columns():
     sql, params = log[-1]
     assert params == ("SELECT line_id, name FROM dbo.lines",)
     sqlglot.parse_one(sql, read="tsql")
+
+
+@pytest.mark.parametrize("dialect, catalogue", [
+    ("postgres", {"pg_class", "pg_namespace", "pg_stat_all_tables"}), ("oracle", {"all_tables"}),
+    ("tsql", {"partitions", "tables", "schemas"})])
+def test_version_and_estimate_queries_are_one_select_in_the_engines_dialect(dialect, catalogue):
+    """`--check` and progress totals ask each engine's catalogue; never the table itself."""
+    source = sources()[dialect]
+    version = sqlglot.parse(source.version_sql, read=dialect)
+    assert len(version) == 1 and isinstance(version[0], exp.Select)
+    estimate = source.estimate_sql.format(schema=source.placeholder(0), table=source.placeholder(1))
+    [tree] = sqlglot.parse(estimate, read=dialect)
+    assert isinstance(tree, exp.Select)
+    assert {t.name.lower() for t in tree.find_all(exp.Table)} == catalogue
