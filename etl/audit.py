@@ -221,6 +221,8 @@ class AuditTrail:
     def for_command(cls, args: Any) -> AuditTrail:
         """The trail of one `python -m etl.run` invocation (its parsed arguments)."""
         command = ("plan" if args.plan else "check" if getattr(args, "check", False)
+                   else "profile" if getattr(args, "profile", False) or getattr(args, "profile_sample", None)
+                   else "scaffold" if getattr(args, "scaffold", None) or getattr(args, "scaffold_job", None)
                    else "validate" if args.validate_only else "run")
         options = {name: getattr(args, name) for name in ("only", "limit", "shard", "resume", "full_refresh")
                    if getattr(args, name, None)}

@@ -68,6 +68,10 @@ def arguments(**overrides):
     ({"validate_only": True}, "validate", {}),
     ({"plan": True, "only": ["customers"]}, "plan", {"only": ["customers"]}),
     ({"full_refresh": True, "limit": 5}, "run", {"limit": 5, "full_refresh": True}),
+    ({"profile": True}, "profile", {}),
+    ({"profile_sample": 10}, "profile", {}),
+    ({"scaffold": "mongo.people"}, "scaffold", {}),
+    ({"scaffold_job": "postgres"}, "scaffold", {}),
 ])
 def test_the_command_and_its_options(overrides, command, options):
     trail = AuditTrail.for_command(arguments(**overrides))
