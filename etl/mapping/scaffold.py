@@ -303,8 +303,14 @@ def propose_columns(table: str, catalogue, targets: dict[str, str], header: list
                            hint="give the table `key: [...]` in the job file, then scaffold it again")
     proposal = Proposal(targets)
     key = list(catalogue.key)
+    typed = {column: type_text for column, type_text in catalogue.types.items() if type_text is not None}
+    untyped = [column for column in catalogue.types if column not in typed]
     lines = [*header, f"# columns of {catalogue.described}, typed to hold their values without loss",
-             "version: 1", "source:", f"  key: [{', '.join(key)}]", "targets:"]
+             "version: 1", "source:", f"  key: [{', '.join(key)}]"]
+    if untyped:
+        lines += [f"  ignore: [{', '.join(untyped)}]   # no mapping type holds these exactly (intervals): "
+                  "read them through a view that casts them to text to keep them"]
+    lines.append("targets:")
     lines += [f"  {name}: {kind}" for name, kind in targets.items()]
     lines.append("outputs:")
     name = _table_name(table)
@@ -312,7 +318,7 @@ def propose_columns(table: str, catalogue, targets: dict[str, str], header: list
         taken: set[str] = set()
         if not sink_registry.rules_for(kind).child_tables:
             taken |= {"pk", "sk"}
-        columns = {column: column_name(column.lower(), taken) for column in catalogue.types}
+        columns = {column: column_name(column.lower(), taken) for column in typed}
         lines += [f"  - target: {target}", f"    table: {name}"]
         if sink_registry.rules_for(kind).child_tables:
             lines += [f"    key: [{', '.join(columns[column] for column in key)}]", "    columns:"]
@@ -321,7 +327,7 @@ def propose_columns(table: str, catalogue, targets: dict[str, str], header: list
             pk = json.dumps(f"{name.upper()}#{template}")
             lines += ["    key: [pk, sk]", "    columns:", f"      pk: {{template: {pk}}}  # S; from the key",
                       "      sk: {const: ROW}  # S"]
-        for column, type_text in catalogue.types.items():
+        for column, type_text in typed.items():
             role = "; key" if column in key else ""
             lines.append(_column(columns[column], path_text(column) or column, type_text,
                                  f"{proposal.describe(kind, type_text)}{role}"))

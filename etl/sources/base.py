@@ -56,7 +56,7 @@ class Catalogue:
     """The columns whose values are numbers (integers, decimals, floats)."""
     key: tuple[str, ...] = ()
     """The columns that identify a row, as the source reads the table."""
-    types: Mapping[str, str] = field(default_factory=dict)
+    types: Mapping[str, str | None] = field(default_factory=dict)
     """Per column, the mapping type that holds its values without loss (`SqlSource.mapping_type`)."""
 
 

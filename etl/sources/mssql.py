@@ -488,7 +488,7 @@ class MssqlSource(SqlSource):
             return sql_variant
         return None
 
-    def mapping_type(self, column: SqlColumn) -> str:
+    def mapping_type(self, column: SqlColumn) -> str | None:
         kind, scale = column.type, column.scale
         if kind in {"DECIMAL", "NUMERIC"}:
             return decimal_type(column.precision, scale or 0)

@@ -87,11 +87,12 @@ _DESCRIBED_TYPES = {
     "BINARY_INTEGER": "BINARY_INTEGER",
 }
 """python-oracledb's DB_TYPE_* names (a query's description) -> ALL_TAB_COLUMNS.DATA_TYPE names."""
-_MAPPING_TYPES = {
+_MAPPING_TYPES: dict[str, str | None] = {
     "FLOAT": "decimal", "BINARY_FLOAT": "float", "BINARY_DOUBLE": "float", "DATE": "timestamp(0)",
-    "RAW": "bytes", "BLOB": "bytes", "LONG RAW": "bytes", "JSON": "json",
+    "RAW": "bytes", "BLOB": "bytes", "LONG RAW": "bytes", "JSON": "json", "INTERVAL DAY TO SECOND": None,
 }
-"""ALL_TAB_COLUMNS.DATA_TYPE -> mapping types (`OracleSource.mapping_type`); the rest are text."""
+"""ALL_TAB_COLUMNS.DATA_TYPE -> mapping types (`OracleSource.mapping_type`; None: none holds a
+day-to-second interval, read as a timedelta); the rest are text."""
 _LOBS = {"CLOB", "NCLOB", "BLOB", "LONG", "LONG RAW", "XMLTYPE", "BFILE", "JSON"}
 _TEXT_TIMESTAMP = 'YYYY-MM-DD"T"HH24:MI:SS.FF9'
 
@@ -463,7 +464,7 @@ class OracleSource(SqlSource):
     def width(self, column: SqlColumn) -> int | None:
         return column.length
 
-    def mapping_type(self, column: SqlColumn) -> str:
+    def mapping_type(self, column: SqlColumn) -> str | None:
         kind, scale = column.type, column.scale
         if kind in {"NUMBER", "INTEGER"}:
             if scale is not None and scale <= 0 and column.precision is not None and column.precision <= 18:

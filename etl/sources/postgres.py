@@ -505,11 +505,11 @@ class PostgresSource(SqlSource):
             return json_loads_exact
         return None
 
-    def mapping_type(self, column: SqlColumn) -> str:
+    def mapping_type(self, column: SqlColumn) -> str | None:
         if column.type.startswith("_"):
             element = self.mapping_type(SqlColumn(column.name, column.type[1:], column.precision,
                                                   column.scale))
-            return f"list({element})" if element != "json" else "list"
+            return None if element is None else f"list({element})" if element != "json" else "list"
         if column.type == "NUMERIC":
             return decimal_type(column.precision, column.scale)
         if column.type in {"TIMESTAMP", "TIMESTAMPTZ"}:
@@ -525,11 +525,13 @@ class PostgresSource(SqlSource):
         return column.type.startswith("_")
 
 
-_MAPPING_TYPES = {
+_MAPPING_TYPES: dict[str, str | None] = {
     "INT2": "int", "INT4": "int", "INT8": "int", "FLOAT4": "float", "FLOAT8": "float", "BOOL": "bool",
     "DATE": "date", "TIME": "time", "UUID": "uuid", "BYTEA": "bytes", "JSON": "json", "JSONB": "json",
+    "INTERVAL": None,
 }
-"""udt names -> mapping types; the rest (text, varchar, interval as ISO text, ...) are strings."""
+"""udt names -> mapping types (None: none holds an interval, read as a timedelta); the rest (text,
+varchar, ...) are strings."""
 
 
 def decoded_columns(text: str) -> dict[str, str | None]:

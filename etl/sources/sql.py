@@ -355,9 +355,10 @@ class SqlSource:
         """Driver value -> canonical value for this column; None when the driver's value is canonical."""
         return None
 
-    def mapping_type(self, column: SqlColumn) -> str:
+    def mapping_type(self, column: SqlColumn) -> str | None:
         """The mapping type (docs/mapping.md, "Types and casts") that holds this column's canonical values
-        without loss, for `--scaffold`; text for a type the engine module does not name."""
+        without loss, for `--scaffold`; text for a type the engine module does not name; None when no
+        mapping type holds them (an interval, read as a `timedelta`)."""
         return "string"
 
     def is_integer(self, column: SqlColumn) -> bool:

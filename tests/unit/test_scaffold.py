@@ -13,9 +13,11 @@ from bson.int64 import Int64
 
 from etl.engine.profile import reject_kind
 from etl.job import load_job
-from etl.mapping.scaffold import column_name, element_key, observe, path_text
+from etl.mapping import parse_mapping
+from etl.mapping.scaffold import column_name, element_key, observe, path_text, propose_columns
 from etl.run import main
 from etl.sources import SOURCE_TYPES
+from etl.sources.base import Catalogue
 from etl.sources.sql import SqlColumn
 from tests.unit.test_mssql_types import source_and_table as mssql_table
 from tests.unit.test_oracle_types import source_and_table as oracle_table
@@ -23,7 +25,7 @@ from tests.unit.test_oracle_types import source_and_table as oracle_table
 ORACLE_TYPES = {
     "ID": "int", "AMOUNT": "decimal(10,2)", "RATIO": "decimal", "NOTE": "string", "PHOTO": "bytes",
     "CODE": "string", "GUID": "uuid", "TAKEN": "timestamp(6)", "SEEN": "timestamptz(6)",
-    "BORN": "timestamp(0)", "WEIGHT": "float", "TERM": "string", "STAY": "string", "NICK": "string",
+    "BORN": "timestamp(0)", "WEIGHT": "float", "TERM": "string", "STAY": None, "NICK": "string",
 }
 SQL_SERVER_TYPES = {
     "Id": "uuid", "Total": "decimal(10,2)", "Fee": "decimal(19,4)", "Score": "float", "Active": "bool",
@@ -48,9 +50,47 @@ def test_postgres_columns_map_to_loss_free_types():
     source = PostgresSource("pg", Config(type="postgres", dsn="host=x", tables={}), BatchLimits())
     columns = [SqlColumn("a", "INT4"), SqlColumn("b", "NUMERIC", 12, 3), SqlColumn("c", "NUMERIC"),
                SqlColumn("d", "TIMESTAMPTZ", None, 3), SqlColumn("e", "_INT8"), SqlColumn("f", "_JSONB"),
-               SqlColumn("g", "VARCHAR", length=20), SqlColumn("h", "NUMERIC", 60, 2)]
+               SqlColumn("g", "VARCHAR", length=20), SqlColumn("h", "NUMERIC", 60, 2),
+               SqlColumn("i", "INTERVAL"), SqlColumn("j", "_INTERVAL")]
     assert [source.mapping_type(column) for column in columns] == [
-        "int", "decimal(12,3)", "decimal", "timestamptz(3)", "list(int)", "list", "string", "decimal"]
+        "int", "decimal(12,3)", "decimal", "timestamptz(3)", "list(int)", "list", "string", "decimal",
+        None, None]
+
+
+def test_a_catalogue_proposal_leaves_out_what_no_type_holds_and_parses():
+    catalogue = Catalogue(("Id", "Total", "Stay"), "PostgreSQL table public.t of source 'src'",
+                          lambda written, column: written == column, frozenset({"Id", "Total"}), ("Id",),
+                          {"Id": "int", "Total": "decimal(10,2)", "Stay": None})
+    text = propose_columns("public.T", catalogue, {"pg": "postgres", "dynamo": "dynamodb"}, ["# proposed"])
+    assert text.splitlines() == [
+        "# proposed",
+        "# columns of PostgreSQL table public.t of source 'src', typed to hold their values without loss",
+        "version: 1",
+        "source:",
+        "  key: [Id]",
+        "  ignore: [Stay]   # no mapping type holds these exactly (intervals): read them through a view that "
+        "casts them to text to keep them",
+        "targets:",
+        "  pg: postgres",
+        "  dynamo: dynamodb",
+        "outputs:",
+        "  - target: pg",
+        "    table: t",
+        "    key: [id]",
+        "    columns:",
+        '      id: {from: Id, type: "int"}  # bigint; key',
+        '      total: {from: Total, type: "decimal(10,2)"}  # numeric(10,2)',
+        "  - target: dynamo",
+        "    table: t",
+        "    key: [pk, sk]",
+        "    columns:",
+        '      pk: {template: "T#{Id}"}  # S; from the key',
+        "      sk: {const: ROW}  # S",
+        '      id: {from: Id, type: "int"}  # N; key',
+        '      total: {from: Total, type: "decimal(10,2)"}  # N',
+    ]
+    spec = parse_mapping(text, "t.yaml")
+    assert [(o.target, o.table) for o in spec.outputs] == [("pg", "t"), ("dynamo", "t")]
 
 
 def test_sampled_values_propose_the_type_that_holds_them_all():
