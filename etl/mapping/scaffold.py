@@ -174,6 +174,9 @@ def propose_documents(table: str, records: list[dict], targets: dict[str, str], 
                       header: list[str]) -> str:
     """A mapping for sampled documents (`key`: the source key fields, `[_id]`)."""
     seen, fields = observe(records)
+    if not seen or any(name not in fields for name in key):
+        raise JobFileError(f"--scaffold: {table} has no documents with {', '.join(key)} to sample",
+                           hint="scaffold a collection that holds documents")
     proposal = Proposal(targets)
     pii = [name for name in fields if looks_like_pii(name)]
     lines = [*header, f"# {seen} documents sampled; each column's comment: how many had the field, the types "

@@ -12,9 +12,17 @@ from bson.decimal128 import Decimal128
 from bson.int64 import Int64
 
 from etl.engine.profile import reject_kind
+from etl.errors import JobFileError
 from etl.job import load_job
 from etl.mapping import parse_mapping
-from etl.mapping.scaffold import column_name, element_key, observe, path_text, propose_columns
+from etl.mapping.scaffold import (
+    column_name,
+    element_key,
+    observe,
+    path_text,
+    propose_columns,
+    propose_documents,
+)
 from etl.run import main
 from etl.sources import SOURCE_TYPES
 from etl.sources.base import Catalogue
@@ -152,3 +160,8 @@ def test_reject_reasons_are_counted_by_kind():
         "BSON date outside the range Python can hold (years 1 to 9999)",
         "`score` as float: cannot read a str as a number",
     ]] == ["null in a key", "size", "range", "range", "type"]
+
+
+def test_an_empty_collection_cannot_be_scaffolded():
+    with pytest.raises(JobFileError, match="people has no documents with _id to sample"):
+        propose_documents("people", [], {"pg": "postgres"}, ["_id"], [])
