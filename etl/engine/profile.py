@@ -14,12 +14,14 @@ import json
 import re
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from etl.engine.planning import plan_job
+from etl.engine.plan import select_tables
+from etl.engine.planning import plan_tables
 from etl.engine.resources import JobResources
 from etl.files import write_private
 from etl.mapping.compile import key_size
@@ -184,15 +186,13 @@ def profile_job(job, *, only: tuple[str, ...] = (), sample: int | None = None) -
     """Read every table of `job` (or its first `sample` records, in key order), map each batch and
     check it with each target's sink; write nothing."""
     resources = JobResources(job)
-    plan = plan_job(job, only=only, resources=resources)
-    sinks = {name: resources.open_sink(name) for name in sorted(job.targets)}
-    profiles = []
-    try:
-        for table in plan.tables:
-            profiles.append(_profile_table(resources, table, sinks, sample))
-    finally:
-        for sink in sinks.values():
-            sink.close()
+    with ExitStack() as stack:  # planning sources stay open: partitions read the snapshot of the plan
+        tables, _ = plan_tables(resources, select_tables(resources.source_tables(), only), keep_open=stack)
+        sinks = {}
+        for name in sorted(job.targets):
+            sinks[name] = resources.open_sink(name)
+            stack.callback(sinks[name].close)
+        profiles = [_profile_table(resources, table, sinks, sample) for table in tables]
     return ProfileReport(job.name, sample, profiles)
 
 

@@ -19,6 +19,7 @@ from bson.decimal128 import Decimal128
 
 from etl.sinks.deadletter import read_dead_letters
 from tests.conftest import DYNAMODB_ENDPOINT
+from tests.integration.chinook import load_chinook
 from tests.integration.run_helpers import run_cli, saved_report
 
 pytestmark = pytest.mark.integration
@@ -68,6 +69,18 @@ targets:
 batch: {{records: 4}}
 max_rejects: "90%"
 validation: {{after_run: true, consistent_reads: true}}
+"""
+
+INVOICE_MAPPING = """\
+source: {key: [invoice_id]}
+targets: {pg: postgres}
+outputs:
+  - target: pg
+    table: inv
+    key: [invoice_id]
+    columns:
+      invoice_id: {from: invoice_id, type: int}
+      total: {from: total, type: "decimal(3,2)"}
 """
 
 RAW_EMAIL = "raw.person.{n}@profile.example"
@@ -155,3 +168,31 @@ def test_profile_of_clean_records_exits_0(job: Path) -> None:
     assert profiled.returncode == 0, profiled.stdout + profiled.stderr
     profile = _profile(profiled.stdout)
     assert (profile["sample"], profile["predicted_rejects"], profile["tables"][0]["records"]) == (2, 0, 2)
+
+
+def test_profile_of_a_postgres_table_reads_the_snapshot_of_its_plan(tmp_path: Path, pg_database: str) -> None:
+    """Chinook's invoices through a mapping whose `total` is too narrow for the larger invoices: the
+    profile counts exactly the invoices the source holds with a total of 10 or more."""
+    load_chinook(pg_database)
+    (tmp_path / "invoice.yaml").write_text(INVOICE_MAPPING)
+    job = tmp_path / "invoices.yaml"
+    job.write_text(f"""\
+version: 1
+name: invoices
+sources:
+  chinook:
+    type: postgres
+    dsn: "{pg_database}"
+    tables: {{invoice: {{mapping: invoice.yaml, partitions: 3}}}}
+targets:
+  pg: {{type: postgres, dsn: "{pg_database}", schema: copied, create: if_missing}}
+""")
+    with psycopg.connect(pg_database) as conn:
+        (wide,) = conn.execute("SELECT count(*) FROM invoice WHERE total >= 10").fetchone()
+    profiled = run_cli(job, "--profile")
+    assert profiled.returncode == 1, profiled.stdout + profiled.stderr
+    table = _profile(profiled.stdout)["tables"][0]
+    assert (table["records"], table["rejected_records"]) == (412, wide)
+    assert table["rejected_by"] == {"map: chinook.invoice": {"total": {"range": wide}}}
+    assert table["columns"]["pg.inv"]["invoice_id"] == {"values": 412 - wide, "nulls": 0, "min": "1",
+                                                        "max": "412"}
