@@ -88,38 +88,49 @@ def _text(value: Any) -> str:
     return redact(text if len(text) <= 80 else text[:77] + "...")
 
 
+LISTED_REJECTS = 10_000
+"""Predicted rejects listed one by one per table in the report; all are counted."""
+
+
 @dataclass
 class TableProfile:
-    """One source table's profile."""
+    """One source table's profile. Rejects are counted as they come and kept without their records."""
 
     table: str
     records: int = 0
-    rejects: list[Reject] = field(default_factory=list)
+    rejected_keys: set[str] = field(default_factory=set)
+    """The source keys of the records a run would reject."""
+    rejects: list[dict[str, Any]] = field(default_factory=list)
+    """The first `LISTED_REJECTS` predicted rejects: source key, stage, target, field, value type, reason."""
+    rejected_by: dict[str, dict[str, Counter]] = field(default_factory=dict)
+    """Per place (`target.table` for load rejects, `stage: source table` otherwise), per field, the count
+    of rejects per kind."""
+    reasons: Counter = field(default_factory=Counter)
     columns: dict[str, dict[str, ColumnSummary]] = field(default_factory=dict)
     """Per `target.table`, per column."""
     sizes: dict[str, dict[str, tuple[int, int]]] = field(default_factory=dict)
     """Per `target.table`, measure (`item bytes`, `key pk bytes`) -> (largest seen, limit)."""
 
-    def rejected_by(self) -> dict[str, dict[str, Counter]]:
-        """Per place (`target.table` for load rejects, the source table otherwise), per field, the count
-        of rejected records per kind."""
-        found: dict[str, dict[str, Counter]] = {}
-        for reject in self.rejects:
+    def add_rejects(self, rejects: list[Reject]) -> None:
+        for reject in rejects:
+            self.rejected_keys.add(reject.source_key)
+            self.reasons[reject.reason] += 1
             where = reject.target or f"{reject.stage}: {self.table}"
-            found.setdefault(where, {}).setdefault(reject.field_path or "(record)", Counter())[
+            self.rejected_by.setdefault(where, {}).setdefault(reject.field_path or "(record)", Counter())[
                 reject_kind(reject.reason)] += 1
-        return found
+            if len(self.rejects) < LISTED_REJECTS:
+                self.rejects.append({"source_key": reject.source_key, "stage": reject.stage,
+                                     "target": reject.target, "field": reject.field_path,
+                                     "value_type": reject.value_type, "reason": reject.reason})
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "table": self.table,
             "records": self.records,
-            "rejected_records": len({reject.source_key for reject in self.rejects}),
+            "rejected_records": len(self.rejected_keys),
             "rejected_by": {where: {path: dict(kinds) for path, kinds in fields.items()}
-                            for where, fields in self.rejected_by().items()},
-            "rejects": [{"source_key": r.source_key, "stage": r.stage, "target": r.target,
-                         "field": r.field_path, "value_type": r.value_type, "reason": r.reason}
-                        for r in self.rejects],
+                            for where, fields in self.rejected_by.items()},
+            "rejects": self.rejects,
             "sizes": {where: {name: {"max": seen, "limit": limit} for name, (seen, limit) in sizes.items()}
                       for where, sizes in self.sizes.items()},
             "columns": {where: {name: summary.to_dict() for name, summary in columns.items()}
@@ -136,7 +147,7 @@ class ProfileReport:
 
     @property
     def predicted_rejects(self) -> int:
-        return sum(len({r.source_key for r in table.rejects}) for table in self.tables)
+        return sum(len(table.rejected_keys) for table in self.tables)
 
     @property
     def exit_code(self) -> int:
@@ -162,12 +173,12 @@ class ProfileReport:
                  f"{self.predicted_rejects} records would be rejected"]
         for table in self.tables:
             lines.append(f"\n{table.table}: {table.records} records, "
-                         f"{len({r.source_key for r in table.rejects})} would be rejected")
-            for where, fields in table.rejected_by().items():
+                         f"{len(table.rejected_keys)} would be rejected")
+            for where, fields in table.rejected_by.items():
                 for path, kinds in fields.items():
                     counts = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
                     lines.append(f"  rejected at {where}, {path}: {counts}")
-            for reason, n in Counter(r.reason for r in table.rejects).most_common(10):
+            for reason, n in table.reasons.most_common(10):
                 lines.append(f"    {n} x {redact(reason)}")
             for where, sizes in table.sizes.items():
                 for name, (seen, limit) in sizes.items():
@@ -208,9 +219,9 @@ def _profile_table(resources: JobResources, table, sinks: dict, sample: int | No
 
         for batch in _batches(source, table, sample):
             profile.records += len(batch.records) + len(batch.rejects)
-            profile.rejects.extend(batch.rejects)
+            profile.add_rejects(batch.rejects)
             mapped = mapping.apply(batch.records, key_text, source_table=table.table)
-            profile.rejects.extend(mapped.rejects)
+            profile.add_rejects(mapped.rejects)
             by_target: dict[str, dict[str, TableRows]] = {}
             for (target, name), rows in mapped.rows.items():
                 by_target.setdefault(target, {})[name] = rows
@@ -218,7 +229,7 @@ def _profile_table(resources: JobResources, table, sinks: dict, sample: int | No
             for target, rows in by_target.items():
                 specs = [spec for spec in mapping.tables if spec.target == target]
                 checked = sinks[target].check(specs, rows)
-                profile.rejects.extend(checked.rejects)
+                profile.add_rejects(checked.rejects)
                 for name, sizes in checked.sizes.items():
                     _widest(profile.sizes.setdefault(f"{target}.{name}", {}), sizes)
     finally:
