@@ -30,8 +30,6 @@ from etl.records import Batch, Reject, TableRows
 from etl.redact import redact
 from etl.sinks import rules_for
 
-KINDS = ("null in a key", "size", "range", "type")
-"""Why a value is rejected, as the report counts it."""
 _KIND_WORDS = (
     ("null in a key", re.compile(r"key .*(missing|null|empty)", re.I)),
     ("size", re.compile(r"\bbytes\b|size limit|too long|characters", re.I)),
@@ -199,15 +197,17 @@ def profile_job(job, *, only: tuple[str, ...] = (), sample: int | None = None) -
     resources = JobResources(job)
     with ExitStack() as stack:  # planning sources stay open: partitions read the snapshot of the plan
         tables, _ = plan_tables(resources, select_tables(resources.source_tables(), only), keep_open=stack)
-        sinks = {}
-        for name in sorted(job.targets):
-            sinks[name] = resources.open_sink(name)
-            stack.callback(sinks[name].close)
-        profiles = [_profile_table(resources, table, sinks, sample) for table in tables]
+        pairs = [(table.source, table.table) for table in tables]
+        checks = {}
+        for name in sorted(job.targets):  # each sink checks with the specs its run would prepare
+            sink = resources.open_sink(name)
+            stack.callback(sink.close)
+            checks[name] = (sink, resources.table_specs(name, pairs))
+        profiles = [_profile_table(resources, table, checks, sample) for table in tables]
     return ProfileReport(job.name, sample, profiles)
 
 
-def _profile_table(resources: JobResources, table, sinks: dict, sample: int | None) -> TableProfile:
+def _profile_table(resources: JobResources, table, checks: dict, sample: int | None) -> TableProfile:
     mapping = resources.mapping(table.source, table.table)
     profile = TableProfile(table.key)
     pii = {column.name for spec in mapping.tables for column in spec.columns
@@ -227,8 +227,8 @@ def _profile_table(resources: JobResources, table, sinks: dict, sample: int | No
                 by_target.setdefault(target, {})[name] = rows
                 _summarise(profile, mapping, resources.job.targets[target].type, (target, name), rows, pii)
             for target, rows in by_target.items():
-                specs = [spec for spec in mapping.tables if spec.target == target]
-                checked = sinks[target].check(specs, rows)
+                sink, specs = checks[target]
+                checked = sink.check(specs, rows)
                 profile.add_rejects(checked.rejects)
                 for name, sizes in checked.sizes.items():
                     _widest(profile.sizes.setdefault(f"{target}.{name}", {}), sizes)

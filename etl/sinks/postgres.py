@@ -261,24 +261,26 @@ class PostgresSink:
 
     def check(self, tables: Sequence[TableSpec], batch: Mapping[str, TableRows]) -> CheckResult:
         """Adapt every value as `write` does, against the table's columns (as they would be created when
-        it does not exist yet); reads the catalogue, writes nothing."""
+        it does not exist yet); reads the catalogue once per table, writes nothing."""
+        new = [spec for spec in tables if spec.table not in self._tables]
+        if new:
+            connection = self._acquire()
+            try:
+                found = {spec.table: self._existing_columns(connection.conn, spec.table) for spec in new}
+                connection.conn.rollback()
+            finally:
+                self._release(connection)
+            for spec in new:
+                planned = {column.name: planned_column(column.name, parse_type(column.type))
+                           for column in spec.columns}
+                existing = found[spec.table] or planned
+                missing = [column.name for column in spec.columns if column.name not in existing]
+                if missing:
+                    raise EtlError(f"PostgreSQL table {self.config.db_schema}.{spec.table} has no column "
+                                   f"{missing[0]!r} (the mapping writes it)",
+                                   hint="add the column, or remove it from the mapping")
+                self._register(spec, existing, False)
         result = CheckResult()
-        connection = self._acquire()
-        try:
-            for spec in tables:
-                if spec.table not in self._tables:
-                    existing = self._existing_columns(connection.conn, spec.table) or {
-                        column.name: planned_column(column.name, parse_type(column.type))
-                        for column in spec.columns}
-                    missing = [column.name for column in spec.columns if column.name not in existing]
-                    if missing:
-                        raise EtlError(f"PostgreSQL table {self.config.db_schema}.{spec.table} has no column "
-                                       f"{missing[0]!r} (the mapping writes it)",
-                                       hint="add the column, or remove it from the mapping")
-                    self._register(spec, existing, False)
-            connection.conn.rollback()
-        finally:
-            self._release(connection)
         for spec in tables:
             if spec.table in batch:
                 table = self._tables[spec.table]
