@@ -161,6 +161,10 @@ def test_profile_predicts_the_dead_letters_of_the_run(job: Path, dynamodb_table_
     dead = list(read_dead_letters(job.parent / ".etl" / "dead_letter.jsonl"))
     assert _rejects(table["rejects"]) == _rejects(dead)
     assert len(dead) == 6
+    # profiled again against the tables the run created: the same prediction
+    again = run_cli(job, "--profile")
+    assert again.returncode == 1
+    assert _rejects(_profile(again.stdout)["tables"][0]["rejects"]) == _rejects(dead)
 
 
 def test_profile_of_clean_records_exits_0(job: Path) -> None:
