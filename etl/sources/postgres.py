@@ -509,7 +509,10 @@ class PostgresSource(SqlSource):
         if column.type.startswith("_"):
             element = self.mapping_type(SqlColumn(column.name, column.type[1:], column.precision,
                                                   column.scale))
-            return None if element is None else f"list({element})" if element != "json" else "list"
+            if element is None:
+                return None
+            base = element.split("(")[0]  # a list's element type takes no arguments: unconstrained holds all
+            return "list" if base == "json" else f"list({base})"
         if column.type == "NUMERIC":
             return decimal_type(column.precision, column.scale)
         if column.type in {"TIMESTAMP", "TIMESTAMPTZ"}:

@@ -24,6 +24,7 @@ from etl.mapping.scaffold import (
     propose_documents,
 )
 from etl.run import main
+from etl.sinks.coltypes import parse_type
 from etl.sources import SOURCE_TYPES
 from etl.sources.base import Catalogue
 from etl.sources.sql import SqlColumn
@@ -49,6 +50,7 @@ SQL_SERVER_TYPES = {
 def test_catalogue_columns_map_to_loss_free_types(source_and_table, expected):
     source, meta = source_and_table()
     assert {column.name: source.mapping_type(column) for column in meta.columns} == expected
+    assert all(parse_type(text) for text in expected.values() if text is not None)  # each a valid type
 
 
 def test_postgres_columns_map_to_loss_free_types():
@@ -57,12 +59,13 @@ def test_postgres_columns_map_to_loss_free_types():
 
     source = PostgresSource("pg", Config(type="postgres", dsn="host=x", tables={}), BatchLimits())
     columns = [SqlColumn("a", "INT4"), SqlColumn("b", "NUMERIC", 12, 3), SqlColumn("c", "NUMERIC"),
-               SqlColumn("d", "TIMESTAMPTZ", None, 3), SqlColumn("e", "_INT8"), SqlColumn("f", "_JSONB"),
-               SqlColumn("g", "VARCHAR", length=20), SqlColumn("h", "NUMERIC", 60, 2),
-               SqlColumn("i", "INTERVAL"), SqlColumn("j", "_INTERVAL")]
+               SqlColumn("d", "TIMESTAMPTZ", None, 3), SqlColumn("e", "_NUMERIC", 5, 2),
+               SqlColumn("f", "_JSONB"), SqlColumn("g", "VARCHAR", length=20),
+               SqlColumn("h", "NUMERIC", 60, 2), SqlColumn("i", "INTERVAL"), SqlColumn("j", "_INTERVAL")]
     assert [source.mapping_type(column) for column in columns] == [
-        "int", "decimal(12,3)", "decimal", "timestamptz(3)", "list(int)", "list", "string", "decimal",
+        "int", "decimal(12,3)", "decimal", "timestamptz(3)", "list(decimal)", "list", "string", "decimal",
         None, None]
+    assert all(parse_type(text) for text in [source.mapping_type(column) for column in columns] if text)
 
 
 def test_a_catalogue_proposal_leaves_out_what_no_type_holds_and_parses():

@@ -15,6 +15,7 @@ from etl.sinks.postgres_types import (
     column_adapter,
     compatible_udts,
     ddl_type,
+    planned_column,
 )
 
 
@@ -153,3 +154,20 @@ def test_the_fast_path_and_the_value_by_value_path_agree():
         fast, refused = column(udt, values, **kw)
         assert refused == {}
         assert fast == [adapt(udt, value, **kw) for value in values]
+
+
+@pytest.mark.parametrize("text", ["string", "string(20)", "int", "decimal", "decimal(10,2)", "float", "bool",
+                                  "date", "time", "timestamp(3)", "timestamptz", "uuid", "bytes", "json",
+                                  "list", "list(int)", "list(timestamp)", "set(string)"])
+def test_the_planned_column_is_the_one_ddl_type_creates(text):
+    """`--profile` checks values against `planned_column` before a table exists: it has the udt, scale,
+    precision and time precision PostgreSQL reports for the column `ddl_type` creates."""
+    column = parse_type(text)
+    planned = planned_column("c", column)
+    assert planned.udt in compatible_udts(column)
+    ddl = ddl_type(column)
+    if "numeric(" in ddl:
+        precision, scale = ddl[ddl.index("(") + 1:ddl.index(")")].split(",")
+        assert (planned.numeric_precision, planned.numeric_scale) == (int(precision), int(scale))
+    if "timestamp" in ddl:
+        assert planned.datetime_precision == (int(ddl[ddl.index("(") + 1]) if "(" in ddl else 6)
