@@ -169,6 +169,13 @@ def _main(args: argparse.Namespace, trail) -> int:
     if args.limit is not None and (args.shard or args.validate_only):
         raise JobFileError("--limit is a quick try of the whole job; it cannot be combined with "
                            "--shard or --validate-only")
+    modes = [name for name, given in (("--plan", args.plan), ("--validate-only", args.validate_only),
+                                      ("--incremental", args.incremental), ("--follow", args.follow),
+                                      ("--scaffold", args.scaffold), ("--scaffold-job", args.scaffold_job))
+             if given]
+    if args.profile_sample is not None and modes:
+        raise JobFileError(f"--profile-sample profiles the job; it cannot be combined with "
+                           f"{', '.join(modes)}")
     if args.scaffold_job:
         from etl.job_skeleton import write_job_skeleton
 

@@ -81,6 +81,10 @@ def test_postgres_column_names_cut_to_one_name_exit_2_before_connecting(tmp_path
     (["--shard", "3/3"], "error: --shard '3/3': K must be between 0 and N-1 and N at least 1"),
     (["--limit", "5", "--shard", "0/2"],
      "error: --limit is a quick try of the whole job; it cannot be combined with --shard or --validate-only"),
+    (["--profile-sample", "3", "--incremental"],
+     "error: --profile-sample profiles the job; it cannot be combined with --incremental"),
+    (["--profile-sample", "3", "--plan"],
+     "error: --profile-sample profiles the job; it cannot be combined with --plan"),
 ])
 def test_bad_options_exit_2(tmp_path, args, message):
     result = run(str(job_file(tmp_path, state="{type: sqlite}")), *args)
