@@ -14,6 +14,7 @@ import re
 import threading
 import traceback
 from collections.abc import Iterator
+from typing import ClassVar
 from urllib.parse import quote, quote_plus, unquote
 
 from pydantic import ConfigDict
@@ -171,7 +172,7 @@ class RedactedRepr:
     callers that decide themselves what to show. Put the mixin before `BaseModel` in the bases.
     """
 
-    model_config = ConfigDict(hide_input_in_errors=True)
+    model_config: ClassVar[ConfigDict] = ConfigDict(hide_input_in_errors=True)
 
     def __repr_args__(self) -> Iterator[tuple[str | None, object]]:
         for name, value in super().__repr_args__():  # type: ignore[misc]

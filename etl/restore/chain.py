@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, overload
 
 from etl.errors import EtlError
 
@@ -682,6 +682,12 @@ def _order(backup: Backup) -> tuple[int, int, str]:
     return backup.start, backup.end, backup.name
 
 
+@overload
+def as_utc(value: datetime) -> datetime: ...
+@overload
+def as_utc(value: None) -> None: ...
+@overload
+def as_utc(value: Target) -> Target: ...
 def as_utc(value: Target) -> Target:
     """A time as naive UTC (aware times converted), so exported times and targets compare."""
     if isinstance(value, datetime) and value.tzinfo is not None:

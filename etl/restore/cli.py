@@ -44,7 +44,7 @@ from etl.sources.sqltypes import decode_key
 
 if TYPE_CHECKING:
     from etl.audit import AuditTrail
-    from etl.job import Job, RestoreDatabase
+    from etl.job import Job, Restore, RestoreDatabase
     from etl.sources.sql import SqlSource
 
 EXIT_OK, EXIT_DIFFERENCES = 0, 1
@@ -205,14 +205,24 @@ def _check_options(args: argparse.Namespace) -> None:
 # --------------------------------------------------------------------------- --restore-plan
 
 
+def restore_section(job: Job) -> Restore:
+    """The job's `restore` section, which run() has checked is there."""
+    if job.restore is None:
+        raise RestoreCommandError(
+            f"{job.path}: the job file has no `restore` section",
+            hint='see docs/restore.md, "Command line", for its keys',
+        )
+    return job.restore
+
+
 def restore_point(job: Job, point_text: str | None) -> Target:
     """`--point`, else `restore.point`, on the engine's number line."""
-    given = point_text if point_text is not None else job.restore.point
-    return get_engine(job.restore.engine).parse_point(given)
+    given = point_text if point_text is not None else restore_section(job).point
+    return get_engine(restore_section(job).engine).parse_point(given)
 
 
 def load_history(job: Job) -> Chain:
-    section = job.restore
+    section = restore_section(job)
     if not section.history:
         raise RestoreCommandError(
             "restore.history is empty: there is no backup history to plan from",
@@ -232,7 +242,7 @@ def print_restore_plan(
 ) -> list[RestorePlan]:
     """Print the restore sequence, one per database when the history holds several (or raise the
     ChainError naming the backups that break it)."""
-    section, engine = job.restore, get_engine(job.restore.engine)
+    section, engine = restore_section(job), get_engine(restore_section(job).engine)
     point = restore_point(job, point_text)
     chain = load_history(job)
     chains = [chain] if sequence else chain.clusters()
@@ -311,7 +321,8 @@ def open_reader(job: Job, side: str, tables: Mapping[str, Mapping[str, Any]]) ->
                 n: t.model_copy(update={"schema_": t.schema_ or target.db_schema}) for n, t in options.items()
             }
         tables = {n: t.model_dump(by_alias=True, exclude_none=True) for n, t in options.items()}
-        config = Config(type="postgres", dsn=dsn, tables=tables)  # the postgres module's own table model
+        # the postgres module's own table model
+        config = Config.model_validate({"type": "postgres", "dsn": dsn, "tables": tables})
         module, name = sources.module_for("postgres"), f"restore-{side}"
     return module.open_source(name, config, job.batch.limits())
 
@@ -322,7 +333,7 @@ def _names(configs: Mapping[str, Any], types: tuple[str, ...]) -> str:
 
 def configured_tables(job: Job) -> dict[str, dict[str, Any]]:
     """`restore.tables`, else the tables `restore.source` is configured with as a job source."""
-    section = job.restore
+    section = restore_section(job)
     if section.tables:
         return {
             name: {"key": t.key, "schema": t.schema_ or _schema(section.source)}
@@ -386,7 +397,7 @@ def segment_boundaries(reader: SqlSource, table: str, segments: int, stream: IO[
 
 
 def manifest_folder(job: Job) -> Path:
-    return job.resolve_path(job.restore.manifests)
+    return job.resolve_path(restore_section(job).manifests)
 
 
 def load_manifests(job: Job) -> dict[str, Manifest]:
@@ -410,7 +421,7 @@ def take_manifest(
     job: Job, name: str, *, position: str | None = None, base: str | None = None, stream: IO[str]
 ) -> Manifest:
     """Checksum `restore.source` now and save `<manifests>/<name>.json` (differential against `base`)."""
-    section = job.restore
+    section = restore_section(job)
     if not _BACKUP_NAME.fullmatch(name):
         raise RestoreCommandError(
             f"--take-manifest {name!r}: a manifest is named like its backup, with letters, "
@@ -484,12 +495,12 @@ def _table_manifest(
             Tolerances.model_validate(before.tolerances),
         )
     else:
-        options = job.restore.tables.get(table)
+        options = restore_section(job).tables.get(table)
         if options is not None and options.boundaries is not None:
             boundaries = sorted(options.boundaries)
         else:
             boundaries = segment_boundaries(reader, table, options.segments if options else 8, stream)
-        buckets, tolerances = job.restore.buckets, Tolerances()
+        buckets, tolerances = restore_section(job).buckets, Tolerances()
     try:
         return TableManifest.build(
             spec,
@@ -550,7 +561,7 @@ class _Instant:
 def composed_manifest(job: Job, point_text: str | None) -> tuple[Manifest, str]:
     """The manifest of the restore point and what it was composed from: over the restore plan's
     data backups when there is a history, else the manifest taken at the point (or the latest)."""
-    section, engine = job.restore, get_engine(job.restore.engine)
+    section, engine = restore_section(job), get_engine(restore_section(job).engine)
     point = restore_point(job, point_text)
     history = load_history(job) if section.history else None  # an unreadable history before the manifests
     manifests = load_manifests(job)
@@ -572,7 +583,7 @@ def composed_manifest(job: Job, point_text: str | None) -> tuple[Manifest, str]:
 
 def verify_restored(job: Job, point_text: str | None, stream: IO[str]) -> RestoreVerification:
     """Verify `restore.restored` against the composed manifest; print and save the result."""
-    section = job.restore
+    section = restore_section(job)
     manifest, composed_from = composed_manifest(job, point_text)
     source_is_job_source = section.source is not None and section.source.source is not None
     configured = configured_tables(job) if section.tables or source_is_job_source else {}
@@ -599,7 +610,7 @@ def verify_restored(job: Job, point_text: str | None, stream: IO[str]) -> Restor
             if reference is None
             else {name: row_source(reference, name, reference.plan(name, 1)) for name in tables}
         )
-        change = {}
+        change: dict[str, Any] = {}
         if section.change_column:
             at = datetime.fromisoformat(manifest.taken_at)
             change = {"change_column": section.change_column, "point": _Instant(at, section.change_column)}

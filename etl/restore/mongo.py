@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import bson
 from bson.errors import BSONError
@@ -92,7 +92,7 @@ def read_oplog_range(path: str | Path) -> OplogRange:
 
 
 def _open(path: Path) -> IO[bytes]:
-    return gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")
+    return cast(IO[bytes], gzip.open(path, "rb")) if path.suffix == ".gz" else path.open("rb")
 
 
 def _entries(handle: IO[bytes], path: Path) -> Iterator[dict]:

@@ -328,9 +328,9 @@ def verify_backup_folder(folder: str | Path) -> BackupManifest:
         if actual != entry.checksum:
             problems.append(f"{entry.path}: {entry.algorithm} checksum {actual}, "
                             f"the manifest says {entry.checksum}")
-    for path in _files_on_disk(folder):
-        if path not in listed:
-            problems.append(f"{path}: in the backup but not in the manifest")
+    for unlisted in _files_on_disk(folder):
+        if unlisted not in listed:
+            problems.append(f"{unlisted}: in the backup but not in the manifest")
     if problems:
         shown = "\n  ".join(problems[:20])
         more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
@@ -415,14 +415,15 @@ def backup_from_folder(folder: str | Path, *, name: str | None = None, verify: b
                          for r in manifest.wal_ranges) if (folder / "pg_wal").is_dir() else False
     return Backup(
         name=name or folder.name, kind=Kind.INCREMENTAL if incremental else Kind.FULL,
-        start=label.incremental_from_lsn if incremental else label.start_lsn,
+        start=label.incremental_from_lsn if label.incremental_from_lsn is not None else label.start_lsn,
         end=wal_end if self_contained else label.start_lsn, consistent=wal_end,
         lineage_start=f"timeline {label.incremental_from_tli if incremental else label.timeline}",
         lineage_end=f"timeline {label.timeline}",
         system=str(system_identifier(folder, manifest)),
         details={"start_lsn": format_lsn(label.start_lsn), "end_lsn": format_lsn(wal_end),
                  "manifest_version": manifest.version, "label": label.label, "wal_included": self_contained,
-                 "incremental_from": format_lsn(label.incremental_from_lsn) if incremental else None},
+                 "incremental_from": format_lsn(label.incremental_from_lsn)
+                 if label.incremental_from_lsn is not None else None},
     )
 
 

@@ -31,7 +31,7 @@ import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, cast, overload
 
 import bson
 import bson.errors
@@ -134,7 +134,7 @@ def open_bson(path: Path) -> IO[bytes]:
     dangling link...) is an EtlError naming it."""
     try:
         if path.name.endswith(".gz"):
-            return gzip.GzipFile(path, "rb")
+            return cast(IO[bytes], gzip.GzipFile(path, "rb"))
         return open(path, "rb", buffering=READ_BUFFER)  # noqa: SIM115 - the caller closes it
     except OSError as error:
         raise EtlError(f"{path}: cannot be read: {error.strerror or type(error).__name__}",
@@ -508,6 +508,10 @@ class MongodumpSource:
 
     # -- internals ---------------------------------------------------------------------------
 
+    @overload
+    def _data_file(self, table: str) -> Path: ...
+    @overload
+    def _data_file(self, table: str, *, required: bool) -> Path | None: ...
     def _data_file(self, table: str, *, required: bool = True) -> Path | None:
         base = self.folder / self.config.database / f"{table}.bson"
         for path in (base, base.with_name(base.name + ".gz")):
