@@ -76,7 +76,7 @@ class AwsSecretsManager:
         return {"allow_insecure": self._allow_insecure}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(allow_insecure=state.get("allow_insecure", False))
+        self.__init__(allow_insecure=state.get("allow_insecure", False))  # type: ignore[misc]
 
     def get_secret(self, name: str) -> str:
         from botocore.exceptions import BotoCoreError, ClientError

@@ -749,7 +749,7 @@ _SIMPLE_EXPECTATIONS = {
 }
 
 
-def _expected(error: dict) -> str:
+def _expected(error: Mapping[str, Any]) -> str:
     kind, ctx = error["type"], error.get("ctx") or {}
     if kind in _SIMPLE_EXPECTATIONS:
         return f"expected {_SIMPLE_EXPECTATIONS[kind]}"
@@ -925,7 +925,7 @@ def load_job(
 
     configs: dict[str, dict[str, Any]] = {"sources": {}, "targets": {}}
     data = doc.data
-    registries = {
+    registries: dict[str, _Registry] = {
         "sources": ("source", sources.SOURCE_TYPES, sources.module_for),
         "targets": ("target", sinks.SINK_TYPES, sinks.module_for),
     }

@@ -9,6 +9,7 @@ printed passes through the redaction filter, so passwords and tokens never appea
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import sys
@@ -311,7 +312,7 @@ def print_plan(job, *, only: tuple[str, ...] = (), shard=None, stream: IO[str] |
             sample = source.sample(table.table, PLAN_SAMPLE)
             for record in sample:
                 key = source.key_text(table.table, record)
-                mapped = mapping.apply([record], lambda r, t=table.table, s=source: s.key_text(t, r))
+                mapped = mapping.apply([record], functools.partial(source.key_text, table.table))
                 print(f"\n  source record {key}:\n    {_show(mapping.safe_record(record))}", file=stream)
                 for (target, name), rows in mapped.rows.items():
                     for row in rows.rows[:PLAN_ROWS]:

@@ -232,7 +232,7 @@ def libpq_sslmode(dsn: str, sslmode: str | None = None, environ: Mapping[str, st
     return SECURE_SSLMODE
 
 
-def libpq_tls_defaults(dsn: str, sslmode: str | None = None) -> dict[str, str]:
+def libpq_tls_defaults(dsn: str, sslmode: str | None = None) -> dict[str, Any]:
     """Keyword arguments for `psycopg.connect` that make the connection encrypted and verified by default.
 
     Empty when the `sslmode` setting, the DSN, its service or PGSSLMODE already chose, or every host

@@ -280,7 +280,7 @@ def encoder_for(
         if cls is str and plain_strings:
             data = value.encode("utf-8", "surrogatepass")  # type: ignore[attr-defined]
             return TAG_STRING + len(data).to_bytes(4, "big") + data
-        if cls is int and numbers_as_text and -_FIXED_INT_BOUND < value < _FIXED_INT_BOUND:  # type: ignore[operator]
+        if cls is int and numbers_as_text and -_FIXED_INT_BOUND < value < _FIXED_INT_BOUND:
             data = str(value).encode()
             return TAG_NUMBER + len(data).to_bytes(4, "big") + data
         if cls is float and not numbers_as_text and value == value:  # NaN takes the slow path

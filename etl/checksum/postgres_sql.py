@@ -145,7 +145,7 @@ def _key_hash(key: sql.Composable) -> sql.Composable:
     return sql.SQL("('x' || lpad(substr(md5({}), 1, 8), 16, '0'))::bit(64)::int8").format(key)
 
 
-def _checksum_query(table: sql.Composable, bucket: sql.Composable, row: sql.Composable) -> sql.Composable:
+def _checksum_query(table: sql.Composable, bucket: sql.Composable, row: sql.Composable) -> sql.Composed:
     """Per bucket: count, sums of the signed high and low 64-bit halves of md5(row encoding), and
     how many low halves are negative. The hex digest is parsed once, as bit(128); OFFSET 0 keeps
     the subquery from being flattened, which would hash each row once per use."""
@@ -159,7 +159,7 @@ def _checksum_query(table: sql.Composable, bucket: sql.Composable, row: sql.Comp
 
 
 def _read_checksums(
-    conn: psycopg.Connection, query: sql.Composable, params: tuple | None, buckets: int
+    conn: psycopg.Connection, query: sql.Composed, params: tuple | None, buckets: int
 ) -> BucketChecksums:
     checksums = BucketChecksums(buckets)
     for bucket, count, high, low, negative_lows in conn.execute(query, params):
@@ -188,7 +188,7 @@ class PostgresTableSide:
     def _name(self) -> sql.Composable:
         return sql.Identifier(self.schema, self.table)
 
-    def _stream(self, query: sql.Composable, params: tuple = ()) -> Iterator[dict]:
+    def _stream(self, query: sql.Composed, params: tuple = ()) -> Iterator[dict]:
         with psycopg.connect(self.dsn) as conn, conn.transaction():
             conn.execute("SET LOCAL TimeZone = 'UTC'")
             with conn.cursor(name="etl_checksum_rows", row_factory=dict_row) as cursor:
@@ -279,7 +279,7 @@ class PostgresTableSide:
         )
         with psycopg.connect(self.dsn) as conn:
             # min and max are both NULL (None, None) only for an empty table: the key is NOT NULL.
-            low, high = conn.execute(query).fetchone()
+            low, high = conn.execute(query).fetchone() or (None, None)  # an aggregate: always one row
         return low, high
 
     def range_checksums(self, spec: TableSpec, ranges: KeyRanges, tolerances: Tolerances) -> BucketChecksums:
@@ -298,7 +298,7 @@ class PostgresTableSide:
         conditions: list[sql.Composable] = []
         params: list[int] = []
         for low, high in ranges.bounds(wanted):
-            parts = []
+            parts: list[sql.Composable] = []
             if low is not None:
                 parts.append(sql.SQL("{} >= %s").format(key))
                 params.append(low)

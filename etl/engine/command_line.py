@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Mapping
+from typing import Any
 
 
-def rerun_command(job: str, options: Mapping[str, object]) -> str:
+def rerun_command(job: str, options: Mapping[str, Any]) -> str:
     """`python -m etl.run JOB` plus the selecting options of `options` (a report's `options`:
     `only`, `shard`, `incremental`), quoted for a POSIX shell."""
     words = ["python", "-m", "etl.run", job]

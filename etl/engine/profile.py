@@ -226,9 +226,9 @@ def _profile_table(resources: JobResources, table, checks: dict, sample: int | N
             for (target, name), rows in mapped.rows.items():
                 by_target.setdefault(target, {})[name] = rows
                 _summarise(profile, mapping, resources.job.targets[target].type, (target, name), rows, pii)
-            for target, rows in by_target.items():
+            for target, target_rows in by_target.items():
                 sink, specs = checks[target]
-                checked = sink.check(specs, rows)
+                checked = sink.check(specs, target_rows)
                 profile.add_rejects(checked.rejects)
                 for name, sizes in checked.sizes.items():
                     _widest(profile.sizes.setdefault(f"{target}.{name}", {}), sizes)

@@ -269,6 +269,7 @@ def _execute(job: Job, options: RunOptions, resources: JobResources, store: Stat
         if job.executor.type == "dask" and not quick_try:
             from etl.engine.dask import DaskExecutor
 
+            assert job.executor.scheduler is not None  # validated: type dask needs a scheduler
             executor = DaskExecutor(job.executor.scheduler)
             return executor.run(job, works, control, prefetch=options.prefetch, resources=resources,
                                 marks=marks or {})

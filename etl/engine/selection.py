@@ -31,7 +31,7 @@ def expand_tables(resources: JobResources) -> None:
             continue
         source = resources.open_source(name)
         try:
-            available = source.table_names()
+            available = source.table_names()  # type: ignore[attr-defined]  # sources with select: have it
             for index, selection in enumerate(config.select):
                 _select(resources, name, config, index, selection, available)
             if getattr(config, "dms", None) is not None:

@@ -42,8 +42,10 @@ class BatchMapping(Protocol):
     """The parts of `etl.mapping.CompiledMapping` the worker uses."""
 
     fields: list[str] | None
-    reads: Sequence[ReadPath]
-    """Source paths the mapping reads; the worker notes which of them the records have."""
+
+    @property
+    def reads(self) -> Sequence[ReadPath]:
+        """Source paths the mapping reads; the worker notes which of them the records have."""
 
     def apply(self, records: list[dict], key_text, *, source_table: str = ""): ...
 

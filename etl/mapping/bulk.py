@@ -73,7 +73,9 @@ def _cast_of(kind: ColumnType, tz: str | None) -> BulkCast | None:
     return None
 
 
-_SAME = {"string": {str}, "bool": {bool}, "date": {dt.date}, "uuid": {uuid.UUID}, "bytes": {bytes}}
+_SAME: dict[str, set[type]] = {
+    "string": {str}, "bool": {bool}, "date": {dt.date}, "uuid": {uuid.UUID}, "bytes": {bytes}
+}
 """Types whose values the per-value cast returns unchanged (exact types: no subclasses)."""
 
 

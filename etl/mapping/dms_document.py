@@ -96,8 +96,9 @@ def _table_type(rule: dict[str, Node]) -> str:
 
 
 def _renamed(action: str, rule: dict[str, Node], name: str) -> str:
-    value = rule["value"].value if "value" in rule else None
-    old = rule["old-value"].value if "old-value" in rule else None
+    # validation made both non-empty text for the actions that use them
+    value: Any = rule["value"].value if "value" in rule else None
+    old: Any = rule["old-value"].value if "old-value" in rule else None
     if action == "rename":
         return str(value)
     if action == "convert-lowercase":

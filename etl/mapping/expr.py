@@ -488,7 +488,7 @@ def _compile(node: Any) -> tuple[Evaluator, bool]:
     if isinstance(node, ListLiteral):
         parts = [_compile(item) for item in node.items]
         items = [part[0] for part in parts]
-        evaluator = lambda ctx: [item(ctx) for item in items]  # noqa: E731
+        evaluator: Evaluator = lambda ctx: [item(ctx) for item in items]  # noqa: E731
         return _fold(evaluator, 1) if all(part[1] for part in parts) else (evaluator, False)
     if isinstance(node, Unary):
         operand, constant = _compile(node.operand)
@@ -538,7 +538,7 @@ def _compile_binary(node: Binary) -> tuple[Evaluator, bool]:
 
 def _check_literal_operand(node: Binary, value: Any) -> None:
     """Refuse at validation what could only blow up at run time: huge exponents and repeats."""
-    if node.op == "**" and isinstance(value, (int, Decimal)) and abs(value) > MAX_EXPONENT:
+    if node.op == "**" and isinstance(value, (int, Decimal)) and abs(value) > MAX_EXPONENT:  # type: ignore[operator]
         raise ExprError(f"exponents above {MAX_EXPONENT} are refused", node.column)
     if node.op == "*" and isinstance(value, int) and value > MAX_TEXT:
         raise ExprError(f"repeating text more than {MAX_TEXT} times is refused", node.column)

@@ -135,6 +135,7 @@ def make_getter(path: Path) -> Getter:
                 if value is MISSING:
                     return MISSING
             else:
+                assert step is not None, "a getter's path has no `[]`: explode levels are read one by one"
                 if not isinstance(value, list) or not -len(value) <= step < len(value):
                     return MISSING
                 value = value[step]

@@ -192,7 +192,7 @@ def _apply(container: Any, steps: tuple, rule: PiiRule, *, copied: bool) -> Any:
     the very value the rule protects: the rule fails (PiiError), and its `drop` fallback removes
     that value."""
     step, rest = steps[0], steps[1:]
-    needed = Mapping if isinstance(step, str) else list
+    needed: Any = Mapping if isinstance(step, str) else list
     if not isinstance(container, needed):
         if container is None:
             return container
@@ -210,7 +210,7 @@ def _apply(container: Any, steps: tuple, rule: PiiRule, *, copied: bool) -> Any:
     if isinstance(step, int):
         if not -len(container) <= step < len(container):
             return container
-        result = list(container)
+        result: Any = list(container)
         result[step] = _apply(result[step], rest, rule, copied=False) if rest else _leaf(result[step], rule)
         if result[step] is DROP:
             result[step] = None

@@ -60,6 +60,7 @@ def read_paths(spec: MappingSpec) -> list[ReadPath]:
         key = f"{node.path}={path.text}"
         if key in reads:
             return
+        walk: tuple[Path, ...]
         if path.scope == 0:
             walk, read = (), path
         elif path.scope == -2:

@@ -27,7 +27,7 @@ class SampleFinding:
 
 
 def _contexts(output: OutputSpec, records: list[dict]) -> list[tuple]:
-    contexts = [(record,) for record in records]
+    contexts: list[tuple] = [(record,) for record in records]
     for level in output.explode:
         getter = make_getter(level)
         contexts = [

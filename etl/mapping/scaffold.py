@@ -288,6 +288,7 @@ def _item_outputs(proposal: Proposal, target: str, kind: str, table: str, fields
             continue
         count, inner = observe(found.elements)
         identity = element_key(inner, found.elements)
+        assert identity is not None  # arrays whose elements have no key are in `kept`
         taken = {"pk", "sk"}
         sort = f"{column_name(name, set()).upper()}#{{{path_text(identity) or identity}}}"
         proposal.lines += [

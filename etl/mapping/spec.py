@@ -434,14 +434,14 @@ def _output(node: Node, targets: dict[str, str]) -> OutputSpec:
     key: tuple[str, ...] = ()
     if key_declared:
         key_node = options["key"]
-        names = (
+        key_names = (
             [key_node.value]
             if isinstance(key_node.value, str)
             else [item.expect_str("a key column") for item in key_node.expect_list("key")]
         )
-        if not names or len(set(names)) != len(names):
+        if not key_names or len(set(key_names)) != len(key_names):
             raise key_node.error("key lists distinct column names", "write e.g. `key: [customer_id]`")
-        key = tuple(names)
+        key = tuple(key_names)
     output = OutputSpec(
         target,
         kind,

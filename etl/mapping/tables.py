@@ -159,14 +159,14 @@ def table_specs(spec: MappingSpec) -> list[TableSpec]:
     for ident, table in merged.items():
         key = set(table.key)
         # A column some item types do not write is absent from their items: nullable.
-        columns = tuple(
+        table_columns = tuple(
             column
             if presence[ident][column.name] == count[ident] or column.name in key
             else Column(column.name, column.type, True, column.pii)
             for column in table.columns
         )
         result.append(
-            TableSpec(table.target, table.table, table.key, columns, table.parent, table.parent_key,
+            TableSpec(table.target, table.table, table.key, table_columns, table.parent, table.parent_key,
                       table.condition)
         )
     return result

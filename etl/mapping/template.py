@@ -126,7 +126,7 @@ def compile_template(template: Template, *, null_gives_none: bool = False) -> Ca
         out = []
         for literal, getter, fmt, path in steps:
             out.append(literal)
-            if getter is not None:
+            if getter is not None and fmt is not None:  # both set for a field, neither for a literal
                 value = getter(ctx)
                 if value is None or value is MISSING:
                     if null_gives_none:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeGuard
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -78,7 +78,7 @@ def differences_per_table(result: JobValidation | RestoreVerification, *,
     axes.invert_yaxis()
     if any(bottom):
         axes.legend(loc="lower right")
-    axes.xaxis.get_major_locator().set_params(integer=True)
+    axes.xaxis.get_major_locator().set_params(integer=True)  # type: ignore[call-arg]  # a MaxNLocator
     return _done(figure, save_to)
 
 
@@ -102,7 +102,7 @@ def differences_per_bucket(validation: JobValidation, table: str | None = None, 
     axes.set_ylabel("differences listed")
     axes.set_title("Differences per bucket")
     axes.legend()
-    axes.yaxis.get_major_locator().set_params(integer=True)
+    axes.yaxis.get_major_locator().set_params(integer=True)  # type: ignore[call-arg]  # a MaxNLocator
     return _done(figure, save_to)
 
 
@@ -124,7 +124,7 @@ def differences_per_segment(verification: RestoreVerification, *,
     axes.set_title("Mismatched buckets per segment")
     # one patch per status in its colour (empty bar containers all drew the legend's first colour)
     axes.legend(handles=[Patch(facecolor=colour, label=status) for status, colour in STATUS_COLOURS.items()])
-    axes.yaxis.get_major_locator().set_params(integer=True)
+    axes.yaxis.get_major_locator().set_params(integer=True)  # type: ignore[call-arg]  # a MaxNLocator
     axes.tick_params(axis="x", labelrotation=45)
     return _done(figure, save_to)
 
@@ -167,7 +167,7 @@ def rows_per_second(report: RunReport, progress: pd.DataFrame | None = None, *,
     return _done(figure, save_to)
 
 
-def _long_enough(progress: pd.DataFrame | None) -> bool:
+def _long_enough(progress: pd.DataFrame | None) -> TypeGuard[pd.DataFrame]:
     if progress is None or progress.empty:
         return False
     span = progress["seconds"].max() - progress["seconds"].min()
@@ -191,7 +191,7 @@ def reject_reasons(report: RunReport, *, top: int = 10, save_to: str | Path | No
     axes.invert_yaxis()
     axes.set_xlabel("records rejected")
     axes.set_title(f"{report.job}: reject reasons")
-    axes.xaxis.get_major_locator().set_params(integer=True)
+    axes.xaxis.get_major_locator().set_params(integer=True)  # type: ignore[call-arg]  # a MaxNLocator
     return _done(figure, save_to)
 
 

@@ -81,7 +81,7 @@ class KmsKeys:
                 "allow_insecure": self.allow_insecure}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state.pop("key_id"), **state)
+        self.__init__(state.pop("key_id"), **state)  # type: ignore[misc]
 
     def _kms(self) -> Any:
         with self._lock:
@@ -205,7 +205,7 @@ class Opener:
 
     def open(self, entry: dict, where: str) -> bytes:
         """The raw record's JSON bytes; `where` (file:line) names the entry in errors."""
-        sealed = entry.get("raw_record")
+        sealed: Any = entry.get("raw_record")  # not a map: AttributeError or TypeError below, a SealError
         try:
             if sealed.get("alg") != ALGORITHM:
                 raise SealError(f"{where}: raw_record: unknown algorithm {sealed.get('alg')!r}")

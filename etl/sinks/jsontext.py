@@ -186,7 +186,7 @@ def loads(text: str | bytes | memoryview, *, binary: bool = False) -> Any:
 
 def _decode(decoder: json.JSONDecoder, text: str) -> Any:
     try:
-        value, end = decoder.scan_once(text, 0)
+        value, end = decoder.scan_once(text, 0)  # type: ignore[attr-defined]  # set by __init__, not typed
         if end == len(text):
             return value
     except StopIteration:

@@ -168,7 +168,7 @@ class PostgresSink:
     # ------------------------------------------------------------ connections
 
     def _token_source(self) -> IamTokenSource:
-        params = conninfo_to_dict(self.config.dsn)
+        params: dict[str, Any] = conninfo_to_dict(self.config.dsn)
         region = self.config.region
         if region is None:
             import boto3

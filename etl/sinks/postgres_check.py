@@ -20,8 +20,9 @@ def probe(sink: PostgresSink, tables: Sequence[TableSpec]) -> list[tuple[str, bo
     try:
         conn = connection.conn
         found: list[tuple[str, bool]] = []
-        version = conn.execute("SHOW server_version").fetchone()[0]
-        exists, may_create = conn.execute(
+        # SHOW and a SELECT without FROM's filters return exactly one row
+        version = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
+        exists, may_create = conn.execute(  # type: ignore[misc]
             "SELECT n.oid IS NOT NULL, has_schema_privilege(n.oid, 'CREATE') FROM (SELECT %s::name AS name) s"
             " LEFT JOIN pg_namespace n ON n.nspname = s.name", [schema]).fetchone()
         if not exists:

@@ -238,7 +238,8 @@ def _int(value: Any, bound: int) -> Any:
 
 def _numeric(value: Any, precision: int | None, scale: int | None) -> Any:
     if type(value) is Decimal and value.is_finite():  # the common case, checked cheaply
-        if (scale is None or value.as_tuple().exponent >= -scale) and (
+        # a finite Decimal's exponent is an int, not one of the letters of NaN and infinity
+        if (scale is None or value.as_tuple().exponent >= -scale) and (  # type: ignore[operator]
             precision is None or value.adjusted() < precision - (scale or 0)
         ):
             return value

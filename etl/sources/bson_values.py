@@ -290,7 +290,7 @@ def resync(data: Buffer, position: int, stop: int | None) -> tuple[int, bool]:
     (q, False) when offsets from q on cannot be judged before more bytes are read."""
     size = len(data)
     final = stop is not None and stop <= size
-    limit = stop if final else size
+    limit = stop if final and stop is not None else size
     offset = position
     while offset < limit:
         end = _resync_end(data, offset, stop)

@@ -422,7 +422,9 @@ class MongoSource:
         if not keys:
             return []
         settings = self._table(table)
-        asked = [{"i": index, "c": mongo_keys.candidates(key)} for index, key in enumerate(keys)]
+        asked: list[dict[str, Any]] = [
+            {"i": index, "c": mongo_keys.candidates(key)} for index, key in enumerate(keys)
+        ]
         every = [value for entry in asked for value in entry["c"]]
         found = {"$anyElementTrue": [
             {"$map": {"input": "$$k.c", "as": "v", "in": {"$in": ["$$v", "$found"]}}}]}

@@ -70,7 +70,7 @@ JOB_SKELETON = """\
 
 class Config(SqlSourceConfig):
     type: Literal["mssql"]
-    tables: dict[str, Table] = {}
+    tables: dict[str, Table] = {}  # type: ignore[assignment]  # a SqlTable subclass; dict is invariant
     dsn: SecretStr | None = None
     """A complete ODBC connection string; when given, the settings below are not used."""
     driver: str = "ODBC Driver 18 for SQL Server"
@@ -103,7 +103,7 @@ def connection_string(config: Config) -> str:
     if config.dsn is not None:
         return config.dsn.get_secret_value()
     freetds = "freetds" in config.driver.lower()
-    parts = {"DRIVER": _braced(config.driver)}
+    parts: dict[str, str | None] = {"DRIVER": _braced(config.driver)}  # server: set when dsn is not
     if freetds:
         parts |= {"SERVER": config.server, "PORT": str(config.port), "TDS_Version": config.tds_version}
         parts["Encryption"] = "require" if config.encrypt else "off"

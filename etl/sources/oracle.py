@@ -55,7 +55,7 @@ JOB_SKELETON = """\
 
 class Config(SqlSourceConfig):
     type: Literal["oracle"]
-    tables: dict[str, Table] = {}
+    tables: dict[str, Table] = {}  # type: ignore[assignment]  # a SqlTable subclass; dict is invariant
     dsn: str
     """Easy Connect string: `host:1521/service`, or `tcps://host:2484/service` for TLS."""
     user: str

@@ -48,7 +48,7 @@ JOB_SKELETON = """\
 
 class Config(SqlSourceConfig):
     type: Literal["postgres"]
-    tables: dict[str, Table] = {}
+    tables: dict[str, Table] = {}  # type: ignore[assignment]  # a SqlTable subclass; dict is invariant
     dsn: str
     """libpq connection string or URI (`host=... dbname=... user=...`); use ${secret:..} for the password."""
 
@@ -267,12 +267,12 @@ class PostgresSource(SqlSource):
             events = self._decoded(connection, slot, prefix, wait_ms)
             reached = {"lsn": stored}  # the last commit decoded, of any table: the slot may move past it
 
-            def position(lsn: str) -> dict:
+            def position_at(lsn: str) -> dict:
                 return {"method": method, "slot": slot, "lsn": lsn}
 
             yield from last_at_final(
-                self._logical_batches(connection, meta, fields, events, position, reached),
-                lambda: position(reached["lsn"]),
+                self._logical_batches(connection, meta, fields, events, position_at, reached),
+                lambda: position_at(reached["lsn"]),
                 position_of_call,
             )
         finally:

@@ -238,7 +238,7 @@ class ReadPlan:
     def __post_init__(self) -> None:
         self.make_record = record_maker(self.names)
 
-    def row_size(self, row: Sequence, measured: list[int] | list[str] | None = None) -> int:
+    def row_size(self, row: Any, measured: list[int] | list[str] | None = None) -> int:
         """Bytes a driver row is taken to hold: the fixed widths and its unbounded values' sizes."""
         if measured is None:
             measured = self.fields(self.measured + self.measured_objects)
@@ -814,8 +814,8 @@ class SqlSource:
                 if scan.high is not None:
                     conditions.append(f"{scan.mark} < {params.add(self.mark_parameter(method, scan.high))}")
                 if after is not None:
-                    columns = [scan.mark, *(self.quote(name) for name in meta.key)]
-                    conditions.append(self.after_condition(columns, after, params))
+                    after_columns = [scan.mark, *(self.quote(name) for name in meta.key)]
+                    conditions.append(self.after_condition(after_columns, after, params))
                 orders = ", ".join(str(position + 1) for position in order)
                 columns, from_ = ", ".join(plan.expressions), self.from_clause(meta, scan.at)
                 return self.select_sql(columns, from_, conditions, orders, self.config.page_rows), params
@@ -1284,7 +1284,7 @@ class SqlSource:
                                 type(value).__name__)
 
     def _reject_row(
-        self, meta: TableMeta, plan: ReadPlan, row: Sequence, reason: str, path: str, value_type: str | None
+        self, meta: TableMeta, plan: ReadPlan, row: Any, reason: str, path: str, value_type: str | None
     ) -> Reject:
         raw_key = [row[index] for index in plan.fields(plan.key_positions)]
         return Reject(

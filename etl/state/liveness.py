@@ -68,4 +68,4 @@ def _start_time(pid: int) -> str | None:
 
 def _is_zombie(pid: int) -> bool:
     fields = _stat_fields(pid)
-    return bool(fields) and fields[0] in ("Z", "X")
+    return bool(fields and fields[0] in ("Z", "X"))
