@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# The whole test suite: set up, start the local servers, run pytest, stop the servers.
+# The whole test suite: set up, type-check etl (mypy, configured in pyproject.toml), start the local
+# servers, run pytest, stop the servers. A type error fails the run before any server starts.
 # Extra arguments go to pytest. ETL_KEEP_SERVERS=1 leaves the servers running afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/shared_data.sh
 
 scripts/setup.sh --tests
+.venv/bin/mypy
 scripts/services.sh up
 if [ "${ETL_KEEP_SERVERS:-0}" != 1 ]; then
   trap 'scripts/services.sh down' EXIT
