@@ -13,6 +13,7 @@ import sqlite3
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import TracebackType
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -223,7 +224,9 @@ class _Transaction:
             raise RuntimeFailure(f"state store {self.path}: {error}") from None
         return self.connection
 
-    def __exit__(self, kind, error, traceback) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         if kind is None:
             try:
                 self.connection.execute("COMMIT")
