@@ -121,14 +121,14 @@ def raw_rows(document: dict) -> tuple[tuple, list[tuple]]:
     return customer, orders
 
 
-def raw_load(dsn: str, file: Path, schema: str = "raw") -> float:
+def raw_load(dsn: str, file: Path, like: str, schema: str = "raw") -> float:
     """Seconds for decode_file_iter + hand-written rows + one binary COPY per table, the two COPYs
     open at once on two connections, in one thread; the tables are copies of the engine's."""
     with psycopg.connect(dsn, autocommit=True) as customers_db, \
             psycopg.connect(dsn, autocommit=True) as orders_db:
         customers_db.execute(f"CREATE SCHEMA {schema}")
-        customers_db.execute(f"CREATE TABLE {schema}.customers (LIKE engine_p1.customers INCLUDING ALL)")
-        customers_db.execute(f"CREATE TABLE {schema}.orders (LIKE engine_p1.orders INCLUDING ALL)")
+        customers_db.execute(f"CREATE TABLE {schema}.customers (LIKE {like}.customers INCLUDING ALL)")
+        customers_db.execute(f"CREATE TABLE {schema}.orders (LIKE {like}.orders INCLUDING ALL)")
         customer_types = _types(customers_db, f"{schema}.customers", CUSTOMER_COLUMNS)
         order_types = _types(customers_db, f"{schema}.orders", ORDER_COLUMNS)
         options = CodecOptions(tz_aware=True)
@@ -183,7 +183,7 @@ def measure(admin_dsn: str, records: int, seed: int, parallelisms: list[int], pa
                 if not outcome["ok"] or outcome["loaded"] != records:
                     raise SystemExit(f"engine run failed at parallelism {parallelism}: {outcome}")
                 figures["engine"][parallelism] = outcome
-            figures["raw_seconds"] = raw_load(dsn, file)
+            figures["raw_seconds"] = raw_load(dsn, file, like=f"engine_p{parallelisms[0]}")
             expected = {"customers": records, "orders": orders}
             for schema in [f"engine_p{p}" for p in parallelisms] + ["raw"]:
                 found = workloads_count(dsn, schema)
