@@ -15,6 +15,7 @@ new connection (exponential backoff, full jitter); the upserts make the replay h
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +48,8 @@ from etl.sinks.postgres_types import (
     ddl_type,
 )
 from etl.sinks.retry import Backoff
+
+log = logging.getLogger(__name__)
 
 TRANSIENT = (
     psycopg.OperationalError,  # connection lost, admin shutdown (57P01), cannot connect now
@@ -100,6 +103,8 @@ class _Table:
     """COPY straight into the table; None when COPY and INSERT differ there (`_copies_like_inserts`) or
     a key of this table already existed (`_copy_new_rows`)."""
     children: list[str] = field(default_factory=list)
+    indexed_parent: bool = False
+    """A child table with a b-tree index leading with its parent key (`_execute_by_index`)."""
 
     @property
     def copy_types(self) -> list[str]:
@@ -247,8 +252,11 @@ class PostgresSink:
                         existing[spec.table] = self._existing_columns(connection.conn, spec.table)
                 direct = {spec.table: self._copies_like_inserts(connection.conn, spec.table)
                           for spec in tables}
+                indexed = {spec.table: self._has_parent_index(connection.conn, spec)
+                           for spec in tables if spec.parent is not None and spec.parent_key}
             for spec in tables:
-                self._register(spec, existing[spec.table], direct[spec.table])
+                self._register(spec, existing[spec.table], direct[spec.table],
+                               indexed.get(spec.table, False))
         except BaseException:
             self._discard(connection)
             raise
@@ -318,6 +326,33 @@ class PostgresSink:
                 hint="add one: upserts need it to find existing rows",
             )
 
+    def _has_parent_index(self, conn: psycopg.Connection, spec: TableSpec) -> bool:
+        """Whether a valid, non-partial b-tree index leads with the parent key columns (in any order),
+        which is what `_delete_where` needs to find a parent's children without a scan. A child table
+        this sink creates gets one (`_create`); for a table that exists without one, a warning gives
+        the statement that creates it: the sink does not add indexes to tables it did not create."""
+        leading = conn.execute(
+            "SELECT array(SELECT a.attname::text FROM unnest(i.indkey[0:%s]) AS k(attnum)"
+            "  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum ORDER BY 1)"
+            " FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_am am ON am.oid = ic.relam"
+            " WHERE n.nspname = %s AND c.relname = %s AND i.indisvalid AND i.indpred IS NULL"
+            " AND am.amname = 'btree'",
+            (len(spec.parent_key) - 1, self.config.db_schema, spec.table),
+        ).fetchall()
+        if sorted(spec.parent_key) in [row[0] for row in leading]:
+            return True
+        log.warning("PostgreSQL table %s.%s has no index on its parent key (%s): every batch that replaces "
+                    "children scans the whole table, a cost that grows with the table. Create one before "
+                    "loading: %s", self.config.db_schema, spec.table, ", ".join(spec.parent_key),
+                    self._parent_index(spec).as_string(conn))
+        return False
+
+    def _parent_index(self, spec: TableSpec) -> sql.Composed:
+        return sql.SQL("CREATE INDEX ON {} ({})").format(
+            self._qualified(spec.table), sql.SQL(", ").join(map(sql.Identifier, spec.parent_key)))
+
     def _create(self, conn: psycopg.Connection, spec: TableSpec) -> None:
         definitions = []
         for column in spec.columns:
@@ -329,8 +364,14 @@ class PostgresSink:
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.config.db_schema)))
         conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(
             self._qualified(spec.table), sql.SQL(", ").join(definitions)))
+        if spec.parent is not None and spec.parent_key and \
+                sorted(spec.key[:len(spec.parent_key)]) != sorted(spec.parent_key):
+            # Replacing a parent's children finds them by the parent key: without an index each batch
+            # would scan the whole child table (a primary key that leads with the parent key is one).
+            conn.execute(self._parent_index(spec))
 
-    def _register(self, spec: TableSpec, existing: dict[str, TargetColumn], direct: bool) -> None:
+    def _register(self, spec: TableSpec, existing: dict[str, TargetColumn], direct: bool,
+                  indexed_parent: bool = False) -> None:
         columns = [existing[column.name] for column in spec.columns]
         index = self._tables[spec.table].index if spec.table in self._tables else len(self._tables)
         stage = sql.Identifier(f"etl_stage_{index}")
@@ -354,6 +395,7 @@ class PostgresSink:
                 target, names, names, stage, sql.SQL(", ").join(map(sql.Identifier, spec.key)), conflict),
             copy_direct=sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(target, names)
             if direct else None,
+            indexed_parent=indexed_parent,
         )
         self._tables[spec.table] = table
         for other in self._tables.values():
@@ -477,10 +519,26 @@ class PostgresSink:
             if returning:
                 key_columns = sql.SQL(", ").join(map(sql.Identifier, table.spec.key))
                 query += sql.SQL(" RETURNING {}").format(key_columns)
-            cursor = conn.execute(query, [value for key in chunk for value in key])
+            cursor = self._execute_by_index(conn, table, query, [value for key in chunk for value in key])
             if returning:
                 deleted.extend(tuple(row) for row in cursor.fetchall())
         return deleted
+
+    @staticmethod
+    def _execute_by_index(conn: psycopg.Connection, table: _Table, query: sql.Composed, params: list
+                          ) -> psycopg.Cursor:
+        """Run a statement that finds rows by a key the table has an index on, keeping the planner off
+        a sequential scan: while a load grows a table from empty, its statistics lag (autovacuum
+        analyses it about once a minute) and the planner, guessing few distinct keys, scans the whole
+        table for each batch's keys. The setting is the transaction's and is put back at once."""
+        if not table.indexed_parent:
+            return conn.execute(query, params)
+        before = conn.execute("SELECT current_setting('enable_seqscan'),"
+                              " set_config('enable_seqscan', 'off', true)").fetchone()[0]
+        cursor = conn.execute(query, params)
+        # Not in a `finally`: after an error the transaction is rolled back, and the setting with it.
+        conn.execute("SELECT set_config('enable_seqscan', %s, true)", (before,))
+        return cursor
 
     def _upsert(
         self, connection: _Connection, table: _Table, pending: _Pending, refused: list[Reject]
