@@ -14,7 +14,7 @@ returns None and the validator hashes the streamed rows in Python instead.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 import psycopg
 from psycopg import sql
@@ -114,8 +114,9 @@ def _payload(
 def _value_code(
     column: str, kind: str, physical: tuple[str, int, bool], tolerances: Tolerances, lead: bytes = b""
 ) -> sql.Composable | None:
-    """SQL for `lead` + the column's canonical encoding; constant bytes are merged into one literal
-    and NOT NULL columns skip the null test, because per-row concatenations are the main cost."""
+    """SQL for `lead` + the canonical encoding of the table's column `column`; constant bytes are
+    merged into one literal and NOT NULL columns skip the null test, because per-row concatenations
+    are the main cost."""
     pg_type, typmod, not_null = physical
     identifier = sql.Identifier(column)
     part = _payload(identifier, kind, pg_type, typmod, tolerances)
@@ -176,10 +177,17 @@ class PostgresTableSide:
     whose key is the same single NOT NULL integer column, it checksums and fetches by key range
     (`KeyRangeSide`, see keyranges.py)."""
 
-    def __init__(self, dsn: str, table: str, *, schema: str = "public") -> None:
+    def __init__(self, dsn: str, table: str, *, schema: str = "public",
+                 columns: Mapping[str, str] | None = None,
+                 connect: Callable[[], psycopg.Connection] | None = None) -> None:
         self.dsn = dsn
+        self._connect = connect or (lambda: psycopg.connect(self.dsn))
+        """Opens a connection (the owner's: its TLS settings and credentials); the side closes it."""
         self.table = table
         self.schema = schema
+        self.columns = dict(columns) if columns is not None else None
+        """The spec's column names -> the table's (a source table whose columns a mapping copies
+        under other names); None: the same names, and rows carry every column of the table."""
         self._physical_columns: dict[str, tuple[str, int, bool]] | None = None
         self._code_cache: dict[
             tuple[TableSpec, Tolerances], tuple[sql.Composable, sql.Composable] | None
@@ -188,8 +196,19 @@ class PostgresTableSide:
     def _name(self) -> sql.Composable:
         return sql.Identifier(self.schema, self.table)
 
+    def _column(self, name: str) -> str:
+        """The table's own name of the spec's column `name`."""
+        return name if self.columns is None else self.columns.get(name, name)
+
+    def _select(self) -> sql.Composable:
+        """`SELECT` list giving rows under the spec's names."""
+        if self.columns is None:
+            return sql.SQL("*")
+        return sql.SQL(", ").join(sql.SQL("{} AS {}").format(sql.Identifier(physical), sql.Identifier(name))
+                                  for name, physical in self.columns.items())
+
     def _stream(self, query: sql.Composable, params: tuple = ()) -> Iterator[dict]:
-        with psycopg.connect(self.dsn) as conn, conn.transaction():
+        with self._connect() as conn, conn.transaction():
             conn.execute("SET LOCAL TimeZone = 'UTC'")
             with conn.cursor(name="etl_checksum_rows", row_factory=dict_row) as cursor:
                 cursor.itersize = _FETCH_ROWS
@@ -197,13 +216,13 @@ class PostgresTableSide:
                 yield from cursor
 
     def __call__(self) -> Iterator[dict]:
-        return self._stream(sql.SQL("SELECT * FROM {}").format(self._name()))
+        return self._stream(sql.SQL("SELECT {} FROM {}").format(self._select(), self._name()))
 
     def _physical(self) -> dict[str, tuple[str, int, bool]]:
         """Column name -> (type name, typmod, NOT NULL); empty unless the server encoding is UTF8
         (the canonical strings are UTF-8)."""
         if self._physical_columns is None:
-            with psycopg.connect(self.dsn) as conn:
+            with self._connect() as conn:
                 if conn.execute("SHOW server_encoding").fetchone() != ("UTF8",):
                     found = []
                 else:
@@ -231,18 +250,25 @@ class PostgresTableSide:
             return None
         physical = self._physical()
         kinds = {column.name: column_kind(column.type) for column in spec.columns}
-        if any(name not in physical for name in kinds) or any(name not in kinds for name in spec.key):
+        if any(self._column(name) not in physical for name in kinds) or \
+                any(name not in kinds for name in spec.key):
             return None
         row_parts = [
-            _value_code(name, kinds[name], physical[name], tolerances, lead=encode(name))
+            _value_code(self._column(name), kinds[name], physical[self._column(name)], tolerances,
+                        lead=encode(name))
             for name in sorted(kinds)
         ]
-        key_parts = [_value_code(name, kinds[name], physical[name], tolerances) for name in spec.key]
+        key_parts = [_value_code(self._column(name), kinds[name], physical[self._column(name)], tolerances)
+                     for name in spec.key]
         if any(part is None for part in row_parts + key_parts):
             return None
         row = sql.SQL(" || ").join(row_parts)
         key = sql.SQL(" || ").join(key_parts)
         return key, row
+
+    def pushes_down(self, spec: TableSpec, tolerances: Tolerances) -> bool:
+        """Whether every column of `spec` is hashed in SQL (else checksums are computed in Python)."""
+        return self._codes(spec, tolerances) is not None
 
     def bucket_checksums(
         self, spec: TableSpec, buckets: int, tolerances: Tolerances
@@ -252,7 +278,7 @@ class PostgresTableSide:
             return None
         key, row = codes
         bucket = sql.SQL("{} % {}").format(_key_hash(key), sql.Literal(buckets))
-        with psycopg.connect(self.dsn) as conn:
+        with self._connect() as conn:
             return _read_checksums(conn, _checksum_query(self._name(), bucket, row), None, buckets)
 
     def rows_in_buckets(
@@ -261,7 +287,8 @@ class PostgresTableSide:
         codes = self._codes(spec, tolerances)
         if codes is None:
             return self()
-        query = sql.SQL("SELECT * FROM {table} WHERE {bucket} %% {n} = ANY(%s)").format(
+        query = sql.SQL("SELECT {select} FROM {table} WHERE {bucket} %% {n} = ANY(%s)").format(
+            select=self._select(),
             table=self._name(),
             bucket=_key_hash(codes[0]),
             n=sql.Literal(buckets),
@@ -271,13 +298,13 @@ class PostgresTableSide:
     def key_span(self, spec: TableSpec, tolerances: Tolerances) -> KeySpan | None:
         if len(spec.key) != 1 or self._codes(spec, tolerances) is None:
             return None
-        pg_type, _typmod, not_null = self._physical()[spec.key[0]]
+        pg_type, _typmod, not_null = self._physical()[self._column(spec.key[0])]
         if pg_type not in _INTEGER_TYPES or not not_null:
             return None
         query = sql.SQL("SELECT min({key}), max({key}) FROM {table}").format(
-            key=sql.Identifier(spec.key[0]), table=self._name()
+            key=sql.Identifier(self._column(spec.key[0])), table=self._name()
         )
-        with psycopg.connect(self.dsn) as conn:
+        with self._connect() as conn:
             # min and max are both NULL (None, None) only for an empty table: the key is NOT NULL.
             low, high = conn.execute(query).fetchone()
         return low, high
@@ -286,15 +313,15 @@ class PostgresTableSide:
         codes = self._codes(spec, tolerances)
         if codes is None:
             raise ValueError(f"{self.table}: range checksums need columns hashable in SQL (see key_span)")
-        bucket = sql.SQL("width_bucket({}, %s::int8[])").format(sql.Identifier(ranges.column))
-        with psycopg.connect(self.dsn) as conn:
+        bucket = sql.SQL("width_bucket({}, %s::int8[])").format(sql.Identifier(self._column(ranges.column)))
+        with self._connect() as conn:
             query = _checksum_query(self._name(), bucket, codes[1])
             return _read_checksums(conn, query, (list(ranges.thresholds),), ranges.buckets)
 
     def rows_in_ranges(
         self, spec: TableSpec, ranges: KeyRanges, wanted: frozenset[int], tolerances: Tolerances
     ) -> Iterator[dict]:
-        key = sql.Identifier(ranges.column)
+        key = sql.Identifier(self._column(ranges.column))
         conditions: list[sql.Composable] = []
         params: list[int] = []
         for low, high in ranges.bounds(wanted):
@@ -306,7 +333,7 @@ class PostgresTableSide:
                 parts.append(sql.SQL("{} < %s").format(key))
                 params.append(high)
             conditions.append(sql.SQL("({})").format(sql.SQL(" AND ").join(parts or [sql.SQL("true")])))
-        query = sql.SQL("SELECT * FROM {} WHERE {}").format(
-            self._name(), sql.SQL(" OR ").join(conditions or [sql.SQL("false")])
+        query = sql.SQL("SELECT {} FROM {} WHERE {}").format(
+            self._select(), self._name(), sql.SQL(" OR ").join(conditions or [sql.SQL("false")])
         )
         return self._stream(query, tuple(params))

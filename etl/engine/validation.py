@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -140,6 +141,37 @@ def _target_rows(resources: JobResources, spec: TableSpec) -> Iterator[dict]:
         sink.close()
 
 
+def _target_side(resources: JobResources, spec: TableSpec, stack: ExitStack):
+    """The target table as a validation side: the sink's own checksum side when it has one (hashing
+    in SQL where it can, `read_back`'s rows otherwise), else its `read_back` rows."""
+    sink = resources.open_sink(spec.target)
+    stack.callback(sink.close)
+    offer = getattr(sink, "checksum_side", None)
+    return offer(spec) if offer is not None else partial(_target_rows, resources, spec)
+
+
+def _pushed_source_side(resources: JobResources, target: _Target, refused: Refused, stack: ExitStack):
+    """The source side hashed where the source lives, or None. Only for a target table filled from one
+    source table whose mapping copies columns (`CompiledMapping.copies`), by a source that can hash
+    those columns itself with the very values the mapping would make (`checksum_side`), no record
+    refused at load (those are left out of the source side), and every column hashed there: then the
+    source's rows are the mapped rows, and the comparison is the one the Python path makes."""
+    if len(target.tables) != 1 or refused.keys.get(f"{target.spec.target}.{target.spec.table}"):
+        return None
+    table = target.tables[0]
+    copies = resources.mapping(table.source, table.table).copies(target.spec.target, target.spec.table)
+    if copies is None:
+        return None
+    source = resources.open_source(table.source)
+    stack.callback(source.close)
+    offer = getattr(source, "checksum_side", None)
+    side = offer(table.table, copies, target.spec.key) if offer is not None else None
+    tolerances = resources.job.validation.tolerances
+    if side is None or not side.pushes_down(target.spec, tolerances):
+        return None
+    return side, source
+
+
 def _targets(resources: JobResources, only: Sequence[str] | None) -> list[_Target]:
     pairs = select_tables(resources.source_tables(), only)
     planned, _ = plan_tables(resources, pairs)
@@ -168,42 +200,67 @@ def validate_job(job: Job, only: Sequence[str] | None = None, *,
     (dead letters of that generation) are left out of that target table's source side and counted
     as rejected (`etl.engine.refused`). None reads it from the state store."""
     resources = resources or JobResources(job)
-    settings = job.validation
     targets = _targets(resources, only)
     refused = _refused(resources, generation)
 
     started = time.monotonic()
-
-    def one(target: _Target) -> TableValidation:
-        key = (target.spec.target, target.spec.table)
-        result = validate_table(
-            target.spec,
-            lambda: _source_rows(resources, target, refused),
-            lambda: _target_rows(resources, target.spec),
-            buckets=settings.buckets, tolerances=settings.tolerances,
-            max_differences=settings.max_differences,
-            source_checksums=source_sums[key], target_checksums=target_sums[key].result(),
-        )
-        log.info("validated %s.%s: %s rows, %s differences in %.1f s", target.spec.target, target.spec.table,
-                 result.rows_source, result.difference_count, time.monotonic() - started)
-        return result
-
-    with ThreadPoolExecutor(max(1, job.parallelism), thread_name_prefix="validate") as pool:
-        # Pass 1: the sources (each read once for all its target tables) beside every target's read-back.
+    with ExitStack() as stack:
+        target_sides = {(target.spec.target, target.spec.table): _target_side(resources, target.spec, stack)
+                        for target in targets}
+        pushed = {(target.spec.target, target.spec.table): found for target in targets
+                  if (found := _pushed_source_side(resources, target, refused, stack)) is not None}
         counts: dict[str, SourceCount] = {}
-        pending_sources = pool.submit(_source_checksums, resources, targets, counts, refused)
-        target_sums = {(target.spec.target, target.spec.table): pool.submit(
-            checksum_side, partial(_target_rows, resources, target.spec), target.spec,
-            buckets=settings.buckets, tolerances=settings.tolerances) for target in targets}
-        source_sums = pending_sources.result()
-        for future in target_sums.values():
-            future.result()
-        # Pass 2 (drill-down into mismatched buckets only) reads the sides again for those buckets.
-        tables = list(pool.map(one, targets))
+        tables = _validate(resources, targets, target_sides, pushed, refused, counts, started)
     for target, result in zip(targets, tables, strict=True):
         result.rejected = refused.count(target.spec.target, target.spec.table) + sum(
             counts[table.key].rejected for table in target.tables if table.key in counts)
     return JobValidation(tables, list(counts.values()))
+
+
+def _validate(resources: JobResources, targets: list[_Target], target_sides: dict, pushed: dict,
+              refused: Refused, counts: dict[str, SourceCount], started: float) -> list[TableValidation]:
+    """Both passes of every target table. A table whose source side is `pushed` down is compared
+    where both sides live (key ranges when both are PostgreSQL tables with one integer key,
+    docs/checksum.md §10); the others are hashed here from the sources, each source table read once
+    for all its target tables, beside their targets' checksums."""
+    settings = resources.job.validation
+    python_side = [target for target in targets if (target.spec.target, target.spec.table) not in pushed]
+
+    def one(target: _Target) -> TableValidation:
+        key = (target.spec.target, target.spec.table)
+        if key in pushed:
+            side, source = pushed[key]
+            table = target.tables[0]
+            counted = source.count(table.table)
+            result = validate_table(target.spec, side, target_sides[key], buckets=settings.buckets,
+                                    tolerances=settings.tolerances, max_differences=settings.max_differences)
+            if table.key not in counts:
+                counts[table.key] = SourceCount(table.key, counted, result.rows_source)
+        else:
+            result = validate_table(
+                target.spec,
+                lambda: _source_rows(resources, target, refused),
+                target_sides[key],
+                buckets=settings.buckets, tolerances=settings.tolerances,
+                max_differences=settings.max_differences,
+                source_checksums=source_sums[key], target_checksums=target_sums[key].result(),
+            )
+        log.info("validated %s.%s%s: %s rows, %s differences in %.1f s", target.spec.target,
+                 target.spec.table, " (hashed where both sides live)" if key in pushed else "",
+                 result.rows_source, result.difference_count, time.monotonic() - started)
+        return result
+
+    with ThreadPoolExecutor(max(1, resources.job.parallelism), thread_name_prefix="validate") as pool:
+        # Pass 1: the sources (each read once for all its target tables) beside every target's read-back.
+        pending_sources = pool.submit(_source_checksums, resources, python_side, counts, refused)
+        target_sums = {(target.spec.target, target.spec.table): pool.submit(
+            checksum_side, target_sides[(target.spec.target, target.spec.table)], target.spec,
+            buckets=settings.buckets, tolerances=settings.tolerances) for target in python_side}
+        source_sums = pending_sources.result()
+        for future in target_sums.values():
+            future.result()
+        # Pass 2 (drill-down into mismatched buckets only) reads the sides again for those buckets.
+        return list(pool.map(one, targets))
 
 
 def _refused(resources: JobResources, generation: str | None) -> Refused:

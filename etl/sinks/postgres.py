@@ -30,6 +30,7 @@ from psycopg.types.json import set_json_dumps, set_json_loads
 from pydantic import BaseModel, ConfigDict, Field
 
 from etl import security
+from etl.checksum.postgres_sql import PostgresTableSide
 from etl.errors import ConnectionFailed, EtlError, RuntimeFailure
 from etl.records import Reject, TableSpec, nested_path
 from etl.redact import RedactedRepr
@@ -650,6 +651,11 @@ class PostgresSink:
         finally:
             self._release(connection)
 
+    def checksum_side(self, table: TableSpec) -> PostgresTableSide:
+        """The table as a validation side that hashes its rows in SQL where its column types allow
+        (docs/checksum.md §10); its rows, when they are read, are `read_back`'s."""
+        return _TargetSide(self, table)
+
     def stored_form(self, table: TableSpec) -> Callable[[dict], dict] | None:
         """The row as `read_back` returns it once written, for the source side of a validation: values
         of json/jsonb columns go through the very text the writer stores (`jsontext.stored`), so nested
@@ -672,6 +678,18 @@ class PostgresSink:
             idle, self._idle = self._idle, []
         for connection in idle:
             self._discard(connection)
+
+
+class _TargetSide(PostgresTableSide):
+    """A prepared target table hashed where it lives, on the sink's own connections."""
+
+    def __init__(self, sink: PostgresSink, spec: TableSpec) -> None:
+        super().__init__(sink.config.dsn, spec.table, schema=sink.config.db_schema,
+                         connect=lambda: sink._connect().conn)
+        self._rows = functools.partial(sink.read_back, spec)
+
+    def __call__(self) -> Iterator[dict]:
+        return self._rows()
 
 
 def _decode(value: Any, column: ColumnType) -> Any:
