@@ -65,6 +65,75 @@ def _micros(
 
 _INTEGER_TYPES = ("int2", "int4", "int8")
 
+JSONB_FUNCTION = "pg_temp.etl_canonical_jsonb"
+JSONB_FUNCTION_SQL = r"""
+CREATE OR REPLACE FUNCTION pg_temp.etl_canonical_jsonb(v jsonb) RETURNS bytea
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
+DECLARE
+    kind text := jsonb_typeof(v);
+    payload bytea;
+    number numeric;
+    digits text;
+    point int;
+    exponent int;
+    trimmed text;
+BEGIN
+    IF kind = 'object' THEN
+        IF v ? '$binary' AND (SELECT count(*) FROM jsonb_object_keys(v)) = 1
+                AND jsonb_typeof(v -> '$binary') = 'object'
+                AND (SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(v -> '$binary') AS k)
+                    = ARRAY['base64', 'subType']
+                AND v -> '$binary' -> 'subType' = '"00"'::jsonb
+                AND jsonb_typeof(v -> '$binary' -> 'base64') = 'string'
+                AND (v -> '$binary' ->> 'base64')
+                    ~ '^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$'
+        THEN
+            payload := decode(v -> '$binary' ->> 'base64', 'base64');
+            RETURN '\x79'::bytea || int4send(octet_length(payload)) || payload;
+        END IF;
+        SELECT coalesce(string_agg('\x73'::bytea || int4send(octet_length(convert_to(key, 'UTF8')))
+                                   || convert_to(key, 'UTF8') || pg_temp.etl_canonical_jsonb(value), ''::bytea
+                                   ORDER BY octet_length(convert_to(key, 'UTF8')), convert_to(key, 'UTF8')),
+                        ''::bytea)
+            INTO payload FROM jsonb_each(v);
+        RETURN '\x6d'::bytea || int4send(octet_length(payload)) || payload;
+    ELSIF kind = 'array' THEN
+        SELECT coalesce(string_agg(pg_temp.etl_canonical_jsonb(element), ''::bytea ORDER BY position),
+                        ''::bytea)
+            INTO payload FROM jsonb_array_elements(v) WITH ORDINALITY AS a(element, position);
+        RETURN '\x6c'::bytea || int4send(octet_length(payload)) || payload;
+    ELSIF kind = 'string' THEN
+        payload := convert_to(v #>> '{}', 'UTF8');
+        RETURN '\x73'::bytea || int4send(octet_length(payload)) || payload;
+    ELSIF kind = 'number' THEN
+        number := v::numeric;
+        IF number <> 0 AND (abs(number) >= 1e1001 OR abs(number) < 1e-1000) THEN
+            -- beyond fixed notation: digits without leading or trailing zeros, then E and the
+            -- exponent of the last digit kept (docs/checksum.md §3)
+            digits := trim_scale(abs(number))::text;
+            point := position('.' in digits);
+            exponent := CASE WHEN point = 0 THEN 0 ELSE point - length(digits) END;
+            digits := ltrim(replace(digits, '.', ''), '0');
+            trimmed := rtrim(digits, '0');
+            exponent := exponent + length(digits) - length(trimmed);
+            payload := convert_to(CASE WHEN number < 0 THEN '-' ELSE '' END || trimmed || 'E' || exponent,
+                                  'UTF8');
+        ELSE
+            payload := convert_to(trim_scale(number)::text, 'UTF8');
+        END IF;
+        RETURN '\x6e'::bytea || int4send(octet_length(payload)) || payload;
+    ELSIF kind = 'boolean' THEN
+        RETURN CASE WHEN v::boolean THEN '\x620000000101'::bytea ELSE '\x620000000100'::bytea END;
+    END IF;
+    RETURN '\x4e00000000'::bytea;
+END
+$$
+"""
+"""The canonical encoding (docs/checksum.md) of a jsonb value as the PostgreSQL sink reads it back
+(`jsontext.loads`: numbers exact, `$binary` tags as bytes), as a function in the session's temporary
+schema: maps by the encoding of their keys, lists in order, numbers as `trim_scale` prints them (or
+`digitsEexponent` beyond +-1E1000), strings, booleans, null."""
+
 
 def _payload(
     column: sql.Composable, kind: str, pg_type: str, typmod: int, tolerances: Tolerances
@@ -108,6 +177,8 @@ def _payload(
         return TAG_UUID, sql.SQL("uuid_send({})").format(column), 16
     if pg_type == "bytea":
         return TAG_BYTES, column, None
+    if pg_type == "jsonb" and kind == "any" and not tolerances.unicode_nfc and not tolerances.rstrip_char:
+        return b"", sql.SQL("{}({})").format(sql.SQL(JSONB_FUNCTION), column), -1
     return None
 
 
@@ -123,7 +194,11 @@ def _value_code(
     if part is None:
         return None
     tag, payload, length = part
-    if length is not None:
+    if length == -1:  # the payload is a whole encoding already (jsonb)
+        value = payload
+        if not_null:
+            return sql.SQL("{} || {}").format(_bytea(lead), value) if lead else value
+    elif length is not None:
         value = sql.SQL("{} || {}").format(_bytea(tag + length.to_bytes(4, "big")), payload)
     elif not_null:
         value = None
@@ -189,6 +264,7 @@ class PostgresTableSide:
         """The spec's column names -> the table's (a source table whose columns a mapping copies
         under other names); None: the same names, and rows carry every column of the table."""
         self._physical_columns: dict[str, tuple[str, int, bool]] | None = None
+        self._jsonb: bool | None = None
         self._code_cache: dict[
             tuple[TableSpec, Tolerances], tuple[sql.Composable, sql.Composable] | None
         ] = {}
@@ -262,9 +338,32 @@ class PostgresTableSide:
                      for name in spec.key]
         if any(part is None for part in row_parts + key_parts):
             return None
+        if any(physical[self._column(name)][0] == "jsonb" for name in spec.key):
+            return None
+        if any(physical[self._column(name)][0] == "jsonb" for name in kinds) and not self._jsonb_function():
+            return None
         row = sql.SQL(" || ").join(row_parts)
         key = sql.SQL(" || ").join(key_parts)
         return key, row
+
+    def _jsonb_function(self) -> bool:
+        """Whether this side's connections can have `JSONB_FUNCTION` (a role without the TEMPORARY
+        privilege cannot create it: its jsonb columns are then hashed in Python)."""
+        if self._jsonb is None:
+            try:
+                with self._connect() as conn:
+                    conn.execute(JSONB_FUNCTION_SQL)
+                self._jsonb = True
+            except psycopg.Error:
+                self._jsonb = False
+        return self._jsonb
+
+    def _session(self) -> psycopg.Connection:
+        """A connection ready for the checksum queries (`JSONB_FUNCTION` created when it may be used)."""
+        conn = self._connect()
+        if self._jsonb:
+            conn.execute(JSONB_FUNCTION_SQL)
+        return conn
 
     def pushes_down(self, spec: TableSpec, tolerances: Tolerances) -> bool:
         """Whether every column of `spec` is hashed in SQL (else checksums are computed in Python)."""
@@ -278,7 +377,7 @@ class PostgresTableSide:
             return None
         key, row = codes
         bucket = sql.SQL("{} % {}").format(_key_hash(key), sql.Literal(buckets))
-        with self._connect() as conn:
+        with self._session() as conn:
             return _read_checksums(conn, _checksum_query(self._name(), bucket, row), None, buckets)
 
     def rows_in_buckets(
@@ -314,7 +413,7 @@ class PostgresTableSide:
         if codes is None:
             raise ValueError(f"{self.table}: range checksums need columns hashable in SQL (see key_span)")
         bucket = sql.SQL("width_bucket({}, %s::int8[])").format(sql.Identifier(self._column(ranges.column)))
-        with self._connect() as conn:
+        with self._session() as conn:
             query = _checksum_query(self._name(), bucket, codes[1])
             return _read_checksums(conn, query, (list(ranges.thresholds),), ranges.buckets)
 

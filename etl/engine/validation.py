@@ -67,7 +67,7 @@ class _Target:
     stored: Callable[[dict], dict] | None = None
     """The sink's `stored_form` of the table: a mapped row as the target reads it back."""
 
-    def rows(self, rows: list[dict]) -> Iterable[dict]:
+    def rows(self, rows: Iterable[dict]) -> Iterable[dict]:
         """Mapped rows of this table in the target's stored form (what its `read_back` gives)."""
         return rows if self.stored is None else map(self.stored, rows)
 
@@ -169,7 +169,34 @@ def _pushed_source_side(resources: JobResources, target: _Target, refused: Refus
     tolerances = resources.job.validation.tolerances
     if side is None or not side.pushes_down(target.spec, tolerances):
         return None
-    return side, source
+    return _StoredRows(side, target), source
+
+
+class _StoredRows:
+    """A source side hashed where it lives, whose rows (read for the drill-down) are given in the
+    target's stored form, as the Python path's are (`_Target.rows`)."""
+
+    def __init__(self, side, target: _Target) -> None:
+        self.side = side
+        self.target = target
+
+    def __call__(self) -> Iterable[dict]:
+        return self.target.rows(self.side())
+
+    def bucket_checksums(self, *args):
+        return self.side.bucket_checksums(*args)
+
+    def rows_in_buckets(self, *args) -> Iterable[dict]:
+        return self.target.rows(self.side.rows_in_buckets(*args))
+
+    def key_span(self, *args):
+        return self.side.key_span(*args)
+
+    def range_checksums(self, *args):
+        return self.side.range_checksums(*args)
+
+    def rows_in_ranges(self, *args) -> Iterable[dict]:
+        return self.target.rows(self.side.rows_in_ranges(*args))
 
 
 def _targets(resources: JobResources, only: Sequence[str] | None) -> list[_Target]:

@@ -16,6 +16,7 @@ from typing import Any, Literal
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.types.json import set_json_loads
 
 from etl import security
 from etl.checksum.postgres_sql import PostgresTableSide
@@ -208,7 +209,14 @@ class PostgresSource(SqlSource):
             with self._catalog_lock:
                 if self._metadata_connection().execute(query).fetchone()[0]:
                     return None
-        return PostgresTableSide(self.config.dsn, meta.table, schema=meta.schema or "public", columns=renamed)
+        return PostgresTableSide(self.config.dsn, meta.table, schema=meta.schema or "public", columns=renamed,
+                                 connect=self._exact_json_connection)
+
+    def _exact_json_connection(self) -> psycopg.Connection:
+        """A connection whose json/jsonb values come as `read` makes them (numbers exact)."""
+        connection = self.connect()
+        set_json_loads(json_loads_exact, context=connection)
+        return connection
 
     # --- types ------------------------------------------------------------------------
 
@@ -264,7 +272,7 @@ def _copied_exactly(column: SqlColumn, kind: Any) -> bool:
         digits = 6 if column.scale is None else column.scale
         return column.type == wanted and digits <= (6 if kind.precision is None else kind.precision)
     return column.type in {"string": {"TEXT", "VARCHAR"}, "bool": {"BOOL"}, "date": {"DATE"},
-                           "uuid": {"UUID"}, "bytes": {"BYTEA"}}.get(base, set())
+                           "uuid": {"UUID"}, "bytes": {"BYTEA"}, "json": {"JSONB"}}.get(base, set())
 
 
 def _settings(dsn: str) -> dict[str, Any]:

@@ -1,9 +1,9 @@
 """Validation of a PostgreSQL -> PostgreSQL job from the job file (`--validate-only`, and after a run)
 hashes both sides where they live when the mapping copies columns: key ranges for an integer key,
 SQL hash buckets otherwise. It must find exactly what the Python path (source mapped and hashed
-here) finds, a 1-ulp float change and a fractional change in an unscaled numeric included; where
-it cannot stand for the mapped rows (a jsonb column, a value the mapping refuses, a cast that
-could change a value) the table goes the Python way."""
+here) finds, a 1-ulp float change and a fractional change in an unscaled numeric included, and
+changes inside jsonb documents; where it cannot stand for the mapped rows (a value the mapping
+refuses, a cast that could change a value) the table goes the Python way."""
 
 from __future__ import annotations
 
@@ -148,13 +148,34 @@ def test_the_command_line_finds_them_and_says_so(tmp_path, pg_database):
     assert "hashed where both sides live" in result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("case", ["jsonb", "nan", "rounding cast"])
+JSONB = {"extra": "      doc: {from: doc, type: json}\n", "extra_sql": ", doc jsonb",
+         "extra_value": ", jsonb_build_object('n', i, 'tags', jsonb_build_array('a', i / 3.0, i % 2 = 0),"
+                        " 'nested', jsonb_build_object('at', 'x' || i, 'none', null))"}
+
+
+def test_a_jsonb_column_is_hashed_in_sql_too(tmp_path, pg_database, monkeypatch, caplog):
+    """jsonb values are encoded canonically by `JSONB_FUNCTION`: a change deep in a document, or
+    in a number's last digit, is found; a number written with another scale is not a change."""
+    job = setup_job(tmp_path, pg_database, **JSONB)
+    plant(pg_database, str)
+    with psycopg.connect(pg_database, autocommit=True) as conn:
+        conn.execute("UPDATE out.copied SET doc = jsonb_set(doc, '{nested,at}', '\"y\"') WHERE ident = 60")
+        conn.execute("UPDATE out.copied SET doc = jsonb_set(doc, '{n}', '70.0000000000001') WHERE ident = 70")
+        conn.execute("UPDATE out.copied SET doc = jsonb_set(doc, '{n}', '80.000') WHERE ident = 80")
+    with caplog.at_level(logging.INFO, logger="etl.engine.validation"):
+        pushed = validation.validate_job(load_job(job)).tables[0]
+    assert any("hashed where both sides live" in r.getMessage() for r in caplog.records)
+    monkeypatch.setattr(validation, "_pushed_source_side", lambda *args: None)
+    python = validation.validate_job(load_job(job)).tables[0]
+    found = [sorted((d.kind, str(d.key), tuple(f.field for f in d.fields)) for d in t.differences)
+             for t in (pushed, python)]
+    assert found[0] == found[1] == sorted([*EXPECTED, ("changed", "{'ident': 60}", ("doc",)),
+                                           ("changed", "{'ident': 70}", ("doc",))])
+
+
+@pytest.mark.parametrize("case", ["nan", "rounding cast"])
 def test_tables_it_cannot_stand_for_go_the_python_way(tmp_path, pg_database, monkeypatch, caplog, case):
-    options: dict = {}
-    if case == "jsonb":
-        options = {"extra": "      doc: {from: doc, type: json}\n", "extra_sql": ", doc jsonb",
-                   "extra_value": ", jsonb_build_object('n', i, 'tags', jsonb_build_array('a', i / 3.0))"}
-    job = setup_job(tmp_path, pg_database, **options)
+    job = setup_job(tmp_path, pg_database)
     if case == "nan":
         with psycopg.connect(pg_database, autocommit=True) as conn:
             conn.execute("UPDATE src SET amount = 'NaN' WHERE id = 77")  # the mapping refuses it
