@@ -59,6 +59,10 @@ TRANSIENT = (
 )
 ROW_REFUSED = (psycopg.DataError, psycopg.IntegrityError)
 KEYS_PER_STATEMENT = 1000
+_ARRAY_MATCHED = frozenset({"int2", "int4", "int8", "numeric", "text", "varchar", "bpchar", "uuid", "date",
+                            "timestamp", "timestamptz", "bytea", "bool"})
+"""Built-in types (pg_type names, from the catalog) whose keys `_delete_statement` matches with
+`= ANY(%s::type[])`."""
 NAME_LIMITS = NameLimits("PostgreSQL", identifier_bytes=63, reason="NAMEDATALEN-1")
 """PostgreSQL keeps only the first NAMEDATALEN-1 = 63 bytes of an identifier and silently drops the
 rest, so two names that share their first 63 bytes are one name (PostgreSQL documentation, "SQL
@@ -511,19 +515,34 @@ class PostgresSink:
         deleted: list[tuple] = []
         for start in range(0, len(values), KEYS_PER_STATEMENT):
             chunk = values[start:start + KEYS_PER_STATEMENT]
-            row_of_params = sql.SQL("({})").format(sql.SQL(", ").join(sql.Placeholder() * len(columns)))
-            query = sql.SQL("DELETE FROM {} WHERE ({}) IN (VALUES {})").format(
-                self._qualified(table.spec.table),
-                sql.SQL(", ").join(map(sql.Identifier, columns)),
-                sql.SQL(", ").join([row_of_params] * len(chunk)),
-            )
-            if returning:
-                key_columns = sql.SQL(", ").join(map(sql.Identifier, table.spec.key))
-                query += sql.SQL(" RETURNING {}").format(key_columns)
-            cursor = self._execute_by_index(conn, table, query, [value for key in chunk for value in key])
+            query, params = self._delete_statement(table, columns, chunk, returning=returning)
+            cursor = self._execute_by_index(conn, table, query, params)
             if returning:
                 deleted.extend(tuple(row) for row in cursor.fetchall())
         return deleted
+
+    def _delete_statement(self, table: _Table, columns: Sequence[str], keys: list[tuple], *, returning: bool
+                          ) -> tuple[sql.Composed, list]:
+        """`DELETE` of the rows whose `columns` hold one of `keys`. One column of a built-in type is
+        matched with `= ANY(array)`: one index condition, which PostgreSQL answers with an index scan
+        whatever its statistics say. `IN (VALUES ...)` is a join, and without statistics the planner
+        joins the whole table (by a full index scan when sequential scans are off); it is kept for
+        keys of several columns or of other types."""
+        target = self._qualified(table.spec.table)
+        udt = next((column.udt for column in table.columns if column.name == columns[0]), None)
+        if len(columns) == 1 and udt in _ARRAY_MATCHED:
+            query = sql.SQL("DELETE FROM {} WHERE {} = ANY(%s::{}[])").format(
+                target, sql.Identifier(columns[0]), sql.SQL(udt))
+            params: list = [[key[0] for key in keys]]
+        else:
+            row_of_params = sql.SQL("({})").format(sql.SQL(", ").join(sql.Placeholder() * len(columns)))
+            query = sql.SQL("DELETE FROM {} WHERE ({}) IN (VALUES {})").format(
+                target, sql.SQL(", ").join(map(sql.Identifier, columns)),
+                sql.SQL(", ").join([row_of_params] * len(keys)))
+            params = [value for key in keys for value in key]
+        if returning:
+            query += sql.SQL(" RETURNING {}").format(sql.SQL(", ").join(map(sql.Identifier, table.spec.key)))
+        return query, params
 
     @staticmethod
     def _execute_by_index(conn: psycopg.Connection, table: _Table, query: sql.Composed, params: list
