@@ -33,25 +33,11 @@ JSON = st.recursive(SCALARS, lambda children: st.one_of(
     st.lists(children, max_size=4), st.dictionaries(TEXT, children, max_size=4)), max_leaves=12)
 
 
-@pytest.fixture(scope="module")
-def connection(pg_database_module):
-    with psycopg.connect(pg_database_module, autocommit=True) as conn:
+@pytest.fixture
+def connection(pg_database):
+    with psycopg.connect(pg_database, autocommit=True) as conn:
         conn.execute(JSONB_FUNCTION_SQL)
         yield conn
-
-
-@pytest.fixture(scope="module")
-def pg_database_module():
-    from tests.conftest import pg_dsn, unique_name
-
-    name = unique_name("etl_jsonb")
-    with psycopg.connect(pg_dsn("postgres"), autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield pg_dsn(name)
-    finally:
-        with psycopg.connect(pg_dsn("postgres"), autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def both(conn: psycopg.Connection, value) -> tuple[bytes, bytes]:
