@@ -39,9 +39,11 @@ from pathlib import Path
 import boto3
 import psycopg
 
-from etl.checksum import BucketChecksums, validate_table
-from etl.checksum.postgres_sql import PostgresTableSide
-from etl.records import Column, TableSpec
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's etl, not an installed one
+
+from etl.checksum import BucketChecksums, validate_table  # noqa: E402
+from etl.checksum.postgres_sql import PostgresTableSide  # noqa: E402
+from etl.records import Column, TableSpec  # noqa: E402
 
 GOAL_DYNAMODB_RATIO = 0.8
 GOAL_POSTGRES_RATIO = 1.0
