@@ -92,14 +92,13 @@ BEGIN
             RETURN '\x79'::bytea || int4send(octet_length(payload)) || payload;
         END IF;
         SELECT coalesce(string_agg('\x73'::bytea || int4send(octet_length(convert_to(key, 'UTF8')))
-                                   || convert_to(key, 'UTF8') || pg_temp.etl_canonical_jsonb(value), ''::bytea
+                                   || convert_to(key, 'UTF8') || MEMBER(value), ''::bytea
                                    ORDER BY octet_length(convert_to(key, 'UTF8')), convert_to(key, 'UTF8')),
                         ''::bytea)
             INTO payload FROM jsonb_each(v);
         RETURN '\x6d'::bytea || int4send(octet_length(payload)) || payload;
     ELSIF kind = 'array' THEN
-        SELECT coalesce(string_agg(pg_temp.etl_canonical_jsonb(element), ''::bytea ORDER BY position),
-                        ''::bytea)
+        SELECT coalesce(string_agg(MEMBER(element), ''::bytea ORDER BY position), ''::bytea)
             INTO payload FROM jsonb_array_elements(v) WITH ORDINALITY AS a(element, position);
         RETURN '\x6c'::bytea || int4send(octet_length(payload)) || payload;
     ELSIF kind = 'string' THEN
@@ -128,7 +127,31 @@ BEGIN
     RETURN '\x4e00000000'::bytea;
 END
 $$
-"""
+""".replace("MEMBER(value)", "MEMBER(member)").replace("MEMBER(element)", "MEMBER(member)")
+
+
+def _member_sql(name: str) -> str:
+    """A container member's encoding: scalars inline (a function call per member is most of the
+    cost), containers and numbers beyond fixed notation through the function."""
+    text = f"convert_to({name} #>> '{{}}', 'UTF8')"
+    number = f"convert_to(trim_scale({name}::numeric)::text, 'UTF8')"
+    return f"""CASE jsonb_typeof({name})
+        WHEN 'string' THEN '\\x73'::bytea || int4send(octet_length({text})) || {text}
+        WHEN 'boolean' THEN CASE WHEN {name}::boolean THEN '\\x620000000101'::bytea
+                                 ELSE '\\x620000000100'::bytea END
+        WHEN 'null' THEN '\\x4e00000000'::bytea
+        WHEN 'number' THEN CASE WHEN abs({name}::numeric) < 1e1001
+                                     AND ({name}::numeric = 0 OR abs({name}::numeric) >= 1e-1000)
+            THEN '\\x6e'::bytea || int4send(octet_length({number})) || {number}
+            ELSE pg_temp.etl_canonical_jsonb({name}) END
+        ELSE pg_temp.etl_canonical_jsonb({name}) END"""
+
+
+JSONB_FUNCTION_SQL = JSONB_FUNCTION_SQL.replace(
+    "MEMBER(member), ''::bytea\n", _member_sql("value") + ", ''::bytea\n", 1).replace(
+    "MEMBER(member), ''::bytea ORDER BY position",
+    _member_sql("element") + ", ''::bytea ORDER BY position", 1)
+assert "MEMBER" not in JSONB_FUNCTION_SQL
 """The canonical encoding (docs/checksum.md) of a jsonb value as the PostgreSQL sink reads it back
 (`jsontext.loads`: numbers exact, `$binary` tags as bytes), as a function in the session's temporary
 schema: maps by the encoding of their keys, lists in order, numbers as `trim_scale` prints them (or
@@ -254,8 +277,12 @@ class PostgresTableSide:
 
     def __init__(self, dsn: str, table: str, *, schema: str = "public",
                  columns: Mapping[str, str] | None = None,
-                 connect: Callable[[], psycopg.Connection] | None = None) -> None:
+                 connect: Callable[[], psycopg.Connection] | None = None, hash_jsonb: bool = False) -> None:
         self.dsn = dsn
+        self.hash_jsonb = hash_jsonb
+        """Hash jsonb columns in SQL (`JSONB_FUNCTION`): exact, but measured slower than hashing the
+        streamed rows in Python on a server that shares the client's cores (docs/benchmarks.md), so
+        off unless asked for; without it a table with a jsonb column is hashed in Python."""
         self._connect = connect or (lambda: psycopg.connect(self.dsn))
         """Opens a connection (the owner's: its TLS settings and credentials); the side closes it."""
         self.table = table
@@ -340,7 +367,8 @@ class PostgresTableSide:
             return None
         if any(physical[self._column(name)][0] == "jsonb" for name in spec.key):
             return None
-        if any(physical[self._column(name)][0] == "jsonb" for name in kinds) and not self._jsonb_function():
+        if any(physical[self._column(name)][0] == "jsonb" for name in kinds) and \
+                (not self.hash_jsonb or not self._jsonb_function()):
             return None
         row = sql.SQL(" || ").join(row_parts)
         key = sql.SQL(" || ").join(key_parts)

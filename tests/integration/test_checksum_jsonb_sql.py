@@ -66,3 +66,40 @@ def test_sql_and_python_encode_every_jsonb_value_alike(connection, value):
 def test_edges(connection, value):
     sql_bytes, python_bytes = both(connection, value)
     assert sql_bytes == python_bytes
+
+
+def test_a_side_hashing_jsonb_in_sql_gives_the_python_checksums(pg_database):
+    """`PostgresTableSide(hash_jsonb=True)`: the bucket checksums from SQL equal those of the same
+    rows read back the sink's way and hashed in Python."""
+    from psycopg.types.json import set_json_loads
+
+    from etl.checksum import BucketChecksums
+    from etl.checksum.postgres_sql import PostgresTableSide
+    from etl.records import Column, TableSpec
+
+    with psycopg.connect(pg_database, autocommit=True) as conn:
+        conn.execute("CREATE TABLE docs (id int8 PRIMARY KEY, doc jsonb)")
+        conn.execute("INSERT INTO docs SELECT i, jsonb_build_object('n', i / 7.0, 'k',"
+                     " jsonb_build_array(i, 'x', null, i % 2 = 0), 'big', 1e1005 * i)"
+                     " FROM generate_series(1, 500) i")
+        conn.execute("INSERT INTO docs VALUES (0, NULL), (-1, 'null'),"
+                     " (-2, '{\"$binary\": {\"base64\": \"AAE=\", \"subType\": \"00\"}}')")
+
+    def connect():
+        conn = psycopg.connect(pg_database)
+        set_json_loads(lambda text: jsontext.loads(text, binary=True), context=conn)
+        return conn
+
+    spec = TableSpec("pg", "docs", ("id",), (Column("id", "int"), Column("doc", "json")))
+    side = PostgresTableSide(pg_database, "docs", connect=connect, hash_jsonb=True)
+    assert side.pushes_down(spec, _tolerances())
+    pushed = side.bucket_checksums(spec, 64, _tolerances())
+    python = BucketChecksums.for_table(spec, buckets=64, tolerances=_tolerances()).add_all(side())
+    assert (pushed.counts, pushed.sums) == (python.counts, python.sums) and pushed.rows == 503
+    assert not PostgresTableSide(pg_database, "docs", connect=connect).pushes_down(spec, _tolerances())
+
+
+def _tolerances():
+    from etl.checksum.tolerances import Tolerances
+
+    return Tolerances()

@@ -1,9 +1,9 @@
 """Validation of a PostgreSQL -> PostgreSQL job from the job file (`--validate-only`, and after a run)
 hashes both sides where they live when the mapping copies columns: key ranges for an integer key,
 SQL hash buckets otherwise. It must find exactly what the Python path (source mapped and hashed
-here) finds, a 1-ulp float change and a fractional change in an unscaled numeric included, and
-changes inside jsonb documents; where it cannot stand for the mapped rows (a value the mapping
-refuses, a cast that could change a value) the table goes the Python way."""
+here) finds, a 1-ulp float change and a fractional change in an unscaled numeric included; where
+it cannot stand for the mapped rows (a value the mapping refuses, a cast that could change a
+value) or is slower (a jsonb column) the table goes the Python way."""
 
 from __future__ import annotations
 
@@ -153,9 +153,11 @@ JSONB = {"extra": "      doc: {from: doc, type: json}\n", "extra_sql": ", doc js
                         " 'nested', jsonb_build_object('at', 'x' || i, 'none', null))"}
 
 
-def test_a_jsonb_column_is_hashed_in_sql_too(tmp_path, pg_database, monkeypatch, caplog):
-    """jsonb values are encoded canonically by `JSONB_FUNCTION`: a change deep in a document, or
-    in a number's last digit, is found; a number written with another scale is not a change."""
+def test_a_jsonb_column_goes_the_python_way_and_finds_changes_inside_documents(tmp_path, pg_database,
+                                                                               caplog):
+    """jsonb could be hashed in SQL (`hash_jsonb`), but that measured slower than Python here: a
+    table with a jsonb column is hashed in Python, and finds a change deep in a document or in a
+    number's last digit, while a number written with another scale is no change."""
     job = setup_job(tmp_path, pg_database, **JSONB)
     plant(pg_database, str)
     with psycopg.connect(pg_database, autocommit=True) as conn:
@@ -163,14 +165,11 @@ def test_a_jsonb_column_is_hashed_in_sql_too(tmp_path, pg_database, monkeypatch,
         conn.execute("UPDATE out.copied SET doc = jsonb_set(doc, '{n}', '70.0000000000001') WHERE ident = 70")
         conn.execute("UPDATE out.copied SET doc = jsonb_set(doc, '{n}', '80.000') WHERE ident = 80")
     with caplog.at_level(logging.INFO, logger="etl.engine.validation"):
-        pushed = validation.validate_job(load_job(job)).tables[0]
-    assert any("hashed where both sides live" in r.getMessage() for r in caplog.records)
-    monkeypatch.setattr(validation, "_pushed_source_side", lambda *args: None)
-    python = validation.validate_job(load_job(job)).tables[0]
-    found = [sorted((d.kind, str(d.key), tuple(f.field for f in d.fields)) for d in t.differences)
-             for t in (pushed, python)]
-    assert found[0] == found[1] == sorted([*EXPECTED, ("changed", "{'ident': 60}", ("doc",)),
-                                           ("changed", "{'ident': 70}", ("doc",))])
+        table = validation.validate_job(load_job(job)).tables[0]
+    assert not any("hashed where both sides live" in r.getMessage() for r in caplog.records)
+    found = sorted((d.kind, str(d.key), tuple(f.field for f in d.fields)) for d in table.differences)
+    assert found == sorted([*EXPECTED, ("changed", "{'ident': 60}", ("doc",)),
+                            ("changed", "{'ident': 70}", ("doc",))])
 
 
 @pytest.mark.parametrize("case", ["nan", "rounding cast"])
