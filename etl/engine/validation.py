@@ -277,6 +277,9 @@ def _validate(resources: JobResources, targets: list[_Target], target_sides: dic
                                     tolerances=settings.tolerances, max_differences=settings.max_differences)
             if table.key not in counts:
                 counts[table.key] = SourceCount(table.key, counted, result.rows_source)
+            # hashed by the servers: the rows each side holds are known once they have answered
+            validation_progress.advanced(validation_progress.SOURCE, table.key, result.rows_source)
+            validation_progress.advanced(validation_progress.TARGET, f"{key[0]}.{key[1]}", result.rows_target)
         else:
             result = validate_table(
                 target.spec,
@@ -301,7 +304,10 @@ def _validate(resources: JobResources, targets: list[_Target], target_sides: dic
             target_sums[key] = pool.submit(checksum_side, side, target.spec, buckets=settings.buckets,
                                            tolerances=settings.tolerances)
         source_sums = pending_sources.result()
-        for future in target_sums.values():
+        for (target_name, table_name), future in target_sums.items():
+            if not isinstance(target_sides[(target_name, table_name)], partial):  # hashed by the server
+                validation_progress.advanced(validation_progress.TARGET, f"{target_name}.{table_name}",
+                                             sum(future.result().counts))
             future.result()
         # Pass 2 (drill-down into mismatched buckets only) reads the sides again for those buckets.
         return list(pool.map(one, targets))
