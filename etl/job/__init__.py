@@ -2,7 +2,6 @@
 
 - `schema`: the sections a job file holds, `JobFile` (the document as written) and `Job` (validated);
 - `problems`: `Problem`, `JobFileProblems` and the messages, each at file:line:column;
-- `reader`: the job file read with the position of every value;
 - `load`: `load_job`, which puts them together.
 """
 

@@ -1,5 +1,6 @@
-"""Loading a job file: read it with positions, interpolate `${env:..}`/`${secret:..}`, validate every
-section with its module's `Config`, apply the connection policy, and report every problem at once.
+"""Loading a job file: read it with positions (etl/located.py), interpolate `${env:..}` and
+`${secret:..}`, validate every section with its module's `Config`, apply the connection policy, and
+report every problem at once.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import yaml
 from pydantic import ValidationError
 
 from etl import security
 from etl.audit import AuditConfig
+from etl.errors import JobFileError
 from etl.interpolate import InterpolationError, Interpolator, SecretSource
 from etl.job.problems import (
     JobFileProblems,
@@ -28,9 +31,10 @@ from etl.job.problems import (
     dotted,
     nearest,
 )
-from etl.job.reader import _compose, _Document, _read
 from etl.job.schema import Job, JobFile, Validation
+from etl.located import Document, position, read_document, text_position
 from etl.redact import is_secret_name, passwords_in, redact
+from etl.yaml_limits import MAX_BYTES, YamlRefused
 
 log = logging.getLogger("etl.job")
 """The package's name, as before it was split: warnings are filtered by `etl.job`."""
@@ -61,7 +65,7 @@ def _set(data: Any, path: PathKey, value: Any) -> None:
     data[path[-1]] = value
 
 
-def _literal_password_warnings(doc: _Document, file: str, interpolate: Interpolator) -> list[str]:
+def _literal_password_warnings(doc: Document, file: str, interpolate: Interpolator) -> list[str]:
     """Warn (never fail) where a password is written in the file instead of coming from ${env}/${secret}."""
     warnings = []
     for path, leaf in _walk_leaves(doc.data, ()):
@@ -84,7 +88,7 @@ def _literal_password_warnings(doc: _Document, file: str, interpolate: Interpola
     return warnings
 
 
-def _interpolate(doc: _Document, interpolate: Interpolator) -> tuple[list[Problem], set[PathKey]]:
+def _interpolate(doc: Document, interpolate: Interpolator) -> tuple[list[Problem], set[PathKey]]:
     """Resolve every reference in place; return the problems and the paths of resolved values."""
     problems: list[Problem] = []
     resolved: set[PathKey] = set()
@@ -106,7 +110,7 @@ def _interpolate(doc: _Document, interpolate: Interpolator) -> tuple[list[Proble
 
 
 def _section_config(
-    registry: _Registry, name_path: PathKey, section: dict, doc: _Document, resolved: set[PathKey]
+    registry: _Registry, name_path: PathKey, section: dict, doc: Document, resolved: set[PathKey]
 ) -> tuple[Any, list[Problem]]:
     """Validate a `sources.x`, `targets.x` or `state` section with its `type`'s module `Config`."""
     kind, known, module_for = registry
@@ -147,7 +151,7 @@ def _section_config(
         return None, _problems_from(error, module.Config, name_path, doc, resolved)
 
 
-def _mapping_problems(job_path: Path, sources: dict[str, Any], doc: _Document) -> list[Problem]:
+def _mapping_problems(job_path: Path, sources: dict[str, Any], doc: Document) -> list[Problem]:
     problems = []
     for source_name, config in sources.items():
         places: list[tuple[tuple, Any]] = [
@@ -319,7 +323,7 @@ def _connection_sections(
 
 
 def _insecure_connections(
-    sections: list[tuple[PathKey, str, list[security.Endpoint]]], allow_insecure: bool, doc: _Document,
+    sections: list[tuple[PathKey, str, list[security.Endpoint]]], allow_insecure: bool, doc: Document,
     file: str,
 ) -> tuple[list[Problem], list[str]]:
     """The encryption policy (etl/security.py) applied to every connection: refusals and warnings."""
@@ -338,3 +342,59 @@ def _insecure_connections(
 
 def _within(path: str, ancestor: str) -> bool:
     return path == ancestor or path.startswith((f"{ancestor}.", f"{ancestor}["))
+
+
+def _read(job_path: Path, file: str) -> bytes:
+    try:
+        with job_path.open("rb") as handle:
+            raw = handle.read(MAX_BYTES + 1)
+    except OSError as error:
+        raise JobFileError(f"{file}: cannot read the job file: {error.strerror}") from None
+    if len(raw) > MAX_BYTES:
+        raise JobFileProblems(
+            file, [Problem(1, 1, "", f"job file rejected: larger than {MAX_BYTES} bytes")]
+        )
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line, column = text_position(raw, error.start)
+        raise JobFileProblems(file, [Problem(line, column, "", "the job file is not UTF-8 text")]) from None
+    return raw
+
+
+def _compose(text: str, file: str) -> Document:
+    """The job file's text read with positions (etl/located.py); what cannot be read, as problems."""
+    try:
+        doc = read_document(text)
+    except YamlRefused as refused:
+        problem = Problem(refused.line, refused.column, "", f"job file rejected: {refused.reason}")
+        raise JobFileProblems(file, [problem]) from None
+    except RecursionError:
+        raise JobFileProblems(file, [Problem(1, 1, "", "job file rejected: nested too deeply")]) from None
+    except yaml.MarkedYAMLError as error:
+        raise JobFileProblems(file, [_syntax_problem(error)]) from None
+    except yaml.reader.ReaderError as error:
+        line, column = text_position(text, error.position)
+        code = error.character if isinstance(error.character, int) else ord(error.character)
+        problem = Problem(line, column, "", f"invalid YAML: {error.reason} #x{code:04x}")
+        raise JobFileProblems(file, [problem]) from None
+    if doc is None:
+        raise JobFileProblems(file, [Problem(1, 1, "", "the job file is empty")])
+    if doc.problems:
+        raise JobFileProblems(file, doc.problems)
+    if not isinstance(doc.data, dict):
+        raise JobFileProblems(
+            file, [Problem(1, 1, "", "expected a mapping of job settings at the top level")]
+        )
+    return doc
+
+
+def _syntax_problem(error: yaml.MarkedYAMLError) -> Problem:
+    mark = error.problem_mark or error.context_mark
+    message = f"invalid YAML: {error.problem or 'syntax error'}"
+    if isinstance(error, yaml.composer.ComposerError) and "another document" in (error.problem or ""):
+        message = "invalid YAML: a job file holds one document, but a second one starts here"
+    elif error.context and error.context_mark is not None:
+        message += f" ({error.context} started at line {error.context_mark.line + 1})"
+    line, column = position(mark) if mark else (1, 1)
+    return Problem(line, column, "", message)

@@ -10,20 +10,19 @@ from __future__ import annotations
 import difflib
 import types
 import typing
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, ValidationError
 
 from etl.errors import JobFileError
+from etl.located import PathKey, Problem, dotted
 from etl.redact import redact
 from etl.settings_types import DESCRIBED
 
 if TYPE_CHECKING:
-    from etl.job.reader import _Document
+    from etl.located import Document
 
-PathKey = tuple[str | int, ...]
 _PASSWORD_KEYS = {"password", "passwd", "pwd"}
 
 
@@ -31,20 +30,6 @@ def _is_password_key(path: PathKey) -> bool:
     """`password:`, `pwd:`, and any `..._password:` such as Oracle's `wallet_password:`."""
     key = path[-1] if path else None
     return isinstance(key, str) and (key.lower() in _PASSWORD_KEYS or key.lower().endswith("_password"))
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with a job file, at a 1-based line and column."""
-
-    line: int
-    column: int
-    path: str
-    message: str
-
-    def format(self, file: str) -> str:
-        where = f"{file}:{self.line}:{self.column}"
-        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
 
 
 class JobFileProblems(JobFileError):
@@ -62,14 +47,6 @@ def problems_text(file: str, problems: list[Problem]) -> str:
     if len(lines) == 1:
         return lines[0]
     return f"{file} has {len(lines)} problems:\n" + "\n".join(lines)
-
-
-def dotted(path: PathKey) -> str:
-    """`('sources', 'mongo', 'tables', 'x', 'partitions')` -> `sources.mongo.tables.x.partitions`."""
-    text = ""
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
 
 
 def _model_at(model: Any, loc: tuple) -> type[BaseModel] | None:
@@ -162,7 +139,7 @@ def _expected(error: dict) -> str:
     return message[0].lower() + message[1:]
 
 
-def _shown(value: Any, path: PathKey, resolved: set[PathKey], doc: _Document) -> str:
+def _shown(value: Any, path: PathKey, resolved: set[PathKey], doc: Document) -> str:
     """How an offending value is shown: literal short scalars as written, anything else by its kind."""
     if path in resolved or _is_password_key(path):
         return "a value from a reference" if path in resolved else "a password"
@@ -183,7 +160,7 @@ def _shown(value: Any, path: PathKey, resolved: set[PathKey], doc: _Document) ->
 
 
 def _problems_from(
-    error: ValidationError, model: type[BaseModel], prefix: PathKey, doc: _Document, resolved: set[PathKey]
+    error: ValidationError, model: type[BaseModel], prefix: PathKey, doc: Document, resolved: set[PathKey]
 ) -> list[Problem]:
     problems = []
     for item in error.errors():
