@@ -92,13 +92,10 @@ class _Builder:
         if self.values > MAX_VALUES:
             where = self.value_marks.get(path[:1], node.start_mark)
             reason = f"expands to more than {MAX_VALUES} values (nested aliases?)"
-            raise YamlRefused(where.line + 1, where.column + 1, reason)
+            raise YamlRefused(*position(where), reason)
         if len(path) > MAX_DEPTH:
-            raise YamlRefused(
-                node.start_mark.line + 1,
-                node.start_mark.column + 1,
-                f"nested more than {MAX_DEPTH} levels deep (recursive alias?)",
-            )
+            reason = f"nested more than {MAX_DEPTH} levels deep (recursive alias?)"
+            raise YamlRefused(*position(node.start_mark), reason)
         self.value_marks.setdefault(path, node.start_mark)
         if isinstance(node, yaml.ScalarNode):
             return self._scalar(node, path)
@@ -174,17 +171,16 @@ class Document:
     boolean_words: dict[PathKey, str]
     """`yes`/`no`/`on`/`off` as written where YAML 1.1 read a boolean."""
     problems: list[Problem] = field(default_factory=list)
-    """Values that could not be read (duplicate keys, unsupported tags, ...); each left as None."""
+    """What could not be read (duplicate keys, unsupported tags, bad values, ...), each at its place."""
 
     def position(self, path: PathKey, *, key: bool = False) -> tuple[int, int]:
         """1-based line and column of the value (or key) at `path`, else of its nearest ancestor."""
         if key and path in self.key_marks:
-            mark = self.key_marks[path]
-            return mark.line + 1, mark.column + 1
+            return position(self.key_marks[path])
         for end in range(len(path), -1, -1):
             mark = self.value_marks.get(path[:end])
             if mark is not None:
-                return mark.line + 1, mark.column + 1
+                return position(mark)
         return 1, 1
 
 
@@ -296,7 +292,7 @@ def load_nodes(text: str, file: str) -> Node:
                            hint="see docs/mapping.md for what a mapping file holds") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
-        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        line, column = position(mark) if mark else (1, 1)
         raise MappingError(
             f"{file}:{line}:{column}: YAML syntax error: {exc.problem}",
             hint="check indentation and quoting at that place (quote text that contains ': ' or '#')",

@@ -11,17 +11,14 @@ import difflib
 import types
 import typing
 from decimal import Decimal
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ValidationError
 
 from etl.errors import JobFileError
-from etl.located import PathKey, Problem, dotted
+from etl.located import Document, PathKey, Problem, dotted
 from etl.redact import redact
 from etl.settings_types import DESCRIBED
-
-if TYPE_CHECKING:
-    from etl.located import Document
 
 _PASSWORD_KEYS = {"password", "passwd", "pwd"}
 
