@@ -378,3 +378,19 @@ def test_key_values_up_to_the_rules_limit_are_written_and_longer_ones_rejected(e
 def test_the_rules_are_the_sink_modules_own(engine):
     module = module_for(engine.kind)
     assert rules_for(engine.kind) is module.RULES and module.RULES.names is module.NAME_LIMITS
+
+
+def test_names_as_long_as_the_rules_keep_whole_read_back_unchanged(engine, sink):
+    """Longer names are the mapping layer's to refuse (`NameLimits.stored`, checked when a mapping
+    file is loaded); every name it lets through is kept whole, in bytes of UTF-8 (`é` is two)."""
+    limits = rules_for(engine.kind).names
+    longest = "é" * ((limits.identifier_bytes or 255) // 2)
+    assert limits.stored(longest) == longest
+    if limits.identifier_bytes is not None:
+        assert limits.stored(longest + "é") == longest  # one character more is cut, never inside one
+    spec = keyed(engine, "long_names", {"id": "int"})
+    spec = spec_in(engine, spec, table=spec.table, columns=(*spec.columns, Column(longest, "string")))
+    sink.prepare([spec])
+    row = {"id": 1, "v": 2, longest: "kept"}
+    assert sink.write(rows_in(spec, [row])).loaded == {spec.table: 1}
+    assert list(sink.read_back(spec)) == [row]
