@@ -13,7 +13,8 @@ from pathlib import Path
 
 from bson.decimal128 import Decimal128
 
-from tests.conftest import DYNAMODB_ENDPOINT, MONGO_URI
+from tests.conftest import MONGO_URI
+from tests.jobfiles import DEAD_LETTER, REPORT, SQLITE_STATE, dynamodb_target, postgres_target, write_job_file
 
 ROOT = Path(__file__).resolve().parents[2]
 HMAC_KEY = "integration-test-hmac-key"
@@ -100,10 +101,9 @@ def write_job(folder: Path, *, name: str, database: str, collection: str, mappin
               partitions: int = 2, parallelism: int = 2, batch_records: int = 1000,
               state: str | None = None, executor: str = "{type: local}", max_rejects: str = "0",
               after_run: bool = True, dynamo: bool = True, pg_schema: str = "public") -> Path:
-    targets = f'  pg: {{type: postgres, dsn: "{pg_dsn}", schema: {pg_schema}, create: if_missing}}\n'
+    targets = f"  pg: {postgres_target(pg_dsn, schema=pg_schema, create='if_missing')}\n"
     if dynamo:
-        targets += (f'  dynamo: {{type: dynamodb, endpoint_url: "{DYNAMODB_ENDPOINT}", region: us-east-1, '
-                    'create: if_missing}\n')
+        targets += f"  dynamo: {dynamodb_target()}\n"
     text = f"""\
 version: 1
 name: {name}
@@ -118,15 +118,11 @@ targets:
 {targets}batch: {{records: {batch_records}}}
 parallelism: {parallelism}
 executor: {executor}
-state: {state or "{type: sqlite, path: .etl/state.sqlite}"}
-dead_letter: {{path: .etl/dead_letter.jsonl}}
-max_rejects: {max_rejects}
+state: {state or SQLITE_STATE}
+{DEAD_LETTER}max_rejects: {max_rejects}
 validation: {{after_run: {str(after_run).lower()}, consistent_reads: true}}
-report: {{dir: .etl/reports}}
-"""
-    path = folder / f"{name}.yaml"
-    path.write_text(text)
-    return path
+{REPORT}"""
+    return write_job_file(folder, text, name=f"{name}.yaml")
 
 
 def environment() -> dict[str, str]:

@@ -22,6 +22,7 @@ from tests.integration.run_helpers import (
     patients_mapping,
     pg_scalar,
 )
+from tests.jobfiles import postgres_target, write_job_file
 
 pytestmark = pytest.mark.integration
 
@@ -30,8 +31,7 @@ PASSWORD = "Audit-Planted-pw-5521"  # noqa: S105 - trust authentication accepts 
 
 def write_job(folder: Path, *, dsn_variable: str = "ETL_AUDIT_PG_DSN", extra: str = "") -> Path:
     patients_mapping(folder)
-    path = folder / "audited.yaml"
-    path.write_text(f"""\
+    return write_job_file(folder, f"""\
 version: 1
 name: audited
 sources:
@@ -42,10 +42,9 @@ sources:
     tables:
       patients: {{mapping: patients.yaml, partitions: 2}}
 targets:
-  pg: {{type: postgres, dsn: "${{env:{dsn_variable}}}", create: if_missing}}
+  pg: {postgres_target(f"${{env:{dsn_variable}}}", create="if_missing")}
 validation: {{after_run: true}}
-{extra}""")
-    return path
+{extra}""", name="audited.yaml")
 
 
 def run(job: Path, *args: str, dsn: str) -> subprocess.CompletedProcess:

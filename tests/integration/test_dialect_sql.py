@@ -147,7 +147,8 @@ def pg_keys(dsn: str, table: str, key: list[str]) -> set[tuple]:
         return set(connection.execute(f"SELECT {columns} FROM {table}").fetchall())
 
 
-def oracle_source(dsn: str, log: list[str], tables: dict, page_rows: int = 500):
+def oracle_source(dsn: str, log: list[str], tables: dict, page_rows: int = 500,
+                  limits: BatchLimits = BatchLimits(records=300)):
     config = oracle.Config(
         type="oracle",
         dsn="unused",
@@ -158,13 +159,14 @@ def oracle_source(dsn: str, log: list[str], tables: dict, page_rows: int = 500):
         tables=tables,
     )
     cls = on_postgres(oracle.OracleSource, ORACLE_TYPES, "oracle", dsn, log)
-    return cls("chinook_oracle", config, BatchLimits(records=300))
+    return cls("chinook_oracle", config, limits)
 
 
-def mssql_source(dsn: str, log: list[str], tables: dict, page_rows: int = 500):
+def mssql_source(dsn: str, log: list[str], tables: dict, page_rows: int = 500,
+                 limits: BatchLimits = BatchLimits(records=300)):
     config = mssql.Config(type="mssql", server="unused", consistent=False, page_rows=page_rows, tables=tables)
     cls = on_postgres(mssql.MssqlSource, MSSQL_TYPES, "tsql", dsn, log)
-    return cls("chinook_mssql", config, BatchLimits(records=300))
+    return cls("chinook_mssql", config, limits)
 
 
 SOURCES = {"oracle": oracle_source, "tsql": mssql_source}

@@ -66,19 +66,6 @@ def test_round_trip_is_exact_and_replay_changes_nothing(dynamodb_table_prefix):
     sink.close()
 
 
-def test_same_key_twice_in_a_batch_the_later_wins(dynamodb_table_prefix):
-    table = f"{dynamodb_table_prefix}_dup"
-    sink = open_sink()
-    sink.prepare([spec(table)])
-    rows = [invoice(1, n) for n in range(30)] + [invoice(1, 5, total=Decimal("9.99"))]
-    result = sink.write(batch(table, rows))
-    assert result.loaded == {table: 30} and result.rejects == []
-    back = by_key(sink.read_back(spec(table)))
-    assert len(back) == 30
-    assert back[("CUSTOMER#1", "INVOICE#2009-01-06#5")]["total"] == Decimal("9.99")
-    sink.close()
-
-
 def test_items_dynamodb_cannot_hold_are_rejected_with_reasons(dynamodb_table_prefix):
     table = f"{dynamodb_table_prefix}_bad"
     sink = open_sink()
@@ -162,17 +149,6 @@ def test_a_table_condition_accepts_replays_and_rejects_what_it_refuses(dynamodb_
     back = by_key(sink.read_back(guarded, consistent=True))
     assert back[("CUSTOMER#1", "INVOICE#2009-01-02#1")] == higher  # no `:total` attribute was stored
     assert back[("CUSTOMER#1", "INVOICE#2009-01-03#2")]["total"] == Decimal("0.02")
-    sink.close()
-
-
-def test_delete_by_key(dynamodb_table_prefix):
-    table = f"{dynamodb_table_prefix}_del"
-    sink = open_sink()
-    sink.prepare([spec(table)])
-    rows = [invoice(1, n) for n in range(40)]
-    sink.write(batch(table, rows))
-    assert sink.delete(spec(table), [{"pk": r["pk"], "sk": r["sk"]} for r in rows[:30]]) == 30
-    assert sorted(r["invoice_id"] for r in sink.read_back(spec(table))) == list(range(30, 40))
     sink.close()
 
 

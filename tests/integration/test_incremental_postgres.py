@@ -13,8 +13,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.conftest import DYNAMODB_ENDPOINT
 from tests.integration.run_helpers import dynamo_count, pg_scalar, run_cli, saved_report
+from tests.jobfiles import REPORT, RUN_FILES, dynamodb_target, postgres_target, write_job_file
 
 pytestmark = pytest.mark.integration
 
@@ -63,9 +63,7 @@ def visits(*ids: int) -> str:
 
 
 def write_job(tmp_path: Path, source_dsn: str, target_dsn: str, table: str, changes: str) -> Path:
-    (tmp_path / "patient.yaml").write_text(MAPPING.format(table=table))
-    job = tmp_path / "pgcut.yaml"
-    job.write_text(f"""\
+    return write_job_file(tmp_path, f"""\
 version: 1
 name: pgcut
 incremental: true
@@ -76,15 +74,11 @@ sources:
     tables:
       src.patient: {{mapping: patient.yaml, partitions: 2, {changes}}}
 targets:
-  pg: {{type: postgres, dsn: "{target_dsn}", schema: migrated, create: if_missing}}
-  dynamo: {{type: dynamodb, endpoint_url: "{DYNAMODB_ENDPOINT}", region: us-east-1, create: if_missing}}
+  pg: {postgres_target(target_dsn, schema="migrated", create="if_missing")}
+  dynamo: {dynamodb_target()}
 batch: {{records: 4}}
-state: {{type: sqlite, path: .etl/state.sqlite}}
-dead_letter: {{path: .etl/dead_letter.jsonl}}
-validation: {{after_run: true, consistent_reads: true}}
-report: {{dir: .etl/reports}}
-""")
-    return job
+{RUN_FILES}validation: {{after_run: true, consistent_reads: true}}
+{REPORT}""", name="pgcut.yaml", mappings={"patient.yaml": MAPPING.format(table=table)})
 
 
 def create_source(dsn: str) -> None:

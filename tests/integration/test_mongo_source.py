@@ -130,11 +130,6 @@ def test_server_replies_hold_at_most_one_batch(mongo_db):
     assert commands.replied == [10] * 9 + [5]
 
 
-def test_sample_gives_the_first_documents_in_key_order(mongo_db):
-    things(mongo_db).insert_many([{"_id": n} for n in (5, 3, 9, 1)])
-    assert source_for(mongo_db).sample("things", 2) == [{"_id": 1}, {"_id": 3}]
-
-
 def test_unknown_collection_lists_the_collections_that_exist(mongo_db):
     mongo_db.patients.insert_one({"_id": 1})
     mongo_db.visits.insert_one({"_id": 1})

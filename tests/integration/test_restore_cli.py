@@ -16,6 +16,7 @@ import pytest
 from tests.conftest import pg_dsn, unique_name
 from tests.integration.run_helpers import run_cli
 from tests.integration.test_restore_postgres import history  # noqa: F401 - its module-scoped fixture
+from tests.jobfiles import postgres_target, write_job_file
 
 pytestmark = pytest.mark.integration
 
@@ -57,14 +58,13 @@ def execute(dsn: str, *statements: str) -> None:
 
 def write_job(folder: Path, source: str, restored: str, *, drill_down: bool = False) -> Path:
     engine = f"engine: sqlserver\n  history: {CHAIN}"
-    path = folder / f"restore-{database_name(restored)}-{drill_down}.yaml"
-    path.write_text(f"""\
+    return write_job_file(folder, f"""\
 version: 1
 name: restore-check
 sources:
   src: {{type: postgres, dsn: "{source}", tables: {{}}}}
 targets:
-  out: {{type: postgres, dsn: "{restored}"}}
+  out: {postgres_target(restored)}
 report: {{dir: reports}}
 restore:
   {engine}
@@ -76,8 +76,7 @@ restore:
   change_column: updated_at
   drill_down: {str(drill_down).lower()}
   buckets: 16
-""")
-    return path
+""", name=f"restore-{database_name(restored)}-{drill_down}.yaml")
 
 
 def saved_result(stdout: str) -> dict:

@@ -15,6 +15,7 @@ import pytest
 from etl.engine import RunOptions, run_job
 from etl.job import load_job
 from tests.integration.chinook import load_chinook
+from tests.jobfiles import REPORT, RUN_FILES, postgres_target, write_job_file
 
 pytestmark = pytest.mark.integration
 
@@ -38,9 +39,7 @@ outputs:
 
 
 def write_job(tmp_path: Path, pg_database: str) -> Path:
-    (tmp_path / "lines.yaml").write_text(MAPPING)
-    job_path = tmp_path / "snapshot.yaml"
-    job_path.write_text(f"""\
+    return write_job_file(tmp_path, f"""\
 version: 1
 name: snapshot
 sources:
@@ -50,15 +49,11 @@ sources:
     tables:
       invoice_line: {{mapping: lines.yaml, partitions: 4}}
 targets:
-  pg: {{type: postgres, dsn: "{pg_database}", schema: migrated, create: if_missing}}
+  pg: {postgres_target(pg_database, schema="migrated", create="if_missing")}
 batch: {{records: 100}}
 parallelism: 2
-state: {{type: sqlite, path: .etl/state.sqlite}}
-dead_letter: {{path: .etl/dead_letter.jsonl}}
-validation: {{after_run: false}}
-report: {{dir: .etl/reports}}
-""")
-    return job_path
+{RUN_FILES}validation: {{after_run: false}}
+{REPORT}""", name="snapshot.yaml", mappings={"lines.yaml": MAPPING})
 
 
 def test_partitions_read_the_plan_time_snapshot(tmp_path, pg_database, caplog):

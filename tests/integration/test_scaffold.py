@@ -14,6 +14,7 @@ from bson.decimal128 import Decimal128
 from tests.conftest import DYNAMODB_ENDPOINT, MONGO_URI
 from tests.integration.chinook import load_chinook
 from tests.integration.run_helpers import run_cli, saved_report
+from tests.jobfiles import write_job_file
 
 pytestmark = pytest.mark.integration
 
@@ -66,9 +67,8 @@ PROPOSED_LINES = [
 
 
 def job_file(folder: Path, source: str, dsn: str, tables: str, name: str) -> Path:
-    path = folder / name
-    path.write_text(JOB.format(source=source, tables=tables, dynamo=DYNAMODB_ENDPOINT, dsn=dsn))
-    return path
+    return write_job_file(folder, JOB.format(source=source, tables=tables, dynamo=DYNAMODB_ENDPOINT, dsn=dsn),
+                          name=name)
 
 
 def plan_and_run(job: Path) -> tuple[int, int, int]:

@@ -20,6 +20,7 @@ import pytest
 from etl.errors import JobFileError
 from etl.job import load_job
 from etl.log import setup_logging
+from tests.jobfiles import write_job_file
 
 pytestmark = pytest.mark.integration
 
@@ -104,10 +105,7 @@ def job_text(dsn: str) -> str:
 
 
 def write_job(tmp_path, dsn: str):
-    (tmp_path / "m.yaml").write_text("{}\n")
-    path = tmp_path / "job.yaml"
-    path.write_text(job_text(dsn))
-    return path
+    return write_job_file(tmp_path, job_text(dsn), mappings={"m.yaml": "{}\n"})
 
 
 def test_secrets_resolve_through_boto3_once_per_name(secrets_manager, tmp_path):

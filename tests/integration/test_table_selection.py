@@ -10,6 +10,7 @@ import pytest
 from tests.conftest import DYNAMODB_ENDPOINT, MONGO_URI
 from tests.integration.chinook import CHINOOK_COUNTS, load_chinook
 from tests.integration.run_helpers import dynamo_count, pg_scalar, run_cli, saved_report
+from tests.jobfiles import write_job_file
 
 pytestmark = pytest.mark.integration
 
@@ -35,9 +36,7 @@ def job_file(folder, name: str, source: dict, target: dict) -> object:
                 "state": {"type": "sqlite", "path": ".etl/state.sqlite"}, "report": {"dir": ".etl/reports"},
                 "dead_letter": {"path": ".etl/dead_letter.jsonl"},
                 "validation": {"after_run": True, "consistent_reads": True}}
-    job = folder / "job.yaml"
-    job.write_text(json.dumps(sections, indent=1))  # JSON is YAML
-    return job
+    return write_job_file(folder, json.dumps(sections, indent=1))  # JSON is YAML
 
 
 def write_job(folder, dsn: str, prefix: str, include: list[str], exclude: list[str]) -> object:

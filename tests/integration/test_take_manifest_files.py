@@ -18,6 +18,7 @@ from etl.checksum import TableManifest
 from etl.job import load_job
 from etl.restore.cli import open_reader, table_spec
 from tests.integration.run_helpers import ROOT, command, environment
+from tests.jobfiles import postgres_target, write_job_file
 
 pytestmark = pytest.mark.integration
 
@@ -25,14 +26,13 @@ BOUNDARIES = [[11], [21], [31]]
 
 
 def job_file(folder: Path, dsn: str) -> Path:
-    path = folder / "restore.yaml"
-    path.write_text(f"""\
+    return write_job_file(folder, f"""\
 version: 1
 name: manifests
 sources:
   src: {{type: postgres, dsn: "{dsn}", tables: {{}}}}
 targets:
-  out: {{type: postgres, dsn: "{dsn}"}}
+  out: {postgres_target(dsn)}
 restore:
   engine: postgresql
   manifests: backups/manifests
@@ -40,8 +40,7 @@ restore:
   tables:
     patients: {{key: [id], boundaries: {json.dumps(BOUNDARIES)}}}
   buckets: 8
-""")
-    return path
+""", name="restore.yaml")
 
 
 def take(job: Path, *args: str) -> subprocess.CompletedProcess:

@@ -13,6 +13,7 @@ from etl.api import MigrationJob, open_job, report_from_json
 from etl.errors import EtlError, JobFileError
 from etl.job import Job
 from etl.report.run_report import RunReport, TableCheck, TableReport
+from tests.jobfiles import write_job_file
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "s3cret-Pa55word"  # noqa: S105 - a test value that must never be shown
@@ -37,9 +38,7 @@ report: {{dir: reports}}
 @pytest.fixture
 def job_file(tmp_path: Path) -> Path:
     shutil.copy(ROOT / "mappings" / "chinook_customers.yaml", tmp_path / "chinook_customers.yaml")
-    path = tmp_path / "job.yaml"
-    path.write_text(JOB)
-    return path
+    return write_job_file(tmp_path, JOB)
 
 
 def opened(job_file: Path) -> MigrationJob:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.jobfiles import write_job_file
+
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "Sup3r-S3cret-pw"
 
@@ -22,9 +24,7 @@ def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 
 
 def job_file(folder: Path, *, state: str, extra: str = "") -> Path:
-    (folder / "m.yaml").write_text("version: 1\n")
-    path = folder / "job.yaml"
-    path.write_text(f"""\
+    return write_job_file(folder, f"""\
 version: 1
 name: cli-test
 sources:
@@ -37,8 +37,7 @@ sources:
 targets:
   pg: {{type: postgres, dsn: "host=127.0.0.1 port=1 user=etl dbname=x"}}
 state: {state}
-{extra}""")
-    return path
+{extra}""", mappings={"m.yaml": "version: 1\n"})
 
 
 def test_help_lists_every_option_and_the_exit_codes():

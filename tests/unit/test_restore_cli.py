@@ -14,6 +14,7 @@ from etl.restore import cli
 from etl.restore.chain import UnreadableInput
 from etl.restore.engines import get_engine
 from etl.run import main
+from tests.jobfiles import write_job_file
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "restore"
 
@@ -24,8 +25,7 @@ def lsn(k: int) -> int:
 
 
 def job_file(folder: Path, restore: str) -> Path:
-    path = folder / "job.yaml"
-    path.write_text(f"""\
+    return write_job_file(folder, f"""\
 version: 1
 name: restore-unit
 sources:
@@ -34,7 +34,6 @@ targets:
   out: {{type: postgres, dsn: "host=127.0.0.1 dbname=out"}}
 restore:
 {restore}""")
-    return path
 
 
 def sqlserver(folder: Path, history: str, point: str = "latest") -> Path:

@@ -16,6 +16,7 @@ from etl.sources import mongo, mssql, oracle
 from etl.sources import postgres as postgres_source
 from etl.state import dynamodb as dynamodb_state
 from etl.state import postgres as postgres_state
+from tests.jobfiles import write_job_file
 
 PG_FIX = ("write `sslmode: verify-full` (with `sslrootcert:` naming the CA bundle) or sslmode=verify-full "
           "in the DSN")
@@ -365,10 +366,8 @@ targets:
 
 def job_file(folder, *, uri="mongodb://127.0.0.1/?directConnection=true", dsn="host=127.0.0.1 dbname=x",
              extra=""):
-    (folder / "m.yaml").write_text("{}\n")
-    path = folder / "job.yaml"
-    path.write_text(textwrap.dedent(JOB.format(uri=uri, dsn=dsn, extra=extra)))
-    return path
+    return write_job_file(folder, textwrap.dedent(JOB.format(uri=uri, dsn=dsn, extra=extra)),
+                          mappings={"m.yaml": "{}\n"})
 
 
 def test_a_plaintext_remote_connection_is_refused_at_load_naming_the_target_and_the_fix(tmp_path):
