@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 Json = Any  # a value json.dumps accepts
+RejectStage = Literal["extract", "map", "load"]
+"""Where a record was rejected: reading it at the source, mapping it, or loading it into a target."""
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,7 @@ class Reject:
     """The record's key at the source, as text (e.g. `ObjectId('...')` or `InvoiceId=7`)."""
     reason: str
     """Why, in words a user can act on."""
-    stage: str = "map"
+    stage: RejectStage = "map"
     """Where it was rejected: extract, map or load."""
     field_path: str | None = None
     """The field at fault (`address.zip`, `Invoices[2].Total`), if one is."""

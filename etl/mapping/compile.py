@@ -443,13 +443,13 @@ class CompiledMapping:
             except Unprotectable as exc:
                 batch.rejects.append(
                     Reject(
-                        source_table,
-                        key_text(record),
-                        exc.problem.reason,
-                        "map",
-                        exc.problem.path,
-                        exc.problem.value_type,
-                        exc.safe,
+                        table=source_table,
+                        source_key=key_text(record),
+                        reason=exc.problem.reason,
+                        stage="map",
+                        field_path=exc.problem.path,
+                        value_type=exc.problem.value_type,
+                        record=exc.safe,
                     )
                 )
                 continue
@@ -464,26 +464,25 @@ class CompiledMapping:
             except RowProblem as problem:
                 batch.rejects.append(
                     Reject(
-                        source_table,
-                        key_text(record),
-                        problem.reason,
-                        "map",
-                        problem.field_path,
-                        problem.value_type,
-                        safe,
+                        table=source_table,
+                        source_key=key_text(record),
+                        reason=problem.reason,
+                        stage="map",
+                        field_path=problem.field_path,
+                        value_type=problem.value_type,
+                        record=safe,
                     )
                 )
                 continue
             except EvalError as exc:
                 batch.rejects.append(
                     Reject(
-                        source_table,
-                        key_text(record),
-                        f"filter: {exc.reason}",
-                        "map",
-                        None,
-                        exc.value_type,
-                        safe,
+                        table=source_table,
+                        source_key=key_text(record),
+                        reason=f"filter: {exc.reason}",
+                        stage="map",
+                        value_type=exc.value_type,
+                        record=safe,
                     )
                 )
                 continue

@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path as FilePath
-from typing import Any
+from typing import Any, Literal, cast, get_args
 
 from etl.errors import MappingError
 from etl.mapping.dms import translate_dms
@@ -22,7 +22,7 @@ from etl.mapping.pii import MASK_MAX_KEEP, PiiRule, SecretKey, drop, hmac_sha256
 from etl.mapping.template import Template, TemplateError, parse_template
 from etl.mapping.types import ALL_TYPE_WORDS, CastError, ColumnType, make_cast, parse_type
 from etl.records import WriteCondition
-from etl.sinks import SINK_TYPES, engines_with, rules_for
+from etl.sinks import SINK_TYPES, TargetKind, engines_with, rules_for
 from etl.sinks.base import TargetRules
 
 Resolve = Callable[[str, str], str]
@@ -37,7 +37,9 @@ OUTPUT_KEYS = frozenset(
 NULLS = ("null", "omit")
 """What a null value of a non-key column becomes: a NULL attribute (`null`, the default) or no
 attribute at all (`omit`, what AWS DMS does on DynamoDB targets)."""
-SOURCE_KINDS = ("from", "const", "template", "expr", "map", "rest", "flatten")
+ColumnKind = Literal["from", "const", "template", "expr", "map", "rest"]
+"""Where a column's value comes from (a `flatten` column becomes one `from` column per field)."""
+SOURCE_KINDS = (*get_args(ColumnKind), "flatten")
 COLUMN_OPTIONS = frozenset(
     {"type", "default", "required", "optional", "round", "tz", "items", "prefix", "fields", "exclude"}
 )
@@ -52,8 +54,7 @@ class ColumnSpec:
     """One column of an output: where its value comes from, and its type."""
 
     name: str
-    kind: str
-    """One of: from, const, template, expr, map, rest, parent_key, ordinal."""
+    kind: ColumnKind
     type: ColumnType
     node: Node
     path: Path | None = None
@@ -107,7 +108,7 @@ class OutputSpec:
     """Rows of one target table made from each record (or from each element of an exploded array)."""
 
     target: str
-    target_kind: str
+    target_kind: TargetKind
     table: str
     key: tuple[str, ...]
     columns: list[ColumnSpec]
@@ -141,7 +142,7 @@ class MappingSpec:
     """A validated mapping file."""
 
     file: str
-    targets: dict[str, str]
+    targets: dict[str, TargetKind]
     outputs: list[OutputSpec]
     source_key: list[str] = field(default_factory=list)
     where: Any = None
@@ -232,8 +233,8 @@ def spec_from_nodes(root: Node, file: str, *, resolve: Resolve | None = None) ->
     return spec
 
 
-def _targets(node: Node) -> dict[str, str]:
-    targets = {}
+def _targets(node: Node) -> dict[str, TargetKind]:
+    targets: dict[str, TargetKind] = {}
     for name, kind_node in node.expect_dict("targets").items():
         kind = kind_node.value
         if kind not in TARGET_KINDS:
@@ -241,7 +242,7 @@ def _targets(node: Node) -> dict[str, str]:
             raise kind_node.error(
                 f"unknown target kind `{kind}`", near or f"write {' or '.join(TARGET_KINDS)}"
             )
-        targets[name] = kind
+        targets[name] = cast(TargetKind, kind)
     if not targets:
         raise node.error("`targets:` is empty", "name each target and its kind: `pg: postgres`")
     return targets
@@ -373,7 +374,7 @@ def _pii(node: Node, resolve: Resolve | None) -> list[PiiRule]:
     return rules
 
 
-def _output(node: Node, targets: dict[str, str]) -> OutputSpec:
+def _output(node: Node, targets: dict[str, TargetKind]) -> OutputSpec:
     options = node.check_keys(OUTPUT_KEYS, "an output")
     if "dms" in options:
         kind = targets.get(options["target"].value) if "target" in options else None
@@ -554,9 +555,9 @@ def _columns(name: str, node: Node, scopes: int) -> list[ColumnSpec]:
             f"column `{name}` needs exactly one of {', '.join(SOURCE_KINDS)} (found {len(kinds)})",
             f"write e.g. `{name}: {{from: {name}, type: string}}`",
         )
-    kind = kinds[0]
-    if kind == "flatten":
+    if kinds[0] == "flatten":
         return _flatten(name, node, options, scopes)
+    kind = cast(ColumnKind, kinds[0])
     if kind in ("map", "rest"):
         column_type = _type(options["type"]) if "type" in options else parse_type("json")
         if column_type.base != "json":
