@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any, Literal, Self
+
+from etl.coltypes import ColumnType, parse_type
 
 Json = Any  # a value json.dumps accepts
 RejectStage = Literal["extract", "map", "load"]
@@ -134,6 +137,12 @@ class Column:
     nullable: bool = True
     pii: str | None = None
     """The PII transform applied (hmac, mask, redact, year), shown in reports; None when not PII."""
+
+    @cached_property
+    def parsed_type(self) -> ColumnType:
+        """`type` parsed (once per column); raises ColumnTypeError when it is not a mapping type (a
+        restore verification's columns carry the engine's own type names, read only by checksums)."""
+        return parse_type(self.type)
 
 
 @dataclass(frozen=True)

@@ -103,7 +103,7 @@ def _column_fn(column: ColumnSpec, rest_used: frozenset[str], omit: bool = False
         try:
             return cast(value)
         except CastError as exc:
-            raise _cast_problem(label, column.type.name, exc) from None
+            raise _cast_problem(label, column.type.text, exc) from None
 
     if column.kind == "from":
         assert column.path is not None
@@ -177,7 +177,7 @@ def _read_fn(
     path = column.path
     assert path is not None
     getter = make_getter(path)
-    type_text = column.type.name
+    type_text = column.type.text
 
     def failed(exc: CastError) -> RowProblem:
         return _cast_problem(label, type_text, exc)

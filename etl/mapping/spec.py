@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path as FilePath
 from typing import Any, Literal, cast, get_args
 
+from etl.coltypes import ColumnType, parse_type
 from etl.errors import MappingError
 from etl.mapping.dms import translate_dms
 from etl.mapping.expr import ExprError, compile_expr, field_paths, parse_expr
@@ -20,7 +21,7 @@ from etl.mapping.located import Node, load_nodes, suggest
 from etl.mapping.paths import MISSING, Path, PathSyntaxError, parse_path
 from etl.mapping.pii import MASK_MAX_KEEP, PiiRule, SecretKey, drop, hmac_sha256, mask, redact, year_only
 from etl.mapping.template import Template, TemplateError, parse_template
-from etl.mapping.types import ALL_TYPE_WORDS, CastError, ColumnType, make_cast, parse_type
+from etl.mapping.types import ALL_TYPE_WORDS, CastError, make_cast, mapping_type
 from etl.records import WriteCondition
 from etl.sinks import SINK_TYPES, TargetKind, engines_with, rules_for
 from etl.sinks.base import TargetRules
@@ -621,7 +622,7 @@ def _type(node: Node) -> ColumnType:
     if not isinstance(node.value, str):
         raise node.error("a type is text", "write e.g. `type: decimal(10,2)`")
     try:
-        return parse_type(node.value)
+        return mapping_type(node.value)
     except ValueError as exc:
         near = suggest(node.value.split("(")[0].strip().lower(), set(ALL_TYPE_WORDS))
         raise node.error(
@@ -708,7 +709,7 @@ def _column_options(column: ColumnSpec, options: dict[str, Node]) -> None:
             raise options["round"].error("the only rounding is `half_even`", "write `round: half_even`")
         if column.type.base not in ("decimal", "timestamp", "timestamptz", "list", "set"):
             raise options["round"].error(
-                f"`round` applies to decimal and timestamp columns, not {column.type.name}", "remove it"
+                f"`round` applies to decimal and timestamp columns, not {column.type.text}", "remove it"
             )
         column.rounding = "half_even"
     if "tz" in options:
@@ -762,8 +763,8 @@ def _cast_literal(node: Node, column_type: ColumnType, value: Any, column: Colum
         return cast(value)
     except CastError as exc:
         raise node.error(
-            f"the value does not fit type {column_type.name}: {exc.reason}",
-            f"write a {column_type.name} value",
+            f"the value does not fit type {column_type.text}: {exc.reason}",
+            f"write a {column_type.text} value",
         ) from None
 
 
@@ -878,7 +879,7 @@ def _check_key(output: OutputSpec) -> None:
         if column.name in output.key:
             if rules.key_types is not None and column.type.base not in rules.key_types:
                 raise column.node.error(
-                    f"{rules.engine} key attribute `{column.name}` cannot be {column.type.name}: keys are "
+                    f"{rules.engine} key attribute `{column.name}` cannot be {column.type.text}: keys are "
                     "string, number or binary",
                     "write `type: string`, `int`, `decimal` or `bytes`",
                 )
