@@ -378,77 +378,25 @@ def _pii(node: Node, resolve: Resolve | None) -> list[PiiRule]:
 def _output(node: Node, targets: dict[str, TargetKind]) -> OutputSpec:
     options = node.check_keys(OUTPUT_KEYS, "an output")
     if "dms" in options:
-        kind = targets.get(options["target"].value) if "target" in options else None
-        if kind in SINK_TYPES and not rules_for(kind).dms_items:
-            engine = rules_for(kind).engine
-            raise options["dms"].error(
-                f"AWS DMS object-mapping rules describe {engines_with('dms_items')} items; this output's "
-                f"target is {engine}",
-                f"write `table`, `key` and `columns` for a {engine} output",
-            )
-        extra = set(options) - {"dms", "target", "description", "where", "nulls"}
-        if extra:
-            raise options[sorted(extra)[0]].error(
-                "a `dms:` output takes only target, where, nulls and description",
-                "move columns into the DMS rule's attribute-mappings",
-            )
-        options = {**translate_dms(options["dms"]), **options}
+        options = _with_dms_rule(options, targets)
     for required in ("target", "table", "columns"):
         if required not in options:
             raise node.error(f"the output has no `{required}:`", _OUTPUT_HINTS[required])
-    target_node = options["target"]
-    target = target_node.expect_str("target")
-    if target not in targets:
-        near = suggest(target, set(targets))
-        raise target_node.error(
-            f"unknown target `{target}`",
-            near or f"declare it under `targets:` (declared: {', '.join(targets)})",
-        )
+    target = _output_target(options["target"], targets)
     kind = targets[target]
-    table = options["table"].expect_str("table")
-    names = rules_for(kind).names
-    if not _NAME.match(table) or names.stored(table) != table:
-        limited = [rules_for(k).names for k in SINK_TYPES if rules_for(k).names.identifier_bytes]
-        said = ", ".join(f"at most {n.identifier_bytes} bytes for {n.engine}" for n in limited)
-        raise options["table"].error(
-            f"`{table}` is not a usable table name",
-            "use letters, digits and underscores" + (f" ({said})" if said else ""),
-        )
+    table = _table_name(options["table"], kind)
     explode: tuple[Path, ...] = ()
     explode_text = None
     if "explode" in options:
         explode_text, explode = _explode(options["explode"])
     scopes = 1 + len(explode)
-    columns: list[ColumnSpec] = []
-    seen: dict[str, Node] = {}
-    for name, column_node in options["columns"].expect_dict("columns").items():
-        for column in _columns(name, column_node, scopes):
-            if column.name in seen:
-                raise column.node.error(
-                    f"duplicate column `{column.name}` (also made at line {seen[column.name].line})",
-                    "rename one of them",
-                )
-            seen[column.name] = column.node
-            columns.append(column)
-    if not columns:
-        raise options["columns"].error("the output has no columns", "add at least the key columns")
+    columns = _output_columns(options["columns"], scopes)
     key_declared = "key" in options
-    key: tuple[str, ...] = ()
-    if key_declared:
-        key_node = options["key"]
-        names = (
-            [key_node.value]
-            if isinstance(key_node.value, str)
-            else [item.expect_str("a key column") for item in key_node.expect_list("key")]
-        )
-        if not names or len(set(names)) != len(names):
-            raise key_node.error("key lists distinct column names", "write e.g. `key: [customer_id]`")
-        key = tuple(names)
     output = OutputSpec(
         target,
         kind,
         table,
-        key,
+        _output_key(options["key"]) if key_declared else (),
         columns,
         node,
         explode,
@@ -467,6 +415,77 @@ def _output(node: Node, targets: dict[str, TargetKind]) -> OutputSpec:
         if "exclude-columns" in parameters:
             output.dms_excluded = frozenset(item.value for item in parameters["exclude-columns"].value)
     return output
+
+
+def _with_dms_rule(options: dict[str, Node], targets: dict[str, TargetKind]) -> dict[str, Node]:
+    """A `dms:` output's options: what its DMS rule says, plus the output's own target, where, nulls."""
+    kind = targets.get(options["target"].value) if "target" in options else None
+    if kind in SINK_TYPES and not rules_for(kind).dms_items:
+        engine = rules_for(kind).engine
+        raise options["dms"].error(
+            f"AWS DMS object-mapping rules describe {engines_with('dms_items')} items; this output's "
+            f"target is {engine}",
+            f"write `table`, `key` and `columns` for a {engine} output",
+        )
+    extra = set(options) - {"dms", "target", "description", "where", "nulls"}
+    if extra:
+        raise options[sorted(extra)[0]].error(
+            "a `dms:` output takes only target, where, nulls and description",
+            "move columns into the DMS rule's attribute-mappings",
+        )
+    return {**translate_dms(options["dms"]), **options}
+
+
+def _output_target(target_node: Node, targets: dict[str, TargetKind]) -> str:
+    target = target_node.expect_str("target")
+    if target not in targets:
+        near = suggest(target, set(targets))
+        raise target_node.error(
+            f"unknown target `{target}`",
+            near or f"declare it under `targets:` (declared: {', '.join(targets)})",
+        )
+    return target
+
+
+def _table_name(node: Node, kind: TargetKind) -> str:
+    """The output's table name, once it is a name the target stores as written."""
+    table = node.expect_str("table")
+    if not _NAME.match(table) or rules_for(kind).names.stored(table) != table:
+        limited = [rules_for(k).names for k in SINK_TYPES if rules_for(k).names.identifier_bytes]
+        said = ", ".join(f"at most {n.identifier_bytes} bytes for {n.engine}" for n in limited)
+        raise node.error(
+            f"`{table}` is not a usable table name",
+            "use letters, digits and underscores" + (f" ({said})" if said else ""),
+        )
+    return table
+
+
+def _output_columns(node: Node, scopes: int) -> list[ColumnSpec]:
+    columns: list[ColumnSpec] = []
+    seen: dict[str, Node] = {}
+    for name, column_node in node.expect_dict("columns").items():
+        for column in _columns(name, column_node, scopes):
+            if column.name in seen:
+                raise column.node.error(
+                    f"duplicate column `{column.name}` (also made at line {seen[column.name].line})",
+                    "rename one of them",
+                )
+            seen[column.name] = column.node
+            columns.append(column)
+    if not columns:
+        raise node.error("the output has no columns", "add at least the key columns")
+    return columns
+
+
+def _output_key(key_node: Node) -> tuple[str, ...]:
+    names = (
+        [key_node.value]
+        if isinstance(key_node.value, str)
+        else [item.expect_str("a key column") for item in key_node.expect_list("key")]
+    )
+    if not names or len(set(names)) != len(names):
+        raise key_node.error("key lists distinct column names", "write e.g. `key: [customer_id]`")
+    return tuple(names)
 
 
 def _condition(output: OutputSpec, node: Node, scopes: int) -> None:
@@ -559,15 +578,7 @@ def _columns(name: str, node: Node, scopes: int) -> list[ColumnSpec]:
     if kinds[0] == "flatten":
         return _flatten(name, node, options, scopes)
     kind = cast(ColumnKind, kinds[0])
-    if kind in ("map", "rest"):
-        column_type = _type(options["type"]) if "type" in options else parse_type("json")
-        if column_type.base != "json":
-            raise options["type"].error(
-                f"a `{kind}` column is a document: its type is json/map",
-                "remove `type:` or write `type: map`",
-            )
-    else:
-        column_type = _type(options["type"]) if "type" in options else _default_type(kind, options[kind])
+    column_type = _column_type(kind, options)
     source = options[kind]
     column = ColumnSpec(name, kind, column_type, node, at=source)
     if kind == "from":
@@ -581,27 +592,45 @@ def _columns(name: str, node: Node, scopes: int) -> list[ColumnSpec]:
     elif kind == "map":
         column.map_tree = _map_tree(source, scopes)
     elif kind == "rest":
-        if source.value not in (True, "all"):
-            raise source.error(
-                "write `rest: true` for the fields no other column reads, `rest: all` for every field",
-                "list fields to leave out under `exclude:`",
-            )
-        column.rest_all = source.value == "all"
-        if scopes != 1:
-            raise source.error(
-                "`rest` reads the remaining top-level fields of the record",
-                "use `from: $this, type: map` to keep an element whole",
-            )
-        exclude = options.get("exclude")
-        column.exclude = (
-            frozenset(item.expect_str("an excluded field") for item in exclude.expect_list("exclude"))
-            if exclude
-            else frozenset()
-        )
+        _rest_source(column, source, options.get("exclude"), scopes)
     elif "exclude" in options:
         raise options["exclude"].error("`exclude` belongs to `rest: true` columns", "remove it")
     _column_options(column, options)
     return [column]
+
+
+def _column_type(kind: ColumnKind, options: dict[str, Node]) -> ColumnType:
+    """The declared type, or the one a column of this kind has when none is declared (documents for
+    `map` and `rest`, which take no other)."""
+    if kind not in ("map", "rest"):
+        return _type(options["type"]) if "type" in options else _default_type(kind, options[kind])
+    column_type = _type(options["type"]) if "type" in options else parse_type("json")
+    if column_type.base != "json":
+        raise options["type"].error(
+            f"a `{kind}` column is a document: its type is json/map",
+            "remove `type:` or write `type: map`",
+        )
+    return column_type
+
+
+def _rest_source(column: ColumnSpec, source: Node, exclude: Node | None, scopes: int) -> None:
+    """A `rest: true | all` column: which remaining fields it keeps, less `exclude:`."""
+    if source.value not in (True, "all"):
+        raise source.error(
+            "write `rest: true` for the fields no other column reads, `rest: all` for every field",
+            "list fields to leave out under `exclude:`",
+        )
+    column.rest_all = source.value == "all"
+    if scopes != 1:
+        raise source.error(
+            "`rest` reads the remaining top-level fields of the record",
+            "use `from: $this, type: map` to keep an element whole",
+        )
+    column.exclude = (
+        frozenset(item.expect_str("an excluded field") for item in exclude.expect_list("exclude"))
+        if exclude
+        else frozenset()
+    )
 
 
 def _default_type(kind: str, source: Node) -> ColumnType:

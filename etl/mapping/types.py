@@ -410,6 +410,11 @@ def _to_plain_other(value: Any) -> Any:
         return _plain_list(value)
     if isinstance(value, (set, frozenset)):
         return {to_plain(item) for item in value}
+    return _binary_to_plain(value)
+
+
+def _binary_to_plain(value: Any) -> Any:
+    """ObjectIds as their hex text, binaries as bytes (UUID subtype as UUID); nothing else is plain."""
     if isinstance(value, bson.ObjectId):
         return str(value)
     if isinstance(value, bson.Binary):
