@@ -27,6 +27,8 @@ import psycopg
 import pymongo
 from bson.decimal128 import Decimal128
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's etl, not an installed one
+
 MAPPING = """\
 version: 1
 source:

@@ -11,6 +11,10 @@ Each measurement runs --repeat times, interleaved with its baseline; the fastest
     changed, validated by `validate_table` (checksums pushed down to SQL; with an integer key on
     both sides, buckets are key ranges: docs/checksum.md §10) and by reladiff's `diff_tables` on
     the same tables. Goal: no slower than reladiff, and the same differing key.
+    The same tables are also validated from a job file, as `python -m etl.run job.yaml
+    --validate-only` does (`validate_job`: a PostgreSQL source table copied by a mapping into a
+    PostgreSQL target; both sides hashed in SQL, docs/checksum.md §10), against the same reladiff
+    run. Goal: >= 2x reladiff's rows/s (`--job-goal`), and the same differing key.
 
 Exit status: 0 every goal met; 1 a goal missed; 2 a result was wrong (differences where none
 exist, or not the changed key).
@@ -23,19 +27,23 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import sys
+import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
+from pathlib import Path
 
 import boto3
 import psycopg
 
-from etl.checksum import BucketChecksums, validate_table
-from etl.checksum.postgres_sql import PostgresTableSide
-from etl.records import Column, TableSpec
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's etl, not an installed one
+
+from etl.checksum import BucketChecksums, validate_table  # noqa: E402
+from etl.checksum.postgres_sql import PostgresTableSide  # noqa: E402
+from etl.records import Column, TableSpec  # noqa: E402
 
 GOAL_DYNAMODB_RATIO = 0.8
 GOAL_POSTGRES_RATIO = 1.0
@@ -253,6 +261,47 @@ def run_reladiff(host: str, port: int, source_db: str, target_db: str) -> list:
     return diff
 
 
+JOB_MAPPING = """\
+version: 1
+source:
+  key: [id]
+targets:
+  pg: postgres
+outputs:
+  - target: pg
+    table: visits
+    key: [id]
+    columns:
+      id: {from: id, type: int}
+      amount: {from: amount, type: "decimal(12,2)"}
+      name: {from: name, type: string}
+      seen_at: {from: seen_at, type: timestamptz(6)}
+      active: {from: active, type: bool}
+"""
+
+
+def job_validation(folder: Path, source_dsn: str, target_dsn: str) -> Callable[[], object]:
+    """`validate_job` of a job copying the source database's `visits` into the target's: what
+    `--validate-only` runs (without the process start and the report file)."""
+    from etl.engine.validation import validate_job
+    from etl.job import load_job
+
+    (folder / "visits.yaml").write_text(JOB_MAPPING)
+    path = folder / "job.yaml"
+    path.write_text(f"""\
+version: 1
+name: bench-validate
+sources:
+  pg_in: {{type: postgres, dsn: "{source_dsn}", tables: {{visits: {{mapping: visits.yaml}}}}}}
+targets:
+  pg: {{type: postgres, dsn: "{target_dsn}"}}
+state: {{type: sqlite, path: "{folder / 'state.sqlite'}"}}
+report: {{dir: "{folder}"}}
+""")
+    job = load_job(path)
+    return lambda: validate_job(job).tables[0]
+
+
 def bench_postgres(args: argparse.Namespace) -> tuple[list[tuple], bool, bool]:
     suffix = uuid.uuid4().hex[:8]
     databases = [f"bench_val_src_{suffix}", f"bench_val_tgt_{suffix}"]
@@ -271,6 +320,8 @@ def bench_postgres(args: argparse.Namespace) -> tuple[list[tuple], bool, bool]:
         n = args.pg_rows
         changed_key = n // 2 + 1
         figures, goals, correct = [], True, True
+        folder = tempfile.TemporaryDirectory()
+        by_job = job_validation(Path(folder.name), source.dsn, target.dsn)
         for case in ("identical", "one row changed"):
             if case == "one row changed":
                 with psycopg.connect(target.dsn, autocommit=True) as conn:
@@ -280,26 +331,35 @@ def bench_postgres(args: argparse.Namespace) -> tuple[list[tuple], bool, bool]:
                 {
                     "reladiff": lambda: run_reladiff(args.pg_host, args.pg_port, *databases),
                     "ours": lambda: validate_table(PG_SPEC, source, target, buckets=args.buckets),
+                    "job": by_job,
                 },
             )
             reladiff_time, diff = runs["reladiff"]
             ours_time, ours = runs["ours"]
+            job_time, by_job_result = runs["job"]
             reladiff_keys = sorted({int(row[0]) for _sign, row in diff})
             ours_keys = sorted(d.key["id"] for d in ours.differences)
+            job_keys = sorted(d.key["id"] for d in by_job_result.differences)
             expected = [] if case == "identical" else [changed_key]
-            same = ours_keys == reladiff_keys == expected
+            same = ours_keys == reladiff_keys == job_keys == expected
             correct = correct and same and ours.rows_source == ours.rows_target == n
+            correct = correct and by_job_result.rows_source == by_job_result.rows_target == n
             ratio = reladiff_time / ours_time
-            goals = goals and ratio >= GOAL_POSTGRES_RATIO
+            job_ratio = reladiff_time / job_time
+            goals = goals and ratio >= GOAL_POSTGRES_RATIO and job_ratio >= args.job_goal
             figures.append(
                 (f"PostgreSQL reladiff diff_tables, {case}", n, reladiff_time, n / reladiff_time, 1.0)
             )
             figures.append((f"PostgreSQL validate_table, {case}", n, ours_time, n / ours_time, ratio))
+            figures.append((f"PostgreSQL job --validate-only path, {case}", n, job_time, n / job_time,
+                            job_ratio))
             print(
-                f"{case}: differing keys: validate_table {ours_keys}, reladiff {reladiff_keys}"
-                f" -> same differing key: {'yes' if same else 'NO'}"
-                f" (validate_table: {ours.buckets} buckets, mismatched {ours.mismatched_buckets})"
+                f"{case}: differing keys: validate_table {ours_keys}, job validation {job_keys},"
+                f" reladiff {reladiff_keys} -> same differing key: {'yes' if same else 'NO'}"
+                f" (validate_table: {ours.buckets} buckets, mismatched {ours.mismatched_buckets};"
+                f" job: {by_job_result.buckets} buckets)"
             )
+        folder.cleanup()
         return figures, goals, correct
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
@@ -321,6 +381,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pg-host", default="127.0.0.1")
     parser.add_argument("--pg-port", type=int, default=5432)
     parser.add_argument("--repeat", type=int, default=3, help="runs of each measurement; the fastest counts")
+    parser.add_argument("--job-goal", type=float, default=2.0,
+                        help="minimum reladiff time / job validation time (the --validate-only path)")
     parser.add_argument("--skip-dynamodb", action="store_true")
     parser.add_argument("--skip-postgres", action="store_true")
     args = parser.parse_args(argv)
@@ -336,11 +398,12 @@ def main(argv: list[str] | None = None) -> int:
         figures += rows
         goals_met, correct = goals_met and goal, correct and right
 
-    print(f"{'measurement':<52} {'rows':>10} {'seconds':>9} {'rows/s':>11} {'ratio':>7}")
+    print(f"{'measurement':<56} {'rows':>10} {'seconds':>9} {'rows/s':>11} {'ratio':>7}")
     for name, rows_count, seconds, rate, ratio in figures:
-        print(f"{name:<52} {rows_count:>10} {seconds:>9.2f} {rate:>11.0f} {ratio:>7.2f}")
+        print(f"{name:<56} {rows_count:>10} {seconds:>9.2f} {rate:>11.0f} {ratio:>7.2f}")
     print(
-        f"goals: DynamoDB >= {GOAL_DYNAMODB_RATIO}x raw Scan; PostgreSQL >= {GOAL_POSTGRES_RATIO}x reladiff"
+        f"goals: DynamoDB >= {GOAL_DYNAMODB_RATIO}x raw Scan; PostgreSQL >= {GOAL_POSTGRES_RATIO}x reladiff,"
+        f" job validation >= {args.job_goal}x reladiff"
         f" -> {'met' if goals_met else 'MISSED'}; results {'correct' if correct else 'WRONG'}"
     )
     if not correct:

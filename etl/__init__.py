@@ -3,7 +3,8 @@
 The public API (everything else may change):
 
 - `load_job(path)`: a job for notebooks and scripts (`.plan()`, `.preview()`, `.run()`, `.validate()`,
-  `.report()`); `run_job`, `validate_job`, `plan_job`, `RunOptions` for the engine directly;
+  `.report()`); `run_job`, `validate_job`, `plan_job`, `RunOptions` for the engine directly, given
+  the validated job as `load_job(path).config` (`run_job(job.config, RunOptions(full_refresh=True))`);
 - `load_mapping`, `compile_mapping`: the mapping language;
 - `validate_table`, `Manifest`, `Tolerances`: checksum validation;
 - `load_chain`, `plan_restore`, `verify_restore`: backup chains and restore verification;

@@ -1,7 +1,8 @@
 """The job as analysts use it in a notebook: plan, preview, run, validate and report, as DataFrames.
 
 `open_job(path)` (exported as `etl.load_job`) wraps a job file around the engine's own functions
-(`plan_job`, `run_job`, `validate_job`), so a notebook sees exactly what `python -m etl.run` does.
+(`plan_job`, `run_job`, `validate_job`), so a notebook sees exactly what `python -m etl.run` does;
+`job.config` is the validated job those functions take, for scripts that call them directly.
 Nothing here shows a secret: the job's repr names sources and targets by name and type only
 (never a DSN or URI), previews show source records after the mapping's `pii:` transforms, and
 every text that could quote a connection string passes through `etl.redact`.
@@ -70,8 +71,7 @@ class MigrationJob:
 
     def __init__(self, job: Job) -> None:
         self._job = job
-        """The validated job the engine functions take; kept private because its pydantic repr
-        shows connection strings as written (passwords included)."""
+        """The validated job the engine functions take (public as `config`)."""
         self._resources = JobResources(job)
         self._last_report: RunReport | None = None
         self._progress: list[dict[str, Any]] = []
@@ -84,6 +84,13 @@ class MigrationJob:
     @property
     def path(self) -> Path:
         return self._job.path
+
+    @property
+    def config(self) -> Job:
+        """The validated job file (`etl.job.Job`) that `etl.run_job`, `etl.validate_job` and
+        `etl.plan_job` take, for scripts that drive the engine directly. Its repr, and every
+        section's, hides passwords and connection strings' secrets (etl.redact)."""
+        return self._job
 
     def __repr__(self) -> str:
         sources = ", ".join(f"{name} ({config.type}: {', '.join(config.tables)})"

@@ -27,7 +27,7 @@ Integer = Annotated[int, BeforeValidator(refuse_boolean)]
 
 DESCRIBED = "value_described"
 """Error type of a message that already says what is wrong with the value: the job-file message
-does not add `got <value>` after it (etl/job.py)."""
+does not add `got <value>` after it (etl/job/problems.py)."""
 
 
 def described(message: str) -> PydanticCustomError:

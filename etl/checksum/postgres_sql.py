@@ -14,7 +14,7 @@ returns None and the validator hashes the streamed rows in Python instead.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 import psycopg
 from psycopg import sql
@@ -65,6 +65,98 @@ def _micros(
 
 _INTEGER_TYPES = ("int2", "int4", "int8")
 
+JSONB_FUNCTION = "pg_temp.etl_canonical_jsonb"
+JSONB_FUNCTION_SQL = r"""
+CREATE OR REPLACE FUNCTION pg_temp.etl_canonical_jsonb(v jsonb) RETURNS bytea
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
+DECLARE
+    kind text := jsonb_typeof(v);
+    payload bytea;
+    number numeric;
+    digits text;
+    point int;
+    exponent int;
+    trimmed text;
+BEGIN
+    IF kind = 'object' THEN
+        IF v ? '$binary' AND (SELECT count(*) FROM jsonb_object_keys(v)) = 1
+                AND jsonb_typeof(v -> '$binary') = 'object'
+                AND (SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(v -> '$binary') AS k)
+                    = ARRAY['base64', 'subType']
+                AND v -> '$binary' -> 'subType' = '"00"'::jsonb
+                AND jsonb_typeof(v -> '$binary' -> 'base64') = 'string'
+                AND (v -> '$binary' ->> 'base64')
+                    ~ '^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$'
+        THEN
+            payload := decode(v -> '$binary' ->> 'base64', 'base64');
+            RETURN '\x79'::bytea || int4send(octet_length(payload)) || payload;
+        END IF;
+        SELECT coalesce(string_agg('\x73'::bytea || int4send(octet_length(convert_to(key, 'UTF8')))
+                                   || convert_to(key, 'UTF8') || MEMBER(value), ''::bytea
+                                   ORDER BY octet_length(convert_to(key, 'UTF8')), convert_to(key, 'UTF8')),
+                        ''::bytea)
+            INTO payload FROM jsonb_each(v);
+        RETURN '\x6d'::bytea || int4send(octet_length(payload)) || payload;
+    ELSIF kind = 'array' THEN
+        SELECT coalesce(string_agg(MEMBER(element), ''::bytea ORDER BY position), ''::bytea)
+            INTO payload FROM jsonb_array_elements(v) WITH ORDINALITY AS a(element, position);
+        RETURN '\x6c'::bytea || int4send(octet_length(payload)) || payload;
+    ELSIF kind = 'string' THEN
+        payload := convert_to(v #>> '{}', 'UTF8');
+        RETURN '\x73'::bytea || int4send(octet_length(payload)) || payload;
+    ELSIF kind = 'number' THEN
+        number := v::numeric;
+        IF number <> 0 AND (abs(number) >= 1e1001 OR abs(number) < 1e-1000) THEN
+            -- beyond fixed notation: digits without leading or trailing zeros, then E and the
+            -- exponent of the last digit kept (docs/checksum.md §3)
+            digits := trim_scale(abs(number))::text;
+            point := position('.' in digits);
+            exponent := CASE WHEN point = 0 THEN 0 ELSE point - length(digits) END;
+            digits := ltrim(replace(digits, '.', ''), '0');
+            trimmed := rtrim(digits, '0');
+            exponent := exponent + length(digits) - length(trimmed);
+            payload := convert_to(CASE WHEN number < 0 THEN '-' ELSE '' END || trimmed || 'E' || exponent,
+                                  'UTF8');
+        ELSE
+            payload := convert_to(trim_scale(number)::text, 'UTF8');
+        END IF;
+        RETURN '\x6e'::bytea || int4send(octet_length(payload)) || payload;
+    ELSIF kind = 'boolean' THEN
+        RETURN CASE WHEN v::boolean THEN '\x620000000101'::bytea ELSE '\x620000000100'::bytea END;
+    END IF;
+    RETURN '\x4e00000000'::bytea;
+END
+$$
+""".replace("MEMBER(value)", "MEMBER(member)").replace("MEMBER(element)", "MEMBER(member)")
+
+
+def _member_sql(name: str) -> str:
+    """A container member's encoding: scalars inline (a function call per member is most of the
+    cost), containers and numbers beyond fixed notation through the function."""
+    text = f"convert_to({name} #>> '{{}}', 'UTF8')"
+    number = f"convert_to(trim_scale({name}::numeric)::text, 'UTF8')"
+    return f"""CASE jsonb_typeof({name})
+        WHEN 'string' THEN '\\x73'::bytea || int4send(octet_length({text})) || {text}
+        WHEN 'boolean' THEN CASE WHEN {name}::boolean THEN '\\x620000000101'::bytea
+                                 ELSE '\\x620000000100'::bytea END
+        WHEN 'null' THEN '\\x4e00000000'::bytea
+        WHEN 'number' THEN CASE WHEN abs({name}::numeric) < 1e1001
+                                     AND ({name}::numeric = 0 OR abs({name}::numeric) >= 1e-1000)
+            THEN '\\x6e'::bytea || int4send(octet_length({number})) || {number}
+            ELSE pg_temp.etl_canonical_jsonb({name}) END
+        ELSE pg_temp.etl_canonical_jsonb({name}) END"""
+
+
+JSONB_FUNCTION_SQL = JSONB_FUNCTION_SQL.replace(
+    "MEMBER(member), ''::bytea\n", _member_sql("value") + ", ''::bytea\n", 1).replace(
+    "MEMBER(member), ''::bytea ORDER BY position",
+    _member_sql("element") + ", ''::bytea ORDER BY position", 1)
+assert "MEMBER" not in JSONB_FUNCTION_SQL
+"""The canonical encoding (docs/checksum.md) of a jsonb value as the PostgreSQL sink reads it back
+(`jsontext.loads`: numbers exact, `$binary` tags as bytes), as a function in the session's temporary
+schema: maps by the encoding of their keys, lists in order, numbers as `trim_scale` prints them (or
+`digitsEexponent` beyond +-1E1000), strings, booleans, null."""
+
 
 _Payload = tuple[bytes, sql.Composable, int | None]
 
@@ -92,6 +184,8 @@ def _payload(
         return TAG_UUID, sql.SQL("uuid_send({})").format(column), 16
     if pg_type == "bytea":
         return TAG_BYTES, column, None
+    if pg_type == "jsonb" and kind == "any" and not tolerances.unicode_nfc and not tolerances.rstrip_char:
+        return b"", sql.SQL("{}({})").format(sql.SQL(JSONB_FUNCTION), column), -1
     return None
 
 
@@ -129,15 +223,20 @@ def _text_payload(
 def _value_code(
     column: str, kind: str, physical: tuple[str, int, bool], tolerances: Tolerances, lead: bytes = b""
 ) -> sql.Composable | None:
-    """SQL for `lead` + the column's canonical encoding; constant bytes are merged into one literal
-    and NOT NULL columns skip the null test, because per-row concatenations are the main cost."""
+    """SQL for `lead` + the canonical encoding of the table's column `column`; constant bytes are
+    merged into one literal and NOT NULL columns skip the null test, because per-row concatenations
+    are the main cost."""
     pg_type, typmod, not_null = physical
     identifier = sql.Identifier(column)
     part = _payload(identifier, kind, pg_type, typmod, tolerances)
     if part is None:
         return None
     tag, payload, length = part
-    if length is not None:
+    if length == -1:  # the payload is a whole encoding already (jsonb)
+        value = payload
+        if not_null:
+            return sql.SQL("{} || {}").format(_bytea(lead), value) if lead else value
+    elif length is not None:
         value = sql.SQL("{} || {}").format(_bytea(tag + length.to_bytes(4, "big")), payload)
     elif not_null:
         value = None
@@ -191,11 +290,23 @@ class PostgresTableSide:
     whose key is the same single NOT NULL integer column, it checksums and fetches by key range
     (`KeyRangeSide`, see keyranges.py)."""
 
-    def __init__(self, dsn: str, table: str, *, schema: str = "public") -> None:
+    def __init__(self, dsn: str, table: str, *, schema: str = "public",
+                 columns: Mapping[str, str] | None = None,
+                 connect: Callable[[], psycopg.Connection] | None = None, hash_jsonb: bool = False) -> None:
         self.dsn = dsn
+        self.hash_jsonb = hash_jsonb
+        """Hash jsonb columns in SQL (`JSONB_FUNCTION`): exact, but measured slower than hashing the
+        streamed rows in Python on a server that shares the client's cores (docs/benchmarks.md), so
+        off unless asked for; without it a table with a jsonb column is hashed in Python."""
+        self._connect = connect or (lambda: psycopg.connect(self.dsn))
+        """Opens a connection (the owner's: its TLS settings and credentials); the side closes it."""
         self.table = table
         self.schema = schema
+        self.columns = dict(columns) if columns is not None else None
+        """The spec's column names -> the table's (a source table whose columns a mapping copies
+        under other names); None: the same names, and rows carry every column of the table."""
         self._physical_columns: dict[str, tuple[str, int, bool]] | None = None
+        self._jsonb: bool | None = None
         self._code_cache: dict[
             tuple[TableSpec, Tolerances], tuple[sql.Composable, sql.Composable] | None
         ] = {}
@@ -203,8 +314,19 @@ class PostgresTableSide:
     def _name(self) -> sql.Composable:
         return sql.Identifier(self.schema, self.table)
 
+    def _column(self, name: str) -> str:
+        """The table's own name of the spec's column `name`."""
+        return name if self.columns is None else self.columns.get(name, name)
+
+    def _select(self) -> sql.Composable:
+        """`SELECT` list giving rows under the spec's names."""
+        if self.columns is None:
+            return sql.SQL("*")
+        return sql.SQL(", ").join(sql.SQL("{} AS {}").format(sql.Identifier(physical), sql.Identifier(name))
+                                  for name, physical in self.columns.items())
+
     def _stream(self, query: sql.Composable, params: tuple = ()) -> Iterator[dict]:
-        with psycopg.connect(self.dsn) as conn, conn.transaction():
+        with self._connect() as conn, conn.transaction():
             conn.execute("SET LOCAL TimeZone = 'UTC'")
             with conn.cursor(name="etl_checksum_rows", row_factory=dict_row) as cursor:
                 cursor.itersize = _FETCH_ROWS
@@ -212,13 +334,13 @@ class PostgresTableSide:
                 yield from cursor
 
     def __call__(self) -> Iterator[dict]:
-        return self._stream(sql.SQL("SELECT * FROM {}").format(self._name()))
+        return self._stream(sql.SQL("SELECT {} FROM {}").format(self._select(), self._name()))
 
     def _physical(self) -> dict[str, tuple[str, int, bool]]:
         """Column name -> (type name, typmod, NOT NULL); empty unless the server encoding is UTF8
         (the canonical strings are UTF-8)."""
         if self._physical_columns is None:
-            with psycopg.connect(self.dsn) as conn:
+            with self._connect() as conn:
                 if conn.execute("SHOW server_encoding").fetchone() != ("UTF8",):
                     found = []
                 else:
@@ -246,18 +368,49 @@ class PostgresTableSide:
             return None
         physical = self._physical()
         kinds = {column.name: column_kind(column.type) for column in spec.columns}
-        if any(name not in physical for name in kinds) or any(name not in kinds for name in spec.key):
+        if any(self._column(name) not in physical for name in kinds) or \
+                any(name not in kinds for name in spec.key):
             return None
         row_parts = [
-            _value_code(name, kinds[name], physical[name], tolerances, lead=encode(name))
+            _value_code(self._column(name), kinds[name], physical[self._column(name)], tolerances,
+                        lead=encode(name))
             for name in sorted(kinds)
         ]
-        key_parts = [_value_code(name, kinds[name], physical[name], tolerances) for name in spec.key]
+        key_parts = [_value_code(self._column(name), kinds[name], physical[self._column(name)], tolerances)
+                     for name in spec.key]
         if any(part is None for part in row_parts + key_parts):
+            return None
+        if any(physical[self._column(name)][0] == "jsonb" for name in spec.key):
+            return None
+        if any(physical[self._column(name)][0] == "jsonb" for name in kinds) and \
+                (not self.hash_jsonb or not self._jsonb_function()):
             return None
         row = sql.SQL(" || ").join(row_parts)
         key = sql.SQL(" || ").join(key_parts)
         return key, row
+
+    def _jsonb_function(self) -> bool:
+        """Whether this side's connections can have `JSONB_FUNCTION` (a role without the TEMPORARY
+        privilege cannot create it: its jsonb columns are then hashed in Python)."""
+        if self._jsonb is None:
+            try:
+                with self._connect() as conn:
+                    conn.execute(JSONB_FUNCTION_SQL)
+                self._jsonb = True
+            except psycopg.Error:
+                self._jsonb = False
+        return self._jsonb
+
+    def _session(self) -> psycopg.Connection:
+        """A connection ready for the checksum queries (`JSONB_FUNCTION` created when it may be used)."""
+        conn = self._connect()
+        if self._jsonb:
+            conn.execute(JSONB_FUNCTION_SQL)
+        return conn
+
+    def pushes_down(self, spec: TableSpec, tolerances: Tolerances) -> bool:
+        """Whether every column of `spec` is hashed in SQL (else checksums are computed in Python)."""
+        return self._codes(spec, tolerances) is not None
 
     def bucket_checksums(
         self, spec: TableSpec, buckets: int, tolerances: Tolerances
@@ -267,7 +420,7 @@ class PostgresTableSide:
             return None
         key, row = codes
         bucket = sql.SQL("{} % {}").format(_key_hash(key), sql.Literal(buckets))
-        with psycopg.connect(self.dsn) as conn:
+        with self._session() as conn:
             return _read_checksums(conn, _checksum_query(self._name(), bucket, row), None, buckets)
 
     def rows_in_buckets(
@@ -276,7 +429,8 @@ class PostgresTableSide:
         codes = self._codes(spec, tolerances)
         if codes is None:
             return self()
-        query = sql.SQL("SELECT * FROM {table} WHERE {bucket} %% {n} = ANY(%s)").format(
+        query = sql.SQL("SELECT {select} FROM {table} WHERE {bucket} %% {n} = ANY(%s)").format(
+            select=self._select(),
             table=self._name(),
             bucket=_key_hash(codes[0]),
             n=sql.Literal(buckets),
@@ -286,13 +440,13 @@ class PostgresTableSide:
     def key_span(self, spec: TableSpec, tolerances: Tolerances) -> KeySpan | None:
         if len(spec.key) != 1 or self._codes(spec, tolerances) is None:
             return None
-        pg_type, _typmod, not_null = self._physical()[spec.key[0]]
+        pg_type, _typmod, not_null = self._physical()[self._column(spec.key[0])]
         if pg_type not in _INTEGER_TYPES or not not_null:
             return None
         query = sql.SQL("SELECT min({key}), max({key}) FROM {table}").format(
-            key=sql.Identifier(spec.key[0]), table=self._name()
+            key=sql.Identifier(self._column(spec.key[0])), table=self._name()
         )
-        with psycopg.connect(self.dsn) as conn:
+        with self._connect() as conn:
             # min and max are both NULL (None, None) only for an empty table: the key is NOT NULL.
             low, high = conn.execute(query).fetchone()
         return low, high
@@ -301,15 +455,15 @@ class PostgresTableSide:
         codes = self._codes(spec, tolerances)
         if codes is None:
             raise ValueError(f"{self.table}: range checksums need columns hashable in SQL (see key_span)")
-        bucket = sql.SQL("width_bucket({}, %s::int8[])").format(sql.Identifier(ranges.column))
-        with psycopg.connect(self.dsn) as conn:
+        bucket = sql.SQL("width_bucket({}, %s::int8[])").format(sql.Identifier(self._column(ranges.column)))
+        with self._session() as conn:
             query = _checksum_query(self._name(), bucket, codes[1])
             return _read_checksums(conn, query, (list(ranges.thresholds),), ranges.buckets)
 
     def rows_in_ranges(
         self, spec: TableSpec, ranges: KeyRanges, wanted: frozenset[int], tolerances: Tolerances
     ) -> Iterator[dict]:
-        key = sql.Identifier(ranges.column)
+        key = sql.Identifier(self._column(ranges.column))
         conditions: list[sql.Composable] = []
         params: list[int] = []
         for low, high in ranges.bounds(wanted):
@@ -321,7 +475,7 @@ class PostgresTableSide:
                 parts.append(sql.SQL("{} < %s").format(key))
                 params.append(high)
             conditions.append(sql.SQL("({})").format(sql.SQL(" AND ").join(parts or [sql.SQL("true")])))
-        query = sql.SQL("SELECT * FROM {} WHERE {}").format(
-            self._name(), sql.SQL(" OR ").join(conditions or [sql.SQL("false")])
+        query = sql.SQL("SELECT {} FROM {} WHERE {}").format(
+            self._select(), self._name(), sql.SQL(" OR ").join(conditions or [sql.SQL("false")])
         )
         return self._stream(query, tuple(params))

@@ -67,7 +67,7 @@ class _Target:
     stored: Callable[[dict], dict] | None = None
     """The sink's `stored_form` of the table: a mapped row as the target reads it back."""
 
-    def rows(self, rows: list[dict]) -> Iterable[dict]:
+    def rows(self, rows: Iterable[dict]) -> Iterable[dict]:
         """Mapped rows of this table in the target's stored form (what its `read_back` gives)."""
         return rows if self.stored is None else map(self.stored, rows)
 
@@ -147,6 +147,64 @@ def _target_rows(resources: JobResources, spec: TableSpec, announce: bool = Fals
         sink.close()
 
 
+def _target_side(resources: JobResources, spec: TableSpec, stack: ExitStack):
+    """The target table as a validation side: the sink's own checksum side when it has one (hashing
+    in SQL where it can, `read_back`'s rows otherwise), else its `read_back` rows."""
+    sink = resources.open_sink(spec.target)
+    stack.callback(sink.close)
+    offer = getattr(sink, "checksum_side", None)
+    return offer(spec) if offer is not None else partial(_target_rows, resources, spec)
+
+
+def _pushed_source_side(resources: JobResources, target: _Target, refused: Refused, stack: ExitStack):
+    """The source side hashed where the source lives, or None. Only for a target table filled from one
+    source table whose mapping copies columns (`CompiledMapping.copies`), by a source that can hash
+    those columns itself with the very values the mapping would make (`checksum_side`), no record
+    refused at load (those are left out of the source side), and every column hashed there: then the
+    source's rows are the mapped rows, and the comparison is the one the Python path makes."""
+    if len(target.tables) != 1 or refused.keys.get(f"{target.spec.target}.{target.spec.table}"):
+        return None
+    table = target.tables[0]
+    copies = resources.mapping(table.source, table.table).copies(target.spec.target, target.spec.table)
+    if copies is None:
+        return None
+    source = resources.open_source(table.source)
+    stack.callback(source.close)
+    offer = getattr(source, "checksum_side", None)
+    side = offer(table.table, copies, target.spec.key) if offer is not None else None
+    tolerances = resources.job.validation.tolerances
+    if side is None or not side.pushes_down(target.spec, tolerances):
+        return None
+    return _StoredRows(side, target), source
+
+
+class _StoredRows:
+    """A source side hashed where it lives, whose rows (read for the drill-down) are given in the
+    target's stored form, as the Python path's are (`_Target.rows`)."""
+
+    def __init__(self, side, target: _Target) -> None:
+        self.side = side
+        self.target = target
+
+    def __call__(self) -> Iterable[dict]:
+        return self.target.rows(self.side())
+
+    def bucket_checksums(self, *args):
+        return self.side.bucket_checksums(*args)
+
+    def rows_in_buckets(self, *args) -> Iterable[dict]:
+        return self.target.rows(self.side.rows_in_buckets(*args))
+
+    def key_span(self, *args):
+        return self.side.key_span(*args)
+
+    def range_checksums(self, *args):
+        return self.side.range_checksums(*args)
+
+    def rows_in_ranges(self, *args) -> Iterable[dict]:
+        return self.target.rows(self.side.rows_in_ranges(*args))
+
+
 def _targets(resources: JobResources, only: Sequence[str] | None, keep_open: ExitStack) -> list[_Target]:
     pairs = select_tables(resources.source_tables(), only)
     planned, _ = plan_tables(resources, pairs, keep_open=keep_open)
@@ -175,7 +233,6 @@ def validate_job(job: Job, only: Sequence[str] | None = None, *,
     (dead letters of that generation) are left out of that target table's source side and counted
     as rejected (`etl.engine.refused`). None reads it from the state store."""
     resources = resources or JobResources(job)
-    settings = job.validation
     refused = _refused(resources, generation)
     # The planning sources stay open until both passes have read every partition: a PostgreSQL
     # partition imports the snapshot they exported, which ends when they close.
@@ -183,37 +240,77 @@ def validate_job(job: Job, only: Sequence[str] | None = None, *,
     targets = _targets(resources, only, planning)
 
     started = time.monotonic()
-
-    def one(target: _Target) -> TableValidation:
-        key = (target.spec.target, target.spec.table)
-        result = validate_table(
-            target.spec,
-            lambda: _source_rows(resources, target, refused),
-            lambda: _target_rows(resources, target.spec),
-            buckets=settings.buckets, tolerances=settings.tolerances,
-            max_differences=settings.max_differences,
-            source_checksums=source_sums[key], target_checksums=target_sums[key].result(),
-        )
-        log.info("validated %s.%s: %s rows, %s differences in %.1f s", target.spec.target, target.spec.table,
-                 result.rows_source, result.difference_count, time.monotonic() - started)
-        return result
-
-    with planning, ThreadPoolExecutor(max(1, job.parallelism), thread_name_prefix="validate") as pool:
-        # Pass 1: the sources (each read once for all its target tables) beside every target's read-back.
+    with planning, ExitStack() as stack:
+        target_sides = {(target.spec.target, target.spec.table): _target_side(resources, target.spec, stack)
+                        for target in targets}
+        pushed = {(target.spec.target, target.spec.table): found for target in targets
+                  if (found := _pushed_source_side(resources, target, refused, stack)) is not None}
         counts: dict[str, SourceCount] = {}
-        pending_sources = pool.submit(_source_checksums, resources, targets, counts, refused)
-        target_sums = {(target.spec.target, target.spec.table): pool.submit(
-            checksum_side, partial(_target_rows, resources, target.spec, True), target.spec,
-            buckets=settings.buckets, tolerances=settings.tolerances) for target in targets}
-        source_sums = pending_sources.result()
-        for future in target_sums.values():
-            future.result()
-        # Pass 2 (drill-down into mismatched buckets only) reads the sides again for those buckets.
-        tables = list(pool.map(one, targets))
+        tables = _validate(resources, targets, target_sides, pushed, refused, counts, started)
     for target, result in zip(targets, tables, strict=True):
         result.rejected = refused.count(target.spec.target, target.spec.table) + sum(
             counts[table.key].rejected for table in target.tables if table.key in counts)
     return JobValidation(tables, list(counts.values()))
+
+
+def _announced(resources: JobResources, spec: TableSpec, side):
+    """Pass 1 of a target side read back here counts its rows in the validation's progress."""
+    return partial(_target_rows, resources, spec, True) if isinstance(side, partial) else side
+
+
+def _validate(resources: JobResources, targets: list[_Target], target_sides: dict, pushed: dict,
+              refused: Refused, counts: dict[str, SourceCount], started: float) -> list[TableValidation]:
+    """Both passes of every target table. A table whose source side is `pushed` down is compared
+    where both sides live (key ranges when both are PostgreSQL tables with one integer key,
+    docs/checksum.md §10); the others are hashed here from the sources, each source table read once
+    for all its target tables, beside their targets' checksums."""
+    settings = resources.job.validation
+    python_side = [target for target in targets if (target.spec.target, target.spec.table) not in pushed]
+
+    def one(target: _Target) -> TableValidation:
+        key = (target.spec.target, target.spec.table)
+        if key in pushed:
+            side, source = pushed[key]
+            table = target.tables[0]
+            counted = source.count(table.table)
+            result = validate_table(target.spec, side, target_sides[key], buckets=settings.buckets,
+                                    tolerances=settings.tolerances, max_differences=settings.max_differences)
+            if table.key not in counts:
+                counts[table.key] = SourceCount(table.key, counted, result.rows_source)
+            # hashed by the servers: the rows each side holds are known once they have answered
+            validation_progress.advanced(validation_progress.SOURCE, table.key, result.rows_source)
+            validation_progress.advanced(validation_progress.TARGET, f"{key[0]}.{key[1]}", result.rows_target)
+        else:
+            result = validate_table(
+                target.spec,
+                lambda: _source_rows(resources, target, refused),
+                target_sides[key],
+                buckets=settings.buckets, tolerances=settings.tolerances,
+                max_differences=settings.max_differences,
+                source_checksums=source_sums[key], target_checksums=target_sums[key].result(),
+            )
+        log.info("validated %s.%s%s: %s rows, %s differences in %.1f s", target.spec.target,
+                 target.spec.table, " (hashed where both sides live)" if key in pushed else "",
+                 result.rows_source, result.difference_count, time.monotonic() - started)
+        return result
+
+    with ThreadPoolExecutor(max(1, resources.job.parallelism), thread_name_prefix="validate") as pool:
+        # Pass 1: the sources (each read once for all its target tables) beside every target's read-back.
+        pending_sources = pool.submit(_source_checksums, resources, python_side, counts, refused)
+        target_sums = {}
+        for target in python_side:
+            key = (target.spec.target, target.spec.table)
+            side = _announced(resources, target.spec, target_sides[key])
+            target_sums[key] = pool.submit(checksum_side, side, target.spec, buckets=settings.buckets,
+                                           tolerances=settings.tolerances)
+        source_sums = pending_sources.result()
+        for (target_name, table_name), future in target_sums.items():
+            if not isinstance(target_sides[(target_name, table_name)], partial):  # hashed by the server
+                validation_progress.advanced(validation_progress.TARGET, f"{target_name}.{table_name}",
+                                             sum(future.result().counts))
+            future.result()
+        # Pass 2 (drill-down into mismatched buckets only) reads the sides again for those buckets.
+        return list(pool.map(one, targets))
 
 
 def _refused(resources: JobResources, generation: str | None) -> Refused:

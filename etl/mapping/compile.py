@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from etl.coltypes import ColumnType
 from etl.mapping.columnar import columnar_plan
 from etl.mapping.expr import compile_expr
 from etl.mapping.functions import EvalError
@@ -338,6 +339,30 @@ class CompiledMapping:
         self._columnar = columnar_plan(spec, [output.columns for output in self._compiled])
         self.reads: list[ReadPath] = read_paths(spec)
         """Every source path the mapping reads, with its place in the file (see `etl.mapping.reads`)."""
+
+    def copies(self, target: str, table: str) -> dict[str, tuple[str, ColumnType]] | None:
+        """When every row of (target, table) is one source record's top-level fields copied as they
+        are: target column -> (source field, column type); else None. No explode, filter, PII rule,
+        default, `required`, rounding, time zone, constant, template or expression: each row is then
+        the record's fields under new names, each cast to its type (a cast that may still refuse a
+        value or change it, which the source checks against its own column types:
+        `PostgresSource.checksum_side`). Validation uses it to compare such a table where both sides
+        live (SQL pushdown) instead of mapping the source in Python."""
+        if self.spec.where is not None or self.spec.pii:
+            return None
+        outputs = [o for o in self.spec.outputs if (o.target, o.table) == (target, table)]
+        if len(outputs) != 1 or outputs[0].explode or outputs[0].where is not None or outputs[0].parent:
+            return None
+        found: dict[str, tuple[str, ColumnType]] = {}
+        for column in outputs[0].columns:
+            path = column.path
+            if (column.kind != "from" or path is None or path.scope not in (0, -1) or len(path.steps) != 1
+                    or not isinstance(path.steps[0], str) or column.default is not MISSING
+                    or column.required or column.rounding is not None or column.tz is not None
+                    or column.items is not None or column.pii is not None):
+                return None
+            found[column.name] = (path.steps[0], column.type)
+        return found
 
     @property
     def by_column(self) -> bool:

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from etl.mapping.located import Node
+from etl.located import Node
 
 DMS_KEYS = frozenset(
     {

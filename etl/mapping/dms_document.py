@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from etl.errors import MappingError
+from etl.located import Node, load_nodes
 from etl.mapping.dms import SourceColumn, translate_dms
-from etl.mapping.located import Node, load_nodes
 from etl.mapping.spec import MappingSpec, spec_from_nodes
 
 RULE_TYPES = ("selection", "transformation", "object-mapping")

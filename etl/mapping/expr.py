@@ -275,7 +275,7 @@ class _Parser:
     def call(self, name: Token) -> Any:
         function = FUNCTIONS.get(name.text)
         if function is None:
-            from etl.mapping.located import suggest
+            from etl.located import suggest
 
             near = suggest(name.text, set(FUNCTIONS))
             raise ExprError(

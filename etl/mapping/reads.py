@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from etl.located import Node
 from etl.mapping.expr import field_paths
-from etl.mapping.located import Node
 from etl.mapping.paths import MISSING, Path, make_getter, parse_path
 from etl.mapping.spec import ColumnSpec, MappingSpec, OutputSpec, _walk_tree
 

@@ -10,8 +10,8 @@ from collections import Counter
 from dataclasses import dataclass
 
 from etl.errors import MappingError
+from etl.located import suggest
 from etl.mapping.compile import CompiledMapping, compile_mapping
-from etl.mapping.located import suggest
 from etl.mapping.paths import MISSING, Path, make_getter
 from etl.mapping.spec import MappingSpec, OutputSpec
 

@@ -15,9 +15,9 @@ from typing import Any, Literal, cast, get_args
 
 from etl.coltypes import ColumnType, parse_type
 from etl.errors import MappingError
+from etl.located import Node, load_nodes, suggest
 from etl.mapping.dms import translate_dms
 from etl.mapping.expr import ExprError, compile_expr, field_paths, parse_expr
-from etl.mapping.located import Node, load_nodes, suggest
 from etl.mapping.paths import MISSING, Path, PathSyntaxError, parse_path
 from etl.mapping.pii import MASK_MAX_KEEP, PiiRule, SecretKey, drop, hmac_sha256, mask, redact, year_only
 from etl.mapping.template import Template, TemplateError, parse_template

@@ -1,6 +1,6 @@
 """The restore commands of `python -m etl.run job.yaml`: --restore-plan, --take-manifest, --verify-restore.
 
-They read the job file's `restore` section (etl/job.py `Restore`, docs/restore.md "Command line"):
+They read the job file's `restore` section (etl/job/schema.py `Restore`, docs/restore.md "Command line"):
 the backup history to plan from, the restore point, the folder of checksum manifests (one
 `<backup name>.json` per backup) and the databases to checksum. Tables are read through the
 job's relational source modules, so a manifest taken at backup time and the restored database

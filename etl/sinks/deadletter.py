@@ -1,8 +1,8 @@
 """The dead-letter store: every rejected record, with why, where and the record as far as it is safe.
 
-One JSON object per line (a local file by default, or a PostgreSQL table): job, table, target,
-source_key, stage, reason, field_path, value_type and the record. The record arrives with PII
-fields already transformed by the mapping; its values are encoded losslessly (Decimal as its exact
+One JSON object per line in a local file (`dead_letter: {path: ...}`): job, table, target, source_key,
+stage, reason, field_path, value_type and the record. The record arrives with PII fields already
+transformed by the mapping; its values are encoded losslessly (Decimal as its exact
 string, bytes as base64, datetimes as ISO 8601) so a fixed record can be replayed as it was.
 With a `Sealer` (`dead_letter: {raw: encrypted}`) an entry also holds the raw source record, sealed
 (`raw_record`, etl/sinks/deadletter_seal.py); `read_dead_letters(path, keys=...)` opens it.
@@ -17,39 +17,13 @@ import os
 import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Literal, Protocol
 
-import psycopg
-from psycopg import sql
-from pydantic import BaseModel, ConfigDict, Field
-
-from etl.errors import JobFileError
 from etl.files import open_private
 from etl.records import Reject
-from etl.redact import RedactedRepr
 from etl.sinks import jsontext
 from etl.sinks.deadletter_seal import KeyProvider, Opener, Sealer
 
 FIELDS = ("job", "table", "target", "source_key", "stage", "reason", "field_path", "value_type")
-
-
-class DeadLetterConfig(RedactedRepr, BaseModel):
-    """The `dead_letters` section of a job file."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-    type: Literal["file", "postgres"] = "file"
-    path: str = ".etl/dead_letter.jsonl"
-    """For `file`: the JSON-lines file (appended to)."""
-    dsn: str | None = None
-    """For `postgres`: libpq connection string."""
-    db_schema: str = Field("public", alias="schema")
-    table: str = "etl_dead_letters"
-
-
-class DeadLetters(Protocol):
-    def add(self, rejects: Iterable[Reject]) -> int: ...
-    def flush(self) -> None: ...
-    def close(self) -> None: ...
 
 
 def dead_letter(job: str, reject: Reject, generation: str | None = None, sealer: Sealer | None = None) -> str:
@@ -102,54 +76,6 @@ class DeadLetterStore:
                 self._file.flush()
                 os.fsync(self._file.fileno())
                 self._file.close()
-
-
-class PostgresDeadLetterStore:
-    """The same entries as rows of a PostgreSQL table (created when missing); `flush()` commits."""
-
-    def __init__(
-        self, dsn: str, *, job: str, schema: str = "public", table: str = "etl_dead_letters"
-    ) -> None:
-        self.job = job
-        self._conn = psycopg.connect(dsn, autocommit=False)
-        self._target = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
-        self._conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
-        self._conn.execute(sql.SQL(
-            "CREATE TABLE IF NOT EXISTS {} (id bigserial PRIMARY KEY, job text NOT NULL,"
-            " entry jsonb NOT NULL, recorded_at timestamptz NOT NULL DEFAULT now())"
-        ).format(self._target))
-        self._conn.commit()
-        self._lock = threading.Lock()
-        self.count = 0
-
-    def add(self, rejects: Iterable[Reject]) -> int:
-        lines = [dead_letter(self.job, reject) for reject in rejects]
-        with self._lock, self._conn.cursor() as cursor:
-            if lines:
-                cursor.executemany(
-                    sql.SQL("INSERT INTO {} (job, entry) VALUES (%s, %s::jsonb)").format(self._target),
-                    [(self.job, line) for line in lines],
-                )
-            self.count += len(lines)
-        return len(lines)
-
-    def flush(self) -> None:
-        with self._lock:
-            self._conn.commit()
-
-    def close(self) -> None:
-        with self._lock:
-            if not self._conn.closed:
-                self._conn.commit()
-                self._conn.close()
-
-
-def open_dead_letters(config: DeadLetterConfig, *, job: str) -> DeadLetters:
-    if config.type == "postgres":
-        if not config.dsn:
-            raise JobFileError("dead_letters: type postgres needs a dsn")
-        return PostgresDeadLetterStore(config.dsn, job=job, schema=config.db_schema, table=config.table)
-    return DeadLetterStore(config.path, job=job)
 
 
 def read_dead_letters(path: str | Path, *, keys: KeyProvider | None = None) -> Iterator[dict]:

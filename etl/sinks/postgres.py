@@ -15,6 +15,7 @@ new connection (exponential backoff, full jitter); the upserts make the replay h
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from psycopg.types.json import set_json_dumps, set_json_loads
 from pydantic import BaseModel, ConfigDict, Field
 
 from etl import security
+from etl.checksum.postgres_sql import PostgresTableSide
 from etl.coltypes import ColumnType
 from etl.errors import ConnectionFailed, EtlError, RuntimeFailure
 from etl.records import ColumnRows, Reject, TableRows, TableSpec, nested_path
@@ -49,6 +51,8 @@ from etl.sinks.postgres_types import (
 )
 from etl.sinks.retry import Backoff
 
+log = logging.getLogger(__name__)
+
 TRANSIENT = (
     psycopg.OperationalError,  # connection lost, admin shutdown (57P01), cannot connect now
     psycopg.errors.SerializationFailure,
@@ -56,6 +60,10 @@ TRANSIENT = (
 )
 ROW_REFUSED = (psycopg.DataError, psycopg.IntegrityError)
 KEYS_PER_STATEMENT = 1000
+_ARRAY_MATCHED = frozenset({"int2", "int4", "int8", "numeric", "text", "varchar", "bpchar", "uuid", "date",
+                            "timestamp", "timestamptz", "bytea", "bool"})
+"""Built-in types (pg_type names, from the catalog) whose keys `_delete_statement` matches with
+`= ANY(%s::type[])`."""
 NAME_LIMITS = NameLimits("PostgreSQL", identifier_bytes=63, reason="NAMEDATALEN-1")
 RULES = TargetRules("PostgreSQL", NAME_LIMITS, child_tables=True, key_required=True, shared_tables=False)
 """PostgreSQL keeps only the first NAMEDATALEN-1 = 63 bytes of an identifier and silently drops the
@@ -102,6 +110,8 @@ class _Table:
     """COPY straight into the table; None when COPY and INSERT differ there (`_copies_like_inserts`) or
     a key of this table already existed (`_copy_new_rows`)."""
     children: list[str] = field(default_factory=list)
+    indexed_parent: bool = False
+    """A child table with a b-tree index leading with its parent key (`_execute_by_index`)."""
 
     @property
     def copy_types(self) -> list[str]:
@@ -252,8 +262,11 @@ class PostgresSink:
                         existing[spec.table] = self._existing_columns(connection.conn, spec.table)
                 direct = {spec.table: self._copies_like_inserts(connection.conn, spec.table)
                           for spec in tables}
+                indexed = {spec.table: self._has_parent_index(connection.conn, spec)
+                           for spec in tables if spec.parent is not None and spec.parent_key}
             for spec in tables:
-                self._register(spec, existing[spec.table], direct[spec.table])
+                self._register(spec, existing[spec.table], direct[spec.table],
+                               indexed.get(spec.table, False))
         except BaseException:
             self._discard(connection)
             raise
@@ -352,6 +365,33 @@ class PostgresSink:
                 hint="add one: upserts need it to find existing rows",
             )
 
+    def _has_parent_index(self, conn: psycopg.Connection, spec: TableSpec) -> bool:
+        """Whether a valid, non-partial b-tree index leads with the parent key columns (in any order),
+        which is what `_delete_where` needs to find a parent's children without a scan. A child table
+        this sink creates gets one (`_create`); for a table that exists without one, a warning gives
+        the statement that creates it: the sink does not add indexes to tables it did not create."""
+        leading = conn.execute(
+            "SELECT array(SELECT a.attname::text FROM unnest(i.indkey[0:%s]) AS k(attnum)"
+            "  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum ORDER BY 1)"
+            " FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_am am ON am.oid = ic.relam"
+            " WHERE n.nspname = %s AND c.relname = %s AND i.indisvalid AND i.indpred IS NULL"
+            " AND am.amname = 'btree'",
+            (len(spec.parent_key) - 1, self.config.db_schema, spec.table),
+        ).fetchall()
+        if sorted(spec.parent_key) in [row[0] for row in leading]:
+            return True
+        log.warning("PostgreSQL table %s.%s has no index on its parent key (%s): every batch that replaces "
+                    "children scans the whole table, a cost that grows with the table. Create one before "
+                    "loading: %s", self.config.db_schema, spec.table, ", ".join(spec.parent_key),
+                    self._parent_index(spec).as_string(conn))
+        return False
+
+    def _parent_index(self, spec: TableSpec) -> sql.Composed:
+        return sql.SQL("CREATE INDEX ON {} ({})").format(
+            self._qualified(spec.table), sql.SQL(", ").join(map(sql.Identifier, spec.parent_key)))
+
     def _create(self, conn: psycopg.Connection, spec: TableSpec) -> None:
         definitions = []
         for column in spec.columns:
@@ -363,8 +403,14 @@ class PostgresSink:
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.config.db_schema)))
         conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(
             self._qualified(spec.table), sql.SQL(", ").join(definitions)))
+        if spec.parent is not None and spec.parent_key and \
+                sorted(spec.key[:len(spec.parent_key)]) != sorted(spec.parent_key):
+            # Replacing a parent's children finds them by the parent key: without an index each batch
+            # would scan the whole child table (a primary key that leads with the parent key is one).
+            conn.execute(self._parent_index(spec))
 
-    def _register(self, spec: TableSpec, existing: dict[str, TargetColumn], direct: bool) -> None:
+    def _register(self, spec: TableSpec, existing: dict[str, TargetColumn], direct: bool,
+                  indexed_parent: bool = False) -> None:
         columns = [existing[column.name] for column in spec.columns]
         index = self._tables[spec.table].index if spec.table in self._tables else len(self._tables)
         stage = sql.Identifier(f"etl_stage_{index}")
@@ -388,6 +434,7 @@ class PostgresSink:
                 target, names, names, stage, sql.SQL(", ").join(map(sql.Identifier, spec.key)), conflict),
             copy_direct=sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(target, names)
             if direct else None,
+            indexed_parent=indexed_parent,
         )
         self._tables[spec.table] = table
         for other in self._tables.values():
@@ -502,19 +549,50 @@ class PostgresSink:
         deleted: list[tuple] = []
         for start in range(0, len(values), KEYS_PER_STATEMENT):
             chunk = values[start:start + KEYS_PER_STATEMENT]
-            row_of_params = sql.SQL("({})").format(sql.SQL(", ").join(sql.Placeholder() * len(columns)))
-            query = sql.SQL("DELETE FROM {} WHERE ({}) IN (VALUES {})").format(
-                self._qualified(table.spec.table),
-                sql.SQL(", ").join(map(sql.Identifier, columns)),
-                sql.SQL(", ").join([row_of_params] * len(chunk)),
-            )
-            if returning:
-                key_columns = sql.SQL(", ").join(map(sql.Identifier, table.spec.key))
-                query += sql.SQL(" RETURNING {}").format(key_columns)
-            cursor = conn.execute(query, [value for key in chunk for value in key])
+            query, params = self._delete_statement(table, columns, chunk, returning=returning)
+            cursor = self._execute_by_index(conn, table, query, params)
             if returning:
                 deleted.extend(tuple(row) for row in cursor.fetchall())
         return deleted
+
+    def _delete_statement(self, table: _Table, columns: Sequence[str], keys: list[tuple], *, returning: bool
+                          ) -> tuple[sql.Composed, list]:
+        """`DELETE` of the rows whose `columns` hold one of `keys`. One column of a built-in type is
+        matched with `= ANY(array)`: one index condition, which PostgreSQL answers with an index scan
+        whatever its statistics say. `IN (VALUES ...)` is a join, and without statistics the planner
+        joins the whole table (by a full index scan when sequential scans are off); it is kept for
+        keys of several columns or of other types."""
+        target = self._qualified(table.spec.table)
+        udt = next((column.udt for column in table.columns if column.name == columns[0]), None)
+        if len(columns) == 1 and udt in _ARRAY_MATCHED:
+            query = sql.SQL("DELETE FROM {} WHERE {} = ANY(%s::{}[])").format(
+                target, sql.Identifier(columns[0]), sql.SQL(udt))
+            params: list = [[key[0] for key in keys]]
+        else:
+            row_of_params = sql.SQL("({})").format(sql.SQL(", ").join(sql.Placeholder() * len(columns)))
+            query = sql.SQL("DELETE FROM {} WHERE ({}) IN (VALUES {})").format(
+                target, sql.SQL(", ").join(map(sql.Identifier, columns)),
+                sql.SQL(", ").join([row_of_params] * len(keys)))
+            params = [value for key in keys for value in key]
+        if returning:
+            query += sql.SQL(" RETURNING {}").format(sql.SQL(", ").join(map(sql.Identifier, table.spec.key)))
+        return query, params
+
+    @staticmethod
+    def _execute_by_index(conn: psycopg.Connection, table: _Table, query: sql.Composed, params: list
+                          ) -> psycopg.Cursor:
+        """Run a statement that finds rows by a key the table has an index on, keeping the planner off
+        a sequential scan: while a load grows a table from empty, its statistics lag (autovacuum
+        analyses it about once a minute) and the planner, guessing few distinct keys, scans the whole
+        table for each batch's keys. The setting is the transaction's and is put back at once."""
+        if not table.indexed_parent:
+            return conn.execute(query, params)
+        before = conn.execute("SELECT current_setting('enable_seqscan'),"
+                              " set_config('enable_seqscan', 'off', true)").fetchone()[0]
+        cursor = conn.execute(query, params)
+        # Not in a `finally`: after an error the transaction is rolled back, and the setting with it.
+        conn.execute("SELECT set_config('enable_seqscan', %s, true)", (before,))
+        return cursor
 
     def _upsert(
         self, connection: _Connection, table: _Table, pending: _Pending, refused: list[Reject]
@@ -626,6 +704,11 @@ class PostgresSink:
         finally:
             self._release(connection)
 
+    def checksum_side(self, table: TableSpec) -> PostgresTableSide:
+        """The table as a validation side that hashes its rows in SQL where its column types allow
+        (docs/checksum.md §10); its rows, when they are read, are `read_back`'s."""
+        return _TargetSide(self, table)
+
     def stored_form(self, table: TableSpec) -> Callable[[dict], dict] | None:
         """The row as `read_back` returns it once written, for the source side of a validation: values
         of json/jsonb columns go through the very text the writer stores (`jsontext.stored`), so nested
@@ -648,6 +731,18 @@ class PostgresSink:
             idle, self._idle = self._idle, []
         for connection in idle:
             self._discard(connection)
+
+
+class _TargetSide(PostgresTableSide):
+    """A prepared target table hashed where it lives, on the sink's own connections."""
+
+    def __init__(self, sink: PostgresSink, spec: TableSpec) -> None:
+        super().__init__(sink.config.dsn, spec.table, schema=sink.config.db_schema,
+                         connect=lambda: sink._connect().conn)
+        self._rows = functools.partial(sink.read_back, spec)
+
+    def __call__(self) -> Iterator[dict]:
+        return self._rows()
 
 
 def _decode(value: Any, column: ColumnType) -> Any:

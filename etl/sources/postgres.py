@@ -20,8 +20,10 @@ from typing import Any, Literal
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.types.json import set_json_loads
 
 from etl import security
+from etl.checksum.postgres_sql import PostgresTableSide
 from etl.errors import EtlError
 from etl.records import Batch, Json
 from etl.sources.base import BatchLimits, ChangeCapture
@@ -489,6 +491,51 @@ class PostgresSource(SqlSource):
             indexes.setdefault(index, []).append(column)
         return list(indexes.values())
 
+    # --- validation -------------------------------------------------------------------
+
+    def checksum_side(self, table: str, copies: dict[str, tuple[str, Any]], key: Sequence[str]
+                      ) -> PostgresTableSide | None:
+        """The table as a validation side hashed in SQL, for a mapping that copies its columns
+        (`CompiledMapping.copies`: target column -> (source column, mapping type)) into a table whose
+        key is `key` (target columns), or None.
+
+        It stands for the mapped rows only when mapping each value can neither refuse it nor change
+        it: every source column's type holds only values its mapping type keeps exactly
+        (`_copied_exactly`), key columns are NOT NULL (the mapping rejects a null key), the table
+        has no `where` or watermark filter, and no row holds a value a cast refuses (NaN, infinite
+        numbers, dates and timestamps: counted first; one such row sends the table back to Python)."""
+        options = self.config.tables[table]
+        if options.where or options.watermark:
+            return None
+        meta = self.describe(table)
+        by_name = {column.name: column for column in meta.columns}
+        renamed: dict[str, str] = {}
+        for target, (field, kind) in copies.items():
+            column = by_name.get(field)
+            if column is None or not _copied_exactly(column, kind):
+                return None
+            renamed[target] = column.name
+        if any(name not in renamed or by_name[renamed[name]].nullable for name in key):
+            return None
+        refused = [sql.SQL("NOT isfinite({})").format(sql.Identifier(column.name)) if column.type in _DATES
+                   else sql.SQL("{} IN ('NaN', 'Infinity', '-Infinity')").format(sql.Identifier(column.name))
+                   for column in map(by_name.get, renamed.values())
+                   if column.type in _DATES or column.type in _NUMBERS - self.integer_types]
+        if refused:
+            query = sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE {})").format(
+                sql.Identifier(meta.schema or "public", meta.table), sql.SQL(" OR ").join(refused))
+            with self._catalog_lock:
+                if self._metadata_connection().execute(query).fetchone()[0]:
+                    return None
+        return PostgresTableSide(self.config.dsn, meta.table, schema=meta.schema or "public", columns=renamed,
+                                 connect=self._exact_json_connection)
+
+    def _exact_json_connection(self) -> psycopg.Connection:
+        """A connection whose json/jsonb values come as `read` makes them (numbers exact)."""
+        connection = self.connect()
+        set_json_loads(json_loads_exact, context=connection)
+        return connection
+
     # --- types ------------------------------------------------------------------------
 
     def column_expression(self, column: SqlColumn) -> str:
@@ -573,6 +620,38 @@ def _quoted(text: str, start: int) -> tuple[str, int]:
         if not text.startswith(quote * 2, end):
             return text[start + 1 : end].replace(quote * 2, quote), end + 1
         end += 2
+
+
+_DATES = frozenset({"DATE", "TIMESTAMP", "TIMESTAMPTZ"})
+_NUMBERS = frozenset({"INT2", "INT4", "INT8", "NUMERIC", "FLOAT4", "FLOAT8"})
+
+
+def _copied_exactly(column: SqlColumn, kind: Any) -> bool:
+    """Whether the mapping type `kind` (etl.coltypes.ColumnType) keeps every finite value of the
+    source column exactly, as the Python values the source reads: no rounding, no refusal, no
+    conversion (a naive timestamp into timestamptz would take a time zone)."""
+    base = kind.base
+    if base == "int":
+        return column.type in {"INT2", "INT4", "INT8"}
+    if base == "float":
+        return column.type in {"FLOAT4", "FLOAT8"}
+    if base == "decimal":
+        if column.type in {"INT2", "INT4"} and kind.precision is None:
+            return True
+        if column.type != "NUMERIC":
+            return False
+        if kind.precision is None:
+            return True
+        if column.precision is None or column.scale is None:
+            return False
+        return column.scale <= (kind.scale or 0) and column.precision - column.scale <= kind.precision - (
+            kind.scale or 0)
+    if base in ("timestamp", "timestamptz"):
+        wanted = "TIMESTAMP" if base == "timestamp" else "TIMESTAMPTZ"
+        digits = 6 if column.scale is None else column.scale
+        return column.type == wanted and digits <= (6 if kind.precision is None else kind.precision)
+    return column.type in {"string": {"TEXT", "VARCHAR"}, "bool": {"BOOL"}, "date": {"DATE"},
+                           "uuid": {"UUID"}, "bytes": {"BYTEA"}, "json": {"JSONB"}}.get(base, set())
 
 
 def _settings(dsn: str) -> dict[str, Any]:

@@ -43,14 +43,16 @@ def test_bench_validation_smoke() -> None:
     assert completed.returncode in (0, 1), completed.stdout + completed.stderr
     assert "results correct" in out
     assert (
-        "one row changed: differing keys: validate_table [1501], reladiff [1501] -> same differing key: yes"
-        in out
+        "one row changed: differing keys: validate_table [1501], job validation [1501], reladiff [1501]"
+        " -> same differing key: yes" in out
     )
-    assert "identical: differing keys: validate_table [], reladiff [] -> same differing key: yes" in out
+    assert ("identical: differing keys: validate_table [], job validation [], reladiff [] -> same differing"
+            " key: yes") in out
     for measurement in (
         "DynamoDB raw parallel Scan + decode",
         "DynamoDB validation (source checksums from load)",
         "PostgreSQL reladiff diff_tables, one row changed",
         "PostgreSQL validate_table, one row changed",
+        "PostgreSQL job --validate-only path, one row changed",
     ):
         assert measurement in out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import typing
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 import etl
 from etl.api import MigrationJob, open_job, report_from_json
 from etl.errors import EtlError, JobFileError
+from etl.job import Job
 from etl.report.run_report import RunReport, TableCheck, TableReport
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,6 +54,14 @@ def test_load_job_is_the_notebook_job_and_its_repr_shows_no_connection(job_file)
     assert PASSWORD not in repr(job) and "internal" not in repr(job)
     public = {name: getattr(job, name) for name in dir(job) if not name.startswith("_")}
     assert not [name for name, value in public.items() if not callable(value) and PASSWORD in repr(value)]
+
+
+def test_config_is_the_validated_job_the_engine_functions_take(job_file):
+    job = opened(job_file)
+    assert isinstance(job.config, Job) and (job.config.name, job.config.path) == ("notebook-unit", job_file)
+    for function in (etl.run_job, etl.validate_job, etl.plan_job):
+        assert typing.get_type_hints(function)["job"] is Job
+    assert PASSWORD not in repr(job.config) and PASSWORD not in repr(job.config.targets["pg"])
 
 
 def test_target_tables_lists_every_table_the_mapping_writes(job_file):

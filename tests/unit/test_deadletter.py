@@ -6,7 +6,7 @@ import threading
 from decimal import Decimal
 
 from etl.records import Reject
-from etl.sinks.deadletter import DeadLetterConfig, DeadLetterStore, open_dead_letters, read_dead_letters
+from etl.sinks.deadletter import DeadLetterStore, read_dead_letters
 
 
 def reject(n, **record):
@@ -52,7 +52,7 @@ def test_concurrent_writers_never_interleave_lines(tmp_path):
 
 def test_flush_makes_entries_visible_before_close(tmp_path):
     path = tmp_path / "dead.jsonl"
-    store = open_dead_letters(DeadLetterConfig(path=str(path)), job="demo")
+    store = DeadLetterStore(path, job="demo")
     store.add([reject(1), reject(2)])
     store.flush()
     assert [json.loads(line)["source_key"] for line in path.read_text().splitlines()] == ["_id=1", "_id=2"]

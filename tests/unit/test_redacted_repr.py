@@ -11,7 +11,6 @@ from pydantic import ValidationError
 from etl.audit import AuditConfig
 from etl.errors import EtlError
 from etl.job import Restore, RestoreDatabase, load_job
-from etl.sinks import deadletter
 from etl.sinks import dynamodb as dynamodb_sink
 from etl.sinks import postgres as postgres_sink
 from etl.sources import mongo, mongodump, mssql, oracle
@@ -89,7 +88,6 @@ def test_a_loaded_job_and_each_of_its_sections_never_show_a_password(tmp_path):
         (mssql.Config(type="mssql", dsn="SERVER=h;UID=sa;PWD={Unreg;s4}", tables={}), "Unreg;s4"),
         (mssql.Config(type="mssql", server="h", user="sa", password="Unreg-s5", tables={}), "Unreg-s5"),
         (postgres_sink.Config(type="postgres", dsn="postgresql://u:Unreg%40p6@h/d"), "Unreg%40p6"),
-        (deadletter.DeadLetterConfig(type="postgres", dsn="postgresql://u:Unreg-d7@h/d"), "Unreg-d7"),
         (postgres_state.Config(type="postgres", dsn="host=h password=Unreg-t8"), "Unreg-t8"),
         (AuditConfig(postgres={"dsn": "host=h password=Unreg-a9"}), "Unreg-a9"),
         (RestoreDatabase(dsn="postgresql://u:Unreg-r10@h/d"), "Unreg-r10"),

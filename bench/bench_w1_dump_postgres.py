@@ -1,0 +1,291 @@
+"""W1 from a mongodump folder -> PostgreSQL customers + orders, against decode + raw binary COPY.
+
+Writes `--records` W1 documents (bench/workloads.py) as a mongodump folder, so no MongoDB server is
+in the loop, and in the same run times:
+
+- the engine (a job with a `mongodump` source, validation off) at parallelism 1 and 2, each in a
+  fresh schema of a scratch PostgreSQL database and in a child process of its own (its peak RSS is
+  that process's);
+- the raw baseline: one `bson.decode_file_iter` loop over the same file, a hand-written function
+  turning each document into the same rows (tuples, no checks), and one binary COPY per table on
+  one connection, all inside the clock (the rows of 1,000,000 documents do not fit in memory to be
+  mapped before it).
+
+Rows/s count target rows (customers + orders); the engine's tables are checked equal to the raw
+ones (exit 2 when a row differs). Exits 1 when engine/raw at parallelism 2 is below `--goal`.
+
+`--sizes 100000,1000000` instead prints, per size, the engine's rows/s and peak RSS at
+parallelism 2 with the raw rate of the same size: the cost as the work grows. It exits 1 when the
+largest size is more than `--max-slowdown` slower per row than the smallest.
+
+    .venv/bin/python bench/bench_w1_dump_postgres.py --records 100000
+    .venv/bin/python bench/bench_w1_dump_postgres.py --sizes 100000,1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import bson
+import psycopg
+from bson.codec_options import CodecOptions
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import workloads  # noqa: E402
+from workloads import LOADED_UNVALIDATED  # noqa: E402
+
+DATABASE = "shop"
+JOB = """\
+version: 1
+name: {name}
+sources:
+  dump: {{type: mongodump, path: "{folder}", database: {database},
+         tables: {{customers: {{mapping: {mapping}, partitions: {partitions}}}}}}}
+targets:
+  pg: {{type: postgres, dsn: "{dsn}", schema: {schema}, create: if_missing}}
+batch: {{records: {batch}}}
+parallelism: {parallelism}
+state: {{type: sqlite, path: "{state}"}}
+validation: {{after_run: false}}
+report: {{dir: "{reports}"}}
+"""
+CUSTOMER_COLUMNS = ("customer_id", "customer_no", "name", "email", "city", "country", "created", "balance")
+ORDER_COLUMNS = ("order_id", "customer_id", "placed", "status", "amount", "quantity")
+
+
+def write_dump(folder: Path, records: int, seed: int) -> tuple[int, Path]:
+    """The W1 documents as `<folder>/shop/customers.bson`; returns (orders, the file)."""
+    (folder / DATABASE).mkdir(parents=True, exist_ok=True)
+    path = folder / DATABASE / "customers.bson"
+    orders = 0
+    with open(path, "wb") as out:
+        for documents in workloads.customer_documents(records, seed):
+            orders += sum(len(document["orders"]) for document in documents)
+            out.write(b"".join(bson.encode(document) for document in documents))
+    return orders, path
+
+
+def run_engine_child(folder: Path, dsn: str, schema: str, parallelism: int, partitions: int,
+                     batch: int) -> dict:
+    """Run the job in a child process (`--child`); returns its report: seconds, status, loaded, RSS."""
+    mapping = folder / "w1.mapping.yaml"
+    mapping.write_text(workloads.W1_MAPPING)
+    job = folder / f"{schema}.yaml"
+    job.write_text(JOB.format(name=f"w1dump-{schema}", folder=folder, database=DATABASE, mapping=mapping,
+                              partitions=partitions, dsn=dsn, schema=schema, batch=batch,
+                              parallelism=parallelism, state=folder / f"{schema}.sqlite",
+                              reports=folder / "reports"))
+    result = subprocess.run([sys.executable, __file__, "--child", str(job)], capture_output=True, text=True,
+                            check=False)
+    if result.returncode != 0:
+        raise SystemExit(f"engine child failed ({result.returncode}): {result.stderr[-2000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def child(job_path: str) -> int:
+    import resource
+
+    from etl.engine.runner import run_job
+    from etl.job import load_job
+
+    job = load_job(Path(job_path))
+    started = time.perf_counter()
+    report = run_job(job)
+    seconds = time.perf_counter() - started
+    table = report.tables[0]
+    print(json.dumps({"seconds": seconds, "ok": report.status == LOADED_UNVALIDATED,
+                      "status": str(report.status), "loaded": table.loaded,
+                      "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    return 0
+
+
+def raw_rows(document: dict) -> tuple[tuple, list[tuple]]:
+    """The W1 mapping's rows of one document, written by hand (no checks, no rounding: the workload's
+    timestamps have millisecond precision and its amounts two decimals already)."""
+    customer_id = str(document["_id"])
+    address = document["address"]
+    customer = (customer_id, document["customer_no"], document["name"], document["email"], address["city"],
+                address["country"], document["created"], document["balance"].to_decimal())
+    orders = [(order["order_id"], customer_id, order["placed"], order["status"], order["amount"].to_decimal(),
+               order["quantity"]) for order in document["orders"]]
+    return customer, orders
+
+
+def raw_load(dsn: str, file: Path, like: str, schema: str = "raw") -> float:
+    """Seconds for decode_file_iter + hand-written rows + one binary COPY per table, the two COPYs
+    open at once on two connections, in one thread; the tables are copies of the engine's."""
+    with psycopg.connect(dsn, autocommit=True) as customers_db, \
+            psycopg.connect(dsn, autocommit=True) as orders_db:
+        customers_db.execute(f"CREATE SCHEMA {schema}")
+        customers_db.execute(f"CREATE TABLE {schema}.customers (LIKE {like}.customers INCLUDING ALL)")
+        customers_db.execute(f"CREATE TABLE {schema}.orders (LIKE {like}.orders INCLUDING ALL)")
+        customer_types = _types(customers_db, f"{schema}.customers", CUSTOMER_COLUMNS)
+        order_types = _types(customers_db, f"{schema}.orders", ORDER_COLUMNS)
+        options = CodecOptions(tz_aware=True)
+        started = time.perf_counter()
+        copy = "COPY {}.{} ({}) FROM STDIN (FORMAT BINARY)"
+        with customers_db.cursor() as one, orders_db.cursor() as other, \
+                one.copy(copy.format(schema, "customers", ", ".join(CUSTOMER_COLUMNS))) as customers, \
+                other.copy(copy.format(schema, "orders", ", ".join(ORDER_COLUMNS))) as orders:
+            customers.set_types(customer_types)
+            orders.set_types(order_types)
+            with open(file, "rb") as stream:
+                for document in bson.decode_file_iter(stream, options):
+                    customer, order_rows = raw_rows(document)
+                    customers.write_row(customer)
+                    for row in order_rows:
+                        orders.write_row(row)
+        return time.perf_counter() - started
+
+
+def _types(connection: psycopg.Connection, table: str, columns: tuple[str, ...]) -> list[str]:
+    found = dict(connection.execute("SELECT attname, atttypid::regtype::text FROM pg_attribute "
+                                    "WHERE attrelid = %s::regclass AND attnum > 0", (table,)).fetchall())
+    return [found[column] for column in columns]
+
+
+def differences(dsn: str, schema: str) -> int:
+    """Rows of the engine's schema not in the raw one and back, both tables (0 when equal)."""
+    with psycopg.connect(dsn) as connection:
+        total = 0
+        for table, columns in (("customers", CUSTOMER_COLUMNS), ("orders", ORDER_COLUMNS)):
+            names = ", ".join(columns)
+            total += connection.execute(
+                f"SELECT count(*) FROM ((SELECT {names} FROM {schema}.{table} EXCEPT ALL SELECT {names} FROM "
+                f"raw.{table}) UNION ALL (SELECT {names} FROM raw.{table} EXCEPT ALL SELECT {names} FROM "
+                f"{schema}.{table})) AS d").fetchone()[0]
+        return total
+
+
+def measure(admin_dsn: str, records: int, seed: int, parallelisms: list[int], partitions: int,
+            batch: int, check: bool) -> dict:
+    """One size: the dump written, the engine at each parallelism, then the raw load; all figures."""
+    name = f"etl_bench_w1d_{uuid.uuid4().hex[:8]}"
+    dsn = workloads.create_database(admin_dsn, name)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            orders, file = write_dump(folder, records, seed)
+            figures: dict = {"orders": orders, "engine": {}}
+            for parallelism in parallelisms:
+                schema = f"engine_p{parallelism}"
+                outcome = run_engine_child(folder, dsn, schema, parallelism, partitions, batch)
+                if not outcome["ok"] or outcome["loaded"] != records:
+                    raise SystemExit(f"engine run failed at parallelism {parallelism}: {outcome}")
+                figures["engine"][parallelism] = outcome
+            figures["raw_seconds"] = raw_load(dsn, file, like=f"engine_p{parallelisms[0]}")
+            expected = {"customers": records, "orders": orders}
+            for schema in [f"engine_p{p}" for p in parallelisms] + ["raw"]:
+                found = workloads_count(dsn, schema)
+                if found != expected:
+                    print(f"wrong row counts in {schema}: {found}, expected {expected}", file=sys.stderr)
+                    raise SystemExit(2)
+            if check:
+                for parallelism in parallelisms:
+                    if (differing := differences(dsn, f"engine_p{parallelism}")) != 0:
+                        print(f"engine at parallelism {parallelism}: {differing} rows differ from raw",
+                              file=sys.stderr)
+                        raise SystemExit(2)
+            return figures
+    finally:
+        workloads.drop_database(admin_dsn, name)
+
+
+def workloads_count(dsn: str, schema: str) -> dict[str, int]:
+    with psycopg.connect(dsn) as connection:
+        return {table: connection.execute(f"SELECT count(*) FROM {schema}.{table}").fetchone()[0]
+                for table in ("customers", "orders")}
+
+
+def load_average() -> str:
+    return " ".join(f"{value:.1f}" for value in os.getloadavg())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--records", type=int, default=100_000, help="documents in the dump")
+    parser.add_argument("--sizes", help="comma-separated document counts: the cost-as-work-grows mode")
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--batch", type=int, default=1000, help="records per batch")
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--goal", type=float, default=0.5, help="minimum engine/raw rows/s at parallelism 2")
+    parser.add_argument("--max-slowdown", type=float, default=0.10,
+                        help="--sizes: the largest size's rows/s may be this fraction below the smallest's")
+    parser.add_argument("--no-check", action="store_true",
+                        help="skip comparing the engine's rows with the raw rows (EXCEPT ALL, both ways)")
+    parser.add_argument("--pg-admin-dsn", default=workloads_admin_dsn())
+    args = parser.parse_args(argv)
+    if args.child:
+        return child(args.child)
+    if args.sizes:
+        return sizes_mode(args)
+
+    print(f"load average at start: {load_average()}")
+    figures = measure(args.pg_admin_dsn, args.records, args.seed, [1, 2], args.partitions, args.batch,
+                      not args.no_check)
+    total = args.records + figures["orders"]
+    raw_rate = total / figures["raw_seconds"]
+    one, two = (figures["engine"][p] for p in (1, 2))
+    workloads.print_table(
+        f"W1 mongodump -> PostgreSQL: {args.records} documents -> {args.records} customers + "
+        f"{figures['orders']} orders ({args.partitions} partitions, batch {args.batch})",
+        [("raw decode_file_iter + binary COPY, 1 thread", total, figures["raw_seconds"]),
+         ("etl engine, parallelism 1", total, one["seconds"]),
+         ("etl engine, parallelism 2", total, two["seconds"])], raw_rate)
+    ratio = total / two["seconds"] / raw_rate
+    speedup = one["seconds"] / two["seconds"]
+    print(f"peak RSS MiB: parallelism 1 {one['peak_rss_mib']:.1f}, parallelism 2 {two['peak_rss_mib']:.1f}")
+    print(f"speedup 1 -> 2 workers: {speedup:.2f}x")
+    print(f"ratio engine/raw: {ratio:.3f} (goal >= {args.goal})")
+    print(f"load average at end: {load_average()}")
+    if ratio < args.goal:
+        print("GOAL MISSED", file=sys.stderr)
+        return 1
+    return 0
+
+
+def sizes_mode(args: argparse.Namespace) -> int:
+    sizes = [int(size) for size in args.sizes.split(",")]
+    print(f"load average at start: {load_average()}")
+    print(f"W1 mongodump -> PostgreSQL, parallelism 2, {args.partitions} partitions, batch {args.batch}: "
+          "cost as the work grows")
+    print(f"{'documents':>10}{'rows':>11}{'engine s':>10}{'engine rows/s':>15}{'raw rows/s':>12}{'ratio':>7}"
+          f"{'peak RSS MiB':>14}")
+    rates = []
+    for size in sizes:
+        figures = measure(args.pg_admin_dsn, size, args.seed, [2], args.partitions, args.batch,
+                          not args.no_check)
+        total = size + figures["orders"]
+        engine = figures["engine"][2]
+        rate, raw_rate = total / engine["seconds"], total / figures["raw_seconds"]
+        rates.append(rate)
+        print(f"{size:>10}{total:>11}{engine['seconds']:>10.2f}{rate:>15,.0f}{raw_rate:>12,.0f}"
+              f"{rate / raw_rate:>7.2f}{engine['peak_rss_mib']:>14.1f}", flush=True)
+    change = rates[-1] / rates[0]
+    print(f"rows/s at {sizes[-1]} over rows/s at {sizes[0]}: {change:.2f} "
+          f"(goal >= {1 - args.max_slowdown:.2f})")
+    print(f"load average at end: {load_average()}")
+    if change < 1 - args.max_slowdown:
+        print("GOAL MISSED", file=sys.stderr)
+        return 1
+    return 0
+
+
+def workloads_admin_dsn() -> str:
+    return os.environ.get("ETL_PG_ADMIN_DSN", f"host=127.0.0.1 port={os.environ.get('ETL_PG_PORT', '5432')} "
+                          "user=postgres dbname=postgres")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,344 @@
+"""YAML read with the place of every value, for job files and mapping files, so every error can say
+file:line:column.
+
+PyYAML's plain loader forgets positions and silently keeps the last of two duplicate keys, so both
+kinds of file are composed here, within the limits of etl/yaml_limits.py (size, nesting, alias
+expansion, tags, long integers), and read in one of two shapes:
+
+- `read_document(text)`: plain values (safe_load semantics, `<<` merges included) and where each was
+  written, by path. A job file is validated by pydantic as plain values, and every problem is
+  reported at once (`Document.problems`).
+- `load_nodes(text, file)`: a tree of `Node`s, each value with its place and path. A mapping file is
+  validated node by node, and the first problem raises a `MappingError`.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from etl.errors import MappingError
+from etl.yaml_limits import (
+    MAX_DEPTH,
+    MAX_VALUES,
+    DepthBoundLoader,
+    YamlRefused,
+    check_flow_depth,
+    compose_bounded,
+)
+
+PathKey = tuple[str | int, ...]
+"""Where a value is in a document: keys and list indexes from the top."""
+
+
+def position(mark: yaml.Mark) -> tuple[int, int]:
+    """1-based line and column of a PyYAML mark (which counts from 0)."""
+    return mark.line + 1, mark.column + 1
+
+
+def text_position(text: str | bytes, offset: int) -> tuple[int, int]:
+    """1-based line and column of a character (or byte) offset into `text`."""
+    before = text[:offset]
+    newline = "\n" if isinstance(before, str) else b"\n"
+    return before.count(newline) + 1, len(before) - (before.rfind(newline) + 1) + 1  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a job file, at a 1-based line and column."""
+
+    line: int
+    column: int
+    path: str
+    message: str
+
+    def format(self, file: str) -> str:
+        where = f"{file}:{self.line}:{self.column}"
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+def dotted(path: PathKey) -> str:
+    """`('sources', 'mongo', 'tables', 'x', 'partitions')` -> `sources.mongo.tables.x.partitions`."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+# ---------------------------------------------------- plain values and their places (job files)
+
+
+_MAP_TAG = "tag:yaml.org,2002:map"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class _Builder:
+    """Turns composed nodes into plain values (safe_load semantics) and records where each value is."""
+
+    def __init__(self, loader: DepthBoundLoader) -> None:
+        self.loader = loader
+        self.values = 0
+        self.value_marks: dict[PathKey, yaml.Mark] = {}
+        self.key_marks: dict[PathKey, yaml.Mark] = {}
+        self.boolean_words: dict[PathKey, str] = {}
+        self.problems: list[Problem] = []
+
+    def build(self, node: yaml.Node, path: PathKey) -> Any:
+        self.values += 1
+        if self.values > MAX_VALUES:
+            where = self.value_marks.get(path[:1], node.start_mark)
+            reason = f"expands to more than {MAX_VALUES} values (nested aliases?)"
+            raise YamlRefused(*position(where), reason)
+        if len(path) > MAX_DEPTH:
+            reason = f"nested more than {MAX_DEPTH} levels deep (recursive alias?)"
+            raise YamlRefused(*position(node.start_mark), reason)
+        self.value_marks.setdefault(path, node.start_mark)
+        if isinstance(node, yaml.ScalarNode):
+            return self._scalar(node, path)
+        if isinstance(node, yaml.SequenceNode) and node.tag == _SEQ_TAG:
+            return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+        if isinstance(node, yaml.MappingNode) and node.tag == _MAP_TAG:
+            return self._mapping(node, path)
+        self._problem(node.start_mark, path, f"unsupported YAML tag '{node.tag}'")
+        return None
+
+    def _scalar(self, node: yaml.ScalarNode, path: PathKey) -> Any:
+        if node.tag not in self.loader.yaml_constructors:
+            self._problem(node.start_mark, path, f"unsupported YAML tag '{node.tag}'")
+            return None
+        try:
+            value = self.loader.construct_object(node)
+        except (yaml.YAMLError, ValueError) as error:
+            reason = getattr(error, "problem", None) or str(error).splitlines()[0]
+            if "Exceeds the limit" in reason:
+                reason = "a number with more than 4300 digits"
+            self._problem(node.start_mark, path, f"invalid value: {reason}")
+            return None
+        if isinstance(value, bool) and node.value.lower() not in ("true", "false"):
+            self.boolean_words[path] = node.value  # yes/no/on/off: YAML 1.1 reads them as booleans
+        return value
+
+    def _mapping(self, node: yaml.MappingNode, path: PathKey) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        explicit: dict[str, yaml.Mark] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG:
+                self._merge(result, explicit, value_node, path)
+                continue
+            if not isinstance(key_node, yaml.ScalarNode):
+                self._problem(key_node.start_mark, path, "a key must be plain text, not a mapping or list")
+                continue
+            key = str(key_node.value)
+            if key in explicit:
+                first = explicit[key].line + 1
+                self._problem(
+                    key_node.start_mark, (*path, key), f"duplicate key '{key}' (first at line {first})"
+                )
+                continue
+            explicit[key] = key_node.start_mark
+            self.key_marks[(*path, key)] = key_node.start_mark
+            self.value_marks[(*path, key)] = value_node.start_mark
+            result[key] = self.build(value_node, (*path, key))
+        return result
+
+    def _merge(self, result: dict, explicit: dict, value_node: yaml.Node, path: PathKey) -> None:
+        """`<<: *base` / `<<: [*a, *b]`: keys not already set are taken from the merged mappings."""
+        sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+        for source in sources:
+            if not (isinstance(source, yaml.MappingNode) and source.tag == _MAP_TAG):
+                self._problem(source.start_mark, path, "'<<' merges only mappings")
+                continue
+            merged = self._mapping(source, path)
+            for key, value in merged.items():
+                if key not in explicit and key not in result:
+                    result[key] = value
+
+    def _problem(self, mark: yaml.Mark, path: PathKey, message: str) -> None:
+        self.problems.append(Problem(*position(mark), dotted(path), message))
+
+
+@dataclass
+class Document:
+    """Plain values (safe_load semantics) and where each was written, by path."""
+
+    data: Any
+    value_marks: dict[PathKey, yaml.Mark]
+    key_marks: dict[PathKey, yaml.Mark]
+    boolean_words: dict[PathKey, str]
+    """`yes`/`no`/`on`/`off` as written where YAML 1.1 read a boolean."""
+    problems: list[Problem] = field(default_factory=list)
+    """What could not be read (duplicate keys, unsupported tags, bad values, ...), each at its place."""
+
+    def position(self, path: PathKey, *, key: bool = False) -> tuple[int, int]:
+        """1-based line and column of the value (or key) at `path`, else of its nearest ancestor."""
+        if key and path in self.key_marks:
+            return position(self.key_marks[path])
+        for end in range(len(path), -1, -1):
+            mark = self.value_marks.get(path[:end])
+            if mark is not None:
+                return position(mark)
+        return 1, 1
+
+
+def read_document(text: str) -> Document | None:
+    """The document in `text` with the place of every value; None when it is empty. Raises `YamlRefused`
+    past the limits, PyYAML's errors for text that is not YAML, RecursionError past Python's stack."""
+    check_flow_depth(text)
+    loader = DepthBoundLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        builder = _Builder(loader)
+        data = builder.build(node, ())
+    finally:
+        loader.dispose()
+    return Document(data, builder.value_marks, builder.key_marks, builder.boolean_words, builder.problems)
+
+
+# ---------------------------------------------------- a tree of located nodes (mapping files)
+
+
+@dataclass
+class Node:
+    """A YAML value with its place: `value` is a dict[str, Node], a list[Node] or a plain scalar."""
+
+    value: Any
+    file: str
+    line: int
+    column: int
+    path: str
+    """Where in the document, e.g. `outputs[1].columns.total`."""
+    key_line: int | None = None
+    """For a mapping value: where its key was written (unknown-key errors point there)."""
+    key_column: int | None = None
+    text_offset: int = 0
+    """1 when the scalar is quoted: its text starts one column after the node."""
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+    def error(self, what: str, hint: str | None = None) -> MappingError:
+        """A MappingError placed at this node."""
+        return MappingError(f"{self.where}: {self.path}: {what}", hint=hint)
+
+    def plain(self) -> Any:
+        """The value with every Node unwrapped."""
+        if isinstance(self.value, dict):
+            return {key: node.plain() for key, node in self.value.items()}
+        if isinstance(self.value, list):
+            return [node.plain() for node in self.value]
+        return self.value
+
+    def expect_dict(self, what: str) -> dict[str, Node]:
+        if not isinstance(self.value, dict):
+            raise self.error(f"{what} must be a mapping (key: value lines), found {_kind(self.value)}")
+        return self.value
+
+    def expect_list(self, what: str) -> list[Node]:
+        if not isinstance(self.value, list):
+            raise self.error(f"{what} must be a list (lines starting with '- '), found {_kind(self.value)}")
+        return self.value
+
+    def expect_str(self, what: str) -> str:
+        if not isinstance(self.value, str) or not self.value:
+            raise self.error(f"{what} must be a non-empty text, found {_kind(self.value)}")
+        return self.value
+
+    def check_keys(self, allowed: set[str] | frozenset[str], what: str) -> dict[str, Node]:
+        """Refuse unknown keys, suggesting the nearest allowed one."""
+        mapping = self.expect_dict(what)
+        for key, node in mapping.items():
+            if key not in allowed:
+                raise node.key_error(key, allowed, what)
+        return mapping
+
+    def key_error(self, key: str, allowed: set[str] | frozenset[str], what: str) -> MappingError:
+        near = difflib.get_close_matches(key, sorted(allowed), n=1)
+        hint = f"write `{near[0]}` instead" if near else f"allowed keys: {', '.join(sorted(allowed))}"
+        line, column = self.key_line or self.line, self.key_column or self.column
+        return MappingError(
+            f"{self.file}:{line}:{column}: {self.path}: unknown key `{key}` in {what}", hint=hint
+        )
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return f"{type(value).__name__} {value!r}"
+
+
+def suggest(name: str, choices: list[str] | set[str]) -> str | None:
+    """`did you mean X` text for the nearest choice, or None."""
+    near = difflib.get_close_matches(name, sorted(choices), n=1)
+    return f"did you mean `{near[0]}`?" if near else None
+
+
+def load_nodes(text: str, file: str) -> Node:
+    """Parse YAML text into Nodes; syntax errors and duplicate keys become MappingErrors."""
+    try:
+        root = compose_bounded(text)
+    except YamlRefused as refused:
+        raise MappingError(f"{file}:{refused.line}:{refused.column}: mapping file rejected: {refused.reason}",
+                           hint="see docs/mapping.md for what a mapping file holds") from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        line, column = position(mark) if mark else (1, 1)
+        raise MappingError(
+            f"{file}:{line}:{column}: YAML syntax error: {exc.problem}",
+            hint="check indentation and quoting at that place (quote text that contains ': ' or '#')",
+        ) from None
+    except yaml.reader.ReaderError as exc:
+        line, column = text_position(text, exc.position)
+        raise MappingError(
+            f"{file}:{line}:{column}: the file is not valid YAML text ({exc.reason})",
+            hint="remove control characters; save the file as UTF-8",
+        ) from None
+    if root is None:
+        raise MappingError(
+            f"{file}:1:1: the mapping file is empty", hint="see docs/mapping.md for an example"
+        )
+    constructor = yaml.SafeLoader("")
+    return _convert(root, file, "", constructor)
+
+
+def _convert(node: yaml.Node, file: str, path: str, constructor: yaml.SafeLoader) -> Node:
+    line, column = position(node.start_mark)
+    if isinstance(node, yaml.MappingNode):
+        result: dict[str, Node] = {}
+        for key_node, value_node in node.value:
+            key = constructor.construct_object(key_node, deep=True)
+            key_line, key_column = position(key_node.start_mark)
+            if not isinstance(key, str):
+                raise MappingError(
+                    f"{file}:{key_line}:{key_column}: {path or '(top)'}: key {key!r} must be text",
+                    hint="quote it",
+                )
+            child_path = f"{path}.{key}" if path else key
+            if key in result:
+                first = result[key]
+                raise MappingError(
+                    f"{file}:{key_line}:{key_column}: {child_path}: duplicate key `{key}` "
+                    f"(first written at line {first.line})",
+                    hint="keep one of them",
+                )
+            result[key] = _convert(value_node, file, child_path, constructor)
+            result[key].key_line, result[key].key_column = key_line, key_column
+        return Node(result, file, line, column, path or "(top)")
+    if isinstance(node, yaml.SequenceNode):
+        items = [
+            _convert(item, file, f"{path}[{index}]", constructor) for index, item in enumerate(node.value)
+        ]
+        return Node(items, file, line, column, path or "(top)")
+    quoted = 1 if isinstance(node, yaml.ScalarNode) and node.style in ("'", '"') else 0
+    value = constructor.construct_object(node, deep=True)
+    return Node(value, file, line, column, path or "(top)", text_offset=quoted)
