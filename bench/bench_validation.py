@@ -153,7 +153,6 @@ def target_reader(
 ) -> tuple[str, Callable[[], Iterator[dict]], Callable[[dict], dict]]:
     """The DynamoDB sink's read_back and its deserialiser when the sink exists, else a raw Scan path."""
     try:
-        from etl.sinks.coltypes import parse_type
         from etl.sinks.dynamodb import Config, open_sink
         from etl.sinks.dynamodb_values import decode_item
     except ImportError:
@@ -175,7 +174,7 @@ def target_reader(
 
         return "raw boto3 Scan + TypeDeserializer (etl.sinks.dynamodb not present)", scan_rows, decode_plain
     sink = open_sink("bench", Config(type="dynamodb", endpoint_url=endpoint))
-    columns = {column.name: parse_type(column.type) for column in spec.columns}
+    columns = {column.name: column.parsed_type for column in spec.columns}
     return (
         "etl.sinks.dynamodb read_back",
         lambda: sink.read_back(spec, segments=segments),

@@ -35,7 +35,6 @@ from bench_sinks import ddb_raw  # noqa: E402
 from bench_w1_mongo_postgres import mongo_uri  # noqa: E402
 from workloads import LOADED_UNVALIDATED  # noqa: E402
 
-from etl.sinks.coltypes import parse_type  # noqa: E402
 from etl.sinks.dynamodb_values import encode_item  # noqa: E402
 
 JOB = """\
@@ -127,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         create_table(client, raw_table)
         raw_seconds = ddb_raw(client, raw_table, rows, threads)
         counts["raw"] = count_items(client, raw_table)
-        columns = {column.name: parse_type(column.type) for column in spec.columns}
+        columns = {column.name: column.parsed_type for column in spec.columns}
         items = [encode_item(row, columns, spec.key) for row in rows]
         del rows
         create_table(client, encoded_table)

@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any, Self
+from functools import cached_property
+from typing import Any, Literal, Self
+
+from etl.coltypes import ColumnType, parse_type
 
 Json = Any  # a value json.dumps accepts
+RejectStage = Literal["extract", "map", "load"]
+"""Where a record was rejected: reading it at the source, mapping it, or loading it into a target."""
 
 
 @dataclass(frozen=True)
@@ -54,7 +59,7 @@ class Reject:
     """The record's key at the source, as text (e.g. `ObjectId('...')` or `InvoiceId=7`)."""
     reason: str
     """Why, in words a user can act on."""
-    stage: str = "map"
+    stage: RejectStage = "map"
     """Where it was rejected: extract, map or load."""
     field_path: str | None = None
     """The field at fault (`address.zip`, `Invoices[2].Total`), if one is."""
@@ -132,6 +137,12 @@ class Column:
     nullable: bool = True
     pii: str | None = None
     """The PII transform applied (hmac, mask, redact, year), shown in reports; None when not PII."""
+
+    @cached_property
+    def parsed_type(self) -> ColumnType:
+        """`type` parsed (once per column); raises ColumnTypeError when it is not a mapping type (a
+        restore verification's columns carry the engine's own type names, read only by checksums)."""
+        return parse_type(self.type)
 
 
 @dataclass(frozen=True)

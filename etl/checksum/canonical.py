@@ -214,14 +214,23 @@ def _encode(value: object, kind: str, tolerances: Tolerances, is_key: bool) -> b
     if isinstance(value, str):
         return _encode_string(value, tolerances, is_key)
     if isinstance(value, int | float | Decimal):
-        if kind == "float":
-            try:
-                return _encode_float(float(value))
-            except OverflowError:
-                raise UnencodableValue(
-                    f"a {type(value).__name__} too large for a float column", hint="use a decimal column"
-                ) from None
-        return _encode_number(value)
+        return _encode_in_float_column(value) if kind == "float" else _encode_number(value)
+    if isinstance(value, dt.date | dt.time | dt.timedelta):
+        return _encode_temporal(value, tolerances)
+    return _encode_other(value, kind, tolerances)
+
+
+def _encode_in_float_column(value: int | float | Decimal) -> bytes:
+    try:
+        return _encode_float(float(value))
+    except OverflowError:
+        raise UnencodableValue(
+            f"a {type(value).__name__} too large for a float column", hint="use a decimal column"
+        ) from None
+
+
+def _encode_temporal(value: dt.date | dt.time | dt.timedelta, tolerances: Tolerances) -> bytes:
+    """Timestamps (UTC or naive), dates, times of day (with or without an offset) and intervals."""
     if isinstance(value, dt.datetime):
         if value.tzinfo is not None and value.utcoffset() is not None:
             micros = _micros(value - _EPOCH_UTC)
@@ -238,8 +247,11 @@ def _encode(value: object, kind: str, tolerances: Tolerances, is_key: bool) -> b
         if offset is None:
             return _frame(TAG_TIME, micros.to_bytes(8, "big"))
         return _frame(TAG_TIME_OFFSET, micros.to_bytes(8, "big") + _signed(_micros(offset)))
-    if isinstance(value, dt.timedelta):
-        return _frame(TAG_INTERVAL, _signed(_micros(value)))
+    return _frame(TAG_INTERVAL, _signed(_micros(value)))
+
+
+def _encode_other(value: object, kind: str, tolerances: Tolerances) -> bytes:
+    """UUIDs, bytes, maps, sets and lists; anything else is not a canonical value."""
     if isinstance(value, uuid.UUID):
         return _frame(TAG_UUID, value.bytes)
     if isinstance(value, bytes | bytearray | memoryview):

@@ -158,34 +158,18 @@ schema: maps by the encoding of their keys, lists in order, numbers as `trim_sca
 `digitsEexponent` beyond +-1E1000), strings, booleans, null."""
 
 
+_Payload = tuple[bytes, sql.Composable, int | None]
+
+
 def _payload(
     column: sql.Composable, kind: str, pg_type: str, typmod: int, tolerances: Tolerances
-) -> tuple[bytes, sql.Composable, int | None] | None:
+) -> _Payload | None:
     """(tag, payload expression, fixed payload length or None) of one column, or None if SQL cannot
     produce the canonical bytes for it."""
-    if kind == "number" and pg_type in _INTEGER_TYPES:
-        return TAG_NUMBER, sql.SQL("convert_to({}::text, 'UTF8')").format(column), None
-    if kind == "number" and pg_type == "numeric":
-        # Fixed notation only: PostgreSQL never prints exponents; numbers beyond 1E1000 would differ.
-        return TAG_NUMBER, sql.SQL("convert_to(trim_scale({})::text, 'UTF8')").format(column), None
-    if kind == "float" and pg_type in ("float4", "float8"):
-        expression = sql.SQL("CASE WHEN {c} = 'NaN' THEN {nan} ELSE float8send({c}::float8) END").format(
-            c=column, nan=_bytea(encode(float("nan"), "float")[5:])
-        )
-        return TAG_FLOAT, expression, 8
     if kind == "number" or kind == "float":
-        return None
+        return _number_payload(column, kind, pg_type)
     if pg_type in ("text", "varchar", "bpchar"):
-        text: sql.Composable = column
-        if pg_type == "bpchar":
-            if typmod < 5:
-                return None
-            text = sql.SQL("rpad({}::text, {})").format(column, sql.Literal(typmod - 4))
-        if tolerances.unicode_nfc:
-            text = sql.SQL("normalize({}, NFC)").format(text)
-        if tolerances.rstrip_char:
-            text = sql.SQL("rtrim({}, ' ')").format(text)
-        return TAG_STRING, sql.SQL("convert_to({}, 'UTF8')").format(text), None
+        return _text_payload(column, pg_type, typmod, tolerances)
     if pg_type == "bool":
         return TAG_BOOL, sql.SQL("CASE WHEN {} THEN '\\x01'::bytea ELSE '\\x00'::bytea END").format(column), 1
     if pg_type == "date":
@@ -203,6 +187,37 @@ def _payload(
     if pg_type == "jsonb" and kind == "any" and not tolerances.unicode_nfc and not tolerances.rstrip_char:
         return b"", sql.SQL("{}({})").format(sql.SQL(JSONB_FUNCTION), column), -1
     return None
+
+
+def _number_payload(column: sql.Composable, kind: str, pg_type: str) -> _Payload | None:
+    """A column of a number or float kind: integers and numerics as their text, floats as float8."""
+    if kind == "number" and pg_type in _INTEGER_TYPES:
+        return TAG_NUMBER, sql.SQL("convert_to({}::text, 'UTF8')").format(column), None
+    if kind == "number" and pg_type == "numeric":
+        # Fixed notation only: PostgreSQL never prints exponents; numbers beyond 1E1000 would differ.
+        return TAG_NUMBER, sql.SQL("convert_to(trim_scale({})::text, 'UTF8')").format(column), None
+    if kind == "float" and pg_type in ("float4", "float8"):
+        expression = sql.SQL("CASE WHEN {c} = 'NaN' THEN {nan} ELSE float8send({c}::float8) END").format(
+            c=column, nan=_bytea(encode(float("nan"), "float")[5:])
+        )
+        return TAG_FLOAT, expression, 8
+    return None
+
+
+def _text_payload(
+    column: sql.Composable, pg_type: str, typmod: int, tolerances: Tolerances
+) -> _Payload | None:
+    """A text column's UTF-8 bytes, blank-padded like the client sees char(n), with the tolerances."""
+    text: sql.Composable = column
+    if pg_type == "bpchar":
+        if typmod < 5:
+            return None
+        text = sql.SQL("rpad({}::text, {})").format(column, sql.Literal(typmod - 4))
+    if tolerances.unicode_nfc:
+        text = sql.SQL("normalize({}, NFC)").format(text)
+    if tolerances.rstrip_char:
+        text = sql.SQL("rtrim({}, ' ')").format(text)
+    return TAG_STRING, sql.SQL("convert_to({}, 'UTF8')").format(text), None
 
 
 def _value_code(

@@ -19,8 +19,9 @@ from decimal import Decimal
 from itertools import repeat
 from operator import attrgetter
 
+from etl.coltypes import ColumnType
 from etl.mapping.paths import MISSING
-from etl.mapping.types import INT64_MAX, INT64_MIN, UTC, ColumnType
+from etl.mapping.types import INT64_MAX, INT64_MIN, UTC
 
 BulkCast = Callable[[list, set], list]
 """(values, the set of their types) -> cast values; CloserLook when any value needs the per-value cast."""

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from etl.coltypes import ColumnType
 from etl.mapping.columnar import columnar_plan
 from etl.mapping.expr import compile_expr
 from etl.mapping.functions import EvalError
@@ -21,7 +22,7 @@ from etl.mapping.reads import ReadPath, read_paths
 from etl.mapping.spec import ColumnSpec, MappingSpec, OutputSpec
 from etl.mapping.tables import OutputShape, output_shapes, table_specs
 from etl.mapping.template import TemplateValueError, compile_template
-from etl.mapping.types import CastError, ColumnType, make_cast, to_plain, type_name
+from etl.mapping.types import CastError, make_cast, to_plain, type_name
 from etl.records import Reject, TableRows, TableSpec, nested_path
 from etl.sinks.base import TargetRules
 
@@ -96,6 +97,28 @@ def _column_fn(column: ColumnSpec, rest_used: frozenset[str], omit: bool = False
     cast = make_cast(column.type, rounding=column.rounding, tz=column.tz, items=column.items)
     label = _label(column)
     on_empty = _empty(column, label)
+    if column.kind == "from":
+        assert column.path is not None
+        return _read_fn(column, cast, on_empty, label)
+    if column.kind == "const":
+        return _const_fn(column.const)
+    if column.kind == "template":
+        return _template_fn(column, _finish_fn(column, cast, on_empty, label), omit)
+    if column.kind == "expr":
+        return _expr_fn(column, _finish_fn(column, cast, on_empty, label))
+    if column.kind == "map":
+        assert column.map_tree is not None
+        build = _map_fn(column.map_tree, omit)
+        return lambda ctx: build(ctx)
+    if column.kind == "rest":
+        return _rest_fn(column, rest_used, omit)
+    raise ValueError(f"unknown column kind {column.kind}")
+
+
+def _finish_fn(
+    column: ColumnSpec, cast: Callable[[Any], Any], on_empty: Callable[[Any], Any], label: str
+) -> Callable[[Any], Any]:
+    """A computed value made the column's: empty values as the column says, others cast."""
 
     def finish(value: Any) -> Any:
         if value is None or value is MISSING:
@@ -103,70 +126,72 @@ def _column_fn(column: ColumnSpec, rest_used: frozenset[str], omit: bool = False
         try:
             return cast(value)
         except CastError as exc:
-            raise _cast_problem(label, column.type.name, exc) from None
+            raise _cast_problem(label, column.type.text, exc) from None
 
-    if column.kind == "from":
-        assert column.path is not None
-        return _read_fn(column, cast, on_empty, label)
-    if column.kind == "const":
-        value = column.const
-        if isinstance(value, (dict, list, set)):
-            return lambda ctx: copy.deepcopy(value)
-        return lambda ctx: value
-    if column.kind == "template":
-        assert column.template is not None
-        render = compile_template(column.template, null_gives_none=omit)
+    return finish
 
-        def fill(ctx: tuple) -> Any:
-            try:
-                text = render(ctx)
-            except TemplateValueError as exc:
-                raise RowProblem(exc.path, f"column `{column.name}`: {exc.reason}", exc.value_type) from None
-            return text if column.type.base == "string" or text is None else finish(text)
 
-        return fill
-    if column.kind == "expr":
-        evaluate = compile_expr(column.expr)
+def _const_fn(value: Any) -> ColumnFn:
+    """A constant; a document or array is copied for each row, so that no two rows share one."""
+    if isinstance(value, (dict, list, set)):
+        return lambda ctx: copy.deepcopy(value)
+    return lambda ctx: value
 
-        def compute(ctx: tuple) -> Any:
-            try:
-                value = evaluate(ctx)
-            except EvalError as exc:
-                raise RowProblem(
-                    column.name, f"column `{column.name}`: {exc.reason}", exc.value_type
-                ) from None
-            return finish(value)
 
-        return compute
-    if column.kind == "map":
-        assert column.map_tree is not None
-        build = _map_fn(column.map_tree, omit)
-        return lambda ctx: build(ctx)
-    if column.kind == "rest":
-        skip = column.exclude if column.rest_all else column.exclude | rest_used
+def _template_fn(column: ColumnSpec, finish: Callable[[Any], Any], omit: bool) -> ColumnFn:
+    assert column.template is not None
+    render = compile_template(column.template, null_gives_none=omit)
 
-        def remaining(ctx: tuple) -> Any:
-            record = ctx[0]
-            try:
-                return {
-                    name: to_plain(value)
-                    for name, value in record.items()
-                    if name not in skip and not (omit and value is None)
-                }
-            except CastError as exc:
-                problem = exc
-            for name, value in record.items():  # find the field at fault, to name it
-                if name not in skip:
-                    try:
-                        to_plain(value)
-                    except CastError as exc:
-                        problem = exc.within(name)
-                        break
-            path = nested_path(column.name, problem.path)
-            raise RowProblem(path, f"column `{column.name}`, at {path}: {problem.reason}", problem.value_type)
+    def fill(ctx: tuple) -> Any:
+        try:
+            text = render(ctx)
+        except TemplateValueError as exc:
+            raise RowProblem(exc.path, f"column `{column.name}`: {exc.reason}", exc.value_type) from None
+        return text if column.type.base == "string" or text is None else finish(text)
 
-        return remaining
-    raise ValueError(f"unknown column kind {column.kind}")
+    return fill
+
+
+def _expr_fn(column: ColumnSpec, finish: Callable[[Any], Any]) -> ColumnFn:
+    evaluate = compile_expr(column.expr)
+
+    def compute(ctx: tuple) -> Any:
+        try:
+            value = evaluate(ctx)
+        except EvalError as exc:
+            raise RowProblem(
+                column.name, f"column `{column.name}`: {exc.reason}", exc.value_type
+            ) from None
+        return finish(value)
+
+    return compute
+
+
+def _rest_fn(column: ColumnSpec, rest_used: frozenset[str], omit: bool) -> ColumnFn:
+    """The record's fields that no other column reads (or all of them, `rest: all`), less the excluded."""
+    skip = column.exclude if column.rest_all else column.exclude | rest_used
+
+    def remaining(ctx: tuple) -> Any:
+        record = ctx[0]
+        try:
+            return {
+                name: to_plain(value)
+                for name, value in record.items()
+                if name not in skip and not (omit and value is None)
+            }
+        except CastError as exc:
+            problem = exc
+        for name, value in record.items():  # find the field at fault, to name it
+            if name not in skip:
+                try:
+                    to_plain(value)
+                except CastError as exc:
+                    problem = exc.within(name)
+                    break
+        path = nested_path(column.name, problem.path)
+        raise RowProblem(path, f"column `{column.name}`, at {path}: {problem.reason}", problem.value_type)
+
+    return remaining
 
 
 def _read_fn(
@@ -177,7 +202,7 @@ def _read_fn(
     path = column.path
     assert path is not None
     getter = make_getter(path)
-    type_text = column.type.name
+    type_text = column.type.text
 
     def failed(exc: CastError) -> RowProblem:
         return _cast_problem(label, type_text, exc)
@@ -467,13 +492,13 @@ class CompiledMapping:
             except Unprotectable as exc:
                 batch.rejects.append(
                     Reject(
-                        source_table,
-                        key_text(record),
-                        exc.problem.reason,
-                        "map",
-                        exc.problem.path,
-                        exc.problem.value_type,
-                        exc.safe,
+                        table=source_table,
+                        source_key=key_text(record),
+                        reason=exc.problem.reason,
+                        stage="map",
+                        field_path=exc.problem.path,
+                        value_type=exc.problem.value_type,
+                        record=exc.safe,
                     )
                 )
                 continue
@@ -488,26 +513,25 @@ class CompiledMapping:
             except RowProblem as problem:
                 batch.rejects.append(
                     Reject(
-                        source_table,
-                        key_text(record),
-                        problem.reason,
-                        "map",
-                        problem.field_path,
-                        problem.value_type,
-                        safe,
+                        table=source_table,
+                        source_key=key_text(record),
+                        reason=problem.reason,
+                        stage="map",
+                        field_path=problem.field_path,
+                        value_type=problem.value_type,
+                        record=safe,
                     )
                 )
                 continue
             except EvalError as exc:
                 batch.rejects.append(
                     Reject(
-                        source_table,
-                        key_text(record),
-                        f"filter: {exc.reason}",
-                        "map",
-                        None,
-                        exc.value_type,
-                        safe,
+                        table=source_table,
+                        source_key=key_text(record),
+                        reason=f"filter: {exc.reason}",
+                        stage="map",
+                        value_type=exc.value_type,
+                        record=safe,
                     )
                 )
                 continue

@@ -173,6 +173,44 @@ def translate_dms(node: Node, columns: Sequence[SourceColumn] | None = None) -> 
 
     `columns`: the source table's columns when known; then the rule copies (or puts in `_doc`)
     every column it does not exclude, as DMS does."""
+    rule, action = _object_mapping(node)
+    parameters = rule["mapping-parameters"].check_keys(PARAMETER_KEYS, "mapping-parameters")
+    if "partition-key-name" not in parameters:
+        raise rule["mapping-parameters"].error("no `partition-key-name`", "name the partition key attribute")
+    key_nodes = [parameters["partition-key-name"]] + (
+        [parameters["sort-key-name"]] if "sort-key-name" in parameters else []
+    )
+    key = [item.expect_str("a key attribute name") for item in key_nodes]
+    columns_out = dict(
+        _attribute_column(mapping)
+        for mapping in (
+            parameters["attribute-mappings"].expect_list("attribute-mappings")
+            if "attribute-mappings" in parameters
+            else []
+        )
+    )
+    by_attribute = {column.attribute: column for column in columns or ()}
+    for key_name, key_node in zip(key, key_nodes, strict=True):
+        if key_name not in columns_out:
+            source = by_attribute.get(key_name)
+            read = source.column if source else key_name
+            kind = "decimal" if source and source.number else "string"
+            columns_out[key_name] = _column(key_node, **{"from": _like(key_node, read)}, type=kind)
+    _add_copied_columns(node, action, parameters, columns, columns_out)
+    extra = {"condition": _condition(parameters["condition-expression"])} if (
+        "condition-expression" in parameters) else {}
+    return {
+        **extra,
+        "table": rule["target-table-name"],
+        "key": _like(key_nodes[0], [_like(item, item.value) for item in key_nodes]),
+        "columns": _like(node, columns_out, f"{node.path}.mapping-parameters"),
+        "nulls": _like(node, "omit"),
+    }
+
+
+def _object_mapping(node: Node) -> tuple[dict[str, Node], str]:
+    """The rule's options and its rule-action, once the rule is an object-mapping rule with a target
+    table and mapping parameters."""
     if isinstance(node.value, dict) and "rules" in node.value:
         raise node.error(
             "a whole DMS table-mapping document is not one rule",
@@ -194,57 +232,49 @@ def translate_dms(node: Node, columns: Sequence[SourceColumn] | None = None) -> 
         raise node.error("the rule has no `target-table-name`", "add the DynamoDB table name")
     if "mapping-parameters" not in rule:
         raise node.error("the rule has no `mapping-parameters`", "add at least `partition-key-name`")
-    parameters = rule["mapping-parameters"].check_keys(PARAMETER_KEYS, "mapping-parameters")
-    if "partition-key-name" not in parameters:
-        raise rule["mapping-parameters"].error("no `partition-key-name`", "name the partition key attribute")
-    key_nodes = [parameters["partition-key-name"]] + (
-        [parameters["sort-key-name"]] if "sort-key-name" in parameters else []
-    )
-    key = [item.expect_str("a key attribute name") for item in key_nodes]
-    columns_out: dict[str, Node] = {}
-    for mapping in (
-        parameters["attribute-mappings"].expect_list("attribute-mappings")
-        if "attribute-mappings" in parameters
-        else []
-    ):
-        options = mapping.check_keys(ATTRIBUTE_KEYS, "an attribute mapping")
-        for needed in ("target-attribute-name", "attribute-type", "value"):
-            if needed not in options:
-                raise mapping.error(f"the attribute mapping has no `{needed}`", "see docs/mapping.md (DMS)")
-        name = options["target-attribute-name"].expect_str("target-attribute-name")
-        kind = options["attribute-type"].value
-        sub_type = options["attribute-sub-type"].value if "attribute-sub-type" in options else "string"
-        value = options["value"]
-        if kind == "scalar":
-            if sub_type not in ("string", "number"):
-                raise options["attribute-sub-type"].error(
-                    "scalar sub-types are string and number", "write `attribute-sub-type: string`"
-                )
-            columns_out[name] = _scalar(mapping, value, sub_type)
-        elif kind == "document":
-            if sub_type != "dynamodb-map":
-                raise mapping.error(
-                    "document sub-type must be dynamodb-map", "write `attribute-sub-type: dynamodb-map`"
-                )
-            document = _document(value)
-            if not isinstance(document.value, dict) or any(
-                key in document.value for key in ("from", "template")
-            ):
-                raise value.error(
-                    "a dynamodb-map value is a map", 'write `value: {M: {Name: {S: "${Name}"}}}`'
-                )
-            columns_out[name] = _column(mapping, map=document)
-        else:
-            raise options["attribute-type"].error(
-                "attribute-type is scalar or document", "write `attribute-type: scalar`"
+    return rule, action
+
+
+def _attribute_column(mapping: Node) -> tuple[str, Node]:
+    """(attribute name, column options) of one entry of `attribute-mappings`."""
+    options = mapping.check_keys(ATTRIBUTE_KEYS, "an attribute mapping")
+    for needed in ("target-attribute-name", "attribute-type", "value"):
+        if needed not in options:
+            raise mapping.error(f"the attribute mapping has no `{needed}`", "see docs/mapping.md (DMS)")
+    name = options["target-attribute-name"].expect_str("target-attribute-name")
+    kind = options["attribute-type"].value
+    sub_type = options["attribute-sub-type"].value if "attribute-sub-type" in options else "string"
+    value = options["value"]
+    if kind == "scalar":
+        if sub_type not in ("string", "number"):
+            raise options["attribute-sub-type"].error(
+                "scalar sub-types are string and number", "write `attribute-sub-type: string`"
             )
-    by_attribute = {column.attribute: column for column in columns or ()}
-    for key_name, key_node in zip(key, key_nodes, strict=True):
-        if key_name not in columns_out:
-            source = by_attribute.get(key_name)
-            read = source.column if source else key_name
-            kind = "decimal" if source and source.number else "string"
-            columns_out[key_name] = _column(key_node, **{"from": _like(key_node, read)}, type=kind)
+        return name, _scalar(mapping, value, sub_type)
+    if kind == "document":
+        if sub_type != "dynamodb-map":
+            raise mapping.error(
+                "document sub-type must be dynamodb-map", "write `attribute-sub-type: dynamodb-map`"
+            )
+        document = _document(value)
+        if not isinstance(document.value, dict) or any(
+            key in document.value for key in ("from", "template")
+        ):
+            raise value.error(
+                "a dynamodb-map value is a map", 'write `value: {M: {Name: {S: "${Name}"}}}`'
+            )
+        return name, _column(mapping, map=document)
+    raise options["attribute-type"].error(
+        "attribute-type is scalar or document", "write `attribute-type: scalar`"
+    )
+
+
+def _add_copied_columns(
+    node: Node, action: str, parameters: dict[str, Node], columns: Sequence[SourceColumn] | None,
+    columns_out: dict[str, Node],
+) -> None:
+    """The columns DMS copies besides the mapped attributes: each column not excluded as an attribute
+    (map-record-to-record), or all of them in `_doc` (map-record-to-document)."""
     excluded = (
         [
             item.expect_str("a column name")
@@ -268,30 +298,21 @@ def translate_dms(node: Node, columns: Sequence[SourceColumn] | None = None) -> 
             if read in excluded or attribute in columns_out:
                 continue
             columns_out[attribute] = _column(type_node, **{"from": _like(type_node, read)}, type=type_node)
-    else:
-        if "copy-columns" in parameters:
-            raise parameters["copy-columns"].error(
-                "copy-columns belongs to map-record-to-record",
-                "map-record-to-document keeps every column not excluded in _doc",
-            )
-        if columns is None:
-            columns_out[DOC_ATTRIBUTE] = _column(
-                node, rest=_like(node, "all"), exclude=_like(node, [_like(node, name) for name in excluded])
-            )
-        else:
-            members = {
-                column.attribute: _column(node, **{"from": _like(node, column.column)}, type="json")
-                for column in columns
-                if column.column not in excluded
-            }
-            if members:
-                columns_out[DOC_ATTRIBUTE] = _column(node, map=_like(node, members))
-    extra = {"condition": _condition(parameters["condition-expression"])} if (
-        "condition-expression" in parameters) else {}
-    return {
-        **extra,
-        "table": rule["target-table-name"],
-        "key": _like(key_nodes[0], [_like(item, item.value) for item in key_nodes]),
-        "columns": _like(node, columns_out, f"{node.path}.mapping-parameters"),
-        "nulls": _like(node, "omit"),
+        return
+    if "copy-columns" in parameters:
+        raise parameters["copy-columns"].error(
+            "copy-columns belongs to map-record-to-record",
+            "map-record-to-document keeps every column not excluded in _doc",
+        )
+    if columns is None:
+        columns_out[DOC_ATTRIBUTE] = _column(
+            node, rest=_like(node, "all"), exclude=_like(node, [_like(node, name) for name in excluded])
+        )
+        return
+    members = {
+        column.attribute: _column(node, **{"from": _like(node, column.column)}, type="json")
+        for column in columns
+        if column.column not in excluded
     }
+    if members:
+        columns_out[DOC_ATTRIBUTE] = _column(node, map=_like(node, members))

@@ -22,11 +22,11 @@ from typing import Any
 
 from etl import sinks as sink_registry
 from etl import sources as source_registry
+from etl.coltypes import parse_type
 from etl.errors import JobFileError
 from etl.mapping.pii import looks_like_pii
 from etl.mapping.types import type_name
 from etl.redact import redact
-from etl.sinks.coltypes import parse_type
 
 EXPLODE_DEPTH = 3
 """Arrays of documents nested deeper than this stay whole (`type: list`)."""

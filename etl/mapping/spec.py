@@ -11,8 +11,9 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path as FilePath
-from typing import Any
+from typing import Any, Literal, cast, get_args
 
+from etl.coltypes import ColumnType, parse_type
 from etl.errors import MappingError
 from etl.located import Node, load_nodes, suggest
 from etl.mapping.dms import translate_dms
@@ -20,9 +21,9 @@ from etl.mapping.expr import ExprError, compile_expr, field_paths, parse_expr
 from etl.mapping.paths import MISSING, Path, PathSyntaxError, parse_path
 from etl.mapping.pii import MASK_MAX_KEEP, PiiRule, SecretKey, drop, hmac_sha256, mask, redact, year_only
 from etl.mapping.template import Template, TemplateError, parse_template
-from etl.mapping.types import ALL_TYPE_WORDS, CastError, ColumnType, make_cast, parse_type
+from etl.mapping.types import ALL_TYPE_WORDS, CastError, make_cast, mapping_type
 from etl.records import WriteCondition
-from etl.sinks import SINK_TYPES, engines_with, rules_for
+from etl.sinks import SINK_TYPES, TargetKind, engines_with, rules_for
 from etl.sinks.base import TargetRules
 
 Resolve = Callable[[str, str], str]
@@ -37,7 +38,9 @@ OUTPUT_KEYS = frozenset(
 NULLS = ("null", "omit")
 """What a null value of a non-key column becomes: a NULL attribute (`null`, the default) or no
 attribute at all (`omit`, what AWS DMS does on DynamoDB targets)."""
-SOURCE_KINDS = ("from", "const", "template", "expr", "map", "rest", "flatten")
+ColumnKind = Literal["from", "const", "template", "expr", "map", "rest"]
+"""Where a column's value comes from (a `flatten` column becomes one `from` column per field)."""
+SOURCE_KINDS = (*get_args(ColumnKind), "flatten")
 COLUMN_OPTIONS = frozenset(
     {"type", "default", "required", "optional", "round", "tz", "items", "prefix", "fields", "exclude"}
 )
@@ -52,8 +55,7 @@ class ColumnSpec:
     """One column of an output: where its value comes from, and its type."""
 
     name: str
-    kind: str
-    """One of: from, const, template, expr, map, rest, parent_key, ordinal."""
+    kind: ColumnKind
     type: ColumnType
     node: Node
     path: Path | None = None
@@ -107,7 +109,7 @@ class OutputSpec:
     """Rows of one target table made from each record (or from each element of an exploded array)."""
 
     target: str
-    target_kind: str
+    target_kind: TargetKind
     table: str
     key: tuple[str, ...]
     columns: list[ColumnSpec]
@@ -141,7 +143,7 @@ class MappingSpec:
     """A validated mapping file."""
 
     file: str
-    targets: dict[str, str]
+    targets: dict[str, TargetKind]
     outputs: list[OutputSpec]
     source_key: list[str] = field(default_factory=list)
     where: Any = None
@@ -232,8 +234,8 @@ def spec_from_nodes(root: Node, file: str, *, resolve: Resolve | None = None) ->
     return spec
 
 
-def _targets(node: Node) -> dict[str, str]:
-    targets = {}
+def _targets(node: Node) -> dict[str, TargetKind]:
+    targets: dict[str, TargetKind] = {}
     for name, kind_node in node.expect_dict("targets").items():
         kind = kind_node.value
         if kind not in TARGET_KINDS:
@@ -241,7 +243,7 @@ def _targets(node: Node) -> dict[str, str]:
             raise kind_node.error(
                 f"unknown target kind `{kind}`", near or f"write {' or '.join(TARGET_KINDS)}"
             )
-        targets[name] = kind
+        targets[name] = cast(TargetKind, kind)
     if not targets:
         raise node.error("`targets:` is empty", "name each target and its kind: `pg: postgres`")
     return targets
@@ -373,80 +375,28 @@ def _pii(node: Node, resolve: Resolve | None) -> list[PiiRule]:
     return rules
 
 
-def _output(node: Node, targets: dict[str, str]) -> OutputSpec:
+def _output(node: Node, targets: dict[str, TargetKind]) -> OutputSpec:
     options = node.check_keys(OUTPUT_KEYS, "an output")
     if "dms" in options:
-        kind = targets.get(options["target"].value) if "target" in options else None
-        if kind in SINK_TYPES and not rules_for(kind).dms_items:
-            engine = rules_for(kind).engine
-            raise options["dms"].error(
-                f"AWS DMS object-mapping rules describe {engines_with('dms_items')} items; this output's "
-                f"target is {engine}",
-                f"write `table`, `key` and `columns` for a {engine} output",
-            )
-        extra = set(options) - {"dms", "target", "description", "where", "nulls"}
-        if extra:
-            raise options[sorted(extra)[0]].error(
-                "a `dms:` output takes only target, where, nulls and description",
-                "move columns into the DMS rule's attribute-mappings",
-            )
-        options = {**translate_dms(options["dms"]), **options}
+        options = _with_dms_rule(options, targets)
     for required in ("target", "table", "columns"):
         if required not in options:
             raise node.error(f"the output has no `{required}:`", _OUTPUT_HINTS[required])
-    target_node = options["target"]
-    target = target_node.expect_str("target")
-    if target not in targets:
-        near = suggest(target, set(targets))
-        raise target_node.error(
-            f"unknown target `{target}`",
-            near or f"declare it under `targets:` (declared: {', '.join(targets)})",
-        )
+    target = _output_target(options["target"], targets)
     kind = targets[target]
-    table = options["table"].expect_str("table")
-    names = rules_for(kind).names
-    if not _NAME.match(table) or names.stored(table) != table:
-        limited = [rules_for(k).names for k in SINK_TYPES if rules_for(k).names.identifier_bytes]
-        said = ", ".join(f"at most {n.identifier_bytes} bytes for {n.engine}" for n in limited)
-        raise options["table"].error(
-            f"`{table}` is not a usable table name",
-            "use letters, digits and underscores" + (f" ({said})" if said else ""),
-        )
+    table = _table_name(options["table"], kind)
     explode: tuple[Path, ...] = ()
     explode_text = None
     if "explode" in options:
         explode_text, explode = _explode(options["explode"])
     scopes = 1 + len(explode)
-    columns: list[ColumnSpec] = []
-    seen: dict[str, Node] = {}
-    for name, column_node in options["columns"].expect_dict("columns").items():
-        for column in _columns(name, column_node, scopes):
-            if column.name in seen:
-                raise column.node.error(
-                    f"duplicate column `{column.name}` (also made at line {seen[column.name].line})",
-                    "rename one of them",
-                )
-            seen[column.name] = column.node
-            columns.append(column)
-    if not columns:
-        raise options["columns"].error("the output has no columns", "add at least the key columns")
+    columns = _output_columns(options["columns"], scopes)
     key_declared = "key" in options
-    key: tuple[str, ...] = ()
-    if key_declared:
-        key_node = options["key"]
-        key_names = (
-            [key_node.value]
-            if isinstance(key_node.value, str)
-            else [item.expect_str("a key column") for item in key_node.expect_list("key")]
-        )
-        if not key_names or len(set(key_names)) != len(key_names):
-            raise key_node.error("key lists distinct column names", "write e.g. `key: [customer_id]`")
-        key = tuple(key_names)
     output = OutputSpec(
         target,
         kind,
         table,
-        key,
+        _output_key(options["key"]) if key_declared else (),
         columns,
         node,
         explode,
@@ -465,6 +415,77 @@ def _output(node: Node, targets: dict[str, str]) -> OutputSpec:
         if "exclude-columns" in parameters:
             output.dms_excluded = frozenset(item.value for item in parameters["exclude-columns"].value)
     return output
+
+
+def _with_dms_rule(options: dict[str, Node], targets: dict[str, TargetKind]) -> dict[str, Node]:
+    """A `dms:` output's options: what its DMS rule says, plus the output's own target, where, nulls."""
+    kind = targets.get(options["target"].value) if "target" in options else None
+    if kind in SINK_TYPES and not rules_for(kind).dms_items:
+        engine = rules_for(kind).engine
+        raise options["dms"].error(
+            f"AWS DMS object-mapping rules describe {engines_with('dms_items')} items; this output's "
+            f"target is {engine}",
+            f"write `table`, `key` and `columns` for a {engine} output",
+        )
+    extra = set(options) - {"dms", "target", "description", "where", "nulls"}
+    if extra:
+        raise options[sorted(extra)[0]].error(
+            "a `dms:` output takes only target, where, nulls and description",
+            "move columns into the DMS rule's attribute-mappings",
+        )
+    return {**translate_dms(options["dms"]), **options}
+
+
+def _output_target(target_node: Node, targets: dict[str, TargetKind]) -> str:
+    target = target_node.expect_str("target")
+    if target not in targets:
+        near = suggest(target, set(targets))
+        raise target_node.error(
+            f"unknown target `{target}`",
+            near or f"declare it under `targets:` (declared: {', '.join(targets)})",
+        )
+    return target
+
+
+def _table_name(node: Node, kind: TargetKind) -> str:
+    """The output's table name, once it is a name the target stores as written."""
+    table = node.expect_str("table")
+    if not _NAME.match(table) or rules_for(kind).names.stored(table) != table:
+        limited = [rules_for(k).names for k in SINK_TYPES if rules_for(k).names.identifier_bytes]
+        said = ", ".join(f"at most {n.identifier_bytes} bytes for {n.engine}" for n in limited)
+        raise node.error(
+            f"`{table}` is not a usable table name",
+            "use letters, digits and underscores" + (f" ({said})" if said else ""),
+        )
+    return table
+
+
+def _output_columns(node: Node, scopes: int) -> list[ColumnSpec]:
+    columns: list[ColumnSpec] = []
+    seen: dict[str, Node] = {}
+    for name, column_node in node.expect_dict("columns").items():
+        for column in _columns(name, column_node, scopes):
+            if column.name in seen:
+                raise column.node.error(
+                    f"duplicate column `{column.name}` (also made at line {seen[column.name].line})",
+                    "rename one of them",
+                )
+            seen[column.name] = column.node
+            columns.append(column)
+    if not columns:
+        raise node.error("the output has no columns", "add at least the key columns")
+    return columns
+
+
+def _output_key(key_node: Node) -> tuple[str, ...]:
+    names = (
+        [key_node.value]
+        if isinstance(key_node.value, str)
+        else [item.expect_str("a key column") for item in key_node.expect_list("key")]
+    )
+    if not names or len(set(names)) != len(names):
+        raise key_node.error("key lists distinct column names", "write e.g. `key: [customer_id]`")
+    return tuple(names)
 
 
 def _condition(output: OutputSpec, node: Node, scopes: int) -> None:
@@ -554,18 +575,10 @@ def _columns(name: str, node: Node, scopes: int) -> list[ColumnSpec]:
             f"column `{name}` needs exactly one of {', '.join(SOURCE_KINDS)} (found {len(kinds)})",
             f"write e.g. `{name}: {{from: {name}, type: string}}`",
         )
-    kind = kinds[0]
-    if kind == "flatten":
+    if kinds[0] == "flatten":
         return _flatten(name, node, options, scopes)
-    if kind in ("map", "rest"):
-        column_type = _type(options["type"]) if "type" in options else parse_type("json")
-        if column_type.base != "json":
-            raise options["type"].error(
-                f"a `{kind}` column is a document: its type is json/map",
-                "remove `type:` or write `type: map`",
-            )
-    else:
-        column_type = _type(options["type"]) if "type" in options else _default_type(kind, options[kind])
+    kind = cast(ColumnKind, kinds[0])
+    column_type = _column_type(kind, options)
     source = options[kind]
     column = ColumnSpec(name, kind, column_type, node, at=source)
     if kind == "from":
@@ -579,27 +592,45 @@ def _columns(name: str, node: Node, scopes: int) -> list[ColumnSpec]:
     elif kind == "map":
         column.map_tree = _map_tree(source, scopes)
     elif kind == "rest":
-        if source.value not in (True, "all"):
-            raise source.error(
-                "write `rest: true` for the fields no other column reads, `rest: all` for every field",
-                "list fields to leave out under `exclude:`",
-            )
-        column.rest_all = source.value == "all"
-        if scopes != 1:
-            raise source.error(
-                "`rest` reads the remaining top-level fields of the record",
-                "use `from: $this, type: map` to keep an element whole",
-            )
-        exclude = options.get("exclude")
-        column.exclude = (
-            frozenset(item.expect_str("an excluded field") for item in exclude.expect_list("exclude"))
-            if exclude
-            else frozenset()
-        )
+        _rest_source(column, source, options.get("exclude"), scopes)
     elif "exclude" in options:
         raise options["exclude"].error("`exclude` belongs to `rest: true` columns", "remove it")
     _column_options(column, options)
     return [column]
+
+
+def _column_type(kind: ColumnKind, options: dict[str, Node]) -> ColumnType:
+    """The declared type, or the one a column of this kind has when none is declared (documents for
+    `map` and `rest`, which take no other)."""
+    if kind not in ("map", "rest"):
+        return _type(options["type"]) if "type" in options else _default_type(kind, options[kind])
+    column_type = _type(options["type"]) if "type" in options else parse_type("json")
+    if column_type.base != "json":
+        raise options["type"].error(
+            f"a `{kind}` column is a document: its type is json/map",
+            "remove `type:` or write `type: map`",
+        )
+    return column_type
+
+
+def _rest_source(column: ColumnSpec, source: Node, exclude: Node | None, scopes: int) -> None:
+    """A `rest: true | all` column: which remaining fields it keeps, less `exclude:`."""
+    if source.value not in (True, "all"):
+        raise source.error(
+            "write `rest: true` for the fields no other column reads, `rest: all` for every field",
+            "list fields to leave out under `exclude:`",
+        )
+    column.rest_all = source.value == "all"
+    if scopes != 1:
+        raise source.error(
+            "`rest` reads the remaining top-level fields of the record",
+            "use `from: $this, type: map` to keep an element whole",
+        )
+    column.exclude = (
+        frozenset(item.expect_str("an excluded field") for item in exclude.expect_list("exclude"))
+        if exclude
+        else frozenset()
+    )
 
 
 def _default_type(kind: str, source: Node) -> ColumnType:
@@ -620,7 +651,7 @@ def _type(node: Node) -> ColumnType:
     if not isinstance(node.value, str):
         raise node.error("a type is text", "write e.g. `type: decimal(10,2)`")
     try:
-        return parse_type(node.value)
+        return mapping_type(node.value)
     except ValueError as exc:
         near = suggest(node.value.split("(")[0].strip().lower(), set(ALL_TYPE_WORDS))
         raise node.error(
@@ -707,7 +738,7 @@ def _column_options(column: ColumnSpec, options: dict[str, Node]) -> None:
             raise options["round"].error("the only rounding is `half_even`", "write `round: half_even`")
         if column.type.base not in ("decimal", "timestamp", "timestamptz", "list", "set"):
             raise options["round"].error(
-                f"`round` applies to decimal and timestamp columns, not {column.type.name}", "remove it"
+                f"`round` applies to decimal and timestamp columns, not {column.type.text}", "remove it"
             )
         column.rounding = "half_even"
     if "tz" in options:
@@ -761,8 +792,8 @@ def _cast_literal(node: Node, column_type: ColumnType, value: Any, column: Colum
         return cast(value)
     except CastError as exc:
         raise node.error(
-            f"the value does not fit type {column_type.name}: {exc.reason}",
-            f"write a {column_type.name} value",
+            f"the value does not fit type {column_type.text}: {exc.reason}",
+            f"write a {column_type.text} value",
         ) from None
 
 
@@ -877,7 +908,7 @@ def _check_key(output: OutputSpec) -> None:
         if column.name in output.key:
             if rules.key_types is not None and column.type.base not in rules.key_types:
                 raise column.node.error(
-                    f"{rules.engine} key attribute `{column.name}` cannot be {column.type.name}: keys are "
+                    f"{rules.engine} key attribute `{column.name}` cannot be {column.type.text}: keys are "
                     "string, number or binary",
                     "write `type: string`, `int`, `decimal` or `bytes`",
                 )

@@ -72,7 +72,7 @@ def _column_types(output: OutputSpec, shape: OutputShape) -> dict[str, str]:
     types = {column.name: column.type for column in shape.parent_columns}
     if shape.ordinal:
         types[shape.ordinal] = "int"
-    types.update({column.name: column.type.name for column in output.columns})
+    types.update({column.name: column.type.text for column in output.columns})
     return types
 
 
@@ -85,7 +85,7 @@ def output_columns(output: OutputSpec, shape: OutputShape) -> list[Column]:
         columns.append(
             Column(
                 column.name,
-                column.type.name,
+                column.type.text,
                 nullable=not (column.required or column.name in key),
                 pii=column.pii,
             )

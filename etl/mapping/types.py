@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import re
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import bson
 
+from etl.coltypes import ColumnType, ColumnTypeError, parse_type
 from etl.records import nested_path
 
 Cast = Callable[[Any], Any]
@@ -52,62 +51,19 @@ def type_name(value: Any) -> str:
     return kind.__name__
 
 
-@dataclass(frozen=True)
-class ColumnType:
-    """A parsed type: `name` is the text used in TableSpec (e.g. `decimal(10,2)`, `timestamptz(3)`)."""
-
-    base: str
-    precision: int | None = None
-    scale: int | None = None
-
-    @property
-    def name(self) -> str:
-        if self.base == "decimal" and self.precision is not None:
-            return f"decimal({self.precision},{self.scale})"
-        if self.base in ("timestamp", "timestamptz"):
-            return f"{self.base}({6 if self.precision is None else self.precision})"
-        return self.base
-
-
 SIMPLE_TYPES = ("string", "int", "float", "bool", "date", "uuid", "bytes", "json", "list", "set")
-ALIASES = {
-    "map": "json",
-    "str": "string",
-    "integer": "int",
-    "boolean": "bool",
-    "text": "string",
-    "timestamp with time zone": "timestamptz",
-    "jsonb": "json",
-    "binary": "bytes",
-}
 ALL_TYPE_WORDS = (*SIMPLE_TYPES, "decimal", "decimal(p,s)", "timestamp(p)", "timestamptz(p)", "map")
-_PARAM = re.compile(r"^\s*([a-z]+)\s*(?:\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\))?\s*$")
+"""The types a mapping file may declare (with their aliases, see `etl.coltypes.ALIASES`)."""
 
 
-
-def parse_type(text: str) -> ColumnType:
-    """Parse a type name; raises ValueError with what is allowed."""
-    lowered = ALIASES.get(text.strip().lower(), text.strip().lower())
-    match = _PARAM.match(lowered)
-    if not match:
-        raise ValueError(f"unknown type `{text}`")
-    base, first, second = match.group(1), match.group(2), match.group(3)
-    base = ALIASES.get(base, base)
-    if base == "decimal":
-        if first is None:
-            return ColumnType("decimal")
-        precision, scale = int(first), int(second or 0)
-        if not 1 <= precision <= 38 or scale > precision:
-            raise ValueError(f"decimal({precision},{scale}) needs 1 <= p <= 38 and 0 <= s <= p")
-        return ColumnType("decimal", precision, scale)
-    if base in ("timestamp", "timestamptz"):
-        precision = 6 if first is None else int(first)
-        if precision > 6 or second is not None:
-            raise ValueError(f"{base}(p) takes one precision 0..6 (Python keeps microseconds)")
-        return ColumnType(base, precision)
-    if base in SIMPLE_TYPES and first is None:
-        return ColumnType(base)
-    raise ValueError(f"unknown type `{text}`")
+def mapping_type(text: str) -> ColumnType:
+    """A type a mapping file may declare: a column type without a string length or an element type
+    (those are written `items:`), and not `time`; raises ColumnTypeError (a ValueError) otherwise."""
+    kind = parse_type(text)
+    plain = kind.base in SIMPLE_TYPES and not kind.args and kind.element is None
+    if not (plain or kind.base == "decimal" or kind.is_timestamp):
+        raise ColumnTypeError(f"unknown type `{text}`")
+    return kind
 
 
 def make_cast(
@@ -137,7 +93,7 @@ def make_cast(
     if kind.base in ("list", "set"):
         item_cast = make_cast(items, rounding=rounding, tz=tz) if items else to_plain
         return _list_cast(item_cast) if kind.base == "list" else _set_cast(item_cast)
-    raise ValueError(f"unknown type {kind.name}")
+    raise ValueError(f"unknown type {kind.text}")
 
 
 def zone(name: str) -> dt.tzinfo:
@@ -454,6 +410,11 @@ def _to_plain_other(value: Any) -> Any:
         return _plain_list(value)
     if isinstance(value, (set, frozenset)):
         return {to_plain(item) for item in value}
+    return _binary_to_plain(value)
+
+
+def _binary_to_plain(value: Any) -> Any:
+    """ObjectIds as their hex text, binaries as bytes (UUID subtype as UUID); nothing else is plain."""
     if isinstance(value, bson.ObjectId):
         return str(value)
     if isinstance(value, bson.Binary):

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, get_args
 
 if TYPE_CHECKING:
     from etl.sinks.base import TargetRules
 
-SINK_TYPES = {
+TargetKind = Literal["dynamodb", "postgres"]
+"""The kinds of target a job or mapping names: the keys of SINK_TYPES."""
+SINK_TYPES: dict[str, str] = {
     "dynamodb": "etl.sinks.dynamodb",
     "postgres": "etl.sinks.postgres",
 }
+assert set(SINK_TYPES) == set(get_args(TargetKind)), "each target kind has exactly one sink module"
 
 
 CHECK_MODULES = {

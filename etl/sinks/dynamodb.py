@@ -29,12 +29,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from etl import security
 from etl.aws_session import boto3_session
+from etl.coltypes import ColumnType
 from etl.errors import ConnectionFailed, EtlError, RuntimeFailure
 from etl.records import Reject, TableRows, TableSpec
 from etl.redact import RedactedRepr, redact
 from etl.settings_types import Integer
 from etl.sinks.base import CheckResult, NameLimits, TargetRules, WriteResult, column_form
-from etl.sinks.coltypes import ColumnType, parse_type
 from etl.sinks.dynamodb_scan import install_scan
 from etl.sinks.dynamodb_scope import Scope
 from etl.sinks.dynamodb_values import (
@@ -247,7 +247,7 @@ class DynamoDBSink:
                 self._check_key_schema(spec, columns, existing)
 
     def _register(self, spec: TableSpec) -> _Table:
-        table = _Table(spec, {column.name: parse_type(column.type) for column in spec.columns})
+        table = _Table(spec, {column.name: column.parsed_type for column in spec.columns})
         self._tables[spec.table] = table
         return table
 
@@ -284,7 +284,7 @@ class DynamoDBSink:
 
     def _attribute_type(self, spec: TableSpec, columns: dict[str, ColumnType], name: str) -> str:
         column = columns.get(name)
-        kind = KEY_ATTRIBUTE_TYPES.get(column.name) if column else None
+        kind = KEY_ATTRIBUTE_TYPES.get(column.base) if column else None
         if kind is None:
             raise EtlError(
                 f"DynamoDB table {spec.table!r}: key attribute {name!r} must be a column of a string, number"
@@ -580,7 +580,7 @@ class DynamoDBSink:
 
     def read_back(self, table: TableSpec, *, segments: int = 4, consistent: bool = False) -> Iterator[dict]:
         """Parallel Scan (one thread per segment), pages handed over through a small bounded queue."""
-        columns = {column.name: parse_type(column.type) for column in table.columns}
+        columns = {column.name: column.parsed_type for column in table.columns}
         pages: queue.Queue = queue.Queue(maxsize=segments * 2)
         stop = threading.Event()
         done = object()
@@ -633,8 +633,8 @@ class DynamoDBSink:
         inside maps and lists are what DynamoDB holds (datetimes, dates and UUIDs as text). Scalar
         columns are decoded by their type and read back as written."""
         return column_form({
-            column.name: functools.partial(stored_value, column=kind) for column in table.columns
-            if (kind := parse_type(column.type)).name in STORED_FORM_TYPES
+            column.name: functools.partial(stored_value, column=column.parsed_type)
+            for column in table.columns if column.parsed_type.base in STORED_FORM_TYPES
         }, ItemRejected)
 
     def _scan_page(self, request: dict) -> dict:

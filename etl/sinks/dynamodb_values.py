@@ -19,8 +19,8 @@ import uuid
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from etl.coltypes import ColumnType
 from etl.records import FieldProblem
-from etl.sinks.coltypes import ColumnType
 
 MAX_ITEM_BYTES = 400 * 1024
 MAX_SIGNIFICANT_DIGITS = 38
@@ -111,7 +111,7 @@ _ATTRIBUTE_TYPES = {
 
 def attribute_type(column: ColumnType) -> str:
     """The DynamoDB attribute type values of a mapping type are stored as, for proposals."""
-    return _ATTRIBUTE_TYPES[column.name]
+    return _ATTRIBUTE_TYPES[column.base]
 
 
 def encode_value(value: Any, column: ColumnType | None, path: str) -> AttributeValue:
@@ -178,7 +178,7 @@ def _encode_other(value: Any, column: ColumnType | None) -> tuple[AttributeValue
         data = bytes(value)
         return {"B": data}, len(data)
     if isinstance(value, dt.datetime):
-        text = _timestamp_text(value, aware=column is None or column.name != "timestamp")
+        text = _timestamp_text(value, aware=column is None or column.base != "timestamp")
         return {"S": text}, len(text)
     if isinstance(value, dt.date | dt.time):
         text = value.isoformat()
@@ -306,7 +306,7 @@ def decode_value(value: AttributeValue, column: ColumnType | None) -> Any:
     if column is None:
         return decode_any(value)
     kind, inner = next(iter(value.items()))
-    name = column.name
+    name = column.base
     try:
         if kind == "N" and name == "decimal":
             return Decimal(inner)

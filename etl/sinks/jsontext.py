@@ -76,20 +76,8 @@ def _write(value: Any, out: list[str], lenient: bool) -> None:
         out.append("false")
     elif isinstance(value, int):
         out.append(str(value))
-    elif isinstance(value, float):
-        if math.isfinite(value):
-            out.append(repr(value))
-        elif lenient:
-            out.append(_string(repr(value)))
-        else:
-            raise JsonRefused(NOT_A_NUMBER, "", value)
-    elif isinstance(value, Decimal):
-        if lenient:
-            out.append(_string(str(value)))
-        elif value.is_finite():
-            out.append(str(value))
-        else:
-            raise JsonRefused(NOT_A_NUMBER, "", value)
+    elif isinstance(value, float | Decimal):
+        _write_number(value, out, lenient)
     elif isinstance(value, str):
         if not lenient and "\x00" in value:
             raise JsonRefused(NUL_REFUSED, "", value)
@@ -97,17 +85,47 @@ def _write(value: Any, out: list[str], lenient: bool) -> None:
     elif isinstance(value, dict):
         _write_map(value, out, lenient)
     elif isinstance(value, list | tuple | set | frozenset):
-        members = sorted(value, key=repr) if isinstance(value, set | frozenset) else value
-        out.append("[")
-        for index, member in enumerate(members):
-            if index:
-                out.append(",")
-            try:
-                _write(member, out, lenient)
-            except JsonRefused as problem:
-                raise problem.within(f"[{index}]") from None
-        out.append("]")
-    elif isinstance(value, bytes | bytearray | memoryview):
+        _write_list(value, out, lenient)
+    else:
+        _write_other(value, out, lenient)
+
+
+def _write_number(value: float | Decimal, out: list[str], lenient: bool) -> None:
+    """A float or Decimal as a JSON number with every digit; in the lenient form a Decimal, NaN and
+    infinity are text."""
+    if isinstance(value, float):
+        if math.isfinite(value):
+            out.append(repr(value))
+        elif lenient:
+            out.append(_string(repr(value)))
+        else:
+            raise JsonRefused(NOT_A_NUMBER, "", value)
+    elif lenient:
+        out.append(_string(str(value)))
+    elif value.is_finite():
+        out.append(str(value))
+    else:
+        raise JsonRefused(NOT_A_NUMBER, "", value)
+
+
+def _write_list(value: list | tuple | set | frozenset, out: list[str], lenient: bool) -> None:
+    """An array; a set's members in a stable order (by repr)."""
+    members = sorted(value, key=repr) if isinstance(value, set | frozenset) else value
+    out.append("[")
+    for index, member in enumerate(members):
+        if index:
+            out.append(",")
+        try:
+            _write(member, out, lenient)
+        except JsonRefused as problem:
+            raise problem.within(f"[{index}]") from None
+    out.append("]")
+
+
+def _write_other(value: Any, out: list[str], lenient: bool) -> None:
+    """Bytes (tagged, or base64 text when lenient), dates and times, UUIDs and intervals as text; in
+    the lenient form anything else as its str()."""
+    if isinstance(value, bytes | bytearray | memoryview):
         text = _string(base64.b64encode(bytes(value)).decode("ascii"))
         out.append(text if lenient else f'{{"{BINARY_TAG}":{{"base64":{text},"subType":"{BINARY_SUBTYPE}"}}}}'
                    )

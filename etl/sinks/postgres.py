@@ -31,13 +31,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from etl import security
 from etl.checksum.postgres_sql import PostgresTableSide
+from etl.coltypes import ColumnType
 from etl.errors import ConnectionFailed, EtlError, RuntimeFailure
 from etl.records import ColumnRows, Reject, TableRows, TableSpec, nested_path
 from etl.redact import RedactedRepr
 from etl.settings_types import Integer
 from etl.sinks import jsontext
 from etl.sinks.base import CheckResult, NameLimits, TargetRules, WriteResult, column_form
-from etl.sinks.coltypes import ColumnType, parse_type
 from etl.sinks.iam_token import IamTokenSource
 from etl.sinks.postgres_types import (
     ColumnAdapter,
@@ -284,7 +284,7 @@ class PostgresSink:
             finally:
                 self._release(connection)
             for spec in new:
-                planned = {column.name: planned_column(column.name, parse_type(column.type))
+                planned = {column.name: planned_column(column.name, column.parsed_type)
                            for column in spec.columns}
                 existing = found[spec.table] or planned
                 missing = [column.name for column in spec.columns if column.name not in existing]
@@ -344,7 +344,7 @@ class PostgresSink:
             if found is None:
                 raise EtlError(f"{where} has no column {column.name!r} (the mapping writes it)",
                                hint="add the column, or remove it from the mapping")
-            wanted = parse_type(column.type)
+            wanted = column.parsed_type
             if found.udt not in compatible_udts(wanted):
                 raise EtlError(
                     f"{where}, column {column.name!r}: type {found.udt} cannot hold the mapping's"
@@ -397,7 +397,7 @@ class PostgresSink:
         for column in spec.columns:
             not_null = sql.SQL(" NOT NULL") if not column.nullable or column.name in spec.key else sql.SQL("")
             definitions.append(sql.SQL("{} {}{}").format(
-                sql.Identifier(column.name), sql.SQL(ddl_type(parse_type(column.type))), not_null))
+                sql.Identifier(column.name), sql.SQL(ddl_type(column.parsed_type)), not_null))
         definitions.append(sql.SQL("PRIMARY KEY ({})").format(
             sql.SQL(", ").join(map(sql.Identifier, spec.key))))
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.config.db_schema)))
@@ -423,7 +423,7 @@ class PostgresSink:
         table = _Table(
             spec=spec,
             index=index,
-            types={column.name: parse_type(column.type) for column in spec.columns},
+            types={column.name: column.parsed_type for column in spec.columns},
             columns=columns,
             adapters=[column_adapter(column) for column in columns],
             create_stage=sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {}) ON COMMIT DELETE ROWS").format(
@@ -681,7 +681,7 @@ class PostgresSink:
 
     def read_back(self, table: TableSpec, *, segments: int = 4, consistent: bool = False) -> Iterator[dict]:
         """Stream rows through a server-side (named) cursor; `segments`/`consistent` do not apply here."""
-        types = {column.name: parse_type(column.type) for column in table.columns}
+        types = {column.name: column.parsed_type for column in table.columns}
         connection = self._acquire()
         try:
             with connection.conn.transaction():
@@ -720,7 +720,7 @@ class PostgresSink:
                 existing = self._existing_columns(connection.conn, table.table)
         finally:
             self._release(connection)
-        types = {column.name: parse_type(column.type) for column in table.columns}
+        types = {column.name: column.parsed_type for column in table.columns}
         return column_form({
             name: functools.partial(_stored_document, column=column) for name, column in types.items()
             if (existing[name].udt if name in existing else ddl_type(column)) in ("jsonb", "json")
@@ -747,7 +747,7 @@ class _TargetSide(PostgresTableSide):
 
 def _decode(value: Any, column: ColumnType) -> Any:
     """What the driver returns is already canonical, except sets (stored as arrays or jsonb arrays)."""
-    if column.name == "set" and isinstance(value, list):
+    if column.base == "set" and isinstance(value, list):
         try:
             return set(value)
         except TypeError:

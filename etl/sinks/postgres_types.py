@@ -18,9 +18,9 @@ from itertools import repeat
 from operator import attrgetter
 from typing import Any
 
+from etl.coltypes import ColumnType
 from etl.records import nested_path
 from etl.sinks import jsontext
-from etl.sinks.coltypes import ColumnType
 
 _SCALAR_DDL = {
     "string": "text", "int": "bigint", "decimal": "numeric", "float": "double precision", "bool": "boolean",
@@ -47,14 +47,14 @@ _INT_RANGE = {"int2": 2**15, "int4": 2**31, "int8": 2**63}
 
 def ddl_type(column: ColumnType) -> str:
     """The column type used when the sink creates the table."""
-    if column.name in ("list", "set"):
+    if column.base in ("list", "set"):
         return "jsonb" if column.element is None else ddl_type(column.element) + "[]"
-    if column.name == "json":
+    if column.base == "json":
         return "jsonb"
-    base = _SCALAR_DDL[column.name]
-    if column.name == "string" and column.args:
+    base = _SCALAR_DDL[column.base]
+    if column.base == "string" and column.args:
         return f"varchar({column.args[0]})"
-    if column.name == "decimal" and column.args:
+    if column.base == "decimal" and column.args:
         return f"numeric({','.join(map(str, column.args))})"
     if column.is_timestamp and column.args:
         return f"{base}({column.args[0]})"
@@ -63,11 +63,11 @@ def ddl_type(column: ColumnType) -> str:
 
 def compatible_udts(column: ColumnType) -> set[str]:
     """udt names an existing column may have to hold this mapping type without loss."""
-    if column.name in ("list", "set"):
+    if column.base in ("list", "set"):
         if column.element is None:
             return {"jsonb", "json"}
         return {"_" + udt for udt in compatible_udts(column.element)} | {"jsonb", "json"}
-    return _COMPATIBLE[column.name]
+    return _COMPATIBLE[column.base]
 
 
 _UDT = {"string": "text", "int": "int8", "decimal": "numeric", "float": "float8", "bool": "bool",
@@ -78,14 +78,14 @@ _UDT = {"string": "text", "int": "int8", "decimal": "numeric", "float": "float8"
 def planned_column(name: str, column: ColumnType) -> TargetColumn:
     """The column `ddl_type` creates, as information_schema would then describe it: what values are
     checked against before the table exists (`--profile`)."""
-    if column.name in ("list", "set"):
+    if column.base in ("list", "set"):
         if column.element is None:
             return TargetColumn(name, "jsonb")
         element = planned_column(name, column.element)
         return TargetColumn(name, "_" + element.udt, element.numeric_scale, element.numeric_precision,
                             element.datetime_precision)
-    udt = "varchar" if column.name == "string" and column.args else _UDT[column.name]
-    if column.name == "decimal" and column.args:
+    udt = "varchar" if column.base == "string" and column.args else _UDT[column.base]
+    if column.base == "decimal" and column.args:
         scale = column.args[1] if len(column.args) > 1 else 0
         return TargetColumn(name, udt, scale, column.args[0])
     if column.is_timestamp:

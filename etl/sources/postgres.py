@@ -630,7 +630,7 @@ _NUMBERS = frozenset({"INT2", "INT4", "INT8", "NUMERIC", "FLOAT4", "FLOAT8"})
 
 
 def _copied_exactly(column: SqlColumn, kind: Any) -> bool:
-    """Whether the mapping type `kind` (etl.mapping.types.ColumnType) keeps every finite value of the
+    """Whether the mapping type `kind` (etl.coltypes.ColumnType) keeps every finite value of the
     source column exactly, as the Python values the source reads: no rounding, no refusal, no
     conversion (a naive timestamp into timestamptz would take a time zone)."""
     base = kind.base

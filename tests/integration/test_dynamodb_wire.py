@@ -6,7 +6,7 @@ from decimal import Decimal
 import botocore.config
 import pytest
 
-from etl.sinks.coltypes import parse_type
+from etl.coltypes import parse_type
 from etl.sinks.dynamodb_values import decode_item, encode_item
 from etl.sinks.dynamodb_wire import batch_write, install, json_item
 from tests.conftest import dynamodb_local_client

@@ -32,26 +32,44 @@ def semantic(value: object, kind: str = "any") -> object:
     if isinstance(value, bool):
         return ("bool", value)
     if isinstance(value, int | float | Decimal):
-        if kind == "float":
-            number = float(value)
-            return ("float", "nan") if math.isnan(number) else ("float", struct.pack(">d", number))
-        if isinstance(value, float):
-            if math.isnan(value):
-                return ("num", "nan")
-            if math.isinf(value):
-                return ("num", "+inf" if value > 0 else "-inf")
-            return ("num", Fraction(Decimal(repr(value))))
-        if isinstance(value, Decimal) and value.is_nan():
-            return ("num", "nan")
-        if isinstance(value, Decimal) and value.is_infinite():
-            return ("num", "+inf" if value > 0 else "-inf")
-        return ("num", Fraction(value))
+        return semantic_number(value, kind)
     if isinstance(value, str):
         return ("str", value)
     if isinstance(value, bytes):
         return ("bytes", value)
     if isinstance(value, uuid.UUID):
         return ("uuid", value.int)
+    if isinstance(value, dt.date | dt.time | dt.timedelta):
+        return semantic_temporal(value)
+    if isinstance(value, dict):
+        return ("map", frozenset((k, semantic(v)) for k, v in value.items()))
+    if isinstance(value, frozenset | set):
+        return ("set", frozenset(semantic(v) for v in value))
+    if isinstance(value, list):
+        return ("list", tuple(semantic(v) for v in value))
+    raise TypeError(type(value))
+
+
+def semantic_number(value: int | float | Decimal, kind: str) -> object:
+    """What a number means: bits of a double in a float column, else its exact value (or NaN, +-inf)."""
+    if kind == "float":
+        number = float(value)
+        return ("float", "nan") if math.isnan(number) else ("float", struct.pack(">d", number))
+    if isinstance(value, float):
+        if math.isnan(value):
+            return ("num", "nan")
+        if math.isinf(value):
+            return ("num", "+inf" if value > 0 else "-inf")
+        return ("num", Fraction(Decimal(repr(value))))
+    if isinstance(value, Decimal) and value.is_nan():
+        return ("num", "nan")
+    if isinstance(value, Decimal) and value.is_infinite():
+        return ("num", "+inf" if value > 0 else "-inf")
+    return ("num", Fraction(value))
+
+
+def semantic_temporal(value: dt.date | dt.time | dt.timedelta) -> object:
+    """What a timestamp (an instant, or a naive one), date, time of day or interval means."""
     if isinstance(value, dt.datetime):
         if value.tzinfo is not None:
             return ("utc", value.astimezone(UTC).replace(tzinfo=None))
@@ -60,15 +78,7 @@ def semantic(value: object, kind: str = "any") -> object:
         return ("date", value.toordinal())
     if isinstance(value, dt.time):
         return ("time", value.replace(tzinfo=None, fold=0), value.utcoffset())
-    if isinstance(value, dt.timedelta):
-        return ("interval", value)
-    if isinstance(value, dict):
-        return ("map", frozenset((k, semantic(v)) for k, v in value.items()))
-    if isinstance(value, frozenset | set):
-        return ("set", frozenset(semantic(v) for v in value))
-    if isinstance(value, list):
-        return ("list", tuple(semantic(v) for v in value))
-    raise TypeError(type(value))
+    return ("interval", value)
 
 
 offsets = st.integers(min_value=-23 * 60, max_value=23 * 60).map(

@@ -11,6 +11,7 @@ import pytest
 from bson.decimal128 import Decimal128
 from bson.int64 import Int64
 
+from etl.coltypes import parse_type
 from etl.engine.profile import reject_kind
 from etl.errors import JobFileError
 from etl.job import load_job
@@ -24,7 +25,6 @@ from etl.mapping.scaffold import (
     propose_documents,
 )
 from etl.run import main
-from etl.sinks.coltypes import parse_type
 from etl.sources import SOURCE_TYPES
 from etl.sources.base import Catalogue
 from etl.sources.sql import SqlColumn

@@ -2,8 +2,8 @@
 
 import pytest
 
+from etl.coltypes import ColumnType, parse_type
 from etl.errors import MappingError
-from etl.sinks.coltypes import ColumnType, parse_type
 
 
 @pytest.mark.parametrize(

@@ -2,8 +2,8 @@
 
 from decimal import Decimal
 
+from etl.coltypes import parse_type
 from etl.records import Column, TableRows, TableSpec
-from etl.sinks.coltypes import parse_type
 from etl.sinks.dynamodb import (
     MAX_BATCH_BYTES,
     MAX_BATCH_ITEMS,

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from etl.sinks.coltypes import parse_type
+from etl.coltypes import parse_type
 from etl.sinks.dynamodb_values import (
     MAX_ITEM_BYTES,
     ItemRejected,

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from etl.sinks.coltypes import parse_type
+from etl.coltypes import parse_type
 from etl.sinks.postgres_types import (
     TargetColumn,
     ValueRefused,

@@ -1,0 +1,118 @@
+"""Column types of the mapping language, parsed once into frozen values (`decimal(10,2)`,
+`timestamptz(6)`, `list(int)`).
+
+One grammar and one class for every layer: the mapping checks and casts values with it, both sinks
+derive their physical types from it (so a DynamoDB attribute type and a PostgreSQL column type of
+one column always agree on what it is), and `records.Column.parsed_type` carries it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+from etl.errors import MappingError
+
+SCALARS = frozenset(
+    {"string", "int", "decimal", "float", "bool", "date", "time", "timestamp", "timestamptz", "uuid", "bytes"}
+)
+KNOWN = SCALARS | {"json", "list", "set"}
+ALIASES = {
+    "map": "json",
+    "str": "string",
+    "integer": "int",
+    "boolean": "bool",
+    "text": "string",
+    "timestamp with time zone": "timestamptz",
+    "jsonb": "json",
+    "binary": "bytes",
+}
+"""Other names of a type, accepted for the type's own name."""
+DEFAULT_TIMESTAMP_PRECISION = 6
+_TYPE = re.compile(r"^([a-z]+)\s*(?:[(<\[]\s*(.*?)\s*[)>\]])?$")
+_NUMBER = re.compile(r"^\s*\d+\s*$")
+
+
+class ColumnTypeError(MappingError, ValueError):
+    """A type text that is not a column type; the message names the text and the rule it breaks."""
+
+
+@dataclass(frozen=True)
+class ColumnType:
+    """A parsed column type: its base name plus either numeric arguments or an element type."""
+
+    base: str
+    """The type's own name: string, int, decimal, float, bool, date, time, timestamp, timestamptz,
+    uuid, bytes, json, list or set."""
+    args: tuple[int, ...] = ()
+    """Numeric arguments: (precision, scale) of decimal, (precision,) of timestamps (6 unless given),
+    (length,) of string; empty when the type has none."""
+    element: ColumnType | None = None
+    """Element type of `list(...)`/`set(...)`; None when unspecified (any JSON-like value)."""
+
+    @property
+    def precision(self) -> int | None:
+        return self.args[0] if self.args else None
+
+    @property
+    def scale(self) -> int | None:
+        return self.args[1] if len(self.args) > 1 else None
+
+    @property
+    def is_timestamp(self) -> bool:
+        return self.base in ("timestamp", "timestamptz")
+
+    @property
+    def text(self) -> str:
+        """The type as a mapping writes it, arguments included: `decimal(10,2)`, `list(int)`."""
+        if self.element is not None:
+            return f"{self.base}({self.element.text})"
+        if self.args:
+            return f"{self.base}({','.join(map(str, self.args))})"
+        return self.base
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@lru_cache(maxsize=1024)
+def parse_type(text: str) -> ColumnType:
+    """Parse a type text (cached: each text is parsed once); raises ColumnTypeError saying what is wrong."""
+    lowered = text.strip().lower()
+    match = _TYPE.match(ALIASES.get(lowered, lowered))
+    if not match or ALIASES.get(match.group(1), match.group(1)) not in KNOWN:
+        raise ColumnTypeError(f"unknown type `{text}`")
+    base, inner = ALIASES.get(match.group(1), match.group(1)), match.group(2)
+    if base in ("list", "set") and inner:
+        return _collection(text, base, inner)
+    if inner is not None and not all(_NUMBER.match(part) for part in inner.split(",")):
+        raise ColumnTypeError(f"unknown type `{text}`")
+    args = tuple(int(part) for part in inner.split(",")) if inner is not None else ()
+    if base == "decimal":
+        return _decimal(text, args)
+    if base in ("timestamp", "timestamptz"):
+        if len(args) > 1 or (args and args[0] > DEFAULT_TIMESTAMP_PRECISION):
+            raise ColumnTypeError(f"{base}(p) takes one precision 0..6 (Python keeps microseconds)")
+        return ColumnType(base, args or (DEFAULT_TIMESTAMP_PRECISION,))
+    if args and not (base == "string" and len(args) == 1):
+        raise ColumnTypeError(f"unknown type `{text}`")
+    return ColumnType(base, args)
+
+
+def _decimal(text: str, args: tuple[int, ...]) -> ColumnType:
+    if not args:
+        return ColumnType("decimal")
+    if len(args) > 2:
+        raise ColumnTypeError(f"unknown type `{text}`")
+    precision, scale = args[0], args[1] if len(args) > 1 else 0
+    if not 1 <= precision <= 38 or scale > precision:
+        raise ColumnTypeError(f"decimal({precision},{scale}) needs 1 <= p <= 38 and 0 <= s <= p")
+    return ColumnType("decimal", (precision, scale))
+
+
+def _collection(text: str, base: str, inner: str) -> ColumnType:
+    element = parse_type(inner)
+    if element.base not in SCALARS:
+        raise ColumnTypeError(f"type `{text}`: elements of a {base} must be scalars")
+    return ColumnType(base, element=element)
