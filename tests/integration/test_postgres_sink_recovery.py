@@ -1,7 +1,6 @@
 """The loader's backend is killed mid-run (pg_terminate_backend): batches retry, every row lands once."""
 
 import threading
-import time
 from decimal import Decimal
 
 import psycopg
@@ -43,7 +42,29 @@ def make_batch(number):
     return {"accounts": parents, "entries": children}
 
 
+KILLED_BATCHES = (5, 15, 25, 35)
+"""Batches whose first attempt is killed mid-batch."""
+
+
+def blocked_loader(admin: psycopg.Connection, writer: threading.Thread) -> int | None:
+    """The loader's backend once it waits on the test's lock: inside its batch's transaction, the
+    parents written, the children not. Waits for that state, never for a length of time; None when
+    the writer ended without reaching it."""
+    while writer.is_alive():
+        row = admin.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = 'etl_loader_under_test'"
+            " AND wait_event_type = 'Lock'"
+        ).fetchone()
+        if row:
+            return row[0]
+        writer.join(0.01)  # returns at once when the writer ends
+    return None
+
+
 def test_terminated_backends_do_not_lose_or_double_rows(pg_database):
+    """Four batches lose their connection in the middle of their transaction: each is held on a lock
+    of the child table (so the kill lands after its parents were written, before its children), its
+    backend terminated, the lock released. The retries write every row exactly once."""
     dsn = pg_database + " application_name=etl_loader_under_test"
     sink = postgres.open_sink(
         "pg", postgres.Config(type="postgres", dsn=dsn, create="if_missing", max_attempts=20, base_delay_ms=5)
@@ -52,31 +73,32 @@ def test_terminated_backends_do_not_lose_or_double_rows(pg_database):
     loaded = {"accounts": 0, "entries": 0}
     failures: list[BaseException] = []
 
-    def run():
+    def write(number: int) -> None:
         try:
-            for number in range(BATCHES):
-                result = sink.write(make_batch(number))
-                assert result.rejects == []
-                for table, count in result.loaded.items():
-                    loaded[table] += count
+            result = sink.write(make_batch(number))
+            assert result.rejects == []
+            for table, count in result.loaded.items():
+                loaded[table] += count
         except BaseException as error:  # reported by the test thread
             failures.append(error)
 
-    writer = threading.Thread(target=run)
-    writer.start()
     killed = 0
     with psycopg.connect(pg_database, autocommit=True) as admin:
-        while writer.is_alive() and killed < 4:
-            row = admin.execute(
-                "SELECT pid FROM pg_stat_activity WHERE application_name = 'etl_loader_under_test'"
-                " AND state IN ('active', 'idle in transaction') LIMIT 1"
-            ).fetchone()
-            if row and admin.execute("SELECT pg_terminate_backend(%s)", row).fetchone()[0]:
-                killed += 1
-                time.sleep(0.1)  # let the sink reconnect and get into its next batch
-    writer.join()
+        for number in range(BATCHES):
+            if number not in KILLED_BATCHES:
+                write(number)
+                continue
+            with psycopg.connect(pg_database) as holder:  # a transaction holding the child table
+                holder.execute("LOCK TABLE entries IN ACCESS EXCLUSIVE MODE")
+                writer = threading.Thread(target=write, args=(number,))
+                writer.start()
+                pid = blocked_loader(admin, writer)
+                if pid is not None and admin.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone()[0]:
+                    killed += 1
+                holder.rollback()  # the retry (on a new connection) can now write the batch
+            writer.join()
     assert failures == []
-    assert killed == 4  # the loader really lost its connection mid-batch four times
+    assert killed == len(KILLED_BATCHES)  # the loader really lost its connection mid-batch four times
     assert loaded == {
         "accounts": BATCHES * PARENTS_PER_BATCH,
         "entries": BATCHES * PARENTS_PER_BATCH * CHILDREN_PER_PARENT,
