@@ -10,18 +10,10 @@ if TYPE_CHECKING:
     from etl.sinks.base import TargetRules
 
 TargetKind = Literal["dynamodb", "postgres"]
-"""The kinds of target a job or mapping names: the keys of SINK_TYPES."""
-SINK_TYPES: dict[str, str] = {
-    "dynamodb": "etl.sinks.dynamodb",
-    "postgres": "etl.sinks.postgres",
-}
-assert set(SINK_TYPES) == set(get_args(TargetKind)), "each target kind has exactly one sink module"
-
-
-CHECK_MODULES = {
-    "dynamodb": "etl.sinks.dynamodb_check",
-    "postgres": "etl.sinks.postgres_check",
-}
+"""The kinds of target a job or mapping names: the one list of sinks. Kind `k` is the module
+`etl.sinks.k`, and its `--check` probe `etl.sinks.k_check`."""
+SINK_TYPES: dict[str, str] = {kind: f"etl.sinks.{kind}" for kind in get_args(TargetKind)}
+CHECK_MODULES: dict[str, str] = {kind: f"etl.sinks.{kind}_check" for kind in get_args(TargetKind)}
 """`--check` probes: `probe(sink, tables) -> [(line, ok)]`."""
 
 
