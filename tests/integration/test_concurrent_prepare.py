@@ -11,8 +11,7 @@ and found none, so all of them send CreateTable and all but one get ResourceInUs
 from __future__ import annotations
 
 import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 import psycopg
 import pytest
@@ -36,6 +35,19 @@ def patients(table="patients"):
 def waiting_on_locks(admin, application):
     return admin.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
                          " AND wait_event_type = 'Lock'", (application,)).fetchone()[0]
+
+
+def all_waiting(admin, application: str, futures: list) -> None:
+    """Return once every prepare waits on the test's lock: the state is read each time the prepares
+    have had a moment to move (a wait on their futures, which ends at once if one of them ends, as
+    none may while the lock is held); nothing depends on how long that moment is."""
+    rounds = 0
+    while waiting_on_locks(admin, application) < len(futures):
+        done, _ = wait(futures, timeout=0.05, return_when=FIRST_COMPLETED)
+        assert not done, f"a prepare ended while the lock was held: {[f.exception() for f in done]}"
+        rounds += 1
+        assert rounds < 1200, "the prepares never all waited on the lock"  # a guard against a hang
+    assert waiting_on_locks(admin, application) == len(futures)
 
 
 @pytest.mark.parametrize("held, tables", [
@@ -62,11 +74,7 @@ def test_postgres_shards_preparing_at_once_all_succeed(pg_database, held, tables
             other.execute(f"CREATE SCHEMA {SCHEMA}")
         with ThreadPoolExecutor(len(tables)) as pool:
             futures = [pool.submit(prepare, sink, table) for sink, table in zip(sinks, tables, strict=True)]
-            deadline = time.monotonic() + 60  # a guard against a hang, not a measurement
-            while waiting_on_locks(admin, application) < len(tables) and not any(f.done() for f in futures):
-                assert time.monotonic() < deadline, "the prepares never all waited on a lock"
-                time.sleep(0.05)
-            assert waiting_on_locks(admin, application) == len(tables)
+            all_waiting(admin, application, futures)
             other.rollback()
             failures = [repr(future.exception()) for future in futures if future.exception() is not None]
         for sink in sinks:
