@@ -230,16 +230,22 @@ def _canonical(key: Json) -> str:
     return json.dumps(key, sort_keys=True, separators=(",", ":"))
 
 
-def _lag(at: str | None) -> str:
+def lag_seconds(at: str | None) -> float | None:
+    """How far behind now a change made at `at` (ISO 8601, UTC when it names no zone) is; None when
+    the source gave no time."""
     if at is None:
-        return ""
+        return None
     try:
         moment = datetime.fromisoformat(at)
     except ValueError:
-        return ""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return f", lag {max(0.0, (datetime.now(UTC) - moment).total_seconds()):.1f} s"
+        return None
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return round(max(0.0, (datetime.now(UTC) - moment).total_seconds()), 3)
+
+
+def _lag(at: str | None) -> str:
+    lag = lag_seconds(at)
+    return "" if lag is None else f", lag {lag:.1f} s"
 
 
 def _now() -> str:

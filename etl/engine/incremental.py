@@ -14,9 +14,15 @@ import logging
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
-from etl.engine.changes import REREAD, ChangeOutcome, ChangeWorker, position_key, stored_position
+from etl.engine.changes import (
+    REREAD,
+    ChangeOutcome,
+    ChangeWorker,
+    lag_seconds,
+    position_key,
+    stored_position,
+)
 from etl.engine.control import RunControl
 from etl.engine.execution import Execution
 from etl.engine.ledger import Ledger
@@ -113,7 +119,8 @@ def apply_changes(job: Job, resources: JobResources, store: StateStore, control:
                     control.stop("failure", f"table {key} failed")
             if not follow or control.stopping:
                 break
-            waiting = ", ".join(f"{o.table} {_caught_up(o)}" for o in outcomes.values())
+            waiting = ", ".join(f"{o.table} ({sum(o.kinds.values())} changes applied)"
+                                for o in outcomes.values())
             log.info("caught up: %s; waiting %.0f s for more changes (stop with Ctrl-C or SIGTERM)",
                      waiting, poll_seconds)
             control.wait_stop(poll_seconds)
@@ -157,28 +164,7 @@ def _merge(outcomes: dict[str, ChangeOutcome], outcome: ChangeOutcome) -> None:
 
 def _lag_seconds(outcome: ChangeOutcome) -> float | None:
     """0 once the table had no change waiting; else how far behind its last applied change is."""
-    if outcome.caught_up_at is not None:
-        return 0.0
-    if outcome.last_change_at is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(outcome.last_change_at)
-    except ValueError:
-        return None
-    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-    return round(max(0.0, (datetime.now(UTC) - moment).total_seconds()), 3)
-
-
-def _caught_up(outcome: ChangeOutcome) -> str:
-    return f"({sum(outcome.kinds.values())} changes applied)"
-
-
-def reset_for_reread(store: StateStore, job_name: str, partition_ids: list[str]) -> None:
-    """A re-read starts every partition of its tables from the beginning."""
-    from etl.state.base import Checkpoint
-
-    for partition_id in partition_ids:
-        store.save_checkpoint(job_name, Checkpoint(partition=partition_id, counts={}, extra={}))
+    return 0.0 if outcome.caught_up_at is not None else lag_seconds(outcome.last_change_at)
 
 
 def mark_verdict_changing(store: StateStore, job_name: str, verdict: Verdict) -> None:

@@ -176,8 +176,7 @@ def _run_leased(job: Job, options: RunOptions, resources: JobResources, store: S
                      replan=options.full_refresh and whole_job,
                      keep=not quick_try, keep_open=planning)
     if options.full_refresh and not quick_try and not whole_job:
-        for partition in plan.partitions():
-            store.save_checkpoint(job.name, Checkpoint(partition=partition.id, counts={}, extra={}))
+        _restart_partitions(store, job.name, plan)
     if options.on_plan is not None:
         options.on_plan(plan)
     checkpoints = {} if quick_try else store.checkpoints(job.name)
@@ -235,6 +234,12 @@ def _prove(report: RunReport, job: Job, options: RunOptions, resources: JobResou
         return _finish(report, started)
     # a shard that finds every partition done validates the whole job, as the whole job would
     return _validate(report, job, options, resources, store, verdict, not options.only, started_at, started)
+
+
+def _restart_partitions(store: StateStore, job_name: str, plan: Plan) -> None:
+    """Every partition of `plan` starts again from its beginning (a partial full refresh, a re-read)."""
+    for partition in plan.partitions():
+        store.save_checkpoint(job_name, Checkpoint(partition=partition.id, counts={}, extra={}))
 
 
 def _nothing_to_do(report: RunReport, job: Job, verdict: Verdict, plan: Plan,
@@ -447,12 +452,11 @@ def _reread(job: Job, options: RunOptions, resources: JobResources, store: State
     """Catch up tables whose sources cannot tell what changed: read them again whole, marking every
     ledger entry seen, then delete what unmarked entries made."""
     from etl.engine.changes import new_mark, sweep_unmarked
-    from etl.engine.incremental import reset_for_reread
     from etl.engine.ledger import Ledger
 
     keys = tuple(f"{source}.{table}" for source, table, _ in tables)
     plan = make_plan(job, resources, store, only=keys, keep_open=planning, replan_tables=keys)
-    reset_for_reread(store, job.name, [partition.id for partition in plan.partitions()])
+    _restart_partitions(store, job.name, plan)
     marks = {key: new_mark() for key in keys}
     checkpoints = store.checkpoints(job.name)
     works, finished = _works(plan, checkpoints)
