@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 from bson.decimal128 import Decimal128
 
-from tests.conftest import DYNAMODB_ENDPOINT
 from tests.integration.run_helpers import (
     PATIENTS_MAPPING,
     dynamo_count,
@@ -25,6 +24,7 @@ from tests.integration.run_helpers import (
     saved_report,
     write_job,
 )
+from tests.jobfiles import REPORT, RUN_FILES, dynamodb_target, postgres_target, write_job_file
 
 pytestmark = pytest.mark.integration
 
@@ -185,11 +185,8 @@ def test_killed_while_applying_changes_resumes_and_proves(tmp_path, mongo_db, pg
 
 def dump_job(tmp_path: Path, pg_dsn: str, table: str) -> tuple[Path, Path]:
     """An incremental job reading a mongodump folder into the same targets as the live jobs above."""
-    mapping = tmp_path / "patients.yaml"
-    mapping.write_text(PATIENTS_MAPPING + SINGLE_TABLE.format(table=table))
     dump = tmp_path / "dump"
-    job = tmp_path / "dump.yaml"
-    job.write_text(f"""\
+    job = write_job_file(tmp_path, f"""\
 version: 1
 name: dumped
 sources:
@@ -200,15 +197,12 @@ sources:
     tables:
       patients: {{mapping: patients.yaml, partitions: 2}}
 targets:
-  pg: {{type: postgres, dsn: "{pg_dsn}", create: if_missing}}
-  dynamo: {{type: dynamodb, endpoint_url: "{DYNAMODB_ENDPOINT}", region: us-east-1, create: if_missing}}
+  pg: {postgres_target(pg_dsn, create="if_missing")}
+  dynamo: {dynamodb_target()}
 batch: {{records: 7}}
-state: {{type: sqlite, path: .etl/state.sqlite}}
-dead_letter: {{path: .etl/dead_letter.jsonl}}
-validation: {{after_run: true, consistent_reads: true}}
-report: {{dir: .etl/reports}}
-incremental: true
-""")
+{RUN_FILES}validation: {{after_run: true, consistent_reads: true}}
+{REPORT}incremental: true
+""", name="dump.yaml", mappings={"patients.yaml": PATIENTS_MAPPING + SINGLE_TABLE.format(table=table)})
     return job, dump
 
 
