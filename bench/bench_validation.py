@@ -14,7 +14,8 @@ Each measurement runs --repeat times, interleaved with its baseline; the fastest
     The same tables are also validated from a job file, as `python -m etl.run job.yaml
     --validate-only` does (`validate_job`: a PostgreSQL source table copied by a mapping into a
     PostgreSQL target; both sides hashed in SQL, docs/checksum.md §10), against the same reladiff
-    run. Goal: >= 2x reladiff's rows/s (`--job-goal`), and the same differing key.
+    run. Goal: >= 2x reladiff's rows/s (`--job-goal`), and the same differing key. `--jsonb` adds
+    a jsonb column (a nested document) to both tables.
 
 Exit status: 0 every goal met; 1 a goal missed; 2 a result was wrong (differences where none
 exist, or not the changed key).
@@ -228,9 +229,12 @@ PG_COLUMNS = "id int8 PRIMARY KEY, amount numeric(12,2), name text, seen_at time
 PG_FILL = """
 INSERT INTO visits
 SELECT i, (i %% 100000) / 100.0, 'hmac:' || md5(i::text),
-       timestamptz '2024-01-01 00:00:00+00' + i * interval '1.001 s', i %% 3 = 0
+       timestamptz '2024-01-01 00:00:00+00' + i * interval '1.001 s', i %% 3 = 0{extra}
 FROM generate_series(1, %s) AS i
 """
+JSONB_VALUE = (", jsonb_build_object('n', i, 'tags', jsonb_build_array('a', i / 3.0, i %% 2 = 0),"
+               " 'nested', jsonb_build_object('at', 'x' || i, 'none', null))")
+"""With --jsonb: a `doc jsonb` column, a 4-key document with a nested list and map."""
 PG_SPEC = TableSpec(
     "pg",
     "visits",
@@ -249,13 +253,14 @@ def pg_dsn(host: str, port: int, database: str) -> str:
     return f"host={host} port={port} user=postgres dbname={database}"
 
 
-def run_reladiff(host: str, port: int, source_db: str, target_db: str) -> list:
+def run_reladiff(host: str, port: int, source_db: str, target_db: str, jsonb: bool) -> list:
     """reladiff with its default options (HASHDIFF across two databases), connections included."""
     from reladiff import connect_to_table, diff_tables
 
     source = connect_to_table(f"postgresql://postgres@{host}:{port}/{source_db}", "visits", "id")
     target = connect_to_table(f"postgresql://postgres@{host}:{port}/{target_db}", "visits", "id")
-    diff = list(diff_tables(source, target, extra_columns=("amount", "name", "seen_at", "active")))
+    columns = ("amount", "name", "seen_at", "active", *(("doc",) if jsonb else ()))
+    diff = list(diff_tables(source, target, extra_columns=columns))
     for segment in (source, target):
         segment.database.close()
     return diff
@@ -277,16 +282,17 @@ outputs:
       name: {from: name, type: string}
       seen_at: {from: seen_at, type: timestamptz(6)}
       active: {from: active, type: bool}
-"""
+{extra}"""
 
 
-def job_validation(folder: Path, source_dsn: str, target_dsn: str) -> Callable[[], object]:
+def job_validation(folder: Path, source_dsn: str, target_dsn: str, jsonb: bool) -> Callable[[], object]:
     """`validate_job` of a job copying the source database's `visits` into the target's: what
     `--validate-only` runs (without the process start and the report file)."""
     from etl.engine.validation import validate_job
     from etl.job import load_job
 
-    (folder / "visits.yaml").write_text(JOB_MAPPING)
+    (folder / "visits.yaml").write_text(JOB_MAPPING.replace(
+        "{extra}", "      doc: {from: doc, type: json}\n" if jsonb else ""))
     path = folder / "job.yaml"
     path.write_text(f"""\
 version: 1
@@ -312,8 +318,8 @@ def bench_postgres(args: argparse.Namespace) -> tuple[list[tuple], bool, bool]:
     try:
         for name in databases:
             with psycopg.connect(pg_dsn(args.pg_host, args.pg_port, name), autocommit=True) as conn:
-                conn.execute(f"CREATE TABLE visits ({PG_COLUMNS})")
-                conn.execute(PG_FILL, (args.pg_rows,))
+                conn.execute(f"CREATE TABLE visits ({PG_COLUMNS}{', doc jsonb' if args.jsonb else ''})")
+                conn.execute(PG_FILL.format(extra=JSONB_VALUE if args.jsonb else ""), (args.pg_rows,))
                 conn.execute("VACUUM ANALYZE visits")
         source = PostgresTableSide(pg_dsn(args.pg_host, args.pg_port, databases[0]), "visits")
         target = PostgresTableSide(pg_dsn(args.pg_host, args.pg_port, databases[1]), "visits")
@@ -321,7 +327,9 @@ def bench_postgres(args: argparse.Namespace) -> tuple[list[tuple], bool, bool]:
         changed_key = n // 2 + 1
         figures, goals, correct = [], True, True
         folder = tempfile.TemporaryDirectory()
-        by_job = job_validation(Path(folder.name), source.dsn, target.dsn)
+        by_job = job_validation(Path(folder.name), source.dsn, target.dsn, args.jsonb)
+        spec = PG_SPEC if not args.jsonb else TableSpec(
+            PG_SPEC.target, PG_SPEC.table, PG_SPEC.key, (*PG_SPEC.columns, Column("doc", "json")))
         for case in ("identical", "one row changed"):
             if case == "one row changed":
                 with psycopg.connect(target.dsn, autocommit=True) as conn:
@@ -329,8 +337,8 @@ def bench_postgres(args: argparse.Namespace) -> tuple[list[tuple], bool, bool]:
             runs = best_of(
                 args.repeat,
                 {
-                    "reladiff": lambda: run_reladiff(args.pg_host, args.pg_port, *databases),
-                    "ours": lambda: validate_table(PG_SPEC, source, target, buckets=args.buckets),
+                    "reladiff": lambda: run_reladiff(args.pg_host, args.pg_port, *databases, args.jsonb),
+                    "ours": lambda: validate_table(spec, source, target, buckets=args.buckets),
                     "job": by_job,
                 },
             )
@@ -383,6 +391,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs of each measurement; the fastest counts")
     parser.add_argument("--job-goal", type=float, default=2.0,
                         help="minimum reladiff time / job validation time (the --validate-only path)")
+    parser.add_argument("--jsonb", action="store_true",
+                        help="PostgreSQL tables with a jsonb column too (a document of 4 keys, nested)")
     parser.add_argument("--skip-dynamodb", action="store_true")
     parser.add_argument("--skip-postgres", action="store_true")
     args = parser.parse_args(argv)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from etl.checksum.buckets import BucketChecksums
+from etl.checksum.native import NativePlan
 from etl.checksum.tolerances import Tolerances
 from etl.records import TableSpec
 
@@ -67,12 +68,15 @@ class KeyRanges:
 class KeyRangeSide(Protocol):
     """A pushdown side that can also checksum and fetch by key range."""
 
-    def key_span(self, spec: TableSpec, tolerances: Tolerances) -> KeySpan | None:
+    def key_span(self, spec: TableSpec, tolerances: Tolerances, *, native: NativePlan | None = None
+                 ) -> KeySpan | None:
         """The side's lowest and highest key, or None when its key is not one NOT NULL integer
-        column or its rows cannot be hashed where they live."""
+        column or its rows cannot be hashed where they live (canonically, or by `native`)."""
 
-    def range_checksums(self, spec: TableSpec, ranges: KeyRanges, tolerances: Tolerances) -> BucketChecksums:
-        """Per key range (count, sum of canonical row hashes mod 2^128)."""
+    def range_checksums(self, spec: TableSpec, ranges: KeyRanges, tolerances: Tolerances, *,
+                        native: NativePlan | None = None) -> BucketChecksums:
+        """Per key range (count, sum of row hashes mod 2^128: canonical ones, or the engine's own
+        that both sides agreed on, `native`)."""
 
     def rows_in_ranges(
         self, spec: TableSpec, ranges: KeyRanges, wanted: frozenset[int], tolerances: Tolerances

@@ -36,6 +36,7 @@ from etl.checksum.canonical import (
     encode,
 )
 from etl.checksum.keyranges import KeyRanges, KeySpan
+from etl.checksum.native import NativeHashing, NativePlan
 from etl.checksum.tolerances import Tolerances
 from etl.records import TableSpec
 
@@ -272,6 +273,67 @@ def _checksum_query(table: sql.Composable, bucket: sql.Composable, row: sql.Comp
     ).format(bucket=bucket, row=row, table=table)
 
 
+_NATIVE_CLASSES = {
+    "int2": "integer", "int4": "integer", "int8": "integer", "numeric": "numeric", "text": "text",
+    "varchar": "text", "bool": "bool", "date": "date", "time": "time", "timestamp": "timestamp",
+    "timestamptz": "timestamptz", "uuid": "uuid", "bytea": "bytea", "jsonb": "jsonb",
+}
+"""PostgreSQL types whose own extended hash function is exact under the canonical comparison, by
+class (one class: equal values hash alike across its types). Each hashes the value, not its text:
+integers across int2/int4/int8 alike (PostgreSQL's cross-type hash joins rely on it), numeric by
+value (1.0 and 1.00 alike, as the canonical encoding's trimmed text), timestamps, dates and times
+by their microseconds. jsonb is hashed as its text (`_native_row`): jsonb's own hash is blind to
+nesting (`false`, `[false]` and `[[false]]` hash alike), while its text is one per value (keys
+sorted) and keeps the scale of numbers, so equal texts are equal documents, and the rare documents
+that differ only in a number's scale (1.5, 1.50) are sent to the canonical hashes by
+`validate_table`. Not here, hence hashed through their canonical encoding: floats (the hash makes
+-0 and 0 alike, the encoding does not), char(n) (its hash ignores the blank padding a client sees)
+and every other type."""
+
+_STRING_CLASSES = frozenset({"text", "jsonb"})
+_TIME_CLASSES = frozenset({"time", "timestamp", "timestamptz"})
+
+_NATIVE_PROBE = sql.SQL(
+    "SELECT hashint8extended(hash_record_extended(ROW(-7::int8, 40000::int4, 'é ß'::text COLLATE \"C\","
+    " 12.50::numeric, '2024-02-29 12:00:00.5+00'::timestamptz, '2024-02-29 12:00'::timestamp,"
+    " '2024-02-29'::date, '12:00:01'::time, true, '6f1c0bd2-0000-4000-8000-000000000001'::uuid,"
+    " '\\x00ff'::bytea, '{\"b\": [1, 2.50, \"x\"], \"a\": null}'::jsonb::text COLLATE \"C\","
+    " NULL::text), 0), 0)"
+)
+"""A fixed row of every native class hashed as the checksum hashes rows: two servers whose results
+differ (another hash implementation, byte order or server encoding) are not compared natively."""
+
+
+def _native_class(kind: str, pg_type: str, tolerances: Tolerances) -> str | None:
+    """A column's hash class, or None when its canonical encoding must be hashed instead: a float
+    kind, a type outside `_NATIVE_CLASSES`, or a tolerance that changes its values before hashing."""
+    native = _NATIVE_CLASSES.get(pg_type)
+    if native is None or kind == "float" or (native == "jsonb" and kind != "any"):
+        return None
+    if native in _STRING_CLASSES and (tolerances.unicode_nfc or tolerances.rstrip_char):
+        return None
+    precision = tolerances.timestamp_precision
+    if native in _TIME_CLASSES and precision is not None and precision < 6:
+        return None
+    return native
+
+
+def _native_checksum_query(
+    table: sql.Composable, bucket: sql.Composable, row: sql.Composable
+) -> sql.Composed:
+    """`_checksum_query` with the engine's own row hashes: two 64-bit hashes of the row, each
+    `hash_record_extended` (which combines the columns' hashes linearly) passed through
+    `hashint8extended`, so a bucket's sum depends on which values share a row, not only on each
+    column's values (a swap of two rows' values would otherwise cancel out)."""
+    return sql.SQL(
+        "SELECT bucket, count(*), sum(high), sum(low), count(*) FILTER (WHERE low < 0) FROM ("
+        " SELECT bucket, hashint8extended(hash_record_extended(r, 0), 0) AS high,"
+        " hashint8extended(hash_record_extended(r, 1), 1) AS low FROM ("
+        "  SELECT {bucket} AS bucket, {row} AS r FROM {table} OFFSET 0) AS rows"
+        ") AS hashed GROUP BY bucket"
+    ).format(bucket=bucket, row=row, table=table)
+
+
 def _read_checksums(
     conn: psycopg.Connection, query: sql.Composed, params: tuple | None, buckets: int
 ) -> BucketChecksums:
@@ -307,6 +369,8 @@ class PostgresTableSide:
         under other names); None: the same names, and rows carry every column of the table."""
         self._physical_columns: dict[str, tuple[str, int, bool]] | None = None
         self._jsonb: bool | None = None
+        self._probe: str | None = None
+        """The native probe's result on this server (`_NATIVE_PROBE`), "" without native hashing."""
         self._code_cache: dict[
             tuple[TableSpec, Tolerances], tuple[sql.Composable, sql.Composable] | None
         ] = {}
@@ -409,19 +473,91 @@ class PostgresTableSide:
         return conn
 
     def pushes_down(self, spec: TableSpec, tolerances: Tolerances) -> bool:
-        """Whether every column of `spec` is hashed in SQL (else checksums are computed in Python)."""
-        return self._codes(spec, tolerances) is not None
+        """Whether every column of `spec` is hashed in SQL, canonically or natively against another
+        PostgreSQL side (else checksums are computed in Python)."""
+        return self._codes(spec, tolerances) is not None or self.native_hashing(spec, tolerances) is not None
+
+    def native_hashing(self, spec: TableSpec, tolerances: Tolerances) -> NativeHashing | None:
+        """PostgreSQL's own hashing of `spec`'s rows (etl/checksum/native.py): a hash class per
+        column of `_NATIVE_CLASSES`, the canonical encoding for the others. None when a column has
+        neither, the key has no canonical encoding in SQL (the hash buckets need it), letter case
+        of keys is ignored, or the server has no `hash_record_extended` (before PostgreSQL 14)."""
+        if tolerances.case_insensitive_keys or self._key_code(spec, tolerances) is None:
+            return None
+        physical = self._physical()
+        classes: dict[str, str | None] = {}
+        for column in spec.columns:
+            name = self._column(column.name)
+            kind, found = column_kind(column.type), physical[name]
+            classes[column.name] = _native_class(kind, found[0], tolerances)
+            if classes[column.name] is None and (
+                    found[0] == "jsonb" or _value_code(name, kind, found, tolerances) is None):
+                return None
+        probe = self._native_probe()
+        return None if probe is None else NativeHashing(f"postgresql:{probe}", classes)
+
+    def _native_probe(self) -> str | None:
+        if self._probe is None:
+            try:
+                with self._connect() as conn:
+                    found = conn.execute(_NATIVE_PROBE).fetchone()
+                self._probe = str(found[0]) if found else ""
+            except psycopg.Error:
+                self._probe = ""
+        return self._probe or None
+
+    def _native_row(self, spec: TableSpec, tolerances: Tolerances, plan: NativePlan) -> sql.Composable:
+        """`ROW(...)` of `spec`'s columns in name order: `plan.native` ones as they are (text, and
+        jsonb as its text, in the C collation, whose hash is of the bytes: a nondeterministic
+        collation hashes `a` and `A` alike), the others as their canonical encoding."""
+        physical = self._physical()
+        parts: list[sql.Composable] = []
+        for column in sorted(spec.columns, key=lambda column: column.name):
+            name = self._column(column.name)
+            if column.name not in plan.native:
+                code = _value_code(name, column_kind(column.type), physical[name], tolerances)
+                assert code is not None  # native_hashing checked every column
+                parts.append(code)
+            elif _NATIVE_CLASSES[physical[name][0]] == "text":
+                parts.append(sql.SQL('{} COLLATE "C"').format(sql.Identifier(name)))
+            elif _NATIVE_CLASSES[physical[name][0]] == "jsonb":
+                parts.append(sql.SQL('{}::text COLLATE "C"').format(sql.Identifier(name)))
+            else:
+                parts.append(sql.Identifier(name))
+        return sql.SQL("ROW({})").format(sql.SQL(", ").join(parts))
+
+    def _key_code(self, spec: TableSpec, tolerances: Tolerances) -> sql.Composable | None:
+        """The canonical encoding of the key in SQL (its hash is the row's bucket), or None."""
+        physical = self._physical()
+        kinds = {column.name: column_kind(column.type) for column in spec.columns}
+        if any(name not in kinds or self._column(name) not in physical for name in spec.key) or any(
+                self._column(column.name) not in physical for column in spec.columns):
+            return None
+        parts = [_value_code(self._column(name), kinds[name], physical[self._column(name)], tolerances)
+                 for name in spec.key]
+        if any(physical[self._column(name)][0] == "jsonb" for name in spec.key):
+            return None
+        codes = [part for part in parts if part is not None]
+        return sql.SQL(" || ").join(codes) if len(codes) == len(parts) else None
 
     def bucket_checksums(
-        self, spec: TableSpec, buckets: int, tolerances: Tolerances
+        self, spec: TableSpec, buckets: int, tolerances: Tolerances, *, native: NativePlan | None = None
     ) -> BucketChecksums | None:
-        codes = self._codes(spec, tolerances)
-        if codes is None:
-            return None
-        key, row = codes
+        """Per hash bucket of the key (§8): the canonical row hashes, or with `native` (agreed with
+        the other side, `NativePlan.agree`) PostgreSQL's own."""
+        if native is not None:
+            key = self._key_code(spec, tolerances)
+            row = self._native_row(spec, tolerances, native)
+            query = _native_checksum_query
+        else:
+            codes = self._codes(spec, tolerances)
+            if codes is None:
+                return None
+            (key, row), query = codes, _checksum_query
+        assert key is not None  # native_hashing checked the key
         bucket = sql.SQL("{} % {}").format(_key_hash(key), sql.Literal(buckets))
         with self._session() as conn:
-            return _read_checksums(conn, _checksum_query(self._name(), bucket, row), None, buckets)
+            return _read_checksums(conn, query(self._name(), bucket, row), None, buckets)
 
     def rows_in_buckets(
         self, spec: TableSpec, wanted: frozenset[int], buckets: int, tolerances: Tolerances
@@ -437,8 +573,9 @@ class PostgresTableSide:
         )
         return self._stream(query, (sorted(wanted),))
 
-    def key_span(self, spec: TableSpec, tolerances: Tolerances) -> KeySpan | None:
-        if len(spec.key) != 1 or self._codes(spec, tolerances) is None:
+    def key_span(self, spec: TableSpec, tolerances: Tolerances, *, native: NativePlan | None = None
+                 ) -> KeySpan | None:
+        if len(spec.key) != 1 or (native is None and self._codes(spec, tolerances) is None):
             return None
         pg_type, _typmod, not_null = self._physical()[self._column(spec.key[0])]
         if pg_type not in _INTEGER_TYPES or not not_null:
@@ -451,13 +588,17 @@ class PostgresTableSide:
             low, high = conn.execute(query).fetchone() or (None, None)  # an aggregate: always one row
         return low, high
 
-    def range_checksums(self, spec: TableSpec, ranges: KeyRanges, tolerances: Tolerances) -> BucketChecksums:
-        codes = self._codes(spec, tolerances)
-        if codes is None:
-            raise ValueError(f"{self.table}: range checksums need columns hashable in SQL (see key_span)")
+    def range_checksums(self, spec: TableSpec, ranges: KeyRanges, tolerances: Tolerances, *,
+                        native: NativePlan | None = None) -> BucketChecksums:
         bucket = sql.SQL("width_bucket({}, %s::int8[])").format(sql.Identifier(self._column(ranges.column)))
-        with self._session() as conn:
+        if native is not None:
+            query = _native_checksum_query(self._name(), bucket, self._native_row(spec, tolerances, native))
+        else:
+            codes = self._codes(spec, tolerances)
+            if codes is None:
+                raise ValueError(f"{self.table}: range checksums need columns hashable in SQL (see key_span)")
             query = _checksum_query(self._name(), bucket, codes[1])
+        with self._session() as conn:
             return _read_checksums(conn, query, (list(ranges.thresholds),), ranges.buckets)
 
     def rows_in_ranges(

@@ -130,6 +130,9 @@ class TableValidation:
     rejected: int = 0
     """Source records rejected with a reason (by the source, the mapping or this target at load)
     that the caller left out of both sides: reported as rejects, never as missing."""
+    row_hashes: str = "canonical"
+    """"canonical": the rows' canonical hashes (docs/checksum.md §8); "native": both sides' engine's
+    own hash functions (etl/checksum/native.py)."""
 
     @property
     def ok(self) -> bool:

@@ -189,17 +189,20 @@ class _StoredRows:
     def __call__(self) -> Iterable[dict]:
         return self.target.rows(self.side())
 
-    def bucket_checksums(self, *args):
-        return self.side.bucket_checksums(*args)
+    def bucket_checksums(self, *args, **options):
+        return self.side.bucket_checksums(*args, **options)
+
+    def native_hashing(self, *args):
+        return self.side.native_hashing(*args)
 
     def rows_in_buckets(self, *args) -> Iterable[dict]:
         return self.target.rows(self.side.rows_in_buckets(*args))
 
-    def key_span(self, *args):
-        return self.side.key_span(*args)
+    def key_span(self, *args, **options):
+        return self.side.key_span(*args, **options)
 
-    def range_checksums(self, *args):
-        return self.side.range_checksums(*args)
+    def range_checksums(self, *args, **options):
+        return self.side.range_checksums(*args, **options)
 
     def rows_in_ranges(self, *args) -> Iterable[dict]:
         return self.target.rows(self.side.rows_in_ranges(*args))
