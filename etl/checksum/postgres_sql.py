@@ -10,6 +10,9 @@ char(n), boolean, date, time, timestamp, timestamptz, uuid and bytea; and the to
 timestamp precision, NFC and trailing blanks. With any other column type, or
 case-insensitive keys (SQL's ``lower`` is not Python's ``casefold``), `bucket_checksums`
 returns None and the validator hashes the streamed rows in Python instead.
+
+Against another PostgreSQL side, rows can instead be hashed with PostgreSQL's own hash functions
+(`native_hashing`, etl/checksum/native.py): much cheaper than MD5, and jsonb columns too.
 """
 
 from __future__ import annotations
@@ -66,99 +69,6 @@ def _micros(
 
 _INTEGER_TYPES = ("int2", "int4", "int8")
 
-JSONB_FUNCTION = "pg_temp.etl_canonical_jsonb"
-JSONB_FUNCTION_SQL = r"""
-CREATE OR REPLACE FUNCTION pg_temp.etl_canonical_jsonb(v jsonb) RETURNS bytea
-LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
-DECLARE
-    kind text := jsonb_typeof(v);
-    payload bytea;
-    number numeric;
-    digits text;
-    point int;
-    exponent int;
-    trimmed text;
-BEGIN
-    IF kind = 'object' THEN
-        IF v ? '$binary' AND (SELECT count(*) FROM jsonb_object_keys(v)) = 1
-                AND jsonb_typeof(v -> '$binary') = 'object'
-                AND (SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(v -> '$binary') AS k)
-                    = ARRAY['base64', 'subType']
-                AND v -> '$binary' -> 'subType' = '"00"'::jsonb
-                AND jsonb_typeof(v -> '$binary' -> 'base64') = 'string'
-                AND (v -> '$binary' ->> 'base64')
-                    ~ '^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$'
-        THEN
-            payload := decode(v -> '$binary' ->> 'base64', 'base64');
-            RETURN '\x79'::bytea || int4send(octet_length(payload)) || payload;
-        END IF;
-        SELECT coalesce(string_agg('\x73'::bytea || int4send(octet_length(convert_to(key, 'UTF8')))
-                                   || convert_to(key, 'UTF8') || MEMBER(value), ''::bytea
-                                   ORDER BY octet_length(convert_to(key, 'UTF8')), convert_to(key, 'UTF8')),
-                        ''::bytea)
-            INTO payload FROM jsonb_each(v);
-        RETURN '\x6d'::bytea || int4send(octet_length(payload)) || payload;
-    ELSIF kind = 'array' THEN
-        SELECT coalesce(string_agg(MEMBER(element), ''::bytea ORDER BY position), ''::bytea)
-            INTO payload FROM jsonb_array_elements(v) WITH ORDINALITY AS a(element, position);
-        RETURN '\x6c'::bytea || int4send(octet_length(payload)) || payload;
-    ELSIF kind = 'string' THEN
-        payload := convert_to(v #>> '{}', 'UTF8');
-        RETURN '\x73'::bytea || int4send(octet_length(payload)) || payload;
-    ELSIF kind = 'number' THEN
-        number := v::numeric;
-        IF number <> 0 AND (abs(number) >= 1e1001 OR abs(number) < 1e-1000) THEN
-            -- beyond fixed notation: digits without leading or trailing zeros, then E and the
-            -- exponent of the last digit kept (docs/checksum.md §3)
-            digits := trim_scale(abs(number))::text;
-            point := position('.' in digits);
-            exponent := CASE WHEN point = 0 THEN 0 ELSE point - length(digits) END;
-            digits := ltrim(replace(digits, '.', ''), '0');
-            trimmed := rtrim(digits, '0');
-            exponent := exponent + length(digits) - length(trimmed);
-            payload := convert_to(CASE WHEN number < 0 THEN '-' ELSE '' END || trimmed || 'E' || exponent,
-                                  'UTF8');
-        ELSE
-            payload := convert_to(trim_scale(number)::text, 'UTF8');
-        END IF;
-        RETURN '\x6e'::bytea || int4send(octet_length(payload)) || payload;
-    ELSIF kind = 'boolean' THEN
-        RETURN CASE WHEN v::boolean THEN '\x620000000101'::bytea ELSE '\x620000000100'::bytea END;
-    END IF;
-    RETURN '\x4e00000000'::bytea;
-END
-$$
-""".replace("MEMBER(value)", "MEMBER(member)").replace("MEMBER(element)", "MEMBER(member)")
-
-
-def _member_sql(name: str) -> str:
-    """A container member's encoding: scalars inline (a function call per member is most of the
-    cost), containers and numbers beyond fixed notation through the function."""
-    text = f"convert_to({name} #>> '{{}}', 'UTF8')"
-    number = f"convert_to(trim_scale({name}::numeric)::text, 'UTF8')"
-    return f"""CASE jsonb_typeof({name})
-        WHEN 'string' THEN '\\x73'::bytea || int4send(octet_length({text})) || {text}
-        WHEN 'boolean' THEN CASE WHEN {name}::boolean THEN '\\x620000000101'::bytea
-                                 ELSE '\\x620000000100'::bytea END
-        WHEN 'null' THEN '\\x4e00000000'::bytea
-        WHEN 'number' THEN CASE WHEN abs({name}::numeric) < 1e1001
-                                     AND ({name}::numeric = 0 OR abs({name}::numeric) >= 1e-1000)
-            THEN '\\x6e'::bytea || int4send(octet_length({number})) || {number}
-            ELSE pg_temp.etl_canonical_jsonb({name}) END
-        ELSE pg_temp.etl_canonical_jsonb({name}) END"""
-
-
-JSONB_FUNCTION_SQL = JSONB_FUNCTION_SQL.replace(
-    "MEMBER(member), ''::bytea\n", _member_sql("value") + ", ''::bytea\n", 1).replace(
-    "MEMBER(member), ''::bytea ORDER BY position",
-    _member_sql("element") + ", ''::bytea ORDER BY position", 1)
-assert "MEMBER" not in JSONB_FUNCTION_SQL
-"""The canonical encoding (docs/checksum.md) of a jsonb value as the PostgreSQL sink reads it back
-(`jsontext.loads`: numbers exact, `$binary` tags as bytes), as a function in the session's temporary
-schema: maps by the encoding of their keys, lists in order, numbers as `trim_scale` prints them (or
-`digitsEexponent` beyond +-1E1000), strings, booleans, null."""
-
-
 _Payload = tuple[bytes, sql.Composable, int | None]
 
 
@@ -185,8 +95,6 @@ def _payload(
         return TAG_UUID, sql.SQL("uuid_send({})").format(column), 16
     if pg_type == "bytea":
         return TAG_BYTES, column, None
-    if pg_type == "jsonb" and kind == "any" and not tolerances.unicode_nfc and not tolerances.rstrip_char:
-        return b"", sql.SQL("{}({})").format(sql.SQL(JSONB_FUNCTION), column), -1
     return None
 
 
@@ -233,11 +141,7 @@ def _value_code(
     if part is None:
         return None
     tag, payload, length = part
-    if length == -1:  # the payload is a whole encoding already (jsonb)
-        value = payload
-        if not_null:
-            return sql.SQL("{} || {}").format(_bytea(lead), value) if lead else value
-    elif length is not None:
+    if length is not None:
         value = sql.SQL("{} || {}").format(_bytea(tag + length.to_bytes(4, "big")), payload)
     elif not_null:
         value = None
@@ -354,12 +258,8 @@ class PostgresTableSide:
 
     def __init__(self, dsn: str, table: str, *, schema: str = "public",
                  columns: Mapping[str, str] | None = None,
-                 connect: Callable[[], psycopg.Connection] | None = None, hash_jsonb: bool = False) -> None:
+                 connect: Callable[[], psycopg.Connection] | None = None) -> None:
         self.dsn = dsn
-        self.hash_jsonb = hash_jsonb
-        """Hash jsonb columns in SQL (`JSONB_FUNCTION`): exact, but measured slower than hashing the
-        streamed rows in Python on a server that shares the client's cores (docs/benchmarks.md), so
-        off unless asked for; without it a table with a jsonb column is hashed in Python."""
         self._connect = connect or (lambda: psycopg.connect(self.dsn))
         """Opens a connection (the owner's: its TLS settings and credentials); the side closes it."""
         self.table = table
@@ -368,7 +268,6 @@ class PostgresTableSide:
         """The spec's column names -> the table's (a source table whose columns a mapping copies
         under other names); None: the same names, and rows carry every column of the table."""
         self._physical_columns: dict[str, tuple[str, int, bool]] | None = None
-        self._jsonb: bool | None = None
         self._probe: str | None = None
         """The native probe's result on this server (`_NATIVE_PROBE`), "" without native hashing."""
         self._code_cache: dict[
@@ -444,33 +343,9 @@ class PostgresTableSide:
                      for name in spec.key]
         if any(part is None for part in row_parts + key_parts):
             return None
-        if any(physical[self._column(name)][0] == "jsonb" for name in spec.key):
-            return None
-        if any(physical[self._column(name)][0] == "jsonb" for name in kinds) and \
-                (not self.hash_jsonb or not self._jsonb_function()):
-            return None
         row = sql.SQL(" || ").join(row_parts)
         key = sql.SQL(" || ").join(key_parts)
         return key, row
-
-    def _jsonb_function(self) -> bool:
-        """Whether this side's connections can have `JSONB_FUNCTION` (a role without the TEMPORARY
-        privilege cannot create it: its jsonb columns are then hashed in Python)."""
-        if self._jsonb is None:
-            try:
-                with self._connect() as conn:
-                    conn.execute(JSONB_FUNCTION_SQL)
-                self._jsonb = True
-            except psycopg.Error:
-                self._jsonb = False
-        return self._jsonb
-
-    def _session(self) -> psycopg.Connection:
-        """A connection ready for the checksum queries (`JSONB_FUNCTION` created when it may be used)."""
-        conn = self._connect()
-        if self._jsonb:
-            conn.execute(JSONB_FUNCTION_SQL)
-        return conn
 
     def pushes_down(self, spec: TableSpec, tolerances: Tolerances) -> bool:
         """Whether every column of `spec` is hashed in SQL, canonically or natively against another
@@ -490,8 +365,7 @@ class PostgresTableSide:
             name = self._column(column.name)
             kind, found = column_kind(column.type), physical[name]
             classes[column.name] = _native_class(kind, found[0], tolerances)
-            if classes[column.name] is None and (
-                    found[0] == "jsonb" or _value_code(name, kind, found, tolerances) is None):
+            if classes[column.name] is None and _value_code(name, kind, found, tolerances) is None:
                 return None
         probe = self._native_probe()
         return None if probe is None else NativeHashing(f"postgresql:{probe}", classes)
@@ -535,8 +409,6 @@ class PostgresTableSide:
             return None
         parts = [_value_code(self._column(name), kinds[name], physical[self._column(name)], tolerances)
                  for name in spec.key]
-        if any(physical[self._column(name)][0] == "jsonb" for name in spec.key):
-            return None
         codes = [part for part in parts if part is not None]
         return sql.SQL(" || ").join(codes) if len(codes) == len(parts) else None
 
@@ -556,7 +428,7 @@ class PostgresTableSide:
             (key, row), query = codes, _checksum_query
         assert key is not None  # native_hashing checked the key
         bucket = sql.SQL("{} % {}").format(_key_hash(key), sql.Literal(buckets))
-        with self._session() as conn:
+        with self._connect() as conn:
             return _read_checksums(conn, query(self._name(), bucket, row), None, buckets)
 
     def rows_in_buckets(
@@ -598,7 +470,7 @@ class PostgresTableSide:
             if codes is None:
                 raise ValueError(f"{self.table}: range checksums need columns hashable in SQL (see key_span)")
             query = _checksum_query(self._name(), bucket, codes[1])
-        with self._session() as conn:
+        with self._connect() as conn:
             return _read_checksums(conn, query, (list(ranges.thresholds),), ranges.buckets)
 
     def rows_in_ranges(
