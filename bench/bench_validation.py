@@ -15,7 +15,7 @@ Each measurement runs --repeat times, interleaved with its baseline; the fastest
     --validate-only` does (`validate_job`: a PostgreSQL source table copied by a mapping into a
     PostgreSQL target; both sides hashed in SQL, docs/checksum.md §10), against the same reladiff
     run. Goal: >= 2x reladiff's rows/s (`--job-goal`), and the same differing key. `--jsonb` adds
-    a jsonb column (a nested document) to both tables.
+    a jsonb column (a nested document) to both tables, `--text-key` makes the key text.
 
 Exit status: 0 every goal met; 1 a goal missed; 2 a result was wrong (differences where none
 exist, or not the changed key).
@@ -228,10 +228,12 @@ def bench_dynamodb(args: argparse.Namespace) -> tuple[list[tuple], bool, bool]:
 PG_COLUMNS = "id int8 PRIMARY KEY, amount numeric(12,2), name text, seen_at timestamptz, active bool"
 PG_FILL = """
 INSERT INTO visits
-SELECT i, (i %% 100000) / 100.0, 'hmac:' || md5(i::text),
+SELECT {key}, (i %% 100000) / 100.0, 'hmac:' || md5(i::text),
        timestamptz '2024-01-01 00:00:00+00' + i * interval '1.001 s', i %% 3 = 0{extra}
 FROM generate_series(1, %s) AS i
 """
+TEXT_KEY = "'V' || lpad(i::text, 9, '0')"
+"""With --text-key: the key is text (V000000001, ...) instead of int8."""
 JSONB_VALUE = (", jsonb_build_object('n', i, 'tags', jsonb_build_array('a', i / 3.0, i %% 2 = 0),"
                " 'nested', jsonb_build_object('at', 'x' || i, 'none', null))")
 """With --jsonb: a `doc jsonb` column, a 4-key document with a nested list and map."""
@@ -247,6 +249,12 @@ PG_SPEC = TableSpec(
         Column("active", "bool"),
     ),
 )
+
+
+def key_of(value: object, text_key: bool) -> int | str:
+    """A key of the PostgreSQL tables (reladiff gives keys as text): V000000042 with --text-key, else 42."""
+    return f"V{int(value):09d}" if text_key and not str(value).startswith("V") else (
+        str(value) if text_key else int(value))  # type: ignore[call-overload]
 
 
 def pg_dsn(host: str, port: int, database: str) -> str:
@@ -285,14 +293,16 @@ outputs:
 {extra}"""
 
 
-def job_validation(folder: Path, source_dsn: str, target_dsn: str, jsonb: bool) -> Callable[[], object]:
+def job_validation(folder: Path, source_dsn: str, target_dsn: str, jsonb: bool, text_key: bool
+                   ) -> Callable[[], object]:
     """`validate_job` of a job copying the source database's `visits` into the target's: what
     `--validate-only` runs (without the process start and the report file)."""
     from etl.engine.validation import validate_job
     from etl.job import load_job
 
-    (folder / "visits.yaml").write_text(JOB_MAPPING.replace(
-        "{extra}", "      doc: {from: doc, type: json}\n" if jsonb else ""))
+    mapping = JOB_MAPPING.replace("{extra}", "      doc: {from: doc, type: json}\n" if jsonb else "")
+    (folder / "visits.yaml").write_text(
+        mapping.replace("id: {from: id, type: int}", "id: {from: id, type: string}") if text_key else mapping)
     path = folder / "job.yaml"
     path.write_text(f"""\
 version: 1
@@ -318,18 +328,21 @@ def bench_postgres(args: argparse.Namespace) -> tuple[list[tuple], bool, bool]:
     try:
         for name in databases:
             with psycopg.connect(pg_dsn(args.pg_host, args.pg_port, name), autocommit=True) as conn:
-                conn.execute(f"CREATE TABLE visits ({PG_COLUMNS}{', doc jsonb' if args.jsonb else ''})")
-                conn.execute(PG_FILL.format(extra=JSONB_VALUE if args.jsonb else ""), (args.pg_rows,))
+                columns = PG_COLUMNS.replace("id int8", "id text") if args.text_key else PG_COLUMNS
+                conn.execute(f"CREATE TABLE visits ({columns}{', doc jsonb' if args.jsonb else ''})")
+                conn.execute(PG_FILL.format(extra=JSONB_VALUE if args.jsonb else "",
+                                            key=TEXT_KEY if args.text_key else "i"), (args.pg_rows,))
                 conn.execute("VACUUM ANALYZE visits")
         source = PostgresTableSide(pg_dsn(args.pg_host, args.pg_port, databases[0]), "visits")
         target = PostgresTableSide(pg_dsn(args.pg_host, args.pg_port, databases[1]), "visits")
         n = args.pg_rows
-        changed_key = n // 2 + 1
+        changed_key = key_of(n // 2 + 1, args.text_key)
         figures, goals, correct = [], True, True
         folder = tempfile.TemporaryDirectory()
-        by_job = job_validation(Path(folder.name), source.dsn, target.dsn, args.jsonb)
-        spec = PG_SPEC if not args.jsonb else TableSpec(
-            PG_SPEC.target, PG_SPEC.table, PG_SPEC.key, (*PG_SPEC.columns, Column("doc", "json")))
+        by_job = job_validation(Path(folder.name), source.dsn, target.dsn, args.jsonb, args.text_key)
+        columns = (Column("id", "string" if args.text_key else "int"), *PG_SPEC.columns[1:],
+                   *((Column("doc", "json"),) if args.jsonb else ()))
+        spec = TableSpec(PG_SPEC.target, PG_SPEC.table, PG_SPEC.key, columns)
         for case in ("identical", "one row changed"):
             if case == "one row changed":
                 with psycopg.connect(target.dsn, autocommit=True) as conn:
@@ -345,7 +358,7 @@ def bench_postgres(args: argparse.Namespace) -> tuple[list[tuple], bool, bool]:
             reladiff_time, diff = runs["reladiff"]
             ours_time, ours = runs["ours"]
             job_time, by_job_result = runs["job"]
-            reladiff_keys = sorted({int(row[0]) for _sign, row in diff})
+            reladiff_keys = sorted({key_of(row[0], args.text_key) for _sign, row in diff})
             ours_keys = sorted(d.key["id"] for d in ours.differences)
             job_keys = sorted(d.key["id"] for d in by_job_result.differences)
             expected = [] if case == "identical" else [changed_key]
@@ -393,6 +406,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="minimum reladiff time / job validation time (the --validate-only path)")
     parser.add_argument("--jsonb", action="store_true",
                         help="PostgreSQL tables with a jsonb column too (a document of 4 keys, nested)")
+    parser.add_argument("--text-key", action="store_true", help="PostgreSQL tables keyed by text, not int8")
     parser.add_argument("--skip-dynamodb", action="store_true")
     parser.add_argument("--skip-postgres", action="store_true")
     args = parser.parse_args(argv)

@@ -23,7 +23,7 @@ from typing import Any, Protocol, runtime_checkable
 from etl.checksum.buckets import BucketChecksums
 from etl.checksum.canonical import MISSING, column_kind
 from etl.checksum.keyranges import KeyRanges, KeyRangeSide
-from etl.checksum.native import NativeHashSide, NativePlan
+from etl.checksum.native import NATIVE_BUCKET, NativeHashSide, NativePlan
 from etl.checksum.results import Difference, FieldDifference, TableValidation
 from etl.checksum.rowhash import RowHasher, bucket_of
 from etl.checksum.tolerances import Tolerances
@@ -204,7 +204,15 @@ def validate_table(
         max_differences=max_differences,
         row_hashes="canonical" if native is None else "native",
     )
-    if ranges is None:
+    if ranges is None and native is not None:
+
+        def locate(key: bytes, row: dict) -> int:
+            return row.pop(NATIVE_BUCKET)
+
+        def fetch(side: RowSource, wanted: frozenset[int]) -> Iterable[dict]:
+            # native plans come only from NativeHashSides (_native_plan), which have this method
+            return side.rows_in_buckets(spec, wanted, buckets, tolerances, native=native)  # type: ignore[attr-defined]
+    elif ranges is None:
 
         def locate(key: bytes, row: dict) -> int:
             return bucket_of(key, buckets)

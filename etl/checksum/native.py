@@ -18,6 +18,10 @@ from typing import Protocol, runtime_checkable
 from etl.checksum.tolerances import Tolerances
 from etl.records import TableSpec
 
+NATIVE_BUCKET = "__etl_native_bucket"
+"""The field a side's rows carry their hash bucket in when the buckets are the engine's own hashes
+of the key (no other side could recompute them)."""
+
 
 @dataclass(frozen=True)
 class NativeHashing:
@@ -52,8 +56,8 @@ class NativePlan:
 
 @runtime_checkable
 class NativeHashSide(Protocol):
-    """A pushdown side whose engine can hash rows itself (its `range_checksums` and
-    `bucket_checksums` then take `native=`)."""
+    """A pushdown side whose engine can hash rows itself (its `range_checksums`, `bucket_checksums`
+    and `rows_in_buckets` then take `native=`)."""
 
     def native_hashing(self, spec: TableSpec, tolerances: Tolerances) -> NativeHashing | None:
         """The side's native hashing of `spec`'s columns, or None when it has none."""

@@ -17,7 +17,7 @@ Against another PostgreSQL side, rows can instead be hashed with PostgreSQL's ow
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import psycopg
 from psycopg import sql
@@ -39,7 +39,7 @@ from etl.checksum.canonical import (
     encode,
 )
 from etl.checksum.keyranges import KeyRanges, KeySpan
-from etl.checksum.native import NativeHashing, NativePlan
+from etl.checksum.native import NATIVE_BUCKET, NativeHashing, NativePlan
 from etl.checksum.tolerances import Tolerances
 from etl.records import TableSpec
 
@@ -355,11 +355,13 @@ class PostgresTableSide:
     def native_hashing(self, spec: TableSpec, tolerances: Tolerances) -> NativeHashing | None:
         """PostgreSQL's own hashing of `spec`'s rows (etl/checksum/native.py): a hash class per
         column of `_NATIVE_CLASSES`, the canonical encoding for the others. None when a column has
-        neither, the key has no canonical encoding in SQL (the hash buckets need it), letter case
-        of keys is ignored, or the server has no `hash_record_extended` (before PostgreSQL 14)."""
-        if tolerances.case_insensitive_keys or self._key_code(spec, tolerances) is None:
-            return None
+        neither, letter case of keys is ignored, or the server has no `hash_record_extended`
+        (before PostgreSQL 14)."""
         physical = self._physical()
+        names = {column.name for column in spec.columns}
+        if tolerances.case_insensitive_keys or any(name not in names for name in spec.key) or any(
+                self._column(name) not in physical for name in names):
+            return None
         classes: dict[str, str | None] = {}
         for column in spec.columns:
             name = self._column(column.name)
@@ -380,16 +382,19 @@ class PostgresTableSide:
                 self._probe = ""
         return self._probe or None
 
-    def _native_row(self, spec: TableSpec, tolerances: Tolerances, plan: NativePlan) -> sql.Composable:
-        """`ROW(...)` of `spec`'s columns in name order: `plan.native` ones as they are (text, and
-        jsonb as its text, in the C collation, whose hash is of the bytes: a nondeterministic
-        collation hashes `a` and `A` alike), the others as their canonical encoding."""
+    def _native_row(self, spec: TableSpec, tolerances: Tolerances, plan: NativePlan,
+                    names: Iterable[str] | None = None) -> sql.Composable:
+        """`ROW(...)` of `spec`'s columns in name order (or of `names`, in their order): `plan.native`
+        ones as they are (text, and jsonb as its text, in the C collation, whose hash is of the
+        bytes: a nondeterministic collation hashes `a` and `A` alike), the others as their
+        canonical encoding."""
         physical = self._physical()
+        types = {column.name: column.type for column in spec.columns}
         parts: list[sql.Composable] = []
-        for column in sorted(spec.columns, key=lambda column: column.name):
-            name = self._column(column.name)
-            if column.name not in plan.native:
-                code = _value_code(name, column_kind(column.type), physical[name], tolerances)
+        for column in sorted(types) if names is None else names:
+            name = self._column(column)
+            if column not in plan.native:
+                code = _value_code(name, column_kind(types[column]), physical[name], tolerances)
                 assert code is not None  # native_hashing checked every column
                 parts.append(code)
             elif _NATIVE_CLASSES[physical[name][0]] == "text":
@@ -400,40 +405,42 @@ class PostgresTableSide:
                 parts.append(sql.Identifier(name))
         return sql.SQL("ROW({})").format(sql.SQL(", ").join(parts))
 
-    def _key_code(self, spec: TableSpec, tolerances: Tolerances) -> sql.Composable | None:
-        """The canonical encoding of the key in SQL (its hash is the row's bucket), or None."""
-        physical = self._physical()
-        kinds = {column.name: column_kind(column.type) for column in spec.columns}
-        if any(name not in kinds or self._column(name) not in physical for name in spec.key) or any(
-                self._column(column.name) not in physical for column in spec.columns):
-            return None
-        parts = [_value_code(self._column(name), kinds[name], physical[self._column(name)], tolerances)
-                 for name in spec.key]
-        codes = [part for part in parts if part is not None]
-        return sql.SQL(" || ").join(codes) if len(codes) == len(parts) else None
+    def _native_bucket(self, spec: TableSpec, buckets: int, tolerances: Tolerances,
+                       plan: NativePlan) -> sql.Composable:
+        """A row's hash bucket from PostgreSQL's own hash of its key (seed 2: independent of the row
+        hashes), which only the two sides compute; the drill-down reads it with the rows."""
+        key = self._native_row(spec, tolerances, plan, spec.key)
+        return sql.SQL("mod(hashint8extended(hash_record_extended({}, 2), 2) & {}, {})").format(
+            key, sql.Literal(2**63 - 1), sql.Literal(buckets))
 
     def bucket_checksums(
         self, spec: TableSpec, buckets: int, tolerances: Tolerances, *, native: NativePlan | None = None
     ) -> BucketChecksums | None:
-        """Per hash bucket of the key (§8): the canonical row hashes, or with `native` (agreed with
-        the other side, `NativePlan.agree`) PostgreSQL's own."""
+        """Per hash bucket of the key: the canonical row hashes and buckets (§8), or with `native`
+        (agreed with the other side, `NativePlan.agree`) PostgreSQL's own."""
         if native is not None:
-            key = self._key_code(spec, tolerances)
-            row = self._native_row(spec, tolerances, native)
-            query = _native_checksum_query
+            bucket = self._native_bucket(spec, buckets, tolerances, native)
+            query = _native_checksum_query(self._name(), bucket, self._native_row(spec, tolerances, native))
         else:
             codes = self._codes(spec, tolerances)
             if codes is None:
                 return None
-            (key, row), query = codes, _checksum_query
-        assert key is not None  # native_hashing checked the key
-        bucket = sql.SQL("{} % {}").format(_key_hash(key), sql.Literal(buckets))
+            bucket = sql.SQL("{} % {}").format(_key_hash(codes[0]), sql.Literal(buckets))
+            query = _checksum_query(self._name(), bucket, codes[1])
         with self._connect() as conn:
-            return _read_checksums(conn, query(self._name(), bucket, row), None, buckets)
+            return _read_checksums(conn, query, None, buckets)
 
     def rows_in_buckets(
-        self, spec: TableSpec, wanted: frozenset[int], buckets: int, tolerances: Tolerances
+        self, spec: TableSpec, wanted: frozenset[int], buckets: int, tolerances: Tolerances, *,
+        native: NativePlan | None = None,
     ) -> Iterator[dict]:
+        """The rows of the `wanted` buckets; with `native`, each with its bucket as `NATIVE_BUCKET`."""
+        if native is not None:
+            bucket = self._native_bucket(spec, buckets, tolerances, native)
+            query = sql.SQL(
+                "SELECT {select}, {bucket} AS {field} FROM {table} WHERE {bucket} = ANY(%s)").format(
+                select=self._select(), bucket=bucket, field=sql.Identifier(NATIVE_BUCKET), table=self._name())
+            return self._stream(query, (sorted(wanted),))
         codes = self._codes(spec, tolerances)
         if codes is None:
             return self()

@@ -195,8 +195,8 @@ class _StoredRows:
     def native_hashing(self, *args):
         return self.side.native_hashing(*args)
 
-    def rows_in_buckets(self, *args) -> Iterable[dict]:
-        return self.target.rows(self.side.rows_in_buckets(*args))
+    def rows_in_buckets(self, *args, **options) -> Iterable[dict]:
+        return self.target.rows(self.side.rows_in_buckets(*args, **options))
 
     def key_span(self, *args, **options):
         return self.side.key_span(*args, **options)

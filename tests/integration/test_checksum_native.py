@@ -218,3 +218,34 @@ def test_a_number_written_with_another_scale_is_settled_by_the_canonical_hashes(
     side, copy = PostgresTableSide(pg_database, "docs"), PostgresTableSide(pg_database, "docs_copy")
     result = validate_table(DOC_SPEC, side, copy)  # 41 / 4.0 is 10.25: the same number
     assert (result.ok, result.row_hashes, result.rows_target) == (True, "canonical", 500)
+
+
+ORDERS = ("CREATE TABLE orders (region text, no int4, amount numeric(10,2), note text,"
+          " PRIMARY KEY (region, no))",
+          "INSERT INTO orders SELECT (ARRAY['north', 'south', 'é-east'])[1 + i % 3], i, i / 8.0, 'n' || i"
+          " FROM generate_series(1, 2000) AS i",
+          "CREATE TABLE orders_copy (LIKE orders INCLUDING ALL)",
+          "INSERT INTO orders_copy SELECT * FROM orders",
+          "UPDATE orders_copy SET note = 'changed' WHERE no = 500",
+          "DELETE FROM orders_copy WHERE no = 700",
+          "INSERT INTO orders_copy VALUES ('west', 9000, 1.00, 'extra')")
+
+
+@pytest.mark.parametrize("key", [("region", "no"), ("note",)], ids=["composite", "text"])
+def test_text_and_composite_keys_use_native_hash_buckets_and_find_every_difference(
+        pg_database: str, key: tuple[str, ...]) -> None:
+    run(pg_database, *ORDERS)
+    spec = TableSpec("pg", "orders", key, (Column("region", "string"), Column("no", "int"),
+                                           Column("amount", "decimal(10,2)"), Column("note", "string")))
+    side, copy = PostgresTableSide(pg_database, "orders"), PostgresTableSide(pg_database, "orders_copy")
+    result = validate_table(spec, side, copy, buckets=64)
+    assert (result.row_hashes, result.rows_source, result.rows_target) == ("native", 2000, 2000)
+    found = sorted((d.kind, tuple(d.key.values())) for d in result.differences)
+    if key == ("note",):  # a changed key is a missing and an extra row
+        assert found == [("extra", ("changed",)), ("extra", ("extra",)), ("missing", ("n500",)),
+                         ("missing", ("n700",))]
+    else:
+        assert found == [("changed", ("é-east", 500)), ("extra", ("west", 9000)), ("missing", ("south", 700))]
+    canonical = validate_table(spec, side, copy, buckets=64, native_hashes=False)
+    assert canonical.row_hashes == "canonical"
+    assert sorted((d.kind, tuple(d.key.values())) for d in canonical.differences) == found
