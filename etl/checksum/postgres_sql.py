@@ -32,11 +32,12 @@ from etl.checksum.canonical import (
     TAG_TIMESTAMP_NAIVE,
     TAG_TIMESTAMP_UTC,
     TAG_UUID,
-    column_kind,
+    column_base,
     encode,
 )
 from etl.checksum.keyranges import KeyRanges, KeySpan
 from etl.checksum.tolerances import Tolerances
+from etl.coltypes import ColumnType, engine_type
 from etl.records import TableSpec
 
 _NULL_CODE = encode(None)
@@ -62,8 +63,6 @@ def _micros(
     micros = sql.SQL("(extract(epoch from {}) * 1000000 - {})").format(expression, sql.Literal(epoch_offset))
     return sql.SQL("int8send((floor({} / {}) * {})::int8)").format(micros, quantum, quantum)
 
-
-_INTEGER_TYPES = ("int2", "int4", "int8")
 
 JSONB_FUNCTION = "pg_temp.etl_canonical_jsonb"
 JSONB_FUNCTION_SQL = r"""
@@ -159,44 +158,50 @@ schema: maps by the encoding of their keys, lists in order, numbers as `trim_sca
 
 
 _Payload = tuple[bytes, sql.Composable, int | None]
+_Physical = tuple[ColumnType | None, int, bool]
+"""A table column's type (its catalog name read by `engine_type`; None: no column type), typmod and
+NOT NULL."""
 
 
 def _payload(
-    column: sql.Composable, kind: str, pg_type: str, typmod: int, tolerances: Tolerances
+    column: sql.Composable, base: str, stored: ColumnType | None, typmod: int, tolerances: Tolerances
 ) -> _Payload | None:
-    """(tag, payload expression, fixed payload length or None) of one column, or None if SQL cannot
-    produce the canonical bytes for it."""
-    if kind == "number" or kind == "float":
-        return _number_payload(column, kind, pg_type)
-    if pg_type in ("text", "varchar", "bpchar"):
-        return _text_payload(column, pg_type, typmod, tolerances)
-    if pg_type == "bool":
+    """(tag, payload expression, fixed payload length or None) of one column whose spec type's base is
+    `base` and whose table column is of type `stored`, or None if SQL cannot produce the canonical
+    bytes for it."""
+    if stored is None:
+        return None
+    if base in ("int", "decimal", "float"):
+        return _number_payload(column, base, stored)
+    if stored.base == "string":
+        return _text_payload(column, stored, typmod, tolerances)
+    if stored.base == "bool":
         return TAG_BOOL, sql.SQL("CASE WHEN {} THEN '\\x01'::bytea ELSE '\\x00'::bytea END").format(column), 1
-    if pg_type == "date":
+    if stored.base == "date":
         return TAG_DATE, sql.SQL("date_send({})").format(column), 4
-    if pg_type == "timestamptz":
+    if stored.base == "timestamptz":
         return TAG_TIMESTAMP_UTC, _micros(column, "timestamptz_send", tolerances, _MICROS_1970_TO_2000), 8
-    if pg_type == "timestamp":
+    if stored.base == "timestamp":
         return TAG_TIMESTAMP_NAIVE, _micros(column, "timestamp_send", tolerances, _MICROS_1970_TO_2000), 8
-    if pg_type == "time":
+    if stored.base == "time":
         return TAG_TIME, _micros(column, "time_send", tolerances, 0), 8
-    if pg_type == "uuid":
+    if stored.base == "uuid":
         return TAG_UUID, sql.SQL("uuid_send({})").format(column), 16
-    if pg_type == "bytea":
+    if stored.base == "bytes":
         return TAG_BYTES, column, None
-    if pg_type == "jsonb" and kind == "any" and not tolerances.unicode_nfc and not tolerances.rstrip_char:
+    if stored.base == "json" and base != "set" and not tolerances.unicode_nfc and not tolerances.rstrip_char:
         return b"", sql.SQL("{}({})").format(sql.SQL(JSONB_FUNCTION), column), -1
     return None
 
 
-def _number_payload(column: sql.Composable, kind: str, pg_type: str) -> _Payload | None:
-    """A column of a number or float kind: integers and numerics as their text, floats as float8."""
-    if kind == "number" and pg_type in _INTEGER_TYPES:
+def _number_payload(column: sql.Composable, base: str, stored: ColumnType) -> _Payload | None:
+    """A column of a number or float type: integers and numerics as their text, floats as float8."""
+    if base != "float" and stored.base == "int":
         return TAG_NUMBER, sql.SQL("convert_to({}::text, 'UTF8')").format(column), None
-    if kind == "number" and pg_type == "numeric":
+    if base != "float" and stored.base == "decimal":
         # Fixed notation only: PostgreSQL never prints exponents; numbers beyond 1E1000 would differ.
         return TAG_NUMBER, sql.SQL("convert_to(trim_scale({})::text, 'UTF8')").format(column), None
-    if kind == "float" and pg_type in ("float4", "float8"):
+    if base == "float" and stored.base == "float":
         expression = sql.SQL("CASE WHEN {c} = 'NaN' THEN {nan} ELSE float8send({c}::float8) END").format(
             c=column, nan=_bytea(encode(float("nan"), "float")[5:])
         )
@@ -205,11 +210,11 @@ def _number_payload(column: sql.Composable, kind: str, pg_type: str) -> _Payload
 
 
 def _text_payload(
-    column: sql.Composable, pg_type: str, typmod: int, tolerances: Tolerances
+    column: sql.Composable, stored: ColumnType, typmod: int, tolerances: Tolerances
 ) -> _Payload | None:
     """A text column's UTF-8 bytes, blank-padded like the client sees char(n), with the tolerances."""
     text: sql.Composable = column
-    if pg_type == "bpchar":
+    if stored.padded:
         if typmod < 5:
             return None
         text = sql.SQL("rpad({}::text, {})").format(column, sql.Literal(typmod - 4))
@@ -221,14 +226,14 @@ def _text_payload(
 
 
 def _value_code(
-    column: str, kind: str, physical: tuple[str, int, bool], tolerances: Tolerances, lead: bytes = b""
+    column: str, base: str, physical: _Physical, tolerances: Tolerances, lead: bytes = b""
 ) -> sql.Composable | None:
     """SQL for `lead` + the canonical encoding of the table's column `column`; constant bytes are
     merged into one literal and NOT NULL columns skip the null test, because per-row concatenations
     are the main cost."""
-    pg_type, typmod, not_null = physical
+    stored, typmod, not_null = physical
     identifier = sql.Identifier(column)
-    part = _payload(identifier, kind, pg_type, typmod, tolerances)
+    part = _payload(identifier, base, stored, typmod, tolerances)
     if part is None:
         return None
     tag, payload, length = part
@@ -252,6 +257,10 @@ def _value_code(
         identifier, _bytea(_NULL_CODE), value
     )
     return sql.SQL("{} || {}").format(_bytea(lead), guarded) if lead else guarded
+
+
+def _is_json(physical: _Physical) -> bool:
+    return physical[0] is not None and physical[0].base == "json"
 
 
 def _key_hash(key: sql.Composable) -> sql.Composable:
@@ -305,7 +314,7 @@ class PostgresTableSide:
         self.columns = dict(columns) if columns is not None else None
         """The spec's column names -> the table's (a source table whose columns a mapping copies
         under other names); None: the same names, and rows carry every column of the table."""
-        self._physical_columns: dict[str, tuple[str, int, bool]] | None = None
+        self._physical_columns: dict[str, _Physical] | None = None
         self._jsonb: bool | None = None
         self._code_cache: dict[
             tuple[TableSpec, Tolerances], tuple[sql.Composable, sql.Composable] | None
@@ -336,8 +345,8 @@ class PostgresTableSide:
     def __call__(self) -> Iterator[dict]:
         return self._stream(sql.SQL("SELECT {} FROM {}").format(self._select(), self._name()))
 
-    def _physical(self) -> dict[str, tuple[str, int, bool]]:
-        """Column name -> (type name, typmod, NOT NULL); empty unless the server encoding is UTF8
+    def _physical(self) -> dict[str, _Physical]:
+        """Column name -> (column type, typmod, NOT NULL); empty unless the server encoding is UTF8
         (the canonical strings are UTF-8)."""
         if self._physical_columns is None:
             with self._connect() as conn:
@@ -351,7 +360,7 @@ class PostgresTableSide:
                         (self._name().as_string(conn),),
                     ).fetchall()
             self._physical_columns = {
-                name: (pg_type, typmod, not_null) for name, pg_type, typmod, not_null in found
+                name: (engine_type(pg_type), typmod, not_null) for name, pg_type, typmod, not_null in found
             }
         return self._physical_columns
 
@@ -367,22 +376,22 @@ class PostgresTableSide:
         if tolerances.case_insensitive_keys:
             return None
         physical = self._physical()
-        kinds = {column.name: column_kind(column.type) for column in spec.columns}
-        if any(self._column(name) not in physical for name in kinds) or \
-                any(name not in kinds for name in spec.key):
+        bases = {column.name: column_base(column.type) for column in spec.columns}
+        if any(self._column(name) not in physical for name in bases) or \
+                any(name not in bases for name in spec.key):
             return None
         row_parts = [
-            _value_code(self._column(name), kinds[name], physical[self._column(name)], tolerances,
+            _value_code(self._column(name), bases[name], physical[self._column(name)], tolerances,
                         lead=encode(name))
-            for name in sorted(kinds)
+            for name in sorted(bases)
         ]
-        key_parts = [_value_code(self._column(name), kinds[name], physical[self._column(name)], tolerances)
+        key_parts = [_value_code(self._column(name), bases[name], physical[self._column(name)], tolerances)
                      for name in spec.key]
         if any(part is None for part in row_parts + key_parts):
             return None
-        if any(physical[self._column(name)][0] == "jsonb" for name in spec.key):
+        if any(_is_json(physical[self._column(name)]) for name in spec.key):
             return None
-        if any(physical[self._column(name)][0] == "jsonb" for name in kinds) and \
+        if any(_is_json(physical[self._column(name)]) for name in bases) and \
                 (not self.hash_jsonb or not self._jsonb_function()):
             return None
         row = sql.SQL(" || ").join(row_parts)
@@ -440,8 +449,8 @@ class PostgresTableSide:
     def key_span(self, spec: TableSpec, tolerances: Tolerances) -> KeySpan | None:
         if len(spec.key) != 1 or self._codes(spec, tolerances) is None:
             return None
-        pg_type, _typmod, not_null = self._physical()[self._column(spec.key[0])]
-        if pg_type not in _INTEGER_TYPES or not not_null:
+        stored, _typmod, not_null = self._physical()[self._column(spec.key[0])]
+        if stored is None or stored.base != "int" or not not_null:
             return None
         query = sql.SQL("SELECT min({key}), max({key}) FROM {table}").format(
             key=sql.Identifier(self._column(spec.key[0])), table=self._name()
