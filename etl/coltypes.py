@@ -3,7 +3,9 @@
 
 One grammar and one class for every layer: the mapping checks and casts values with it, both sinks
 derive their physical types from it (so a DynamoDB attribute type and a PostgreSQL column type of
-one column always agree on what it is), and `records.Column.parsed_type` carries it.
+one column always agree on what it is), and `records.Column.parsed_type` carries it. The database
+engines' own type names that checksums meet in catalogs (`int4`, `double precision`, `NUMBER`) are
+read into the same class by `engine_type`, and `type_of` reads either kind of name.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ class ColumnType:
     (length,) of string; empty when the type has none."""
     element: ColumnType | None = None
     """Element type of `list(...)`/`set(...)`; None when unspecified (any JSON-like value)."""
+    padded: bool = False
+    """A string blank-padded to its declared length (an engine's char(n)); only `engine_type` makes one."""
 
     @property
     def precision(self) -> int | None:
@@ -58,6 +62,11 @@ class ColumnType:
     @property
     def scale(self) -> int | None:
         return self.args[1] if len(self.args) > 1 else None
+
+    @property
+    def is_number(self) -> bool:
+        """An exact number: int or decimal."""
+        return self.base in ("int", "decimal")
 
     @property
     def is_timestamp(self) -> bool:
@@ -116,3 +125,60 @@ def _collection(text: str, base: str, inner: str) -> ColumnType:
     if element.base not in SCALARS:
         raise ColumnTypeError(f"type `{text}`: elements of a {base} must be scalars")
     return ColumnType(base, element=element)
+
+
+_INT, _DECIMAL, _FLOAT = ColumnType("int"), ColumnType("decimal"), ColumnType("float")
+_STRING, _CHAR, _BYTES = ColumnType("string"), ColumnType("string", padded=True), ColumnType("bytes")
+_TIMESTAMP = ColumnType("timestamp", (DEFAULT_TIMESTAMP_PRECISION,))
+_TIMESTAMPTZ = ColumnType("timestamptz", (DEFAULT_TIMESTAMP_PRECISION,))
+ENGINE_TYPES: dict[str, ColumnType] = {
+    # PostgreSQL (pg_type.typname, as its catalogs and information_schema's udt_name print it)
+    "int2": _INT, "int4": _INT, "int8": _INT, "numeric": _DECIMAL, "float4": _FLOAT, "float8": _FLOAT,
+    "bool": ColumnType("bool"), "text": _STRING, "varchar": _STRING, "bpchar": _CHAR, "bytea": _BYTES,
+    "date": ColumnType("date"), "time": ColumnType("time"), "timestamp": _TIMESTAMP,
+    "timestamptz": _TIMESTAMPTZ, "uuid": ColumnType("uuid"), "jsonb": ColumnType("json"),
+    # SQL Server (TYPE_NAME of sys.columns)
+    "tinyint": _INT, "smallint": _INT, "int": _INT, "bigint": _INT, "decimal": _DECIMAL,
+    "smallmoney": _DECIMAL, "float": _FLOAT, "real": _FLOAT, "char": _CHAR, "nchar": _CHAR,
+    "nvarchar": _STRING, "ntext": _STRING, "binary": _BYTES, "varbinary": _BYTES, "image": _BYTES,
+    "datetime": _TIMESTAMP, "datetime2": _TIMESTAMP, "smalldatetime": _TIMESTAMP,
+    "datetimeoffset": _TIMESTAMPTZ, "uniqueidentifier": ColumnType("uuid"),
+    # Oracle (ALL_TAB_COLUMNS.DATA_TYPE without its sizes)
+    "number": _DECIMAL, "varchar2": _STRING, "nvarchar2": _STRING, "clob": _STRING, "nclob": _STRING,
+    "long": _STRING, "raw": _BYTES, "long raw": _BYTES, "blob": _BYTES,
+    "timestamp with time zone": _TIMESTAMPTZ, "timestamp with local time zone": _TIMESTAMPTZ,
+    # other spellings of the types above
+    "integer": _INT, "double": _FLOAT, "double precision": _FLOAT,
+}
+"""Engines' own type names (lower case, without arguments) -> the column type holding their values.
+
+Left out on purpose, so that checksums hash their values as they always have (as no type: numbers as
+numbers, floats included): PostgreSQL's json (hashed in SQL only as jsonb), and the names one engine
+uses for another type than a name above stands for in another engine (PostgreSQL's money, bit and
+interval). Oracle's BINARY_FLOAT and BINARY_DOUBLE are not listed either, and Oracle's FLOAT reads as
+a float, as it always has for checksums (the Oracle source reads it as a decimal)."""
+_ENGINE_NAME = re.compile(r"[a-z][a-z0-9_ ]*")
+
+
+def engine_type(name: str) -> ColumnType | None:
+    """The column type of an engine's own type name (`int4`, `NUMERIC(10,2)`: its arguments are left
+    aside), or None when `ENGINE_TYPES` does not know the name."""
+    match = _ENGINE_NAME.match(name.strip().lower())
+    return ENGINE_TYPES.get(match.group(0).strip()) if match else None
+
+
+@lru_cache(maxsize=1024)
+def type_of(text: str) -> ColumnType | None:
+    """The column type a type text names, as a mapping writes it (`decimal(10,2)`) or else as an engine
+    does (`engine_type`), or None when it is neither (checksums hash such a column's values as no type)."""
+    try:
+        return parse_type(text)
+    except ColumnTypeError:
+        return engine_type(text) or _mapping_base(text)
+
+
+def _mapping_base(text: str) -> ColumnType | None:
+    """A mapping type's base name with arguments the grammar refuses (`float(53)`, `decimal(50,2)`)."""
+    match = _ENGINE_NAME.match(text.strip().lower())
+    base = ALIASES.get(match.group(0).strip(), match.group(0).strip()) if match else ""
+    return ColumnType(base) if base in KNOWN else None

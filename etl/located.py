@@ -3,7 +3,8 @@ file:line:column.
 
 PyYAML's plain loader forgets positions and silently keeps the last of two duplicate keys, so both
 kinds of file are composed here, within the limits of etl/yaml_limits.py (size, nesting, alias
-expansion, tags, long integers), and read in one of two shapes:
+expansion, tags, long integers), and walked once (`_Walk`: keys, duplicates, merges, paths) into one
+of two shapes:
 
 - `read_document(text)`: plain values (safe_load semantics, `<<` merges included) and where each was
   written, by path. A job file is validated by pydantic as plain values, and every problem is
@@ -68,7 +69,7 @@ def dotted(path: PathKey) -> str:
     return text
 
 
-# ---------------------------------------------------- plain values and their places (job files)
+# ---------------------------------------------------- one walk over composed YAML, for both shapes
 
 
 _MAP_TAG = "tag:yaml.org,2002:map"
@@ -76,8 +77,86 @@ _SEQ_TAG = "tag:yaml.org,2002:seq"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
-class _Builder:
+class _Walk:
+    """One walk over a composed document: scalars, lists item by item, mappings key by key with
+    duplicate keys found, and the path of every value. A subclass gives what differs between the two
+    shapes: what a value becomes, how a key is read, what a problem does (job files collect every one,
+    mapping files raise the first), and whether `<<` merges mappings (job files only)."""
+
+    merges = False
+
+    def value(self, node: yaml.Node, path: PathKey) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            return self.mapping(node, path, self.entries(node, path))
+        if isinstance(node, yaml.SequenceNode):
+            items = [self.value(item, (*path, index)) for index, item in enumerate(node.value)]
+            return self.sequence(node, path, items)
+        return self.scalar(node, path)
+
+    def entries(self, node: yaml.MappingNode, path: PathKey) -> dict[str, Any]:
+        """The mapping's values by key; a key written twice is a problem, its second value is dropped."""
+        result: dict[str, Any] = {}
+        explicit: dict[str, tuple[yaml.Node, yaml.Node]] = {}
+        for key_node, value_node in node.value:
+            if self.merges and key_node.tag == _MERGE_TAG:
+                self._merge(result, explicit, value_node, path)
+                continue
+            key = self.key(key_node, path)
+            if key is None:
+                continue
+            if key in explicit:
+                self.duplicate(key, key_node, explicit[key], (*path, key))
+                continue
+            explicit[key] = key_node, value_node
+            result[key] = self.entry(key_node, value_node, (*path, key))
+        return result
+
+    def _merge(self, result: dict, explicit: dict, value_node: yaml.Node, path: PathKey) -> None:
+        """`<<: *base` / `<<: [*a, *b]`: keys not already set are taken from the merged mappings."""
+        sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+        for source in sources:
+            if not (isinstance(source, yaml.MappingNode) and source.tag == _MAP_TAG):
+                self.problem(source.start_mark, path, "'<<' merges only mappings")
+                continue
+            merged = self.entries(source, path)
+            for key, value in merged.items():
+                if key not in explicit and key not in result:
+                    result[key] = value
+
+    def entry(self, key_node: yaml.Node, value_node: yaml.Node, path: PathKey) -> Any:
+        """The value of one key."""
+        return self.value(value_node, path)
+
+    def mapping(self, node: yaml.MappingNode, path: PathKey, entries: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def sequence(self, node: yaml.SequenceNode, path: PathKey, items: list[Any]) -> Any:
+        raise NotImplementedError
+
+    def scalar(self, node: yaml.Node, path: PathKey) -> Any:
+        raise NotImplementedError
+
+    def key(self, key_node: yaml.Node, path: PathKey) -> str | None:
+        """The key's text, or None once a key that is not text has been made a problem."""
+        raise NotImplementedError
+
+    def duplicate(
+        self, key: str, key_node: yaml.Node, first: tuple[yaml.Node, yaml.Node], path: PathKey
+    ) -> None:
+        """`key` written again at `key_node`; `first` is (key, value) where it was written first."""
+        raise NotImplementedError
+
+    def problem(self, mark: yaml.Mark, path: PathKey, message: str, hint: str | None = None) -> None:
+        raise NotImplementedError
+
+
+# ---------------------------------------------------- plain values and their places (job files)
+
+
+class _Builder(_Walk):
     """Turns composed nodes into plain values (safe_load semantics) and records where each value is."""
+
+    merges = True
 
     def __init__(self, loader: DepthBoundLoader) -> None:
         self.loader = loader
@@ -87,7 +166,7 @@ class _Builder:
         self.boolean_words: dict[PathKey, str] = {}
         self.problems: list[Problem] = []
 
-    def build(self, node: yaml.Node, path: PathKey) -> Any:
+    def value(self, node: yaml.Node, path: PathKey) -> Any:
         self.values += 1
         if self.values > MAX_VALUES:
             where = self.value_marks.get(path[:1], node.start_mark)
@@ -97,18 +176,22 @@ class _Builder:
             reason = f"nested more than {MAX_DEPTH} levels deep (recursive alias?)"
             raise YamlRefused(*position(node.start_mark), reason)
         self.value_marks.setdefault(path, node.start_mark)
-        if isinstance(node, yaml.ScalarNode):
-            return self._scalar(node, path)
-        if isinstance(node, yaml.SequenceNode) and node.tag == _SEQ_TAG:
-            return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
-        if isinstance(node, yaml.MappingNode) and node.tag == _MAP_TAG:
-            return self._mapping(node, path)
-        self._problem(node.start_mark, path, f"unsupported YAML tag '{node.tag}'")
-        return None
+        if (isinstance(node, yaml.SequenceNode) and node.tag != _SEQ_TAG) or (
+            isinstance(node, yaml.MappingNode) and node.tag != _MAP_TAG
+        ):
+            self.problem(node.start_mark, path, f"unsupported YAML tag '{node.tag}'")
+            return None
+        return super().value(node, path)
 
-    def _scalar(self, node: yaml.ScalarNode, path: PathKey) -> Any:
+    def mapping(self, node: yaml.MappingNode, path: PathKey, entries: dict[str, Any]) -> Any:
+        return entries
+
+    def sequence(self, node: yaml.SequenceNode, path: PathKey, items: list[Any]) -> Any:
+        return items
+
+    def scalar(self, node: yaml.Node, path: PathKey) -> Any:
         if node.tag not in self.loader.yaml_constructors:
-            self._problem(node.start_mark, path, f"unsupported YAML tag '{node.tag}'")
+            self.problem(node.start_mark, path, f"unsupported YAML tag '{node.tag}'")
             return None
         try:
             value = self.loader.construct_object(node)
@@ -116,48 +199,30 @@ class _Builder:
             reason = getattr(error, "problem", None) or str(error).splitlines()[0]
             if "Exceeds the limit" in reason:
                 reason = "a number with more than 4300 digits"
-            self._problem(node.start_mark, path, f"invalid value: {reason}")
+            self.problem(node.start_mark, path, f"invalid value: {reason}")
             return None
         if isinstance(value, bool) and node.value.lower() not in ("true", "false"):
             self.boolean_words[path] = node.value  # yes/no/on/off: YAML 1.1 reads them as booleans
         return value
 
-    def _mapping(self, node: yaml.MappingNode, path: PathKey) -> dict[str, Any]:
-        result: dict[str, Any] = {}
-        explicit: dict[str, yaml.Mark] = {}
-        for key_node, value_node in node.value:
-            if key_node.tag == _MERGE_TAG:
-                self._merge(result, explicit, value_node, path)
-                continue
-            if not isinstance(key_node, yaml.ScalarNode):
-                self._problem(key_node.start_mark, path, "a key must be plain text, not a mapping or list")
-                continue
-            key = str(key_node.value)
-            if key in explicit:
-                first = explicit[key].line + 1
-                self._problem(
-                    key_node.start_mark, (*path, key), f"duplicate key '{key}' (first at line {first})"
-                )
-                continue
-            explicit[key] = key_node.start_mark
-            self.key_marks[(*path, key)] = key_node.start_mark
-            self.value_marks[(*path, key)] = value_node.start_mark
-            result[key] = self.build(value_node, (*path, key))
-        return result
+    def key(self, key_node: yaml.Node, path: PathKey) -> str | None:
+        if not isinstance(key_node, yaml.ScalarNode):
+            self.problem(key_node.start_mark, path, "a key must be plain text, not a mapping or list")
+            return None
+        return str(key_node.value)
 
-    def _merge(self, result: dict, explicit: dict, value_node: yaml.Node, path: PathKey) -> None:
-        """`<<: *base` / `<<: [*a, *b]`: keys not already set are taken from the merged mappings."""
-        sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
-        for source in sources:
-            if not (isinstance(source, yaml.MappingNode) and source.tag == _MAP_TAG):
-                self._problem(source.start_mark, path, "'<<' merges only mappings")
-                continue
-            merged = self._mapping(source, path)
-            for key, value in merged.items():
-                if key not in explicit and key not in result:
-                    result[key] = value
+    def duplicate(
+        self, key: str, key_node: yaml.Node, first: tuple[yaml.Node, yaml.Node], path: PathKey
+    ) -> None:
+        first_line = position(first[0].start_mark)[0]
+        self.problem(key_node.start_mark, path, f"duplicate key '{key}' (first at line {first_line})")
 
-    def _problem(self, mark: yaml.Mark, path: PathKey, message: str) -> None:
+    def entry(self, key_node: yaml.Node, value_node: yaml.Node, path: PathKey) -> Any:
+        self.key_marks[path] = key_node.start_mark
+        self.value_marks[path] = value_node.start_mark
+        return self.value(value_node, path)
+
+    def problem(self, mark: yaml.Mark, path: PathKey, message: str, hint: str | None = None) -> None:
         self.problems.append(Problem(*position(mark), dotted(path), message))
 
 
@@ -194,7 +259,7 @@ def read_document(text: str) -> Document | None:
         if node is None:
             return None
         builder = _Builder(loader)
-        data = builder.build(node, ())
+        data = builder.value(node, ())
     finally:
         loader.dispose()
     return Document(data, builder.value_marks, builder.key_marks, builder.boolean_words, builder.problems)
@@ -307,38 +372,49 @@ def load_nodes(text: str, file: str) -> Node:
         raise MappingError(
             f"{file}:1:1: the mapping file is empty", hint="see docs/mapping.md for an example"
         )
-    constructor = yaml.SafeLoader("")
-    return _convert(root, file, "", constructor)
+    return _NodeWalk(file).value(root, ())
 
 
-def _convert(node: yaml.Node, file: str, path: str, constructor: yaml.SafeLoader) -> Node:
-    line, column = position(node.start_mark)
-    if isinstance(node, yaml.MappingNode):
-        result: dict[str, Node] = {}
-        for key_node, value_node in node.value:
-            key = constructor.construct_object(key_node, deep=True)
-            key_line, key_column = position(key_node.start_mark)
-            if not isinstance(key, str):
-                raise MappingError(
-                    f"{file}:{key_line}:{key_column}: {path or '(top)'}: key {key!r} must be text",
-                    hint="quote it",
-                )
-            child_path = f"{path}.{key}" if path else key
-            if key in result:
-                first = result[key]
-                raise MappingError(
-                    f"{file}:{key_line}:{key_column}: {child_path}: duplicate key `{key}` "
-                    f"(first written at line {first.line})",
-                    hint="keep one of them",
-                )
-            result[key] = _convert(value_node, file, child_path, constructor)
-            result[key].key_line, result[key].key_column = key_line, key_column
-        return Node(result, file, line, column, path or "(top)")
-    if isinstance(node, yaml.SequenceNode):
-        items = [
-            _convert(item, file, f"{path}[{index}]", constructor) for index, item in enumerate(node.value)
-        ]
-        return Node(items, file, line, column, path or "(top)")
-    quoted = 1 if isinstance(node, yaml.ScalarNode) and node.style in ("'", '"') else 0
-    value = constructor.construct_object(node, deep=True)
-    return Node(value, file, line, column, path or "(top)", text_offset=quoted)
+class _NodeWalk(_Walk):
+    """Turns composed nodes (already within the limits, tags checked) into `Node`s; the first problem
+    raises a MappingError."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.constructor = yaml.SafeLoader("")
+
+    def _node(self, value: Any, node: yaml.Node, path: PathKey, text_offset: int = 0) -> Node:
+        line, column = position(node.start_mark)
+        return Node(value, self.file, line, column, dotted(path) or "(top)", text_offset=text_offset)
+
+    def mapping(self, node: yaml.MappingNode, path: PathKey, entries: dict[str, Any]) -> Any:
+        return self._node(entries, node, path)
+
+    def sequence(self, node: yaml.SequenceNode, path: PathKey, items: list[Any]) -> Any:
+        return self._node(items, node, path)
+
+    def scalar(self, node: yaml.Node, path: PathKey) -> Any:
+        quoted = 1 if isinstance(node, yaml.ScalarNode) and node.style in ("'", '"') else 0
+        return self._node(self.constructor.construct_object(node, deep=True), node, path, quoted)
+
+    def key(self, key_node: yaml.Node, path: PathKey) -> str | None:
+        key = self.constructor.construct_object(key_node, deep=True)
+        if not isinstance(key, str):
+            self.problem(key_node.start_mark, path, f"key {key!r} must be text", hint="quote it")
+        return key
+
+    def duplicate(
+        self, key: str, key_node: yaml.Node, first: tuple[yaml.Node, yaml.Node], path: PathKey
+    ) -> None:
+        first_line = position(first[1].start_mark)[0]
+        self.problem(key_node.start_mark, path, f"duplicate key `{key}` (first written at line {first_line})",
+                     hint="keep one of them")
+
+    def entry(self, key_node: yaml.Node, value_node: yaml.Node, path: PathKey) -> Any:
+        node = self.value(value_node, path)
+        node.key_line, node.key_column = position(key_node.start_mark)
+        return node
+
+    def problem(self, mark: yaml.Mark, path: PathKey, message: str, hint: str | None = None) -> None:
+        line, column = position(mark)
+        raise MappingError(f"{self.file}:{line}:{column}: {dotted(path) or '(top)'}: {message}", hint=hint)

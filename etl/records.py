@@ -141,7 +141,8 @@ class Column:
     @cached_property
     def parsed_type(self) -> ColumnType:
         """`type` parsed (once per column); raises ColumnTypeError when it is not a mapping type (a
-        restore verification's columns carry the engine's own type names, read only by checksums)."""
+        restore verification's columns carry the engine's own type names, which checksums read with
+        `etl.coltypes.type_of`)."""
         return parse_type(self.type)
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import re
 import struct
 import unicodedata
 import uuid
@@ -18,6 +17,7 @@ from collections.abc import Callable
 from decimal import Decimal
 
 from etl.checksum.tolerances import Tolerances
+from etl.coltypes import type_of
 from etl.errors import EtlError
 
 
@@ -62,21 +62,11 @@ TAG_MAP = b"m"
 TAG_LIST = b"l"
 TAG_SET = b"e"
 
-FLOAT_TYPES = frozenset({"float", "double", "double precision", "real", "float4", "float8"})
-"""Column types whose values are IEEE doubles, compared bit for bit (NaN payloads aside)."""
-NUMBER_TYPES = frozenset(
-    {"int", "integer", "bigint", "smallint", "int2", "int4", "int8", "decimal", "numeric", "number"}
-)
-"""Column types whose values are exact numbers: 1, 1.0 and Decimal("1.00") are one value."""
-SET_TYPES = frozenset({"set"})
-"""Column types whose values are sets even when a reader returns them as lists."""
-
 FIXED_NOTATION_LIMIT = 1000
 """Numbers whose adjusted exponent lies within +-this are written in fixed notation, others in
 scientific notation, so that a value like 1E+100000000 never expands to a 100 MB string."""
 
 _FIXED_INT_BOUND = 10**FIXED_NOTATION_LIMIT
-_TYPE_NAME = re.compile(r"[a-z][a-z0-9 ]*")
 # PostgreSQL's own epoch, so that its binary send functions yield the payloads unchanged.
 _EPOCH_UTC = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 _EPOCH_NAIVE = dt.datetime(2000, 1, 1)
@@ -91,17 +81,14 @@ _TRUE = TAG_BOOL + b"\x00\x00\x00\x01\x01"
 _FALSE = TAG_BOOL + b"\x00\x00\x00\x01\x00"
 
 
-def column_kind(column_type: str) -> str:
-    """The encoding family of a mapping type name: "float", "number", "set" or "any"."""
-    match = _TYPE_NAME.match(column_type.lower())
-    base = match.group(0).strip() if match else ""
-    if base in FLOAT_TYPES:
-        return "float"
-    if base in NUMBER_TYPES:
-        return "number"
-    if base in SET_TYPES:
-        return "set"
-    return "any"
+def column_base(column_type: str) -> str:
+    """The base of the column type a type text names (`etl.coltypes.type_of`: a mapping type or an
+    engine's own type name), or "" for a text that names no type. The encoding reads two of them:
+    float columns compare IEEE doubles bit for bit (NaN payloads aside), and set columns read as
+    sets even when a reader returns lists; in every other column 1, 1.0 and Decimal("1.00") are
+    one value."""
+    parsed = type_of(column_type)
+    return parsed.base if parsed is not None else ""
 
 
 def _frame(tag: bytes, payload: bytes) -> bytes:
@@ -196,13 +183,13 @@ def encode(
     `is_key`, letter case of key strings); float ULPs cannot be hashed and are honoured by the
     row-level compare in `diff.py`. Raises `UnencodableValue` (naming the type, never the value).
     """
-    return _encode(value, column_kind(column_type), tolerances or _EXACT, is_key)
+    return _encode(value, column_base(column_type), tolerances or _EXACT, is_key)
 
 
 _EXACT = Tolerances()
 
 
-def _encode(value: object, kind: str, tolerances: Tolerances, is_key: bool) -> bytes:
+def _encode(value: object, base: str, tolerances: Tolerances, is_key: bool) -> bytes:
     if value is None:
         return _NULL
     if value is MISSING:
@@ -214,10 +201,10 @@ def _encode(value: object, kind: str, tolerances: Tolerances, is_key: bool) -> b
     if isinstance(value, str):
         return _encode_string(value, tolerances, is_key)
     if isinstance(value, int | float | Decimal):
-        return _encode_in_float_column(value) if kind == "float" else _encode_number(value)
+        return _encode_in_float_column(value) if base == "float" else _encode_number(value)
     if isinstance(value, dt.date | dt.time | dt.timedelta):
         return _encode_temporal(value, tolerances)
-    return _encode_other(value, kind, tolerances)
+    return _encode_other(value, base, tolerances)
 
 
 def _encode_in_float_column(value: int | float | Decimal) -> bytes:
@@ -250,7 +237,7 @@ def _encode_temporal(value: dt.date | dt.time | dt.timedelta, tolerances: Tolera
     return _frame(TAG_INTERVAL, _signed(_micros(value)))
 
 
-def _encode_other(value: object, kind: str, tolerances: Tolerances) -> bytes:
+def _encode_other(value: object, base: str, tolerances: Tolerances) -> bytes:
     """UUIDs, bytes, maps, sets and lists; anything else is not a canonical value."""
     if isinstance(value, uuid.UUID):
         return _frame(TAG_UUID, value.bytes)
@@ -261,14 +248,14 @@ def _encode_other(value: object, kind: str, tolerances: Tolerances) -> bytes:
         for key, member in value.items():
             if not isinstance(key, str):
                 raise UnencodableValue(f"a map key of type {type(key).__name__}; map keys must be strings")
-            pairs.append((_encode_string(key, tolerances, False), _encode(member, "any", tolerances, False)))
+            pairs.append((_encode_string(key, tolerances, False), _encode(member, "", tolerances, False)))
         pairs.sort()
         return _frame(TAG_MAP, b"".join(k + v for k, v in pairs))
-    if isinstance(value, set | frozenset) or (kind == "set" and isinstance(value, list | tuple)):
-        members = sorted({_encode(member, "any", tolerances, False) for member in value})
+    if isinstance(value, set | frozenset) or (base == "set" and isinstance(value, list | tuple)):
+        members = sorted({_encode(member, "", tolerances, False) for member in value})
         return _frame(TAG_SET, b"".join(members))
     if isinstance(value, list | tuple):
-        return _frame(TAG_LIST, b"".join(_encode(member, "any", tolerances, False) for member in value))
+        return _frame(TAG_LIST, b"".join(_encode(member, "", tolerances, False) for member in value))
     raise UnencodableValue(
         f"a value of type {type(value).__name__}, which the canonical encoding does not accept",
         hint="map it to one of the canonical Python types listed in docs/internals.md",
@@ -278,13 +265,13 @@ def _encode_other(value: object, kind: str, tolerances: Tolerances) -> bytes:
 def encoder_for(
     column_type: str, tolerances: Tolerances, *, is_key: bool = False
 ) -> Callable[[object], bytes]:
-    """A one-argument encoder for one column, with its kind and tolerances bound (used per row)."""
-    kind = column_kind(column_type)
+    """A one-argument encoder for one column, with its type and tolerances bound (used per row)."""
+    base = column_base(column_type)
     plain_strings = not (
         tolerances.unicode_nfc or tolerances.rstrip_char or (is_key and tolerances.case_insensitive_keys)
     )
     exact_times = tolerances.timestamp_precision is None or tolerances.timestamp_precision >= 6
-    numbers_as_text = kind != "float"
+    numbers_as_text = base != "float"
 
     def encode_value(value: object) -> bytes:
         # Fast paths for the commonest values; each gives exactly what `_encode` gives.
@@ -304,6 +291,6 @@ def encoder_for(
             return _TRUE if value else _FALSE
         if cls is dt.datetime and exact_times and value.tzinfo is dt.UTC:  # type: ignore[attr-defined]
             return _UTC_PREFIX + _micros(value - _EPOCH_UTC).to_bytes(8, "big", signed=True)  # type: ignore[operator]
-        return _encode(value, kind, tolerances, is_key)
+        return _encode(value, base, tolerances, is_key)
 
     return encode_value

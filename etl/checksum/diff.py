@@ -21,7 +21,7 @@ from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 
 from etl.checksum.buckets import BucketChecksums
-from etl.checksum.canonical import MISSING, column_kind
+from etl.checksum.canonical import MISSING, column_base
 from etl.checksum.keyranges import KeyRanges, KeyRangeSide
 from etl.checksum.native import NATIVE_BUCKET, NativeHashSide, NativePlan
 from etl.checksum.results import Difference, FieldDifference, TableValidation
@@ -104,7 +104,7 @@ class _Drill:
         self.hasher = hasher
         self.result = result
         self.float_columns = (
-            {c.name for c in spec.columns if column_kind(c.type) == "float"}
+            {c.name for c in spec.columns if column_base(c.type) == "float"}
             if tolerances.float_ulps is not None
             else set()
         )

@@ -35,12 +35,13 @@ from etl.checksum.canonical import (
     TAG_TIMESTAMP_NAIVE,
     TAG_TIMESTAMP_UTC,
     TAG_UUID,
-    column_kind,
+    column_base,
     encode,
 )
 from etl.checksum.keyranges import KeyRanges, KeySpan
 from etl.checksum.native import NATIVE_BUCKET, NativeHashing, NativePlan
 from etl.checksum.tolerances import Tolerances
+from etl.coltypes import ColumnType, engine_type
 from etl.records import TableSpec
 
 _NULL_CODE = encode(None)
@@ -67,45 +68,50 @@ def _micros(
     return sql.SQL("int8send((floor({} / {}) * {})::int8)").format(micros, quantum, quantum)
 
 
-_INTEGER_TYPES = ("int2", "int4", "int8")
 
 _Payload = tuple[bytes, sql.Composable, int | None]
+_Physical = tuple[ColumnType | None, int, bool]
+"""A table column's type (its catalog name read by `engine_type`; None: no column type), typmod and
+NOT NULL."""
 
 
 def _payload(
-    column: sql.Composable, kind: str, pg_type: str, typmod: int, tolerances: Tolerances
+    column: sql.Composable, base: str, stored: ColumnType | None, typmod: int, tolerances: Tolerances
 ) -> _Payload | None:
-    """(tag, payload expression, fixed payload length or None) of one column, or None if SQL cannot
-    produce the canonical bytes for it."""
-    if kind == "number" or kind == "float":
-        return _number_payload(column, kind, pg_type)
-    if pg_type in ("text", "varchar", "bpchar"):
-        return _text_payload(column, pg_type, typmod, tolerances)
-    if pg_type == "bool":
+    """(tag, payload expression, fixed payload length or None) of one column whose spec type's base is
+    `base` and whose table column is of type `stored`, or None if SQL cannot produce the canonical
+    bytes for it."""
+    if stored is None:
+        return None
+    if base in ("int", "decimal", "float"):
+        return _number_payload(column, base, stored)
+    if stored.base == "string":
+        return _text_payload(column, stored, typmod, tolerances)
+    if stored.base == "bool":
         return TAG_BOOL, sql.SQL("CASE WHEN {} THEN '\\x01'::bytea ELSE '\\x00'::bytea END").format(column), 1
-    if pg_type == "date":
+    if stored.base == "date":
         return TAG_DATE, sql.SQL("date_send({})").format(column), 4
-    if pg_type == "timestamptz":
+    if stored.base == "timestamptz":
         return TAG_TIMESTAMP_UTC, _micros(column, "timestamptz_send", tolerances, _MICROS_1970_TO_2000), 8
-    if pg_type == "timestamp":
+    if stored.base == "timestamp":
         return TAG_TIMESTAMP_NAIVE, _micros(column, "timestamp_send", tolerances, _MICROS_1970_TO_2000), 8
-    if pg_type == "time":
+    if stored.base == "time":
         return TAG_TIME, _micros(column, "time_send", tolerances, 0), 8
-    if pg_type == "uuid":
+    if stored.base == "uuid":
         return TAG_UUID, sql.SQL("uuid_send({})").format(column), 16
-    if pg_type == "bytea":
+    if stored.base == "bytes":
         return TAG_BYTES, column, None
     return None
 
 
-def _number_payload(column: sql.Composable, kind: str, pg_type: str) -> _Payload | None:
-    """A column of a number or float kind: integers and numerics as their text, floats as float8."""
-    if kind == "number" and pg_type in _INTEGER_TYPES:
+def _number_payload(column: sql.Composable, base: str, stored: ColumnType) -> _Payload | None:
+    """A column of a number or float type: integers and numerics as their text, floats as float8."""
+    if base != "float" and stored.base == "int":
         return TAG_NUMBER, sql.SQL("convert_to({}::text, 'UTF8')").format(column), None
-    if kind == "number" and pg_type == "numeric":
+    if base != "float" and stored.base == "decimal":
         # Fixed notation only: PostgreSQL never prints exponents; numbers beyond 1E1000 would differ.
         return TAG_NUMBER, sql.SQL("convert_to(trim_scale({})::text, 'UTF8')").format(column), None
-    if kind == "float" and pg_type in ("float4", "float8"):
+    if base == "float" and stored.base == "float":
         expression = sql.SQL("CASE WHEN {c} = 'NaN' THEN {nan} ELSE float8send({c}::float8) END").format(
             c=column, nan=_bytea(encode(float("nan"), "float")[5:])
         )
@@ -114,11 +120,11 @@ def _number_payload(column: sql.Composable, kind: str, pg_type: str) -> _Payload
 
 
 def _text_payload(
-    column: sql.Composable, pg_type: str, typmod: int, tolerances: Tolerances
+    column: sql.Composable, stored: ColumnType, typmod: int, tolerances: Tolerances
 ) -> _Payload | None:
     """A text column's UTF-8 bytes, blank-padded like the client sees char(n), with the tolerances."""
     text: sql.Composable = column
-    if pg_type == "bpchar":
+    if stored.padded:
         if typmod < 5:
             return None
         text = sql.SQL("rpad({}::text, {})").format(column, sql.Literal(typmod - 4))
@@ -130,14 +136,14 @@ def _text_payload(
 
 
 def _value_code(
-    column: str, kind: str, physical: tuple[str, int, bool], tolerances: Tolerances, lead: bytes = b""
+    column: str, base: str, physical: _Physical, tolerances: Tolerances, lead: bytes = b""
 ) -> sql.Composable | None:
     """SQL for `lead` + the canonical encoding of the table's column `column`; constant bytes are
     merged into one literal and NOT NULL columns skip the null test, because per-row concatenations
     are the main cost."""
-    pg_type, typmod, not_null = physical
+    stored, typmod, not_null = physical
     identifier = sql.Identifier(column)
-    part = _payload(identifier, kind, pg_type, typmod, tolerances)
+    part = _payload(identifier, base, stored, typmod, tolerances)
     if part is None:
         return None
     tag, payload, length = part
@@ -159,6 +165,11 @@ def _value_code(
     return sql.SQL("{} || {}").format(_bytea(lead), guarded) if lead else guarded
 
 
+def _stored_base(physical: _Physical) -> str:
+    """The base of a table column's type, "" when `engine_type` does not know it."""
+    return physical[0].base if physical[0] is not None else ""
+
+
 def _key_hash(key: sql.Composable) -> sql.Composable:
     """`bucket_of` before its modulo: the first 4 bytes of md5(key encoding), unsigned."""
     return sql.SQL("('x' || lpad(substr(md5({}), 1, 8), 16, '0'))::bit(64)::int8").format(key)
@@ -177,24 +188,21 @@ def _checksum_query(table: sql.Composable, bucket: sql.Composable, row: sql.Comp
     ).format(bucket=bucket, row=row, table=table)
 
 
-_NATIVE_CLASSES = {
-    "int2": "integer", "int4": "integer", "int8": "integer", "numeric": "numeric", "text": "text",
-    "varchar": "text", "bool": "bool", "date": "date", "time": "time", "timestamp": "timestamp",
-    "timestamptz": "timestamptz", "uuid": "uuid", "bytea": "bytea", "jsonb": "jsonb",
-}
-"""PostgreSQL types whose own extended hash function is exact under the canonical comparison, by
-class (one class: equal values hash alike across its types). Each hashes the value, not its text:
-integers across int2/int4/int8 alike (PostgreSQL's cross-type hash joins rely on it), numeric by
-value (1.0 and 1.00 alike, as the canonical encoding's trimmed text), timestamps, dates and times
-by their microseconds. jsonb is hashed as its text (`_native_row`): jsonb's own hash is blind to
-nesting (`false`, `[false]` and `[[false]]` hash alike), while its text is one per value (keys
-sorted) and keeps the scale of numbers, so equal texts are equal documents, and the rare documents
-that differ only in a number's scale (1.5, 1.50) are sent to the canonical hashes by
-`validate_table`. Not here, hence hashed through their canonical encoding: floats (the hash makes
--0 and 0 alike, the encoding does not), char(n) (its hash ignores the blank padding a client sees)
-and every other type."""
+_NATIVE_CLASSES = frozenset({"int", "decimal", "string", "bool", "date", "time", "timestamp", "timestamptz",
+                             "uuid", "bytes", "json"})
+"""Column types (`ColumnType.base` of the table's column) whose PostgreSQL extended hash function is
+exact under the canonical comparison; a class is a base (equal values of one base hash alike across
+its PostgreSQL types). Each hashes the value, not its text: integers across int2/int4/int8 alike
+(PostgreSQL's cross-type hash joins rely on it), numeric by value (1.0 and 1.00 alike, as the
+canonical encoding's trimmed text), timestamps, dates and times by their microseconds. jsonb is
+hashed as its text (`_native_row`): jsonb's own hash is blind to nesting (`false`, `[false]` and
+`[[false]]` hash alike), while its text is one per value (keys sorted) and keeps the scale of
+numbers, so equal texts are equal documents, and the rare documents that differ only in a number's
+scale (1.5, 1.50) are sent to the canonical hashes by `validate_table`. Not here, hence hashed
+through their canonical encoding: floats (the hash makes -0 and 0 alike, the encoding does not),
+char(n) (its hash ignores the blank padding a client sees) and every other type."""
 
-_STRING_CLASSES = frozenset({"text", "jsonb"})
+_STRING_CLASSES = frozenset({"string", "json"})
 _TIME_CLASSES = frozenset({"time", "timestamp", "timestamptz"})
 
 _NATIVE_PROBE = sql.SQL(
@@ -208,18 +216,20 @@ _NATIVE_PROBE = sql.SQL(
 differ (another hash implementation, byte order or server encoding) are not compared natively."""
 
 
-def _native_class(kind: str, pg_type: str, tolerances: Tolerances) -> str | None:
-    """A column's hash class, or None when its canonical encoding must be hashed instead: a float
-    kind, a type outside `_NATIVE_CLASSES`, or a tolerance that changes its values before hashing."""
-    native = _NATIVE_CLASSES.get(pg_type)
-    if native is None or kind == "float" or (native == "jsonb" and kind != "any"):
+def _native_class(base: str, stored: ColumnType | None, tolerances: Tolerances) -> str | None:
+    """The hash class of a column whose spec type's base is `base` and whose table column is of type
+    `stored`, or None when its canonical encoding must be hashed instead: a float spec type, a type
+    outside `_NATIVE_CLASSES`, char(n), or a tolerance that changes its values before hashing."""
+    if stored is None or stored.base not in _NATIVE_CLASSES or stored.padded or base == "float":
         return None
-    if native in _STRING_CLASSES and (tolerances.unicode_nfc or tolerances.rstrip_char):
+    if stored.base == "json" and base == "set":
+        return None
+    if stored.base in _STRING_CLASSES and (tolerances.unicode_nfc or tolerances.rstrip_char):
         return None
     precision = tolerances.timestamp_precision
-    if native in _TIME_CLASSES and precision is not None and precision < 6:
+    if stored.base in _TIME_CLASSES and precision is not None and precision < 6:
         return None
-    return native
+    return stored.base
 
 
 def _native_checksum_query(
@@ -267,7 +277,7 @@ class PostgresTableSide:
         self.columns = dict(columns) if columns is not None else None
         """The spec's column names -> the table's (a source table whose columns a mapping copies
         under other names); None: the same names, and rows carry every column of the table."""
-        self._physical_columns: dict[str, tuple[str, int, bool]] | None = None
+        self._physical_columns: dict[str, _Physical] | None = None
         self._probe: str | None = None
         """The native probe's result on this server (`_NATIVE_PROBE`), "" without native hashing."""
         self._code_cache: dict[
@@ -299,8 +309,8 @@ class PostgresTableSide:
     def __call__(self) -> Iterator[dict]:
         return self._stream(sql.SQL("SELECT {} FROM {}").format(self._select(), self._name()))
 
-    def _physical(self) -> dict[str, tuple[str, int, bool]]:
-        """Column name -> (type name, typmod, NOT NULL); empty unless the server encoding is UTF8
+    def _physical(self) -> dict[str, _Physical]:
+        """Column name -> (column type, typmod, NOT NULL); empty unless the server encoding is UTF8
         (the canonical strings are UTF-8)."""
         if self._physical_columns is None:
             with self._connect() as conn:
@@ -314,7 +324,7 @@ class PostgresTableSide:
                         (self._name().as_string(conn),),
                     ).fetchall()
             self._physical_columns = {
-                name: (pg_type, typmod, not_null) for name, pg_type, typmod, not_null in found
+                name: (engine_type(pg_type), typmod, not_null) for name, pg_type, typmod, not_null in found
             }
         return self._physical_columns
 
@@ -330,16 +340,16 @@ class PostgresTableSide:
         if tolerances.case_insensitive_keys:
             return None
         physical = self._physical()
-        kinds = {column.name: column_kind(column.type) for column in spec.columns}
-        if any(self._column(name) not in physical for name in kinds) or \
-                any(name not in kinds for name in spec.key):
+        bases = {column.name: column_base(column.type) for column in spec.columns}
+        if any(self._column(name) not in physical for name in bases) or \
+                any(name not in bases for name in spec.key):
             return None
         row_parts = [
-            _value_code(self._column(name), kinds[name], physical[self._column(name)], tolerances,
+            _value_code(self._column(name), bases[name], physical[self._column(name)], tolerances,
                         lead=encode(name))
-            for name in sorted(kinds)
+            for name in sorted(bases)
         ]
-        key_parts = [_value_code(self._column(name), kinds[name], physical[self._column(name)], tolerances)
+        key_parts = [_value_code(self._column(name), bases[name], physical[self._column(name)], tolerances)
                      for name in spec.key]
         if any(part is None for part in row_parts + key_parts):
             return None
@@ -365,9 +375,9 @@ class PostgresTableSide:
         classes: dict[str, str | None] = {}
         for column in spec.columns:
             name = self._column(column.name)
-            kind, found = column_kind(column.type), physical[name]
-            classes[column.name] = _native_class(kind, found[0], tolerances)
-            if classes[column.name] is None and _value_code(name, kind, found, tolerances) is None:
+            base, found = column_base(column.type), physical[name]
+            classes[column.name] = _native_class(base, found[0], tolerances)
+            if classes[column.name] is None and _value_code(name, base, found, tolerances) is None:
                 return None
         probe = self._native_probe()
         return None if probe is None else NativeHashing(f"postgresql:{probe}", classes)
@@ -394,12 +404,12 @@ class PostgresTableSide:
         for column in sorted(types) if names is None else names:
             name = self._column(column)
             if column not in plan.native:
-                code = _value_code(name, column_kind(types[column]), physical[name], tolerances)
+                code = _value_code(name, column_base(types[column]), physical[name], tolerances)
                 assert code is not None  # native_hashing checked every column
                 parts.append(code)
-            elif _NATIVE_CLASSES[physical[name][0]] == "text":
+            elif _stored_base(physical[name]) == "string":
                 parts.append(sql.SQL('{} COLLATE "C"').format(sql.Identifier(name)))
-            elif _NATIVE_CLASSES[physical[name][0]] == "jsonb":
+            elif _stored_base(physical[name]) == "json":
                 parts.append(sql.SQL('{}::text COLLATE "C"').format(sql.Identifier(name)))
             else:
                 parts.append(sql.Identifier(name))
@@ -456,8 +466,8 @@ class PostgresTableSide:
                  ) -> KeySpan | None:
         if len(spec.key) != 1 or (native is None and self._codes(spec, tolerances) is None):
             return None
-        pg_type, _typmod, not_null = self._physical()[self._column(spec.key[0])]
-        if pg_type not in _INTEGER_TYPES or not not_null:
+        stored, _typmod, not_null = self._physical()[self._column(spec.key[0])]
+        if stored is None or stored.base != "int" or not not_null:
             return None
         query = sql.SQL("SELECT min({key}), max({key}) FROM {table}").format(
             key=sql.Identifier(self._column(spec.key[0])), table=self._name()

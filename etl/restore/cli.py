@@ -356,7 +356,8 @@ def _schema(database: RestoreDatabase | None) -> str | None:
 
 
 def table_spec(reader: SqlSource, table: str) -> TableSpec:
-    """The table's columns with the engine's type names (which decide float/number encoding)."""
+    """The table's columns with the engine's type names (`etl.coltypes.engine_type` reads them for the
+    checksums: a float column is hashed as floats)."""
     meta = reader.describe(table)
     return TableSpec(
         "restore", table, tuple(meta.key), tuple(Column(c.name, c.type.lower()) for c in meta.columns)
