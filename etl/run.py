@@ -248,23 +248,25 @@ def _progress(job):
     Either follows validation too. Totals come from the sources' estimates."""
     from etl.engine.estimates import table_estimates
     from etl.engine.resources import JobResources
-    from etl.report.live import LiveDisplay
     from etl.report.progress_lines import ProgressLines, check_message, progress_message
 
     resources = JobResources(job)
     totals = partial(table_estimates, resources)
-    with LiveDisplay.for_stream(sys.stderr, totals) as display:
-        if display is not None:
-            yield display
-            return
-        progress_log = logging.getLogger("etl.progress")
+    if sys.stderr.isatty():
+        from etl.report.live import LiveDisplay  # rich: only for the terminal display
 
-        def emit(line: dict) -> None:
-            message = progress_message(line) if line["event"] == "progress" else check_message(line)
-            progress_log.info(message, extra=line)
+        with LiveDisplay.for_stream(sys.stderr, totals) as display:
+            if display is not None:
+                yield display
+                return
+    progress_log = logging.getLogger("etl.progress")
 
-        with ProgressLines(job.progress.every_seconds, emit, totals=totals).watching() as lines:
-            yield lines
+    def emit(line: dict) -> None:
+        message = progress_message(line) if line["event"] == "progress" else check_message(line)
+        progress_log.info(message, extra=line)
+
+    with ProgressLines(job.progress.every_seconds, emit, totals=totals).watching() as lines:
+        yield lines
 
 
 def print_report(report, stream: IO[str] | None = None) -> None:
