@@ -14,10 +14,11 @@ import re
 import threading
 import traceback
 from collections.abc import Iterator
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import quote, quote_plus, unquote
 
-from pydantic import ConfigDict
+if TYPE_CHECKING:  # a plain dict at run time: `python -m etl.run --version` imports no pydantic
+    from pydantic import ConfigDict
 
 MASK = "***"
 """What a secret is replaced with."""
@@ -172,7 +173,7 @@ class RedactedRepr:
     callers that decide themselves what to show. Put the mixin before `BaseModel` in the bases.
     """
 
-    model_config: ClassVar[ConfigDict] = ConfigDict(hide_input_in_errors=True)
+    model_config: ClassVar[ConfigDict] = {"hide_input_in_errors": True}
 
     def __repr_args__(self) -> Iterator[tuple[str | None, object]]:
         for name, value in super().__repr_args__():  # type: ignore[misc]

@@ -39,6 +39,14 @@ def _version() -> str:
         return "(not installed)"
 
 
+class _VersionAction(argparse._VersionAction):
+    """`--version`, which looks the version up only when asked (importlib.metadata costs start-up time)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        self.version = f"%(prog)s {_version()}"
+        super().__call__(parser, namespace, values, option_string)
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -58,7 +66,7 @@ def parser() -> argparse.ArgumentParser:
         "proven equal), 1 validation found differences, 2 bad job or mapping file, 3 runtime failure, "
         "4 unproven (a --limit try, or a run without validation)",
     )
-    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    p.add_argument("--version", action=_VersionAction)
     p.add_argument("job", help="the job file (YAML)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--check", action="store_true",
@@ -109,7 +117,7 @@ def parser() -> argparse.ArgumentParser:
                       help="write a new job file, named by the job argument (it must not exist), for a "
                       "source of this type: mongo, mongodump, postgres, oracle or mssql")
     p.add_argument("--debug", action="store_true", help="debug logging and tracebacks")
-    from etl.restore.cli import add_arguments as add_restore_arguments
+    from etl.restore.arguments import add_arguments as add_restore_arguments
 
     add_restore_arguments(p, mode)
     return p
@@ -158,9 +166,11 @@ def _reported(args: argparse.Namespace, trail) -> int:
 
 
 def _main(args: argparse.Namespace, trail) -> int:
-    from etl.restore import cli as restore_cli
+    from etl.restore.arguments import requested
 
-    if restore_cli.requested(args):
+    if requested(args):
+        from etl.restore import cli as restore_cli
+
         return restore_cli.run(args, trail, sys.stdout)
     from etl.engine.plan import Shard
     from etl.job import load_job
@@ -238,23 +248,25 @@ def _progress(job):
     Either follows validation too. Totals come from the sources' estimates."""
     from etl.engine.estimates import table_estimates
     from etl.engine.resources import JobResources
-    from etl.report.live import LiveDisplay
     from etl.report.progress_lines import ProgressLines, check_message, progress_message
 
     resources = JobResources(job)
     totals = partial(table_estimates, resources)
-    with LiveDisplay.for_stream(sys.stderr, totals) as display:
-        if display is not None:
-            yield display
-            return
-        progress_log = logging.getLogger("etl.progress")
+    if sys.stderr.isatty():
+        from etl.report.live import LiveDisplay  # rich: only for the terminal display
 
-        def emit(line: dict) -> None:
-            message = progress_message(line) if line["event"] == "progress" else check_message(line)
-            progress_log.info(message, extra=line)
+        with LiveDisplay.for_stream(sys.stderr, totals) as display:
+            if display is not None:
+                yield display
+                return
+    progress_log = logging.getLogger("etl.progress")
 
-        with ProgressLines(job.progress.every_seconds, emit, totals=totals).watching() as lines:
-            yield lines
+    def emit(line: dict) -> None:
+        message = progress_message(line) if line["event"] == "progress" else check_message(line)
+        progress_log.info(message, extra=line)
+
+    with ProgressLines(job.progress.every_seconds, emit, totals=totals).watching() as lines:
+        yield lines
 
 
 def print_report(report, stream: IO[str] | None = None) -> None:

@@ -334,6 +334,11 @@ def aws_client_endpoint(client: object, service: str, endpoint_url: str | None =
 def aws_endpoint(service: str, endpoint_url: str | None, region: str | None) -> Endpoint:
     """The endpoint a client made as etl makes it (a boto3 Session from the standard AWS configuration,
     the job's region and `endpoint_url`) will talk to. Making a client sends no request."""
+    if endpoint_url is not None:
+        # A client sends to a given endpoint_url exactly as written, and one that cannot be made
+        # (unknown profile, malformed URL) is described by it too: no session, and no boto3 import
+        # for a job load or --plan.
+        return https_endpoint(endpoint_url, service)
     import botocore.exceptions
 
     from etl.aws_session import boto3_session

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from etl import sinks as sink_registry
 from etl import sources as source_registry
@@ -24,9 +24,11 @@ from etl.mapping.dms_document import DmsDocument, TableColumns
 from etl.records import TableSpec
 from etl.sinks.base import Sink
 from etl.sinks.deadletter import DeadLetterStore
-from etl.sinks.deadletter_seal import KeyProvider, KmsKeys, LocalKeys, Sealer
 from etl.sources.base import Source
 from etl.state.base import StateStore
+
+if TYPE_CHECKING:
+    from etl.sinks.deadletter_seal import KeyProvider
 
 
 @dataclass(frozen=True)
@@ -184,6 +186,11 @@ class JobResources:
     def dead_letter_keys(self) -> KeyProvider | None:
         """What seals and opens raw records in dead letters; None with `raw: omitted`."""
         config = self.job.dead_letter
+        if config.kms_key is None and config.key_file is None:
+            return None
+        # cryptography (and, for KMS, boto3) only for a job whose dead letters keep raw records sealed
+        from etl.sinks.deadletter_seal import KmsKeys, LocalKeys
+
         if config.kms_key is not None:
             return KmsKeys(config.kms_key, region=config.region, endpoint_url=config.endpoint_url,
                            allow_insecure=self.job.allow_insecure)
@@ -194,7 +201,11 @@ class JobResources:
     def open_dead_letters(self, generation: str | None) -> DeadLetterStore:
         """This process's dead-letter store for one run (`generation`: the verdict's)."""
         keys = self.dead_letter_keys()
-        sealer = Sealer(keys, job=self.job.name) if keys is not None else None
+        sealer = None
+        if keys is not None:
+            from etl.sinks.deadletter_seal import Sealer  # imported by dead_letter_keys already
+
+            sealer = Sealer(keys, job=self.job.name)
         return DeadLetterStore(self.dead_letter_path, job=self.job.name, generation=generation, sealer=sealer)
 
     def state_location(self) -> str:

@@ -17,11 +17,14 @@ import os
 import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from etl.files import open_private
 from etl.records import Reject
 from etl.sinks import jsontext
-from etl.sinks.deadletter_seal import KeyProvider, Opener, Sealer
+
+if TYPE_CHECKING:
+    from etl.sinks.deadletter_seal import KeyProvider, Sealer
 
 FIELDS = ("job", "table", "target", "source_key", "stage", "reason", "field_path", "value_type")
 
@@ -82,7 +85,11 @@ def read_dead_letters(path: str | Path, *, keys: KeyProvider | None = None) -> I
     """The entries of a dead-letter file, in the order written. With `keys` (`KmsKeys` or, in tests,
     `LocalKeys`) an entry that holds a sealed raw record gets it opened, as `raw` (its values encoded as
     in `record`); a key that does not open it raises `SealError` naming the file and line."""
-    opener = Opener(keys) if keys is not None else None
+    opener = None
+    if keys is not None:
+        from etl.sinks.deadletter_seal import Opener  # cryptography only where raw records are sealed
+
+        opener = Opener(keys)
     with Path(path).open(encoding="utf-8") as lines:
         for number, line in enumerate(lines, 1):
             if line.strip():

@@ -22,13 +22,10 @@ from decimal import Decimal
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-import botocore.config
-import botocore.session
 from botocore.exceptions import BotoCoreError, ClientError, WaiterError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from etl import security
-from etl.aws_session import boto3_session
 from etl.coltypes import ColumnType
 from etl.errors import ConnectionFailed, EtlError, RuntimeFailure
 from etl.records import Reject, TableRows, TableSpec
@@ -703,6 +700,11 @@ def _connection_failed(name: str, error: Exception) -> ConnectionFailed:
 def _make_client(config: Config) -> Any:
     """A low-level client from the standard AWS credential chain; DynamoDB Local accepts any credentials,
     so a loopback endpoint without configured credentials gets placeholder ones."""
+    # boto3 and botocore's client machinery only when a sink is opened: a job load or --plan needs neither
+    import botocore.config
+
+    from etl.aws_session import boto3_session
+
     session = boto3_session(config.region)
     credentials: dict[str, str] = {}
     local = config.endpoint_url is not None and _is_loopback(urlsplit(config.endpoint_url).hostname or "")
