@@ -3,22 +3,28 @@
 Writes `--records` W1 documents (bench/workloads.py) as a mongodump folder, so no MongoDB server is
 in the loop, and in the same run times:
 
-- the engine (a job with a `mongodump` source, validation off) at parallelism 1 and 2, each in a
-  fresh schema of a scratch PostgreSQL database and in a child process of its own (its peak RSS is
-  that process's);
+- the engine (a job with a `mongodump` source, validation off) at parallelism 1 and 2 on threads,
+  and with `--processes` also on worker processes (`executor: {type: local, processes: true}`), each
+  in a fresh schema of a scratch PostgreSQL database and in a child process of its own (its peak RSS
+  is that process's, without its worker processes);
 - the raw baseline: one `bson.decode_file_iter` loop over the same file, a hand-written function
   turning each document into the same rows (tuples, no checks), and one binary COPY per table on
   one connection, all inside the clock (the rows of 1,000,000 documents do not fit in memory to be
   mapped before it).
 
 Rows/s count target rows (customers + orders); the engine's tables are checked equal to the raw
-ones (exit 2 when a row differs). Exits 1 when engine/raw at parallelism 2 is below `--goal`.
+ones (exit 2 when a row differs). Exits 1 when engine/raw at parallelism 2 (the faster of threads
+and processes) is below `--goal`.
+
+Every run also shows how many cores the whole machine kept busy meanwhile (/proc/stat; PostgreSQL
+shares the cores): on N cores, N / (cores busy at parallelism 1) is the most parallelism 2 can gain.
 
 `--sizes 100000,1000000` instead prints, per size, the engine's rows/s and peak RSS at
 parallelism 2 with the raw rate of the same size: the cost as the work grows. It exits 1 when the
 largest size is more than `--max-slowdown` slower per row than the smallest.
 
     .venv/bin/python bench/bench_w1_dump_postgres.py --records 100000
+    .venv/bin/python bench/bench_w1_dump_postgres.py --records 100000 --processes
     .venv/bin/python bench/bench_w1_dump_postgres.py --sizes 100000,1000000
 """
 
@@ -55,6 +61,7 @@ targets:
   pg: {{type: postgres, dsn: "{dsn}", schema: {schema}, create: if_missing}}
 batch: {{records: {batch}}}
 parallelism: {parallelism}
+executor: {{type: local, processes: {processes}}}
 state: {{type: sqlite, path: "{state}"}}
 validation: {{after_run: false}}
 report: {{dir: "{reports}"}}
@@ -75,15 +82,26 @@ def write_dump(folder: Path, records: int, seed: int) -> tuple[int, Path]:
     return orders, path
 
 
-def run_engine_child(folder: Path, dsn: str, schema: str, parallelism: int, partitions: int,
+def schema_of(parallelism: int, processes: bool) -> str:
+    return f"engine_p{parallelism}" + ("_processes" if processes else "")
+
+
+def label_of(parallelism: int, processes: bool) -> str:
+    return f"etl engine, {'processes' if processes else 'threads'}, parallelism {parallelism}"
+
+
+def run_engine_child(folder: Path, dsn: str, parallelism: int, processes: bool, partitions: int,
                      batch: int) -> dict:
-    """Run the job in a child process (`--child`); returns its report: seconds, status, loaded, RSS."""
+    """Run the job in a child process (`--child`); returns its report: seconds, status, loaded, RSS,
+    cores busy."""
+    schema = schema_of(parallelism, processes)
     mapping = folder / "w1.mapping.yaml"
     mapping.write_text(workloads.W1_MAPPING)
     job = folder / f"{schema}.yaml"
     job.write_text(JOB.format(name=f"w1dump-{schema}", folder=folder, database=DATABASE, mapping=mapping,
                               partitions=partitions, dsn=dsn, schema=schema, batch=batch,
-                              parallelism=parallelism, state=folder / f"{schema}.sqlite",
+                              parallelism=parallelism, processes=str(processes).lower(),
+                              state=folder / f"{schema}.sqlite",
                               reports=folder / "reports"))
     result = subprocess.run([sys.executable, __file__, "--child", str(job)], capture_output=True, text=True,
                             check=False)
@@ -99,12 +117,12 @@ def child(job_path: str) -> int:
     from etl.job import load_job
 
     job = load_job(Path(job_path))
-    started = time.perf_counter()
+    started, busy = time.perf_counter(), workloads.BusyCores()
     report = run_job(job)
-    seconds = time.perf_counter() - started
+    seconds, cores = time.perf_counter() - started, busy.cores()
     table = report.tables[0]
     print(json.dumps({"seconds": seconds, "ok": report.status == LOADED_UNVALIDATED,
-                      "status": str(report.status), "loaded": table.loaded,
+                      "status": str(report.status), "loaded": table.loaded, "cores_busy": cores,
                       "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
     return 0
 
@@ -121,9 +139,10 @@ def raw_rows(document: dict) -> tuple[tuple, list[tuple]]:
     return customer, orders
 
 
-def raw_load(dsn: str, file: Path, like: str, schema: str = "raw") -> float:
-    """Seconds for decode_file_iter + hand-written rows + one binary COPY per table, the two COPYs
-    open at once on two connections, in one thread; the tables are copies of the engine's."""
+def raw_load(dsn: str, file: Path, like: str, schema: str = "raw") -> tuple[float, float | None]:
+    """Seconds (and cores busy meanwhile) for decode_file_iter + hand-written rows + one binary COPY per
+    table, the two COPYs open at once on two connections, in one thread; the tables are copies of the
+    engine's."""
     with psycopg.connect(dsn, autocommit=True) as customers_db, \
             psycopg.connect(dsn, autocommit=True) as orders_db:
         customers_db.execute(f"CREATE SCHEMA {schema}")
@@ -132,7 +151,7 @@ def raw_load(dsn: str, file: Path, like: str, schema: str = "raw") -> float:
         customer_types = _types(customers_db, f"{schema}.customers", CUSTOMER_COLUMNS)
         order_types = _types(customers_db, f"{schema}.orders", ORDER_COLUMNS)
         options = CodecOptions(tz_aware=True)
-        started = time.perf_counter()
+        started, busy = time.perf_counter(), workloads.BusyCores()
         copy = "COPY {}.{} ({}) FROM STDIN (FORMAT BINARY)"
         with customers_db.cursor() as one, orders_db.cursor() as other, \
                 one.copy(copy.format(schema, "customers", ", ".join(CUSTOMER_COLUMNS))) as customers, \
@@ -145,7 +164,7 @@ def raw_load(dsn: str, file: Path, like: str, schema: str = "raw") -> float:
                     customers.write_row(customer)
                     for row in order_rows:
                         orders.write_row(row)
-        return time.perf_counter() - started
+        return time.perf_counter() - started, busy.cores()
 
 
 def _types(connection: psycopg.Connection, table: str, columns: tuple[str, ...]) -> list[str]:
@@ -167,9 +186,13 @@ def differences(dsn: str, schema: str) -> int:
         return total
 
 
-def measure(admin_dsn: str, records: int, seed: int, parallelisms: list[int], partitions: int,
+Mode = tuple[int, bool]
+"""(parallelism, worker processes)."""
+
+
+def measure(admin_dsn: str, records: int, seed: int, modes: list[Mode], partitions: int,
             batch: int, check: bool) -> dict:
-    """One size: the dump written, the engine at each parallelism, then the raw load; all figures."""
+    """One size: the dump written, the engine in each mode, then the raw load; all figures."""
     name = f"etl_bench_w1d_{uuid.uuid4().hex[:8]}"
     dsn = workloads.create_database(admin_dsn, name)
     try:
@@ -177,24 +200,22 @@ def measure(admin_dsn: str, records: int, seed: int, parallelisms: list[int], pa
             folder = Path(tmp)
             orders, file = write_dump(folder, records, seed)
             figures: dict = {"orders": orders, "engine": {}}
-            for parallelism in parallelisms:
-                schema = f"engine_p{parallelism}"
-                outcome = run_engine_child(folder, dsn, schema, parallelism, partitions, batch)
+            for mode in modes:
+                outcome = run_engine_child(folder, dsn, *mode, partitions, batch)
                 if not outcome["ok"] or outcome["loaded"] != records:
-                    raise SystemExit(f"engine run failed at parallelism {parallelism}: {outcome}")
-                figures["engine"][parallelism] = outcome
-            figures["raw_seconds"] = raw_load(dsn, file, like=f"engine_p{parallelisms[0]}")
+                    raise SystemExit(f"engine run failed ({label_of(*mode)}): {outcome}")
+                figures["engine"][mode] = outcome
+            figures["raw_seconds"], figures["raw_cores_busy"] = raw_load(dsn, file, like=schema_of(*modes[0]))
             expected = {"customers": records, "orders": orders}
-            for schema in [f"engine_p{p}" for p in parallelisms] + ["raw"]:
+            for schema in [schema_of(*mode) for mode in modes] + ["raw"]:
                 found = workloads_count(dsn, schema)
                 if found != expected:
                     print(f"wrong row counts in {schema}: {found}, expected {expected}", file=sys.stderr)
                     raise SystemExit(2)
             if check:
-                for parallelism in parallelisms:
-                    if (differing := differences(dsn, f"engine_p{parallelism}")) != 0:
-                        print(f"engine at parallelism {parallelism}: {differing} rows differ from raw",
-                              file=sys.stderr)
+                for mode in modes:
+                    if (differing := differences(dsn, schema_of(*mode))) != 0:
+                        print(f"{label_of(*mode)}: {differing} rows differ from raw", file=sys.stderr)
                         raise SystemExit(2)
             return figures
     finally:
@@ -222,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--goal", type=float, default=0.5, help="minimum engine/raw rows/s at parallelism 2")
     parser.add_argument("--max-slowdown", type=float, default=0.10,
                         help="--sizes: the largest size's rows/s may be this fraction below the smallest's")
+    parser.add_argument("--processes", action="store_true",
+                        help="also run the engine on worker processes (the --sizes mode: only on them)")
     parser.add_argument("--no-check", action="store_true",
                         help="skip comparing the engine's rows with the raw rows (EXCEPT ALL, both ways)")
     parser.add_argument("--pg-admin-dsn", default=workloads_admin_dsn())
@@ -232,22 +255,31 @@ def main(argv: list[str] | None = None) -> int:
         return sizes_mode(args)
 
     print(f"load average at start: {load_average()}")
-    figures = measure(args.pg_admin_dsn, args.records, args.seed, [1, 2], args.partitions, args.batch,
+    kinds = [False, True] if args.processes else [False]
+    modes = [(parallelism, processes) for processes in kinds for parallelism in (1, 2)]
+    figures = measure(args.pg_admin_dsn, args.records, args.seed, modes, args.partitions, args.batch,
                       not args.no_check)
     total = args.records + figures["orders"]
     raw_rate = total / figures["raw_seconds"]
-    one, two = (figures["engine"][p] for p in (1, 2))
+    engine = figures["engine"]
     workloads.print_table(
         f"W1 mongodump -> PostgreSQL: {args.records} documents -> {args.records} customers + "
         f"{figures['orders']} orders ({args.partitions} partitions, batch {args.batch})",
-        [("raw decode_file_iter + binary COPY, 1 thread", total, figures["raw_seconds"]),
-         ("etl engine, parallelism 1", total, one["seconds"]),
-         ("etl engine, parallelism 2", total, two["seconds"])], raw_rate)
-    ratio = total / two["seconds"] / raw_rate
-    speedup = one["seconds"] / two["seconds"]
-    print(f"peak RSS MiB: parallelism 1 {one['peak_rss_mib']:.1f}, parallelism 2 {two['peak_rss_mib']:.1f}")
-    print(f"speedup 1 -> 2 workers: {speedup:.2f}x")
-    print(f"ratio engine/raw: {ratio:.3f} (goal >= {args.goal})")
+        [("raw decode_file_iter + binary COPY, 1 thread", total, figures["raw_seconds"])]
+        + [(label_of(*mode), total, engine[mode]["seconds"]) for mode in modes], raw_rate)
+    cores = os.cpu_count() or 1
+    print(f"cores busy (of {cores}, the whole machine): raw {_cores(figures['raw_cores_busy'])}, "
+          + ", ".join(f"{'processes' if m[1] else 'threads'} p{m[0]} {_cores(engine[m]['cores_busy'])}"
+                      for m in modes))
+    for processes in kinds:
+        one, two = engine[(1, processes)], engine[(2, processes)]
+        kind = "processes" if processes else "threads"
+        ceiling = f"{cores / one['cores_busy']:.2f}x" if one["cores_busy"] else "unknown"
+        print(f"{kind}: peak RSS MiB parallelism 1 {one['peak_rss_mib']:.1f}, parallelism 2 "
+              f"{two['peak_rss_mib']:.1f}; speedup 1 -> 2 workers {one['seconds'] / two['seconds']:.2f}x "
+              f"(ceiling on {cores} cores: {ceiling})")
+    ratio = total / min(engine[(2, processes)]["seconds"] for processes in kinds) / raw_rate
+    print(f"ratio engine/raw at parallelism 2: {ratio:.3f} (goal >= {args.goal})")
     print(f"load average at end: {load_average()}")
     if ratio < args.goal:
         print("GOAL MISSED", file=sys.stderr)
@@ -255,19 +287,23 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _cores(value: float | None) -> str:
+    return "unknown" if value is None else f"{value:.2f}"
+
+
 def sizes_mode(args: argparse.Namespace) -> int:
     sizes = [int(size) for size in args.sizes.split(",")]
     print(f"load average at start: {load_average()}")
-    print(f"W1 mongodump -> PostgreSQL, parallelism 2, {args.partitions} partitions, batch {args.batch}: "
-          "cost as the work grows")
+    print(f"W1 mongodump -> PostgreSQL, parallelism 2 on {'processes' if args.processes else 'threads'}, "
+          f"{args.partitions} partitions, batch {args.batch}: cost as the work grows")
     print(f"{'documents':>10}{'rows':>11}{'engine s':>10}{'engine rows/s':>15}{'raw rows/s':>12}{'ratio':>7}"
           f"{'peak RSS MiB':>14}")
     rates = []
     for size in sizes:
-        figures = measure(args.pg_admin_dsn, size, args.seed, [2], args.partitions, args.batch,
-                          not args.no_check)
+        figures = measure(args.pg_admin_dsn, size, args.seed, [(2, args.processes)], args.partitions,
+                          args.batch, not args.no_check)
         total = size + figures["orders"]
-        engine = figures["engine"][2]
+        engine = figures["engine"][(2, args.processes)]
         rate, raw_rate = total / engine["seconds"], total / figures["raw_seconds"]
         rates.append(rate)
         print(f"{size:>10}{total:>11}{engine['seconds']:>10.2f}{rate:>15,.0f}{raw_rate:>12,.0f}"

@@ -21,6 +21,18 @@ class EtlError(Exception):
         self.hint = hint
         super().__init__(message if hint is None else f"{message}\n  hint: {hint}")
 
+    def __reduce__(self):
+        """Pickled (from a worker process or a Dask task): the same class, message, hint and attributes,
+        whatever the subclass's own constructor takes."""
+        return _rebuild, (type(self), self.message, self.hint, dict(self.__dict__))
+
+
+def _rebuild(cls: type[EtlError], message: str, hint: str | None, attributes: dict) -> EtlError:
+    error = cls.__new__(cls)
+    EtlError.__init__(error, message, hint=hint)
+    error.__dict__.update(attributes)
+    return error
+
 
 class JobFileError(EtlError):
     """A job file is invalid (syntax, unknown key, wrong type, missing variable or secret)."""

@@ -11,37 +11,22 @@ it and skip their partition, which stays resumable.
 from __future__ import annotations
 
 import logging
-import threading
 import uuid
 from collections.abc import Sequence
-from contextlib import ExitStack
 
 from distributed import Client, Event, as_completed
 
 from etl.engine.accounting import Counts
 from etl.engine.control import RunControl
 from etl.engine.execution import Execution
-from etl.engine.ledger import ledger_of
+from etl.engine.partition_task import mapping_texts, run_partition, stops_forwarded
 from etl.engine.resources import JobResources, MappingText
-from etl.engine.verdict import load_verdict
-from etl.engine.worker import PartitionOutcome, PartitionWork, PartitionWorker
+from etl.engine.worker import PartitionOutcome, PartitionWork
 from etl.errors import ConnectionFailed
 from etl.job import Job
 from etl.redact import redact
 
 log = logging.getLogger(__name__)
-
-_resources: dict[str, JobResources] = {}
-"""Per worker process: resources (compiled mappings) by job, reused by later tasks of the job."""
-_resources_lock = threading.Lock()
-
-
-def _resources_for(job: Job, mappings: dict[str, MappingText]) -> JobResources:
-    key = f"{job.name}:{job.file_hash()}"
-    with _resources_lock:
-        if key not in _resources:
-            _resources[key] = JobResources(job, mappings)
-        return _resources[key]
 
 
 def run_partition_task(job: Job, mappings: dict[str, MappingText], work: PartitionWork, totals: Counts,
@@ -51,38 +36,8 @@ def run_partition_task(job: Job, mappings: dict[str, MappingText], work: Partiti
     event = Event(stop_event)
     if event.is_set():
         return None
-    resources = _resources_for(job, mappings)
-    partition = work.partition
     control = RunControl(max_in_flight=prefetch + 1, reject_policy=job.max_rejects, totals=totals)
-    finished = threading.Event()
-
-    def watch() -> None:
-        while not finished.is_set():
-            if event.wait(timeout=0.5):
-                control.stop("signal", "the run is stopping")
-                return
-
-    watcher = threading.Thread(target=watch, name="stop watcher", daemon=True)
-    watcher.start()
-    try:
-        with ExitStack() as stack:
-            store = resources.open_state()
-            stack.callback(store.close)
-            verdict = load_verdict(store, job.name)
-            dead_letters = resources.open_dead_letters(verdict.generation if verdict is not None else None)
-            stack.callback(dead_letters.close)
-            mapping = resources.mapping(partition.source, partition.table)
-            source = resources.open_source(partition.source)
-            stack.callback(source.close)
-            sinks = resources.open_sinks(mapping.tables, stack)
-            worker = PartitionWorker(job=job.name, source=source, mapping=mapping, sinks=sinks,
-                                     dead_letters=dead_letters, store=store, control=control,
-                                     prefetch=prefetch,
-                                     ledger=ledger_of(job, store, partition, mapping, sinks, marks or {}))
-            return worker.run(work)
-    finally:
-        finished.set()
-        watcher.join()
+    return run_partition(job, mappings, work, control, event, prefetch, marks)
 
 
 class DaskExecutor:
@@ -95,10 +50,7 @@ class DaskExecutor:
         if job.state.type == "sqlite":
             log.warning("the Dask executor with the sqlite state store works only when every worker shares "
                         "this machine's file system; use the postgres or dynamodb state backend on a cluster")
-        keys = sorted({(w.partition.source, w.partition.table) for w in works})
-        for source, table in keys:
-            resources.mapping(source, table)  # read and checked here, before any task starts
-        mappings = {f"{s}.{t}": resources.mapping_texts[f"{s}.{t}"] for s, t in keys}
+        mappings = mapping_texts(resources, works)
         try:
             client = Client(self.scheduler, set_as_default=False, timeout=30)
         except OSError as error:
@@ -116,23 +68,9 @@ class DaskExecutor:
                               pure=False, retries=0): work
                 for work in works
             }
-            finished = threading.Event()
-
-            def forward_stop() -> None:
-                """A stop asked for here (signal, max_rejects, a failed task) reaches every task."""
-                while not finished.is_set():
-                    if control.wait_stop(0.5):
-                        event.set()
-                        return
-
-            forwarder = threading.Thread(target=forward_stop, name="stop forwarder", daemon=True)
-            forwarder.start()
-            try:
+            with stops_forwarded(control, event):
                 for future in as_completed(futures, loop=client.loop):
                     self._collect(future, futures[future], execution, control)
-            finally:
-                finished.set()
-                forwarder.join()
         finally:
             client.close()
         return execution
@@ -141,10 +79,7 @@ class DaskExecutor:
     def _collect(future, work: PartitionWork, execution: Execution, control: RunControl) -> None:
         partition = work.partition.id
         if future.status == "error":
-            error = future.exception()
-            log.error("partition %s failed: %s", partition, redact(str(error)))
-            execution.errors.append((partition, error))
-            control.stop("failure", f"partition {partition} failed: {error}")
+            execution.failed(partition, future.exception(), control)
             return
         outcome = future.result()
         if outcome is None:

@@ -3,20 +3,19 @@
 Threads suit the work: reading, writing and checkpointing wait on servers, and the mapping of a
 batch runs while other threads wait. A partition that fails stops the others from taking new
 batches; the partitions already running finish their in-flight batches and checkpoint.
+
+When mapping and decoding keep the CPU busy instead, `executor: {type: local, processes: true}` runs
+the partitions in worker processes (`etl.engine.processes`).
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from etl.engine.control import RunControl
 from etl.engine.execution import Execution
 from etl.engine.worker import PartitionOutcome, PartitionWork
-from etl.redact import redact
-
-log = logging.getLogger(__name__)
 
 
 class LocalExecutor:
@@ -38,9 +37,7 @@ class LocalExecutor:
             try:
                 execution.outcomes.append(run_one(work))
             except BaseException as error:
-                log.error("partition %s failed: %s", work.partition.id, redact(str(error)))
-                execution.errors.append((work.partition.id, error))
-                control.stop("failure", f"partition {work.partition.id} failed: {error}")
+                execution.failed(work.partition.id, error, control)
 
         with ThreadPoolExecutor(self.parallelism, thread_name_prefix="partition") as pool:
             for future in [pool.submit(guarded, work) for work in works]:

@@ -278,6 +278,11 @@ def _execute(job: Job, options: RunOptions, resources: JobResources, store: Stat
             executor = DaskExecutor(job.executor.scheduler)
             return executor.run(job, works, control, prefetch=options.prefetch, resources=resources,
                                 marks=marks or {})
+        if job.executor.processes and not quick_try:  # --limit takes exact shares on threads below
+            from etl.engine.processes import ProcessExecutor
+
+            return ProcessExecutor(job.parallelism).run(job, works, control, prefetch=options.prefetch,
+                                                        resources=resources, marks=marks or {})
         run_one = _local_runner(job, resources, store, dead_letters, control, options, quick_try, marks or {})
         with fewer_collections():
             return LocalExecutor(job.parallelism).run(works, run_one, control)

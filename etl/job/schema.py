@@ -74,6 +74,9 @@ class Executor(BaseModel):
     type: Literal["local", "dask"] = "local"
     scheduler: str | None = None
     """Dask scheduler address, e.g. tcp://host:8786 (type dask only)."""
+    processes: bool = False
+    """Type local only: run each partition in one of `parallelism` worker processes instead of on a
+    thread, for loads that keep the CPU busy (mapping, decoding) more than they wait on servers."""
 
     @model_validator(mode="after")
     def _scheduler_matches_type(self) -> Executor:
@@ -81,6 +84,9 @@ class Executor(BaseModel):
             raise ValueError("executor type 'dask' needs 'scheduler' (e.g. tcp://host:8786)")
         if self.type == "local" and self.scheduler:
             raise ValueError("'scheduler' applies only to executor type 'dask'")
+        if self.type == "dask" and self.processes:
+            raise ValueError("'processes' applies only to executor type 'local' (Dask workers are processes "
+                             "already: start them with `dask worker --nworkers N --nthreads 1`)")
         return self
 
 

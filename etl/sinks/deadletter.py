@@ -45,7 +45,11 @@ def dead_letter(job: str, reject: Reject, generation: str | None = None, sealer:
 
 
 class DeadLetterStore:
-    """JSON lines in a local file; thread-safe; `flush()` writes through to disk (fsync)."""
+    """JSON lines in a local file; thread-safe; `flush()` writes through to disk (fsync).
+
+    Each `add` is one write of whole lines to a file opened for appending, so several processes
+    (local worker processes, Dask workers on one machine) may add to the same file at once without
+    ever splitting a line."""
 
     def __init__(self, path: str | Path, *, job: str, generation: str | None = None,
                  sealer: Sealer | None = None) -> None:
@@ -57,26 +61,26 @@ class DeadLetterStore:
         self.generation = generation
         self.sealer = sealer
         self.keeps_raw = sealer is not None
-        self._file = open_private(self.path, "a", encoding="utf-8")
+        self._file = open_private(self.path, "ab", buffering=0)
         self._lock = threading.Lock()
         self.count = 0
 
     def add(self, rejects: Iterable[Reject]) -> int:
         lines = [dead_letter(self.job, reject, self.generation, self.sealer) + "\n" for reject in rejects]
+        data = memoryview("".join(lines).encode("utf-8"))
         with self._lock:
-            self._file.writelines(lines)
+            while data:  # a regular file takes it in one write; a short write continues where it stopped
+                data = data[self._file.write(data):]
             self.count += len(lines)
         return len(lines)
 
     def flush(self) -> None:
         with self._lock:
-            self._file.flush()
             os.fsync(self._file.fileno())
 
     def close(self) -> None:
         with self._lock:
             if not self._file.closed:
-                self._file.flush()
                 os.fsync(self._file.fileno())
                 self._file.close()
 

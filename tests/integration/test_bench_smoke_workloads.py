@@ -85,23 +85,28 @@ def test_memory_smoke():
 
 def test_w1_dump_postgres_smoke():
     lines = run("bench_w1_dump_postgres.py", "--records", "40", "--partitions", "2", "--batch", "10",
-                "--goal", "0")
+                "--goal", "0", "--processes")
     assert lines[0].startswith("load average at start: ")
     assert lines[1] == ("W1 mongodump -> PostgreSQL: 40 documents -> 40 customers + 238 orders "
                         "(2 partitions, batch 10)")
     assert figures(lines[3]) == ("raw decode_file_iter + binary COPY, 1 thread", 278)
-    assert figures(lines[4]) == ("etl engine, parallelism 1", 278)
-    assert figures(lines[5]) == ("etl engine, parallelism 2", 278)
-    assert re.fullmatch(r"peak RSS MiB: parallelism 1 [\d.]+, parallelism 2 [\d.]+", lines[6])
-    assert re.fullmatch(r"speedup 1 -> 2 workers: [\d.]+x", lines[7])
-    assert re.fullmatch(r"ratio engine/raw: \d+\.\d{3} \(goal >= 0\.0\)", lines[8])
+    assert [figures(line) for line in lines[4:8]] == [
+        (f"etl engine, {kind}, parallelism {parallelism}", 278)
+        for kind in ("threads", "processes") for parallelism in (1, 2)]
+    cores = r"\d+\.\d{2}"
+    assert re.fullmatch(rf"cores busy \(of \d+, the whole machine\): raw {cores}, threads p1 {cores}, "
+                        rf"threads p2 {cores}, processes p1 {cores}, processes p2 {cores}", lines[8])
+    for line, kind in zip(lines[9:11], ("threads", "processes"), strict=True):
+        assert re.fullmatch(rf"{kind}: peak RSS MiB parallelism 1 [\d.]+, parallelism 2 [\d.]+; speedup "
+                            rf"1 -> 2 workers [\d.]+x \(ceiling on \d+ cores: [\d.]+x\)", line)
+    assert re.fullmatch(r"ratio engine/raw at parallelism 2: \d+\.\d{3} \(goal >= 0\.0\)", lines[11])
 
 
 def test_w1_dump_postgres_sizes_smoke():
     lines = run("bench_w1_dump_postgres.py", "--sizes", "20,40", "--partitions", "2", "--batch", "10",
                 "--max-slowdown", "1")
-    assert lines[1] == ("W1 mongodump -> PostgreSQL, parallelism 2, 2 partitions, batch 10: cost as the work "
-                        "grows")
+    assert lines[1] == ("W1 mongodump -> PostgreSQL, parallelism 2 on threads, 2 partitions, batch 10: cost "
+                        "as the work grows")
     # seed 11: the first 20 customers have 114 orders, the first 40 have 238
     assert [line.split()[:2] for line in lines[3:5]] == [["20", "134"], ["40", "278"]]
     assert lines[5].startswith("rows/s at 40 over rows/s at 20: ")

@@ -522,3 +522,27 @@ def test_select_and_dms_mapping_files_must_exist(tmp_path):
         "job.yaml has 2 problems:\n"
         "job.yaml:7:47: sources.erp.select[0].mapping: mapping file 'mappings/nope.yaml' does not exist\n"
         "job.yaml:8:20: sources.erp.dms.mapping: mapping file 'mappings/rules.json' does not exist")
+
+
+def test_worker_processes_are_an_option_of_the_local_executor_only(tmp_path):
+    text = GOOD + "executor: {type: local, processes: true}\n"
+    job = load_job(write(tmp_path, text), environ=ENV, secrets={})
+    assert (job.executor.type, job.executor.processes) == ("local", True)
+    assert load_job(write(tmp_path, GOOD), environ=ENV, secrets={}).executor.processes is False
+    text = GOOD + 'executor: {type: dask, scheduler: "tcp://s:8786", processes: true}\n'
+    assert problems(tmp_path, text) == (
+        "job.yaml:13:11: executor: 'processes' applies only to executor type 'local' (Dask workers are "
+        "processes already: start them with `dask worker --nworkers N --nthreads 1`)")
+
+
+def test_an_error_from_another_process_keeps_its_class_message_and_hint():
+    from etl.errors import RuntimeFailure
+    from etl.sources.mongodump import CorruptFile
+
+    errors = (RuntimeFailure("the sink gave up", hint="run again"),
+              CorruptFile(Path("bad.bson"), 120, "a truncated document"))
+    for error in errors:
+        copy = pickle.loads(pickle.dumps(error))
+        assert (type(copy), copy.message, copy.hint, str(copy)) == (type(error), error.message, error.hint,
+                                                                   str(error))
+        assert copy.__dict__ == error.__dict__
