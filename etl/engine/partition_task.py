@@ -2,8 +2,8 @@
 
 Such a run gets the validated job and the loaded mapping texts (`MappingText`), never the job's
 folder or environment, opens its own connections, and checkpoints exactly as a partition on a
-thread does. The run's process and the partition share a stop event (a Dask `Event`, a
-`multiprocessing` one): a stop asked for on either side reaches the other between batches.
+thread does. The run's process and the partition share a stop event (a Dask `Event`, or a
+flag in shared memory): a stop asked for on either side reaches the other between batches.
 """
 
 from __future__ import annotations
@@ -21,11 +21,15 @@ from etl.engine.worker import PartitionOutcome, PartitionWork, PartitionWorker
 from etl.job import Job
 
 POLL_SECONDS = 0.5
-"""How often a waiting side looks again whether the run ended (the event itself wakes it at once)."""
+"""How often a partition on a Dask worker asks the cluster's stop event again (each look is a
+call to the scheduler; the event itself wakes a waiting look at once)."""
+LOCAL_POLL_SECONDS = 0.02
+"""How often a wait on this machine looks again whether the run or the partition ended: a block's
+watcher is joined when it ends, so this bounds what each partition and each run waits for nothing."""
 
 
 class StopEvent(Protocol):
-    """What `distributed.Event` and `multiprocessing.Event` both offer."""
+    """What `distributed.Event` and the worker processes' `SharedFlag` both offer."""
 
     def set(self) -> object: ...
 
@@ -60,14 +64,15 @@ def mapping_texts(resources: JobResources, works: Sequence[PartitionWork]) -> di
 def stops_forwarded(control: RunControl, event: StopEvent) -> Iterator[None]:
     """Within the block, a stop asked for on `control` (signal, max_rejects, a failed partition) sets
     `event`."""
-    with _watching(lambda: control.wait_stop(POLL_SECONDS), event.set):
+    with _watching(lambda: control.wait_stop(LOCAL_POLL_SECONDS), event.set):
         yield
 
 
 @contextmanager
-def stops_followed(event: StopEvent, control: RunControl) -> Iterator[None]:
-    """Within the block, `event` set elsewhere stops `control` (no new batch is taken)."""
-    with _watching(lambda: event.wait(POLL_SECONDS), lambda: control.stop("signal", "the run is stopping")):
+def stops_followed(event: StopEvent, control: RunControl, poll: float) -> Iterator[None]:
+    """Within the block, `event` set elsewhere stops `control` (no new batch is taken); `poll`: how
+    often the event is asked again."""
+    with _watching(lambda: event.wait(poll), lambda: control.stop("signal", "the run is stopping")):
         yield
 
 
@@ -91,11 +96,13 @@ def _watching(wait, then) -> Iterator[None]:
 
 
 def run_partition(job: Job, mappings: dict[str, MappingText], work: PartitionWork, control: RunControl,
-                  stop: StopEvent, prefetch: int, marks: dict[str, str] | None = None) -> PartitionOutcome:
-    """Run one partition with its own connections, state store and dead-letter store."""
+                  stop: StopEvent, prefetch: int, marks: dict[str, str] | None = None, *,
+                  poll: float = POLL_SECONDS) -> PartitionOutcome:
+    """Run one partition with its own connections, state store and dead-letter store; `poll`: how
+    often `stop` is asked again."""
     resources = _resources_for(job, mappings)
     partition = work.partition
-    with stops_followed(stop, control), ExitStack() as stack:
+    with stops_followed(stop, control, poll), ExitStack() as stack:
         store = resources.open_state()
         stack.callback(store.close)
         verdict = load_verdict(store, job.name)

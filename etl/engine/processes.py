@@ -36,7 +36,7 @@ from etl.engine.accounting import Counts
 from etl.engine.control import RunControl
 from etl.engine.execution import Execution
 from etl.engine.gc_pacing import fewer_collections
-from etl.engine.partition_task import POLL_SECONDS, mapping_texts, run_partition, stops_forwarded
+from etl.engine.partition_task import LOCAL_POLL_SECONDS, mapping_texts, run_partition, stops_forwarded
 from etl.engine.resources import JobResources, MappingText
 from etl.engine.worker import PartitionOutcome, PartitionWork
 from etl.errors import RuntimeFailure
@@ -100,10 +100,10 @@ class SharedFlag:
     def wait(self, timeout: float | None = None) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self.is_set():
-            left = POLL_SECONDS if deadline is None else deadline - time.monotonic()
+            left = LOCAL_POLL_SECONDS if deadline is None else deadline - time.monotonic()
             if left <= 0:
                 return False
-            time.sleep(min(left, 0.05))
+            time.sleep(min(left, LOCAL_POLL_SECONDS))
         return True
 
 
@@ -132,7 +132,7 @@ def _drain(progress: Queue, control: RunControl, finished: threading.Event) -> N
     while True:
         done = finished.is_set()
         try:
-            table, delta = progress.get(timeout=POLL_SECONDS)
+            table, delta = progress.get(timeout=LOCAL_POLL_SECONDS)
         except queue.Empty:
             if done:
                 return
@@ -184,4 +184,4 @@ def _run_in_worker(job: Job, mappings: dict[str, MappingText], work: PartitionWo
     control = RunControl(max_in_flight=prefetch + 1, reject_policy=job.max_rejects, totals=totals,
                          on_progress=committed)
     with fewer_collections():
-        return run_partition(job, mappings, work, control, stop, prefetch, marks)
+        return run_partition(job, mappings, work, control, stop, prefetch, marks, poll=LOCAL_POLL_SECONDS)
