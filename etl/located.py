@@ -77,6 +77,21 @@ _SEQ_TAG = "tag:yaml.org,2002:seq"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
+def construct_scalar(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    """The value of a scalar node as `yaml.safe_load` reads it; ValueError saying why when its text is
+    not what its tag says (`!!int abc`, `!!bool maybe`) or is beyond a limit."""
+    try:
+        return loader.construct_object(node, deep=True)
+    except (yaml.YAMLError, ValueError, KeyError, TypeError, OverflowError) as error:
+        reason = getattr(error, "problem", None) or str(error).splitlines()[0]
+        if "Exceeds the limit" in reason:
+            reason = "a number with more than 4300 digits"
+        elif not isinstance(error, yaml.YAMLError):
+            text = str(getattr(node, "value", ""))[:40]
+            reason = f"{text!r} does not read as !!{node.tag.rsplit(':', 1)[-1]}"
+        raise ValueError(reason) from None
+
+
 class _Walk:
     """One walk over a composed document: scalars, lists item by item, mappings key by key with
     duplicate keys found, and the path of every value. A subclass gives what differs between the two
@@ -194,12 +209,9 @@ class _Builder(_Walk):
             self.problem(node.start_mark, path, f"unsupported YAML tag '{node.tag}'")
             return None
         try:
-            value = self.loader.construct_object(node)
-        except (yaml.YAMLError, ValueError) as error:
-            reason = getattr(error, "problem", None) or str(error).splitlines()[0]
-            if "Exceeds the limit" in reason:
-                reason = "a number with more than 4300 digits"
-            self.problem(node.start_mark, path, f"invalid value: {reason}")
+            value = construct_scalar(self.loader, node)
+        except ValueError as error:
+            self.problem(node.start_mark, path, f"invalid value: {error}")
             return None
         if isinstance(value, bool) and node.value.lower() not in ("true", "false"):
             self.boolean_words[path] = node.value  # yes/no/on/off: YAML 1.1 reads them as booleans
@@ -395,10 +407,20 @@ class _NodeWalk(_Walk):
 
     def scalar(self, node: yaml.Node, path: PathKey) -> Any:
         quoted = 1 if isinstance(node, yaml.ScalarNode) and node.style in ("'", '"') else 0
-        return self._node(self.constructor.construct_object(node, deep=True), node, path, quoted)
+        try:
+            value = construct_scalar(self.constructor, node)
+        except ValueError as error:
+            raise self._error(node.start_mark, path, f"invalid value: {error}") from None
+        return self._node(value, node, path, quoted)
 
     def key(self, key_node: yaml.Node, path: PathKey) -> str | None:
-        key = self.constructor.construct_object(key_node, deep=True)
+        if key_node.tag == _MERGE_TAG:
+            self.problem(key_node.start_mark, path, "'<<' merges are not read in mapping files",
+                         hint="write the keys out")
+        try:
+            key = construct_scalar(self.constructor, key_node)
+        except ValueError as error:
+            raise self._error(key_node.start_mark, path, f"invalid key: {error}", hint="quote it") from None
         if not isinstance(key, str):
             self.problem(key_node.start_mark, path, f"key {key!r} must be text", hint="quote it")
         return key
@@ -416,5 +438,8 @@ class _NodeWalk(_Walk):
         return node
 
     def problem(self, mark: yaml.Mark, path: PathKey, message: str, hint: str | None = None) -> None:
+        raise self._error(mark, path, message, hint)
+
+    def _error(self, mark: yaml.Mark, path: PathKey, message: str, hint: str | None = None) -> MappingError:
         line, column = position(mark)
-        raise MappingError(f"{self.file}:{line}:{column}: {dotted(path) or '(top)'}: {message}", hint=hint)
+        return MappingError(f"{self.file}:{line}:{column}: {dotted(path) or '(top)'}: {message}", hint=hint)

@@ -185,6 +185,15 @@ def test_wrong_types_say_what_was_expected(tmp_path):
     )
 
 
+def test_a_tagged_value_that_does_not_read_as_its_tag_is_a_problem(tmp_path):
+    text = GOOD + "parallelism: !!int two\nincremental: !!bool maybe\n"
+    assert problems(tmp_path, text) == (
+        "job.yaml has 2 problems:\n"
+        "job.yaml:13:14: parallelism: invalid value: 'two' does not read as !!int\n"
+        "job.yaml:14:14: incremental: invalid value: 'maybe' does not read as !!bool"
+    )
+
+
 def test_yaml_booleans_and_huge_numbers_are_explained(tmp_path):
     text = (
         GOOD.replace("create: if_missing}\n  pg", "create: yes}\n  pg") + "parallelism: " + "9" * 5000 + "\n"

@@ -287,3 +287,16 @@ def test_every_example_mapping_loads():
     assert files
     for file in files:
         assert load_mapping(file, resolve=lambda ref, where: "k").outputs
+
+
+@pytest.mark.parametrize("text, expected", [
+    (ONE.replace("type: int}", "type: !!int abc}"),
+     "m.yaml:7:28: outputs[0].columns.id.type: invalid value: 'abc' does not read as !!int"),
+    (ONE.replace("key: [id]", "key: [!!bool maybe]"),
+     "m.yaml:5:11: outputs[0].key[0]: invalid value: 'maybe' does not read as !!bool"),
+    ("<<: {targets: {pg: postgres}}\n" + ONE,
+     "m.yaml:1:1: (top): '<<' merges are not read in mapping files\n  hint: write the keys out"),
+    ("!!int x: 1\n" + ONE, "m.yaml:1:1: (top): invalid key: 'x' does not read as !!int\n  hint: quote it"),
+])
+def test_a_tagged_value_that_does_not_read_as_its_tag_is_a_mapping_error(text, expected):
+    assert error_of(text) == expected
