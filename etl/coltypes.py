@@ -155,8 +155,10 @@ ENGINE_TYPES: dict[str, ColumnType] = {
 Left out on purpose, so that checksums hash their values as they always have (as no type: numbers as
 numbers, floats included): PostgreSQL's json (hashed in SQL only as jsonb), and the names one engine
 uses for another type than a name above stands for in another engine (PostgreSQL's money, bit and
-interval). Oracle's BINARY_FLOAT and BINARY_DOUBLE are not listed either, and Oracle's FLOAT reads as
-a float, as it always has for checksums (the Oracle source reads it as a decimal)."""
+interval). Oracle's BINARY_FLOAT and BINARY_DOUBLE are not listed either, and `float` is SQL Server's
+double: Oracle's FLOAT is a decimal NUMBER, so restore verification takes each column's type from
+the reader that reads it (`SqlSource.mapping_type`, etl/restore/cli.py `table_spec`) and uses these
+names only where the reader names none."""
 _ENGINE_NAME = re.compile(r"[a-z][a-z0-9_ ]*")
 
 

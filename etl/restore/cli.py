@@ -295,12 +295,14 @@ def _schema(database: RestoreDatabase | None) -> str | None:
 
 
 def table_spec(reader: SqlSource, table: str) -> TableSpec:
-    """The table's columns with the engine's type names (`etl.coltypes.engine_type` reads them for the
-    checksums: a float column is hashed as floats)."""
+    """The table's columns with the types its reader reads them as (`mapping_type`), else the engine's
+    own type names (`etl.coltypes.engine_type` reads them): the checksums hash a column as floats
+    exactly when the reader returns floats. Engines' names alone mislead: Oracle's FLOAT is a
+    decimal NUMBER (hashed as floats, two decimals rounding to one double would compare equal),
+    its BINARY_DOUBLE an IEEE double."""
     meta = reader.describe(table)
-    return TableSpec(
-        "restore", table, tuple(meta.key), tuple(Column(c.name, c.type.lower()) for c in meta.columns)
-    )
+    return TableSpec("restore", table, tuple(meta.key), tuple(
+        Column(c.name, reader.mapping_type(c) or c.type.lower()) for c in meta.columns))
 
 
 def row_source(reader: SqlSource, table: str, partitions: list) -> Callable[[], Iterator[dict]]:

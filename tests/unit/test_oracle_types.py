@@ -196,3 +196,21 @@ def test_a_nanosecond_key_is_refused():
         "Oracle source 'ora', table 'EVENTS': key column(s) AT hold more precision than Python keeps"
         " (sub-microsecond time), so pages could repeat rows\n  hint: set `key:` to columns of another type"
     )
+
+
+def test_restore_verification_hashes_a_float_number_as_a_decimal_and_binary_double_as_a_float():
+    """Oracle's FLOAT is a decimal NUMBER: hashed as a float, two values rounding to one double
+    would compare equal. The spec takes the type the reader reads each column as."""
+    from etl.checksum import RowHasher, Tolerances
+    from etl.restore.cli import table_spec
+
+    source, meta = source_and_table()
+    number = oracle.oracle_column("F", "FLOAT", 126, None, 22, "Y")
+    source.describe = lambda table: TableMeta(  # the catalog of CATALOG plus a FLOAT(126) column
+        meta.name, meta.schema, meta.table, (*meta.columns, number), meta.key)
+    spec = table_spec(source, "P")
+    types = {column.name: column.type for column in spec.columns}
+    assert (types["F"], types["WEIGHT"], types["RATIO"]) == ("decimal", "float", "decimal")
+    hasher = RowHasher(spec, Tolerances())
+    close = {"F": Decimal("0.1000000000000000001"), "WEIGHT": 0.5}
+    assert hasher.row_hash({**close, "ID": 1}) != hasher.row_hash({**close, "ID": 1, "F": Decimal("0.1")})
