@@ -70,18 +70,6 @@ CUSTOMER_COLUMNS = ("customer_id", "customer_no", "name", "email", "city", "coun
 ORDER_COLUMNS = ("order_id", "customer_id", "placed", "status", "amount", "quantity")
 
 
-def write_dump(folder: Path, records: int, seed: int) -> tuple[int, Path]:
-    """The W1 documents as `<folder>/shop/customers.bson`; returns (orders, the file)."""
-    (folder / DATABASE).mkdir(parents=True, exist_ok=True)
-    path = folder / DATABASE / "customers.bson"
-    orders = 0
-    with open(path, "wb") as out:
-        for documents in workloads.customer_documents(records, seed):
-            orders += sum(len(document["orders"]) for document in documents)
-            out.write(b"".join(bson.encode(document) for document in documents))
-    return orders, path
-
-
 def schema_of(parallelism: int, processes: bool) -> str:
     return f"engine_p{parallelism}" + ("_processes" if processes else "")
 
@@ -198,7 +186,7 @@ def measure(admin_dsn: str, records: int, seed: int, modes: list[Mode], partitio
     try:
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
-            orders, file = write_dump(folder, records, seed)
+            orders, file = workloads.write_dump(folder, DATABASE, records, seed)
             figures: dict = {"orders": orders, "engine": {}}
             for mode in modes:
                 outcome = run_engine_child(folder, dsn, *mode, partitions, batch)

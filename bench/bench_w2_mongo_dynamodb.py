@@ -8,7 +8,9 @@ boto3 `batch_write_item` on parallelism x concurrency threads into a second fres
 thread turns its 25 rows into attribute values with boto3's TypeSerializer (timestamps as ISO
 text), sends them and resends UnprocessedItems (bench_sinks.ddb_raw, the sink benchmark's
 baseline). For information, the same items encoded before the clock starts are written the same
-way into a third table. Exits 1 when engine/raw items/s is below `--goal`.
+way into a third table. Exits 1 when engine/raw items/s is below `--goal`. `--source dump`: the
+engine reads the same documents from a mongodump folder instead, so that the MongoDB server (here
+a Python server on the same cores) takes no CPU from the engine and DynamoDB Local.
 
     .venv/bin/python bench/bench_w2_mongo_dynamodb.py --records 1000000 --parallelism 2 --concurrency 4
 """
@@ -41,8 +43,7 @@ JOB = """\
 version: 1
 name: {name}
 sources:
-  mongo: {{type: mongo, uri: "{uri}", database: {database},
-          tables: {{customers: {{mapping: MAPPING, partitions: {partitions}}}}}}}
+  mongo: {source}
 targets:
   ddb: {{type: dynamodb, endpoint_url: "{endpoint}", region: us-east-1, create: if_missing,
         concurrency: {concurrency}}}
@@ -52,6 +53,14 @@ state: {{type: sqlite, path: {name}.sqlite}}
 validation: {{after_run: false}}
 report: {{dir: reports}}
 """
+SOURCES = {
+    "mongo": '{{type: mongo, uri: "{uri}", database: {database}, '
+             'tables: {{customers: {{mapping: MAPPING, partitions: {partitions}}}}}}}',
+    "dump": '{{type: mongodump, path: "{folder}", database: {database}, '
+            'tables: {{customers: {{mapping: MAPPING, partitions: {partitions}}}}}}}',
+}
+"""--source: the engine reads the documents from the MongoDB server, or from a mongodump folder of
+the same documents (no server on the machine's cores: the engine and DynamoDB Local only)."""
 BATCH_WRITE_LIMIT = 25  # https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_BatchWriteItem.html
 
 
@@ -98,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parallelism", type=int, default=2, help="engine workers")
     parser.add_argument("--concurrency", type=int, default=4, help="writer threads per engine worker's sink")
     parser.add_argument("--goal", type=float, default=0.8, help="minimum engine/raw items/s ratio")
+    parser.add_argument("--source", choices=sorted(SOURCES), default="mongo",
+                        help="read from the MongoDB server or from a mongodump folder of the same documents")
     parser.add_argument("--mongo-uri", default=mongo_uri())
     parser.add_argument("--endpoint", default=os.environ.get(
         "ETL_DYNAMODB_ENDPOINT", f"http://127.0.0.1:{os.environ.get('ETL_DYNAMODB_PORT', '8001')}"))
@@ -110,12 +121,18 @@ def main(argv: list[str] | None = None) -> int:
     client = client_for(args.endpoint)
     mongo = pymongo.MongoClient(args.mongo_uri, serverSelectionTimeoutMS=10_000)
     try:
-        orders, load_seconds = workloads.load_mongo(args.mongo_uri, name, args.records, args.seed)
-        print(f"loaded {args.records} documents ({orders} orders) into MongoDB in {load_seconds:.1f} s")
         with tempfile.TemporaryDirectory() as folder:
-            job = JOB.format(name=name, uri=args.mongo_uri, database=name, partitions=args.partitions,
-                             endpoint=args.endpoint, concurrency=args.concurrency, batch=args.batch,
-                             parallelism=args.parallelism)
+            if args.source == "dump":
+                orders, _file = workloads.write_dump(Path(folder) / "dump", name, args.records, args.seed)
+                print(f"wrote {args.records} documents ({orders} orders) as a mongodump folder")
+            else:
+                orders, load_seconds = workloads.load_mongo(args.mongo_uri, name, args.records, args.seed)
+                print(f"loaded {args.records} documents ({orders} orders) into MongoDB "
+                      f"in {load_seconds:.1f} s")
+            source = SOURCES[args.source].format(uri=args.mongo_uri, folder=Path(folder) / "dump",
+                                                 database=name, partitions=args.partitions)
+            job = JOB.format(name=name, source=source, endpoint=args.endpoint, concurrency=args.concurrency,
+                             batch=args.batch, parallelism=args.parallelism)
             report, engine_seconds = workloads.run_engine(Path(folder), name, job, mapping)
         if report.status != LOADED_UNVALIDATED or report.tables[0].loaded != args.records:
             print(f"engine run failed: {report.status} {report.message} (loaded {report.tables[0].loaded})",
@@ -148,9 +165,10 @@ def main(argv: list[str] | None = None) -> int:
     raw_rate, engine_rate = expected / raw_seconds, expected / engine_seconds
     ratio = engine_rate / raw_rate
     workloads.print_table(
-        f"W2 MongoDB -> DynamoDB: {args.records} documents -> {expected} items ({args.records} profiles + "
-        f"{orders} orders; parallelism {args.parallelism} x concurrency {args.concurrency} = {threads} "
-        f"writer threads, {args.partitions} partitions, batch {args.batch})",
+        f"W2 {'MongoDB' if args.source == 'mongo' else 'mongodump'} -> DynamoDB: {args.records} documents "
+        f"-> {expected} items ({args.records} profiles + {orders} orders; parallelism {args.parallelism} "
+        f"x concurrency {args.concurrency} = {threads} writer threads, {args.partitions} partitions, "
+        f"batch {args.batch})",
         [(f"raw TypeSerializer + batch_write_item, {threads} thr", expected, raw_seconds),
          ("etl engine end to end", expected, engine_seconds),
          ("info: raw batch_write_item, items pre-encoded", expected, encoded_seconds)], raw_rate)

@@ -63,6 +63,14 @@ def test_w2_mongo_dynamodb_smoke():
                         lines[6])
 
 
+def test_w2_from_a_mongodump_folder_smoke():
+    lines = run("bench_w2_mongo_dynamodb.py", "--source", "dump", "--records", "30", "--partitions", "2",
+                "--batch", "10", "--concurrency", "2", "--goal", "0")
+    assert lines[0] == "wrote 30 documents (176 orders) as a mongodump folder"
+    assert lines[1].startswith("W2 mongodump -> DynamoDB: 30 documents -> 206 items (30 profiles")
+    assert figures(lines[4]) == ("etl engine end to end", 206)
+
+
 @pytest.mark.skipif(importlib.util.find_spec("dlt") is None, reason="dlt is in the bench extra")
 def test_w3_postgres_postgres_smoke():
     lines = run("bench_w3_postgres_postgres.py", "--rows", "500", "--batch", "100", "--dlt-backends",
