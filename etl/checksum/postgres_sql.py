@@ -337,13 +337,10 @@ class PostgresTableSide:
     def _build_codes(
         self, spec: TableSpec, tolerances: Tolerances
     ) -> tuple[sql.Composable, sql.Composable] | None:
-        if tolerances.case_insensitive_keys:
+        if not self._hashable_in_sql(spec, tolerances):
             return None
         physical = self._physical()
         bases = {column.name: column_base(column.type) for column in spec.columns}
-        if any(self._column(name) not in physical for name in bases) or \
-                any(name not in bases for name in spec.key):
-            return None
         row_parts = [
             _value_code(self._column(name), bases[name], physical[self._column(name)], tolerances,
                         lead=encode(name))
@@ -357,6 +354,14 @@ class PostgresTableSide:
         key = sql.SQL(" || ").join(key_parts)
         return key, row
 
+    def _hashable_in_sql(self, spec: TableSpec, tolerances: Tolerances) -> bool:
+        """What both ways of hashing in SQL need: every column of `spec` in this table, the key among
+        them, and letter case of keys not ignored (SQL's `lower` is not Python's `casefold`)."""
+        physical = self._physical()
+        names = {column.name for column in spec.columns}
+        return not tolerances.case_insensitive_keys and all(name in names for name in spec.key) and all(
+            self._column(name) in physical for name in names)
+
     def pushes_down(self, spec: TableSpec, tolerances: Tolerances) -> bool:
         """Whether every column of `spec` is hashed in SQL, canonically or natively against another
         PostgreSQL side (else checksums are computed in Python)."""
@@ -367,11 +372,9 @@ class PostgresTableSide:
         column of `_NATIVE_CLASSES`, the canonical encoding for the others. None when a column has
         neither, letter case of keys is ignored, or the server has no `hash_record_extended`
         (before PostgreSQL 14)."""
-        physical = self._physical()
-        names = {column.name for column in spec.columns}
-        if tolerances.case_insensitive_keys or any(name not in names for name in spec.key) or any(
-                self._column(name) not in physical for name in names):
+        if not self._hashable_in_sql(spec, tolerances):
             return None
+        physical = self._physical()
         classes: dict[str, str | None] = {}
         for column in spec.columns:
             name = self._column(column.name)
