@@ -32,6 +32,12 @@ from etl.records import TableSpec
 RowSource = Callable[[], Iterable[dict]]
 
 
+class RefusedRowsFound(Exception):
+    """A source side hashed where it lives holds a row its mapping would refuse (a value a cast
+    refuses): its checksums cannot stand for the mapped rows, so the table is compared the Python
+    way, where the mapping rejects that record. Found in the same scan that hashes the rows."""
+
+
 @runtime_checkable
 class ChecksumSide(Protocol):
     """A row source that can do part of the work where the rows live (optional pushdown)."""

@@ -38,6 +38,7 @@ from etl.checksum.canonical import (
     column_base,
     encode,
 )
+from etl.checksum.diff import RefusedRowsFound
 from etl.checksum.keyranges import KeyRanges, KeySpan
 from etl.checksum.native import NATIVE_BUCKET, NativeHashing, NativePlan
 from etl.checksum.tolerances import Tolerances
@@ -175,17 +176,21 @@ def _key_hash(key: sql.Composable) -> sql.Composable:
     return sql.SQL("('x' || lpad(substr(md5({}), 1, 8), 16, '0'))::bit(64)::int8").format(key)
 
 
-def _checksum_query(table: sql.Composable, bucket: sql.Composable, row: sql.Composable) -> sql.Composed:
-    """Per bucket: count, sums of the signed high and low 64-bit halves of md5(row encoding), and
-    how many low halves are negative. The hex digest is parsed once, as bit(128); OFFSET 0 keeps
-    the subquery from being flattened, which would hash each row once per use."""
+def _checksum_query(table: sql.Composable, bucket: sql.Composable, row: sql.Composable,
+                    refused: sql.Composable) -> sql.Composed:
+    """Per bucket: count, sums of the signed high and low 64-bit halves of md5(row encoding), how
+    many low halves are negative, and how many rows meet `refused`. The hex digest is parsed once,
+    as bit(128); OFFSET 0 keeps the subquery from being flattened, which would hash each row once
+    per use."""
     return sql.SQL(
-        "SELECT bucket, count(*), sum(high), sum(low), count(*) FILTER (WHERE low < 0) FROM ("
+        "SELECT bucket, count(*), sum(high), sum(low), count(*) FILTER (WHERE low < 0),"
+        " count(*) FILTER (WHERE refused) FROM ("
         " SELECT bucket, substring(hash from 1 for 64)::int8 AS high,"
-        " substring(hash from 65 for 64)::int8 AS low FROM ("
-        "  SELECT {bucket} AS bucket, ('x' || md5({row}))::bit(128) AS hash FROM {table} OFFSET 0) AS hashed"
+        " substring(hash from 65 for 64)::int8 AS low, refused FROM ("
+        "  SELECT {bucket} AS bucket, ('x' || md5({row}))::bit(128) AS hash, {refused} AS refused"
+        " FROM {table} OFFSET 0) AS hashed"
         ") AS split GROUP BY bucket"
-    ).format(bucket=bucket, row=row, table=table)
+    ).format(bucket=bucket, row=row, table=table, refused=refused)
 
 
 _NATIVE_CLASSES = frozenset({"int", "decimal", "string", "bool", "date", "time", "timestamp", "timestamptz",
@@ -233,30 +238,35 @@ def _native_class(base: str, stored: ColumnType | None, tolerances: Tolerances) 
 
 
 def _native_checksum_query(
-    table: sql.Composable, bucket: sql.Composable, row: sql.Composable
+    table: sql.Composable, bucket: sql.Composable, row: sql.Composable, refused: sql.Composable
 ) -> sql.Composed:
     """`_checksum_query` with the engine's own row hashes: two 64-bit hashes of the row, each
     `hash_record_extended` (which combines the columns' hashes linearly) passed through
     `hashint8extended`, so a bucket's sum depends on which values share a row, not only on each
     column's values (a swap of two rows' values would otherwise cancel out)."""
     return sql.SQL(
-        "SELECT bucket, count(*), sum(high), sum(low), count(*) FILTER (WHERE low < 0) FROM ("
+        "SELECT bucket, count(*), sum(high), sum(low), count(*) FILTER (WHERE low < 0),"
+        " count(*) FILTER (WHERE refused) FROM ("
         " SELECT bucket, hashint8extended(hash_record_extended(r, 0), 0) AS high,"
-        " hashint8extended(hash_record_extended(r, 1), 1) AS low FROM ("
-        "  SELECT {bucket} AS bucket, {row} AS r FROM {table} OFFSET 0) AS rows"
+        " hashint8extended(hash_record_extended(r, 1), 1) AS low, refused FROM ("
+        "  SELECT {bucket} AS bucket, {row} AS r, {refused} AS refused FROM {table} OFFSET 0) AS rows"
         ") AS hashed GROUP BY bucket"
-    ).format(bucket=bucket, row=row, table=table)
+    ).format(bucket=bucket, row=row, table=table, refused=refused)
 
 
 def _read_checksums(
-    conn: psycopg.Connection, query: sql.Composed, params: tuple | None, buckets: int
+    conn: psycopg.Connection, query: sql.Composed, params: tuple | None, buckets: int, table: str
 ) -> BucketChecksums:
     checksums = BucketChecksums(buckets)
-    for bucket, count, high, low, negative_lows in conn.execute(query, params):
+    refused = 0
+    for bucket, count, high, low, negative_lows, refused_rows in conn.execute(query, params):
         # Signed 64-bit halves: a negative high half is off by 2^128 (vanishes mod 2^128);
         # each negative low half is 2^64 short.
         checksums.counts[bucket] = count
         checksums.sums[bucket] = ((int(high) << 64) + int(low) + (negative_lows << 64)) % MODULUS
+        refused += refused_rows
+    if refused:
+        raise RefusedRowsFound(f"{table}: rows with a value the mapping refuses: {refused}")
     return checksums
 
 
@@ -268,8 +278,12 @@ class PostgresTableSide:
 
     def __init__(self, dsn: str, table: str, *, schema: str = "public",
                  columns: Mapping[str, str] | None = None,
-                 connect: Callable[[], psycopg.Connection] | None = None) -> None:
+                 connect: Callable[[], psycopg.Connection] | None = None,
+                 refused: sql.Composable | None = None) -> None:
         self.dsn = dsn
+        self.refused = refused if refused is not None else sql.SQL("false")
+        """True for a row the mapping would refuse (a source table standing for its mapped rows): its
+        checksums, which count such rows in the same scan, then raise `RefusedRowsFound`."""
         self._connect = connect or (lambda: psycopg.connect(self.dsn))
         """Opens a connection (the owner's: its TLS settings and credentials); the side closes it."""
         self.table = table
@@ -433,15 +447,16 @@ class PostgresTableSide:
         (agreed with the other side, `NativePlan.agree`) PostgreSQL's own."""
         if native is not None:
             bucket = self._native_bucket(spec, buckets, tolerances, native)
-            query = _native_checksum_query(self._name(), bucket, self._native_row(spec, tolerances, native))
+            query = _native_checksum_query(self._name(), bucket, self._native_row(spec, tolerances, native),
+                                           self.refused)
         else:
             codes = self._codes(spec, tolerances)
             if codes is None:
                 return None
             bucket = sql.SQL("{} % {}").format(_key_hash(codes[0]), sql.Literal(buckets))
-            query = _checksum_query(self._name(), bucket, codes[1])
+            query = _checksum_query(self._name(), bucket, codes[1], self.refused)
         with self._connect() as conn:
-            return _read_checksums(conn, query, None, buckets)
+            return _read_checksums(conn, query, None, buckets, self.table)
 
     def rows_in_buckets(
         self, spec: TableSpec, wanted: frozenset[int], buckets: int, tolerances: Tolerances, *,
@@ -484,14 +499,15 @@ class PostgresTableSide:
                         native: NativePlan | None = None) -> BucketChecksums:
         bucket = sql.SQL("width_bucket({}, %s::int8[])").format(sql.Identifier(self._column(ranges.column)))
         if native is not None:
-            query = _native_checksum_query(self._name(), bucket, self._native_row(spec, tolerances, native))
+            query = _native_checksum_query(self._name(), bucket, self._native_row(spec, tolerances, native),
+                                           self.refused)
         else:
             codes = self._codes(spec, tolerances)
             if codes is None:
                 raise ValueError(f"{self.table}: range checksums need columns hashable in SQL (see key_span)")
-            query = _checksum_query(self._name(), bucket, codes[1])
+            query = _checksum_query(self._name(), bucket, codes[1], self.refused)
         with self._connect() as conn:
-            return _read_checksums(conn, query, (list(ranges.thresholds),), ranges.buckets)
+            return _read_checksums(conn, query, (list(ranges.thresholds),), ranges.buckets, self.table)
 
     def rows_in_ranges(
         self, spec: TableSpec, ranges: KeyRanges, wanted: frozenset[int], tolerances: Tolerances

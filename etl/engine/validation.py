@@ -27,6 +27,7 @@ from etl.checksum import (
     checksum_side,
     validate_table,
 )
+from etl.checksum.diff import RefusedRowsFound
 from etl.checksum.results import json_value, key_text
 from etl.engine import faults, validation_progress
 from etl.engine.plan import TablePlan, select_tables
@@ -175,7 +176,7 @@ def _pushed_source_side(resources: JobResources, target: _Target, refused: Refus
     tolerances = resources.job.validation.tolerances
     if side is None or not side.pushes_down(target.spec, tolerances):
         return None
-    return _StoredRows(side, target), source
+    return _StoredRows(side, target)
 
 
 class _StoredRows:
@@ -272,29 +273,45 @@ def _validate(resources: JobResources, targets: list[_Target], target_sides: dic
 
     def one(target: _Target) -> TableValidation:
         key = (target.spec.target, target.spec.table)
-        if key in pushed:
-            side, source = pushed[key]
-            table = target.tables[0]
-            counted = source.count(table.table)
-            result = validate_table(target.spec, side, target_sides[key], buckets=settings.buckets,
-                                    tolerances=settings.tolerances, max_differences=settings.max_differences)
-            if table.key not in counts:
-                counts[table.key] = SourceCount(table.key, counted, result.rows_source)
-            # hashed by the servers: the rows each side holds are known once they have answered
-            validation_progress.advanced(validation_progress.SOURCE, table.key, result.rows_source)
-            validation_progress.advanced(validation_progress.TARGET, f"{key[0]}.{key[1]}", result.rows_target)
-        else:
+        result = where_both_live(target) if key in pushed else None
+        hashed_there = result is not None
+        if result is None:
+            if key in source_sums:
+                sums, target_checksums = source_sums[key], target_sums[key].result()
+            else:  # pushed down, but the source holds rows the mapping refuses
+                sums, target_checksums = _source_checksums(resources, [target], counts, refused)[key], None
             result = validate_table(
                 target.spec,
                 lambda: _source_rows(resources, target, refused),
                 target_sides[key],
                 buckets=settings.buckets, tolerances=settings.tolerances,
                 max_differences=settings.max_differences,
-                source_checksums=source_sums[key], target_checksums=target_sums[key].result(),
+                source_checksums=sums, target_checksums=target_checksums,
             )
         log.info("validated %s.%s%s: %s rows, %s differences in %.1f s", target.spec.target,
-                 target.spec.table, " (hashed where both sides live)" if key in pushed else "",
+                 target.spec.table, " (hashed where both sides live)" if hashed_there else "",
                  result.rows_source, result.difference_count, time.monotonic() - started)
+        return result
+
+    def where_both_live(target: _Target) -> TableValidation | None:
+        """The table compared by its two servers, or None when its source side cannot stand for the
+        mapped rows after all: a row holds a value the mapping refuses (found while hashing)."""
+        key = (target.spec.target, target.spec.table)
+        side = pushed[key]
+        table = target.tables[0]
+        try:
+            result = validate_table(target.spec, side, target_sides[key], buckets=settings.buckets,
+                                    tolerances=settings.tolerances, max_differences=settings.max_differences)
+        except RefusedRowsFound as found:
+            log.info("%s; comparing %s.%s from the mapped rows", found, *key)
+            return None
+        if table.key not in counts:
+            # The source server counted its rows in the scan that hashed them: every row falls in
+            # one bucket (hash buckets, or key ranges unbounded at both ends), so no row escapes it.
+            counts[table.key] = SourceCount(table.key, result.rows_source, result.rows_source)
+        # hashed by the servers: the rows each side holds are known once they have answered
+        validation_progress.advanced(validation_progress.SOURCE, table.key, result.rows_source)
+        validation_progress.advanced(validation_progress.TARGET, f"{key[0]}.{key[1]}", result.rows_target)
         return result
 
     with ThreadPoolExecutor(max(1, resources.job.parallelism), thread_name_prefix="validate") as pool:

@@ -506,7 +506,8 @@ class PostgresSource(SqlSource):
         it: every source column's type holds only values its mapping type keeps exactly
         (`_copied_exactly`), key columns are NOT NULL (the mapping rejects a null key), the table
         has no `where` or watermark filter, and no row holds a value a cast refuses (NaN, infinite
-        numbers, dates and timestamps: counted first; one such row sends the table back to Python)."""
+        numbers, dates and timestamps): the side counts those in the scan that hashes the rows, and
+        one such row raises `RefusedRowsFound`, which sends the table back to Python."""
         options = self.config.tables[table]
         if options.where or options.watermark:
             return None
@@ -524,14 +525,9 @@ class PostgresSource(SqlSource):
                    else sql.SQL("{} IN ('NaN', 'Infinity', '-Infinity')").format(sql.Identifier(column.name))
                    for column in (by_name[name] for name in renamed.values())
                    if column.type in _DATES or column.type in _NUMBERS - self.integer_types]
-        if refused:
-            query = sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE {})").format(
-                sql.Identifier(meta.schema or "public", meta.table), sql.SQL(" OR ").join(refused))
-            with self._catalog_lock:
-                if self._metadata_connection().execute(query).fetchone()[0]:
-                    return None
         return PostgresTableSide(self.config.dsn, meta.table, schema=meta.schema or "public", columns=renamed,
-                                 connect=self._exact_json_connection)
+                                 connect=self._exact_json_connection,
+                                 refused=sql.SQL(" OR ").join(refused) if refused else None)
 
     def _exact_json_connection(self) -> psycopg.Connection:
         """A connection whose json/jsonb values come as `read` makes them (numbers exact)."""
