@@ -22,7 +22,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from etl.checksum.buckets import BucketChecksums
 from etl.checksum.canonical import MISSING, column_base
-from etl.checksum.keyranges import KeyRanges, KeyRangeSide
+from etl.checksum.keyranges import KeyRanges, KeyRangeSide, range_count
 from etl.checksum.native import NATIVE_BUCKET, NativeHashSide, NativePlan
 from etl.checksum.results import Difference, FieldDifference, TableValidation
 from etl.checksum.rowhash import RowHasher, bucket_of
@@ -274,13 +274,14 @@ def _key_ranges(
     native: NativePlan | None,
 ) -> KeyRanges | None:
     """Key-range buckets when both sides can checksum by ranges of the same integer key (the
-    same-engine mode, keyranges.py), else None: the canonical hash buckets are used."""
+    same-engine mode, keyranges.py; at least `buckets` ranges, more for a wide key span), else
+    None: the canonical hash buckets are used."""
     if not all(isinstance(side, KeyRangeSide) for side in sides):
         return None
     spans = list(pool.map(lambda side: side.key_span(spec, tolerances, native=native), sides))
     if any(span is None for span in spans):
         return None
-    return KeyRanges.spanning(spec.key[0], spans, buckets)
+    return KeyRanges.spanning(spec.key[0], spans, range_count(spans, buckets))
 
 
 def _rounds(

@@ -22,6 +22,22 @@ from etl.records import TableSpec
 KeySpan = tuple[int, int] | tuple[None, None]
 """(lowest key, highest key) of a side, or (None, None) when the side is empty."""
 
+KEYS_PER_RANGE = 250
+MAX_RANGES = 4096
+"""A wide key span is cut into one range per `KEYS_PER_RANGE` keys, up to `MAX_RANGES`: PostgreSQL
+sums 4,096 ranges as fast as 256 (1,000,000 rows with a jsonb column: 2.0-2.25 s against
+2.06-2.41 s per side; 65,536 ranges took 3.1 s), while pass 2 reads and hashes in Python every row
+of a mismatched range: about 250 rows instead of 3,900 for one changed row in 1,000,000."""
+
+
+def range_count(spans: Iterable[KeySpan], buckets: int) -> int:
+    """How many ranges `validate_table` cuts the sides' key span into: at least `buckets`."""
+    lows = [low for low, _high in spans if low is not None]
+    highs = [high for _low, high in spans if high is not None]
+    if not lows:
+        return buckets
+    return max(buckets, min(MAX_RANGES, -(-(max(highs) - min(lows) + 1) // KEYS_PER_RANGE)))
+
 
 @dataclass(frozen=True)
 class KeyRanges:

@@ -126,6 +126,24 @@ def test_integer_key_by_key_ranges_finds_what_python_finds(tmp_path, pg_database
     assert pushed == python == EXPECTED
 
 
+def test_a_wide_key_span_is_cut_into_more_ranges_and_finds_the_same(tmp_path, pg_database, monkeypatch,
+                                                                    caplog):
+    """Keys 1,000 apart (a span of 3,000,000): 4,096 key ranges instead of the 256 buckets asked
+    for, so that pass 2 reads a few rows per changed row; the differences are the same."""
+    job = setup_job(tmp_path, pg_database, key_value="i * 1000")
+    plant(pg_database, lambda n: str(n * 1000))
+    with caplog.at_level(logging.INFO, logger="etl.engine.validation"):
+        (table,) = validation.validate_job(load_job(job)).tables
+    assert any("hashed where both sides live" in r.getMessage() for r in caplog.records)
+    assert (table.buckets, table.row_hashes, len(table.mismatched_buckets)) == (4096, "native", 5)
+    pushed, python, used = both_ways(job, monkeypatch, caplog)
+    assert used
+    assert pushed == python == [("changed", "{'ident': 10000}", ("score",)),
+                                ("changed", "{'ident': 20000}", ("amount",)),
+                                ("changed", "{'ident': 30000}", ("label",)),
+                                ("extra", "{'ident': 9999000}", ()), ("missing", "{'ident': 40000}", ())]
+
+
 def test_text_key_by_sql_hash_buckets_finds_what_python_finds(tmp_path, pg_database, monkeypatch, caplog):
     job = setup_job(tmp_path, pg_database, key="code", key_sql="text", key_type="string",
                     key_value="'k' || i")

@@ -4,7 +4,7 @@ proven against PostgreSQL in tests/integration/test_checksum_postgres_ranges.py.
 
 from __future__ import annotations
 
-from etl.checksum.keyranges import KeyRanges
+from etl.checksum.keyranges import KeyRanges, range_count
 
 
 def test_ranges_span_both_sides_with_equal_widths() -> None:
@@ -51,3 +51,12 @@ def test_bounds_of_wanted_buckets_merge_neighbours() -> None:
     assert ranges.bounds({0, 3}) == [(None, 10), (30, None)]
     assert ranges.bounds({2, 0, 1, 3}) == [(None, None)]
     assert ranges.bounds(set()) == []
+
+
+def test_a_wide_key_span_is_cut_into_one_range_per_250_keys_up_to_4096() -> None:
+    assert range_count([(1, 3000), (1, 2990)], 256) == 256  # 12 ranges of 250 keys: the buckets asked for
+    assert range_count([(1, 100_000), (7, 100_001)], 256) == 401  # 100,001 keys, ceiling of /250
+    assert range_count([(1, 1_000_000), (1, 1_000_000)], 256) == 4000
+    assert range_count([(-(2**63), 2**63 - 1)], 256) == 4096
+    assert range_count([(1, 10_000_000)], 8192) == 8192  # never fewer than asked for
+    assert range_count([(None, None), (None, None)], 256) == 256
