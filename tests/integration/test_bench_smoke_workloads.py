@@ -93,7 +93,7 @@ def test_memory_smoke():
 
 def test_w1_dump_postgres_smoke():
     lines = run("bench_w1_dump_postgres.py", "--records", "40", "--partitions", "2", "--batch", "10",
-                "--goal", "0", "--processes")
+                "--goal", "0", "--processes", "--speedup-goal", "0", "--repeat", "2")
     assert lines[0].startswith("load average at start: ")
     assert lines[1] == ("W1 mongodump -> PostgreSQL: 40 documents -> 40 customers + 238 orders "
                         "(2 partitions, batch 10)")
@@ -108,6 +108,7 @@ def test_w1_dump_postgres_smoke():
         assert re.fullmatch(rf"{kind}: peak RSS MiB parallelism 1 [\d.]+, parallelism 2 [\d.]+; speedup "
                             rf"1 -> 2 workers [\d.]+x \(ceiling on \d+ cores: [\d.]+x\)", line)
     assert re.fullmatch(r"ratio engine/raw at parallelism 2: \d+\.\d{3} \(goal >= 0\.0\)", lines[11])
+    assert re.fullmatch(r"speedup 1 -> 2 worker processes: \d+\.\d{2}x \(goal >= 0\.0\)", lines[12])
 
 
 def test_w1_dump_postgres_sizes_smoke():
