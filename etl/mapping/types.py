@@ -12,13 +12,13 @@ import math
 import uuid
 from collections.abc import Callable
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
-from typing import Any
+from typing import Any, NoReturn
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import bson
 
 from etl.coltypes import ColumnType, ColumnTypeError, parse_type
-from etl.records import nested_path
+from etl.records import OutOfRangeTime, nested_path
 
 Cast = Callable[[Any], Any]
 
@@ -259,7 +259,14 @@ def to_bool(value: Any) -> bool:
     raise CastError(f"a {type_name(value)} cannot become a bool", value)
 
 
+def _out_of_range(value: OutOfRangeTime) -> NoReturn:
+    raise CastError("the source's date or time is infinite or outside years 1-9999, which no "
+                    "date or time type here can hold", value)
+
+
 def to_date(value: Any) -> dt.date:
+    if isinstance(value, OutOfRangeTime):
+        _out_of_range(value)
     if isinstance(value, dt.datetime):
         if value.time() != dt.time(0) or (value.tzinfo and value.utcoffset()):
             raise CastError(
@@ -286,6 +293,8 @@ def _timestamp_cast(kind: ColumnType, rounding: str | None, tz: dt.tzinfo) -> Ca
     def cast(value: Any) -> dt.datetime:
         if isinstance(value, dt.datetime):
             stamp = value
+        elif isinstance(value, OutOfRangeTime):
+            _out_of_range(value)
         elif isinstance(value, bson.Timestamp):
             stamp = value.as_datetime()
         elif isinstance(value, str):

@@ -388,6 +388,15 @@ class SqlSource:
         cursor.arraysize = fetch_rows
         return cursor
 
+    unloadable_values: tuple[type[Exception], ...] = ()
+    """The driver's errors for a value it cannot make a Python value of (PostgreSQL's infinite
+    timestamps): a page that raises one is read again through `tolerate_unloadable`."""
+
+    def tolerate_unloadable(self, cursor: Any) -> None:
+        """Make `cursor` load the values that raise `unloadable_values` as `OutOfRangeTime`s, which
+        the mapping rejects with a reason (slower: only for a page that needs it, and after it)."""
+        raise NotImplementedError
+
     def records_cursor(self, cursor: Any, make_record: RecordMaker) -> None:
         """Make `cursor` return `make_record(row)` for each row, called as the driver decodes the
         row (only called when `records_by_driver`)."""
@@ -517,22 +526,36 @@ class SqlSource:
         rows_per_batch = self._rows_per_batch(plan)
         page_rows = self.config.page_rows
         fetch_rows = min(rows_per_batch, page_rows)
+        tolerant = False
         while True:
             sql, params = page(after)
             cursor = self.open_cursor(connection, fetch_rows)
+            again = False
             try:
+                if tolerant:
+                    self.tolerate_unloadable(cursor)
                 if plan.by_name:
                     self.records_cursor(cursor, plan.make_record)
                 self.execute(cursor, sql, params)
                 seen = 0
-                while rows := cursor.fetchmany(fetch_rows):
+                while True:
+                    try:
+                        rows = cursor.fetchmany(fetch_rows)
+                    except self.unloadable_values:
+                        if tolerant:
+                            raise
+                        # Nothing of this fetch went out: read on from `after` with tolerant loaders.
+                        again = tolerant = True
+                        break
+                    if not rows:
+                        break
                     seen += len(rows)
                     # Before the batches go out: their records may be the rows themselves.
                     after = tuple(rows[-1][index] for index in order)
                     yield from self._split_by_bytes(rows, plan, rows_per_batch)
             finally:
                 cursor.close()
-            if seen < page_rows:
+            if not again and seen < page_rows:
                 return
 
     def key_text(self, table: str, record: dict) -> str:
