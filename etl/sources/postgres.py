@@ -514,7 +514,8 @@ class PostgresSource(SqlSource):
         it: every source column's type holds only values its mapping type keeps exactly
         (`_copied_exactly`), key columns are NOT NULL (the mapping rejects a null key), the table
         has no `where` or watermark filter, and no row holds a value a cast refuses (NaN, infinite
-        numbers, dates and timestamps): the side counts those in the scan that hashes the rows, and
+        numbers, dates and timestamps infinite or outside years 1-9999): the side counts those in
+        the scan that hashes the rows, and
         one such row raises `RefusedRowsFound`, which sends the table back to Python."""
         options = self.config.tables[table]
         if options.where or options.watermark:
@@ -529,8 +530,9 @@ class PostgresSource(SqlSource):
             renamed[target] = column.name
         if any(name not in renamed or by_name[renamed[name]].nullable for name in key):
             return None
-        refused = [sql.SQL("NOT isfinite({})").format(sql.Identifier(column.name)) if column.type in _DATES
-                   else sql.SQL("{} IN ('NaN', 'Infinity', '-Infinity')").format(sql.Identifier(column.name))
+        # Dates and timestamps outside years 1-9999 (infinite ones included) are `OutOfRangeTime`s.
+        refused = [(_OUTSIDE_PYTHON_YEARS if column.type in _DATES else _NOT_A_NUMBER).format(
+                       sql.Identifier(column.name))
                    for column in (by_name[name] for name in renamed.values())
                    if column.type in _DATES or column.type in _NUMBERS - self.integer_types]
         return PostgresTableSide(self.config.dsn, meta.table, schema=meta.schema or "public", columns=renamed,
@@ -630,6 +632,8 @@ def _quoted(text: str, start: int) -> tuple[str, int]:
 
 
 _DATES = frozenset({"DATE", "TIMESTAMP", "TIMESTAMPTZ"})
+_OUTSIDE_PYTHON_YEARS = sql.SQL("NOT ({0} >= '0001-01-01' AND {0} < '10000-01-01')")
+_NOT_A_NUMBER = sql.SQL("{0} IN ('NaN', 'Infinity', '-Infinity')")
 
 
 def _out_of_range_loader(base: type[Loader]) -> type[Loader]:

@@ -196,6 +196,9 @@ REFUSED = {  # a value the mapping refuses, planted in the source after the load
     "nan, text key": ("amount", "'NaN'"),
     "nan, canonical hashes": ("amount", "'NaN'"),
     "infinite float": ("score", "'-Infinity'"),
+    "infinite timestamp": ("seen", "'infinity'"),
+    "BC date": ("born", "'0044-03-15 BC'"),
+    "date past 9999": ("born", "'10000-01-01'"),
 }
 
 
