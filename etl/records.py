@@ -15,14 +15,14 @@ from typing import Any, Literal, Self
 from etl.coltypes import ColumnType, parse_type
 
 Json = Any  # a value json.dumps accepts
+RejectStage = Literal["extract", "map", "load"]
+"""Where a record was rejected: reading it at the source, mapping it, or loading it into a target."""
 
 
 class OutOfRangeTime(str):
     """A source's date or time that no Python type holds (PostgreSQL's `infinity` and `-infinity`,
     a year past 9999 or before 1), carried as the server's own text: casts to a date or a time
     refuse it with a reason, so its record is rejected instead of stopping the read."""
-RejectStage = Literal["extract", "map", "load"]
-"""Where a record was rejected: reading it at the source, mapping it, or loading it into a target."""
 
 
 @dataclass(frozen=True)

@@ -515,8 +515,8 @@ class PostgresSource(SqlSource):
         (`_copied_exactly`), key columns are NOT NULL (the mapping rejects a null key), the table
         has no `where` or watermark filter, and no row holds a value a cast refuses (NaN, infinite
         numbers, dates and timestamps infinite or outside years 1-9999): the side counts those in
-        the scan that hashes the rows, and
-        one such row raises `RefusedRowsFound`, which sends the table back to Python."""
+        the scan that hashes the rows, and one such row raises `RefusedRowsFound`, which sends the
+        table back to Python."""
         options = self.config.tables[table]
         if options.where or options.watermark:
             return None
@@ -634,6 +634,7 @@ def _quoted(text: str, start: int) -> tuple[str, int]:
 _DATES = frozenset({"DATE", "TIMESTAMP", "TIMESTAMPTZ"})
 _OUTSIDE_PYTHON_YEARS = sql.SQL("NOT ({0} >= '0001-01-01' AND {0} < '10000-01-01')")
 _NOT_A_NUMBER = sql.SQL("{0} IN ('NaN', 'Infinity', '-Infinity')")
+_NUMBERS = frozenset({"INT2", "INT4", "INT8", "NUMERIC", "FLOAT4", "FLOAT8"})
 
 
 def _out_of_range_loader(base: type[Loader]) -> type[Loader]:
@@ -656,7 +657,6 @@ def _out_of_range_loader(base: type[Loader]) -> type[Loader]:
 _OUT_OF_RANGE_LOADERS = {"date": _out_of_range_loader(DateLoader),
                          "timestamp": _out_of_range_loader(TimestampLoader),
                          "timestamptz": _out_of_range_loader(TimestamptzLoader)}
-_NUMBERS = frozenset({"INT2", "INT4", "INT8", "NUMERIC", "FLOAT4", "FLOAT8"})
 
 
 def _copied_exactly(column: SqlColumn, kind: Any) -> bool:
