@@ -14,6 +14,7 @@ import pytest
 from etl.sources.base import BatchLimits
 from etl.sources.postgres import Config, PostgresSource
 from tests.integration.run_helpers import run_cli, saved_report
+from tests.jobfiles import REPORT, RUN_FILES, postgres_target, write_job_file
 
 pytestmark = pytest.mark.integration
 
@@ -51,28 +52,23 @@ def test_out_of_range_times_are_rejected_with_a_reason_and_the_rest_is_proven(tm
                      " date '2000-01-01' + i FROM generate_series(1, 3000) AS i")
         for key, (column, value) in OUT_OF_RANGE.items():
             conn.execute(f"UPDATE src SET {column} = %s WHERE id = %s", (value, key))
-    (tmp_path / "m.yaml").write_text(MAPPING)
-    job = tmp_path / "job.yaml"
-    job.write_text(f"""\
+    job = write_job_file(tmp_path, f"""\
 version: 1
 name: out-of-range
 sources:
   pg_in: {{type: postgres, dsn: "{pg_database}", page_rows: 1000, tables: {{src: {{mapping: m.yaml}}}}}}
 targets:
-  pg: {{type: postgres, dsn: "{pg_database}", schema: out, create: if_missing}}
+  pg: {postgres_target(pg_database, schema="out", create="if_missing")}
 batch: {{records: 100}}
 max_rejects: 4
-state: {{type: sqlite, path: "{tmp_path / 'state.sqlite'}"}}
-dead_letter: {{path: "{tmp_path / 'dead.jsonl'}"}}
-validation: {{after_run: true}}
-report: {{dir: "{tmp_path / 'reports'}"}}
-""")
+{RUN_FILES}{REPORT}validation: {{after_run: true}}
+""", mappings={"m.yaml": MAPPING})
     ran = run_cli(job)
     assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
     report = saved_report(ran.stdout)
     (table,) = report["tables"]
     assert (table["extracted"], table["loaded"], table["rejected"]) == (3000, 2996, 4)
-    dead = [json.loads(line) for line in (tmp_path / "dead.jsonl").read_text().splitlines()]
+    dead = [json.loads(line) for line in (tmp_path / ".etl" / "dead_letter.jsonl").read_text().splitlines()]
     found = sorted((d["source_key"], d["field_path"], d["reason"], d["record"][d["field_path"]])
                    for d in dead)
     assert found == [(f"id={key}", column, f"`{column}` as {TYPES[column]}: {REASON}", value)
