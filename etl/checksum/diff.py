@@ -7,8 +7,8 @@ by key encoding, so memory grows with the differing buckets, not the table.
 A side is a zero-argument callable returning a fresh iterable of rows. A side may also offer
 pushdown (see `ChecksumSide`): its own `bucket_checksums` (e.g. computed in SQL) and
 `rows_in_buckets` (only the rows of some buckets), which the validator then prefers. When both
-sides can checksum by ranges of the same integer key (`KeyRangeSide`), buckets are key ranges
-instead of key hashes, so pass 2 reads only those ranges (the same-engine mode, keyranges.py).
+sides can checksum by ranges of the same leading key column (`KeyRangeSide`), buckets are key
+ranges instead of key hashes, so pass 2 reads only those ranges (the same-engine mode, keyranges.py).
 """
 
 from __future__ import annotations
@@ -273,15 +273,22 @@ def _key_ranges(
     pool: ThreadPoolExecutor,
     native: NativePlan | None,
 ) -> KeyRanges | None:
-    """Key-range buckets when both sides can checksum by ranges of the same integer key (the
-    same-engine mode, keyranges.py; at least `buckets` ranges, more for a wide key span), else
-    None: the canonical hash buckets are used."""
-    if not all(isinstance(side, KeyRangeSide) for side in sides):
+    """Key-range buckets when both sides can checksum by ranges of the same leading key column (the
+    same-engine mode, keyranges.py; at least `buckets` ranges, more for a large table), else None:
+    hash buckets are used. A single integer key is cut into ranges of equal width between the
+    sides' keys; a text or composite key at quantiles of a sample of the source side."""
+    source, target = sides
+    if not (isinstance(source, KeyRangeSide) and isinstance(target, KeyRangeSide)):
         return None
-    spans = list(pool.map(lambda side: side.key_span(spec, tolerances, native=native), sides))
-    if any(span is None for span in spans):
+    kinds = list(pool.map(lambda side: side.range_kind(spec, tolerances, native=native), (source, target)))
+    if kinds[0] is None or kinds[0] != kinds[1]:
         return None
-    return KeyRanges.spanning(spec.key[0], spans, range_count(spans, buckets))
+    if kinds[0] == "int" and len(spec.key) == 1:
+        spans = list(pool.map(lambda side: side.key_span(spec, tolerances, native=native), (source, target)))
+        if any(span is None for span in spans):
+            return None
+        return KeyRanges.spanning(spec.key[0], spans, range_count(spans, buckets))
+    return source.key_quantiles(spec, tolerances, buckets)
 
 
 def _rounds(

@@ -39,7 +39,7 @@ from etl.checksum.canonical import (
     encode,
 )
 from etl.checksum.diff import RefusedRowsFound
-from etl.checksum.keyranges import KeyRanges, KeySpan
+from etl.checksum.keyranges import MAX_RANGES, NAME_BYTES, KeyRanges, KeySpan, RangeKind, ranges_for_rows
 from etl.checksum.native import NATIVE_BUCKET, NativeHashing, NativePlan
 from etl.checksum.tolerances import Tolerances
 from etl.coltypes import ColumnType, engine_type
@@ -47,6 +47,9 @@ from etl.records import TableSpec
 
 _NULL_CODE = encode(None)
 _FETCH_ROWS = 5000
+_SAMPLE_PAGES = 1000
+"""The pages `key_quantiles` samples (all of a smaller table): about 80,000 short rows, some 20 per
+range of the most ranges a table is cut into, read and sorted in a few tens of milliseconds."""
 
 
 def _bytea(data: bytes) -> sql.Composable:
@@ -293,6 +296,7 @@ class PostgresTableSide:
         under other names); None: the same names, and rows carry every column of the table."""
         self._physical_columns: dict[str, _Physical] | None = None
         self._probe: str | None = None
+        self._name_length: int | None = None
         """The native probe's result on this server (`_NATIVE_PROBE`), "" without native hashing."""
         self._code_cache: dict[
             tuple[TableSpec, Tolerances], tuple[sql.Composable, sql.Composable] | None
@@ -480,12 +484,35 @@ class PostgresTableSide:
         )
         return self._stream(query, (sorted(wanted),))
 
+    def range_kind(self, spec: TableSpec, tolerances: Tolerances, *, native: NativePlan | None = None
+                   ) -> RangeKind | None:
+        # A native plan comes from `native_hashing` of both sides, which hash every column in SQL.
+        if native is None and self._codes(spec, tolerances) is None:
+            return None
+        return self._leading_kind(spec, tolerances)
+
+    def _leading_kind(self, spec: TableSpec, tolerances: Tolerances) -> RangeKind | None:
+        """`range_kind` of a table whose rows are hashed in SQL: from the leading key column's type."""
+        stored, _typmod, not_null = self._physical()[self._column(spec.key[0])]
+        if stored is None or not not_null:
+            return None
+        if stored.base == "int":
+            return "int"
+        if stored.base != "string" or stored.padded or tolerances.unicode_nfc or tolerances.rstrip_char:
+            return None
+        return "text" if self._name_bytes() == NAME_BYTES else None
+
+    def _name_bytes(self) -> int:
+        """How many bytes of a text this server's `name` keeps (`keyranges.name_prefix`)."""
+        if self._name_length is None:
+            with self._connect() as conn:
+                found = conn.execute("SELECT octet_length(repeat('x', 1000)::name)").fetchone()
+            self._name_length = found[0] if found else 0
+        return self._name_length
+
     def key_span(self, spec: TableSpec, tolerances: Tolerances, *, native: NativePlan | None = None
                  ) -> KeySpan | None:
-        if len(spec.key) != 1 or (native is None and self._codes(spec, tolerances) is None):
-            return None
-        stored, _typmod, not_null = self._physical()[self._column(spec.key[0])]
-        if stored is None or stored.base != "int" or not not_null:
+        if len(spec.key) != 1 or self.range_kind(spec, tolerances, native=native) != "int":
             return None
         query = sql.SQL("SELECT min({key}), max({key}) FROM {table}").format(
             key=sql.Identifier(self._column(spec.key[0])), table=self._name()
@@ -495,9 +522,49 @@ class PostgresTableSide:
             low, high = conn.execute(query).fetchone() or (None, None)  # an aggregate: always one row
         return low, high
 
+    def key_quantiles(self, spec: TableSpec, tolerances: Tolerances, buckets: int) -> KeyRanges | None:
+        kind = self._leading_kind(spec, tolerances) if self._hashable_in_sql(spec, tolerances) else None
+        if kind is None:
+            return None
+        column = self._column(spec.key[0])
+        fractions = [i / MAX_RANGES for i in range(1, MAX_RANGES)]
+        try:
+            with self._connect() as conn:
+                found = conn.execute(
+                    "SELECT pg_relation_size(%s::regclass) / current_setting('block_size')::int8",
+                    (self._name().as_string(conn),)).fetchone()
+                pages = found[0] if found else 0
+                percent = 100.0 if pages <= _SAMPLE_PAGES else 100.0 * _SAMPLE_PAGES / pages
+                # SYSTEM reads whole pages at random; REPEATABLE makes the sample, hence the
+                # ranges, the same on every run over the same table.
+                query = sql.SQL(
+                    "SELECT count(*), percentile_disc(%s::float8[]) WITHIN GROUP (ORDER BY {key})"
+                    " FROM {table} TABLESAMPLE SYSTEM (%s) REPEATABLE (0)").format(
+                    key=self._range_key(column, kind), table=self._name())
+                sampled, quantiles = conn.execute(query, (fractions, percent)).fetchone() or (0, None)
+        except psycopg.Error:
+            return None  # a view, or a server that cannot sample it: hash buckets instead
+        if not sampled or quantiles is None:
+            return None
+        rows = int(sampled * 100.0 / percent)
+        return KeyRanges.at_quantiles(spec.key[0], kind, quantiles, ranges_for_rows(rows, buckets))
+
+    @staticmethod
+    def _range_key(column: str, kind: RangeKind) -> sql.Composable:
+        """The leading key column as the ranges compare it: text as a `name` by its bytes (UTF-8: code
+        points; keyranges.py says why `name`)."""
+        if kind == "text":
+            return sql.SQL('{}::name COLLATE "C"').format(sql.Identifier(column))
+        return sql.Identifier(column)
+
+    @staticmethod
+    def _range_type(kind: RangeKind) -> sql.Composable:
+        return sql.SQL("name" if kind == "text" else "int8")
+
     def range_checksums(self, spec: TableSpec, ranges: KeyRanges, tolerances: Tolerances, *,
                         native: NativePlan | None = None) -> BucketChecksums:
-        bucket = sql.SQL("width_bucket({}, %s::int8[])").format(sql.Identifier(self._column(ranges.column)))
+        bucket = sql.SQL("width_bucket({}, %s::{}[])").format(
+            self._range_key(self._column(ranges.column), ranges.kind), self._range_type(ranges.kind))
         if native is not None:
             query = _native_checksum_query(self._name(), bucket, self._native_row(spec, tolerances, native),
                                            self.refused)
@@ -512,16 +579,17 @@ class PostgresTableSide:
     def rows_in_ranges(
         self, spec: TableSpec, ranges: KeyRanges, wanted: frozenset[int], tolerances: Tolerances
     ) -> Iterator[dict]:
-        key = sql.Identifier(self._column(ranges.column))
+        key = self._range_key(self._column(ranges.column), ranges.kind)
+        bound = sql.SQL("%s::{}").format(self._range_type(ranges.kind))
         conditions: list[sql.Composable] = []
-        params: list[int] = []
+        params: list[int | str] = []
         for low, high in ranges.bounds(wanted):
             parts: list[sql.Composable] = []
             if low is not None:
-                parts.append(sql.SQL("{} >= %s").format(key))
+                parts.append(sql.SQL("{} >= {}").format(key, bound))
                 params.append(low)
             if high is not None:
-                parts.append(sql.SQL("{} < %s").format(key))
+                parts.append(sql.SQL("{} < {}").format(key, bound))
                 params.append(high)
             conditions.append(sql.SQL("({})").format(sql.SQL(" AND ").join(parts or [sql.SQL("true")])))
         query = sql.SQL("SELECT {} FROM {} WHERE {}").format(

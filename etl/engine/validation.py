@@ -199,8 +199,14 @@ class _StoredRows:
     def rows_in_buckets(self, *args, **options) -> Iterable[dict]:
         return self.target.rows(self.side.rows_in_buckets(*args, **options))
 
+    def range_kind(self, *args, **options):
+        return self.side.range_kind(*args, **options)
+
     def key_span(self, *args, **options):
         return self.side.key_span(*args, **options)
+
+    def key_quantiles(self, *args):
+        return self.side.key_quantiles(*args)
 
     def range_checksums(self, *args, **options):
         return self.side.range_checksums(*args, **options)

@@ -15,6 +15,7 @@ import psycopg
 import pytest
 
 from etl.checksum import diff
+from etl.checksum.postgres_sql import PostgresTableSide
 from etl.engine import validation
 from etl.job import load_job
 from tests.integration.run_helpers import run_cli, saved_report
@@ -144,12 +145,21 @@ def test_a_wide_key_span_is_cut_into_more_ranges_and_finds_the_same(tmp_path, pg
                                 ("extra", "{'ident': 9999000}", ()), ("missing", "{'ident': 40000}", ())]
 
 
-def test_text_key_by_sql_hash_buckets_finds_what_python_finds(tmp_path, pg_database, monkeypatch, caplog):
+def test_text_key_by_key_ranges_finds_what_python_finds(tmp_path, pg_database, monkeypatch, caplog):
     job = setup_job(tmp_path, pg_database, key="code", key_sql="text", key_type="string",
                     key_value="'k' || i")
     plant(pg_database, lambda n: f"'k{n}'")
+    ranges_read: list[str] = []
+    by_ranges = PostgresTableSide.rows_in_ranges
+
+    def rows_in_ranges(self, *args):
+        ranges_read.append(self.table)
+        return by_ranges(self, *args)
+
+    monkeypatch.setattr(PostgresTableSide, "rows_in_ranges", rows_in_ranges)
     pushed, python, used = both_ways(job, monkeypatch, caplog)
     assert used
+    assert sorted(ranges_read) == ["copied", "src"]  # quantiles of the source's text key, both sides
     assert pushed == python == [
         ("changed", "{'ident': 'k10'}", ("score",)), ("changed", "{'ident': 'k20'}", ("amount",)),
         ("changed", "{'ident': 'k30'}", ("label",)), ("extra", "{'ident': 'k9999'}", ()),

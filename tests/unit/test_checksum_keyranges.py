@@ -4,7 +4,7 @@ proven against PostgreSQL in tests/integration/test_checksum_postgres_ranges.py.
 
 from __future__ import annotations
 
-from etl.checksum.keyranges import KeyRanges, range_count
+from etl.checksum.keyranges import KeyRanges, range_count, ranges_for_rows
 
 
 def test_ranges_span_both_sides_with_equal_widths() -> None:
@@ -60,3 +60,27 @@ def test_a_wide_key_span_is_cut_into_one_range_per_250_keys_up_to_4096() -> None
     assert range_count([(-(2**63), 2**63 - 1)], 256) == 4096
     assert range_count([(1, 10_000_000)], 8192) == 8192  # never fewer than asked for
     assert range_count([(None, None), (None, None)], 256) == 256
+
+
+def test_quantiles_of_a_sample_cut_ranges_without_repeats() -> None:
+    quantiles = [f"k{i // 2:03d}" for i in range(400)]  # 200 distinct values, each twice
+    ranges = KeyRanges.at_quantiles("code", "text", quantiles, 8)
+    assert ranges is not None
+    assert (ranges.kind, ranges.buckets) == ("text", 8)
+    assert ranges.thresholds == ("k025", "k050", "k075", "k100", "k125", "k150", "k175")
+    assert [ranges.bucket({"code": key}) for key in ("", "k024", "k025", "k1", "k99", "\U0001f600")] == [
+        0, 0, 1, 3, 7, 7]
+    assert ranges.bounds({1, 2}) == [("k025", "k075")]
+
+
+def test_a_leading_column_of_few_values_is_not_cut_into_ranges() -> None:
+    regions = ["north"] * 100 + ["south"] * 100 + ["west"] * 100
+    assert KeyRanges.at_quantiles("region", "text", regions, 64) is None
+    assert KeyRanges.at_quantiles("customer", "int", range(1, 33), 64) is not None  # 32 of 64: half is enough
+    assert KeyRanges.at_quantiles("customer", "int", range(1, 31), 64) is None
+
+
+def test_a_large_table_is_cut_into_one_range_per_250_rows_up_to_4096() -> None:
+    assert (ranges_for_rows(0, 256), ranges_for_rows(3000, 64)) == (256, 64)
+    assert ranges_for_rows(100_001, 256) == 401
+    assert (ranges_for_rows(10**9, 256), ranges_for_rows(10**9, 8192)) == (4096, 8192)
