@@ -530,8 +530,12 @@ class PostgresTableSide:
         fractions = [i / MAX_RANGES for i in range(1, MAX_RANGES)]
         try:
             with self._connect() as conn:
+                # a partitioned table's pages are its partitions' (pg_partition_tree lists them,
+                # and nothing for a table that is not partitioned)
                 found = conn.execute(
-                    "SELECT pg_relation_size(%s::regclass) / current_setting('block_size')::int8",
+                    "SELECT coalesce((SELECT sum(pg_relation_size(relid)) FROM pg_partition_tree(t)),"
+                    " pg_relation_size(t))::int8 / current_setting('block_size')::int8"
+                    " FROM (SELECT %s::regclass AS t) AS relation",
                     (self._name().as_string(conn),)).fetchone()
                 pages = found[0] if found else 0
                 percent = 100.0 if pages <= _SAMPLE_PAGES else 100.0 * _SAMPLE_PAGES / pages

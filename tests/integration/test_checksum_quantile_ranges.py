@@ -163,3 +163,41 @@ def test_a_tolerance_that_changes_strings_keeps_the_hash_buckets(pg_database: st
         assert side.range_kind(TEXT_SPEC, tolerances) is None
         assert side.key_quantiles(TEXT_SPEC, tolerances, 64) is None
     assert side.range_kind(TEXT_SPEC, Tolerances()) == "text"
+
+
+def test_a_sample_of_a_larger_table_and_a_partitioned_one_cut_the_same_way(
+        pg_database: str, reads: list[str]) -> None:
+    """A table of more pages than are sampled (SYSTEM below 100%), and a partitioned one (its
+    pages are its partitions'): ranges, and exactly the planted differences."""
+    wide = "repeat(md5(i::text), 30)"  # 960 bytes: about 8 rows per page, not compressed
+    run(pg_database,
+        "CREATE TABLE wide (code text PRIMARY KEY, filler text)",
+        f"INSERT INTO wide SELECT 'w' || lpad(i::text, 5, '0'), {wide} FROM generate_series(1, 9000) AS i",
+        "CREATE TABLE parted (code text NOT NULL, filler text) PARTITION BY RANGE (code)",
+        "CREATE TABLE parted_low PARTITION OF parted FOR VALUES FROM (MINVALUE) TO ('w04500')",
+        "CREATE TABLE parted_high PARTITION OF parted FOR VALUES FROM ('w04500') TO (MAXVALUE)",
+        "INSERT INTO parted SELECT * FROM wide",
+        "UPDATE parted SET filler = 'changed' WHERE code = 'w01234'",
+        "DELETE FROM parted WHERE code = 'w08000'")
+    with psycopg.connect(pg_database) as conn:
+        (pages,) = conn.execute("SELECT pg_relation_size('wide') / 8192").fetchone()
+    assert pages > 1000  # more than key_quantiles samples
+    spec = TableSpec("pg", "wide", ("code",), (Column("code", "string"), Column("filler", "string")))
+    for source, target in (("wide", "parted"), ("parted", "wide")):
+        reads.clear()
+        side, other = PostgresTableSide(pg_database, source), PostgresTableSide(pg_database, target)
+        assert side.key_quantiles(spec, Tolerances(), 16) is not None
+        result = validate_table(spec, side, other, buckets=16)
+        assert reads == ["ranges", "ranges"]
+        changed, gone = ("changed", ("w01234",)), ("missing" if source == "wide" else "extra", ("w08000",))
+        assert differences(result) == sorted([changed, gone])
+
+
+def test_a_view_keeps_the_hash_buckets(pg_database: str, reads: list[str]) -> None:
+    """A view's columns are never NOT NULL in the catalog (nor could it be sampled)."""
+    run(pg_database, *TEXT_KEYS[:5], "CREATE VIEW visits_view AS SELECT * FROM visits",
+        "UPDATE visits_copy SET note = 'changed' WHERE code = 'é00500'")
+    side, copy = PostgresTableSide(pg_database, "visits_view"), PostgresTableSide(pg_database, "visits_copy")
+    assert side.key_quantiles(TEXT_SPEC, Tolerances(), 64) is None
+    result = validate_table(TEXT_SPEC, side, copy, buckets=64)
+    assert (differences(result), reads) == ([("changed", ("é00500",))], ["buckets", "buckets"])
