@@ -15,8 +15,7 @@ sample of the source side (`KeyRanges.at_quantiles`). Text is compared as its fi
 is Python's `str` order and the "C" collation's over UTF-8: `width_bucket` binary-searches an
 array of a fixed-length type such as `name`, but walks an array of `text` element by element
 (PostgreSQL's arrayfuncs.c, `width_bucket_array_variable`; measured, 4,096 text thresholds cost
-8 s per 1,000,000 rows, `name` 0.15 s). Keys sharing those bytes share
-a range, on both sides alike.
+8 s per 1,000,000 rows, `name` 0.15 s). Keys sharing those bytes share a range, on both sides alike.
 """
 
 from __future__ import annotations

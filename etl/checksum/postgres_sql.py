@@ -296,8 +296,9 @@ class PostgresTableSide:
         under other names); None: the same names, and rows carry every column of the table."""
         self._physical_columns: dict[str, _Physical] | None = None
         self._probe: str | None = None
-        self._name_length: int | None = None
         """The native probe's result on this server (`_NATIVE_PROBE`), "" without native hashing."""
+        self._name_length: int | None = None
+        """How many bytes of a text this server's `name` keeps, once asked (`_name_bytes`)."""
         self._code_cache: dict[
             tuple[TableSpec, Tolerances], tuple[sql.Composable, sql.Composable] | None
         ] = {}
