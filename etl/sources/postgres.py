@@ -119,7 +119,11 @@ class PostgresSource(SqlSource):
         cursor.itersize = fetch_rows
         return cursor
 
-    unloadable_values = (psycopg.DataError,)
+    def unloadable(self, error: Exception) -> bool:
+        # psycopg's loaders raise a DataError without a SQLSTATE; the server's data errors (a `where`
+        # dividing by zero) carry one, and reading again would only hide them behind an aborted
+        # transaction.
+        return isinstance(error, psycopg.DataError) and error.sqlstate is None
 
     def tolerate_unloadable(self, cursor: Any) -> None:
         for name, loader in _OUT_OF_RANGE_LOADERS.items():

@@ -388,12 +388,14 @@ class SqlSource:
         cursor.arraysize = fetch_rows
         return cursor
 
-    unloadable_values: tuple[type[Exception], ...] = ()
-    """The driver's errors for a value it cannot make a Python value of (PostgreSQL's infinite
-    timestamps): a page that raises one is read again through `tolerate_unloadable`."""
+    def unloadable(self, error: Exception) -> bool:
+        """Whether `error` is the driver refusing to make a Python value of a value the server sent
+        (PostgreSQL's infinite timestamps): the page is then read again through `tolerate_unloadable`.
+        The server's own errors are not: they stop the read as they are."""
+        return False
 
     def tolerate_unloadable(self, cursor: Any) -> None:
-        """Make `cursor` load the values that raise `unloadable_values` as `OutOfRangeTime`s, which
+        """Make `cursor` load the values `unloadable` refuses as `OutOfRangeTime`s, which
         the mapping rejects with a reason (slower: only for a page that needs it, and after it)."""
         raise NotImplementedError
 
@@ -541,8 +543,8 @@ class SqlSource:
                 while True:
                     try:
                         rows = cursor.fetchmany(fetch_rows)
-                    except self.unloadable_values:
-                        if tolerant:
+                    except Exception as error:
+                        if tolerant or not self.unloadable(error):
                             raise
                         # Nothing of this fetch went out: read on from `after` with tolerant loaders.
                         again = tolerant = True

@@ -92,3 +92,28 @@ def test_only_the_pages_that_need_it_are_read_with_the_slower_loaders(pg_databas
         assert [type(value).__name__ for value in row[:3]] == ["OutOfRangeTime"] * 3
         with pytest.raises(psycopg.DataError):
             conn.execute("SELECT 'infinity'::timestamptz").fetchone()
+
+
+def test_a_data_error_of_the_server_stops_the_read_with_its_own_message(tmp_path: Path, pg_database):
+    """Only the driver's refusal to load a value is read again; an error the server raises while
+    a page is fetched (here a `where` dividing by zero at id 1500, in the second page) fails the
+    run with the server's message, not with the aborted transaction a second read would meet."""
+    with psycopg.connect(pg_database, autocommit=True) as conn:
+        conn.execute("CREATE TABLE src (id int PRIMARY KEY, seen timestamptz, born date)")
+        conn.execute("INSERT INTO src SELECT i, timestamptz '2020-01-01 00:00+00', date '2000-01-01'"
+                     " FROM generate_series(1, 3000) AS i")
+    job = write_job_file(tmp_path, f"""\
+version: 1
+name: server-data-error
+sources:
+  pg_in: {{type: postgres, dsn: "{pg_database}", page_rows: 1000,
+           tables: {{src: {{mapping: m.yaml, where: "1 / (id - 1500) IS NOT NULL"}}}}}}
+targets:
+  pg: {postgres_target(pg_database, schema="out", create="if_missing")}
+batch: {{records: 100}}
+{RUN_FILES}{REPORT}""", mappings={"m.yaml": MAPPING})
+    ran = run_cli(job)
+    output = ran.stdout + ran.stderr
+    assert ran.returncode == 3, output[-3000:]
+    assert "division by zero" in output
+    assert "current transaction is aborted" not in output
