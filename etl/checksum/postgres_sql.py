@@ -297,8 +297,9 @@ class PostgresTableSide:
         self._physical_columns: dict[str, _Physical] | None = None
         self._probe: str | None = None
         """The native probe's result on this server (`_NATIVE_PROBE`), "" without native hashing."""
-        self._name_length: int | None = None
-        """How many bytes of a text this server's `name` keeps, once asked (`_name_bytes`)."""
+        self._name_bytes = 0
+        """How many bytes of a text this server's `name` keeps (`keyranges.name_prefix`), read with the
+        catalog (`_physical`)."""
         self._code_cache: dict[
             tuple[TableSpec, Tolerances], tuple[sql.Composable, sql.Composable] | None
         ] = {}
@@ -336,6 +337,8 @@ class PostgresTableSide:
                 if conn.execute("SHOW server_encoding").fetchone() != ("UTF8",):
                     found = []
                 else:
+                    (self._name_bytes,) = conn.execute(
+                        "SELECT octet_length(repeat('x', 1000)::name)").fetchone() or (0,)
                     found = conn.execute(
                         "SELECT a.attname, t.typname, a.atttypmod, a.attnotnull"
                         " FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid"
@@ -501,15 +504,7 @@ class PostgresTableSide:
             return "int"
         if stored.base != "string" or stored.padded or tolerances.unicode_nfc or tolerances.rstrip_char:
             return None
-        return "text" if self._name_bytes() == NAME_BYTES else None
-
-    def _name_bytes(self) -> int:
-        """How many bytes of a text this server's `name` keeps (`keyranges.name_prefix`)."""
-        if self._name_length is None:
-            with self._connect() as conn:
-                found = conn.execute("SELECT octet_length(repeat('x', 1000)::name)").fetchone()
-            self._name_length = found[0] if found else 0
-        return self._name_length
+        return "text" if self._name_bytes == NAME_BYTES else None
 
     def key_span(self, spec: TableSpec, tolerances: Tolerances, *, native: NativePlan | None = None
                  ) -> KeySpan | None:
