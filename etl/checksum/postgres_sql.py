@@ -543,7 +543,7 @@ class PostgresTableSide:
                     key=self._range_key(column, kind), table=self._name())
                 sampled, quantiles = conn.execute(query, (fractions, percent)).fetchone() or (0, None)
         except psycopg.Error:
-            return None  # a view, or a server that cannot sample it: hash buckets instead
+            return None  # a relation TABLESAMPLE cannot read (a foreign table): hash buckets instead
         if not sampled or quantiles is None:
             return None
         rows = int(sampled * 100.0 / percent)
