@@ -246,14 +246,17 @@ def _native_checksum_query(
     """`_checksum_query` with the engine's own row hashes: two 64-bit hashes of the row, each
     `hash_record_extended` (which combines the columns' hashes linearly) passed through
     `hashint8extended`, so a bucket's sum depends on which values share a row, not only on each
-    column's values (a swap of two rows' values would otherwise cancel out)."""
+    column's values (a swap of two rows' values would otherwise cancel out). Both subqueries keep
+    OFFSET 0: the inner one builds each row once (jsonb's text included), the outer one hashes it
+    once; flattened into the aggregate, `low` would be hashed again for its FILTER (PostgreSQL does
+    not share common subexpressions), a third record hash per row."""
     return sql.SQL(
         "SELECT bucket, count(*), sum(high), sum(low), count(*) FILTER (WHERE low < 0),"
         " count(*) FILTER (WHERE refused) FROM ("
         " SELECT bucket, hashint8extended(hash_record_extended(r, 0), 0) AS high,"
         " hashint8extended(hash_record_extended(r, 1), 1) AS low, refused FROM ("
         "  SELECT {bucket} AS bucket, {row} AS r, {refused} AS refused FROM {table} OFFSET 0) AS rows"
-        ") AS hashed GROUP BY bucket"
+        " OFFSET 0) AS hashed GROUP BY bucket"
     ).format(bucket=bucket, row=row, table=table, refused=refused)
 
 

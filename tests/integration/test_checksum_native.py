@@ -10,12 +10,13 @@ from decimal import Decimal
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from etl.checksum import Tolerances, validate_table
 from etl.checksum.canonical import encode
 from etl.checksum.keyranges import KeyRanges
 from etl.checksum.native import NativePlan
-from etl.checksum.postgres_sql import PostgresTableSide
+from etl.checksum.postgres_sql import PostgresTableSide, _native_checksum_query
 from etl.records import Column, TableSpec
 from tests.integration.test_checksum_postgres import COLUMNS, FILL, SPEC
 
@@ -211,6 +212,27 @@ def test_a_jsonb_table_is_hashed_natively_and_finds_a_change_deep_inside(pg_data
     [(field, source_value, target_value)] = [(f.field, f.source_value, f.target_value)
                                              for f in result.differences[0].fields]
     assert (field, source_value["tags"], target_value["tags"]) == ("doc", ["a", 43], ["a", "43"])
+
+
+def test_each_row_is_built_once_and_hashed_once_per_seed(pg_database: str) -> None:
+    """The plan of a native checksum query: the scan builds each row (its jsonb text once), a
+    subquery scan hashes it with seeds 0 and 1, and the aggregate only reads those hashes; a
+    query flattened into the aggregate hashes `low` a second time for its FILTER."""
+    run(pg_database, *DOCS)
+    side = PostgresTableSide(pg_database, "docs")
+    plan = NativePlan.agree((side.native_hashing(DOC_SPEC, Tolerances()),) * 2)
+    assert plan is not None
+    query = _native_checksum_query(side._name(), sql.SQL("id % 7"),
+                                   side._native_row(DOC_SPEC, Tolerances(), plan), side.refused)
+    with psycopg.connect(pg_database) as conn:
+        [[[explained]]] = conn.execute(sql.SQL("EXPLAIN (VERBOSE, FORMAT JSON) {}").format(query)).fetchall()
+    aggregate = explained["Plan"]
+    [hashing] = aggregate["Plans"]
+    [scan] = hashing["Plans"]
+    assert (aggregate["Node Type"], hashing["Node Type"], scan["Node Type"]) == (
+        "Aggregate", "Subquery Scan", "Seq Scan")
+    assert sum(out.count("hash_record_extended(") for out in hashing["Output"]) == 2
+    assert sum(out.count("(docs.doc)::text") for out in scan["Output"]) == 1
 
 
 def test_a_number_written_with_another_scale_is_settled_by_the_canonical_hashes(pg_database: str) -> None:
