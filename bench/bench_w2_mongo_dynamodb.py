@@ -10,7 +10,9 @@ text), sends them and resends UnprocessedItems (bench_sinks.ddb_raw, the sink be
 baseline). For information, the same items encoded before the clock starts are written the same
 way into a third table. Exits 1 when engine/raw items/s is below `--goal`. `--source dump`: the
 engine reads the same documents from a mongodump folder instead, so that the MongoDB server (here
-a Python server on the same cores) takes no CPU from the engine and DynamoDB Local.
+a Python server on the same cores) takes no CPU from the engine and DynamoDB Local. Each path
+also prints the CPU seconds the MongoDB server and DynamoDB Local spent while it ran (when they
+run on this machine) and the cores the machine kept busy (`CpuUsage`).
 
     .venv/bin/python bench/bench_w2_mongo_dynamodb.py --records 1000000 --parallelism 2 --concurrency 4
 """
@@ -25,6 +27,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import boto3
 import pymongo
@@ -62,6 +65,31 @@ SOURCES = {
 """--source: the engine reads the documents from the MongoDB server, or from a mongodump folder of
 the same documents (no server on the machine's cores: the engine and DynamoDB Local only)."""
 BATCH_WRITE_LIMIT = 25  # https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_BatchWriteItem.html
+
+
+class CpuUsage:
+    """Where a path's CPU went on this machine: the cores kept busy, and the seconds spent by the
+    MongoDB server and DynamoDB Local when they run here. The raw path reads nothing from MongoDB,
+    so the server's seconds in the engine's run are work the raw path does not do, on the cores
+    DynamoDB Local needs."""
+
+    def __init__(self, mongo: str, endpoint: str) -> None:
+        mongo_port = local_port(*pymongo.uri_parser.parse_uri(mongo)["nodelist"][0])
+        ddb = urlsplit(endpoint)
+        self.busy = workloads.BusyCores()
+        ports = {"MongoDB server": mongo_port, "DynamoDB Local": local_port(ddb.hostname, ddb.port)}
+        self.servers = {label: workloads.ServerCpu(port) for label, port in ports.items() if port is not None}
+
+    def done(self) -> str:
+        cores = self.busy.cores()
+        spent = [f"{label} {seconds:.1f} s" for label, server in self.servers.items()
+                 if (seconds := server.seconds()) is not None]
+        return ", ".join([*spent, *([f"{cores:.2f} cores busy"] if cores is not None else [])]) or "unknown"
+
+
+def local_port(host: str | None, port: int | None) -> int | None:
+    """`port` when `host` is this machine (a server whose CPU /proc shows), else None."""
+    return port if host in ("127.0.0.1", "localhost", "::1") else None
 
 
 def client_for(endpoint: str):
@@ -133,7 +161,9 @@ def main(argv: list[str] | None = None) -> int:
                                                  database=name, partitions=args.partitions)
             job = JOB.format(name=name, source=source, endpoint=args.endpoint, concurrency=args.concurrency,
                              batch=args.batch, parallelism=args.parallelism)
+            usage = CpuUsage(args.mongo_uri, args.endpoint)
             report, engine_seconds = workloads.run_engine(Path(folder), name, job, mapping)
+            engine_cpu = usage.done()
         if report.status != LOADED_UNVALIDATED or report.tables[0].loaded != args.records:
             print(f"engine run failed: {report.status} {report.message} (loaded {report.tables[0].loaded})",
                   file=sys.stderr)
@@ -141,7 +171,9 @@ def main(argv: list[str] | None = None) -> int:
         counts = {"engine": count_items(client, engine_table)}
         spec, rows = workloads.mapped_rows(mapping, args.records, args.seed)[engine_table]
         create_table(client, raw_table)
+        usage = CpuUsage(args.mongo_uri, args.endpoint)
         raw_seconds = ddb_raw(client, raw_table, rows, threads)
+        raw_cpu = usage.done()
         counts["raw"] = count_items(client, raw_table)
         columns = {column.name: column.parsed_type for column in spec.columns}
         items = [encode_item(row, columns, spec.key) for row in rows]
@@ -172,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         [(f"raw TypeSerializer + batch_write_item, {threads} thr", expected, raw_seconds),
          ("etl engine end to end", expected, engine_seconds),
          ("info: raw batch_write_item, items pre-encoded", expected, encoded_seconds)], raw_rate)
+    print(f"CPU during the run: engine {engine_cpu}; raw {raw_cpu}")
     print(f"ratio engine/raw: {ratio:.3f} (goal >= {args.goal}); "
           f"engine/pre-encoded raw: {engine_rate / (expected / encoded_seconds):.3f}")
     if ratio < args.goal:

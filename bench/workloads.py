@@ -260,6 +260,57 @@ class BusyCores:
         return (now - self._jiffies) / os.sysconf("SC_CLK_TCK") / seconds
 
 
+class ServerCpu:
+    """CPU seconds (user + system) spent over an interval by the local process that listens on TCP
+    `port` (a server on this machine), from /proc: what a server on the same cores takes from the
+    engine and the other servers. None where no local process listens there or /proc is missing."""
+
+    def __init__(self, port: int) -> None:
+        self._pid = self._listener(port)
+        self._started = self._seconds()
+
+    @staticmethod
+    def _listener(port: int) -> int | None:
+        sockets: set[str] = set()
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            try:
+                with open(table) as lines:
+                    next(lines)
+                    for line in lines:
+                        fields = line.split()
+                        # local address ends in the port in hex; state 0A is LISTEN
+                        if fields[1].endswith(f":{port:04X}") and fields[3] == "0A":
+                            sockets.add(f"socket:[{fields[9]}]")
+            except OSError:
+                continue
+        if not sockets:
+            return None
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                descriptors = os.listdir(f"/proc/{pid}/fd")
+                if any(os.readlink(f"/proc/{pid}/fd/{fd}") in sockets for fd in descriptors):
+                    return int(pid)
+            except OSError:
+                continue
+        return None
+
+    def _seconds(self) -> float | None:
+        if self._pid is None:
+            return None
+        try:
+            with open(f"/proc/{self._pid}/stat") as stat:
+                # fields 14 and 15 (utime, stime), counted after the parenthesised command name
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def seconds(self) -> float | None:
+        """Since this object was made."""
+        now = self._seconds()
+        return None if now is None or self._started is None else now - self._started
+
+
 def print_table(title: str, rows: list[tuple[str, int, float]], base: float) -> None:
     """`rows` of (label, rows moved, seconds); ratio is each rate over `base` rows/s."""
     print(title)

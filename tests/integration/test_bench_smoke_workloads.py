@@ -59,8 +59,11 @@ def test_w2_mongo_dynamodb_smoke():
     assert figures(lines[3]) == ("raw TypeSerializer + batch_write_item, 4 thr", 206)
     assert figures(lines[4]) == ("etl engine end to end", 206)
     assert figures(lines[5]) == ("info: raw batch_write_item, items pre-encoded", 206)
+    # both servers run on this machine: the seconds each spent while a path ran, and the busy cores
+    seconds = r"MongoDB server \d+\.\d s, DynamoDB Local \d+\.\d s, \d+\.\d\d cores busy"
+    assert re.fullmatch(rf"CPU during the run: engine {seconds}; raw {seconds}", lines[6])
     assert re.fullmatch(r"ratio engine/raw: \d+\.\d{3} \(goal >= 0\.0\); engine/pre-encoded raw: \d+\.\d{3}",
-                        lines[6])
+                        lines[7])
 
 
 def test_w2_from_a_mongodump_folder_smoke():
