@@ -179,21 +179,28 @@ def _key_hash(key: sql.Composable) -> sql.Composable:
     return sql.SQL("('x' || lpad(substr(md5({}), 1, 8), 16, '0'))::bit(64)::int8").format(key)
 
 
-def _checksum_query(table: sql.Composable, bucket: sql.Composable, row: sql.Composable,
-                    refused: sql.Composable) -> sql.Composed:
-    """Per bucket: count, sums of the signed high and low 64-bit halves of md5(row encoding), how
-    many low halves are negative, and how many rows meet `refused`. The hex digest is parsed once,
-    as bit(128); OFFSET 0 keeps the subquery from being flattened, which would hash each row once
-    per use."""
+def _sums_per_bucket(hashed: sql.Composable) -> sql.Composed:
+    """Per bucket of `hashed` (rows of bucket, high, low, refused): count, sums of the signed high
+    and low 64-bit halves of the row hashes, how many low halves are negative, and how many rows
+    meet `refused`. OFFSET 0 keeps `hashed` a subquery scan whose hashes the aggregate only reads:
+    flattened into it, `low` would be computed again for its FILTER (PostgreSQL does not share
+    common subexpressions)."""
     return sql.SQL(
         "SELECT bucket, count(*), sum(high), sum(low), count(*) FILTER (WHERE low < 0),"
-        " count(*) FILTER (WHERE refused) FROM ("
-        " SELECT bucket, substring(hash from 1 for 64)::int8 AS high,"
+        " count(*) FILTER (WHERE refused) FROM ({} OFFSET 0) AS hashed GROUP BY bucket"
+    ).format(hashed)
+
+
+def _checksum_query(table: sql.Composable, bucket: sql.Composable, row: sql.Composable,
+                    refused: sql.Composable) -> sql.Composed:
+    """`_sums_per_bucket` of md5(row encoding): the hex digest parsed once, as bit(128), in a
+    subquery that OFFSET 0 keeps from being flattened, which would hash each row once per use."""
+    return _sums_per_bucket(sql.SQL(
+        "SELECT bucket, substring(hash from 1 for 64)::int8 AS high,"
         " substring(hash from 65 for 64)::int8 AS low, refused FROM ("
         "  SELECT {bucket} AS bucket, ('x' || md5({row}))::bit(128) AS hash, {refused} AS refused"
-        " FROM {table} OFFSET 0) AS hashed"
-        ") AS split GROUP BY bucket"
-    ).format(bucket=bucket, row=row, table=table, refused=refused)
+        " FROM {table} OFFSET 0) AS rows"
+    ).format(bucket=bucket, row=row, table=table, refused=refused))
 
 
 _NATIVE_CLASSES = frozenset({"int", "decimal", "string", "bool", "date", "time", "timestamp", "timestamptz",
@@ -243,21 +250,16 @@ def _native_class(base: str, stored: ColumnType | None, tolerances: Tolerances) 
 def _native_checksum_query(
     table: sql.Composable, bucket: sql.Composable, row: sql.Composable, refused: sql.Composable
 ) -> sql.Composed:
-    """`_checksum_query` with the engine's own row hashes: two 64-bit hashes of the row, each
+    """`_sums_per_bucket` of the engine's own row hashes: two 64-bit hashes of the row, each
     `hash_record_extended` (which combines the columns' hashes linearly) passed through
     `hashint8extended`, so a bucket's sum depends on which values share a row, not only on each
-    column's values (a swap of two rows' values would otherwise cancel out). Both subqueries keep
-    OFFSET 0: the inner one builds each row once (jsonb's text included), the outer one hashes it
-    once; flattened into the aggregate, `low` would be hashed again for its FILTER (PostgreSQL does
-    not share common subexpressions), a third record hash per row."""
-    return sql.SQL(
-        "SELECT bucket, count(*), sum(high), sum(low), count(*) FILTER (WHERE low < 0),"
-        " count(*) FILTER (WHERE refused) FROM ("
-        " SELECT bucket, hashint8extended(hash_record_extended(r, 0), 0) AS high,"
+    column's values (a swap of two rows' values would otherwise cancel out). The row is built once
+    (jsonb's text included) in a subquery OFFSET 0 keeps apart, and hashed once per seed."""
+    return _sums_per_bucket(sql.SQL(
+        "SELECT bucket, hashint8extended(hash_record_extended(r, 0), 0) AS high,"
         " hashint8extended(hash_record_extended(r, 1), 1) AS low, refused FROM ("
         "  SELECT {bucket} AS bucket, {row} AS r, {refused} AS refused FROM {table} OFFSET 0) AS rows"
-        " OFFSET 0) AS hashed GROUP BY bucket"
-    ).format(bucket=bucket, row=row, table=table, refused=refused)
+    ).format(bucket=bucket, row=row, table=table, refused=refused))
 
 
 def _read_checksums(
