@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from typing import Any, Literal
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
@@ -296,6 +296,35 @@ class MongoSource:
 
     def read(self, partition: Partition, *, resume_after: Json = None,
              fields: Sequence[str] | None = None) -> Iterator[Batch]:
+        """The partition's documents from `resume_after` on, with `_id` and `fields` only.
+
+        Documents are read whole while none holds a field beyond those: a projection that keeps
+        every field is work for the server and nothing less to send (SecantusDB answered a read of
+        20,000 documents in 2.5 s with one, 0.7 s without). The first batch with another field is
+        projected here, and the rest of the range is read again from after that batch with the
+        server projecting."""
+        projection = None
+        while True:
+            batches = self._read_range(partition, resume_after, projection)
+            try:
+                for batch in batches:
+                    if fields is None or projection is not None:
+                        yield batch
+                        continue
+                    projected = bson_values.project(batch.records, fields)
+                    narrowed = projected is not batch.records
+                    batch.records = projected
+                    yield batch
+                    if narrowed:
+                        projection, resume_after = bson_values.projection(fields), batch.resume_after
+                        break
+                else:
+                    return
+            finally:
+                batches.close()
+
+    def _read_range(self, partition: Partition, resume_after: Json, projection: dict | None
+                    ) -> Generator[Batch, None, None]:
         collection = self.database[partition.table]
         settings = self._table(partition.table)
         has_start = resume_after is not None or partition.lower is not None
@@ -304,7 +333,6 @@ class MongoSource:
         has_end = partition.upper is not None
         end = bson_values.id_from_json(partition.upper) if has_end else None
         filters = range_filters(start, resume_after is None, end, has_start=has_start, has_end=has_end)
-        projection = bson_values.projection(fields)
         hint = None if settings.query else self._id_index(partition.table)
         for id_filter in filters:
             query = _and(settings.filter(), id_filter)

@@ -181,7 +181,7 @@ class ChangeFold:
         if kept:
             records, rejects = bson_values.decode_run(b"".join(kept), table, on_corrupt)
         if fields is not None:
-            records = [bson_values.project(record, fields) for record in records]
+            records = bson_values.project(records, fields)
         return Batch(records, position(self.token, self.at), rejects, deletes=deletes, kinds=kinds,
                      at=time_text(self.at))
 

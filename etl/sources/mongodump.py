@@ -416,7 +416,7 @@ class MongodumpSource:
                     except OplogEntryError as error:
                         raise self._oplog_damage(error) from None
                 if fields is not None:
-                    batch.records = [bson_values.project(record, fields) for record in batch.records]
+                    batch.records = bson_values.project(batch.records, fields)
                 yield batch
         if last and replay is not None:
             settled_from = resume_after["settled"] if isinstance(resume_after, dict) else 0
@@ -635,8 +635,9 @@ class MongodumpSource:
         while position < len(settled):
             chunk = settled[position:position + self.limits.records]
             position += len(chunk)
-            records = [h.settled if fields is None else bson_values.project(h.settled, fields)
-                       for h in chunk if h.settled is not DELETED]
+            records = [h.settled for h in chunk if h.settled is not DELETED]
+            if fields is not None:
+                records = bson_values.project(records, fields)
             deletes = [{"_id": h.key} for h in chunk if h.settled is DELETED]
             yield Batch(records, {"settled": position}, deletes=deletes)
 

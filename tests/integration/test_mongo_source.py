@@ -16,7 +16,7 @@ from bson.datetime_ms import DatetimeMS
 from etl.errors import ConnectionFailed, EtlError
 from etl.records import Partition
 from etl.sources.base import BatchLimits
-from etl.sources.bson_values import NATIVE_CODEC
+from etl.sources.bson_values import NATIVE_CODEC, id_to_json
 from etl.sources.mongo import Config, open_source
 from tests.conftest import MONGO_PORT, MONGO_URI, free_port
 
@@ -95,18 +95,21 @@ def test_batches_are_bounded_by_bson_bytes(mongo_db):
 
 
 class _ReadCommands(pymongo.monitoring.CommandListener):
-    """The batchSize of every find/getMore sent to one database, and how many documents each reply
-    holds (pymongo has no unregister: the listener stays on every client made later, so it
-    ignores the other tests' databases)."""
+    """The batchSize of every find/getMore sent to one database, each find's filter and
+    projection, and how many documents each reply holds (pymongo has no unregister: the listener
+    stays on every client made later, so it ignores the other tests' databases)."""
 
     def __init__(self, database: str) -> None:
         self.database = database
         self.sizes: list[tuple[str, int | None]] = []
+        self.finds: list[tuple[dict, dict | None]] = []
         self.replied: list[int] = []
 
     def started(self, event):
         if event.database_name == self.database and event.command_name in ("find", "getMore"):
             self.sizes.append((event.command_name, event.command.get("batchSize")))
+        if event.database_name == self.database and event.command_name == "find":
+            self.finds.append((event.command["filter"], event.command.get("projection")))
 
     def succeeded(self, event):
         if event.database_name == self.database and event.command_name in ("find", "getMore"):
@@ -128,6 +131,41 @@ def test_server_replies_hold_at_most_one_batch(mongo_db):
     assert [r["_id"] for r in records] == list(range(95))
     assert commands.sizes == [("find", 10)] + [("getMore", 10)] * 9
     assert commands.replied == [10] * 9 + [5]
+
+
+def test_documents_holding_only_the_read_fields_are_read_without_a_projection(mongo_db):
+    things(mongo_db).insert_many([{"_id": n, "a": n, "b": str(n)} for n in range(25)])
+    commands = _ReadCommands(mongo_db.name)
+    pymongo.monitoring.register(commands)
+    _, records, _ = read_all(source_for(mongo_db, limits=BatchLimits(records=10)), fields=["a", "b"])
+    assert records == [{"_id": n, "a": n, "b": str(n)} for n in range(25)]
+    assert commands.finds == [({}, None)]
+
+
+def test_a_field_no_output_reads_turns_the_projection_on_from_the_next_document(mongo_db):
+    """Document 13 (second batch) holds `ssn`: that batch is projected by the source, and the rest
+    of the range is read again from after it with the server projecting. The partition spans three
+    type classes, so the second read starts in the middle of the first class and still reads every
+    document once, in `_id` order."""
+    documents = [{"_id": n, "a": n, "ssn": f"0{n}"} if n == 13 else {"_id": n, "a": n} for n in range(25)]
+    documents += [{"_id": f"s{n}", "a": n, "ssn": "x"} for n in range(3)] + [{"_id": ObjectId(f"{1:024x}"), "a": 0}]
+    things(mongo_db).insert_many(documents)
+    commands = _ReadCommands(mongo_db.name)
+    pymongo.monitoring.register(commands)
+    source = source_for(mongo_db, limits=BatchLimits(records=10))
+    upper = ObjectId(f"{2:024x}")
+    batches = list(source.read(Partition("src", "things", 0, 2, None, id_to_json(upper)), fields=["a"]))
+    records = [record for batch in batches for record in batch.records]
+    assert records == [*({"_id": n, "a": n} for n in range(25)), *({"_id": f"s{n}", "a": n} for n in range(3)),
+                       {"_id": f"{1:024x}", "a": 0}]  # an ObjectId reads as its hex text
+    assert [len(batch.records) for batch in batches] == [10, 10, 5, 3, 1]
+    numbers_to_binary = ["double", "int", "long", "decimal", "string", "symbol", "object", "array", "binData"]
+    assert commands.finds == [
+        ({"_id": {"$type": ["minKey", "null", "undefined", *numbers_to_binary]}}, None),
+        ({"_id": {"$gt": 19}}, {"a": 1, "_id": 1}),
+        ({"_id": {"$type": numbers_to_binary[4:]}}, {"a": 1, "_id": 1}),
+        ({"_id": {"$lt": upper}}, {"a": 1, "_id": 1}),
+    ]
 
 
 def test_unknown_collection_lists_the_collections_that_exist(mongo_db):

@@ -30,6 +30,7 @@ from etl.sources.bson_values import (
     id_from_json,
     id_to_json,
     key_text,
+    project,
     projection,
 )
 
@@ -225,3 +226,11 @@ def test_gc_paused_pauses_the_collector_only_while_making_and_restores_it():
         assert not gc.isenabled()  # a collector paused by someone else stays paused
     finally:
         gc.enable()
+
+
+def test_project_keeps_id_and_the_fields_in_document_order_and_returns_the_same_list_when_all_are_kept():
+    whole = [{"_id": 1, "b": 2, "a": 1}, {"a": 3, "_id": 2}]
+    assert project(whole, ["a", "b"]) is whole
+    narrowed = project([{"z": 0, "b": 2, "_id": 1, "ssn": "x", "a": 1}, {"_id": 2}], ["a", "b"])
+    assert narrowed == [{"b": 2, "_id": 1, "a": 1}, {"_id": 2}]
+    assert [list(record) for record in narrowed] == [["b", "_id", "a"], ["_id"]]
