@@ -370,9 +370,11 @@ class MongoSource:
         return int(self._guard(lambda: self.database[table].count_documents(settings.filter())))
 
     def sample(self, table: str, n: int) -> list[dict]:
+        """The first `n` documents in `_id` order (the same plan as a read: `_id_index`)."""
         settings = self._table(table)
+        hint = None if settings.query else self._id_index(table)
         cursor = self.database[table].find_raw_batches(
-            settings.filter(), sort=ID_ORDER, limit=n, batch_size=n)
+            settings.filter(), sort=ID_ORDER, hint=hint, limit=n, batch_size=n)
         records: list[dict] = []
         for chunk in self._guarded(cursor):
             decoded, _ = bson_values.decode_run(chunk, table, self._server_corrupt(table))

@@ -103,6 +103,7 @@ class _ReadCommands(pymongo.monitoring.CommandListener):
         self.database = database
         self.sizes: list[tuple[str, int | None]] = []
         self.finds: list[tuple[dict, dict | None]] = []
+        self.hints: list[dict | None] = []
         self.replied: list[int] = []
 
     def started(self, event):
@@ -110,6 +111,7 @@ class _ReadCommands(pymongo.monitoring.CommandListener):
             self.sizes.append((event.command_name, event.command.get("batchSize")))
         if event.database_name == self.database and event.command_name == "find":
             self.finds.append((event.command["filter"], event.command.get("projection")))
+            self.hints.append(event.command.get("hint"))
 
     def succeeded(self, event):
         if event.database_name == self.database and event.command_name in ("find", "getMore"):
@@ -148,7 +150,8 @@ def test_a_field_no_output_reads_turns_the_projection_on_from_the_next_document(
     type classes, so the second read starts in the middle of the first class and still reads every
     document once, in `_id` order."""
     documents = [{"_id": n, "a": n, "ssn": f"0{n}"} if n == 13 else {"_id": n, "a": n} for n in range(25)]
-    documents += [{"_id": f"s{n}", "a": n, "ssn": "x"} for n in range(3)] + [{"_id": ObjectId(f"{1:024x}"), "a": 0}]
+    documents += [{"_id": f"s{n}", "a": n, "ssn": "x"} for n in range(3)]
+    documents.append({"_id": ObjectId(f"{1:024x}"), "a": 0})
     things(mongo_db).insert_many(documents)
     commands = _ReadCommands(mongo_db.name)
     pymongo.monitoring.register(commands)
@@ -156,7 +159,8 @@ def test_a_field_no_output_reads_turns_the_projection_on_from_the_next_document(
     upper = ObjectId(f"{2:024x}")
     batches = list(source.read(Partition("src", "things", 0, 2, None, id_to_json(upper)), fields=["a"]))
     records = [record for batch in batches for record in batch.records]
-    assert records == [*({"_id": n, "a": n} for n in range(25)), *({"_id": f"s{n}", "a": n} for n in range(3)),
+    assert records == [*({"_id": n, "a": n} for n in range(25)),
+                       *({"_id": f"s{n}", "a": n} for n in range(3)),
                        {"_id": f"{1:024x}", "a": 0}]  # an ObjectId reads as its hex text
     assert [len(batch.records) for batch in batches] == [10, 10, 5, 3, 1]
     numbers_to_binary = ["double", "int", "long", "decimal", "string", "symbol", "object", "array", "binData"]
@@ -166,6 +170,20 @@ def test_a_field_no_output_reads_turns_the_projection_on_from_the_next_document(
         ({"_id": {"$type": numbers_to_binary[4:]}}, {"a": 1, "_id": 1}),
         ({"_id": {"$lt": upper}}, {"a": 1, "_id": 1}),
     ]
+
+
+def test_sample_is_the_first_documents_by_id_through_the_id_index(mongo_db):
+    """(A real MongoDB refuses `listIndexes` on a view, which is then sampled without the hint;
+    SecantusDB lists the underlying collection's, so only the view's documents are checked.)"""
+    things(mongo_db).insert_many([{"_id": (n * 7) % 30, "a": n} for n in range(30)])  # not in _id order
+    mongo_db.command("create", "recent", viewOn="things", pipeline=[{"$match": {"_id": {"$gte": 20}}}])
+    commands = _ReadCommands(mongo_db.name)
+    pymongo.monitoring.register(commands)
+    source = source_for(mongo_db)
+    source.config.tables["recent"] = source.config.tables["things"]
+    assert [record["_id"] for record in source.sample("things", 5)] == [0, 1, 2, 3, 4]
+    assert [record["_id"] for record in source.sample("recent", 5)] == [20, 21, 22, 23, 24]
+    assert commands.hints[0] == {"_id": 1}
 
 
 def test_unknown_collection_lists_the_collections_that_exist(mongo_db):
