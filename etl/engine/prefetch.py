@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from etl.engine.control import RunControl
@@ -30,8 +30,11 @@ class _Failed:
 class Prefetcher:
     """Iterate over `batches` on a reader thread, at most `depth` batches ahead of the consumer."""
 
-    def __init__(self, batches: Iterator[Batch], control: RunControl, *, depth: int, name: str) -> None:
+    def __init__(self, batches: Iterator[Batch], control: RunControl, *, depth: int, name: str,
+                 on_end: Callable[[], None] | None = None) -> None:
         self._batches = batches
+        self._on_end = on_end
+        """Called on the reader thread once reading has ended (the last batch read, a stop, an error)."""
         self._control = control
         self._queue: queue.Queue[Batch | _End | _Failed] = queue.Queue(maxsize=max(1, depth))
         self._abandon = threading.Event()
@@ -73,6 +76,8 @@ class Prefetcher:
             close = getattr(self._batches, "close", None)
             if close is not None:
                 close()
+            if self._on_end is not None:
+                self._on_end()
 
     def __iter__(self) -> Iterator[Batch]:
         """Each yielded batch holds a slot; the consumer calls `control.release_slot()` when done."""

@@ -32,6 +32,7 @@ from etl.engine.planning import make_plan
 from etl.engine.resources import JobResources
 from etl.engine.seen import judge_reads, present_of
 from etl.engine.signals import stop_on_signals
+from etl.engine.turns import Turn
 from etl.engine.verdict import (
     LOADED,
     LOADING,
@@ -533,8 +534,8 @@ def _prepare_targets(resources: JobResources, plan: Plan) -> None:
 
 def _local_runner(job: Job, resources: JobResources, store: StateStore, dead_letters: DeadLetters,
                   control: RunControl, options: RunOptions, quick_try: bool,
-                  marks: dict[str, str]) -> Callable[[PartitionWork], PartitionOutcome]:
-    def run_one(work: PartitionWork) -> PartitionOutcome:
+                  marks: dict[str, str]) -> Callable[[PartitionWork, Turn], PartitionOutcome]:
+    def run_one(work: PartitionWork, turn: Turn) -> PartitionOutcome:
         partition = work.partition
         mapping = resources.mapping(partition.source, partition.table)
         with ExitStack() as stack:
@@ -545,7 +546,7 @@ def _local_runner(job: Job, resources: JobResources, store: StateStore, dead_let
             worker = PartitionWorker(job=job.name, source=source, mapping=mapping, sinks=sinks,
                                      dead_letters=dead_letters, store=None if quick_try else store,
                                      control=control, prefetch=options.prefetch, ledger=ledger)
-            return worker.run(work)
+            return worker.run(work, turn)
 
     return run_one
 

@@ -20,6 +20,7 @@ from etl.engine.accounting import Counts, count_reasons
 from etl.engine.control import RunControl
 from etl.engine.ledger import Ledger
 from etl.engine.prefetch import Prefetcher
+from etl.engine.turns import Turn
 from etl.errors import EtlError
 from etl.mapping.reads import ReadPath, present
 from etl.records import Batch, Json, Partition, Reject, TableRows
@@ -121,10 +122,11 @@ class PartitionWorker:
         self.rows_deleted = 0
         """Target rows this worker deleted because their records no longer make them."""
 
-    def run(self, work: PartitionWork) -> PartitionOutcome:
+    def run(self, work: PartitionWork, turn: Turn | None = None) -> PartitionOutcome:
+        """Read, map, write and checkpoint the partition; with a `turn` (the local executor) it
+        starts reading at once and writes when the turn comes."""
         partition = work.partition
         key = table_key(partition)
-        started_at, started = time.time(), time.monotonic()
         warned = Counter(getattr(self.source, "warnings", {}))
         counts = work.counts.copy()
         self._present = set(work.present)
@@ -135,8 +137,12 @@ class PartitionWorker:
         reader = Prefetcher(
             self.source.read(partition, resume_after=work.resume_after, fields=self.mapping.fields),
             self.control, depth=self.prefetch, name=partition.id,
+            on_end=turn.read_ended.set if turn is not None else None,
         )
         try:
+            if turn is not None:
+                turn.wait(self.control)
+            started_at, started = time.time(), time.monotonic()
             for batch in reader:
                 try:
                     delta = self._commit(partition, batch, counts)

@@ -35,7 +35,8 @@ def run_all(source, sink, store, control, *, parallelism=2, table="items", parti
     mapping = ItemsMapping()
     dead_letters = dead_letters or MemoryDeadLetters()
     return LocalExecutor(parallelism).run(
-        works, lambda w: make_worker(source, sink, store, control, dead_letters, mapping).run(w), control)
+        works, lambda w, turn: make_worker(source, sink, store, control, dead_letters, mapping).run(w, turn),
+        control)
 
 
 def test_every_record_is_written_once_and_every_partition_checkpointed_done(store):
@@ -147,9 +148,9 @@ def test_limit_takes_at_most_n_records_per_table_and_saves_no_checkpoint(store):
     works = [PartitionWork(p) for p in source.plan("items", 2)]
     mapping = ItemsMapping()
     dead = MemoryDeadLetters()
-    execution = LocalExecutor(2).run(works, lambda w: PartitionWorker(
+    execution = LocalExecutor(2).run(works, lambda w, turn: PartitionWorker(
         job=JOB, source=source, mapping=mapping, sinks={"mem": sink}, dead_letters=dead, store=None,
-        control=control).run(w), control)
+        control=control).run(w, turn), control)
     assert execution.errors == []
     assert len(sink.tables["parents"]) == 25
     assert sum(o.run.extracted for o in execution.outcomes) == 25
@@ -194,3 +195,66 @@ def test_a_failing_partition_stops_the_others_and_is_reported(store):
     assert isinstance(execution.errors[0][1], ConnectionError)
     assert execution.skipped == ["src.items#1/2"]
     assert control.stop_reason.kind == "failure"
+
+
+def test_a_lane_reads_its_next_partition_while_the_current_one_writes_and_writes_it_afterwards(store):
+    """One lane, three partitions of 30 records: partition 0's last write waits until partition 1
+    has read its first batch (the read ahead), yet every write of partition 1 comes after partition
+    0's last one (a lane writes one partition at a time)."""
+    next_read = threading.Event()
+
+    class ReadSignal(ListSource):
+        def read(self, partition, **kwargs):
+            for batch in super().read(partition, **kwargs):
+                if partition.index == 1:
+                    next_read.set()
+                yield batch
+
+    class OrderSink(DictSink):
+        order: list[int] = []
+
+        def write(self, batch):
+            first, last = (int(key.removeprefix("_id=")) for key in batch["parents"].source_keys[::9])
+            if last == 30:
+                assert next_read.wait(60), "partition 1 did not start reading before partition 0 finished"
+            self.order.append(first)
+            return super().write(batch)
+
+    source = ReadSignal("src", {"items": records(90)}, batch_size=10)
+    sink = OrderSink("mem", ItemsMapping().tables)
+    execution = run_all(source, sink, store, RunControl(max_in_flight=3), parallelism=1, partitions=3)
+    assert execution.errors == [] and execution.skipped == []
+    assert sink.order == [1, 11, 21, 31, 41, 51, 61, 71, 81]
+    assert sorted(key[0] for key in sink.tables["parents"]) == list(range(1, 91))
+    assert all(checkpoint.done for checkpoint in store.checkpoints(JOB).values())
+
+
+def test_a_partition_whose_turn_comes_after_a_stop_writes_nothing_and_is_skipped(store):
+    """Partition 0 stops the run (as SIGTERM would) after its first batch, once partition 1 is
+    reading ahead: partition 1 never writes, and it and partition 2 are reported skipped."""
+    next_read = threading.Event()
+    control = RunControl(max_in_flight=3)
+
+    class ReadSignal(ListSource):
+        def read(self, partition, **kwargs):
+            for batch in super().read(partition, **kwargs):
+                if partition.index == 1:
+                    next_read.set()
+                yield batch
+
+    source = ReadSignal("src", {"items": records(30)}, batch_size=10)
+    sink = DictSink("mem", ItemsMapping().tables)
+    original = control.committed
+
+    def stop_once_the_next_reads(table, delta):
+        original(table, delta)
+        assert next_read.wait(60)
+        control.stop("signal", "stopped by SIGTERM")
+
+    control.committed = stop_once_the_next_reads
+    execution = run_all(source, sink, store, control, parallelism=1, partitions=3)
+    assert execution.errors == []
+    assert sorted(execution.skipped) == ["src.items#1/3", "src.items#2/3"]
+    assert [outcome.partition for outcome in execution.outcomes] == ["src.items#0/3"]
+    assert sorted(key[0] for key in sink.tables["parents"]) == list(range(1, 11))
+    assert sorted(store.checkpoints(JOB)) == ["src.items#0/3"]
