@@ -61,9 +61,15 @@ class LocalExecutor:
                 turn = Turn(previous.done if previous is not None else None)
                 thread = threading.Thread(target=guarded, args=(work, turn),
                                           name=f"partition {work.partition.id}")
-                with taking:
-                    started.append(thread)
-                thread.start()
+                try:
+                    thread.start()
+                except BaseException as error:  # no thread left to run it: the run stops
+                    execution.failed(work.partition.id, error, control)
+                    turn.read_ended.set()
+                    turn.done.set()
+                else:
+                    with taking:
+                        started.append(thread)
                 turn.read_ended.wait()
                 if previous is not None:
                     previous.done.wait()

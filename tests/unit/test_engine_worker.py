@@ -258,3 +258,23 @@ def test_a_partition_whose_turn_comes_after_a_stop_writes_nothing_and_is_skipped
     assert [outcome.partition for outcome in execution.outcomes] == ["src.items#0/3"]
     assert sorted(key[0] for key in sink.tables["parents"]) == list(range(1, 11))
     assert sorted(store.checkpoints(JOB)) == ["src.items#0/3"]
+
+
+def test_a_partition_no_thread_can_run_fails_the_run_and_the_rest_are_skipped(store, monkeypatch):
+    start = threading.Thread.start
+
+    def no_thread_for_partition_1(thread):
+        if thread.name == "partition src.items#1/3":
+            raise RuntimeError("can't start new thread")
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", no_thread_for_partition_1)
+    source = ListSource("src", {"items": records(30)}, batch_size=10)
+    sink = DictSink("mem", ItemsMapping().tables)
+    control = RunControl(max_in_flight=3)
+    execution = run_all(source, sink, store, control, parallelism=1, partitions=3)
+    assert [(partition, str(error)) for partition, error in execution.errors] == [
+        ("src.items#1/3", "can't start new thread")]
+    assert execution.skipped == ["src.items#2/3"]
+    assert [outcome.partition for outcome in execution.outcomes] == ["src.items#0/3"]
+    assert control.stop_reason.kind == "failure"
