@@ -28,7 +28,10 @@ class _Failed:
 
 
 class Prefetcher:
-    """Iterate over `batches` on a reader thread, at most `depth` batches ahead of the consumer."""
+    """Iterate over `batches` on a reader thread, at most `depth` batches ahead of the consumer, and
+    one batch before the consumer starts: a partition reading ahead of its turn (the local
+    executor's lanes) hides its first query's wait without taking the budget's slots from the
+    partitions writing meanwhile."""
 
     def __init__(self, batches: Iterator[Batch], control: RunControl, *, depth: int, name: str,
                  on_end: Callable[[], None] | None = None) -> None:
@@ -38,6 +41,7 @@ class Prefetcher:
         self._control = control
         self._queue: queue.Queue[Batch | _End | _Failed] = queue.Queue(maxsize=max(1, depth))
         self._abandon = threading.Event()
+        self._consuming = threading.Event()
         self.stopped = False
         """True when reading ended because the run is stopping, not because the partition ended."""
         self._thread = threading.Thread(target=self._read, name=f"read {name}", daemon=True)
@@ -52,9 +56,20 @@ class Prefetcher:
                 continue
         return False
 
+    def _consumer_started(self) -> bool:
+        """Wait until the consumer asks for its first batch; False if abandoned first."""
+        while not self._consuming.wait(0.2):
+            if self._abandon.is_set():
+                return False
+        return True
+
     def _read(self) -> None:
         try:
+            read = 0
             while True:
+                if read == 1 and not self._consumer_started():
+                    return
+                read += 1
                 if self._abandon.is_set() or not self._control.acquire_slot():
                     self._put(_End(stopped=True))
                     return
@@ -81,6 +96,7 @@ class Prefetcher:
 
     def __iter__(self) -> Iterator[Batch]:
         """Each yielded batch holds a slot; the consumer calls `control.release_slot()` when done."""
+        self._consuming.set()
         while True:
             item = self._queue.get()
             if isinstance(item, Batch):

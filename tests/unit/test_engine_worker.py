@@ -197,19 +197,24 @@ def test_a_failing_partition_stops_the_others_and_is_reported(store):
     assert control.stop_reason.kind == "failure"
 
 
+class SecondReadSignal(ListSource):
+    """Sets `reading` when partition 1 has read its first batch."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.reading = threading.Event()
+
+    def read(self, partition, **kwargs):
+        for batch in super().read(partition, **kwargs):
+            if partition.index == 1:
+                self.reading.set()
+            yield batch
+
+
 def test_a_lane_reads_its_next_partition_while_the_current_one_writes_and_writes_it_afterwards(store):
     """One lane, three partitions of 30 records: partition 0's last write waits until partition 1
     has read its first batch (the read ahead), yet every write of partition 1 comes after partition
     0's last one (a lane writes one partition at a time)."""
-    next_read = threading.Event()
-
-    class ReadSignal(ListSource):
-        def read(self, partition, **kwargs):
-            for batch in super().read(partition, **kwargs):
-                if partition.index == 1:
-                    next_read.set()
-                yield batch
-
     class OrderSink(DictSink):
         order: list[int] = []
 
@@ -220,7 +225,8 @@ def test_a_lane_reads_its_next_partition_while_the_current_one_writes_and_writes
             self.order.append(first)
             return super().write(batch)
 
-    source = ReadSignal("src", {"items": records(90)}, batch_size=10)
+    source = SecondReadSignal("src", {"items": records(90)}, batch_size=10)
+    next_read = source.reading
     sink = OrderSink("mem", ItemsMapping().tables)
     execution = run_all(source, sink, store, RunControl(max_in_flight=3), parallelism=1, partitions=3)
     assert execution.errors == [] and execution.skipped == []
@@ -232,17 +238,9 @@ def test_a_lane_reads_its_next_partition_while_the_current_one_writes_and_writes
 def test_a_partition_whose_turn_comes_after_a_stop_writes_nothing_and_is_skipped(store):
     """Partition 0 stops the run (as SIGTERM would) after its first batch, once partition 1 is
     reading ahead: partition 1 never writes, and it and partition 2 are reported skipped."""
-    next_read = threading.Event()
     control = RunControl(max_in_flight=3)
-
-    class ReadSignal(ListSource):
-        def read(self, partition, **kwargs):
-            for batch in super().read(partition, **kwargs):
-                if partition.index == 1:
-                    next_read.set()
-                yield batch
-
-    source = ReadSignal("src", {"items": records(30)}, batch_size=10)
+    source = SecondReadSignal("src", {"items": records(30)}, batch_size=10)
+    next_read = source.reading
     sink = DictSink("mem", ItemsMapping().tables)
     original = control.committed
 
