@@ -4,21 +4,29 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from etl.engine.control import RunControl
 from etl.engine.prefetch import Prefetcher
 from etl.records import Batch
 
 
-def test_a_reader_holds_one_batch_until_its_consumer_starts_then_reads_the_rest_in_order(monkeypatch):
-    pulled: list[int] = []
-    waiting = threading.Event()
+@pytest.fixture
+def waiting(monkeypatch) -> threading.Event:
+    """Set when a reader starts waiting for its consumer."""
+    event = threading.Event()
     wait = Prefetcher._consumer_started
 
     def noted_wait(self):
-        waiting.set()
+        event.set()
         return wait(self)
 
     monkeypatch.setattr(Prefetcher, "_consumer_started", noted_wait)
+    return event
+
+
+def test_a_reader_holds_one_batch_until_its_consumer_starts_then_reads_the_rest_in_order(waiting):
+    pulled: list[int] = []
 
     def batches():
         for n in range(5):
@@ -37,11 +45,12 @@ def test_a_reader_holds_one_batch_until_its_consumer_starts_then_reads_the_rest_
     reader.abandon()
 
 
-def test_an_abandoned_reader_waiting_for_its_consumer_gives_its_batch_back():
+def test_an_abandoned_reader_waiting_for_its_consumer_gives_its_batch_back(waiting):
     control = RunControl(max_in_flight=1)
     ended = threading.Event()
     reader = Prefetcher(iter([Batch([{"_id": 1}], 1), Batch([{"_id": 2}], 2)]), control, depth=2, name="p",
                         on_end=ended.set)
+    assert waiting.wait(60), "the reader never waited for its consumer"
     reader.abandon()
     assert ended.is_set()
-    assert control.acquire_slot()  # the one slot of the budget is free again
+    assert control.acquire_slot()  # the one slot of the budget, which the first batch held, is free again
