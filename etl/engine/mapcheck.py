@@ -5,11 +5,16 @@ MappingError (exit code 2) naming the mapping's file:line:column and the nearest
 schemaless source (MongoDB, mongodump) only shows a sample: paths none of the sampled records has
 are warnings, logged, shown by `--plan` and kept in the run report. Either way the source's
 columns or sampled fields that no output uses are listed for `--plan`.
+
+A run whose table's first partition reads from its start checks its first batch instead of
+sampling (`against_first_read`): those are the records the sample would be, and a sample is one
+more query, which on a server without a cheap limited read costs a pass over the collection.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from etl.engine.resources import JobResources
@@ -31,15 +36,18 @@ class SourceFit:
     table: str
     """`source.table`."""
     checked: str
-    """`catalogue` or `sample of N records`."""
+    """`catalogue`, `sample of N records` or `first N records read`."""
     unused: tuple[str, ...]
-    """Source columns (catalogue) or top-level fields (sample) that no output reads, sorted."""
+    """Source columns (catalogue) or top-level fields (sample) that no output reads, sorted; empty
+    when the check used a read's records, which hold only the fields the mapping reads."""
     warnings: tuple[str, ...] = ()
     """Sample findings: mapped paths no sampled record has, sampled records it would reject."""
 
 
-def check_source_table(resources: JobResources, source: Source, source_name: str, table: str) -> SourceFit:
-    """Check the mapping of `source_name.table` against `source` (once per JobResources)."""
+def check_source_table(resources: JobResources, source: Source, source_name: str, table: str, *,
+                       defer_sample: bool = False) -> SourceFit | None:
+    """Check the mapping of `source_name.table` against `source` (once per JobResources); with
+    `defer_sample`, a schemaless table is left unchecked (None) for the run to check as it reads."""
     key = f"{source_name}.{table}"
     if key in resources.source_fits:
         return resources.source_fits[key]
@@ -47,12 +55,39 @@ def check_source_table(resources: JobResources, source: Source, source_name: str
     catalogue = getattr(source, "catalogue", None)
     if catalogue is not None:
         fit = against_catalogue(mapping, catalogue(table), key)
+    elif defer_sample:
+        return None
     else:
-        size = getattr(resources.table_config(source_name, table), "check_sample", DEFAULT_SAMPLE)
-        fit = against_sample(mapping, source.sample(table, size), key)
-    for warning in fit.warnings:
-        log.warning("%s: %s", key, warning)
+        fit = against_sample(mapping, source.sample(table, sample_size(resources, source_name, table)), key)
+    log_warnings(fit)
     resources.source_fits[key] = fit
+    return fit
+
+
+def sample_size(resources: JobResources, source_name: str, table: str) -> int:
+    """How many records of a schemaless table its mapping is checked against (`check_sample:`)."""
+    return getattr(resources.table_config(source_name, table), "check_sample", DEFAULT_SAMPLE)
+
+
+def log_warnings(fit: SourceFit) -> None:
+    for warning in fit.warnings:
+        log.warning("%s: %s", fit.table, warning)
+
+
+def against_first_read(mapping: CompiledMapping, first: list[dict], size: int, key: str,
+                       sample: Callable[[int], list[dict]]) -> SourceFit:
+    """The check of a table's mapping against the first batch its first partition read from the
+    start: the first `size` records in key order, which `sample(size)` would return too.
+
+    `sample` is read after all when the batch holds fewer records, or when the check finds
+    something: a read's records hold only the fields the mapping reads, and the `did you mean`
+    of a warning comes from the others."""
+    if len(first) >= size:
+        fit = against_sample(mapping, first[:size], key)
+        if not fit.warnings:
+            return SourceFit(key, f"first {size} records read", ())
+    fit = against_sample(mapping, sample(size), key)
+    log_warnings(fit)
     return fit
 
 

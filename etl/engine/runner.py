@@ -27,6 +27,7 @@ from etl.engine.gc_pacing import fewer_collections
 from etl.engine.lease import DEFAULT_TTL_SECONDS, LeaseKeeper
 from etl.engine.ledger import ledger_of
 from etl.engine.local import LocalExecutor
+from etl.engine.mapcheck import check_source_table, sample_size
 from etl.engine.plan import Plan, Shard, TablePlan
 from etl.engine.planning import make_plan
 from etl.engine.resources import JobResources
@@ -46,7 +47,7 @@ from etl.engine.verdict import (
     load_verdict,
     save_verdict,
 )
-from etl.engine.worker import DeadLetters, PartitionOutcome, PartitionWork, PartitionWorker
+from etl.engine.worker import DeadLetters, PartitionOutcome, PartitionWork, PartitionWorker, table_key
 from etl.errors import EtlError, JobFileError
 from etl.job import Job
 from etl.redact import redact
@@ -175,13 +176,14 @@ def _run_leased(job: Job, options: RunOptions, resources: JobResources, store: S
         _keep_positions(job, resources, store, options)
     plan = make_plan(job, resources, store, only=options.only, shard=options.shard,
                      replan=options.full_refresh and whole_job,
-                     keep=not quick_try, keep_open=planning)
+                     keep=not quick_try, keep_open=planning, defer_samples=True)
     if options.full_refresh and not quick_try and not whole_job:
         _restart_partitions(store, job.name, plan)
     if options.on_plan is not None:
         options.on_plan(plan)
     checkpoints = {} if quick_try else store.checkpoints(job.name)
     works, finished = _works(plan, checkpoints)
+    _check_samples(resources, plan, works)
     report = _new_report(job, options, resources, started_at)
     if not works and verdict is not None and verdict.proven:
         return _nothing_to_do(report, job, verdict, plan, checkpoints, started)
@@ -197,6 +199,9 @@ def _run_leased(job: Job, options: RunOptions, resources: JobResources, store: S
         checkpoints = store.checkpoints(job.name)  # what failed partitions committed before they failed
     report.tables = _table_reports(plan, checkpoints, execution.outcomes)
     _judge(report, job, execution, control)
+    for outcome in execution.outcomes:
+        if outcome.fit is not None:
+            resources.source_fits.setdefault(outcome.table, outcome.fit)
     # Mapped paths no record had, and the start-of-run sample warnings (etl/engine/seen.py).
     judge_reads(report, plan, resources, checkpoints, execution.outcomes,
                 f"python -m etl.run {_shown_path(job.path)}",
@@ -511,6 +516,26 @@ def _works(plan: Plan, checkpoints: dict[str, Checkpoint]) -> tuple[list[Partiti
             works.append(PartitionWork(partition, checkpoint.resume_after, _counts_of(checkpoint),
                                        present_of(checkpoint)))
     return works, finished
+
+
+def _check_samples(resources: JobResources, plan: Plan, works: list[PartitionWork]) -> None:
+    """Check each schemaless table's mapping planning left unchecked: against the first batch of its
+    first partition when this run reads that partition from its start (no sample query; the check
+    is done before the batch is written), otherwise against a sample now."""
+    firsts = {table_key(work.partition): work for work in works
+              if work.partition.index == 0 and work.resume_after is None}
+    for table in plan.tables:
+        if table.key in resources.source_fits:
+            continue
+        first = firsts.get(table.key)
+        if first is not None:
+            first.check_sample = sample_size(resources, table.source, table.table)
+            continue
+        source = resources.open_source(table.source)
+        try:
+            check_source_table(resources, source, table.source, table.table)
+        finally:
+            source.close()
 
 
 def _counts_of(checkpoint: Checkpoint) -> Counts:

@@ -13,15 +13,17 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import Protocol, cast
 
 from etl.engine import faults
 from etl.engine.accounting import Counts, count_reasons
 from etl.engine.control import RunControl
 from etl.engine.ledger import Ledger
+from etl.engine.mapcheck import SourceFit, against_first_read
 from etl.engine.prefetch import Prefetcher
 from etl.engine.turns import Turn
 from etl.errors import EtlError
+from etl.mapping import CompiledMapping
 from etl.mapping.reads import ReadPath, present
 from etl.records import Batch, Json, Partition, Reject, TableRows
 from etl.sinks.base import Sink
@@ -61,6 +63,9 @@ class PartitionWork:
     """Cumulative counts from the checkpoint (zero for a fresh partition)."""
     present: frozenset[str] = frozenset()
     """Ids of the mapping's reads (`ReadPath.id`) that earlier runs of this partition found in a record."""
+    check_sample: int = 0
+    """When not 0, the first partition of a schemaless table read from its start: the table's
+    mapping is checked against that many of its first records (`etl.engine.mapcheck`)."""
 
 
 @dataclass
@@ -86,6 +91,8 @@ class PartitionOutcome:
     included (kept in the checkpoint's `extra["present"]`); see `etl.engine.seen`."""
     rows_deleted: int = 0
     """Target rows this run deleted because their records no longer make them (incremental jobs)."""
+    fit: SourceFit | None = None
+    """What checking the table's mapping against its first records found (`PartitionWork.check_sample`)."""
 
 
 def table_key(partition: Partition) -> str:
@@ -134,6 +141,7 @@ class PartitionWorker:
         run = Counts()
         batches = 0
         position = work.resume_after
+        fit = None
         reader = Prefetcher(
             self.source.read(partition, resume_after=work.resume_after, fields=self.mapping.fields),
             self.control, depth=self.prefetch, name=partition.id,
@@ -144,6 +152,8 @@ class PartitionWorker:
                 turn.wait(self.control)
             started_at, started = time.time(), time.monotonic()
             for batch in reader:
+                if work.check_sample and fit is None:
+                    fit = self._check_mapping(partition, batch.records, work.check_sample)
                 try:
                     delta = self._commit(partition, batch, counts)
                 finally:
@@ -156,6 +166,8 @@ class PartitionWorker:
                     break
             else:
                 if not reader.stopped:
+                    if work.check_sample and fit is None:  # the partition is empty
+                        fit = self._check_mapping(partition, [], work.check_sample)
                     self._save(partition, position, counts, done=True)
         finally:
             reader.abandon()
@@ -163,7 +175,13 @@ class PartitionWorker:
         warnings = dict(Counter(getattr(self.source, "warnings", {})) - warned)
         return PartitionOutcome(partition.id, key, counts, run, done and self.store is not None,
                                 batches, started_at, time.monotonic() - started, warnings,
-                                frozenset(self._present), self.rows_deleted)
+                                frozenset(self._present), self.rows_deleted, fit)
+
+    def _check_mapping(self, partition: Partition, first: list[dict], size: int) -> SourceFit:
+        """The table's mapping checked against the first records of its first partition, before
+        any of them is written."""
+        return against_first_read(cast(CompiledMapping, self.mapping), first, size, table_key(partition),
+                                  lambda n: self.source.sample(partition.table, n))
 
     def _commit(self, partition: Partition, batch: Batch, counts: Counts) -> Counts:
         """Map and write one batch everywhere, then checkpoint it; returns what it added."""

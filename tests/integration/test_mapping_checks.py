@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import textwrap
 
+import pymongo.monitoring
 import pytest
 
+from etl.report.run_report import FAILED, UNPROVEN
 from tests.integration.chinook import load_chinook
+from tests.integration.mongo_commands import ReadCommands
 from tests.integration.run_helpers import pg_scalar, run_cli, saved_report, write_job
 
 pytestmark = pytest.mark.integration
@@ -106,14 +109,19 @@ outputs:
 """
 
 
-def people_job(folder, mongo_db, pg_database, documents, *, optional=False, partitions=1):
+def people_job(folder, mongo_db, pg_database, documents, *, optional=False, partitions=1, batch_records=2,
+               check_sample=None, after_run=True):
     mongo_db.people.insert_many(documents)
     mapping = folder / "people.yaml"
     text = PEOPLE_MAPPING.replace("{from: nick_name}", "{from: nick_name, optional: true}") if optional \
         else PEOPLE_MAPPING
     mapping.write_text(text)
     job = write_job(folder, name="mc_people_job", database=mongo_db.name, collection="people",
-                    mapping=mapping, pg_dsn=pg_database, dynamo=False, partitions=partitions, batch_records=2)
+                    mapping=mapping, pg_dsn=pg_database, dynamo=False, partitions=partitions,
+                    batch_records=batch_records, after_run=after_run)
+    if check_sample is not None:
+        table = f"partitions: {partitions}"
+        job.write_text(job.read_text().replace(table, f"{table}, check_sample: {check_sample}"))
     return job, mapping
 
 
@@ -183,6 +191,74 @@ def test_a_path_only_some_documents_have_passes(tmp_path, mongo_db, pg_database)
     assert result.returncode == 0, result.stdout + result.stderr
     assert saved_report(result.stdout)["tables"][0]["warnings"] == {}
     assert nicknames(pg_database) == [None, None, None, None, "k5", None]
+
+
+def after_the_first_batch() -> list[dict]:
+    """The conditions of a read after `_id` 5: numbers above it, then every later type class."""
+    from etl.sources.mongo_ranges import range_filters
+
+    return range_filters(5, False, None, has_start=True, has_end=False)
+
+
+def run_watching_finds(job, database: str):
+    """The run's report (in this process) and the `find` commands it sent to `database`."""
+    from etl.engine.runner import run_job
+    from etl.job import load_job
+
+    commands = ReadCommands(database)
+    pymongo.monitoring.register(commands)  # applies to the clients the run creates
+    return run_job(load_job(job)), commands
+
+
+def test_a_run_checks_the_mapping_against_its_first_batch_without_a_sample_query(
+        tmp_path, mongo_db, pg_database):
+    """The first batch (5 records) holds the 4 the check asks for, the records `sample` would give:
+    the only `find` is the read's, and the mapping fits."""
+    documents = [{"_id": i, "name": f"p{i}", "nick_name": f"k{i}"} for i in range(1, 7)]
+    job, _ = people_job(tmp_path, mongo_db, pg_database, documents, batch_records=5, check_sample=4,
+                        after_run=False)
+    report, commands = run_watching_finds(job, mongo_db.name)
+    assert (report.status, report.tables[0].loaded, report.tables[0].warnings) == (UNPROVEN, 6, {})
+    assert commands.finds == [({}, None)]
+    assert nicknames(pg_database) == ["k1", "k2", "k3", "k4", "k5", "k6"]
+
+
+def test_a_first_batch_the_mapping_does_not_fit_is_checked_again_against_the_sample(
+        tmp_path, mongo_db, pg_database, caplog):
+    """A read's records hold only the fields the mapping reads, so the `did you mean` comes from
+    the sample, read once the first batch shows a path missing; the warning is the planning check's,
+    logged before the batch is written (the fault stops the run after that batch is read)."""
+    job, mapping = people_job(tmp_path, mongo_db, pg_database, people(6), batch_records=5, check_sample=4,
+                              after_run=False)
+    warning = (f"{mapping}:13:24: mc_people.nickname: path `nick_name` is absent from all 4 sampled records; "
+               "did you mean `nickname`?")
+    crashed = run_cli(job, fault="crash:read:1")
+    assert crashed.returncode == 3, crashed.stdout + crashed.stderr
+    assert f"mongo.people: {warning}" in crashed.stderr
+    assert pg_scalar(pg_database, "SELECT count(*) FROM mc_people") == 0
+    report, commands = run_watching_finds(job, mongo_db.name)
+    assert (report.status, report.tables[0].warnings) == (FAILED, {f"sample: {warning}": 1})
+    assert report.message.endswith("path `nick_name` is absent from all 6 records of mongo.people")
+    # the read (then read again with the projection, as `nickname` is read by no output) and the sample
+    projected = {"name": 1, "nick_name": 1, "_id": 1}
+    finds = [({}, None), ({}, None), *((condition, projected) for condition in after_the_first_batch())]
+    assert sorted(commands.finds, key=str) == sorted(finds, key=str)
+
+
+def test_a_resumed_first_partition_is_checked_against_a_sample_before_it_reads(
+        tmp_path, mongo_db, pg_database):
+    """Its first batch is no longer the table's first records: the sample is read before the
+    partition continues after its checkpoint."""
+    documents = [{"_id": i, "name": f"p{i}", "nick_name": f"k{i}"} for i in range(1, 7)]
+    job, _ = people_job(tmp_path, mongo_db, pg_database, documents, batch_records=5, check_sample=4,
+                        after_run=False)
+    crashed = run_cli(job, fault="crash:batch:1")
+    assert crashed.returncode == 3, crashed.stdout + crashed.stderr
+    assert pg_scalar(pg_database, "SELECT count(*) FROM mc_people") == 5
+    report, commands = run_watching_finds(job, mongo_db.name)
+    assert (report.status, report.tables[0].loaded, report.tables[0].warnings) == (UNPROVEN, 6, {})
+    assert commands.finds == [({}, None), *((condition, None) for condition in after_the_first_batch())]
+    assert nicknames(pg_database) == ["k1", "k2", "k3", "k4", "k5", "k6"]
 
 
 NICK = "outputs[0].columns.nickname.from=nick_name"

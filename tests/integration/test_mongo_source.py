@@ -19,6 +19,7 @@ from etl.sources.base import BatchLimits
 from etl.sources.bson_values import NATIVE_CODEC, id_to_json
 from etl.sources.mongo import Config, open_source
 from tests.conftest import MONGO_PORT, MONGO_URI, free_port
+from tests.integration.mongo_commands import ReadCommands
 
 pytestmark = pytest.mark.integration
 UTC = datetime.UTC
@@ -94,40 +95,11 @@ def test_batches_are_bounded_by_bson_bytes(mongo_db):
     assert [r["_id"] for r in records] == list(range(50))
 
 
-class _ReadCommands(pymongo.monitoring.CommandListener):
-    """The batchSize of every find/getMore sent to one database, each find's filter and
-    projection, and how many documents each reply holds (pymongo has no unregister: the listener
-    stays on every client made later, so it ignores the other tests' databases)."""
-
-    def __init__(self, database: str) -> None:
-        self.database = database
-        self.sizes: list[tuple[str, int | None]] = []
-        self.finds: list[tuple[dict, dict | None]] = []
-        self.hints: list[dict | None] = []
-        self.replied: list[int] = []
-
-    def started(self, event):
-        if event.database_name == self.database and event.command_name in ("find", "getMore"):
-            self.sizes.append((event.command_name, event.command.get("batchSize")))
-        if event.database_name == self.database and event.command_name == "find":
-            self.finds.append((event.command["filter"], event.command.get("projection")))
-            self.hints.append(event.command.get("hint"))
-
-    def succeeded(self, event):
-        if event.database_name == self.database and event.command_name in ("find", "getMore"):
-            cursor = event.reply["cursor"]
-            (raw,) = cursor.get("firstBatch", cursor.get("nextBatch"))  # a raw cursor's one blob
-            self.replied.append(len(bson.decode_all(raw)))
-
-    def failed(self, event):
-        pass
-
-
 def test_server_replies_hold_at_most_one_batch(mongo_db):
     """A reply of the server's default size (up to 16 MiB) per partition reader would hold far
     more than the run's batch budget in memory: every read asks for one batch's documents."""
     things(mongo_db).insert_many([{"_id": n} for n in range(95)])
-    commands = _ReadCommands(mongo_db.name)
+    commands = ReadCommands(mongo_db.name)
     pymongo.monitoring.register(commands)  # applies to the clients created after it
     _, records, _ = read_all(source_for(mongo_db, limits=BatchLimits(records=10)))
     assert [r["_id"] for r in records] == list(range(95))
@@ -137,7 +109,7 @@ def test_server_replies_hold_at_most_one_batch(mongo_db):
 
 def test_documents_holding_only_the_read_fields_are_read_without_a_projection(mongo_db):
     things(mongo_db).insert_many([{"_id": n, "a": n, "b": str(n)} for n in range(25)])
-    commands = _ReadCommands(mongo_db.name)
+    commands = ReadCommands(mongo_db.name)
     pymongo.monitoring.register(commands)
     _, records, _ = read_all(source_for(mongo_db, limits=BatchLimits(records=10)), fields=["a", "b"])
     assert records == [{"_id": n, "a": n, "b": str(n)} for n in range(25)]
@@ -153,7 +125,7 @@ def test_a_field_no_output_reads_turns_the_projection_on_from_the_next_document(
     documents += [{"_id": f"s{n}", "a": n, "ssn": "x"} for n in range(3)]
     documents.append({"_id": ObjectId(f"{1:024x}"), "a": 0})
     things(mongo_db).insert_many(documents)
-    commands = _ReadCommands(mongo_db.name)
+    commands = ReadCommands(mongo_db.name)
     pymongo.monitoring.register(commands)
     source = source_for(mongo_db, limits=BatchLimits(records=10))
     upper = ObjectId(f"{2:024x}")
@@ -177,7 +149,7 @@ def test_sample_is_the_first_documents_by_id_through_the_id_index(mongo_db):
     SecantusDB lists the underlying collection's, so only the view's documents are checked.)"""
     things(mongo_db).insert_many([{"_id": (n * 7) % 30, "a": n} for n in range(30)])  # not in _id order
     mongo_db.command("create", "recent", viewOn="things", pipeline=[{"$match": {"_id": {"$gte": 20}}}])
-    commands = _ReadCommands(mongo_db.name)
+    commands = ReadCommands(mongo_db.name)
     pymongo.monitoring.register(commands)
     source = source_for(mongo_db)
     source.config.tables["recent"] = source.config.tables["things"]
