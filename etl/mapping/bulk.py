@@ -19,6 +19,8 @@ from decimal import Decimal
 from itertools import repeat
 from operator import attrgetter
 
+from bson.tz_util import utc as bson_utc
+
 from etl.coltypes import ColumnType
 from etl.mapping.paths import MISSING
 from etl.mapping.types import INT64_MAX, INT64_MIN, UTC
@@ -126,8 +128,9 @@ def _fixed_decimal(precision: int, scale: int) -> BulkCast:
 
 
 def _timestamp(aware: bool, precision: int) -> BulkCast:
-    """Datetimes already in UTC (aware ones in `datetime.UTC`, naive ones as UTC wall time), with
-    no more fractional digits than `precision`: the per-value cast only moves the zone marker."""
+    """Datetimes already in UTC (aware ones in `datetime.UTC` or the BSON decoder's own UTC zone,
+    naive ones as UTC wall time), with no more fractional digits than `precision`: the per-value
+    cast only moves the zone marker."""
     step = 10 ** (6 - precision)
 
     def cast(values: list, kinds: set) -> list:
@@ -140,6 +143,9 @@ def _timestamp(aware: bool, precision: int) -> BulkCast:
             return values if aware else [value.replace(tzinfo=None) for value in values]
         if zones <= {None}:
             return [value.replace(tzinfo=UTC) for value in values] if aware else values
+        if zones <= {bson_utc}:  # the per-value cast's own step, without its checks per value
+            stamps = [value.astimezone(UTC) for value in values]
+            return stamps if aware else [stamp.replace(tzinfo=None) for stamp in stamps]
         raise CloserLook
 
     return cast

@@ -1,13 +1,15 @@
-"""Column-wise mapping of flat records: one bulk cast per column instead of one call per value.
+"""Column-wise mapping: one bulk cast per column instead of one call per value.
 
-A relational table copied column to column (every column reads one top-level field or is a
-constant; no explode, no filters, no PII rules, each output a table of its own) is mapped a column
-at a time: the field is read for the whole batch and cast by `bulk.py`, and the rows stay columns
-(`ColumnRows`) for a sink that reads them so. A column whose bulk cast needs a closer look is
-cast record by record with the very column function the row path uses.
-Records for which any column fails are mapped again by the row path, which rejects them with
-exactly the reason, field and value type it always gives; so the rows, rejects and source keys are
-the row path's, only made faster.
+A mapping whose outputs each are a table of their own, made either from each record or from each
+element of one array of the record (`explode: orders[]`, under a `parent:` made from the record or
+none), with no filters, no PII rules and no `nulls: omit`, is mapped a column at a time: the
+values are read for the whole batch (the elements of every record's array laid end to end) and
+cast by `bulk.py`, and the rows stay columns (`ColumnRows`) for a sink that reads them so. A child
+row's parent key values are taken from the parent's columns. A column whose bulk cast needs a
+closer look is cast value by value with the very column function the row path uses.
+Records for which any column (or an array that is not one) fails are mapped again by the row
+path, which rejects them with exactly the reason, field and value type it always gives; so the
+rows, rejects and source keys are the row path's, only made faster.
 """
 
 from __future__ import annotations
@@ -18,52 +20,130 @@ from itertools import repeat
 from typing import Any
 
 from etl.mapping.bulk import CloserLook, bulk_cast
-from etl.mapping.paths import MISSING
-from etl.mapping.spec import ColumnSpec, MappingSpec
+from etl.mapping.paths import MISSING, Path, make_getter
+from etl.mapping.spec import ColumnSpec, MappingSpec, OutputSpec
 from etl.records import ColumnRows
 
 TableKey = tuple[str, str]
 ColumnFn = Callable[[tuple], Any]
 
 
+class _Scopes:
+    """The scope tuples an output's rows are made from: `(record,)` for each record, or
+    `(record, element)` for each element of an exploded array; `owners[i]` is row i's record."""
+
+    def __init__(self, records: list[dict], owners: list[int] | None = None, elements: list | None = None):
+        self.records = records
+        self.owners = owners
+        self.elements = elements
+        self._tuples: list[tuple] | None = None
+        self._owner_records: list[dict] | None = None
+
+    def tuples(self) -> list[tuple]:
+        if self._tuples is None:
+            if self.owners is None:
+                self._tuples = [(record,) for record in self.records]
+            else:
+                assert self.elements is not None
+                self._tuples = list(zip(self.of_owners(), self.elements, strict=True))
+        return self._tuples
+
+    def of_owners(self) -> list[dict]:
+        """The record of each row."""
+        if self.owners is None:
+            return self.records
+        if self._owner_records is None:
+            records = self.records
+            self._owner_records = [records[owner] for owner in self.owners]
+        return self._owner_records
+
+    def docs(self, scope: int) -> list:
+        """What a path of `scope` starts at, for each row."""
+        if self.owners is None or scope in (0, -2):
+            return self.of_owners()
+        assert self.elements is not None
+        return self.elements
+
+    def record_of(self, row: int) -> int:
+        return row if self.owners is None else self.owners[row]
+
+
 @dataclass(frozen=True)
 class _Column:
-    field: str | None
-    """The top-level field read for the whole batch; None: the row function for every record."""
+    path: Path | None
+    """What the column reads; None: the row function for every row (a constant)."""
+    getter: Callable[[tuple], Any] | None
+    """The row path's reader of `path`."""
     bulk: Callable[[list], list] | None
     row_fn: ColumnFn
     """The row path's compiled function of this column (cast, default, key guard)."""
 
-    def values(self, records: list[dict], failed: set[int]) -> list:
-        """This column's values for every record; the indexes of records it fails go to `failed`."""
-        if self.field is not None and self.bulk is not None:
-            count = len(records)
-            read = list(map(dict.get, records, repeat(self.field, count), repeat(MISSING, count)))
+    def values(self, scopes: _Scopes, failed: set[int]) -> list:
+        """This column's value in every row; the indexes of records it fails go to `failed`."""
+        if self.path is not None and self.getter is not None and self.bulk is not None:
             try:
-                return self.bulk(read)
+                return self.bulk(_read(self.path, self.getter, scopes))
             except CloserLook:
                 pass
         row_fn, values = self.row_fn, []
-        for index, record in enumerate(records):
+        for index, scope in enumerate(scopes.tuples()):
             try:
-                values.append(row_fn((record,)))
+                values.append(row_fn(scope))
             except Exception:  # the row path decides what this record becomes
-                failed.add(index)
+                failed.add(scopes.record_of(index))
                 values.append(None)
         return values
 
 
+def _read(path: Path, getter: Callable[[tuple], Any], scopes: _Scopes) -> list:
+    """`path`'s value (MISSING when absent) in every row, as `getter` (the row path's) reads it."""
+    steps = path.steps
+    if len(steps) == 1 and isinstance(steps[0], str):
+        docs = scopes.docs(path.scope)
+        if set(map(type, docs)) <= {dict}:
+            count = len(docs)
+            return list(map(dict.get, docs, repeat(steps[0], count), repeat(MISSING, count)))
+    return list(map(getter, scopes.tuples()))
+
+
 @dataclass(frozen=True)
-class _FlatOutput:
+class _Explode:
+    array: Callable[[tuple], Any]
+    """The exploded array's getter, from `(record,)`."""
+    parent: int | None
+    """Index (in the plan) of the output whose rows the child rows belong to, made from the record."""
+    parent_key: tuple[str, ...]
+    ordinal: str | None
+
+    def scopes(self, records: list[dict], failed: set[int]) -> _Scopes:
+        """Every element of every record's array; a record whose array is not one fails."""
+        owners: list[int] = []
+        elements: list = []
+        array_of = self.array
+        for index, record in enumerate(records):
+            array = array_of((record,))
+            if array is None or array is MISSING:
+                continue
+            if type(array) is not list:
+                failed.add(index)
+                continue
+            owners.extend(repeat(index, len(array)))
+            elements.extend(array)
+        return _Scopes(records, owners, elements)
+
+
+@dataclass(frozen=True)
+class _Output:
     table: TableKey
     names: tuple[str, ...]
     columns: tuple[_Column, ...]
+    explode: _Explode | None = None
 
 
 class ColumnarPlan:
     """`apply` maps a batch of dict records column by column; made by `columnar_plan`."""
 
-    def __init__(self, outputs: list[_FlatOutput]) -> None:
+    def __init__(self, outputs: list[_Output]) -> None:
         self._outputs = outputs
 
     def apply(
@@ -72,58 +152,114 @@ class ColumnarPlan:
         """The MappedBatch of `records`; `by_record(records)` is the row path, which maps (rejects) the
         records some column failed, and gives the batch every table's rows go into."""
         failed: set[int] = set()
-        built = [(output, [column.values(records, failed) for column in output.columns])
-                 for output in self._outputs]
+        made: list[tuple[_Output, dict[str, list], _Scopes]] = []
+        for output in self._outputs:
+            scopes = _Scopes(records) if output.explode is None else output.explode.scopes(records, failed)
+            by_name: dict[str, list] = {}
+            explode = output.explode
+            if explode is not None and explode.parent is not None:
+                parent = made[explode.parent][1]
+                owners = scopes.owners
+                assert owners is not None
+                for name in explode.parent_key:
+                    values = parent[name]
+                    by_name[name] = [values[owner] for owner in owners]
+            if explode is not None and explode.ordinal is not None:
+                by_name[explode.ordinal] = _ordinals(scopes)
+            for name, column in zip(output.names, output.columns, strict=True):
+                by_name[name] = column.values(scopes, failed)
+            made.append((output, by_name, scopes))
         source_keys = list(map(key_text, records))
         batch = by_record([records[index] for index in sorted(failed)])  # their rejects
         if any(rows.rows for rows in batch.rows.values()):
             return by_record(records)  # not expected: the row path maps what a column refused
-        if failed:
-            keep = [index for index in range(len(records)) if index not in failed]
-            source_keys = [source_keys[index] for index in keep]
-            built = [(output, [[column[index] for index in keep] for column in columns])
-                     for output, columns in built]
-        for output, columns in built:
-            by_name = dict(zip(output.names, columns, strict=True))
-            batch.rows[output.table] = ColumnRows(by_name, list(source_keys))
+        for output, by_name, scopes in made:
+            owners = scopes.owners if scopes.owners is not None else list(range(len(records)))
+            keys = [source_keys[owner] for owner in owners]
+            if failed:
+                keep = [row for row, owner in enumerate(owners) if owner not in failed]
+                keys = [keys[row] for row in keep]
+                by_name = {name: [values[row] for row in keep] for name, values in by_name.items()}
+            batch.rows[output.table] = ColumnRows(by_name, keys)
         return batch
 
 
-def columnar_plan(spec: MappingSpec, row_columns: list[list[tuple[str, ColumnFn]]]) -> ColumnarPlan | None:
-    """The columnar plan of a flat mapping, or None when the mapping is not flat.
+def _ordinals(scopes: _Scopes) -> list[int]:
+    """Each element's index in its array."""
+    ordinals: list[int] = []
+    owners = scopes.owners or []
+    previous, position = -1, 0
+    for owner in owners:
+        position = position + 1 if owner == previous else 0
+        previous = owner
+        ordinals.append(position)
+    return ordinals
 
-    `row_columns`: per output, the row path's (name, compiled column function) pairs."""
+
+class _ByRecord(Exception):
+    """The mapping has a part the columnar plan does not make: it is mapped record by record."""
+
+
+def columnar_plan(spec: MappingSpec, row_columns: list[list[tuple[str, ColumnFn]]],
+                  parent_keys: list[tuple[str, ...]], ordinals: list[str | None]) -> ColumnarPlan | None:
+    """The columnar plan of a mapping, or None when it is not of the shape described above.
+
+    Per output: `row_columns`, the row path's (name, compiled column function) pairs; `parent_keys`,
+    the names of the parent key columns its rows start with; `ordinals`, its ordinal column."""
     if spec.pii or spec.where is not None:
         return None
-    if len({(output.target, output.table) for output in spec.outputs}) != len(spec.outputs):
+    index_of = {(output.target, output.table): index for index, output in enumerate(spec.outputs)}
+    if len(index_of) != len(spec.outputs):
         return None
     outputs = []
-    for output, compiled in zip(spec.outputs, row_columns, strict=True):
-        if output.explode or output.parent is not None or output.where is not None:
-            return None
-        if output.nulls == "omit" or output.condition is not None:
-            return None
-        columns = []
-        for column, (name, row_fn) in zip(output.columns, compiled, strict=True):
-            flat = _flat_column(column, row_fn, key=name in output.key,
-                                guarded=output.rules.key_bytes is not None)
-            if flat is None:
-                return None
-            columns.append(flat)
-        outputs.append(_FlatOutput((output.target, output.table), tuple(name for name, _ in compiled),
-                                   tuple(columns)))
+    try:
+        for index, (output, compiled) in enumerate(zip(spec.outputs, row_columns, strict=True)):
+            if output.where is not None or output.nulls == "omit" or output.condition is not None:
+                raise _ByRecord
+            explode = _explode(output, spec, index_of, parent_keys[index], ordinals[index])
+            guarded = output.rules.key_bytes is not None
+            columns = tuple(_bulk_column(column, row_fn, key=name in output.key, guarded=guarded,
+                                         exploded=explode is not None)
+                            for column, (name, row_fn) in zip(output.columns, compiled, strict=True))
+            names = tuple(name for name, _ in compiled)
+            outputs.append(_Output((output.target, output.table), names, columns, explode))
+    except _ByRecord:
+        return None
     return ColumnarPlan(outputs)
 
 
-def _flat_column(column: ColumnSpec, row_fn: ColumnFn, *, key: bool, guarded: bool) -> _Column | None:
+def _explode(output: OutputSpec, spec: MappingSpec, index_of: dict[TableKey, int],
+             parent_key: tuple[str, ...], ordinal: str | None) -> _Explode | None:
+    """How an exploded output finds its rows; None for an output made from each record."""
+    if not output.explode:
+        if output.parent is not None:
+            raise _ByRecord
+        return None
+    if len(output.explode) != 1:
+        raise _ByRecord
+    parent = None
+    if output.parent is not None:
+        parent = index_of[(output.target, output.parent)]
+        made_first = parent < index_of[(output.target, output.table)]
+        if spec.outputs[parent].explode or spec.outputs[parent].parent is not None or not made_first:
+            raise _ByRecord
+    level = output.explode[0]
+    if None in level.steps or level.scope not in (0, -1):
+        raise _ByRecord
+    return _Explode(make_getter(level), parent, parent_key, ordinal)
+
+
+def _bulk_column(column: ColumnSpec, row_fn: ColumnFn, *, key: bool, guarded: bool,
+                 exploded: bool) -> _Column:
     if column.kind == "const":
-        return _Column(None, None, row_fn)
-    if column.kind != "from" or column.path is None:
-        return None
+        return _Column(None, None, None, row_fn)
     path = column.path
-    if len(path.steps) != 1 or not isinstance(path.steps[0], str) or path.scope not in (0, -1):
-        return None
+    if column.kind != "from" or path is None:
+        raise _ByRecord
+    scopes = (0, -1, -2) if exploded else (0, -1)
+    if not path.steps or not all(isinstance(step, str) for step in path.steps) or path.scope not in scopes:
+        raise _ByRecord
     if key and guarded:  # key sizes (DynamoDB) are checked by the row function's key guard
-        return _Column(path.steps[0], None, row_fn)
+        return _Column(path, None, None, row_fn)
     nullable = column.default is MISSING and not column.required and not key
-    return _Column(path.steps[0], bulk_cast(column.type, tz=column.tz, nullable=nullable), row_fn)
+    return _Column(path, make_getter(path), bulk_cast(column.type, tz=column.tz, nullable=nullable), row_fn)

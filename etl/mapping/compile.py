@@ -336,7 +336,9 @@ class CompiledMapping:
         self._compiled: list[_Output] = []
         self._roots = self._build(spec, shapes)
         self.fields: list[str] | None = self._fields(spec)
-        self._columnar = columnar_plan(spec, [output.columns for output in self._compiled])
+        self._columnar = columnar_plan(spec, [output.columns for output in self._compiled],
+                                       [output.parent_names for output in self._compiled],
+                                       [output.ordinal for output in self._compiled])
         self.reads: list[ReadPath] = read_paths(spec)
         """Every source path the mapping reads, with its place in the file (see `etl.mapping.reads`)."""
 
@@ -446,7 +448,7 @@ class CompiledMapping:
     ) -> MappedBatch:
         """Map a batch. `source_table` fills Reject.table (the engine knows the source's name).
 
-        A flat mapping over dict records is mapped column by column (`columnar.py`), with the
+        A mapping of the shape `columnar.py` describes is mapped column by column, with the
         same result as `apply_by_record`. Source keys (of rejects and rows) are `keyed(key_text)`'s."""
         key_text = self.keyed(key_text)
         if self._columnar is not None and set(map(type, records)) == {dict}:

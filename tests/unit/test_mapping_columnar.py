@@ -1,5 +1,6 @@
-"""Column-wise mapping of flat mappings: the same rows, source keys and rejects as mapping record by
-record, and every value that does not fit its column still rejected, with the same reason."""
+"""Column-wise mapping (flat outputs, and outputs exploding one array of the record): the same rows,
+source keys and rejects as mapping record by record, and every value that does not fit its column
+still rejected, with the same reason."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import textwrap
 import uuid
 from decimal import Decimal
 
+from bson.tz_util import utc as bson_utc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -71,8 +73,9 @@ ANY = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(2**70), max_va
 
 
 def field(good: st.SearchStrategy) -> st.SearchStrategy:
-    """Mostly values of the column's own type (so whole columns take the bulk cast), sometimes anything."""
-    return st.one_of(good, good, good, ANY)
+    """Mostly values of the column's own type (so whole columns take the bulk cast), sometimes anything
+    (one in four: `one_of` would flatten ANY's branches and pick `good` one time in twelve)."""
+    return st.integers(min_value=0, max_value=3).flatmap(lambda pick: ANY if pick == 0 else good)
 
 
 RECORD = st.fixed_dictionaries(
@@ -181,6 +184,117 @@ def test_mappings_that_are_not_flat_map_record_by_record():
     assert mapping("") and mapping("", "id: {from: id, type: int}, c: {const: 1}")
     assert not mapping("where: id > 1")
     assert not mapping("pii: {id: redact}")
-    assert not mapping("", "id: {from: id, type: int}, x: a.b")
+    assert mapping("", "id: {from: id, type: int}, x: a.b")
+    assert not mapping("", "id: {from: id, type: int}, x: 'a[0]'")
     assert not mapping("", "id: {from: id, type: int}, x: {template: 'x{id}'}")
     assert not mapping("", "id: {from: id, type: int}, x: {expr: 'id + 1'}")
+
+
+NESTED = compile_mapping(parse_mapping(textwrap.dedent("""\
+    source: {key: [id]}
+    targets: {pg: postgres, d: dynamodb}
+    outputs:
+      - target: pg
+        table: customers
+        key: [customer_id]
+        columns:
+          customer_id: {from: id, type: int}
+          city: address.city
+          zip: {from: address.zip, type: int}
+          created: {from: created, type: timestamptz(3), required: true}
+          balance: {from: balance, type: "decimal(12,2)"}
+      - target: pg
+        table: orders
+        explode: orders[]
+        parent: customers
+        key: [order_id]
+        columns:
+          order_id: {from: order_id, type: int}
+          amount: {from: amount, type: "decimal(12,2)", required: true}
+          status: status
+          home: $root.address.city
+          note: meta.note
+      - target: pg
+        table: tags
+        explode: tags[]
+        parent: customers
+        columns: {tag: name}
+      - target: d
+        table: lines
+        explode: orders[]
+        key: [pk]
+        columns:
+          pk: {from: status}
+          quantity: {from: quantity, type: int}
+    """), "nested.yaml"))
+INTEGER = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+BSON_UTC_TIMES = UTC_TIMES.map(lambda time: time.replace(tzinfo=bson_utc))
+"""As pymongo decodes a BSON date: in its own UTC zone (`bson.tz_util.utc`), not `datetime.UTC`."""
+TEXT = st.text(max_size=6)
+DECIMAL = st.decimals(min_value=-(10**9), max_value=10**9, places=2)
+ORDER = field(st.fixed_dictionaries({
+    "order_id": field(INTEGER), "amount": field(DECIMAL), "status": field(st.text(min_size=1, max_size=6)),
+}, optional={
+    "quantity": field(INTEGER),
+    "meta": field(st.fixed_dictionaries({}, optional={"note": field(TEXT)})),
+}))
+ADDRESS = st.fixed_dictionaries({}, optional={"city": field(TEXT), "zip": field(INTEGER)})
+TAG = st.fixed_dictionaries({"name": field(TEXT)})
+# Mostly records the mapping takes, so that many batches hold rows of several records and elements.
+NESTED_RECORD = st.fixed_dictionaries({
+    "id": field(INTEGER),
+    "created": field(st.one_of(UTC_TIMES, BSON_UTC_TIMES).map(
+        lambda time: time.replace(microsecond=time.microsecond // 1000 * 1000))),
+    "orders": field(st.lists(ORDER, max_size=4)),
+    "tags": field(st.lists(field(TAG), max_size=3)),
+}, optional={"address": field(ADDRESS), "balance": field(DECIMAL)})
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(NESTED_RECORD, max_size=10))
+def test_exploded_outputs_column_wise_are_exactly_record_by_record(records):
+    assert NESTED.by_column
+    assert exact(NESTED.apply(records, key_text, source_table="customers")) == exact(
+        NESTED.apply_by_record(records, key_text, source_table="customers"))
+
+
+def customer(number: int, **changes) -> dict:
+    record = {"id": number, "address": {"city": f"c{number}", "zip": number},
+              "created": dt.datetime(2020, 1, number, tzinfo=dt.UTC), "balance": Decimal("1.50"),
+              "orders": [{"order_id": 10 * number + i, "amount": Decimal(i), "status": f"s{i}", "quantity": i,
+                          "meta": {"note": f"n{i}"}} for i in range(2)],
+              "tags": [{"name": "a"}, "not a document"]}
+    return record | changes
+
+
+def test_child_rows_carry_the_parent_key_and_a_record_failing_anywhere_is_rejected_whole():
+    bad_amount = customer(3)
+    bad_amount["orders"][1]["amount"] = "x"
+    records = [customer(1), customer(2, orders="not an array"), bad_amount, customer(4, orders=None)]
+    batch = NESTED.apply(records, key_text, source_table="customers")
+    assert exact(batch) == exact(NESTED.apply_by_record(records, key_text, source_table="customers"))
+    assert [row["customer_id"] for row in batch.rows[("pg", "customers")].rows] == [1, 4]
+    assert batch.rows[("pg", "orders")].rows == [
+        {"customer_id": 1, "order_id": 10 + i, "amount": Decimal(f"{i}.00"), "status": f"s{i}", "home": "c1",
+         "note": f"n{i}"} for i in range(2)]
+    assert batch.rows[("pg", "orders")].source_keys == ["id=1", "id=1"]
+    assert batch.rows[("pg", "tags")].rows == [{"customer_id": 1, "ordinal": 0, "tag": "a"},
+                                               {"customer_id": 1, "ordinal": 1, "tag": None},
+                                               {"customer_id": 4, "ordinal": 0, "tag": "a"},
+                                               {"customer_id": 4, "ordinal": 1, "tag": None}]
+    assert [(r.source_key, r.field_path, r.reason) for r in batch.rejects] == [
+        ("id=2", "orders", "`orders` is exploded but is not an array"),
+        ("id=3", "orders[1].amount", "`amount` as decimal(12,2): the text is not a number"),
+    ]
+
+
+def test_a_child_of_an_exploded_parent_maps_record_by_record():
+    text = textwrap.dedent("""\
+        source: {key: [id]}
+        targets: {pg: postgres}
+        outputs:
+          - {target: pg, table: c, key: [id], columns: {id: {from: id, type: int}}}
+          - {target: pg, table: o, explode: "o[]", parent: c, columns: {n: n}}
+          - {target: pg, table: i, explode: "o[].i[]", parent: o, columns: {m: m}}
+        """)
+    assert not compile_mapping(parse_mapping(text, "m.yaml")).by_column
