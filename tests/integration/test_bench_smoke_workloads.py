@@ -39,15 +39,16 @@ def figures(line: str) -> tuple[str, int]:
 
 def test_w1_mongo_postgres_smoke():
     lines = run("bench_w1_mongo_postgres.py", "--records", "40", "--partitions", "2", "--batch", "10",
-                "--goal", "0")
+                "--goal", "0", "--find-goal", "0")
     # Seed 11 gives the 40 customers 238 orders in all.
     assert lines[0].startswith("loaded 40 documents (238 orders) into MongoDB in ")
     assert lines[1] == ("W1 MongoDB -> PostgreSQL: 40 documents -> 40 customers + 238 orders "
                         "(parallelism 2, 2 partitions, batch 10)")
     assert figures(lines[3]) == ("raw psycopg binary COPY of mapped rows", 278)
     assert figures(lines[4]) == ("etl engine end to end", 278)
-    assert figures(lines[5]) == ("info: raw pymongo find() of the documents", 278)
+    assert figures(lines[5]) == ("bare pymongo find() of the documents", 278)
     assert re.fullmatch(r"ratio engine/raw: \d+\.\d{3} \(goal >= 0\.0\)", lines[6])
+    assert re.fullmatch(r"ratio engine/find\(\): \d+\.\d{3} \(goal >= 0\.0\)", lines[7])
 
 
 def test_w2_mongo_dynamodb_smoke():
