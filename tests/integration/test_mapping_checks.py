@@ -110,7 +110,7 @@ outputs:
 
 
 def people_job(folder, mongo_db, pg_database, documents, *, optional=False, partitions=1, batch_records=2,
-               check_sample=None, after_run=True):
+               check_sample=None, after_run=True, executor="{type: local}"):
     mongo_db.people.insert_many(documents)
     mapping = folder / "people.yaml"
     text = PEOPLE_MAPPING.replace("{from: nick_name}", "{from: nick_name, optional: true}") if optional \
@@ -118,7 +118,7 @@ def people_job(folder, mongo_db, pg_database, documents, *, optional=False, part
     mapping.write_text(text)
     job = write_job(folder, name="mc_people_job", database=mongo_db.name, collection="people",
                     mapping=mapping, pg_dsn=pg_database, dynamo=False, partitions=partitions,
-                    batch_records=batch_records, after_run=after_run)
+                    batch_records=batch_records, after_run=after_run, executor=executor)
     if check_sample is not None:
         table = f"partitions: {partitions}"
         job.write_text(job.read_text().replace(table, f"{table}, check_sample: {check_sample}"))
@@ -243,6 +243,20 @@ def test_a_first_batch_the_mapping_does_not_fit_is_checked_again_against_the_sam
     projected = {"name": 1, "nick_name": 1, "_id": 1}
     finds = [({}, None), ({}, None), *((condition, projected) for condition in after_the_first_batch())]
     assert sorted(commands.finds, key=str) == sorted(finds, key=str)
+
+
+def test_a_worker_process_sends_back_what_the_check_of_its_first_batch_found(
+        tmp_path, mongo_db, pg_database):
+    """On worker processes the check runs where the partition is read; the report still holds it."""
+    job, mapping = people_job(tmp_path, mongo_db, pg_database, people(6), batch_records=5, check_sample=4,
+                              executor="{type: local, processes: true}")
+    result = run_cli(job)
+    assert result.returncode == 3, result.stdout + result.stderr
+    report = saved_report(result.stdout)
+    assert report["tables"][0]["warnings"] == {
+        f"sample: {mapping}:13:24: mc_people.nickname: path `nick_name` is absent from all 4 sampled "
+        "records; did you mean `nickname`?": 1}
+    assert report["tables"][0]["loaded"] == 6
 
 
 def test_a_resumed_first_partition_is_checked_against_a_sample_before_it_reads(
