@@ -368,7 +368,7 @@ class CompiledMapping:
 
     @property
     def by_column(self) -> bool:
-        """Whether `apply` maps batches of dict records column by column (a flat mapping)."""
+        """Whether `apply` maps batches of dict records column by column (`columnar.py`)."""
         return self._columnar is not None
 
     def _build(self, spec: MappingSpec, shapes: dict[int, OutputShape]) -> list[_Output]:
