@@ -445,6 +445,12 @@ class PostgresTableSide:
                 parts.append(sql.Identifier(name))
         return sql.SQL("ROW({})").format(sql.SQL(", ").join(parts))
 
+    def native_checksum_query(self, spec: TableSpec, tolerances: Tolerances, plan: NativePlan,
+                              bucket: sql.Composable) -> sql.Composed:
+        """The query summing PostgreSQL's own hashes of the rows per `bucket` (`_native_checksum_query`)."""
+        row = self._native_row(spec, tolerances, plan)
+        return _native_checksum_query(self._name(), bucket, row, self.refused)
+
     def _native_bucket(self, spec: TableSpec, buckets: int, tolerances: Tolerances,
                        plan: NativePlan) -> sql.Composable:
         """A row's hash bucket from PostgreSQL's own hash of its key (seed 2: independent of the row
@@ -460,8 +466,7 @@ class PostgresTableSide:
         (agreed with the other side, `NativePlan.agree`) PostgreSQL's own."""
         if native is not None:
             bucket = self._native_bucket(spec, buckets, tolerances, native)
-            query = _native_checksum_query(self._name(), bucket, self._native_row(spec, tolerances, native),
-                                           self.refused)
+            query = self.native_checksum_query(spec, tolerances, native, bucket)
         else:
             codes = self._codes(spec, tolerances)
             if codes is None:
@@ -571,8 +576,7 @@ class PostgresTableSide:
         bucket = sql.SQL("width_bucket({}, %s::{}[])").format(
             self._range_key(self._column(ranges.column), ranges.kind), self._range_type(ranges.kind))
         if native is not None:
-            query = _native_checksum_query(self._name(), bucket, self._native_row(spec, tolerances, native),
-                                           self.refused)
+            query = self.native_checksum_query(spec, tolerances, native, bucket)
         else:
             codes = self._codes(spec, tolerances)
             if codes is None:

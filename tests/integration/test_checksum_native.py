@@ -16,7 +16,7 @@ from etl.checksum import Tolerances, validate_table
 from etl.checksum.canonical import encode
 from etl.checksum.keyranges import KeyRanges
 from etl.checksum.native import NativePlan
-from etl.checksum.postgres_sql import PostgresTableSide, _native_checksum_query
+from etl.checksum.postgres_sql import PostgresTableSide
 from etl.records import Column, TableSpec
 from tests.integration.test_checksum_postgres import COLUMNS, FILL, SPEC
 
@@ -222,8 +222,7 @@ def test_each_row_is_built_once_and_hashed_once_per_seed(pg_database: str) -> No
     side = PostgresTableSide(pg_database, "docs")
     plan = NativePlan.agree((side.native_hashing(DOC_SPEC, Tolerances()),) * 2)
     assert plan is not None
-    query = _native_checksum_query(side._name(), sql.SQL("id % 7"),
-                                   side._native_row(DOC_SPEC, Tolerances(), plan), side.refused)
+    query = side.native_checksum_query(DOC_SPEC, Tolerances(), plan, sql.SQL("id % 7"))
     with psycopg.connect(pg_database) as conn:
         [[[explained]]] = conn.execute(sql.SQL("EXPLAIN (VERBOSE, FORMAT JSON) {}").format(query)).fetchall()
     aggregate = explained["Plan"]
