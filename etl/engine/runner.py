@@ -63,6 +63,7 @@ from etl.report.run_report import (
     RunReport,
     TableReport,
 )
+from etl.sources.base import Source
 from etl.state.base import Checkpoint, StateStore
 
 log = logging.getLogger(__name__)
@@ -524,18 +525,19 @@ def _check_samples(resources: JobResources, plan: Plan, works: list[PartitionWor
     is done before the batch is written), otherwise against a sample now."""
     firsts = {table_key(work.partition): work for work in works
               if work.partition.index == 0 and work.resume_after is None}
-    for table in plan.tables:
-        if table.key in resources.source_fits:
-            continue
-        first = firsts.get(table.key)
-        if first is not None:
-            first.check_sample = sample_size(resources, table.source, table.table)
-            continue
-        source = resources.open_source(table.source)
-        try:
-            check_source_table(resources, source, table.source, table.table)
-        finally:
-            source.close()
+    with ExitStack() as stack:
+        opened: dict[str, Source] = {}
+        for table in plan.tables:
+            if table.key in resources.source_fits:
+                continue
+            first = firsts.get(table.key)
+            if first is not None:
+                first.check_sample = sample_size(resources, table.source, table.table)
+                continue
+            if table.source not in opened:
+                opened[table.source] = resources.open_source(table.source)
+                stack.callback(opened[table.source].close)
+            check_source_table(resources, opened[table.source], table.source, table.table)
 
 
 def _counts_of(checkpoint: Checkpoint) -> Counts:

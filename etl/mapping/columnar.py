@@ -38,6 +38,7 @@ class _Scopes:
         self.elements = elements
         self._tuples: list[tuple] | None = None
         self._owner_records: list[dict] | None = None
+        self._elements_are_dicts: bool | None = None
 
     def tuples(self) -> list[tuple]:
         if self._tuples is None:
@@ -57,12 +58,14 @@ class _Scopes:
             self._owner_records = [records[owner] for owner in self.owners]
         return self._owner_records
 
-    def docs(self, scope: int) -> list:
-        """What a path of `scope` starts at, for each row."""
+    def dicts(self, scope: int) -> list[dict] | None:
+        """What a path of `scope` starts at, for each row, when every one is a dict (the records
+        are: `ColumnarPlan.apply` is only given dict records); else None."""
         if self.owners is None or scope in (0, -2):
             return self.of_owners()
-        assert self.elements is not None
-        return self.elements
+        if self._elements_are_dicts is None:
+            self._elements_are_dicts = set(map(type, self.elements or ())) <= {dict}
+        return self.elements if self._elements_are_dicts else None
 
     def record_of(self, row: int) -> int:
         return row if self.owners is None else self.owners[row]
@@ -99,8 +102,8 @@ def _read(path: Path, getter: Callable[[tuple], Any], scopes: _Scopes) -> list:
     """`path`'s value (MISSING when absent) in every row, as `getter` (the row path's) reads it."""
     steps = path.steps
     if len(steps) == 1 and isinstance(steps[0], str):
-        docs = scopes.docs(path.scope)
-        if set(map(type, docs)) <= {dict}:
+        docs = scopes.dicts(path.scope)
+        if docs is not None:
             count = len(docs)
             return list(map(dict.get, docs, repeat(steps[0], count), repeat(MISSING, count)))
     return list(map(getter, scopes.tuples()))
