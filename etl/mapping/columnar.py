@@ -1,12 +1,15 @@
 """Column-wise mapping: one bulk cast per column instead of one call per value.
 
-A mapping whose outputs each are a table of their own, made either from each record or from each
-element of one array of the record (`explode: orders[]`, under a `parent:` made from the record or
-none), with no filters, no PII rules and no `nulls: omit`, is mapped a column at a time: the
-values are read for the whole batch (the elements of every record's array laid end to end) and
-cast by `bulk.py`, and the rows stay columns (`ColumnRows`) for a sink that reads them so. A child
-row's parent key values are taken from the parent's columns. A column whose bulk cast needs a
-closer look is cast value by value with the very column function the row path uses.
+A mapping whose outputs are each made either from each record or from each element of one array
+of the record (`explode: orders[]`, under a `parent:` made from the record or none), with no
+filters, no PII rules and no `nulls: omit`, is mapped a column at a time: the values a path reads
+are read for the whole batch (the elements of every record's array laid end to end) and cast by
+`bulk.py`, and the rows stay columns (`ColumnRows`) for a sink that reads them so. A child row's
+parent key values are taken from the parent's columns. A column whose bulk cast needs a closer
+look, and a column that is not a path (a constant, a template, an expression, a map), is made value
+by value with the very column function the row path uses. Outputs made from the record or from
+one array may write one table (a DynamoDB single-table design): that table's rows are then dicts,
+each record's in the order the row path makes them.
 Records for which any column (or an array that is not one) fails are mapped again by the row
 path, which rejects them with exactly the reason, field and value type it always gives; so the
 rows, rejects and source keys are the row path's, only made faster.
@@ -14,6 +17,7 @@ rows, rejects and source keys are the row path's, only made faster.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import repeat
@@ -22,7 +26,7 @@ from typing import Any
 from etl.mapping.bulk import CloserLook, bulk_cast
 from etl.mapping.paths import MISSING, Path, make_getter
 from etl.mapping.spec import ColumnSpec, MappingSpec, OutputSpec
-from etl.records import ColumnRows
+from etl.records import ColumnRows, TableRows
 
 TableKey = tuple[str, str]
 ColumnFn = Callable[[tuple], Any]
@@ -74,7 +78,7 @@ class _Scopes:
 @dataclass(frozen=True)
 class _Column:
     path: Path | None
-    """What the column reads; None: the row function for every row (a constant)."""
+    """What the column reads; None: the row function for every row (a column that is not a path)."""
     getter: Callable[[tuple], Any] | None
     """The row path's reader of `path`."""
     bulk: Callable[[list], list] | None
@@ -146,8 +150,12 @@ class _Output:
 class ColumnarPlan:
     """`apply` maps a batch of dict records column by column; made by `columnar_plan`."""
 
-    def __init__(self, outputs: list[_Output]) -> None:
+    def __init__(self, outputs: list[_Output], emitted: list[int]) -> None:
         self._outputs = outputs
+        self._tables: dict[TableKey, list[int]] = {}
+        """Each table's outputs, in the order the row path makes a record's rows (`emitted`)."""
+        for index in emitted:
+            self._tables.setdefault(outputs[index].table, []).append(index)
 
     def apply(
         self, records: list[dict], key_text: Callable[[dict], str], by_record: Callable[[list[dict]], Any]
@@ -176,15 +184,38 @@ class ColumnarPlan:
         batch = by_record([records[index] for index in sorted(failed)])  # their rejects
         if any(rows.rows for rows in batch.rows.values()):
             return by_record(records)  # not expected: the row path maps what a column refused
-        for output, by_name, scopes in made:
+        for table, indexes in self._tables.items():
+            if len(indexes) > 1:
+                batch.rows[table] = _interleaved([made[index][1:] for index in indexes], source_keys, failed)
+                continue
+            _, by_name, scopes = made[indexes[0]]
             owners = scopes.owners if scopes.owners is not None else list(range(len(records)))
             keys = [source_keys[owner] for owner in owners]
             if failed:
                 keep = [row for row, owner in enumerate(owners) if owner not in failed]
                 keys = [keys[row] for row in keep]
                 by_name = {name: [values[row] for row in keep] for name, values in by_name.items()}
-            batch.rows[output.table] = ColumnRows(by_name, keys)
+            batch.rows[table] = ColumnRows(by_name, keys)
         return batch
+
+
+def _interleaved(parts: list[tuple[dict[str, list], _Scopes]], source_keys: list[str], failed: set[int]
+                 ) -> TableRows:
+    """The rows of several outputs writing one table, as the row path orders them: record by record,
+    and within a record output by output (`parts` are in that order)."""
+    rows: list[dict] = []
+    owners: list[int] = []
+    for by_name, scopes in parts:
+        made = list(map(dict, map(zip, repeat(tuple(by_name)), zip(*by_name.values(), strict=True))))
+        owned = scopes.owners if scopes.owners is not None else range(len(scopes.records))
+        if len(made) != len(owned):
+            raise AssertionError("an output's columns and rows disagree")
+        rows.extend(made)
+        owners.extend(owned)
+    order = sorted(range(len(rows)), key=owners.__getitem__)  # stable: a record's rows keep `parts`' order
+    if failed:
+        order = [row for row in order if owners[row] not in failed]
+    return TableRows([rows[row] for row in order], [source_keys[owners[row]] for row in order])
 
 
 def _ordinals(scopes: _Scopes) -> list[int]:
@@ -212,8 +243,10 @@ def columnar_plan(spec: MappingSpec, row_columns: list[list[tuple[str, ColumnFn]
     if spec.pii or spec.where is not None:
         return None
     index_of = {(output.target, output.table): index for index, output in enumerate(spec.outputs)}
-    if len(index_of) != len(spec.outputs):
-        return None
+    written = Counter((output.target, output.table) for output in spec.outputs)
+    shared = {table for table, outputs_writing in written.items() if outputs_writing > 1}
+    if shared and any(output.parent is not None for output in spec.outputs):
+        return None  # the plan finds a parent by its table, which must then be one output's
     outputs = []
     try:
         for index, (output, compiled) in enumerate(zip(spec.outputs, row_columns, strict=True)):
@@ -228,7 +261,19 @@ def columnar_plan(spec: MappingSpec, row_columns: list[list[tuple[str, ColumnFn]
             outputs.append(_Output((output.target, output.table), names, columns, explode))
     except _ByRecord:
         return None
-    return ColumnarPlan(outputs)
+    return ColumnarPlan(outputs, _emitted(spec, index_of))
+
+
+def _emitted(spec: MappingSpec, index_of: dict[TableKey, int]) -> list[int]:
+    """The outputs in the order the row path makes a record's rows: each output made from the record,
+    in the file's order, followed by its children in the file's order (no deeper here)."""
+    order: list[int] = []
+    for index, output in enumerate(spec.outputs):
+        if output.parent is None:
+            order.append(index)
+            order.extend(child for child, other in enumerate(spec.outputs)
+                         if other.parent is not None and index_of[(other.target, other.parent)] == index)
+    return order
 
 
 def _explode(output: OutputSpec, spec: MappingSpec, index_of: dict[TableKey, int],
@@ -254,10 +299,10 @@ def _explode(output: OutputSpec, spec: MappingSpec, index_of: dict[TableKey, int
 
 def _bulk_column(column: ColumnSpec, row_fn: ColumnFn, *, key: bool, guarded: bool,
                  exploded: bool) -> _Column:
-    if column.kind == "const":
+    if column.kind != "from":  # a constant, template, expression, map or the remaining fields
         return _Column(None, None, None, row_fn)
     path = column.path
-    if column.kind != "from" or path is None:
+    if path is None:
         raise _ByRecord
     scopes = (0, -1, -2) if exploded else (0, -1)
     if not path.steps or not all(isinstance(step, str) for step in path.steps) or path.scope not in scopes:

@@ -190,8 +190,9 @@ def test_mappings_that_are_not_flat_map_record_by_record():
     assert not mapping("pii: {id: redact}")
     assert mapping("", "id: {from: id, type: int}, x: a.b")
     assert not mapping("", "id: {from: id, type: int}, x: 'a[0]'")
-    assert not mapping("", "id: {from: id, type: int}, x: {template: 'x{id}'}")
-    assert not mapping("", "id: {from: id, type: int}, x: {expr: 'id + 1'}")
+    # columns that are not paths are made row by row with the row path's functions, the rest in bulk
+    assert mapping("", "id: {from: id, type: int}, x: {template: 'x{id}'}")
+    assert mapping("", "id: {from: id, type: int}, x: {expr: 'id + 1'}")
 
 
 NESTED = compile_mapping(parse_mapping(textwrap.dedent("""\
@@ -300,3 +301,77 @@ def test_a_child_of_an_exploded_parent_maps_record_by_record():
           - {target: pg, table: i, explode: "o[].i[]", parent: o, columns: {m: m}}
         """)
     assert not compile_mapping(parse_mapping(text, "m.yaml")).by_column
+
+
+SINGLE_TABLE = compile_mapping(parse_mapping(textwrap.dedent("""\
+    source: {key: [id]}
+    targets: {d: dynamodb}
+    outputs:
+      - target: d
+        table: shop
+        key: [pk, sk]
+        columns:
+          pk: {template: "CUSTOMER#{id}"}
+          sk: {const: PROFILE}
+          city: address.city
+          created: {from: created, type: timestamptz(3), required: true}
+          balance: {from: balance, type: "decimal(12,2)"}
+          next: {expr: "id + 1", type: int}
+      - target: d
+        table: shop
+        explode: orders[]
+        key: [pk, sk]
+        columns:
+          pk: {template: "CUSTOMER#{$root.id}"}
+          sk: {template: "ORDER#{order_id}"}
+          order_id: {from: order_id, type: int}
+          amount: {from: amount, type: "decimal(12,2)", required: true}
+          status: status
+      - target: d
+        table: tags
+        explode: tags[]
+        key: [name]
+        columns: {name: name}
+    """), "single-table.yaml"))
+"""A DynamoDB single-table design: two outputs, one made from each record and one from each of its
+orders, write one table, with templates, a constant and an expression."""
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(NESTED_RECORD, max_size=10))
+def test_outputs_sharing_a_table_column_wise_are_exactly_record_by_record(records):
+    assert_both_ways_alike(SINGLE_TABLE, records)
+
+
+def test_a_shared_table_holds_each_records_rows_in_the_row_paths_order():
+    bad_amount = customer(2)
+    bad_amount["orders"][0]["amount"] = "x"
+    records = [customer(1, tags=[]), bad_amount | {"tags": []}, customer(3, orders=[], tags=[])]
+    batch = SINGLE_TABLE.apply(records, key_text, source_table="customers")
+    assert exact(batch) == exact(SINGLE_TABLE.apply_by_record(records, key_text, source_table="customers"))
+    shop = batch.rows[("d", "shop")]
+    assert [(row["pk"], row["sk"]) for row in shop.rows] == [
+        ("CUSTOMER#1", "PROFILE"), ("CUSTOMER#1", "ORDER#10"), ("CUSTOMER#1", "ORDER#11"),
+        ("CUSTOMER#3", "PROFILE")]
+    assert shop.rows[0] == {"pk": "CUSTOMER#1", "sk": "PROFILE", "city": "c1",
+                            "created": dt.datetime(2020, 1, 1, tzinfo=dt.UTC), "balance": Decimal("1.50"),
+                            "next": 2}
+    assert shop.rows[2] == {"pk": "CUSTOMER#1", "sk": "ORDER#11", "order_id": 11, "amount": Decimal("1.00"),
+                            "status": "s1"}
+    assert shop.source_keys == ["id=1", "id=1", "id=1", "id=3"]
+    assert [(r.source_key, r.field_path, r.reason) for r in batch.rejects] == [
+        ("id=2", "orders[0].amount", "`amount` as decimal(12,2): the text is not a number")]
+
+
+def test_a_mapping_with_a_shared_table_and_a_child_table_maps_record_by_record():
+    text = textwrap.dedent("""\
+        source: {key: [id]}
+        targets: {pg: postgres, d: dynamodb}
+        outputs:
+          - {target: d, table: s, key: [pk], columns: {pk: {template: "C#{id}"}}}
+          - {target: d, table: s, key: [pk], explode: "o[]", columns: {pk: {template: "O#{n}"}}}
+          - {target: pg, table: c, key: [id], columns: {id: {from: id, type: int}}}
+          - {target: pg, table: o, explode: "o[]", parent: c, columns: {n: n}}
+        """)
+    assert not compile_mapping(parse_mapping(text, "m.yaml")).by_column
+    assert compile_mapping(parse_mapping(text.split("  - {target: pg")[0], "m.yaml")).by_column
