@@ -317,6 +317,8 @@ SINGLE_TABLE = compile_mapping(parse_mapping(textwrap.dedent("""\
           created: {from: created, type: timestamptz(3), required: true}
           balance: {from: balance, type: "decimal(12,2)"}
           next: {expr: "id + 1", type: int}
+          home: {map: {town: address.city, code: address.zip}}
+          other: {rest: true, exclude: [orders]}
       - target: d
         table: shop
         explode: orders[]
@@ -334,7 +336,7 @@ SINGLE_TABLE = compile_mapping(parse_mapping(textwrap.dedent("""\
         columns: {name: name}
     """), "single-table.yaml"))
 """A DynamoDB single-table design: two outputs, one made from each record and one from each of its
-orders, write one table, with templates, a constant and an expression."""
+orders, write one table, with templates, a constant, an expression, a map and the remaining fields."""
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -355,7 +357,7 @@ def test_a_shared_table_holds_each_records_rows_in_the_row_paths_order():
         ("CUSTOMER#3", "PROFILE")]
     assert shop.rows[0] == {"pk": "CUSTOMER#1", "sk": "PROFILE", "city": "c1",
                             "created": dt.datetime(2020, 1, 1, tzinfo=dt.UTC), "balance": Decimal("1.50"),
-                            "next": 2}
+                            "next": 2, "home": {"town": "c1", "code": 1}, "other": {"tags": []}}
     assert shop.rows[2] == {"pk": "CUSTOMER#1", "sk": "ORDER#11", "order_id": 11, "amount": Decimal("1.00"),
                             "status": "s1"}
     assert shop.source_keys == ["id=1", "id=1", "id=1", "id=3"]
