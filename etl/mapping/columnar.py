@@ -6,10 +6,10 @@ filters, no PII rules and no `nulls: omit`, is mapped a column at a time: the va
 are read for the whole batch (the elements of every record's array laid end to end) and cast by
 `bulk.py`, and the rows stay columns (`ColumnRows`) for a sink that reads them so. A child row's
 parent key values are taken from the parent's columns. A column whose bulk cast needs a closer
-look, and a column that is not a path (a constant, a template, an expression, a map), is made value
-by value with the very column function the row path uses. Outputs made from the record or from
-one array may write one table (a DynamoDB single-table design): that table's rows are then dicts,
-each record's in the order the row path makes them.
+look, and a column that is not a path (a constant, template, expression, map or the remaining
+fields), is made value by value with the very column function the row path uses. Outputs made
+from the record or from one array may write one table (a DynamoDB single-table design): that
+table's rows are then dicts, each record's in the order the row path makes them.
 Records for which any column (or an array that is not one) fails are mapped again by the row
 path, which rejects them with exactly the reason, field and value type it always gives; so the
 rows, rejects and source keys are the row path's, only made faster.
