@@ -74,6 +74,10 @@ class _Scopes:
     def record_of(self, row: int) -> int:
         return row if self.owners is None else self.owners[row]
 
+    def record_of_each(self) -> list[int] | range:
+        """Each row's record (its index in the batch)."""
+        return range(len(self.records)) if self.owners is None else self.owners
+
 
 @dataclass(frozen=True)
 class _Column:
@@ -150,12 +154,13 @@ class _Output:
 class ColumnarPlan:
     """`apply` maps a batch of dict records column by column; made by `columnar_plan`."""
 
-    def __init__(self, outputs: list[_Output], emitted: list[int]) -> None:
+    def __init__(self, outputs: list[_Output]) -> None:
         self._outputs = outputs
         self._tables: dict[TableKey, list[int]] = {}
-        """Each table's outputs, in the order the row path makes a record's rows (`emitted`)."""
-        for index in emitted:
-            self._tables.setdefault(outputs[index].table, []).append(index)
+        """Each table's outputs in the file's order: for a table several write (`columnar_plan` then
+        allows no `parent:`), the order in which the row path makes a record's rows."""
+        for index, output in enumerate(outputs):
+            self._tables.setdefault(output.table, []).append(index)
 
     def apply(
         self, records: list[dict], key_text: Callable[[dict], str], by_record: Callable[[list[dict]], Any]
@@ -189,10 +194,10 @@ class ColumnarPlan:
                 batch.rows[table] = _interleaved([made[index][1:] for index in indexes], source_keys, failed)
                 continue
             _, by_name, scopes = made[indexes[0]]
-            owners = scopes.owners if scopes.owners is not None else list(range(len(records)))
-            keys = [source_keys[owner] for owner in owners]
+            records_of_rows = scopes.record_of_each()
+            keys = [source_keys[owner] for owner in records_of_rows]
             if failed:
-                keep = [row for row, owner in enumerate(owners) if owner not in failed]
+                keep = [row for row, owner in enumerate(records_of_rows) if owner not in failed]
                 keys = [keys[row] for row in keep]
                 by_name = {name: [values[row] for row in keep] for name, values in by_name.items()}
             batch.rows[table] = ColumnRows(by_name, keys)
@@ -207,9 +212,8 @@ def _interleaved(parts: list[tuple[dict[str, list], _Scopes]], source_keys: list
     owners: list[int] = []
     for by_name, scopes in parts:
         made = list(map(dict, map(zip, repeat(tuple(by_name)), zip(*by_name.values(), strict=True))))
-        owned = scopes.owners if scopes.owners is not None else range(len(scopes.records))
-        if len(made) != len(owned):
-            raise AssertionError("an output's columns and rows disagree")
+        owned = scopes.record_of_each()
+        assert len(made) == len(owned), "an output's columns and rows disagree"
         rows.extend(made)
         owners.extend(owned)
     order = sorted(range(len(rows)), key=owners.__getitem__)  # stable: a record's rows keep `parts`' order
@@ -246,7 +250,8 @@ def columnar_plan(spec: MappingSpec, row_columns: list[list[tuple[str, ColumnFn]
     written = Counter((output.target, output.table) for output in spec.outputs)
     shared = {table for table, outputs_writing in written.items() if outputs_writing > 1}
     if shared and any(output.parent is not None for output in spec.outputs):
-        return None  # the plan finds a parent by its table, which must then be one output's
+        return None  # a parent is found by its table, which must then be one output's; and with no
+        # children the row path makes a record's rows output by output in the file's order
     outputs = []
     try:
         for index, (output, compiled) in enumerate(zip(spec.outputs, row_columns, strict=True)):
@@ -261,19 +266,7 @@ def columnar_plan(spec: MappingSpec, row_columns: list[list[tuple[str, ColumnFn]
             outputs.append(_Output((output.target, output.table), names, columns, explode))
     except _ByRecord:
         return None
-    return ColumnarPlan(outputs, _emitted(spec, index_of))
-
-
-def _emitted(spec: MappingSpec, index_of: dict[TableKey, int]) -> list[int]:
-    """The outputs in the order the row path makes a record's rows: each output made from the record,
-    in the file's order, followed by its children in the file's order (no deeper here)."""
-    order: list[int] = []
-    for index, output in enumerate(spec.outputs):
-        if output.parent is None:
-            order.append(index)
-            order.extend(child for child, other in enumerate(spec.outputs)
-                         if other.parent is not None and index_of[(other.target, other.parent)] == index)
-    return order
+    return ColumnarPlan(outputs)
 
 
 def _explode(output: OutputSpec, spec: MappingSpec, index_of: dict[TableKey, int],
