@@ -84,7 +84,7 @@ def test_damage_is_an_error_with_offset_or_a_reject(tmp_path_factory, damage, gz
     # splitting into partitions changes nothing: the same documents, the same damaged ranges (what
     # is reported wrong at a range's start may differ: a partition cannot look past its end)
     whole_records, whole_rejects = read_everything(root, "deadletter", 1)
-    assert records == whole_records
+    assert list(map(repr, records)) == list(map(repr, whole_records))  # a flipped byte can make a NaN
     assert [r.source_key for r in rejects] == [r.source_key for r in whole_rejects]
     if damage[0] == "truncate":  # exactly the whole documents before the cut load; the rest is one range
         ends = [sum(SIZES[: n + 1]) for n in range(len(SIZES))]
