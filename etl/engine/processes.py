@@ -131,8 +131,8 @@ def _drain(progress: Queue, control: RunControl, finished: threading.Event) -> N
     never writes to it (a worker killed while writing may leave its lock held)."""
     while True:
         done = finished.is_set()
-        try:
-            table, delta = progress.get(timeout=LOCAL_POLL_SECONDS)
+        try:  # once the workers have exited, what they sent is in the pipe: no need to wait for more
+            table, delta = progress.get(block=not done, timeout=LOCAL_POLL_SECONDS)
         except queue.Empty:
             if done:
                 return
