@@ -11,8 +11,6 @@ by table size, so the two peaks should be close: exits 1 when large/small exceed
 from __future__ import annotations
 
 import argparse
-import resource
-import subprocess
 import sys
 import tempfile
 import uuid
@@ -25,24 +23,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import workloads  # noqa: E402
 from bench_w1_mongo_postgres import JOB, mongo_uri, pg_admin_dsn  # noqa: E402
+from engine_child import run_in_child  # noqa: E402
 from workloads import LOADED_UNVALIDATED  # noqa: E402
 
 
-def child(job_path: str) -> int:
-    """Run one job; print `<loaded> <peak RSS in KiB>` (Linux reports ru_maxrss in KiB)."""
-    from etl.engine.runner import run_job
-    from etl.job import load_job
-
-    report = run_job(load_job(job_path))
-    if report.status != LOADED_UNVALIDATED:
-        print(f"run failed: {report.status} {report.message}", file=sys.stderr)
-        return 2
-    print(report.tables[0].loaded, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-    return 0
-
-
-def measure(folder: Path, args: argparse.Namespace, name: str, count: int) -> tuple[int, int]:
-    """(documents loaded by the engine, peak RSS KiB) of a child process running W1 on `count` documents."""
+def measure(folder: Path, args: argparse.Namespace, name: str, count: int) -> tuple[int, float]:
+    """(documents loaded by the engine, peak RSS MiB) of a child process running W1 on `count` documents."""
     workloads.load_mongo(args.mongo_uri, name, count, args.seed)
     dsn = workloads.create_database(args.pg_admin_dsn, name)
     try:
@@ -51,12 +37,10 @@ def measure(folder: Path, args: argparse.Namespace, name: str, count: int) -> tu
         job.write_text(JOB.format(name=name, uri=args.mongo_uri, database=name, partitions=args.partitions,
                                   dsn=dsn, batch=args.batch, parallelism=args.parallelism)
                        .replace("MAPPING", f"{name}.mapping.yaml"))
-        result = subprocess.run([sys.executable, __file__, "--child", str(job)], capture_output=True,
-                                text=True, check=False)
-        if result.returncode != 0:
-            raise SystemExit(f"child run on {count} documents failed:\n{result.stderr[-2000:]}")
-        loaded, peak = result.stdout.split()[-2:]
-        return int(loaded), int(peak)
+        outcome = run_in_child(job)
+        if outcome["status"] != str(LOADED_UNVALIDATED):
+            raise SystemExit(f"the run on {count} documents failed: {outcome['status']} {outcome['message']}")
+        return outcome["loaded"], outcome["peak_rss_mib"]
     finally:
         with pymongo.MongoClient(args.mongo_uri) as client:
             client.drop_database(name)
@@ -74,10 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--goal", type=float, default=1.2, help="maximum large/small peak RSS ratio")
     parser.add_argument("--mongo-uri", default=mongo_uri())
     parser.add_argument("--pg-admin-dsn", default=pg_admin_dsn())
-    parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.child:
-        return child(args.child)
 
     name = f"etl_bench_mem_{uuid.uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory() as folder:
@@ -92,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"W1 peak RSS (parallelism {args.parallelism}, {args.partitions} partitions, batch {args.batch})")
     print(f"{'documents':>12}{'peak RSS MiB':>14}")
     for count, _, peak in runs:
-        print(f"{count:>12}{peak / 1024:>14.1f}")
+        print(f"{count:>12}{peak:>14.1f}")
     print(f"ratio large/small: {ratio:.3f} (goal <= {args.goal})")
     if ratio > args.goal:
         print("GOAL MISSED", file=sys.stderr)

@@ -33,9 +33,7 @@ largest size is more than `--max-slowdown` slower per row than the smallest.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -50,6 +48,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import workloads  # noqa: E402
+from busy_cores import BusyCores  # noqa: E402
+from engine_child import run_in_child  # noqa: E402
 from workloads import LOADED_UNVALIDATED  # noqa: E402
 
 DATABASE = "shop"
@@ -82,8 +82,8 @@ def label_of(parallelism: int, processes: bool) -> str:
 
 def run_engine_child(folder: Path, dsn: str, parallelism: int, processes: bool, partitions: int,
                      batch: int) -> dict:
-    """Run the job in a child process (`--child`); returns its report: seconds, status, loaded, RSS,
-    cores busy."""
+    """Run the job in a child process (`engine_child.py`); returns its figures: seconds, status,
+    loaded, RSS, cores busy."""
     schema = schema_of(parallelism, processes)
     mapping = folder / "w1.mapping.yaml"
     mapping.write_text(workloads.W1_MAPPING)
@@ -93,29 +93,7 @@ def run_engine_child(folder: Path, dsn: str, parallelism: int, processes: bool, 
                               parallelism=parallelism, processes=str(processes).lower(),
                               state=folder / f"{schema}.sqlite",
                               reports=folder / "reports"))
-    result = subprocess.run([sys.executable, __file__, "--child", str(job)], capture_output=True, text=True,
-                            check=False)
-    if result.returncode != 0:
-        raise SystemExit(f"engine child failed ({result.returncode}): {result.stderr[-2000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
-
-
-def child(job_path: str) -> int:
-    import resource
-
-    from etl.engine.runner import run_job
-    from etl.job import load_job
-
-    job = load_job(Path(job_path))
-    started, busy = time.perf_counter(), workloads.BusyCores()
-    report = run_job(job)
-    seconds, cores = time.perf_counter() - started, busy.cores()
-    table = report.tables[0]
-    print(json.dumps({"seconds": seconds, "ok": report.status == LOADED_UNVALIDATED,
-                      "status": str(report.status), "loaded": table.loaded, "cores_busy": cores,
-                      "peak_rss_mib": max(resource.getrusage(who).ru_maxrss for who in (
-                          resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024}))
-    return 0
+    return run_in_child(job)
 
 
 def raw_rows(document: dict) -> tuple[tuple, list[tuple]]:
@@ -142,7 +120,7 @@ def raw_load(dsn: str, file: Path, like: str, schema: str = "raw") -> tuple[floa
         customer_types = _types(customers_db, f"{schema}.customers", CUSTOMER_COLUMNS)
         order_types = _types(customers_db, f"{schema}.orders", ORDER_COLUMNS)
         options = CodecOptions(tz_aware=True)
-        started, busy = time.perf_counter(), workloads.BusyCores()
+        started, busy = time.perf_counter(), BusyCores()
         copy = "COPY {}.{} ({}) FROM STDIN (FORMAT BINARY)"
         with customers_db.cursor() as one, orders_db.cursor() as other, \
                 one.copy(copy.format(schema, "customers", ", ".join(CUSTOMER_COLUMNS))) as customers, \
@@ -205,7 +183,7 @@ def measure(admin_dsn: str, records: int, seed: int, modes: list[Mode], partitio
                     if round_:
                         forget_run(dsn, folder, mode)
                     outcome = run_engine_child(folder, dsn, *mode, partitions, batch)
-                    if not outcome["ok"] or outcome["loaded"] != records:
+                    if outcome["status"] != str(LOADED_UNVALIDATED) or outcome["loaded"] != records:
                         raise SystemExit(f"engine run failed ({label_of(*mode)}): {outcome}")
                     fastest = figures["engine"].get(mode)
                     if fastest is None or outcome["seconds"] < fastest["seconds"]:
@@ -239,7 +217,6 @@ def load_average() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--records", type=int, default=100_000, help="documents in the dump")
     parser.add_argument("--sizes", help="comma-separated document counts: the cost-as-work-grows mode")
     parser.add_argument("--seed", type=int, default=11)
@@ -258,8 +235,6 @@ def main(argv: list[str] | None = None) -> int:
                         help="skip comparing the engine's rows with the raw rows (EXCEPT ALL, both ways)")
     parser.add_argument("--pg-admin-dsn", default=workloads_admin_dsn())
     args = parser.parse_args(argv)
-    if args.child:
-        return child(args.child)
     if args.sizes:
         return sizes_mode(args)
 

@@ -42,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import workloads  # noqa: E402
 from bench_sinks import ddb_raw  # noqa: E402
 from bench_w1_mongo_postgres import mongo_uri  # noqa: E402
+from busy_cores import BusyCores  # noqa: E402
 from workloads import LOADED_UNVALIDATED  # noqa: E402
 
 from etl.sinks.dynamodb_values import encode_item  # noqa: E402
@@ -80,7 +81,7 @@ class CpuUsage:
     def __init__(self, mongo: str, endpoint: str) -> None:
         mongo_port = local_port(*pymongo.uri_parser.parse_uri(mongo)["nodelist"][0])
         ddb = urlsplit(endpoint)
-        self.busy = workloads.BusyCores()
+        self.busy = BusyCores()
         ports = {"MongoDB server": mongo_port, "DynamoDB Local": local_port(ddb.hostname, ddb.port)}
         self.servers = {label: workloads.ServerCpu(port) for label, port in ports.items() if port is not None}
 

@@ -1,0 +1,52 @@
+"""Run one job in this process and print its figures as one JSON line: a bench's engine side.
+
+    .venv/bin/python bench/engine_child.py job.yaml
+
+Prints `seconds` (the run, job loaded), `status`, `loaded` (the first table's records), `cores_busy`
+(the whole machine, while it ran) and `peak_rss_mib` (the largest of this process and its worker
+processes). A bench runs it as a child so that each run's peak is its own, and as a script of its
+own because worker processes started with `spawn` import the parent's main script again: this one
+imports no more than `python -m etl.run` does, where a bench's script imports its baselines too
+(pymongo, ...), which would lengthen every worker's start.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's etl, not an installed one
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from busy_cores import BusyCores  # noqa: E402
+
+
+def run_in_child(job: Path) -> dict:
+    """Run `job` with this script in a child process; its figures. Exits the bench when it fails."""
+    result = subprocess.run([sys.executable, __file__, str(job)], capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise SystemExit(f"engine child failed ({result.returncode}): {result.stderr[-2000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main(job_path: str) -> int:
+    from etl.engine.runner import run_job
+    from etl.job import load_job
+
+    job = load_job(Path(job_path))
+    started, busy = time.perf_counter(), BusyCores()
+    report = run_job(job)
+    seconds, cores = time.perf_counter() - started, busy.cores()
+    print(json.dumps({"seconds": seconds, "status": str(report.status), "message": report.message,
+                      "loaded": report.tables[0].loaded, "cores_busy": cores,
+                      "peak_rss_mib": max(resource.getrusage(who).ru_maxrss for who in (
+                          resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024}))  # KiB on Linux
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
