@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/engine_child.py job.yaml
 
-Prints `seconds` (the run, job loaded), `status`, `loaded` (the first table's records), `cores_busy`
+Prints `seconds` (the run, job loaded), `ok` (the records moved and add up: `unproven`, since a
+bench turns validation off), `status`, `message`, `loaded` (the first table's records), `cores_busy`
 (the whole machine, while it ran) and `peak_rss_mib` (the largest of this process and its worker
 processes). A bench runs it as a child so that each run's peak is its own, and as a script of its
 own because worker processes started with `spawn` import the parent's main script again: this one
@@ -36,13 +37,14 @@ def run_in_child(job: Path) -> dict:
 def main(job_path: str) -> int:
     from etl.engine.runner import run_job
     from etl.job import load_job
+    from etl.report.run_report import UNPROVEN
 
     job = load_job(Path(job_path))
     started, busy = time.perf_counter(), BusyCores()
     report = run_job(job)
     seconds, cores = time.perf_counter() - started, busy.cores()
-    print(json.dumps({"seconds": seconds, "status": str(report.status), "message": report.message,
-                      "loaded": report.tables[0].loaded, "cores_busy": cores,
+    print(json.dumps({"seconds": seconds, "ok": report.status == UNPROVEN, "status": str(report.status),
+                      "message": report.message, "loaded": report.tables[0].loaded, "cores_busy": cores,
                       "peak_rss_mib": max(resource.getrusage(who).ru_maxrss for who in (
                           resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024}))  # KiB on Linux
     return 0
