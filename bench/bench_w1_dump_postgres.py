@@ -20,6 +20,10 @@ loading a fresh schema) and keeps the fastest run of each.
 
 Every run also shows how many cores the whole machine kept busy meanwhile (/proc/stat; PostgreSQL
 shares the cores): on N cores, N / (cores busy at parallelism 1) is the most parallelism 2 can gain.
+With `--processes` the bench also measures what the machine gives two workers that share nothing:
+two one-worker runs at once, each of half the documents (its own dump, schema, state store and
+run process). 1 worker process over that is the most 2 worker processes could gain on this machine
+at that moment, whatever the engine did; the bench prints it beside the speedup.
 
 `--sizes 100000,1000000` instead prints, per size, the engine's rows/s and peak RSS at
 parallelism 2 with the raw rate of the same size: the cost as the work grows. It exits 1 when the
@@ -49,7 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import workloads  # noqa: E402
 from busy_cores import BusyCores  # noqa: E402
-from engine_child import run_in_child  # noqa: E402
+from engine_child import run_in_child, run_in_children  # noqa: E402
 
 DATABASE = "shop"
 JOB = """\
@@ -79,20 +83,58 @@ def label_of(parallelism: int, processes: bool) -> str:
     return f"etl engine, {'processes' if processes else 'threads'}, parallelism {parallelism}"
 
 
-def run_engine_child(folder: Path, dsn: str, parallelism: int, processes: bool, partitions: int,
-                     batch: int) -> dict:
-    """Run the job in a child process (`engine_child.py`); returns its figures: seconds, status,
-    loaded, RSS, cores busy."""
-    schema = schema_of(parallelism, processes)
+def job_file(folder: Path, dump: Path, dsn: str, schema: str, parallelism: int, processes: bool,
+             partitions: int, batch: int) -> Path:
+    """The job loading the dump folder `dump` into `schema`, written in `folder`."""
     mapping = folder / "w1.mapping.yaml"
     mapping.write_text(workloads.W1_MAPPING)
     job = folder / f"{schema}.yaml"
-    job.write_text(JOB.format(name=f"w1dump-{schema}", folder=folder, database=DATABASE, mapping=mapping,
+    job.write_text(JOB.format(name=f"w1dump-{schema}", folder=dump, database=DATABASE, mapping=mapping,
                               partitions=partitions, dsn=dsn, schema=schema, batch=batch,
                               parallelism=parallelism, processes=str(processes).lower(),
                               state=folder / f"{schema}.sqlite",
                               reports=folder / "reports"))
-    return run_in_child(job)
+    return job
+
+
+def run_engine_child(folder: Path, dsn: str, parallelism: int, processes: bool, partitions: int,
+                     batch: int) -> dict:
+    """Run the job in a child process (`engine_child.py`); returns its figures: seconds, status,
+    loaded, RSS, cores busy."""
+    return run_in_child(job_file(folder, folder, dsn, schema_of(parallelism, processes), parallelism,
+                                 processes, partitions, batch))
+
+
+HALVES = ("engine_half0", "engine_half1")
+"""The schemas of the two share-nothing one-worker runs."""
+HALVES_LABEL = "two 1-worker runs at once, half each"
+
+
+def split_dump(file: Path, records: int, folder: Path) -> tuple[Path, Path]:
+    """The dump's first and second halves as two dump folders under `folder` (disjoint keys)."""
+    halves = (folder / "half0", folder / "half1")
+    for half in halves:
+        (half / DATABASE).mkdir(parents=True)
+    with open(file, "rb") as stream, open(halves[0] / DATABASE / file.name, "wb") as first, \
+            open(halves[1] / DATABASE / file.name, "wb") as second:
+        for number in range(records):
+            head = stream.read(4)  # every BSON document starts with its length, itself included
+            body = stream.read(int.from_bytes(head, "little") - 4)
+            (first if number < records // 2 else second).write(head + body)
+    return halves
+
+
+def run_halves(folder: Path, halves: tuple[Path, Path], dsn: str, partitions: int, batch: int) -> dict:
+    """Two one-worker runs (worker processes) at once, one per half: seconds (the later run's end),
+    loaded (both runs'), cores busy (the mean of the two runs' readings of the whole machine)."""
+    jobs = [job_file(folder, half, dsn, schema, 1, True, max(1, partitions // 2), batch)
+            for half, schema in zip(halves, HALVES, strict=True)]
+    runs = run_in_children(jobs)
+    if not all(run["ok"] for run in runs):
+        raise SystemExit(f"engine run failed (two half runs): {runs}")
+    busy = [run["cores_busy"] for run in runs if run["cores_busy"] is not None]
+    return {"seconds": max(run["seconds"] for run in runs), "loaded": sum(run["loaded"] for run in runs),
+            "cores_busy": sum(busy) / len(busy) if busy else None}
 
 
 def raw_rows(document: dict) -> tuple[tuple, list[tuple]]:
@@ -141,16 +183,17 @@ def _types(connection: psycopg.Connection, table: str, columns: tuple[str, ...])
     return [found[column] for column in columns]
 
 
-def differences(dsn: str, schema: str) -> int:
-    """Rows of the engine's schema not in the raw one and back, both tables (0 when equal)."""
+def differences(dsn: str, *schemas: str) -> int:
+    """Rows of the engine's schemas (together) not in the raw one and back, both tables (0 when
+    equal)."""
     with psycopg.connect(dsn) as connection:
         total = 0
         for table, columns in (("customers", CUSTOMER_COLUMNS), ("orders", ORDER_COLUMNS)):
             names = ", ".join(columns)
+            engine = " UNION ALL ".join(f"SELECT {names} FROM {schema}.{table}" for schema in schemas)
             total += connection.execute(
-                f"SELECT count(*) FROM ((SELECT {names} FROM {schema}.{table} EXCEPT ALL SELECT {names} FROM "
-                f"raw.{table}) UNION ALL (SELECT {names} FROM raw.{table} EXCEPT ALL SELECT {names} FROM "
-                f"{schema}.{table})) AS d").fetchone()[0]
+                f"SELECT count(*) FROM (({engine} EXCEPT ALL SELECT {names} FROM raw.{table}) UNION ALL "
+                f"(SELECT {names} FROM raw.{table} EXCEPT ALL ({engine}))) AS d").fetchone()[0]
         return total
 
 
@@ -158,18 +201,20 @@ Mode = tuple[int, bool]
 """(parallelism, worker processes)."""
 
 
-def forget_run(dsn: str, folder: Path, mode: Mode) -> None:
-    """Drop a mode's schema and state store, so that its next run loads everything again."""
-    schema = schema_of(*mode)
+def forget_run(dsn: str, folder: Path, *schemas: str) -> None:
+    """Drop the schemas and state stores of a run, so that its next run loads everything again."""
     with psycopg.connect(dsn, autocommit=True) as connection:
-        connection.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-    (folder / f"{schema}.sqlite").unlink(missing_ok=True)
+        for schema in schemas:
+            connection.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    for schema in schemas:
+        (folder / f"{schema}.sqlite").unlink(missing_ok=True)
 
 
 def measure(admin_dsn: str, records: int, seed: int, modes: list[Mode], partitions: int,
-            batch: int, check: bool, repeat: int = 1) -> dict:
+            batch: int, check: bool, repeat: int = 1, halves: bool = False) -> dict:
     """One size: the dump written, the engine in each mode (`repeat` rounds of every mode in turn,
-    the fastest run of each kept: the machine is shared), then the raw load; all figures."""
+    the fastest run of each kept: the machine is shared; with `halves`, the two share-nothing half
+    runs after them), then the raw load; all figures."""
     name = f"etl_bench_w1d_{uuid.uuid4().hex[:8]}"
     dsn = workloads.create_database(admin_dsn, name)
     try:
@@ -177,37 +222,49 @@ def measure(admin_dsn: str, records: int, seed: int, modes: list[Mode], partitio
             folder = Path(tmp)
             orders, file = workloads.write_dump(folder, DATABASE, records, seed)
             figures: dict = {"orders": orders, "engine": {}}
+            half_dumps = split_dump(file, records, folder) if halves else None
             for round_ in range(repeat):
                 for mode in modes:
                     if round_:
-                        forget_run(dsn, folder, mode)
+                        forget_run(dsn, folder, schema_of(*mode))
                     outcome = run_engine_child(folder, dsn, *mode, partitions, batch)
                     if not outcome["ok"] or outcome["loaded"] != records:
                         raise SystemExit(f"engine run failed ({label_of(*mode)}): {outcome}")
                     fastest = figures["engine"].get(mode)
                     if fastest is None or outcome["seconds"] < fastest["seconds"]:
                         figures["engine"][mode] = outcome
+                if half_dumps:
+                    if round_:
+                        forget_run(dsn, folder, *HALVES)
+                    outcome = run_halves(folder, half_dumps, dsn, partitions, batch)
+                    if outcome["loaded"] != records:
+                        raise SystemExit(f"engine runs of the halves loaded {outcome['loaded']} of {records}")
+                    if "halves" not in figures or outcome["seconds"] < figures["halves"]["seconds"]:
+                        figures["halves"] = outcome
             figures["raw_seconds"], figures["raw_cores_busy"] = raw_load(dsn, file, like=schema_of(*modes[0]))
             expected = {"customers": records, "orders": orders}
-            for schema in [schema_of(*mode) for mode in modes] + ["raw"]:
-                found = workloads_count(dsn, schema)
+            loads = [(label_of(*mode), (schema_of(*mode),)) for mode in modes]
+            loads += [(HALVES_LABEL, HALVES)] if halves else []
+            for label, schemas in loads + [("raw", ("raw",))]:
+                found = workloads_count(dsn, *schemas)
                 if found != expected:
-                    print(f"wrong row counts in {schema}: {found}, expected {expected}", file=sys.stderr)
+                    print(f"wrong row counts in {label}: {found}, expected {expected}", file=sys.stderr)
                     raise SystemExit(2)
             if check:
-                for mode in modes:
-                    if (differing := differences(dsn, schema_of(*mode))) != 0:
-                        print(f"{label_of(*mode)}: {differing} rows differ from raw", file=sys.stderr)
+                for label, schemas in loads:
+                    if (differing := differences(dsn, *schemas)) != 0:
+                        print(f"{label}: {differing} rows differ from raw", file=sys.stderr)
                         raise SystemExit(2)
             return figures
     finally:
         workloads.drop_database(admin_dsn, name)
 
 
-def workloads_count(dsn: str, schema: str) -> dict[str, int]:
+def workloads_count(dsn: str, *schemas: str) -> dict[str, int]:
+    """Rows per table, the schemas' together."""
     with psycopg.connect(dsn) as connection:
-        return {table: connection.execute(f"SELECT count(*) FROM {schema}.{table}").fetchone()[0]
-                for table in ("customers", "orders")}
+        return {table: sum(connection.execute(f"SELECT count(*) FROM {schema}.{table}").fetchone()[0]
+                           for schema in schemas) for table in ("customers", "orders")}
 
 
 def load_average() -> str:
@@ -241,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     kinds = [False, True] if args.processes else [False]
     modes = [(parallelism, processes) for processes in kinds for parallelism in (1, 2)]
     figures = measure(args.pg_admin_dsn, args.records, args.seed, modes, args.partitions, args.batch,
-                      not args.no_check, args.repeat)
+                      not args.no_check, args.repeat, halves=args.processes)
     total = args.records + figures["orders"]
     raw_rate = total / figures["raw_seconds"]
     engine = figures["engine"]
@@ -249,11 +306,13 @@ def main(argv: list[str] | None = None) -> int:
         f"W1 mongodump -> PostgreSQL: {args.records} documents -> {args.records} customers + "
         f"{figures['orders']} orders ({args.partitions} partitions, batch {args.batch})",
         [("raw decode_file_iter + binary COPY, 1 thread", total, figures["raw_seconds"])]
-        + [(label_of(*mode), total, engine[mode]["seconds"]) for mode in modes], raw_rate)
+        + [(label_of(*mode), total, engine[mode]["seconds"]) for mode in modes]
+        + ([(HALVES_LABEL, total, figures["halves"]["seconds"])] if args.processes else []), raw_rate)
     cores = os.cpu_count() or 1
     print(f"cores busy (of {cores}, the whole machine): raw {_cores(figures['raw_cores_busy'])}, "
           + ", ".join(f"{'processes' if m[1] else 'threads'} p{m[0]} {_cores(engine[m]['cores_busy'])}"
-                      for m in modes))
+                      for m in modes)
+          + (f", halves {_cores(figures['halves']['cores_busy'])}" if args.processes else ""))
     speedups = {}
     for processes in kinds:
         one, two = engine[(1, processes)], engine[(2, processes)]
@@ -269,6 +328,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.processes:
         print(f"speedup 1 -> 2 worker processes: {speedups[True]:.2f}x (goal >= {args.speedup_goal})")
         missed = missed or speedups[True] < args.speedup_goal
+        shared_nothing = engine[(1, True)]["seconds"] / figures["halves"]["seconds"]
+        print(f"two workers sharing nothing (1 worker process over two 1-worker runs at once, half each): "
+              f"{shared_nothing:.2f}x; 2 worker processes reached {speedups[True] / shared_nothing:.0%} "
+              "of it")
+        if shared_nothing < args.speedup_goal:
+            print(f"two workers sharing nothing gained less than {args.speedup_goal}x here in this run")
     print(f"load average at end: {load_average()}")
     if missed:
         print("GOAL MISSED", file=sys.stderr)

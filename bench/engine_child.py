@@ -28,10 +28,19 @@ from busy_cores import BusyCores  # noqa: E402
 
 def run_in_child(job: Path) -> dict:
     """Run `job` with this script in a child process; its figures. Exits the bench when it fails."""
-    result = subprocess.run([sys.executable, __file__, str(job)], capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise SystemExit(f"engine child failed ({result.returncode}): {result.stderr[-2000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return run_in_children([job])[0]
+
+
+def run_in_children(jobs: list[Path]) -> list[dict]:
+    """Run every job at once, each in a child process of its own; their figures, in order. Exits the
+    bench when one fails."""
+    children = [subprocess.Popen([sys.executable, __file__, str(job)], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True) for job in jobs]
+    outputs = [child.communicate() for child in children]  # every child ended before any failure is told
+    for child, (_out, err) in zip(children, outputs, strict=True):
+        if child.returncode != 0:
+            raise SystemExit(f"engine child failed ({child.returncode}): {err[-2000:]}")
+    return [json.loads(out.strip().splitlines()[-1]) for out, _err in outputs]
 
 
 def main(job_path: str) -> int:

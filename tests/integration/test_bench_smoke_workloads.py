@@ -107,17 +107,21 @@ def test_w1_dump_postgres_smoke():
     assert lines[1] == ("W1 mongodump -> PostgreSQL: 40 documents -> 40 customers + 238 orders "
                         "(2 partitions, batch 10)")
     assert figures(lines[3]) == ("raw decode_file_iter + binary COPY, 1 thread", 278)
-    assert [figures(line) for line in lines[4:8]] == [
+    assert [figures(line) for line in lines[4:9]] == [
         (f"etl engine, {kind}, parallelism {parallelism}", 278)
-        for kind in ("threads", "processes") for parallelism in (1, 2)]
+        for kind in ("threads", "processes") for parallelism in (1, 2)] + [
+        ("two 1-worker runs at once, half each", 278)]
     cores = r"\d+\.\d{2}"
     assert re.fullmatch(rf"cores busy \(of \d+, the whole machine\): raw {cores}, threads p1 {cores}, "
-                        rf"threads p2 {cores}, processes p1 {cores}, processes p2 {cores}", lines[8])
-    for line, kind in zip(lines[9:11], ("threads", "processes"), strict=True):
+                        rf"threads p2 {cores}, processes p1 {cores}, processes p2 {cores}, halves {cores}",
+                        lines[9])
+    for line, kind in zip(lines[10:12], ("threads", "processes"), strict=True):
         assert re.fullmatch(rf"{kind}: peak RSS MiB parallelism 1 [\d.]+, parallelism 2 [\d.]+; speedup "
                             rf"1 -> 2 workers [\d.]+x \(ceiling on \d+ cores: [\d.]+x\)", line)
-    assert re.fullmatch(r"ratio engine/raw at parallelism 2: \d+\.\d{3} \(goal >= 0\.0\)", lines[11])
-    assert re.fullmatch(r"speedup 1 -> 2 worker processes: \d+\.\d{2}x \(goal >= 0\.0\)", lines[12])
+    assert re.fullmatch(r"ratio engine/raw at parallelism 2: \d+\.\d{3} \(goal >= 0\.0\)", lines[12])
+    assert re.fullmatch(r"speedup 1 -> 2 worker processes: \d+\.\d{2}x \(goal >= 0\.0\)", lines[13])
+    assert re.fullmatch(r"two workers sharing nothing \(1 worker process over two 1-worker runs at once, "
+                        r"half each\): \d+\.\d{2}x; 2 worker processes reached \d+% of it", lines[14])
 
 
 def test_w1_dump_postgres_sizes_smoke():
