@@ -213,7 +213,8 @@ def _interleaved(parts: list[tuple[dict[str, list], _Scopes]], source_keys: list
     for by_name, scopes in parts:
         made = list(map(dict, map(zip, repeat(tuple(by_name)), zip(*by_name.values(), strict=True))))
         owned = scopes.record_of_each()
-        assert len(made) == len(owned), "an output's columns and rows disagree"
+        if len(made) != len(owned):  # raised, not asserted: `python -O` must not pair rows with other records
+            raise AssertionError("an output's columns and rows disagree")
         rows.extend(made)
         owners.extend(owned)
     order = sorted(range(len(rows)), key=owners.__getitem__)  # stable: a record's rows keep `parts`' order
