@@ -85,18 +85,22 @@ def label_of(parallelism: int, processes: bool) -> str:
     return f"etl engine, {'processes' if processes else 'threads'}, parallelism {parallelism}"
 
 
+def run_files(folder: Path, schema: str) -> tuple[Path, Path]:
+    """(state store, dead-letter file) of the run loading `schema`: each run has its own."""
+    return folder / f"{schema}.sqlite", folder / f"{schema}.rejects.jsonl"
+
+
 def job_file(folder: Path, dump: Path, dsn: str, schema: str, parallelism: int, processes: bool,
              partitions: int, batch: int) -> Path:
     """The job loading the dump folder `dump` into `schema`, written in `folder`."""
     mapping = folder / "w1.mapping.yaml"
     mapping.write_text(workloads.W1_MAPPING)
     job = folder / f"{schema}.yaml"
+    state, dead_letters = run_files(folder, schema)
     job.write_text(JOB.format(name=f"w1dump-{schema}", folder=dump, database=DATABASE, mapping=mapping,
                               partitions=partitions, dsn=dsn, schema=schema, batch=batch,
                               parallelism=parallelism, processes=str(processes).lower(),
-                              state=folder / f"{schema}.sqlite",
-                              dead_letters=folder / f"{schema}.rejects.jsonl",
-                              reports=folder / "reports"))
+                              state=state, dead_letters=dead_letters, reports=folder / "reports"))
     return job
 
 
@@ -205,12 +209,14 @@ Mode = tuple[int, bool]
 
 
 def forget_run(dsn: str, folder: Path, *schemas: str) -> None:
-    """Drop the schemas and state stores of a run, so that its next run loads everything again."""
+    """Drop the schemas, state stores and dead letters of a run, so that its next run loads
+    everything again."""
     with psycopg.connect(dsn, autocommit=True) as connection:
         for schema in schemas:
             connection.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
     for schema in schemas:
-        (folder / f"{schema}.sqlite").unlink(missing_ok=True)
+        for file in run_files(folder, schema):
+            file.unlink(missing_ok=True)
 
 
 def measure(admin_dsn: str, records: int, seed: int, modes: list[Mode], partitions: int,
