@@ -111,7 +111,7 @@ def run_partition(job: Job, mappings: dict[str, MappingText], work: PartitionWor
         mapping = resources.mapping(partition.source, partition.table)
         source = resources.open_source(partition.source)
         stack.callback(source.close)
-        sinks = resources.open_sinks(mapping.tables, stack)
+        sinks = resources.open_sinks(mapping.tables, stack, work.empty_at_start)
         worker = PartitionWorker(job=job.name, source=source, mapping=mapping, sinks=sinks,
                                  dead_letters=dead_letters, store=store, control=control, prefetch=prefetch,
                                  ledger=ledger_of(job, store, partition, mapping, sinks, marks or {}))

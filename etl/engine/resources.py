@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,13 +165,16 @@ class JobResources:
         config = self.job.targets[name]
         return sink_registry.module_for(config.type).open_sink(name, config)
 
-    def open_sinks(self, tables: Sequence[TableSpec], stack: ExitStack) -> dict[str, Sink]:
-        """A prepared sink for every target the tables belong to, closed when `stack` closes."""
+    def open_sinks(self, tables: Sequence[TableSpec], stack: ExitStack,
+                   empty_at_start: Mapping[str, frozenset[str]] | None = None) -> dict[str, Sink]:
+        """A prepared sink for every target the tables belong to, closed when `stack` closes;
+        `empty_at_start`: per target, what the run's own prepare returned (`Sink.prepare`)."""
         opened: dict[str, Sink] = {}
         for name in sorted({spec.target for spec in tables}):
             sink = self.open_sink(name)
             stack.callback(sink.close)
-            sink.prepare([spec for spec in tables if spec.target == name])
+            sink.prepare([spec for spec in tables if spec.target == name],
+                         empty_at_start=(empty_at_start or {}).get(name, frozenset()))
             opened[name] = sink
         return opened
 

@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -273,7 +273,8 @@ def _execute(job: Job, options: RunOptions, resources: JobResources, store: Stat
     for partition_id in finished:
         totals.add(_counts_of(checkpoints[partition_id]))
     control.totals = totals
-    _prepare_targets(resources, plan)
+    empty = _prepare_targets(resources, plan)
+    works = [replace(work, empty_at_start=empty) for work in works]
     with ExitStack() as stack:
         dead_letters = resources.open_dead_letters(generation)
         stack.callback(dead_letters.close)
@@ -545,18 +546,21 @@ def _counts_of(checkpoint: Checkpoint) -> Counts:
     return Counts.from_checkpoint(checkpoint.counts or {}, reasons)
 
 
-def _prepare_targets(resources: JobResources, plan: Plan) -> None:
-    """Create (or check) every target table before any data moves."""
+def _prepare_targets(resources: JobResources, plan: Plan) -> dict[str, frozenset[str]]:
+    """Create (or check) every target table before any data moves; returns, per target, the child
+    tables that hold no row yet (every partition's sink is told, `Sink.prepare`)."""
     keys = [(t.source, t.table) for t in plan.tables if _owned(plan, t)]
+    empty = {}
     for target in resources.job.targets:
         specs = resources.table_specs(target, keys)
         if not specs:
             continue
         sink = resources.open_sink(target)
         try:
-            sink.prepare(specs)
+            empty[target] = sink.prepare(specs)
         finally:
             sink.close()
+    return empty
 
 
 def _local_runner(job: Job, resources: JobResources, store: StateStore, dead_letters: DeadLetters,
@@ -568,7 +572,7 @@ def _local_runner(job: Job, resources: JobResources, store: StateStore, dead_let
         with ExitStack() as stack:
             source = resources.open_source(partition.source)
             stack.callback(source.close)
-            sinks = resources.open_sinks(mapping.tables, stack)
+            sinks = resources.open_sinks(mapping.tables, stack, work.empty_at_start)
             ledger = None if quick_try else ledger_of(job, store, partition, mapping, sinks, marks)
             worker = PartitionWorker(job=job.name, source=source, mapping=mapping, sinks=sinks,
                                      dead_letters=dead_letters, store=None if quick_try else store,

@@ -66,6 +66,8 @@ class PartitionWork:
     check_sample: int = 0
     """When not 0, the first partition of a schemaless table read from its start: the table's
     mapping is checked against that many of its first records (`etl.engine.mapcheck`)."""
+    empty_at_start: dict[str, frozenset[str]] = field(default_factory=dict)
+    """Per target, its child tables that held no row when this run began (`Sink.prepare`)."""
 
 
 @dataclass

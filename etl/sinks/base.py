@@ -88,9 +88,13 @@ class Sink(Protocol):
     """Writing or deleting a parent row replaces its child rows (a child table's rows are found by
     their parent key); False when every row must be deleted by its own key."""
 
-    def prepare(self, tables: Sequence[TableSpec]) -> None:
+    def prepare(self, tables: Sequence[TableSpec], *, empty_at_start: frozenset[str] = frozenset()
+                ) -> frozenset[str]:
         """Create missing tables when configured; fail before any data moves when one exists and
-        differs (naming table and column)."""
+        differs (naming table and column). Returns the child tables that hold no row now. The run
+        prepares every target once before any partition starts, and gives what that returned to each
+        partition's sink as `empty_at_start`: a sink that replaces children need not look for the
+        children of a parent row that is new to its table when the child table held no row then."""
 
     def write(self, batch: Mapping[str, TableRows]) -> WriteResult:
         """Write one batch (target table name -> rows) idempotently; return only once it is durable.

@@ -229,7 +229,9 @@ class DynamoDBSink:
 
     # ------------------------------------------------------------ tables
 
-    def prepare(self, tables: Sequence[TableSpec]) -> None:
+    def prepare(self, tables: Sequence[TableSpec], *, empty_at_start: frozenset[str] = frozenset()
+                ) -> frozenset[str]:
+        """Create or check every table; DynamoDB has no child tables, so none is reported empty."""
         for spec in tables:
             columns = self._register(spec).columns
             existing = self._describe(spec.table)
@@ -242,6 +244,7 @@ class DynamoDBSink:
                 existing = self._create(spec, columns)
             if existing is not None:
                 self._check_key_schema(spec, columns, existing)
+        return frozenset()
 
     def _register(self, spec: TableSpec) -> _Table:
         table = _Table(spec, {column.name: column.parsed_type for column in spec.columns})

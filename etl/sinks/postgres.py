@@ -1,13 +1,18 @@
 """PostgreSQL (Aurora PostgreSQL) sink: one transaction per batch, binary COPY into staging, then upsert.
 
-Per batch, in one transaction: children of the batch's parents are deleted (so a replayed or
-shrunken array leaves exactly the right children), then each table's rows are binary-COPYed into a
-per-connection temporary staging table and merged with `INSERT ... SELECT ... ON CONFLICT (key) DO
-UPDATE`. A row PostgreSQL refuses is found by bisecting inside savepoints and rejected alone.
+Per batch, in one transaction, table by table from the roots down: each table's rows are
+binary-COPYed into a per-connection temporary staging table and merged with `INSERT ... SELECT ...
+ON CONFLICT (key) DO UPDATE`, and before a child table's rows go in, the existing children of the
+parent rows just written are deleted (so a replayed or shrunken array leaves exactly the right
+children). A row PostgreSQL refuses is found by bisecting inside savepoints and rejected alone; the
+child rows of a refused parent row are rejected with it, so no child row is written without its
+parent row.
 Rows whose keys are all new are an upsert's inserts, so each table's rows are first COPYed straight
 into the table inside a savepoint; the first key that exists (a replayed batch, a table loaded
 before) makes PostgreSQL refuse that COPY, the savepoint is rolled back and the batch goes through
-staging, and so does every later batch of that table on this sink.
+staging, and so does every later batch of that table on this sink. Parent rows that went in that
+way are new to their table, so when the child table held no row as the run began, they have no
+children to delete: a first load deletes nothing (`prepare`'s `empty_at_start`).
 Connection loss, admin shutdown, serialization failures and deadlocks retry the whole batch on a
 new connection (exponential backoff, full jitter); the upserts make the replay harmless.
 """
@@ -142,6 +147,19 @@ class _Pending:
         return self.rows()[self.positions[index]]
 
 
+@dataclass
+class _Part:
+    """A table's rows of one batch, with the keys that tie them to their parent and child rows."""
+
+    pending: _Pending
+    keys: list[tuple] | None
+    """Each row's key, by position (`_Pending.positions`); None when the table has no child table."""
+    parent_keys: list[tuple] | None
+    """Each row's parent key, by position; None when the table is not a child table."""
+    refused: set[tuple]
+    """Keys of the rows refused before sending (a value the column cannot hold, a null key)."""
+
+
 class _Connection:
     """A connection plus the staging tables it already has (temp tables live per session)."""
 
@@ -164,13 +182,15 @@ class PostgresSink:
     """See the module docstring. Thread-safe: each `write` borrows its own connection."""
 
     replaces_children = True
-    """Writing or deleting a parent row replaces its child rows (`_replace_children`)."""
+    """Writing or deleting a parent row replaces its child rows (`_write_down`)."""
 
     def __init__(self, name: str, config: Config, *, backoff: Backoff | None = None) -> None:
         self.name = name
         self.config = config
         self._backoff = backoff or Backoff(config.max_attempts, config.base_delay_ms, config.max_delay_ms)
         self._tables: dict[str, _Table] = {}
+        self._empty_at_start: frozenset[str] = frozenset()
+        """Child tables that held no row when the run began (`prepare`)."""
         self._idle: list[_Connection] = []
         self._lock = threading.Lock()
         self._tokens = self._token_source() if config.iam_auth else None
@@ -239,8 +259,11 @@ class PostgresSink:
 
     # ------------------------------------------------------------ tables
 
-    def prepare(self, tables: Sequence[TableSpec]) -> None:
-        """Check every table first, then create the missing ones: no data moves while any table differs."""
+    def prepare(self, tables: Sequence[TableSpec], *, empty_at_start: frozenset[str] = frozenset()
+                ) -> frozenset[str]:
+        """Check every table first, then create the missing ones: no data moves while any table differs.
+        Returns the child tables that hold no row now; the run prepares its targets once before any
+        partition starts and hands what that returned to every partition's sink as `empty_at_start`."""
         connection = self._acquire()
         try:
             with connection.conn.transaction():
@@ -264,6 +287,8 @@ class PostgresSink:
                           for spec in tables}
                 indexed = {spec.table: self._has_parent_index(connection.conn, spec)
                            for spec in tables if spec.parent is not None and spec.parent_key}
+                empty = frozenset(spec.table for spec in tables
+                                  if spec.parent is not None and self._is_empty(connection.conn, spec.table))
             for spec in tables:
                 self._register(spec, existing[spec.table], direct[spec.table],
                                indexed.get(spec.table, False))
@@ -271,6 +296,12 @@ class PostgresSink:
             self._discard(connection)
             raise
         self._release(connection)
+        self._empty_at_start = frozenset(empty_at_start)
+        return empty
+
+    def _is_empty(self, conn: psycopg.Connection, table: str) -> bool:
+        return conn.execute(sql.SQL("SELECT NOT EXISTS (SELECT FROM {})").format(self._qualified(table))
+                            ).fetchone()[0]  # type: ignore[index]
 
     def check(self, tables: Sequence[TableSpec], batch: Mapping[str, TableRows]) -> CheckResult:
         """Adapt every value as `write` does, against the table's columns (as they would be created when
@@ -294,11 +325,11 @@ class PostgresSink:
                                    hint="add the column, or remove it from the mapping")
                 self._register(spec, existing, False)
         result = CheckResult()
-        for spec in tables:
-            if spec.table in batch:
-                table = self._tables[spec.table]
-                columns, rows, source_keys = _columns(table, batch[spec.table], result.rejects)
-                self._adapt(table, columns, rows, source_keys, result.rejects)
+        parts = {spec.table: self._part(self._tables[spec.table], batch[spec.table], result.rejects)
+                 for spec in tables if spec.table in batch}
+        gone: dict[str, set[tuple]] = {}
+        for name in sorted(parts, key=lambda name: self._depth(self._tables[name])):
+            self._admit(self._tables[name], parts[name], gone, result.rejects)
         return result
 
     def _lock_for_prepare(self, conn: psycopg.Connection, tables: Sequence[str]) -> None:
@@ -459,26 +490,14 @@ class PostgresSink:
 
     def write(self, batch: Mapping[str, TableRows]) -> WriteResult:
         result = WriteResult()
-        prepared: dict[str, _Pending] = {}
-        keys: dict[str, list[tuple]] = {}
-        for table_name, table_rows in batch.items():
-            table = self._table(table_name)
-            columns, rows, source_keys = _columns(table, table_rows, result.rejects)
-            if table.children:
-                keys[table_name] = list(zip(*(columns[name] for name in table.spec.key), strict=True))
-            prepared[table_name] = self._adapt(table, columns, rows, source_keys, result.rejects)
-        order = sorted(prepared, key=lambda name: self._depth(self._tables[name]))
+        parts = {name: self._part(self._table(name), rows, result.rejects) for name, rows in batch.items()}
         attempt = 1
         while True:
             connection = self._acquire_for_write(attempt)
             refused: list[Reject] = []
-            loaded: dict[str, int] = {}
             try:
                 with connection.conn.transaction():
-                    self._replace_children(connection.conn, keys)
-                    for table_name in order:
-                        loaded[table_name] = self._upsert(connection, self._tables[table_name],
-                                                          prepared[table_name], refused)
+                    loaded = self._write_down(connection, parts, {}, refused)
             except TRANSIENT as error:
                 self._discard(connection)
                 if not self._backoff.can_retry(attempt):
@@ -531,16 +550,73 @@ class PostgresSink:
         kept = [index for index in range(count) if index not in refused]
         return _Pending([values[i] for i in kept], [source_keys[i] for i in kept], kept, rows)
 
-    def _replace_children(self, conn: psycopg.Connection, keys: dict[str, list[tuple]]) -> None:
-        """Delete the existing children of every parent in the batch, down the whole tree."""
-        replaced = dict(keys)
+    def _part(self, table: _Table, table_rows: TableRows, rejects: list[Reject]) -> _Part:
+        """A table's rows ready to send; the rows refused before sending go to `rejects`."""
+        before = len(rejects)
+        columns, rows, source_keys = _columns(table, table_rows, rejects)
+        pending = self._adapt(table, columns, rows, source_keys, rejects)
+        spec, count = table.spec, len(source_keys)
+        return _Part(pending,
+                     _keys(columns, spec.key, count) if table.children else None,
+                     _keys(columns, spec.parent_key, count) if spec.parent and spec.parent_key else None,
+                     _keys_of(spec.key, rejects[before:]))
+
+    @staticmethod
+    def _admit(table: _Table, part: _Part, gone: dict[str, set[tuple]], rejects: list[Reject]) -> _Pending:
+        """The rows of `part` to send: a row whose parent row is not written (its key in `gone`) is
+        rejected with it, so that no child row is ever written without its parent row (which lets a
+        first load skip deleting children, `_write_down`). Notes this table's keys not written in `gone`."""
+        pending = part.pending
+        refused_parents = gone.get(table.spec.parent or "")
+        orphans = [] if not refused_parents or part.parent_keys is None else [
+            index for index, position in enumerate(pending.positions)
+            if part.parent_keys[position] in refused_parents]
+        gone[table.spec.table] = set(part.refused)
+        if not orphans:
+            return pending
+        reason = f"its parent row in {table.spec.parent} was refused"
+        for index in orphans:
+            rejects.append(_reject(table.spec, pending.source_keys[index], pending.row(index), reason))
+        gone[table.spec.table] |= _keys_of(table.spec.key, rejects[-len(orphans):])
+        dropped = set(orphans)
+        kept = [index for index in range(len(pending.values)) if index not in dropped]
+        return _Pending([pending.values[i] for i in kept], [pending.source_keys[i] for i in kept],
+                        [pending.positions[i] for i in kept], pending.rows)
+
+    def _write_down(self, connection: _Connection, parts: Mapping[str, _Part],
+                    replaced: dict[str, list[tuple]], refused: list[Reject]) -> dict[str, int]:
+        """Write a batch's tables from the roots down; returns the rows written per table.
+
+        Before a child table's rows go in, the existing children of the parent rows just written are
+        deleted, and of the parent rows deleted on the way (a replaced child that has children of its
+        own). `replaced`: per child table, parent keys whose children are deleted in any case (`delete`).
+        Parent rows that went in by a direct COPY were new to their table; when the child table held no
+        row as the run began, no child of theirs can exist (every child row is written with its parent
+        row, `_admit`, and deleted with it, `delete`), so a first load deletes no children."""
+        conn = connection.conn
+        loaded: dict[str, int] = {}
+        gone: dict[str, set[tuple]] = {}
         for table in sorted(self._tables.values(), key=self._depth):
-            parent = table.spec.parent
-            if parent is None or not replaced.get(parent):
-                continue
-            deleted = self._delete_where(conn, table, table.spec.parent_key, replaced[parent],
-                                         returning=bool(table.children))
-            replaced[table.spec.table] = list(dict.fromkeys(replaced.get(table.spec.table, []) + deleted))
+            spec = table.spec
+            deleted: list[tuple] = []
+            if replaced.get(spec.table):
+                deleted = self._delete_where(conn, table, spec.parent_key, replaced[spec.table],
+                                             returning=bool(table.children))
+            written: list[tuple] = []
+            new = False
+            part = parts.get(spec.table)
+            if part is not None:
+                before = len(refused)
+                pending = self._admit(table, part, gone, refused)
+                loaded[spec.table], new = self._upsert(connection, table, pending, refused)
+                gone[spec.table] |= _keys_of(spec.key, refused[before:])
+                if part.keys is not None:
+                    written = [key for key in map(part.keys.__getitem__, pending.positions)
+                               if key not in gone[spec.table]]
+            for child in table.children:
+                parents = deleted if new and child in self._empty_at_start else deleted + written
+                replaced[child] = list(dict.fromkeys(replaced.get(child, []) + parents))
+        return loaded
 
     def _delete_where(
         self, conn: psycopg.Connection, table: _Table, columns: Sequence[str], values: list[tuple],
@@ -596,15 +672,16 @@ class PostgresSink:
 
     def _upsert(
         self, connection: _Connection, table: _Table, pending: _Pending, refused: list[Reject]
-    ) -> int:
+    ) -> tuple[int, bool]:
+        """(rows written, whether they all went in by a direct COPY, so every key was new)."""
         if not pending.values:
-            return 0
+            return 0, False
         if table.copy_direct is not None and self._copy_new_rows(connection.conn, table, pending):
-            return len(pending.values)
+            return len(pending.values), True
         if table.index not in connection.staged:
             connection.conn.execute(table.create_stage)
             connection.staged.add(table.index)
-        return self._apply(connection.conn, table, pending, refused, clear_stage=False)
+        return self._apply(connection.conn, table, pending, refused, clear_stage=False), False
 
     @staticmethod
     def _copy_new_rows(conn: psycopg.Connection, table: _Table, pending: _Pending) -> bool:
@@ -660,7 +737,7 @@ class PostgresSink:
             connection = self._acquire_for_write(attempt)
             try:
                 with connection.conn.transaction():
-                    self._replace_children(connection.conn, {table.table: values})
+                    self._write_down(connection, {}, {child: values for child in prepared.children}, [])
                     deleted = len(self._delete_where(connection.conn, prepared, table.key, values,
                                                      returning=True))
             except TRANSIENT:
@@ -770,6 +847,16 @@ def _columns(
     rows, source_keys = _dedupe(table.spec, table_rows, rejects)
     columns = {name: list(map(dict.get, rows, repeat(name, len(rows)))) for name in table.names}
     return columns, lambda: rows, source_keys
+
+
+def _keys(columns: dict[str, list], names: Sequence[str], count: int) -> list[tuple]:
+    """Each row's values of `names` (a column not given is null in every row)."""
+    return list(zip(*(columns.get(name) or [None] * count for name in names), strict=True))
+
+
+def _keys_of(names: Sequence[str], rejects: Sequence[Reject]) -> set[tuple]:
+    """The keys (values of `names`) of the rejected rows."""
+    return {tuple(map((reject.record or {}).get, names)) for reject in rejects}
 
 
 def _keyed_columns(spec: TableSpec, rows: TableRows) -> dict[str, list] | None:

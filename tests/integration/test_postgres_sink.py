@@ -243,9 +243,12 @@ def test_rows_the_target_refuses_are_found_and_rejected_alone(pg_database):
     del records[11][2][0]["invoice_line_id"]  # no key: two such rows must not collapse into one
     records[11][2][1]["invoice_line_id"] = None
     result = sink.write(batch(*records))
-    assert result.loaded == {"customers": 20, "invoices": 58, "invoice_lines": 117}
+    # The lines of the two refused invoices are rejected with them: no child row without its parent.
+    assert result.loaded == {"customers": 20, "invoices": 58, "invoice_lines": 113}
     reasons = sorted((r.table, r.source_key, r.field_path, r.reason) for r in result.rejects)
     assert reasons == [
+        ("invoice_lines", "_id=10", None, "its parent row in invoices was refused"),
+        ("invoice_lines", "_id=10", None, "its parent row in invoices was refused"),
         ("invoice_lines", "_id=12", "invoice_line_id", "key column 'invoice_line_id' is missing or null"),
         ("invoice_lines", "_id=12", "invoice_line_id", "key column 'invoice_line_id' is missing or null"),
         (
@@ -254,6 +257,8 @@ def test_rows_the_target_refuses_are_found_and_rejected_alone(pg_database):
             None,
             "PostgreSQL refused the row: 22001 value too long for type character varying(20)",
         ),
+        ("invoice_lines", "_id=8", None, "its parent row in invoices was refused"),
+        ("invoice_lines", "_id=8", None, "its parent row in invoices was refused"),
         (
             "invoices",
             "_id=10",
@@ -268,7 +273,14 @@ def test_rows_the_target_refuses_are_found_and_rejected_alone(pg_database):
         ),
     ]
     assert all(r.stage == "load" and r.record is not None for r in result.rejects)
-    assert len(list(sink.read_back(LINES))) == 117
+    orphaned = sorted((r.record["invoice_id"], r.record["invoice_line_id"]) for r in result.rejects
+                      if r.reason == "its parent row in invoices was refused")
+    refused_invoices = sorted(r.record["invoice_id"] for r in result.rejects if r.table == "invoices")
+    assert sorted({invoice for invoice, _ in orphaned}) == refused_invoices
+    assert all(r.target == "pg.invoice_lines" for r in result.rejects if r.table == "invoice_lines")
+    lines = list(sink.read_back(LINES))
+    assert len(lines) == 113
+    assert not {line["invoice_id"] for line in lines} & set(refused_invoices)
     sink.close()
 
 

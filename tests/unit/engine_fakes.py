@@ -81,9 +81,11 @@ class DictSink:
         self.writes = 0
         self._lock = threading.Lock()
 
-    def prepare(self, tables: Sequence[TableSpec]) -> None:
+    def prepare(self, tables: Sequence[TableSpec], *, empty_at_start: frozenset[str] = frozenset()
+                ) -> frozenset[str]:
         for spec in tables:
             self.tables.setdefault(spec.table, {})
+        return frozenset()
 
     def write(self, batch: Mapping[str, TableRows]) -> WriteResult:
         result = WriteResult()
