@@ -152,12 +152,17 @@ class _Part:
     """A table's rows of one batch, with the keys that tie them to their parent and child rows."""
 
     pending: _Pending
-    keys: list[tuple] | None
-    """Each row's key, by position (`_Pending.positions`); None when the table has no child table."""
-    parent_keys: list[tuple] | None
-    """Each row's parent key, by position; None when the table is not a child table."""
+    columns: dict[str, list]
+    """Each column's values, by position (`_Pending.positions`)."""
     refused: set[tuple]
     """Keys of the rows refused before sending (a value the column cannot hold, a null key)."""
+
+    def keys(self, names: Sequence[str], pending: _Pending) -> list[tuple]:
+        """The values of `names` of the rows of `pending` (a column not given is null in every row)."""
+        positions = pending.positions
+        values = [[None] * len(positions) if name not in self.columns
+                  else list(map(self.columns[name].__getitem__, positions)) for name in names]
+        return list(zip(*values, strict=True))
 
 
 class _Connection:
@@ -555,11 +560,7 @@ class PostgresSink:
         before = len(rejects)
         columns, rows, source_keys = _columns(table, table_rows, rejects)
         pending = self._adapt(table, columns, rows, source_keys, rejects)
-        spec, count = table.spec, len(source_keys)
-        return _Part(pending,
-                     _keys(columns, spec.key, count) if table.children else None,
-                     _keys(columns, spec.parent_key, count) if spec.parent and spec.parent_key else None,
-                     _keys_of(spec.key, rejects[before:]))
+        return _Part(pending, columns, _keys_of(table.spec.key, rejects[before:]))
 
     @staticmethod
     def _admit(table: _Table, part: _Part, gone: dict[str, set[tuple]], rejects: list[Reject]) -> _Pending:
@@ -568,9 +569,9 @@ class PostgresSink:
         first load skip deleting children, `_write_down`). Notes this table's keys not written in `gone`."""
         pending = part.pending
         refused_parents = gone.get(table.spec.parent or "")
-        orphans = [] if not refused_parents or part.parent_keys is None else [
-            index for index, position in enumerate(pending.positions)
-            if part.parent_keys[position] in refused_parents]
+        orphans = [] if not refused_parents or not table.spec.parent_key else [
+            index for index, key in enumerate(part.keys(table.spec.parent_key, pending))
+            if key in refused_parents]
         gone[table.spec.table] = set(part.refused)
         if not orphans:
             return pending
@@ -610,9 +611,8 @@ class PostgresSink:
                 pending = self._admit(table, part, gone, refused)
                 loaded[spec.table], new = self._upsert(connection, table, pending, refused)
                 gone[spec.table] |= _keys_of(spec.key, refused[before:])
-                if part.keys is not None:
-                    written = [key for key in map(part.keys.__getitem__, pending.positions)
-                               if key not in gone[spec.table]]
+                if table.children and not (new and self._empty_at_start.issuperset(table.children)):
+                    written = [key for key in part.keys(spec.key, pending) if key not in gone[spec.table]]
             for child in table.children:
                 parents = deleted if new and child in self._empty_at_start else deleted + written
                 replaced[child] = list(dict.fromkeys(replaced.get(child, []) + parents))
@@ -847,11 +847,6 @@ def _columns(
     rows, source_keys = _dedupe(table.spec, table_rows, rejects)
     columns = {name: list(map(dict.get, rows, repeat(name, len(rows)))) for name in table.names}
     return columns, lambda: rows, source_keys
-
-
-def _keys(columns: dict[str, list], names: Sequence[str], count: int) -> list[tuple]:
-    """Each row's values of `names` (a column not given is null in every row)."""
-    return list(zip(*(columns.get(name) or [None] * count for name in names), strict=True))
 
 
 def _keys_of(names: Sequence[str], rejects: Sequence[Reject]) -> set[tuple]:
