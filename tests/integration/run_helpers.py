@@ -153,6 +153,21 @@ def pg_scalar(dsn: str, query: str):
         return connection.execute(query).fetchone()[0]
 
 
+def note_delete_statements(dsn: str, tables: list[str], schema: str = "public") -> None:
+    """Note every DELETE statement on `tables` in `<schema>.delete_statements` (one row each, the
+    table's name): a statement-level trigger fires even when the statement deletes nothing."""
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        connection.execute(f"CREATE TABLE {schema}.delete_statements (table_name text)")
+        connection.execute(f"CREATE FUNCTION {schema}.note_delete() RETURNS trigger LANGUAGE plpgsql AS $$"
+                           f" BEGIN INSERT INTO {schema}.delete_statements VALUES (TG_TABLE_NAME);"
+                           " RETURN NULL; END $$")
+        for table in tables:
+            connection.execute(f"CREATE TRIGGER note_delete AFTER DELETE ON {schema}.{table}"
+                               f" FOR EACH STATEMENT EXECUTE FUNCTION {schema}.note_delete()")
+
+
 def dynamo_count(client, table: str) -> int:
     total = 0
     for page in client.get_paginator("scan").paginate(TableName=table, Select="COUNT", ConsistentRead=True):

@@ -13,7 +13,7 @@ import pytest
 
 from etl.sinks.deadletter import read_dead_letters
 from tests.integration.dump_jobs import write_dump
-from tests.integration.run_helpers import pg_scalar, run_cli, saved_report
+from tests.integration.run_helpers import note_delete_statements, pg_scalar, run_cli, saved_report
 from tests.integration.test_child_replay import MAPPING
 
 pytestmark = pytest.mark.integration
@@ -22,10 +22,6 @@ TABLES = """\
 CREATE TABLE patients (patient_id bigint PRIMARY KEY, name varchar(8));
 CREATE TABLE visits (visit_id bigint PRIMARY KEY, patient_id bigint, ward text);
 CREATE INDEX ON visits (patient_id);
-CREATE TABLE delete_statements (table_name text);
-CREATE FUNCTION note_delete() RETURNS trigger LANGUAGE plpgsql AS
-  $$ BEGIN INSERT INTO delete_statements VALUES (TG_TABLE_NAME); RETURN NULL; END $$;
-CREATE TRIGGER note_delete AFTER DELETE ON visits FOR EACH STATEMENT EXECUTE FUNCTION note_delete();
 """
 TOO_LONG, HOLDS_NUL = 5, 17
 """Patient 5's name is longer than varchar(8) (PostgreSQL refuses the row); patient 17's holds a NUL
@@ -71,6 +67,7 @@ def test_a_first_load_deletes_no_children_and_rejects_a_refused_parent_with_them
         tmp_path, pg_database, executor, partitions, parallelism, batches):
     with psycopg.connect(pg_database, autocommit=True) as conn:
         conn.execute(TABLES)
+    note_delete_statements(pg_database, ["visits"])
     write_dump(tmp_path / "dump", "clinic", "patients", documents())
     job = job_file(tmp_path, pg_database, executor, partitions, parallelism)
 

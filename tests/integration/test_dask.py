@@ -11,7 +11,14 @@ from etl.engine.runner import RunOptions, run_job
 from etl.job import load_job
 from etl.state.postgres import Config as PostgresStateConfig
 from etl.state.postgres import open_store
-from tests.integration.run_helpers import HMAC_KEY, patients, patients_mapping, pg_scalar, write_job
+from tests.integration.run_helpers import (
+    HMAC_KEY,
+    note_delete_statements,
+    patients,
+    patients_mapping,
+    pg_scalar,
+    write_job,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -49,6 +56,10 @@ def test_dask_executor_matches_the_local_executor(tmp_path, mongo_db, pg_databas
         on_dask = load_job(write_job(tmp_path, name="dask-run", database=mongo_db.name, collection="patients",
                                      mapping=mapping, pg_dsn=pg_database, pg_schema="by_dask", dynamo=False,
                                      partitions=4, batch_records=100, state=state, executor=executor))
+        created = JobResources(on_dask).open_sink("pg")
+        created.prepare(JobResources(on_dask).mapping("mongo", "patients").tables)
+        created.close()
+        note_delete_statements(pg_database, ["visits"], schema="by_dask")
         dask_report = run_job(on_dask, RunOptions())
     assert dask_report.status == "succeeded", dask_report.message
     assert [(c.table, c.ok, c.rows_target) for c in dask_report.validation] == [
@@ -60,6 +71,8 @@ def test_dask_executor_matches_the_local_executor(tmp_path, mongo_db, pg_databas
         assert pg_scalar(pg_database, f"SELECT count(*) FROM by_dask.{name}") == pg_scalar(
             pg_database, f"SELECT count(*) FROM by_local.{name}")
     assert pg_scalar(pg_database, "SELECT count(*) FROM by_dask.patients") == RECORDS
+    # the run found the child table empty and told every Dask worker's sink: a first load deletes no children
+    assert pg_scalar(pg_database, "SELECT count(*) FROM by_dask.delete_statements") == 0
     assert table_checksums(on_dask) == table_checksums(local)
 
     # the checkpoints the workers wrote are in the shared PostgreSQL state store

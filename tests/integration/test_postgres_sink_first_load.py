@@ -8,6 +8,7 @@ from decimal import Decimal
 import psycopg
 import pytest
 
+from tests.integration.run_helpers import note_delete_statements
 from tests.integration.test_postgres_sink import (
     CUSTOMERS,
     INVOICES,
@@ -25,17 +26,6 @@ PARENT_REFUSED = {"invoices": "its parent row in customers was refused",
                   "invoice_lines": "its parent row in invoices was refused"}
 
 
-def count_deletes(dsn: str) -> None:
-    """Note every DELETE statement on the child tables in `delete_statements`."""
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("CREATE TABLE delete_statements (table_name text)")
-        conn.execute("CREATE FUNCTION note_delete() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
-                     " INSERT INTO delete_statements VALUES (TG_TABLE_NAME); RETURN NULL; END $$")
-        for table in ("invoices", "invoice_lines"):
-            conn.execute(f"CREATE TRIGGER note_delete AFTER DELETE ON {table}"
-                         " FOR EACH STATEMENT EXECUTE FUNCTION note_delete()")
-
-
 def deletes(dsn: str) -> dict[str, int]:
     with psycopg.connect(dsn) as conn:
         return dict(conn.execute("SELECT table_name, count(*) FROM delete_statements GROUP BY 1").fetchall())
@@ -45,7 +35,7 @@ def first_load_sink(dsn: str):
     """A sink prepared as a run's partition is: told which child tables were empty as the run began."""
     empty = open_sink(dsn).prepare(TABLES)
     assert empty == {"invoices", "invoice_lines"}
-    count_deletes(dsn)
+    note_delete_statements(dsn, ["invoices", "invoice_lines"])
     sink = open_sink(dsn)
     assert sink.prepare(TABLES, empty_at_start=empty) == empty
     return sink
@@ -106,7 +96,7 @@ def test_a_parent_key_written_again_in_a_first_load_replaces_its_children(pg_dat
 
 def test_a_sink_not_told_the_tables_were_empty_deletes_children_as_before(pg_database):
     open_sink(pg_database).prepare(TABLES)
-    count_deletes(pg_database)
+    note_delete_statements(pg_database, ["invoices", "invoice_lines"])
     sink = open_sink(pg_database)
     sink.prepare(TABLES)
     sink.write(batch(*[customer(n) for n in range(1, 11)]))
