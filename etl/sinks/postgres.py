@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
 from typing import Any, Literal
@@ -145,6 +145,12 @@ class _Pending:
 
     def row(self, index: int) -> dict:
         return self.rows()[self.positions[index]]
+
+    def without(self, dropped: Collection[int]) -> _Pending:
+        """These rows but those at the indexes `dropped` (rejected before sending)."""
+        kept = [index for index in range(len(self.values)) if index not in dropped]
+        return _Pending([self.values[i] for i in kept], [self.source_keys[i] for i in kept],
+                        [self.positions[i] for i in kept], self.rows)
 
 
 @dataclass
@@ -548,12 +554,11 @@ class PostgresSink:
                 if index not in refused:
                     row = rows()[index]
                     refused[index] = _refused_value(table.spec, source_keys[index], row, name, problem)
-        values = list(zip(*adapted, strict=True))
+        pending = _Pending(list(zip(*adapted, strict=True)), source_keys, list(range(count)), rows)
         if not refused:
-            return _Pending(values, source_keys, list(range(count)), rows)
+            return pending
         rejects.extend(refused[index] for index in sorted(refused))
-        kept = [index for index in range(count) if index not in refused]
-        return _Pending([values[i] for i in kept], [source_keys[i] for i in kept], kept, rows)
+        return pending.without(refused)
 
     def _part(self, table: _Table, table_rows: TableRows, rejects: list[Reject]) -> _Part:
         """A table's rows ready to send; the rows refused before sending go to `rejects`."""
@@ -579,10 +584,7 @@ class PostgresSink:
         for index in orphans:
             rejects.append(_reject(table.spec, pending.source_keys[index], pending.row(index), reason))
         gone[table.spec.table] |= _keys_of(table.spec.key, rejects[-len(orphans):])
-        dropped = set(orphans)
-        kept = [index for index in range(len(pending.values)) if index not in dropped]
-        return _Pending([pending.values[i] for i in kept], [pending.source_keys[i] for i in kept],
-                        [pending.positions[i] for i in kept], pending.rows)
+        return pending.without(set(orphans))
 
     def _write_down(self, connection: _Connection, parts: Mapping[str, _Part],
                     replaced: dict[str, list[tuple]], refused: list[Reject]) -> dict[str, int]:
@@ -604,17 +606,19 @@ class PostgresSink:
                 deleted = self._delete_where(conn, table, spec.parent_key, replaced[spec.table],
                                              returning=bool(table.children))
             written: list[tuple] = []
-            new = False
+            replacing = table.children
             part = parts.get(spec.table)
             if part is not None:
                 before = len(refused)
                 pending = self._admit(table, part, gone, refused)
                 loaded[spec.table], new = self._upsert(connection, table, pending, refused)
                 gone[spec.table] |= _keys_of(spec.key, refused[before:])
-                if table.children and not (new and self._empty_at_start.issuperset(table.children)):
+                if new:  # these parents have children only where the child table had rows at the start
+                    replacing = [child for child in table.children if child not in self._empty_at_start]
+                if replacing:
                     written = [key for key in part.keys(spec.key, pending) if key not in gone[spec.table]]
             for child in table.children:
-                parents = deleted if new and child in self._empty_at_start else deleted + written
+                parents = deleted + written if child in replacing else deleted
                 replaced[child] = list(dict.fromkeys(replaced.get(child, []) + parents))
         return loaded
 
